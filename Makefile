@@ -1,0 +1,35 @@
+# Maestro: `make run` starts the service with embedded defaults, `make test` runs every check.
+# libtorch comes from PyPI's torch in a cached venv (see scripts/provision-torch.sh) unless LIBTORCH
+# points at an existing libtorch.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+CARGO ?= cargo
+ENV := source scripts/env.sh &&
+
+.PHONY: all build run test bench fixtures fmt clippy clean-cache
+
+all: build
+
+build:
+	$(ENV) $(CARGO) build --release --bin maestro-server --bin maestro
+
+run:
+	$(ENV) $(CARGO) build --release --bin maestro-server
+	./target/release/maestro-server $(ARGS)
+
+test:
+	$(CARGO) fmt --all --check
+	$(ENV) $(CARGO) clippy --all-targets -- -D warnings
+	$(ENV) $(CARGO) test --workspace
+
+bench:
+	$(ENV) $(CARGO) bench
+
+fixtures:
+	$(ENV) python3 scripts/make_reference.py --out tests/fixtures
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-cache:
+	rm -rf "$${MAESTRO_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/maestro}"

@@ -1,0 +1,4 @@
+//! MusicGen benchmark (see BENCHMARKS.md).
+fn main() {
+    println!("musicgen benchmark: not available yet");
+}

@@ -1,0 +1,169 @@
+//! Wires the configuration into the running server and owns its ordered shutdown.
+//!
+//! Shutdown order: health NOT_SERVING → cancel every open stream (the [`CancellationToken`] each
+//! stream watches) → stop accepting and drain in-flight calls → give up after the drain deadline.
+
+use std::future::Future;
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{server::TcpIncoming, Server};
+use tonic_health::server::HealthReporter;
+
+use crate::{
+    config::Config,
+    grpc::{
+        self,
+        observe::ObserveLayer,
+        pb::{
+            generation_service_server::GenerationServiceServer,
+            resource_service_server::ResourceServiceServer,
+        },
+        streams::StreamSlots,
+        GenerationApi, ResourceApi,
+    },
+    monitor::{
+        self,
+        sampler::{Sampler, SystemSampler},
+        MonitorSettings,
+    },
+};
+
+/// A configured server, ready to serve on a listener.
+pub struct App {
+    config: Config,
+    shutdown: CancellationToken,
+    health: HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    monitor: monitor::Handle,
+    metrics_listener: TcpListener,
+    metrics_addr: std::net::SocketAddr,
+    resources: ResourceApi,
+    generation: GenerationApi,
+}
+
+impl App {
+    /// Builds every part from the configuration, sampling the real machine.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Box::new(SystemSampler::new())).await
+    }
+
+    /// Builds every part with another sampler (tests inject scripted readings).
+    pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let metrics_listen = config.server.metrics_listen;
+        let metrics_listener = crate::metrics::bind(metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_listen} for metrics"))?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        health.set_serving::<ResourceServiceServer<ResourceApi>>().await;
+        health.set_serving::<GenerationServiceServer<GenerationApi>>().await;
+        let settings = MonitorSettings {
+            interval: config.monitor.sample_interval,
+            history: config.monitor.history,
+            health: config.monitor.health.clone(),
+            alerts: config.monitor.alerts.clone(),
+        };
+        let monitor = monitor::spawn(settings, sampler, shutdown.clone()).await?;
+        let slots = StreamSlots::new(config.server.max_streams);
+        Ok(Self {
+            resources: ResourceApi::new(monitor.clone(), slots, shutdown.clone()),
+            generation: GenerationApi::default(),
+            config,
+            shutdown,
+            health,
+            health_service,
+            monitor,
+            metrics_listener,
+            metrics_addr,
+        })
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The monitor (tests read its state directly).
+    pub fn monitor(&self) -> &monitor::Handle {
+        &self.monitor
+    }
+
+    /// The token every long stream watches; cancelled at shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down in order within the drain deadline.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr().context("listener address")?;
+        tracing::info!(addr = %self.metrics_addr, "serving Prometheus /metrics");
+        tokio::spawn(crate::metrics::serve(self.metrics_listener, self.shutdown.clone()));
+        tokio::spawn(follow_readiness(self.monitor.readiness(), self.health.clone(), self.shutdown.clone()));
+        let (reflection_v1, reflection_v1alpha) = grpc::reflection();
+        let router = Server::builder()
+            .layer(ObserveLayer)
+            .add_service(self.health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ResourceServiceServer::new(self.resources))
+            .add_service(GenerationServiceServer::new(self.generation));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }));
+        tracing::info!(%addr, "serving gRPC");
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                return result.context("server task")?.context("gRPC server failed");
+            }
+        }
+        grpc::set_all_not_serving(&self.health).await;
+        self.shutdown.cancel();
+        let _ = stop_tx.send(());
+        let deadline = self.config.server.drain_deadline;
+        match tokio::time::timeout(deadline, &mut server).await {
+            Ok(result) => result.context("server task")?.context("gRPC server failed")?,
+            Err(_) => {
+                tracing::warn!(?deadline, "drain deadline passed with calls still open; closing them");
+                server.abort();
+            }
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// Keeps the generation service's health in step with the monitor's readiness until shutdown.
+async fn follow_readiness(
+    mut ready: tokio::sync::watch::Receiver<bool>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let serving = *ready.borrow_and_update();
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status(grpc::GENERATION_SERVICE, status).await;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = ready.changed() => if changed.is_err() { return },
+        }
+    }
+}

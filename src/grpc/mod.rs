@@ -1,0 +1,57 @@
+//! The gRPC shell: generated types, the two Maestro services, health and reflection.
+//!
+//! Handlers are thin: validate and convert the request, call a domain handle, convert back. Every
+//! error goes through [`crate::error::Error::to_status`].
+
+mod convert;
+mod generation;
+pub mod observe;
+mod resources;
+pub mod streams;
+
+use tonic_health::server::HealthReporter;
+
+pub use generation::GenerationApi;
+pub use resources::ResourceApi;
+
+/// Generated protobuf types and clients/servers of `maestro.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("maestro.v1");
+
+    /// The encoded file descriptor set of `maestro.v1` (and its imports), for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("maestro_descriptor");
+}
+
+/// Fully qualified names of the Maestro services, as health and reflection know them.
+pub const RESOURCE_SERVICE: &str = "maestro.v1.ResourceService";
+/// See [`RESOURCE_SERVICE`].
+pub const GENERATION_SERVICE: &str = "maestro.v1.GenerationService";
+
+/// Reflection v1 and v1alpha over Maestro, health and reflection itself.
+pub fn reflection() -> (
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+) {
+    // Both reflection services are listed by both versions, so either client sees the whole server.
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder().build_v1().expect("embedded descriptor sets are valid");
+    let v1alpha = builder().build_v1alpha().expect("embedded descriptor sets are valid");
+    (v1, v1alpha)
+}
+
+/// Marks every service NOT_SERVING (at shutdown).
+pub async fn set_all_not_serving(health: &HealthReporter) {
+    for service in ["", RESOURCE_SERVICE, GENERATION_SERVICE] {
+        health.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+    }
+}

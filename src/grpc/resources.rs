@@ -1,0 +1,142 @@
+//! `maestro.v1.ResourceService`: telemetry, validation, leases, cleanup and advice.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::{
+    convert,
+    pb::{self, resource_service_server::ResourceService},
+    streams::{self, BoxStream, StreamSlots},
+};
+use crate::{error::Error, monitor};
+
+/// The ResourceService handlers.
+#[derive(Clone)]
+pub struct ResourceApi {
+    monitor: monitor::Handle,
+    slots: StreamSlots,
+    shutdown: CancellationToken,
+}
+
+impl ResourceApi {
+    /// Handlers over the monitor, the stream cap and the shutdown token.
+    pub fn new(monitor: monitor::Handle, slots: StreamSlots, shutdown: CancellationToken) -> Self {
+        Self { monitor, slots, shutdown }
+    }
+
+    fn history_limit(&self) -> u64 {
+        self.monitor.settings().history.as_secs()
+    }
+}
+
+const MANAGER: &str = "the resource manager (validation, leases, cleanup, advice)";
+
+#[tonic::async_trait]
+impl ResourceService for ResourceApi {
+    async fn get_status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        Ok(Response::new(convert::snapshot(&self.monitor.latest(), 0)))
+    }
+
+    async fn get_report(
+        &self,
+        _: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ResourceReport>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn get_history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::History>, Status> {
+        let window = req.into_inner().window_seconds;
+        let limit = self.history_limit();
+        if window == 0 || u64::from(window) > limit {
+            return Err(Error::invalid(
+                "window_seconds",
+                format!("must be within 1..={limit}, got {window}"),
+            )
+            .into());
+        }
+        let samples = self.monitor.history(Duration::from_secs(window.into())).await?;
+        Ok(Response::new(pb::History {
+            window_seconds: window,
+            stats: monitor::history::window_stats(&samples).iter().map(convert::metric_stats).collect(),
+            samples: samples.iter().map(|s| convert::snapshot(s, 0)).collect(),
+        }))
+    }
+
+    async fn validate_model(
+        &self,
+        _: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidationResult>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn allocate(&self, _: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn release(&self, _: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn cleanup(&self, _: Request<pb::CleanupRequest>) -> Result<Response<pb::CleanupResult>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn get_optimization_suggestions(
+        &self,
+        _: Request<pb::SuggestionsRequest>,
+    ) -> Result<Response<pb::Suggestions>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn get_optimal_batch_size(
+        &self,
+        _: Request<pb::BatchSizeRequest>,
+    ) -> Result<Response<pb::BatchSizeAdvice>, Status> {
+        Err(Error::Unimplemented(MANAGER).into())
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::AlertList>, Status> {
+        let req = req.into_inner();
+        let min = convert::min_severity(req.min_severity, "min_severity")?;
+        let alerts = self.monitor.alerts(min, req.active_only, req.limit as usize).await?;
+        Ok(Response::new(pb::AlertList { alerts: alerts.iter().map(convert::alert).collect() }))
+    }
+
+    type WatchSnapshotsStream = BoxStream<pb::Snapshot>;
+    async fn watch_snapshots(
+        &self,
+        req: Request<pb::WatchSnapshotsRequest>,
+    ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
+        let interval_ms = req.into_inner().interval_ms;
+        let sample_ms = self.monitor.settings().interval.as_millis() as u64;
+        let interval = match u64::from(interval_ms) {
+            0 => None,
+            ms if ms < sample_ms || ms > 60_000 => {
+                let msg =
+                    format!("must be 0 (the sample interval) or within {sample_ms}..=60000 ms, got {ms}");
+                return Err(Error::invalid("interval_ms", msg).into());
+            }
+            ms if ms == sample_ms => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
+        let slot = self.slots.acquire()?;
+        let stream = streams::snapshots(self.monitor.subscribe(), interval, self.shutdown.clone(), slot);
+        Ok(Response::new(stream))
+    }
+
+    type WatchAlertsStream = BoxStream<pb::AlertEvent>;
+    async fn watch_alerts(
+        &self,
+        req: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let min = convert::min_severity(req.into_inner().min_severity, "min_severity")?;
+        let slot = self.slots.acquire()?;
+        let (active, events) = self.monitor.watch_alerts().await?;
+        Ok(Response::new(streams::alerts(active, events, min, self.shutdown.clone(), slot)))
+    }
+}

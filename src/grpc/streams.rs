@@ -1,0 +1,134 @@
+//! Server streams: a cap on how many are open, and the snapshot and alert streams themselves.
+//!
+//! Every stream ends when the client goes (tonic drops it, freeing its slot) and when the server
+//! shuts down (the shutdown token).
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::{convert, pb};
+use crate::{
+    alerts::{Alert, AlertEvent, EventKind, Severity},
+    error::Error,
+    monitor::snapshot::Snapshot,
+};
+
+/// A boxed server stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The cap on open streams (`--max-streams`).
+#[derive(Clone, Debug)]
+pub struct StreamSlots {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl StreamSlots {
+    /// `max` slots.
+    pub fn new(max: usize) -> Self {
+        Self { slots: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// A slot, held for the life of a stream; refused at once when none is free.
+    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "too many open streams: limit {} reached (--max-streams)",
+                self.max
+            ))
+        })
+    }
+
+    /// Slots in use.
+    pub fn in_use(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+}
+
+struct SnapshotStream {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    ticker: Option<tokio::time::Interval>,
+    last_sequence: u64,
+    shutdown: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Snapshots every `interval` (`None` = each new sample), each with the count of samples skipped.
+pub fn snapshots(
+    rx: watch::Receiver<Arc<Snapshot>>,
+    interval: Option<Duration>,
+    shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) -> BoxStream<pb::Snapshot> {
+    let ticker = interval.map(|i| {
+        let mut t = tokio::time::interval(i);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    // The first message is the current snapshot, so a watcher has something to show at once.
+    let last_sequence = rx.borrow().sequence.saturating_sub(1);
+    let state = SnapshotStream { rx, ticker, last_sequence, shutdown, _slot: slot };
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        let snap = next_snapshot(&mut s).await?;
+        let skipped = snap.sequence.saturating_sub(s.last_sequence + 1);
+        s.last_sequence = snap.sequence;
+        Some((Ok(convert::snapshot(&snap, skipped)), s))
+    }))
+}
+
+async fn next_snapshot(s: &mut SnapshotStream) -> Option<Arc<Snapshot>> {
+    if let Some(ticker) = &mut s.ticker {
+        tokio::select! {
+            () = s.shutdown.cancelled() => return None,
+            _ = ticker.tick() => {}
+        }
+    }
+    while s.rx.borrow().sequence <= s.last_sequence {
+        tokio::select! {
+            () = s.shutdown.cancelled() => return None,
+            changed = s.rx.changed() => changed.ok()?,
+        }
+    }
+    Some(s.rx.borrow_and_update().clone())
+}
+
+/// The active alerts (as `KIND_ACTIVE`), then every raised / resolved event at `min` or above.
+pub fn alerts(
+    active: Vec<Alert>,
+    events: broadcast::Receiver<AlertEvent>,
+    min: Severity,
+    shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) -> BoxStream<pb::AlertEvent> {
+    let replay = futures::stream::iter(
+        active
+            .into_iter()
+            .filter(move |a| a.severity >= min)
+            .map(|alert| Ok(convert::alert_event(&AlertEvent { kind: EventKind::Active, alert }))),
+    );
+    let live =
+        futures::stream::unfold((events, shutdown, slot), move |(mut rx, shutdown, slot)| async move {
+            loop {
+                let event = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    e = rx.recv() => e,
+                };
+                match event {
+                    Ok(e) if e.alert.severity >= min => {
+                        return Some((Ok(convert::alert_event(&e)), (rx, shutdown, slot)))
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "alert watcher too slow; events dropped");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    Box::pin(replay.chain(live))
+}

@@ -1,0 +1,18 @@
+//! Maestro: a gRPC service that serves MusicGen text-to-music generation without running out of
+//! memory. See `DESIGN.md` in the shared folder for the architecture; each module's header says its role.
+
+pub mod alerts;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod monitor;
+#[cfg(feature = "torch")]
+pub mod musicgen;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "torch")]
+pub mod torch;
+
+pub use grpc::pb;

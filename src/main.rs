@@ -1,0 +1,81 @@
+//! `maestro-server`: parses the configuration, starts logging and serves until SIGINT / SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use maestro::{
+    app::App,
+    config::{CliError, Command, Config},
+    shutdown, telemetry,
+};
+
+/// Exit code for a configuration or start-up problem (bad flag, bad file, port in use).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let (config, command) = match Config::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(CliError::Args(e)) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+    if let Some(command) = command {
+        return run_command(command);
+    }
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let listen = config.server.listen;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(EXIT_USAGE, &format!("cannot listen on {listen}: {e}")),
+    };
+    log_torch();
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => return fail(EXIT_USAGE, &format!("{e:#}")),
+    };
+    match app.serve(listener, shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &format!("{e:#}")),
+    }
+}
+
+#[cfg(feature = "torch")]
+fn log_torch() {
+    let t = maestro::torch::info();
+    tracing::info!(
+        libtorch = t.version,
+        threads = t.threads,
+        cuda = t.cuda_available,
+        cuda_devices = t.cuda_devices,
+        "libtorch"
+    );
+}
+
+#[cfg(not(feature = "torch"))]
+fn log_torch() {
+    tracing::info!("built without libtorch: generation is not available");
+}
+
+fn run_command(command: Command) -> ExitCode {
+    match command {
+        Command::InspectModel { .. } => fail(EXIT_USAGE, "inspect-model needs the native MusicGen support"),
+    }
+}
+
+/// Prints one line naming the problem and returns the exit code.
+fn fail(code: u8, message: &str) -> ExitCode {
+    let line = message.lines().next().unwrap_or(message);
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    eprintln!("maestro-server: {line}");
+    ExitCode::from(code)
+}
