@@ -132,3 +132,42 @@ pub fn alerts(
         });
     Box::pin(replay.chain(live))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(sequence: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot { sequence, ..Snapshot::default() })
+    }
+
+    #[tokio::test]
+    async fn a_stalled_reader_gets_the_latest_snapshot_with_the_count_it_skipped() {
+        let (tx, rx) = watch::channel(snap(1));
+        let slots = StreamSlots::new(1);
+        let mut stream = snapshots(rx, None, CancellationToken::new(), slots.acquire().unwrap());
+        assert_eq!(stream.next().await.unwrap().unwrap().sequence, 1);
+        for seq in 2..=50 {
+            tx.send_replace(snap(seq));
+        }
+        let s = stream.next().await.unwrap().unwrap();
+        assert_eq!((s.sequence, s.skipped), (50, 48));
+        assert!(slots.acquire().is_err(), "the stream holds its slot");
+        drop(stream);
+        assert!(slots.acquire().is_ok(), "dropping the stream frees the slot");
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_streams() {
+        let (_tx, rx) = watch::channel(snap(1));
+        let (_etx, erx) = broadcast::channel(4);
+        let slots = StreamSlots::new(2);
+        let token = CancellationToken::new();
+        let mut s = snapshots(rx, None, token.clone(), slots.acquire().unwrap());
+        let mut a = alerts(Vec::new(), erx, Severity::Info, token.clone(), slots.acquire().unwrap());
+        assert!(s.next().await.is_some());
+        token.cancel();
+        assert!(s.next().await.is_none());
+        assert!(a.next().await.is_none());
+    }
+}

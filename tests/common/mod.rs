@@ -2,11 +2,18 @@
 //! generated clients plus a shutdown handle (no fixed ports, no sleeps).
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use maestro::{
     app::App,
     config::Config,
+    monitor::sampler::{Reading, Sampler},
+    monitor::snapshot::{GpuStats, HostStats, ProcessStats},
     pb::{
         generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
     },
@@ -19,6 +26,8 @@ use tonic_health::pb::health_client::HealthClient;
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     /// A channel to it (clone for more clients).
     pub channel: Channel,
     /// ResourceService client.
@@ -40,11 +49,17 @@ pub fn test_config() -> Config {
     config
 }
 
-/// Starts a server with `config` on an ephemeral port.
+/// Starts a server with `config` on an ephemeral port, sampling the real machine.
 pub async fn start_server(config: Config) -> TestServer {
+    start_server_with(config, Box::new(maestro::monitor::sampler::SystemSampler::new())).await
+}
+
+/// Starts a server that reads resources from `sampler`.
+pub async fn start_server_with(config: Config, sampler: Box<dyn Sampler>) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::build(config).await.unwrap();
+    let app = App::build_with(config, sampler).await.unwrap();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
@@ -52,6 +67,7 @@ pub async fn start_server(config: Config) -> TestServer {
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     TestServer {
         addr,
+        metrics_addr,
         resources: ResourceServiceClient::new(channel.clone()),
         generation: GenerationServiceClient::new(channel.clone()),
         health: HealthClient::new(channel.clone()),
@@ -73,6 +89,73 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+/// A sampler that replays host-memory percentages pushed by the test, then holds the last one.
+/// Memory is out of 1000 MB; the process and GPU read as constant.
+#[derive(Clone)]
+pub struct ScriptedSampler {
+    queue: Arc<Mutex<VecDeque<Step>>>,
+    last: Arc<Mutex<Step>>,
+}
+
+/// One scripted reading.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Host memory used, in percent.
+    Memory(f64),
+    /// The host source fails to read.
+    HostError,
+}
+
+impl ScriptedSampler {
+    /// Starts at `percent` host memory.
+    pub fn new(percent: f64) -> Self {
+        Self { queue: Arc::default(), last: Arc::new(Mutex::new(Step::Memory(percent))) }
+    }
+
+    /// Queues readings; each sample takes the next one.
+    pub fn push(&self, steps: impl IntoIterator<Item = Step>) {
+        self.queue.lock().unwrap().extend(steps);
+    }
+
+    /// Queues host-memory percentages.
+    pub fn push_memory(&self, percents: &[f64]) {
+        self.push(percents.iter().map(|p| Step::Memory(*p)));
+    }
+}
+
+impl Sampler for ScriptedSampler {
+    fn sample(&mut self) -> Reading {
+        let step = match self.queue.lock().unwrap().pop_front() {
+            Some(step) => {
+                *self.last.lock().unwrap() = step.clone();
+                step
+            }
+            None => self.last.lock().unwrap().clone(),
+        };
+        let host = match step {
+            Step::Memory(p) => Ok(HostStats {
+                memory_total_bytes: 1_000_000_000,
+                memory_available_bytes: ((100.0 - p) * 10_000_000.0) as u64,
+                memory_used_bytes: (p * 10_000_000.0) as u64,
+                cpu_per_core_percent: vec![0.0, 0.0],
+                ..HostStats::default()
+            }),
+            Step::HostError => Err("injected host read failure".to_string()),
+        };
+        Reading {
+            host,
+            container: Ok(None),
+            process: Ok(ProcessStats {
+                pid: 1,
+                rss_bytes: 100_000_000,
+                threads: 4,
+                ..ProcessStats::default()
+            }),
+            gpu: Ok(GpuStats { unavailable_reason: "scripted: no GPU".into(), ..GpuStats::default() }),
         }
     }
 }
