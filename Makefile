@@ -23,7 +23,8 @@ test:
 	$(ENV) $(CARGO) test --workspace
 
 bench:
-	$(ENV) $(CARGO) bench
+	$(ENV) $(CARGO) bench --bench telemetry
+	$(ENV) $(CARGO) bench --bench musicgen
 
 fixtures:
 	$(ENV) python3 scripts/make_reference.py --out tests/fixtures

@@ -304,5 +304,13 @@ mod tests {
         if !gpu.available {
             assert!(!gpu.unavailable_reason.is_empty());
         }
+        // On an NVIDIA machine (run this test binary there: it needs no libtorch when built with
+        // --no-default-features) every device must report real figures.
+        for d in &gpu.devices {
+            assert!(!d.name.is_empty() && !d.uuid.is_empty(), "{d:?}");
+            assert!(d.memory_total_bytes > 0 && d.memory_used_bytes <= d.memory_total_bytes, "{d:?}");
+            assert!(d.compute_capability.0 >= 3, "{d:?}");
+            assert!(d.temperature_celsius > 0.0 && d.power_limit_watts > 0.0, "{d:?}");
+        }
     }
 }
