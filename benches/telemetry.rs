@@ -51,7 +51,8 @@ fn proc_usage(pid: u32) -> (u64, f64) {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (rss_kib * 1024, ticks / hz)
@@ -97,7 +98,9 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     let mut opened = 0;
     for i in 0..subscribers {
         let mut client = ResourceServiceClient::new(channels[i / STREAMS_PER_CONNECTION].clone());
-        let Ok(stream) = client.watch_snapshots(WatchSnapshotsRequest { interval_ms: 1000 }).await else { continue };
+        let Ok(stream) = client.watch_snapshots(WatchSnapshotsRequest { interval_ms: 1000 }).await else {
+            continue;
+        };
         opened += 1;
         let (lags, measuring) = (lags.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
@@ -106,7 +109,9 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
                 if !measuring.load(std::sync::atomic::Ordering::Relaxed) {
                     continue;
                 }
-                let sampled = s.sampled_at.map(|t| SystemTime::UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32));
+                let sampled = s
+                    .sampled_at
+                    .map(|t| SystemTime::UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32));
                 if let Some(lag) = sampled.and_then(|t| SystemTime::now().duration_since(t).ok()) {
                     lags.lock().unwrap().push(lag.as_secs_f64() * 1e3);
                 }
@@ -144,7 +149,9 @@ fn main() {
     println!("| {median:.0} | {p99:.0} | {:.3} % |", median / 1e6 * 100.0);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("\n## Snapshot fan-out (WatchSnapshots at 1 s, real maestro-server process, {seconds} s measured)\n");
+    println!(
+        "\n## Snapshot fan-out (WatchSnapshots at 1 s, real maestro-server process, {seconds} s measured)\n"
+    );
     println!("| subscribers | streams open | deliveries | lag p50 ms | lag p99 ms | server RSS before → after | server CPU % |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in [100, 1000, subscribers] {

@@ -5,6 +5,8 @@
 
 use std::future::Future;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::oneshot};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,7 @@ use crate::{
         sampler::{Sampler, SystemSampler},
         MonitorSettings,
     },
+    resources::{self, manager::ManagerSettings, requirements::Registry},
 };
 
 /// A configured server, ready to serve on a listener.
@@ -72,8 +75,15 @@ impl App {
         };
         let monitor = monitor::spawn(settings, sampler, shutdown.clone()).await?;
         let slots = StreamSlots::new(config.server.max_streams);
+        let manager_settings = ManagerSettings {
+            safety_margin: config.resources.safety_margin,
+            roots: config.models.roots.clone(),
+            registry: Arc::new(Registry::new(config.resources.requirements.clone())),
+            max_ttl: config.resources.max_lease_ttl,
+        };
+        let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         Ok(Self {
-            resources: ResourceApi::new(monitor.clone(), slots, shutdown.clone()),
+            resources: ResourceApi::new(monitor.clone(), manager, slots, shutdown.clone()),
             generation: GenerationApi::default(),
             config,
             shutdown,

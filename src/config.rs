@@ -7,6 +7,7 @@
 //! typed result every module reads.
 
 use std::{
+    collections::HashMap,
     ffi::OsString,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -18,7 +19,7 @@ use clap::{
 };
 use serde::Deserialize;
 
-use crate::{alerts::AlertConfig, monitor::health::HealthThresholds};
+use crate::{alerts::AlertConfig, monitor::health::HealthThresholds, resources::requirements::TableEntry};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -61,7 +62,7 @@ pub enum Command {
 /// Every server option: flag, environment variable and embedded default.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// TOML configuration file (sections: server, models, log, monitor, health, alerts).
+    /// TOML configuration file (sections: server, models, log, monitor, resources, health, alerts).
     #[arg(long, env = "MAESTRO_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address of the gRPC server.
@@ -96,6 +97,12 @@ pub struct ServerArgs {
     /// Seconds of samples the history keeps.
     #[arg(long, env = "MAESTRO_HISTORY_SECONDS", default_value_t = 300)]
     pub history_seconds: u64,
+    /// Fraction of free memory every plan keeps back (0..0.9).
+    #[arg(long, env = "MAESTRO_SAFETY_MARGIN", default_value_t = 0.2)]
+    pub safety_margin: f64,
+    /// Longest lease a client may take, in seconds.
+    #[arg(long, env = "MAESTRO_MAX_LEASE_TTL_S", default_value_t = 86_400)]
+    pub max_lease_ttl_s: u64,
 }
 
 /// The configuration file: the same options as the flags, grouped into sections.
@@ -111,9 +118,21 @@ pub struct FileConfig {
     #[serde(default)]
     monitor: FileMonitor,
     #[serde(default)]
+    resources: FileResources,
+    #[serde(default)]
     health: FileHealth,
     #[serde(default)]
     alerts: FileAlerts,
+}
+
+/// `[resources]`: margin, lease limit and the requirements table's overrides and additions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileResources {
+    safety_margin: Option<f64>,
+    max_lease_ttl_s: Option<u64>,
+    #[serde(default)]
+    requirements: HashMap<String, TableEntry>,
 }
 
 /// `[health]`: thresholds of the health level and readiness (file only).
@@ -217,9 +236,22 @@ pub struct MonitorConfig {
     pub alerts: AlertConfig,
 }
 
+/// Resource management.
+#[derive(Debug, Clone)]
+pub struct ResourcesConfig {
+    /// Fraction of free memory kept back from every plan (default 0.2).
+    pub safety_margin: f64,
+    /// Longest client lease (default 24 h).
+    pub max_lease_ttl: Duration,
+    /// Requirements table entries that override or extend the built-in table.
+    pub requirements: HashMap<String, TableEntry>,
+}
+
 /// The merged configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Resource management.
+    pub resources: ResourcesConfig,
     /// Server endpoints and shutdown.
     pub server: ServerConfig,
     /// Model roots.
@@ -309,6 +341,15 @@ impl Config {
             };
         }
         let config = Config {
+            resources: ResourcesConfig {
+                safety_margin: layered!("safety_margin", args.safety_margin, file.resources.safety_margin),
+                max_lease_ttl: Duration::from_secs(layered!(
+                    "max_lease_ttl_s",
+                    args.max_lease_ttl_s,
+                    file.resources.max_lease_ttl_s
+                )),
+                requirements: file.resources.requirements,
+            },
             server: ServerConfig {
                 listen: layered!("listen", args.listen, file.server.listen),
                 metrics_listen: layered!("metrics_listen", args.metrics_listen, file.server.metrics_listen),
@@ -346,6 +387,13 @@ impl Config {
         let invalid = |option, message: String| Err(ConfigError::Invalid { option, message });
         if self.models.roots.is_empty() {
             return invalid("--model-root", "at least one model root is required".into());
+        }
+        let margin = self.resources.safety_margin;
+        if !(0.0..=0.9).contains(&margin) {
+            return invalid("--safety-margin", format!("must be within 0..=0.9, got {margin}"));
+        }
+        if self.resources.max_lease_ttl.is_zero() {
+            return invalid("--max-lease-ttl-s", "must be at least 1, got 0".into());
         }
         if self.server.max_streams == 0 {
             return invalid("--max-streams", "must be at least 1, got 0".into());

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod monitor;
 #[cfg(feature = "torch")]
 pub mod musicgen;
+pub mod resources;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "torch")]

@@ -33,6 +33,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    let signals = match shutdown::signals() {
+        Ok(s) => s,
+        Err(e) => return fail(1, &format!("cannot install signal handlers: {e}")),
+    };
     let listen = config.server.listen;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -43,7 +47,7 @@ async fn serve(config: Config) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(EXIT_USAGE, &format!("{e:#}")),
     };
-    match app.serve(listener, shutdown::signal()).await {
+    match app.serve(listener, signals).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &format!("{e:#}")),
     }

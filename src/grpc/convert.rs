@@ -168,3 +168,77 @@ pub fn min_severity(value: i32, field: &'static str) -> Result<Severity, crate::
         )),
     }
 }
+
+/// Requirements on the wire.
+pub fn requirements(r: &crate::resources::requirements::Requirements, batch: u32) -> pb::Requirements {
+    use crate::resources::requirements::Source;
+    pb::Requirements {
+        source: match r.source {
+            Source::Table => pb::RequirementSource::Table,
+            Source::Checkpoint => pb::RequirementSource::Checkpoint,
+            Source::Measured => pb::RequirementSource::Measured,
+        } as i32,
+        dtype: r.dtype.as_str().into(),
+        weights_bytes: r.weights_bytes,
+        working_set_bytes: r.per_sample_bytes.saturating_mul(u64::from(batch)),
+        host_memory_bytes: r.host_bytes_for(batch, true),
+        gpu_memory_bytes: r.gpu_bytes_for(batch),
+        min_compute_capability: r.min_compute_capability,
+        default_batch_size: r.default_batch_size,
+        max_duration_s: r.max_duration_s,
+        per_sample_bytes: r.per_sample_bytes,
+        cuda_context_bytes: r.cuda_context_bytes,
+    }
+}
+
+/// A fit answer on the wire.
+pub fn validation(
+    model: &str,
+    duration_s: f64,
+    a: &crate::resources::manager::FitAnswer,
+) -> pb::ValidationResult {
+    pb::ValidationResult {
+        fits: a.verdict.fits,
+        model: model.into(),
+        device: a.verdict.device.name(),
+        requirements: Some(requirements(&a.requirements, a.batch)),
+        checks: a
+            .verdict
+            .checks
+            .iter()
+            .map(|c| pb::ResourceCheck {
+                resource: c.resource.clone(),
+                ok: c.ok,
+                required: c.required,
+                available: c.available,
+                reserved: c.reserved,
+                headroom: c.headroom,
+                unit: c.unit.into(),
+                message: c.message.clone(),
+            })
+            .collect(),
+        // The model cache lands with the inference pool; until then nothing is evictable.
+        eviction_candidates: Vec::new(),
+        eviction_would_suffice: false,
+        safety_margin: a.margin,
+        message: a.verdict.summary(model),
+        batch_size: a.batch,
+        duration_s,
+    }
+}
+
+/// A lease on the wire.
+pub fn lease(l: &crate::resources::ledger::Lease) -> pb::Lease {
+    use crate::resources::manager::wall_clock;
+    pb::Lease {
+        lease_id: l.id.as_str().into(),
+        owner: l.owner.clone(),
+        cpu_memory_bytes: l.cpu_bytes,
+        gpu_memory_bytes: l.gpu_bytes,
+        gpu_index: l.gpu_index,
+        created_at: Some(timestamp(wall_clock(l.created_at))),
+        expires_at: l.expires_at.map(|t| timestamp(wall_clock(t))),
+        age_ms: l.created_at.elapsed().as_millis() as u64,
+        kind: l.kind.as_str().into(),
+    }
+}

@@ -6,6 +6,7 @@
 mod convert;
 mod generation;
 pub mod observe;
+mod requests;
 mod resources;
 pub mod streams;
 

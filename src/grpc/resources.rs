@@ -8,22 +8,36 @@ use tonic::{Request, Response, Status};
 use super::{
     convert,
     pb::{self, resource_service_server::ResourceService},
+    requests,
     streams::{self, BoxStream, StreamSlots},
 };
-use crate::{error::Error, monitor};
+use crate::{
+    error::Error,
+    monitor,
+    resources::{
+        manager,
+        validate::{self, Device},
+    },
+};
 
 /// The ResourceService handlers.
 #[derive(Clone)]
 pub struct ResourceApi {
     monitor: monitor::Handle,
+    manager: manager::Handle,
     slots: StreamSlots,
     shutdown: CancellationToken,
 }
 
 impl ResourceApi {
     /// Handlers over the monitor, the stream cap and the shutdown token.
-    pub fn new(monitor: monitor::Handle, slots: StreamSlots, shutdown: CancellationToken) -> Self {
-        Self { monitor, slots, shutdown }
+    pub fn new(
+        monitor: monitor::Handle,
+        manager: manager::Handle,
+        slots: StreamSlots,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { monitor, manager, slots, shutdown }
     }
 
     fn history_limit(&self) -> u64 {
@@ -66,17 +80,28 @@ impl ResourceService for ResourceApi {
 
     async fn validate_model(
         &self,
-        _: Request<pb::ValidateRequest>,
+        req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidationResult>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+        let question = requests::fit_question(req.into_inner())?;
+        let (model, duration) = (question.model.clone(), question.duration_s);
+        let answer = self.manager.fit(question).await?;
+        Ok(Response::new(convert::validation(&model, duration, &answer)))
     }
 
-    async fn allocate(&self, _: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+    async fn allocate(&self, req: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
+        let request = requests::lease_request(req.into_inner(), self.manager.settings().max_ttl)?;
+        let lease = self.manager.allocate(request).await?;
+        tracing::info!(lease = %lease.id.as_str(), owner = %lease.owner, cpu = lease.cpu_bytes, gpu = lease.gpu_bytes, "lease granted");
+        Ok(Response::new(convert::lease(&lease)))
     }
 
-    async fn release(&self, _: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let id = requests::lease_id(&req.into_inner())?;
+        let lease = self.manager.release(id).await?;
+        Ok(Response::new(pb::ReleaseResponse { lease: Some(convert::lease(&lease)) }))
     }
 
     async fn cleanup(&self, _: Request<pb::CleanupRequest>) -> Result<Response<pb::CleanupResult>, Status> {
@@ -92,9 +117,35 @@ impl ResourceService for ResourceApi {
 
     async fn get_optimal_batch_size(
         &self,
-        _: Request<pb::BatchSizeRequest>,
+        req: Request<pb::BatchSizeRequest>,
     ) -> Result<Response<pb::BatchSizeAdvice>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+        let req = req.into_inner();
+        let question = requests::batch_question(&req)?;
+        let answer = self.manager.fit(question.clone()).await?;
+        let snapshot = self.monitor.latest();
+        let (on_gpu, free) = match answer.verdict.device {
+            Device::Cuda(i) => {
+                (true, snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes))
+            }
+            _ => (false, snapshot.effective.available_bytes),
+        };
+        let memory = if req.gpu_memory_bytes > 0 { req.gpu_memory_bytes } else { free };
+        let r = &answer.requirements;
+        let advice = validate::optimal_batch(r, memory, answer.margin, on_gpu, requests::MAX_BATCH);
+        Ok(Response::new(pb::BatchSizeAdvice {
+            model: question.model,
+            batch_size: advice.batch,
+            memory_bytes: advice.memory_bytes,
+            usable_bytes: advice.usable_bytes,
+            weights_bytes: r.weights_bytes,
+            per_sample_bytes: r.per_sample_bytes,
+            safety_margin: answer.margin,
+            cfg_factor: 2,
+            duration_s: question.duration_s,
+            source: convert::requirements(r, 1).source,
+            device: answer.verdict.device.name(),
+            reason: advice.reason,
+        }))
     }
 
     async fn list_alerts(

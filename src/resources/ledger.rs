@@ -1,0 +1,271 @@
+//! The lease ledger: every reservation of host or GPU memory, as a plain struct.
+//!
+//! A reservation succeeds only when it fits in what the monitor reports available minus every lease
+//! still on the books, so the ledger never promises the same byte twice. Time is a parameter (`now`),
+//! which keeps expiry deterministic and testable without a clock; the actor that owns the ledger
+//! passes the current instant and calls [`Ledger::expire`] before reserving.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// A lease's id, `lease-<sequence>-<random hex>`: the sequence keeps ids unique within a run, the
+/// random part keeps a client from guessing or reusing ids across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(String);
+
+impl LeaseId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for LeaseId {
+    fn from(id: String) -> Self {
+        LeaseId(id)
+    }
+}
+
+impl From<&str> for LeaseId {
+    fn from(id: &str) -> Self {
+        LeaseId(id.to_owned())
+    }
+}
+
+/// What a lease is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseKind {
+    /// Reserved by a client through `Allocate`.
+    Client,
+    /// Held while a model loads and for as long as it stays loaded.
+    ModelLoad,
+    /// Held for the working set of one generation.
+    Generation,
+}
+
+impl LeaseKind {
+    /// Lower-case name for reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseKind::Client => "client",
+            LeaseKind::ModelLoad => "model_load",
+            LeaseKind::Generation => "generation",
+        }
+    }
+}
+
+/// A reservation to make; field values are validated by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// Who holds it (a client name, a model id, a request id).
+    pub owner: String,
+    /// What it is for.
+    pub kind: LeaseKind,
+    /// Host memory to reserve.
+    pub cpu_bytes: u64,
+    /// GPU memory to reserve on `gpu_index`.
+    pub gpu_bytes: u64,
+    /// The GPU; required when `gpu_bytes` > 0.
+    pub gpu_index: Option<u32>,
+    /// Lifetime; `None` lives until released.
+    pub ttl: Option<Duration>,
+}
+
+/// A reservation on the books.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Unique id.
+    pub id: LeaseId,
+    /// Who holds it.
+    pub owner: String,
+    /// What it is for.
+    pub kind: LeaseKind,
+    /// Host memory reserved.
+    pub cpu_bytes: u64,
+    /// GPU memory reserved.
+    pub gpu_bytes: u64,
+    /// The GPU `gpu_bytes` is reserved on.
+    pub gpu_index: Option<u32>,
+    /// When it was granted.
+    pub created_at: Instant,
+    /// When it expires; `None` never (a TTL too large to represent counts as never).
+    pub expires_at: Option<Instant>,
+}
+
+impl Lease {
+    /// Whether the lease has expired at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Memory the monitor reports available right now: effective limit minus live usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Host memory available.
+    pub host_available_bytes: u64,
+    /// `(gpu index, bytes available)` per GPU.
+    pub gpu_available_bytes: Vec<(u32, u64)>,
+}
+
+impl Capacity {
+    fn gpu(&self, index: u32) -> Option<u64> {
+        self.gpu_available_bytes.iter().find(|(i, _)| *i == index).map(|&(_, bytes)| bytes)
+    }
+}
+
+/// Why a reservation or release failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Not enough memory once other leases are counted.
+    #[error(
+        "not enough {resource}: requested {requested} bytes, available {available} bytes after other leases"
+    )]
+    Insufficient {
+        /// `host memory` or `gpu:N memory`.
+        resource: String,
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes available minus other leases.
+        available: u64,
+    },
+    /// The GPU index is not one the monitor reports.
+    #[error("gpu_index: must be one of the GPUs present {known:?}, got {index}")]
+    UnknownGpu {
+        /// The index given.
+        index: u32,
+        /// The indices present.
+        known: Vec<u32>,
+    },
+    /// GPU bytes were requested without saying on which GPU.
+    #[error("gpu_index: required when gpu_memory_bytes > 0, got gpu_memory_bytes {requested} and no GPU")]
+    GpuIndexRequired {
+        /// GPU bytes asked for.
+        requested: u64,
+    },
+    /// No such lease: never granted, already released or expired.
+    #[error("lease_id: no live lease {id:?} (unknown, released or expired)")]
+    UnknownLease {
+        /// The id given.
+        id: String,
+    },
+}
+
+/// The leases in force, in the order they were granted.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    leases: Vec<Lease>,
+    next: u64,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Grants `request` if it fits in `capacity` minus every lease on the books (expired ones
+    /// included until [`Ledger::expire`] removes them, so a late expiry never over-commits).
+    pub fn reserve(
+        &mut self,
+        request: LeaseRequest,
+        capacity: &Capacity,
+        now: Instant,
+    ) -> Result<Lease, LedgerError> {
+        let host_free = capacity.host_available_bytes.saturating_sub(self.reserved_host());
+        check("host memory".to_owned(), request.cpu_bytes, host_free)?;
+        match request.gpu_index {
+            Some(index) => {
+                let available = capacity.gpu(index).ok_or_else(|| LedgerError::UnknownGpu {
+                    index,
+                    known: capacity.gpu_available_bytes.iter().map(|&(i, _)| i).collect(),
+                })?;
+                let free = available.saturating_sub(self.reserved_gpu(index));
+                check(format!("gpu:{index} memory"), request.gpu_bytes, free)?;
+            }
+            None if request.gpu_bytes > 0 => {
+                return Err(LedgerError::GpuIndexRequired { requested: request.gpu_bytes });
+            }
+            None => {}
+        }
+        let lease = Lease {
+            id: self.new_id(),
+            owner: request.owner,
+            kind: request.kind,
+            cpu_bytes: request.cpu_bytes,
+            gpu_bytes: request.gpu_bytes,
+            gpu_index: request.gpu_index,
+            created_at: now,
+            expires_at: request.ttl.and_then(|ttl| now.checked_add(ttl)),
+        };
+        self.leases.push(lease.clone());
+        Ok(lease)
+    }
+
+    /// Removes and returns the lease; an unknown or already released id is an error.
+    pub fn release(&mut self, id: &str) -> Result<Lease, LedgerError> {
+        let position = self.leases.iter().position(|l| l.id.as_str() == id);
+        position.map(|i| self.leases.remove(i)).ok_or_else(|| LedgerError::UnknownLease { id: id.to_owned() })
+    }
+
+    /// Removes and returns the leases expired at `now`, oldest first.
+    pub fn expire(&mut self, now: Instant) -> Vec<Lease> {
+        let (expired, live) = std::mem::take(&mut self.leases).into_iter().partition(|l| l.is_expired(now));
+        self.leases = live;
+        expired
+    }
+
+    /// The lease with `id`, if on the books.
+    pub fn get(&self, id: &str) -> Option<&Lease> {
+        self.leases.iter().find(|l| l.id.as_str() == id)
+    }
+
+    /// Host memory reserved by all leases.
+    pub fn reserved_host(&self) -> u64 {
+        self.leases.iter().fold(0u64, |sum, l| sum.saturating_add(l.cpu_bytes))
+    }
+
+    /// GPU memory reserved on `index` by all leases.
+    pub fn reserved_gpu(&self, index: u32) -> u64 {
+        let on_gpu = self.leases.iter().filter(|l| l.gpu_index == Some(index));
+        on_gpu.fold(0u64, |sum, l| sum.saturating_add(l.gpu_bytes))
+    }
+
+    /// The leases, oldest first.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.iter()
+    }
+
+    /// Number of leases.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether no lease is held.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    fn new_id(&mut self) -> LeaseId {
+        self.next += 1;
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        LeaseId(format!("lease-{}-{}", self.next, &random[..12]))
+    }
+}
+
+fn check(resource: String, requested: u64, available: u64) -> Result<(), LedgerError> {
+    if requested > available {
+        return Err(LedgerError::Insufficient { resource, requested, available });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests/ledger.rs"]
+mod tests;

@@ -1,0 +1,278 @@
+//! The resource manager actor: owns the lease ledger, answers fit verdicts and batch advice against
+//! the monitor's latest snapshot, and expires leases.
+//!
+//! Messages: validate, allocate, release, list leases. Requirements are looked up on the caller's side
+//! (they read a checkpoint header from disk, off the actor and off the runtime); the actor only holds
+//! the ledger, so every verdict and reservation sees one consistent view of what is reserved. It
+//! expires leases every second and stops at shutdown or when every handle is gone.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    ledger::{Capacity, Lease, LeaseRequest, Ledger, LedgerError},
+    model_id::{self, ModelIdError},
+    requirements::{self, DType, Registry, Requirements},
+    validate::{self, Device, FitInput, Verdict},
+};
+use crate::{error::Error, monitor};
+
+/// Settings of the manager.
+#[derive(Debug, Clone)]
+pub struct ManagerSettings {
+    /// Fraction of free memory kept back from every plan (default 0.2).
+    pub safety_margin: f64,
+    /// Model roots.
+    pub roots: Vec<PathBuf>,
+    /// The requirements table.
+    pub registry: Arc<Registry>,
+    /// Longest lease a client may ask for (default 24 h).
+    pub max_ttl: Duration,
+}
+
+/// What a fit question asks.
+#[derive(Debug, Clone)]
+pub struct FitQuestion {
+    /// Model id.
+    pub model: String,
+    /// Batch size (0 = the model's default).
+    pub batch: u32,
+    /// Seconds of audio.
+    pub duration_s: f64,
+    /// Device.
+    pub device: Device,
+    /// Weight dtype.
+    pub dtype: DType,
+}
+
+/// A verdict with the requirements behind it.
+#[derive(Debug, Clone)]
+pub struct FitAnswer {
+    /// What the model needs.
+    pub requirements: Requirements,
+    /// The batch the verdict is for.
+    pub batch: u32,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The margin applied.
+    pub margin: f64,
+}
+
+enum Command {
+    Fit {
+        requirements: Requirements,
+        batch: u32,
+        device: Device,
+        reply: oneshot::Sender<Result<Verdict, Error>>,
+    },
+    Allocate {
+        request: LeaseRequest,
+        reply: oneshot::Sender<Result<Lease, Error>>,
+    },
+    Release {
+        id: String,
+        reply: oneshot::Sender<Result<Lease, Error>>,
+    },
+    Leases {
+        reply: oneshot::Sender<Vec<Lease>>,
+    },
+}
+
+/// A handle on the manager.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    settings: Arc<ManagerSettings>,
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the resource manager has stopped".into())
+}
+
+impl From<ModelIdError> for Error {
+    fn from(e: ModelIdError) -> Self {
+        match e {
+            ModelIdError::Invalid { reason } => Error::invalid("model", reason),
+            _ => Error::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<LedgerError> for Error {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Insufficient { .. } => Error::ResourceExhausted(e.to_string()),
+            LedgerError::UnknownLease { .. } => Error::NotFound(e.to_string()),
+            other => {
+                let message = other.to_string();
+                Error::invalid("gpu_index", message.trim_start_matches("gpu_index: ").to_string())
+            }
+        }
+    }
+}
+
+impl Handle {
+    /// The settings.
+    pub fn settings(&self) -> &ManagerSettings {
+        &self.settings
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    /// The requirements of a model for a batch and duration: measured, else from its checkpoint, else
+    /// from the table. Reads at most a checkpoint header, on a blocking thread.
+    pub async fn requirements(&self, q: &FitQuestion) -> Result<Requirements, Error> {
+        let settings = self.settings.clone();
+        let q = q.clone();
+        tokio::task::spawn_blocking(move || lookup(&settings, &q))
+            .await
+            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))?
+    }
+
+    /// Whether a model fits, with the numbers.
+    pub async fn fit(&self, q: FitQuestion) -> Result<FitAnswer, Error> {
+        let requirements = self.requirements(&q).await?;
+        check_duration(q.duration_s, requirements.max_duration_s)?;
+        let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
+        let (r, device) = (requirements.clone(), q.device);
+        let verdict = self.ask(|reply| Command::Fit { requirements: r, batch, device, reply }).await??;
+        Ok(FitAnswer { requirements, batch, verdict, margin: self.settings.safety_margin })
+    }
+
+    /// Reserves memory for a client.
+    pub async fn allocate(&self, request: LeaseRequest) -> Result<Lease, Error> {
+        self.ask(|reply| Command::Allocate { request, reply }).await?
+    }
+
+    /// Gives a lease back.
+    pub async fn release(&self, id: String) -> Result<Lease, Error> {
+        self.ask(|reply| Command::Release { id, reply }).await?
+    }
+
+    /// Every live lease.
+    pub async fn leases(&self) -> Result<Vec<Lease>, Error> {
+        self.ask(|reply| Command::Leases { reply }).await
+    }
+}
+
+/// `duration_s` must be a positive finite number of seconds up to the model's maximum.
+pub fn check_duration(duration_s: f64, max: f64) -> Result<(), Error> {
+    if !duration_s.is_finite() || duration_s <= 0.0 || duration_s > max {
+        return Err(Error::invalid(
+            "duration_s",
+            format!("must be > 0 and <= {max} seconds, got {duration_s}"),
+        ));
+    }
+    Ok(())
+}
+
+fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, Error> {
+    model_id::validate(&q.model)?;
+    match model_id::resolve(&q.model, &settings.roots) {
+        Ok(found) => requirements::from_checkpoint(&found.dir, q.dtype, q.batch, q.duration_s)
+            .map_err(|e| Error::invalid("model", e.to_string())),
+        Err(e) => match settings.registry.table(&q.model) {
+            Some(entry) => Ok(entry.requirements(q.dtype, q.duration_s)),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// Starts the manager.
+pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: CancellationToken) -> Handle {
+    let (tx, rx) = mpsc::channel(256);
+    let settings = Arc::new(settings);
+    let actor = Actor { ledger: Ledger::new(), monitor, settings: settings.clone() };
+    tokio::spawn(actor.run(rx, shutdown));
+    Handle { commands: tx, settings }
+}
+
+struct Actor {
+    ledger: Ledger,
+    monitor: monitor::Handle,
+    settings: Arc<ManagerSettings>,
+}
+
+impl Actor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = expiry.tick() => {
+                    for lease in self.ledger.expire(Instant::now()) {
+                        tracing::info!(lease = %lease.id, owner = %lease.owner, "lease expired");
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Fit { requirements, batch, device, reply } => {
+                let snapshot = self.monitor.latest();
+                let reserved_gpu = self.reserved_gpu(&snapshot);
+                let input = FitInput {
+                    requirements: &requirements,
+                    batch,
+                    device,
+                    snapshot: &snapshot,
+                    reserved_host: self.ledger.reserved_host(),
+                    reserved_gpu: &reserved_gpu,
+                    margin: self.settings.safety_margin,
+                };
+                let _ = reply.send(validate::verdict(&input));
+            }
+            Command::Allocate { request, reply } => {
+                let snapshot = self.monitor.latest();
+                let capacity = Capacity {
+                    host_available_bytes: snapshot.effective.available_bytes,
+                    gpu_available_bytes: snapshot
+                        .gpu
+                        .devices
+                        .iter()
+                        .map(|d| (d.index, d.memory_free_bytes))
+                        .collect(),
+                };
+                let _ =
+                    reply.send(self.ledger.reserve(request, &capacity, Instant::now()).map_err(Error::from));
+            }
+            Command::Release { id, reply } => {
+                let _ = reply.send(self.ledger.release(&id).map_err(Error::from));
+            }
+            Command::Leases { reply } => {
+                let _ = reply.send(self.ledger.leases().cloned().collect());
+            }
+        }
+    }
+
+    fn reserved_gpu(&self, snapshot: &monitor::snapshot::Snapshot) -> Vec<(u32, u64)> {
+        snapshot.gpu.devices.iter().map(|d| (d.index, self.ledger.reserved_gpu(d.index))).collect()
+    }
+}
+
+/// When a lease was made, as wall-clock time (the ledger keeps monotonic instants).
+pub fn wall_clock(at: Instant) -> SystemTime {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    if at >= now {
+        wall + (at - now)
+    } else {
+        wall - (now - at)
+    }
+}

@@ -1,0 +1,294 @@
+//! Tests of dtype parsing, the requirements table and checkpoint-derived sizes, on safetensors files
+//! written by hand into temporary directories.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+use super::*;
+
+#[test]
+fn dtype_parses_case_insensitively_with_f32_default() {
+    for (text, dtype) in [("", DType::F32), ("f32", DType::F32), ("F16", DType::F16), ("Bf16", DType::Bf16)] {
+        assert_eq!(DType::parse(text).unwrap(), dtype, "{text}");
+    }
+    assert_eq!([DType::F32, DType::F16, DType::Bf16].map(DType::bytes), [4, 2, 2]);
+    assert_eq!(DType::Bf16.to_string(), "bf16");
+    let message = DType::parse("fp16").unwrap_err().to_string();
+    assert!(
+        message.starts_with("dtype: ") && message.contains("\"bf16\"") && message.contains("got \"fp16\"")
+    );
+}
+
+#[test]
+fn sources_have_report_names() {
+    assert_eq!(
+        [Source::Table, Source::Checkpoint, Source::Measured].map(|s| s.to_string()),
+        ["table", "checkpoint", "measured"]
+    );
+}
+
+#[test]
+fn builtin_table_holds_the_published_models() {
+    let registry = Registry::default();
+    let small = registry.table("facebook/musicgen-small").unwrap();
+    assert_eq!((small.host_gb, small.gpu_gb, small.min_compute_capability), (3.0, 6.0, 6.0));
+    assert_eq!((small.default_batch_size, small.max_duration_s), (2, 30.0));
+    let large = registry.table("facebook/musicgen-large").unwrap();
+    assert_eq!(
+        (large.host_gb, large.gpu_gb, large.min_compute_capability, large.default_batch_size),
+        (12.0, 24.0, 8.0, 1)
+    );
+    assert_eq!(registry.entries().count(), 3);
+    assert!(registry.table("maestro/musicgen-tiny").is_none());
+}
+
+#[test]
+fn overrides_replace_and_extend_the_table() {
+    let small: TableEntry = serde_json::from_str(
+        r#"{"host_gb": 4, "gpu_gb": 8, "min_compute_capability": 7.5, "default_batch_size": 4}"#,
+    )
+    .unwrap();
+    assert_eq!(small.max_duration_s, DEFAULT_MAX_DURATION_S);
+    let tiny = TableEntry { max_duration_s: 5.0, ..small.clone() };
+    let overrides = HashMap::from([
+        ("facebook/musicgen-small".to_owned(), small.clone()),
+        ("maestro/musicgen-tiny".to_owned(), tiny.clone()),
+    ]);
+    let registry = Registry::new(overrides);
+    assert_eq!(registry.table("facebook/musicgen-small"), Some(&small));
+    assert_eq!(registry.table("maestro/musicgen-tiny"), Some(&tiny));
+    assert_eq!(registry.table("facebook/musicgen-medium").unwrap().gpu_gb, 12.0);
+    let ids: Vec<&str> = registry.entries().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn table_entries_reject_unknown_fields() {
+    let text =
+        r#"{"host_gb": 1, "gpu_gb": 2, "min_compute_capability": 6, "default_batch_size": 1, "gpu": 3}"#;
+    let err = serde_json::from_str::<TableEntry>(text).unwrap_err().to_string();
+    assert!(err.contains("unknown field `gpu`"), "{err}");
+}
+
+#[test]
+fn table_validation_names_field_and_value() {
+    let good = Registry::default().table("facebook/musicgen-small").unwrap().clone();
+    assert!(good.validate("x").is_ok());
+    let cases = [
+        (TableEntry { host_gb: 0.0, ..good.clone() }, "host_gb: must be a finite number > 0, got 0"),
+        (TableEntry { gpu_gb: f64::NAN, ..good.clone() }, "gpu_gb: must be a finite number > 0, got NaN"),
+        (TableEntry { min_compute_capability: -1.0, ..good.clone() }, "min_compute_capability"),
+        (TableEntry { default_batch_size: 0, ..good.clone() }, "default_batch_size: must be >= 1, got 0"),
+        (TableEntry { max_duration_s: f64::INFINITY, ..good.clone() }, "max_duration_s"),
+    ];
+    for (entry, expected) in cases {
+        let message = entry.validate("m").unwrap_err().to_string();
+        assert!(message.contains("\"m\"") && message.contains(expected), "{message}");
+    }
+}
+
+#[test]
+fn table_figures_hold_at_default_batch_and_max_duration() {
+    let small = Registry::default().table("facebook/musicgen-small").unwrap().requirements(DType::F32, 30.0);
+    assert_eq!(small.source, Source::Table);
+    assert_eq!((small.weights_bytes, small.cuda_context_bytes), (2_500_000_000, CUDA_CONTEXT_BYTES));
+    assert_eq!(small.per_sample_bytes, 1_500_000_000);
+    assert_eq!((small.gpu_memory_bytes, small.gpu_bytes_for(2)), (6 * GB, 6 * GB));
+    assert_eq!(small.host_bytes_for(2, true), 3 * GB);
+    assert_eq!(small.host_bytes_for(2, false), 3 * GB + 2_500_000_000 + 3 * GB);
+    assert_eq!(small.gpu_bytes_for(4), 9 * GB);
+    assert_eq!(
+        (small.default_batch_size, small.min_compute_capability, small.max_duration_s),
+        (2, 6.0, 30.0)
+    );
+}
+
+#[test]
+fn table_scales_with_duration_and_dtype() {
+    let medium = Registry::default().table("facebook/musicgen-medium").unwrap().clone();
+    let full = medium.requirements(DType::F32, 30.0);
+    let half_length = medium.requirements(DType::F32, 15.0);
+    assert_eq!(half_length.per_sample_bytes * 2, full.per_sample_bytes);
+    let f16 = medium.requirements(DType::F16, 30.0);
+    assert_eq!(f16.weights_bytes * 2, full.weights_bytes);
+    assert_eq!(f16.per_sample_bytes, full.per_sample_bytes);
+    assert_eq!(full.gpu_bytes_for(1) - f16.gpu_bytes_for(1), 2_750_000_000);
+}
+
+#[test]
+fn measured_figures_replace_the_estimate() {
+    let estimate =
+        Registry::default().table("facebook/musicgen-small").unwrap().requirements(DType::F32, 30.0);
+    let measured = estimate.clone().measured(2 * GB, GB);
+    assert_eq!(measured.source, Source::Measured);
+    assert_eq!(measured.gpu_memory_bytes, 2 * GB + 2 * GB + CUDA_CONTEXT_BYTES);
+    assert_eq!(measured.host_memory_bytes, estimate.host_memory_bytes);
+}
+
+/// Writes a safetensors file: the header JSON padded to 8 bytes, then `data_len` zero bytes.
+fn write_safetensors(path: &Path, header: &str, data_len: usize) {
+    let mut header = header.as_bytes().to_vec();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.resize(bytes.len() + data_len, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+const SMALL_HEADER: &str = r#"{"__metadata__": {"format": "pt"},
+    "w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+    "steps": {"dtype": "I64", "shape": [4], "data_offsets": [24, 56]}}"#;
+
+#[test]
+fn weights_come_from_the_header_per_dtype() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&path, SMALL_HEADER, 56);
+    let f32 = weights_from_header(&path, DType::F32).unwrap();
+    assert_eq!(f32, HeaderSizes { weights_bytes: 24 + 32, largest_tensor_bytes: 32 });
+    assert_eq!(weights_from_header(&path, DType::F16).unwrap().weights_bytes, 12 + 32);
+    assert_eq!(weights_from_header(&path, DType::Bf16).unwrap().weights_bytes, 12 + 32);
+}
+
+#[test]
+fn damaged_headers_are_corrupt_not_panics() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let tensor = |dtype: &str, shape: &str, offsets: &str| {
+        format!(r#"{{"t": {{"dtype": "{dtype}", "shape": {shape}, "data_offsets": {offsets}}}}}"#)
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![], "shorter than the 8-byte header length"),
+        (vec![1, 2, 3], "shorter than the 8-byte header length"),
+        ((100u64).to_le_bytes().to_vec(), "truncated"),
+        ((MAX_HEADER_BYTES + 1).to_le_bytes().to_vec(), "exceeds"),
+        (file(b"not json", 0), "not a JSON object"),
+        (file(b"[1, 2]", 0), "not a JSON object"),
+        (file(tensor("F32", "[2]", "[0, 8]").as_bytes(), 4), "data section"),
+        (file(tensor("F32", "[2]", "[8, 0]").as_bytes(), 8), "data section"),
+        (file(tensor("F32", "[3]", "[0, 8]").as_bytes(), 8), "needs 12 bytes"),
+        (file(tensor("Q4", "[2]", "[0, 8]").as_bytes(), 8), "unsupported dtype"),
+        (file(tensor("F32", "[-2]", "[0, 8]").as_bytes(), 8), "tensor `t`"),
+        (file(tensor("F32", "[4294967296, 4294967296]", "[0, 8]").as_bytes(), 8), "impossibly large"),
+        (file(br#"{"t": {"dtype": "F32"}}"#, 0), "tensor `t`"),
+    ];
+    for (bytes, expected) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        match weights_from_header(&path, DType::F32) {
+            Err(RequirementsError::Corrupt { reason, .. }) => assert!(reason.contains(expected), "{reason}"),
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+}
+
+/// A file with `header` as its JSON header and `data_len` bytes of data.
+fn file(header: &[u8], data_len: usize) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.resize(bytes.len() + data_len, 0);
+    bytes
+}
+
+/// The decoder, codec and text encoder of `tests/fixtures/musicgen-tiny`, trimmed to what is read.
+const TINY_CONFIG: &str = r#"{
+    "decoder": {"hidden_size": 48, "num_hidden_layers": 2, "num_codebooks": 4, "vocab_size": 64,
+                "ffn_dim": 96, "num_attention_heads": 4},
+    "audio_encoder": {"sampling_rate": 32000, "audio_channels": 1, "upsampling_ratios": [8, 5, 4, 4]},
+    "text_encoder": {"d_model": 32}
+}"#;
+
+fn tiny_checkpoint(generation: Option<&str>) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    write_safetensors(&dir.path().join("model.safetensors"), SMALL_HEADER, 56);
+    std::fs::write(dir.path().join("config.json"), TINY_CONFIG).unwrap();
+    if let Some(text) = generation {
+        std::fs::write(dir.path().join("generation_config.json"), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn checkpoint_working_set_follows_the_documented_formula() {
+    let dir = tiny_checkpoint(Some(r#"{"max_length": 1500, "guidance_scale": 3.0}"#));
+    let r = from_checkpoint(dir.path(), DType::F32, 3, 10.0).unwrap();
+    let frames = 50 * 10;
+    let caches = (frames + PROMPT_TOKENS) * (2 * 48 * 2 * CFG_FACTOR * 4);
+    let activations = CFG_FACTOR * (4 * 64 * 4 * 2 + PROMPT_TOKENS * (4 * 48) * 4);
+    let decode = 32_000 * 10 * 4 * ENCODEC_CHANNEL_FACTOR;
+    assert_eq!(r.per_sample_bytes, caches + activations + decode);
+    assert_eq!(
+        (r.source, r.weights_bytes, r.cuda_context_bytes),
+        (Source::Checkpoint, 56, CUDA_CONTEXT_BYTES)
+    );
+    assert_eq!(r.gpu_memory_bytes, 56 + 3 * r.per_sample_bytes + CUDA_CONTEXT_BYTES);
+    assert_eq!(r.host_memory_bytes, HOST_RUNTIME_BYTES + 32);
+    assert_eq!(r.host_bytes_for(3, false), HOST_RUNTIME_BYTES + 32 + 56 + 3 * r.per_sample_bytes);
+    assert_eq!((r.default_batch_size, r.max_duration_s, r.min_compute_capability), (3, 30.0, 6.0));
+}
+
+#[test]
+fn checkpoint_scales_with_dtype_and_duration() {
+    let dir = tiny_checkpoint(None);
+    let f32 = from_checkpoint(dir.path(), DType::F32, 1, 10.0).unwrap();
+    let bf16 = from_checkpoint(dir.path(), DType::Bf16, 0, 10.0).unwrap();
+    assert_eq!((bf16.weights_bytes, bf16.min_compute_capability, bf16.default_batch_size), (44, 8.0, 1));
+    assert!(bf16.per_sample_bytes < f32.per_sample_bytes);
+    let double = from_checkpoint(dir.path(), DType::F32, 1, 20.0).unwrap();
+    assert!(double.per_sample_bytes > 2 * f32.per_sample_bytes * 9 / 10);
+    assert_eq!(f32.max_duration_s, DEFAULT_MAX_DURATION_S);
+}
+
+#[test]
+fn broken_configs_are_reported() {
+    let dir = tiny_checkpoint(Some("{"));
+    assert!(matches!(from_checkpoint(dir.path(), DType::F32, 1, 1.0), Err(RequirementsError::Config { .. })));
+    std::fs::write(dir.path().join("generation_config.json"), "{}").unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"decoder": {"hidden_size": 8}}"#).unwrap();
+    let err = from_checkpoint(dir.path(), DType::F32, 1, 1.0).unwrap_err();
+    assert!(
+        matches!(err, RequirementsError::Config { .. }) && err.to_string().contains("missing field"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    assert!(matches!(from_checkpoint(dir.path(), DType::F32, 1, 1.0), Err(RequirementsError::Io { .. })));
+}
+
+#[test]
+fn extreme_configs_saturate_instead_of_panicking() {
+    let dir = tiny_checkpoint(Some(r#"{"max_length": 0}"#));
+    let config = r#"{"decoder": {"hidden_size": 18446744073709551615, "num_hidden_layers": 4294967296,
+        "num_codebooks": 4, "vocab_size": 64}, "audio_encoder": {"sampling_rate": 0, "upsampling_ratios": [4294967296, 4294967296]}}"#;
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    let r = from_checkpoint(dir.path(), DType::F32, u32::MAX, f64::INFINITY).unwrap();
+    assert_eq!((r.per_sample_bytes, r.gpu_memory_bytes), (u64::MAX, u64::MAX));
+    assert_eq!(r.max_duration_s, DEFAULT_MAX_DURATION_S);
+    let table =
+        Registry::default().table("facebook/musicgen-small").unwrap().requirements(DType::F32, f64::NAN);
+    assert_eq!(table.per_sample_bytes, 0);
+}
+
+#[test]
+fn real_fixture_weights_match_the_tensor_bytes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/musicgen-tiny");
+    let path = dir.join("model.safetensors");
+    let Ok(bytes) = std::fs::read(&path) else { return };
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    let tensor_bytes = bytes.len() as u64 - 8 - header_len;
+    let r = from_checkpoint(&dir, DType::F32, 1, 5.0).unwrap();
+    let error = (r.weights_bytes as f64 - tensor_bytes as f64).abs() / tensor_bytes as f64;
+    assert!(error < 0.01, "derived {} vs {tensor_bytes} tensor bytes", r.weights_bytes);
+    assert_eq!(r.max_duration_s, 30.0);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_headers_never_panic(header in proptest::collection::vec(any::<u8>(), 0..256), data in 0usize..64) {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("model.safetensors");
+        std::fs::write(&path, file(&header, data)).unwrap();
+        let _ = weights_from_header(&path, DType::F16);
+    }
+}
