@@ -1,4 +1,212 @@
-//! MusicGen benchmark (see BENCHMARKS.md).
+//! MusicGen benchmark: Maestro's native MusicGen beside transformers' `generate()` on the same weights,
+//! in one run, 2 threads, the same prompt, sampling with top-k 250 and guidance 3.
+//!
+//! - overhead-bound: the tiny fixture model, steps per second (whole generate: text, steps, audio);
+//! - bandwidth-bound: a musicgen-small-shaped random checkpoint (made by `scripts/make_reference.py
+//!   --small-shape` into `~/.cache/maestro/` on first use), f32 and with the decoder in f16: steps per
+//!   second, time to the first 0.5 s of audio, and the memory-bandwidth floor measured now (decoder bytes
+//!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
+//!
+//! Environment: `MAESTRO_BENCH_TINY_STEPS` (250), `MAESTRO_BENCH_SMALL_STEPS` (100),
+//! `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use maestro::musicgen::{DType, MusicGen};
+use tch::{Device, Kind, Tensor};
+
+const THREADS: i32 = 2;
+const PROMPT: &str = "80s pop track with bassy drums and synth";
+
+/// One Maestro generation, timed.
+struct Run {
+    steps_per_s: f64,
+    decode_steps_per_s: f64,
+    first_chunk_s: f64,
+    /// First-chunk time over the decoding time of the steps that chunk needed.
+    first_chunk_ratio: f64,
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var("MAESTRO_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro/venv")
+    });
+    venv.join("bin/python3")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn maestro(model: &MusicGen, steps: usize) -> Run {
+    let frames = steps + 1 - model.num_codebooks();
+    let mut req = model.request(PROMPT, 1.0);
+    req.sampling.greedy = false;
+    req.sampling.top_k = 250.min(model.codebook_size() as i64);
+    req.sampling.top_p = 1.0;
+    req.sampling.temperature = 1.0;
+    req.guidance_scale = 3.0;
+    req.chunk_frames = (model.frame_rate() / 2.0).round() as usize;
+    let mut warm = req.clone();
+    warm.frames = 8;
+    model.generate(&[warm], |_| ControlFlow::Continue(())).expect("warm-up generation");
+    req.frames = frames;
+    let start = Instant::now();
+    let stats = model.generate(&[req], |_| ControlFlow::Continue(())).expect("generation").remove(0);
+    let seconds = start.elapsed().as_secs_f64();
+    let step_s = stats.decode.as_secs_f64() / stats.steps as f64;
+    let first = stats.first_chunk.map_or(f64::NAN, |d| d.as_secs_f64());
+    let first_steps = stats.first_chunk_steps.unwrap_or(stats.steps) as f64;
+    Run {
+        steps_per_s: stats.steps as f64 / seconds,
+        decode_steps_per_s: 1.0 / step_s,
+        first_chunk_s: first,
+        first_chunk_ratio: first / (first_steps * step_s),
+    }
+}
+
+fn transformers(dir: &Path, steps: usize) -> f64 {
+    let out = Command::new(python())
+        .arg(repo().join("scripts/bench_transformers.py"))
+        .arg(dir)
+        .args(["--steps", &steps.to_string(), "--threads", &THREADS.to_string()])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("bench_transformers.py failed: {}", String::from_utf8_lossy(&out.stderr)));
+    parsed["steps_per_s"].as_f64().expect("steps_per_s")
+}
+
+/// Bytes per second of `linear` over a matrix of `bytes` bytes with two input rows (guidance's batch).
+fn matvec_bandwidth(bytes: u64, kind: Kind) -> f64 {
+    let cols = 1024i64;
+    let rows = (bytes / (cols as u64 * kind.elt_size_in_bytes() as u64)) as i64;
+    let w = Tensor::randn([rows, cols], (kind, Device::Cpu));
+    let x = Tensor::randn([2, cols], (kind, Device::Cpu));
+    let mut times: Vec<f64> = (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = x.linear::<Tensor>(&w, None);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    bytes as f64 / times[times.len() / 2]
+}
+
+fn small_shape_dir() -> PathBuf {
+    let dir =
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro/musicgen-small-shape");
+    if !dir.join("model.safetensors").exists() {
+        eprintln!("creating {} (once)", dir.display());
+        let status = Command::new(python())
+            .arg(repo().join("scripts/make_reference.py"))
+            .arg("--small-shape")
+            .arg(&dir)
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "make_reference.py --small-shape failed");
+    }
+    dir
+}
+
+struct Table(Vec<[String; 5]>);
+
+impl Table {
+    fn row(&mut self, what: &str, ours: String, theirs: String, ratio: String, target: &str) {
+        self.0.push([what.into(), ours, theirs, ratio, target.into()]);
+    }
+
+    fn print(&self) {
+        println!("| measurement | Maestro | baseline | ratio | target |");
+        println!("|---|---|---|---|---|");
+        for r in &self.0 {
+            println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+        }
+    }
+}
+
 fn main() {
-    println!("musicgen benchmark: not available yet");
+    tch::set_num_threads(THREADS);
+    let _guard = tch::no_grad_guard();
+    let mut table = Table(Vec::new());
+    let tiny_steps = env_usize("MAESTRO_BENCH_TINY_STEPS", 250);
+    let tiny_dir = repo().join("tests/fixtures/musicgen-tiny");
+    let tiny = MusicGen::load(&tiny_dir, Device::Cpu, DType::F32).expect("tiny fixture loads");
+    let ours = maestro(&tiny, tiny_steps);
+    let theirs = transformers(&tiny_dir, tiny_steps);
+    table.row(
+        "tiny, steps/s (transformers baseline)",
+        format!("{:.0}", ours.steps_per_s),
+        format!("{theirs:.0}"),
+        format!("{:.1}x", ours.steps_per_s / theirs),
+        "≥ 5x",
+    );
+    if std::env::var("MAESTRO_BENCH_SKIP_SMALL").is_err() {
+        small_shape(&mut table, env_usize("MAESTRO_BENCH_SMALL_STEPS", 100));
+    }
+    table.print();
+}
+
+fn small_shape(table: &mut Table, steps: usize) {
+    let dir = small_shape_dir();
+    let f32_model = MusicGen::load(&dir, Device::Cpu, DType::F32).expect("small shape loads");
+    let f32_bytes = f32_model.decoder_step_bytes();
+    let f32_run = maestro(&f32_model, steps);
+    drop(f32_model);
+    let f16_model = MusicGen::load(&dir, Device::Cpu, DType::F16).expect("small shape loads in f16");
+    let f16_bytes = f16_model.decoder_step_bytes();
+    let f16_run = maestro(&f16_model, steps);
+    drop(f16_model);
+    let theirs = transformers(&dir, steps);
+    let floor32 = matvec_bandwidth(f32_bytes, Kind::Float) / f32_bytes as f64;
+    let floor16 = matvec_bandwidth(f16_bytes, Kind::Half) / f16_bytes as f64;
+    let x = |a: f64, b: f64| format!("{:.2}x", a / b);
+    table.row(
+        "small f32, steps/s (transformers baseline)",
+        format!("{:.2}", f32_run.steps_per_s),
+        format!("{theirs:.2}"),
+        x(f32_run.steps_per_s, theirs),
+        "≥ 1.2x",
+    );
+    let gb = |bytes: u64| bytes as f64 / 1e9;
+    table.row(
+        &format!("small f32, decode steps/s vs bandwidth floor ({:.2} GB/step)", gb(f32_bytes)),
+        format!("{:.2}", f32_run.decode_steps_per_s),
+        format!("{floor32:.2}"),
+        format!("{:.0} %", 100.0 * f32_run.decode_steps_per_s / floor32),
+        "≥ 85 %",
+    );
+    table.row(
+        "small f16 decoder, steps/s (Maestro f32 baseline)",
+        format!("{:.2}", f16_run.steps_per_s),
+        format!("{:.2}", f32_run.steps_per_s),
+        x(f16_run.steps_per_s, f32_run.steps_per_s),
+        "≥ 1.7x",
+    );
+    table.row(
+        &format!("small f16, decode steps/s vs bandwidth floor ({:.2} GB/step)", gb(f16_bytes)),
+        format!("{:.2}", f16_run.decode_steps_per_s),
+        format!("{floor16:.2}"),
+        format!("{:.0} %", 100.0 * f16_run.decode_steps_per_s / floor16),
+        "",
+    );
+    for (name, run) in [("f32", &f32_run), ("f16", &f16_run)] {
+        table.row(
+            &format!("small {name}, first 0.5 s of audio (s; vs its steps' decode time)"),
+            format!("{:.2}", run.first_chunk_s),
+            "".into(),
+            format!("{:.2}x", run.first_chunk_ratio),
+            "≤ 1.15x",
+        );
+    }
 }

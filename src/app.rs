@@ -30,7 +30,12 @@ use crate::{
         sampler::{Sampler, SystemSampler},
         MonitorSettings,
     },
-    resources::{self, manager::ManagerSettings, requirements::Registry},
+    resources::{
+        self,
+        cleanup::{self, AutoCleanup, Evictor},
+        manager::ManagerSettings,
+        requirements::Registry,
+    },
 };
 
 /// A configured server, ready to serve on a listener.
@@ -82,9 +87,23 @@ impl App {
             max_ttl: config.resources.max_lease_ttl,
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
+        let (generation, evictor) =
+            generation_api(&config, manager.clone(), slots.clone(), shutdown.clone())?;
+        let auto = AutoCleanup {
+            threshold_percent: config.resources.cleanup_threshold,
+            cooldown: config.resources.cleanup_cooldown,
+        };
+        tokio::spawn(cleanup::watch(
+            auto,
+            manager.clone(),
+            monitor.clone(),
+            evictor.clone(),
+            shutdown.clone(),
+        ));
         Ok(Self {
-            resources: ResourceApi::new(monitor.clone(), manager, slots, shutdown.clone()),
-            generation: GenerationApi::default(),
+            resources: ResourceApi::new(monitor.clone(), manager, slots, shutdown.clone())
+                .with_evictor(evictor),
+            generation,
             config,
             shutdown,
             health,
@@ -176,4 +195,49 @@ async fn follow_readiness(
             changed = ready.changed() => if changed.is_err() { return },
         }
     }
+}
+
+#[cfg(feature = "torch")]
+fn generation_api(
+    config: &Config,
+    manager: resources::manager::Handle,
+    slots: StreamSlots,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
+    use crate::inference::{
+        service::{Generation, GenerationSettings},
+        Pool, PoolSettings,
+    };
+    let cuda = tch::Cuda::device_count().max(0) as usize;
+    let device = if cuda > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let g = &config.generation;
+    let settings = PoolSettings {
+        workers: if g.workers > 0 { g.workers } else { cuda.max(1) },
+        torch_threads: if g.torch_threads > 0 { g.torch_threads } else { cores },
+        queue_capacity: g.queue_capacity,
+        device,
+    };
+    let pool = Pool::start(&settings)?;
+    tracing::info!(workers = settings.workers, torch_threads = settings.torch_threads, device = %pool.device(), "inference pool started");
+    let generation = Generation::new(
+        pool,
+        manager.clone(),
+        GenerationSettings {
+            max_duration_s: g.max_duration_s,
+            unload_wait: std::time::Duration::from_secs(10),
+        },
+    );
+    let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
+    Ok((GenerationApi::new(generation, manager, slots, shutdown), Some(evictor)))
+}
+
+#[cfg(not(feature = "torch"))]
+fn generation_api(
+    _config: &Config,
+    manager: resources::manager::Handle,
+    slots: StreamSlots,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
+    Ok((GenerationApi::new(manager, slots, shutdown), None))
 }

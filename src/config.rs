@@ -62,7 +62,7 @@ pub enum Command {
 /// Every server option: flag, environment variable and embedded default.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// TOML configuration file (sections: server, models, log, monitor, resources, health, alerts).
+    /// TOML configuration file (sections: server, models, log, monitor, resources, generation, health, alerts).
     #[arg(long, env = "MAESTRO_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address of the gRPC server.
@@ -103,6 +103,24 @@ pub struct ServerArgs {
     /// Longest lease a client may take, in seconds.
     #[arg(long, env = "MAESTRO_MAX_LEASE_TTL_S", default_value_t = 86_400)]
     pub max_lease_ttl_s: u64,
+    /// Host or GPU memory % that triggers an automatic cleanup.
+    #[arg(long, env = "MAESTRO_CLEANUP_THRESHOLD", default_value_t = 85.0)]
+    pub cleanup_threshold: f64,
+    /// Least seconds between two automatic cleanups.
+    #[arg(long, env = "MAESTRO_CLEANUP_COOLDOWN_S", default_value_t = 30)]
+    pub cleanup_cooldown_s: u64,
+    /// Inference worker threads (0 = 1 on CPU, one per GPU otherwise).
+    #[arg(long, env = "MAESTRO_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// libtorch intra-op threads (0 = every core).
+    #[arg(long, env = "MAESTRO_TORCH_THREADS", default_value_t = 0)]
+    pub torch_threads: usize,
+    /// Generations queued or running at most; beyond it RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "MAESTRO_QUEUE_CAPACITY", default_value_t = 16)]
+    pub queue_capacity: usize,
+    /// Longest generation a request may ask for, in seconds.
+    #[arg(long, env = "MAESTRO_MAX_DURATION_S", default_value_t = 30.0)]
+    pub max_duration_s: f64,
 }
 
 /// The configuration file: the same options as the flags, grouped into sections.
@@ -120,6 +138,8 @@ pub struct FileConfig {
     #[serde(default)]
     resources: FileResources,
     #[serde(default)]
+    generation: FileGeneration,
+    #[serde(default)]
     health: FileHealth,
     #[serde(default)]
     alerts: FileAlerts,
@@ -131,8 +151,20 @@ pub struct FileConfig {
 struct FileResources {
     safety_margin: Option<f64>,
     max_lease_ttl_s: Option<u64>,
+    cleanup_threshold: Option<f64>,
+    cleanup_cooldown_s: Option<u64>,
     #[serde(default)]
     requirements: HashMap<String, TableEntry>,
+}
+
+/// `[generation]`: the worker pool and request limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGeneration {
+    workers: Option<usize>,
+    torch_threads: Option<usize>,
+    queue_capacity: Option<usize>,
+    max_duration_s: Option<f64>,
 }
 
 /// `[health]`: thresholds of the health level and readiness (file only).
@@ -245,11 +277,30 @@ pub struct ResourcesConfig {
     pub max_lease_ttl: Duration,
     /// Requirements table entries that override or extend the built-in table.
     pub requirements: HashMap<String, TableEntry>,
+    /// Memory % that triggers an automatic cleanup (default 85).
+    pub cleanup_threshold: f64,
+    /// Least time between automatic cleanups (default 30 s).
+    pub cleanup_cooldown: Duration,
+}
+
+/// Generation: the worker pool and request limits.
+#[derive(Debug, Clone)]
+pub struct GenerationConfig {
+    /// Worker threads; 0 = 1 on CPU, one per GPU otherwise (default 0).
+    pub workers: usize,
+    /// libtorch intra-op threads; 0 = every core (default 0).
+    pub torch_threads: usize,
+    /// Generations queued or running at most (default 16).
+    pub queue_capacity: usize,
+    /// Longest generation in seconds (default 30).
+    pub max_duration_s: f64,
 }
 
 /// The merged configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Generation.
+    pub generation: GenerationConfig,
     /// Resource management.
     pub resources: ResourcesConfig,
     /// Server endpoints and shutdown.
@@ -341,6 +392,20 @@ impl Config {
             };
         }
         let config = Config {
+            generation: GenerationConfig {
+                workers: layered!("workers", args.workers, file.generation.workers),
+                torch_threads: layered!("torch_threads", args.torch_threads, file.generation.torch_threads),
+                queue_capacity: layered!(
+                    "queue_capacity",
+                    args.queue_capacity,
+                    file.generation.queue_capacity
+                ),
+                max_duration_s: layered!(
+                    "max_duration_s",
+                    args.max_duration_s,
+                    file.generation.max_duration_s
+                ),
+            },
             resources: ResourcesConfig {
                 safety_margin: layered!("safety_margin", args.safety_margin, file.resources.safety_margin),
                 max_lease_ttl: Duration::from_secs(layered!(
@@ -349,6 +414,16 @@ impl Config {
                     file.resources.max_lease_ttl_s
                 )),
                 requirements: file.resources.requirements,
+                cleanup_threshold: layered!(
+                    "cleanup_threshold",
+                    args.cleanup_threshold,
+                    file.resources.cleanup_threshold
+                ),
+                cleanup_cooldown: Duration::from_secs(layered!(
+                    "cleanup_cooldown_s",
+                    args.cleanup_cooldown_s,
+                    file.resources.cleanup_cooldown_s
+                )),
             },
             server: ServerConfig {
                 listen: layered!("listen", args.listen, file.server.listen),
@@ -392,8 +467,19 @@ impl Config {
         if !(0.0..=0.9).contains(&margin) {
             return invalid("--safety-margin", format!("must be within 0..=0.9, got {margin}"));
         }
+        let t = self.resources.cleanup_threshold;
+        if !(1.0..=100.0).contains(&t) {
+            return invalid("--cleanup-threshold", format!("must be within 1..=100 percent, got {t}"));
+        }
         if self.resources.max_lease_ttl.is_zero() {
             return invalid("--max-lease-ttl-s", "must be at least 1, got 0".into());
+        }
+        if self.generation.queue_capacity == 0 {
+            return invalid("--queue-capacity", "must be at least 1, got 0".into());
+        }
+        let d = self.generation.max_duration_s;
+        if !d.is_finite() || d <= 0.0 || d > 600.0 {
+            return invalid("--max-duration-s", format!("must be within (0, 600], got {d}"));
         }
         if self.server.max_streams == 0 {
             return invalid("--max-streams", "must be at least 1, got 0".into());

@@ -18,12 +18,14 @@ use crate::{
 /// Largest batch any request may ask for.
 pub const MAX_BATCH: u32 = 64;
 
-fn model(id: &str) -> Result<String, Error> {
+/// A model id, syntax checked.
+pub fn model(id: &str) -> Result<String, Error> {
     model_id::validate(id)?;
     Ok(id.to_string())
 }
 
-fn dtype(value: &str) -> Result<DType, Error> {
+/// A weight dtype (`f32` when empty).
+pub fn dtype(value: &str) -> Result<DType, Error> {
     DType::parse(value)
         .map_err(|e| Error::invalid("dtype", e.to_string().trim_start_matches("dtype: ").to_string()))
 }
@@ -112,4 +114,74 @@ pub fn lease_id(r: &pb::ReleaseRequest) -> Result<String, Error> {
         ));
     }
     Ok(id.clone())
+}
+
+/// Longest prompt, in characters.
+#[cfg(feature = "torch")]
+pub const MAX_PROMPT_CHARS: usize = 2000;
+
+#[cfg(feature = "torch")]
+fn finite(field: &'static str, v: f64, lo: f64, lo_open: bool, hi: f64, hi_open: bool) -> Result<f64, Error> {
+    let above = if lo_open { v > lo } else { v >= lo };
+    let below = if hi_open { v < hi } else { v <= hi };
+    if !v.is_finite() || !above || !below {
+        let (l, h) = (if lo_open { "(" } else { "[" }, if hi_open { ")" } else { "]" });
+        return Err(Error::invalid(field, format!("must be finite and within {l}{lo}, {hi}{h}, got {v}")));
+    }
+    Ok(v)
+}
+
+/// The audio format of a request (unspecified = 16-bit PCM).
+#[cfg(feature = "torch")]
+pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
+    match pb::AudioFormat::try_from(value) {
+        Ok(pb::AudioFormat::Unspecified) => Ok(pb::AudioFormat::PcmS16le),
+        Ok(f) => Ok(f),
+        Err(_) => Err(Error::invalid(
+            "format",
+            format!("must be AUDIO_FORMAT_PCM_S16LE (1) or AUDIO_FORMAT_PCM_F32LE (2), got {value}"),
+        )),
+    }
+}
+
+/// `Generate`'s request, with every model-independent limit checked.
+#[cfg(feature = "torch")]
+pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::service::GenerateParams, Error> {
+    let chars = r.prompt.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(Error::invalid(
+            "prompt",
+            format!("must be at most {MAX_PROMPT_CHARS} characters, got {chars}"),
+        ));
+    }
+    if r.prompt.contains('\0') {
+        return Err(Error::invalid("prompt", "must not contain NUL characters"));
+    }
+    if !r.duration_s.is_finite() || r.duration_s <= 0.0 {
+        return Err(Error::invalid(
+            "duration_s",
+            format!("must be a finite number of seconds > 0, got {}", r.duration_s),
+        ));
+    }
+    if r.chunk_ms > 10_000 {
+        return Err(Error::invalid(
+            "chunk_ms",
+            format!("must be >= one frame and <= 10000, got {}", r.chunk_ms),
+        ));
+    }
+    Ok(crate::inference::service::GenerateParams {
+        model: model(&r.model)?,
+        prompt: r.prompt.clone(),
+        duration_s: r.duration_s,
+        temperature: r.temperature.map(|t| finite("temperature", t, 0.0, true, 10.0, false)).transpose()?,
+        top_k: r.top_k,
+        top_p: r.top_p.map(|p| finite("top_p", p, 0.0, false, 1.0, true)).transpose()?,
+        guidance_scale: r
+            .guidance_scale
+            .map(|g| finite("guidance_scale", g, 1.0, false, 20.0, false))
+            .transpose()?,
+        seed: r.seed,
+        greedy: r.greedy,
+        chunk_ms: r.chunk_ms,
+    })
 }

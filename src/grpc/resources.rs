@@ -1,6 +1,6 @@
 //! `maestro.v1.ResourceService`: telemetry, validation, leases, cleanup and advice.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -15,7 +15,8 @@ use crate::{
     error::Error,
     monitor,
     resources::{
-        manager,
+        cleanup::{self, Evictor},
+        manager, optimizer,
         validate::{self, Device},
     },
 };
@@ -25,6 +26,7 @@ use crate::{
 pub struct ResourceApi {
     monitor: monitor::Handle,
     manager: manager::Handle,
+    evictor: Option<Arc<dyn Evictor>>,
     slots: StreamSlots,
     shutdown: CancellationToken,
 }
@@ -37,15 +39,29 @@ impl ResourceApi {
         slots: StreamSlots,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { monitor, manager, slots, shutdown }
+        Self { monitor, manager, evictor: None, slots, shutdown }
+    }
+
+    /// Who evicts models for `Cleanup` (the inference pool, when there is one).
+    pub fn with_evictor(mut self, evictor: Option<Arc<dyn Evictor>>) -> Self {
+        self.evictor = evictor;
+        self
+    }
+
+    async fn suggestions(
+        &self,
+        snapshot: &monitor::snapshot::Snapshot,
+    ) -> Result<Vec<pb::Suggestion>, Error> {
+        let cached = self.manager.cached().await?;
+        let warning = self.monitor.settings().health.warning_percent;
+        let list = optimizer::suggest(snapshot, &cached, warning, std::time::Instant::now());
+        Ok(list.iter().map(convert::suggestion).collect())
     }
 
     fn history_limit(&self) -> u64 {
         self.monitor.settings().history.as_secs()
     }
 }
-
-const MANAGER: &str = "the resource manager (validation, leases, cleanup, advice)";
 
 #[tonic::async_trait]
 impl ResourceService for ResourceApi {
@@ -57,7 +73,25 @@ impl ResourceService for ResourceApi {
         &self,
         _: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ResourceReport>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+        let snapshot = self.monitor.latest();
+        let window = self.monitor.settings().history.min(Duration::from_secs(300));
+        let samples = self.monitor.history(window).await?;
+        let cached = self.manager.cached().await?;
+        let active = self.monitor.alerts(crate::alerts::Severity::Info, true, 0).await?;
+        Ok(Response::new(pb::ResourceReport {
+            snapshot: Some(convert::snapshot(&snapshot, 0)),
+            window_stats: monitor::history::window_stats(&samples)
+                .iter()
+                .map(convert::metric_stats)
+                .collect(),
+            window_seconds: window.as_secs() as u32,
+            leases: self.manager.leases().await?.iter().map(convert::lease).collect(),
+            cached_models: cached.iter().map(convert::cached_model).collect(),
+            active_alerts: active.iter().map(convert::alert).collect(),
+            health: convert::health(snapshot.health) as i32,
+            suggestions: self.suggestions(&snapshot).await?,
+            requirements: cached.iter().map(convert::requirement_comparison).collect(),
+        }))
     }
 
     async fn get_history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::History>, Status> {
@@ -104,15 +138,22 @@ impl ResourceService for ResourceApi {
         Ok(Response::new(pb::ReleaseResponse { lease: Some(convert::lease(&lease)) }))
     }
 
-    async fn cleanup(&self, _: Request<pb::CleanupRequest>) -> Result<Response<pb::CleanupResult>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+    async fn cleanup(&self, req: Request<pb::CleanupRequest>) -> Result<Response<pb::CleanupResult>, Status> {
+        let req = req.into_inner();
+        metrics::counter!("maestro_cleanups_total", "trigger" => "manual").increment(1);
+        let evictor = self.evictor.as_deref();
+        let report =
+            cleanup::run(&self.manager, &self.monitor, evictor, req.force, req.dry_run, None).await?;
+        Ok(Response::new(convert::cleanup(&report)))
     }
 
     async fn get_optimization_suggestions(
         &self,
         _: Request<pb::SuggestionsRequest>,
     ) -> Result<Response<pb::Suggestions>, Status> {
-        Err(Error::Unimplemented(MANAGER).into())
+        let snapshot = self.monitor.latest();
+        let suggestions = self.suggestions(&snapshot).await?;
+        Ok(Response::new(pb::Suggestions { suggestions, health: convert::health(snapshot.health) as i32 }))
     }
 
     async fn get_optimal_batch_size(
@@ -123,7 +164,7 @@ impl ResourceService for ResourceApi {
         let question = requests::batch_question(&req)?;
         let answer = self.manager.fit(question.clone()).await?;
         let snapshot = self.monitor.latest();
-        let (on_gpu, free) = match answer.verdict.device {
+        let (on_gpu, free) = match answer.verdict().device {
             Device::Cuda(i) => {
                 (true, snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes))
             }
@@ -143,7 +184,7 @@ impl ResourceService for ResourceApi {
             cfg_factor: 2,
             duration_s: question.duration_s,
             source: convert::requirements(r, 1).source,
-            device: answer.verdict.device.name(),
+            device: answer.verdict().device.name(),
             reason: advice.reason,
         }))
     }

@@ -1,2 +1,264 @@
 //! Native MusicGen over tch: T5 text encoder, decoder with KV cache and classifier-free guidance,
 //! EnCodec decoder, streaming decode. Pure compute: no gRPC, no resource bookkeeping.
+//!
+//! [`MusicGen::load`] reads a Hugging Face `facebook/musicgen-*` directory; [`MusicGen::generate`] runs a
+//! batch of [`GenerationRequest`]s and streams their audio through a callback. Every entry point enters
+//! `no_grad` itself, because grad mode is per thread in libtorch.
+
+pub mod config;
+mod decoder;
+mod encodec;
+pub mod error;
+mod generate;
+pub mod inspect;
+pub mod sampling;
+mod stream;
+mod t5;
+pub mod tokenizer;
+pub mod weights;
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+pub use config::{GenerationConfig, MusicgenConfig};
+pub use error::MusicgenError;
+pub use generate::{AudioChunkOut, GenerationRequest, GenerationStats};
+pub use inspect::inspect;
+pub use sampling::SamplingParams;
+pub use weights::DType;
+
+use decoder::Decoder;
+use encodec::EncodecDecoder;
+use error::Result;
+use t5::T5Encoder;
+use tokenizer::{PromptBatch, PromptTokenizer};
+use weights::{SafetensorsFile, WeightLoader};
+
+/// Where and in which precision each part runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Device of every tensor.
+    pub device: Device,
+    /// Decoder precision: the part a decoding step streams from memory.
+    pub decoder_dtype: DType,
+    /// T5 precision; f32 by default because T5 overflows in f16.
+    pub text_dtype: DType,
+}
+
+impl LoadOptions {
+    /// The decoder in `dtype`; T5 in f32 unless `dtype` is bf16; EnCodec always f32.
+    pub fn new(device: Device, dtype: DType) -> Self {
+        let text_dtype = if dtype == DType::BF16 { DType::BF16 } else { DType::F32 };
+        Self { device, decoder_dtype: dtype, text_dtype }
+    }
+}
+
+/// A loaded MusicGen model.
+pub struct MusicGen {
+    config: MusicgenConfig,
+    generation: GenerationConfig,
+    options: LoadOptions,
+    tokenizer: PromptTokenizer,
+    t5: T5Encoder,
+    enc_to_dec: Option<(Tensor, Tensor)>,
+    decoder: Decoder,
+    codec: EncodecDecoder,
+}
+
+impl MusicGen {
+    /// Loads `dir` (config.json, generation_config.json, model.safetensors, tokenizer.json) with the
+    /// decoder in `dtype` (see [`LoadOptions::new`]).
+    pub fn load(dir: &Path, device: Device, dtype: DType) -> Result<Self> {
+        Self::load_with(dir, LoadOptions::new(device, dtype))
+    }
+
+    /// Loads `dir` with explicit per-part options.
+    pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        let config = MusicgenConfig::from_file(&dir.join("config.json"))?;
+        let generation = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
+        let tokenizer = PromptTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let file = SafetensorsFile::open(&dir.join("model.safetensors"))?;
+        let w = WeightLoader::new(&file, options.device);
+        let t5 = T5Encoder::load(&w, &config.text_encoder, options.text_dtype.kind())?;
+        let (d_text, d_dec) = (config.text_encoder.d_model, config.decoder.hidden_size);
+        let enc_to_dec = if d_text != d_dec {
+            let kind = options.text_dtype.kind();
+            Some((
+                w.tensor("enc_to_dec_proj.weight", &[d_dec, d_text], kind)?,
+                w.tensor("enc_to_dec_proj.bias", &[d_dec], kind)?,
+            ))
+        } else {
+            None
+        };
+        let decoder = Decoder::load(&w, &config.decoder, options.decoder_dtype.kind(), options.device)?;
+        let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
+        Ok(Self { config, generation, options, tokenizer, t5, enc_to_dec, decoder, codec })
+    }
+
+    /// Output sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.config.audio_encoder.sampling_rate as u32
+    }
+
+    /// Output channels (1 mono, 2 stereo).
+    pub fn channels(&self) -> usize {
+        self.config.decoder.audio_channels as usize
+    }
+
+    /// Frames per second of audio.
+    pub fn frame_rate(&self) -> f64 {
+        self.config.audio_encoder.frame_rate() as f64
+    }
+
+    /// Samples per frame and channel.
+    pub fn hop_length(&self) -> usize {
+        self.config.audio_encoder.hop_length() as usize
+    }
+
+    /// Codebooks predicted per step.
+    pub fn num_codebooks(&self) -> usize {
+        self.config.decoder.num_codebooks as usize
+    }
+
+    /// Codes per codebook: the upper bound for `top_k`.
+    pub fn codebook_size(&self) -> usize {
+        self.config.decoder.vocab_size as usize
+    }
+
+    /// Most frames one request may ask for (`max_length` of the generation config).
+    pub fn max_frames(&self) -> usize {
+        self.generation.max_length.max(1) as usize
+    }
+
+    /// Longest audio one request may ask for, in seconds.
+    pub fn max_duration_s(&self) -> f64 {
+        self.max_frames() as f64 / self.frame_rate()
+    }
+
+    /// Frames for `duration_s` seconds of audio (at least one).
+    pub fn frames_for(&self, duration_s: f64) -> usize {
+        ((duration_s * self.frame_rate()).round() as usize).max(1)
+    }
+
+    /// Bytes of decoder weights one decoding step reads, whatever the batch: every layer's projections
+    /// and feed-forward plus the LM heads (embedding rows and cross-attention K/V are not re-read).
+    pub fn decoder_step_bytes(&self) -> u64 {
+        let d = &self.config.decoder;
+        let (h, f) = (d.hidden_size as u64, d.ffn_dim as u64);
+        let per_layer = 6 * h * h + 2 * h * f + 6 * h;
+        let params =
+            d.num_hidden_layers as u64 * per_layer + d.num_codebooks as u64 * d.vocab_size as u64 * h;
+        params * self.options.decoder_dtype.size_bytes()
+    }
+
+    /// The checkpoint's generation defaults.
+    pub fn generation_defaults(&self) -> &GenerationConfig {
+        &self.generation
+    }
+
+    /// The checkpoint's configuration.
+    pub fn config(&self) -> &MusicgenConfig {
+        &self.config
+    }
+
+    /// Device and precisions the model was loaded with.
+    pub fn options(&self) -> LoadOptions {
+        self.options
+    }
+
+    /// Tokenizes prompts into a padded batch on the model's device.
+    pub fn tokenize(&self, prompts: &[&str]) -> Result<PromptBatch> {
+        self.tokenizer.encode_batch(prompts, self.options.device)
+    }
+
+    /// T5's last hidden states `(batch, seq, d_model)` in f32.
+    pub fn encode_text(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.t5.forward(input_ids, attention_mask).to_kind(Kind::Float)
+    }
+
+    /// Encoder states as the decoder sees them: projected, zeroed on padding, in the decoder's kind.
+    fn conditioning(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let mut states = self.t5.forward(input_ids, attention_mask);
+        if let Some((w, b)) = &self.enc_to_dec {
+            states = states.linear(w, Some(b));
+        }
+        let mask = attention_mask.unsqueeze(-1).to_kind(states.kind());
+        (states * mask).to_kind(self.decoder.kind())
+    }
+
+    /// Teacher-forced logits with classifier-free guidance, shaped like transformers' output:
+    /// `(batch·codebooks, steps, vocab)` in f32 for `decoder_input_ids` `(batch·codebooks, steps)`.
+    pub fn guided_logits(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        decoder_input_ids: &Tensor,
+        guidance_scale: f64,
+    ) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let cond = self.conditioning(input_ids, attention_mask);
+        let (states, mask) = with_unconditional(&cond, attention_mask);
+        let (b, c) = (input_ids.size()[0], self.config.decoder.num_codebooks);
+        let steps = decoder_input_ids.size()[1];
+        let codes = decoder_input_ids.view([b, c, steps]).repeat([2, 1, 1]);
+        let mut state = self.decoder.new_state(&states, &mask, steps);
+        let logits = self.decoder.forward(&codes, &mut state).to_kind(Kind::Float);
+        let (cond, uncond) = (logits.narrow(0, 0, b), logits.narrow(0, b, b));
+        let guided = &uncond + (&cond - &uncond) * guidance_scale;
+        guided.reshape([b * c, steps, -1])
+    }
+
+    /// Decodes codes `(batch, codebooks, frames)` to audio `(batch, channels, frames·hop)` in one pass.
+    pub fn decode_codes(&self, codes: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let codes = codes.to_device(self.options.device);
+        if self.channels() == 1 {
+            return self.codec.decode(&codes);
+        }
+        let c = self.config.decoder.num_codebooks;
+        let pick = |first: i64| {
+            let idx = Tensor::arange_start_step(first, c, 2, (Kind::Int64, codes.device()));
+            self.codec.decode(&codes.index_select(1, &idx))
+        };
+        Tensor::cat(&[pick(0), pick(1)], 1)
+    }
+}
+
+impl MusicGen {
+    /// Decodes codes `(1, codebooks, frames)` through the streaming path, one frame arriving at a time
+    /// as during generation, calling `on_chunk(start_frame, audio)` with audio `(channels, samples)`.
+    pub fn stream_codes(
+        &self,
+        codes: &Tensor,
+        chunk_frames: usize,
+        mut on_chunk: impl FnMut(usize, Tensor),
+    ) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let (c, frames) = (codes.size()[1] as usize, codes.size()[2]);
+        let flat = sampling::to_vec_i64(codes)?;
+        let channels = self.channels();
+        let slice = |ch: usize, from: i64, to: i64| -> Vec<i64> {
+            (ch..c)
+                .step_by(channels)
+                .flat_map(|k| {
+                    flat[k * frames as usize + from as usize..k * frames as usize + to as usize].to_vec()
+                })
+                .collect()
+        };
+        let mut stream = stream::AudioStream::new(channels, frames, chunk_frames as i64, self.options.device);
+        for available in 1..=frames {
+            if let Some(chunk) = stream.advance(&self.codec, available, &slice) {
+                on_chunk(chunk.start_frame as usize, chunk.audio);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Conditional rows followed by unconditional rows (zero states, all-zero mask), as transformers does.
+fn with_unconditional(states: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    (Tensor::cat(&[states, &states.zeros_like()], 0), Tensor::cat(&[mask, &mask.zeros_like()], 0))
+}

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    cache::{CacheError, CachedModel, ModelCache},
     ledger::{Capacity, Lease, LeaseRequest, Ledger, LedgerError},
     model_id::{self, ModelIdError},
     requirements::{self, DType, Registry, Requirements},
@@ -51,6 +52,17 @@ pub struct FitQuestion {
     pub dtype: DType,
 }
 
+/// A verdict with what eviction could do about it.
+#[derive(Debug, Clone)]
+pub struct FitVerdict {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Idle cached models on the same memory that eviction would free, least recently used first.
+    pub eviction_candidates: Vec<CachedModel>,
+    /// Whether evicting every candidate would make the model fit.
+    pub eviction_would_suffice: bool,
+}
+
 /// A verdict with the requirements behind it.
 #[derive(Debug, Clone)]
 pub struct FitAnswer {
@@ -58,10 +70,17 @@ pub struct FitAnswer {
     pub requirements: Requirements,
     /// The batch the verdict is for.
     pub batch: u32,
-    /// The verdict.
-    pub verdict: Verdict,
+    /// The verdict and eviction's options.
+    pub fit: FitVerdict,
     /// The margin applied.
     pub margin: f64,
+}
+
+impl FitAnswer {
+    /// The verdict.
+    pub fn verdict(&self) -> &Verdict {
+        &self.fit.verdict
+    }
 }
 
 enum Command {
@@ -69,7 +88,40 @@ enum Command {
         requirements: Requirements,
         batch: u32,
         device: Device,
-        reply: oneshot::Sender<Result<Verdict, Error>>,
+        reply: oneshot::Sender<Result<FitVerdict, Error>>,
+    },
+    Register {
+        entry: CachedModel,
+    },
+    Unregister {
+        model: String,
+        reply: oneshot::Sender<Result<CachedModel, Error>>,
+    },
+    BeginUse {
+        model: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    EndUse {
+        model: String,
+    },
+    Pin {
+        model: String,
+        pinned: bool,
+    },
+    Cached {
+        reply: oneshot::Sender<Vec<CachedModel>>,
+    },
+    Evictable {
+        force: bool,
+        reply: oneshot::Sender<Vec<CachedModel>>,
+    },
+    PressureVictims {
+        needed: u64,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    ExpireNow {
+        dry_run: bool,
+        reply: oneshot::Sender<Vec<Lease>>,
     },
     Allocate {
         request: LeaseRequest,
@@ -89,6 +141,13 @@ enum Command {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     settings: Arc<ManagerSettings>,
+}
+
+fn cache_error(e: CacheError) -> Error {
+    match e {
+        CacheError::NotLoaded(_) => Error::NotFound(e.to_string()),
+        CacheError::InUse { .. } => Error::FailedPrecondition(e.to_string()),
+    }
 }
 
 fn stopped() -> Error {
@@ -145,8 +204,8 @@ impl Handle {
         check_duration(q.duration_s, requirements.max_duration_s)?;
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
         let (r, device) = (requirements.clone(), q.device);
-        let verdict = self.ask(|reply| Command::Fit { requirements: r, batch, device, reply }).await??;
-        Ok(FitAnswer { requirements, batch, verdict, margin: self.settings.safety_margin })
+        let fit = self.ask(|reply| Command::Fit { requirements: r, batch, device, reply }).await??;
+        Ok(FitAnswer { requirements, batch, fit, margin: self.settings.safety_margin })
     }
 
     /// Reserves memory for a client.
@@ -162,6 +221,107 @@ impl Handle {
     /// Every live lease.
     pub async fn leases(&self) -> Result<Vec<Lease>, Error> {
         self.ask(|reply| Command::Leases { reply }).await
+    }
+
+    /// Reserves memory for the server's own work; the lease is released when the guard drops.
+    pub async fn lease(&self, request: LeaseRequest) -> Result<LeaseGuard, Error> {
+        let lease = self.allocate(request).await?;
+        Ok(LeaseGuard { id: lease.id.as_str().to_string(), handle: self.clone(), lease })
+    }
+
+    /// Records a model the inference pool loaded.
+    pub async fn register(&self, entry: CachedModel) -> Result<(), Error> {
+        self.commands.send(Command::Register { entry }).await.map_err(|_| stopped())
+    }
+
+    /// Forgets a model the pool unloaded; refused while in use.
+    pub async fn unregister(&self, model: &str) -> Result<CachedModel, Error> {
+        let model = model.to_string();
+        self.ask(|reply| Command::Unregister { model, reply }).await?
+    }
+
+    /// Marks a model in use until the guard drops; it cannot be evicted meanwhile.
+    pub async fn use_model(&self, model: &str) -> Result<ModelUse, Error> {
+        let m = model.to_string();
+        self.ask(|reply| Command::BeginUse { model: m, reply }).await??;
+        Ok(ModelUse { model: model.to_string(), handle: self.clone() })
+    }
+
+    /// Pins or unpins a loaded model.
+    pub async fn pin(&self, model: &str, pinned: bool) -> Result<(), Error> {
+        self.commands.send(Command::Pin { model: model.into(), pinned }).await.map_err(|_| stopped())
+    }
+
+    /// Every cached model.
+    pub async fn cached(&self) -> Result<Vec<CachedModel>, Error> {
+        self.ask(|reply| Command::Cached { reply }).await
+    }
+
+    /// Models a cleanup may evict, least recently used first.
+    pub async fn evictable(&self, force: bool) -> Result<Vec<CachedModel>, Error> {
+        self.ask(|reply| Command::Evictable { force, reply }).await
+    }
+
+    /// Idle models to evict under pressure (max(2, n/3), or enough to free `needed` bytes).
+    pub async fn pressure_victims(&self, needed: u64) -> Result<Vec<String>, Error> {
+        self.ask(|reply| Command::PressureVictims { needed, reply }).await
+    }
+
+    /// Releases expired leases now (or, with `dry_run`, lists them) and returns them.
+    pub async fn expire_now(&self, dry_run: bool) -> Result<Vec<Lease>, Error> {
+        self.ask(|reply| Command::ExpireNow { dry_run, reply }).await
+    }
+
+    /// Sends a message from a destructor: without waiting, or on a spawned task when the queue is full.
+    fn send_from_drop(&self, cmd: Command) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.commands.try_send(cmd) {
+            let tx = self.commands.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
+    }
+}
+
+/// A lease held by the server itself; dropping it releases the lease, on every path.
+pub struct LeaseGuard {
+    id: String,
+    handle: Handle,
+    lease: Lease,
+}
+
+impl LeaseGuard {
+    /// The lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let (reply, _) = oneshot::channel();
+        self.handle.send_from_drop(Command::Release { id: std::mem::take(&mut self.id), reply });
+    }
+}
+
+/// A request's use of a cached model; dropping it ends the use.
+pub struct ModelUse {
+    model: String,
+    handle: Handle,
+}
+
+impl ModelUse {
+    /// The model in use.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+impl Drop for ModelUse {
+    fn drop(&mut self) {
+        self.handle.send_from_drop(Command::EndUse { model: std::mem::take(&mut self.model) });
     }
 }
 
@@ -192,13 +352,15 @@ fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, E
 pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: CancellationToken) -> Handle {
     let (tx, rx) = mpsc::channel(256);
     let settings = Arc::new(settings);
-    let actor = Actor { ledger: Ledger::new(), monitor, settings: settings.clone() };
+    let actor =
+        Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor, settings: settings.clone() };
     tokio::spawn(actor.run(rx, shutdown));
     Handle { commands: tx, settings }
 }
 
 struct Actor {
     ledger: Ledger,
+    cache: ModelCache,
     monitor: monitor::Handle,
     settings: Arc<ManagerSettings>,
 }
@@ -237,7 +399,37 @@ impl Actor {
                     reserved_gpu: &reserved_gpu,
                     margin: self.settings.safety_margin,
                 };
-                let _ = reply.send(validate::verdict(&input));
+                let _ = reply.send(validate::verdict(&input).map(|v| self.with_eviction(v)));
+            }
+            Command::Register { entry } => self.cache.insert(entry),
+            Command::Unregister { model, reply } => {
+                let _ = reply.send(self.cache.remove(&model).map_err(cache_error));
+            }
+            Command::BeginUse { model, reply } => {
+                let _ = reply.send(self.cache.begin_use(&model, Instant::now()).map_err(cache_error));
+            }
+            Command::EndUse { model } => self.cache.end_use(&model, Instant::now()),
+            Command::Pin { model, pinned } => {
+                let _ = self.cache.set_pinned(&model, pinned);
+            }
+            Command::Cached { reply } => {
+                let _ = reply.send(self.cache.entries().cloned().collect());
+            }
+            Command::Evictable { force, reply } => {
+                let _ =
+                    reply.send(self.cache.evictable(Instant::now(), force).into_iter().cloned().collect());
+            }
+            Command::PressureVictims { needed, reply } => {
+                let _ = reply.send(self.cache.pressure_victims(needed));
+            }
+            Command::ExpireNow { dry_run, reply } => {
+                let now = Instant::now();
+                let expired = if dry_run {
+                    self.ledger.leases().filter(|l| l.is_expired(now)).cloned().collect()
+                } else {
+                    self.ledger.expire(now)
+                };
+                let _ = reply.send(expired);
             }
             Command::Allocate { request, reply } => {
                 let snapshot = self.monitor.latest();
@@ -260,6 +452,22 @@ impl Actor {
                 let _ = reply.send(self.ledger.leases().cloned().collect());
             }
         }
+    }
+
+    /// Adds what evicting idle models on the verdict's memory would do.
+    fn with_eviction(&self, verdict: Verdict) -> FitVerdict {
+        let same_memory = |e: &&CachedModel| match verdict.device {
+            Device::Cuda(i) => e.device == Device::Cuda(i),
+            _ => !matches!(e.device, Device::Cuda(_)),
+        };
+        let candidates: Vec<CachedModel> =
+            self.cache.evictable(Instant::now(), false).into_iter().filter(same_memory).cloned().collect();
+        let freed: u64 = candidates.iter().map(CachedModel::bytes).sum();
+        let usable_freed = freed as f64 * (1.0 - self.settings.safety_margin);
+        let would_suffice = !verdict.fits
+            && !candidates.is_empty()
+            && verdict.checks.iter().all(|c| c.ok || (c.unit == "bytes" && c.headroom + usable_freed >= 0.0));
+        FitVerdict { verdict, eviction_candidates: candidates, eviction_would_suffice: would_suffice }
     }
 
     fn reserved_gpu(&self, snapshot: &monitor::snapshot::Snapshot) -> Vec<(u32, u64)> {

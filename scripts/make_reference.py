@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Build tiny random MusicGen checkpoints and transformers reference outputs for the parity tests.
+
+Usage:
+    python3 scripts/make_reference.py [--out tests/fixtures]
+    python3 scripts/make_reference.py --small-shape DIR   # musicgen-small-shaped random checkpoint (~590M)
+
+Each fixture directory gets config.json, generation_config.json, model.safetensors (weight norm stored as
+weight_g / weight_v, like the published files), tokenizer.json and reference.safetensors. Seeds are fixed
+and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
+
+PROMPTS = [
+    "80s pop track with bassy drums and synth",
+    "calm piano",
+    "a  lofi   beat with rain, vinyl crackle and a slow jazzy piano melody over soft drums",
+]
+GUIDANCE = 3.0
+MAX_NEW_TOKENS = 24
+TEACHER_STEPS = 9
+CODEC_FRAMES = 40
+
+# Word pieces of the tiny Unigram vocabulary; single letters keep every prompt encodable.
+WORDS = [
+    "pop", "track", "with", "drums", "and", "synth", "calm", "piano", "beat", "rain", "slow", "soft",
+    "jazz", "melody", "over", "80s", "lo", "fi", "vinyl", "crack", "le", "bass", "y",
+]
+
+TINY = {
+    "musicgen-tiny": dict(
+        seed=1234,
+        t5=dict(vocab_size=100, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2,
+                relative_attention_num_buckets=32, relative_attention_max_distance=128),
+        decoder=dict(vocab_size=64, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, ffn_dim=96,
+                     max_position_embeddings=512),
+        encodec=dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=2,
+                     num_residual_layers=1, use_conv_shortcut=False),
+        tied_key="text_encoder.shared.weight",
+    ),
+    "musicgen-tiny2": dict(
+        seed=4321,
+        t5=dict(vocab_size=128, d_model=40, d_kv=12, num_heads=5, d_ff=72, num_layers=3,
+                relative_attention_num_buckets=16, relative_attention_max_distance=20),
+        decoder=dict(vocab_size=128, hidden_size=40, num_hidden_layers=3, num_attention_heads=5, ffn_dim=80,
+                     max_position_embeddings=512),
+        encodec=dict(num_filters=6, hidden_size=24, codebook_size=128, num_lstm_layers=1,
+                     num_residual_layers=2, use_conv_shortcut=True),
+        tied_key="text_encoder.encoder.embed_tokens.weight",
+    ),
+}
+
+SMALL = dict(
+    seed=7,
+    t5=dict(vocab_size=32128, d_model=768, d_kv=64, num_heads=12, d_ff=3072, num_layers=12,
+            relative_attention_num_buckets=32, relative_attention_max_distance=128),
+    decoder=dict(vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096,
+                 max_position_embeddings=2048),
+    encodec=dict(num_filters=64, hidden_size=128, codebook_size=2048, num_lstm_layers=2,
+                 num_residual_layers=1, use_conv_shortcut=False),
+    tied_key="text_encoder.shared.weight",
+)
+
+
+def build_tokenizer():
+    """A T5-style Unigram tokenizer: NFKC + space squeeze, Metaspace, `</s>` appended by the post-processor."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + w, -3.0 - 0.1 * i) for i, w in enumerate(WORDS)]
+    vocab += [(w, -4.0 - 0.1 * i) for i, w in enumerate(WORDS)]
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789,."
+    vocab += [(c, -6.0) for c in chars]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.add_special_tokens(["<pad>", "</s>", "<unk>"])
+    return tok
+
+
+def build_config(spec):
+    t5 = T5Config(**spec["t5"], feed_forward_proj="relu", dropout_rate=0.0, layer_norm_epsilon=1e-6,
+                  is_encoder_decoder=False, use_cache=False)
+    frame_rate = 50
+    nbits = int(math.log2(spec["encodec"]["codebook_size"]))
+    bandwidth = 4 * frame_rate * nbits / 1000.0
+    enc = EncodecConfig(**spec["encodec"], sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4],
+                        target_bandwidths=[bandwidth], use_causal_conv=False, norm_type="weight_norm",
+                        pad_mode="reflect", audio_channels=1, codebook_dim=spec["encodec"]["hidden_size"])
+    assert enc.num_quantizers == 4, enc.num_quantizers
+    vocab = spec["decoder"]["vocab_size"]
+    dec = MusicgenDecoderConfig(**spec["decoder"], num_codebooks=4, activation_function="gelu", dropout=0.0,
+                                scale_embedding=False, pad_token_id=vocab, bos_token_id=vocab,
+                                decoder_start_token_id=vocab, audio_channels=1)
+    cfg = MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)
+    cfg.decoder_start_token_id = vocab
+    cfg.pad_token_id = vocab
+    return cfg
+
+
+def init_value(name, shape, gen):
+    """Random values scaled so activations keep a unit-ish size through every part."""
+    randn = lambda: torch.randn(shape, generator=gen)  # noqa: E731
+    if name.endswith(".inited"):
+        return torch.ones(shape)
+    if name.endswith("cluster_size"):
+        return torch.rand(shape, generator=gen) * 10.0
+    if "codebook.embed" in name:
+        return randn()
+    if "layer_norm" in name or name.endswith("final_layer_norm.weight"):
+        if name.endswith(".bias"):
+            return 0.1 * randn()
+        return 1.0 + 0.1 * randn()
+    if "relative_attention_bias" in name:
+        return 0.5 * randn()
+    if "embed_tokens" in name or name.endswith("shared.weight"):
+        return randn()
+    if name.endswith("original0"):  # weight-norm gain: the norm of each output filter
+        return 0.8 + 0.4 * torch.rand(shape, generator=gen)
+    if name.endswith("original1"):
+        return randn()
+    if "lstm" in name:
+        bound = 1.0 / math.sqrt(shape[-1] if "weight" in name else shape[0] / 4)
+        return (torch.rand(shape, generator=gen) * 2 - 1) * bound
+    if name.endswith(".bias"):
+        return 0.1 * randn()
+    if len(shape) == 2:
+        return randn() / math.sqrt(shape[1])
+    raise ValueError(f"no init rule for {name} {tuple(shape)}")
+
+
+def randomize(model, seed):
+    gen = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name in sorted(state):
+            if name.endswith("text_encoder.encoder.embed_tokens.weight"):
+                continue  # tied to `shared`
+            state[name].copy_(init_value(name, state[name].shape, gen))
+        for head in model.decoder.lm_heads:
+            head.weight.mul_(3.0)  # spread the logits so greedy picks are far from ties
+        for layer in model.decoder.model.decoder.layers:
+            layer.encoder_attn.v_proj.weight.mul_(0.4)  # let past codes, not only the text, steer the picks
+
+
+def published_state_dict(model, tied_key):
+    """State dict spelled like the published checkpoints: weight_g / weight_v, one copy of the T5 embedding."""
+    out = {}
+    for name, value in model.state_dict().items():
+        if name.endswith("embed_positions.weights"):
+            continue
+        if name in ("text_encoder.shared.weight", "text_encoder.encoder.embed_tokens.weight") and name != tied_key:
+            continue
+        name = name.replace(".parametrizations.weight.original0", ".weight_g")
+        name = name.replace(".parametrizations.weight.original1", ".weight_v")
+        out[name] = value.detach().contiguous().clone()
+    return out
+
+
+def write_model(out_dir, model, cfg, spec, tok):
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(published_state_dict(model, spec["tied_key"]), os.path.join(out_dir, "model.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+    pad = cfg.decoder.pad_token_id
+    gen_cfg = {"bos_token_id": pad, "decoder_start_token_id": pad, "do_sample": True, "guidance_scale": GUIDANCE,
+               "max_length": 1500, "pad_token_id": pad}
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+        json.dump(gen_cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    tok.save(os.path.join(out_dir, "tokenizer.json"), pretty=False)
+
+
+def encode(tok, prompts):
+    encs = [tok.encode(p) for p in prompts]
+    width = max(len(e.ids) for e in encs)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, e in enumerate(encs):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        mask[i, : len(e.ids)] = 1
+    return ids, mask
+
+
+def teacher_forced(model, ids, mask, gen):
+    """Logits for random decoder inputs, guided exactly as generate() guides them."""
+    dec = model.config.decoder
+    bsz = ids.shape[0]
+    codes = torch.randint(0, dec.vocab_size, (bsz * dec.num_codebooks, TEACHER_STEPS), generator=gen)
+    codes[:, 0] = dec.pad_token_id
+    hidden = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    enc = torch.cat([hidden, torch.zeros_like(hidden)])
+    enc_mask = torch.cat([mask, torch.zeros_like(mask)])
+    logits = model(encoder_outputs=(enc,), attention_mask=enc_mask, decoder_input_ids=codes.repeat(2, 1)).logits
+    cond, uncond = logits.split(bsz * dec.num_codebooks)
+    return codes, uncond + (cond - uncond) * GUIDANCE
+
+
+def greedy(model, ids, mask):
+    captured = {}
+    decode = model.audio_encoder.decode
+
+    def capture(audio_codes, *args, **kwargs):
+        captured["codes"] = audio_codes[0].clone()
+        return decode(audio_codes, *args, **kwargs)
+
+    model.audio_encoder.decode = capture
+    audio = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, guidance_scale=GUIDANCE,
+                           max_new_tokens=MAX_NEW_TOKENS)
+    model.audio_encoder.decode = decode
+    return captured["codes"], audio
+
+
+def make_fixture(out_dir, spec):
+    torch.manual_seed(spec["seed"])
+    tok = build_tokenizer()
+    cfg = build_config(spec)
+    model = MusicgenForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
+    randomize(model, spec["seed"])
+    write_model(out_dir, model, cfg, spec, tok)
+
+    gen = torch.Generator().manual_seed(spec["seed"] + 1)
+    ref = {}
+    with torch.no_grad():
+        ids, mask = encode(tok, PROMPTS)
+        ref["t5.input_ids"], ref["t5.attention_mask"] = ids, mask
+        ref["t5.last_hidden_state"] = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        tf_ids, tf_mask = encode(tok, PROMPTS[:2])
+        ref["tf.input_ids"], ref["tf.attention_mask"] = tf_ids, tf_mask
+        ref["tf.decoder_input_ids"], ref["tf.logits"] = teacher_forced(model, tf_ids, tf_mask, gen)
+        ref["gen.input_ids"], ref["gen.attention_mask"] = tf_ids, tf_mask
+        ref["gen.codes"], ref["gen.audio"] = greedy(model, tf_ids, tf_mask)
+        codebook = cfg.audio_encoder.codebook_size
+        codes = torch.randint(0, codebook, (1, 4, CODEC_FRAMES), generator=gen)
+        ref["codec.codes"] = codes
+        ref["codec.audio"] = model.audio_encoder.decode(codes[None], [None]).audio_values
+    ref["gen.max_new_tokens"] = torch.tensor([MAX_NEW_TOKENS])
+    ref["guidance_scale"] = torch.tensor([GUIDANCE])
+    ref = {k: v.contiguous().clone() for k, v in ref.items()}
+    save_file(ref, os.path.join(out_dir, "reference.safetensors"), metadata={"prompts": json.dumps(PROMPTS)})
+    audio = ref["gen.audio"]
+    print(f"{out_dir}: audio {tuple(audio.shape)} std {audio.std():.3f} max {audio.abs().max():.3f}, "
+          f"codes {ref['gen.codes'].flatten()[:8].tolist()}", file=sys.stderr)
+
+
+def make_small_shape(out_dir):
+    """A randomly initialised checkpoint with musicgen-small's sizes, for the benchmark (not committed)."""
+    torch.manual_seed(SMALL["seed"])
+    cfg = build_config(SMALL)
+    cfg.audio_encoder.target_bandwidths = [2.2]
+    model = MusicgenForConditionalGeneration(cfg).eval()
+    randomize(model, SMALL["seed"])
+    write_model(out_dir, model, cfg, SMALL, build_tokenizer())
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{out_dir}: {params / 1e6:.1f}M parameters", file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="tests/fixtures", help="fixture root (default tests/fixtures)")
+    parser.add_argument("--small-shape", metavar="DIR", help="write a musicgen-small-shaped checkpoint to DIR")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if args.small_shape:
+        make_small_shape(args.small_shape)
+        return
+    for name, spec in TINY.items():
+        make_fixture(os.path.join(args.out, name), spec)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+//! Generation guarded by the resource manager: validate → lease → load → record the measured size
+//! → generate → release, with every hold (lease, model use, queue slot) an RAII guard so no path can
+//! leak one.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{Event, ModelFacts, Pool};
+use crate::{
+    error::Error,
+    musicgen::{GenerationRequest, SamplingParams},
+    resources::{
+        cache::CachedModel,
+        ledger::{LeaseKind, LeaseRequest},
+        manager::{self, FitQuestion, LeaseGuard, ModelUse},
+        model_id,
+        requirements::DType as ReqDType,
+        validate::Device,
+    },
+};
+
+/// Generation settings.
+#[derive(Debug, Clone)]
+pub struct GenerationSettings {
+    /// Longest request in seconds (default 30).
+    pub max_duration_s: f64,
+    /// How long a forced unload waits for in-flight requests (default 10 s).
+    pub unload_wait: Duration,
+}
+
+/// A generation request with the model-independent limits already checked.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Model id.
+    pub model: String,
+    /// Prompt (may be empty).
+    pub prompt: String,
+    /// Seconds of audio.
+    pub duration_s: f64,
+    /// Overrides of the checkpoint's defaults.
+    pub temperature: Option<f64>,
+    /// 0 = off.
+    pub top_k: Option<u32>,
+    /// 0 = off.
+    pub top_p: Option<f64>,
+    /// Classifier-free guidance scale.
+    pub guidance_scale: Option<f64>,
+    /// Seed (random when unset).
+    pub seed: Option<u64>,
+    /// Argmax decoding.
+    pub greedy: bool,
+    /// Audio per chunk in ms.
+    pub chunk_ms: u32,
+}
+
+/// A generation that was admitted: what the header says, the event stream and the holds.
+pub struct Admitted {
+    /// Request id.
+    pub request_id: String,
+    /// Model id.
+    pub model: String,
+    /// The model's facts.
+    pub facts: ModelFacts,
+    /// Requests ahead of this one when queued.
+    pub queue_position: usize,
+    /// The request as run (defaults filled in).
+    pub request: GenerationRequest,
+    /// Events from the worker.
+    pub events: mpsc::Receiver<Event>,
+    /// Held until the stream ends: dropping them releases the lease, the model and cancels the work.
+    pub holds: Holds,
+}
+
+/// Everything a running generation holds.
+pub struct Holds {
+    _lease: LeaseGuard,
+    _model: ModelUse,
+    _cancel: DropGuard,
+}
+
+/// GenerationService's domain side.
+#[derive(Clone)]
+pub struct Generation {
+    pool: Pool,
+    manager: manager::Handle,
+    settings: Arc<GenerationSettings>,
+    roots: Arc<Vec<PathBuf>>,
+    loading: Arc<Mutex<()>>,
+}
+
+impl Generation {
+    /// Over a pool and the resource manager.
+    pub fn new(pool: Pool, manager: manager::Handle, settings: GenerationSettings) -> Self {
+        let roots = Arc::new(manager.settings().roots.clone());
+        Self { pool, manager, settings: Arc::new(settings), roots, loading: Arc::default() }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The generation limits.
+    pub fn settings(&self) -> &GenerationSettings {
+        &self.settings
+    }
+
+    /// Loads `model` unless it is loaded: validated against memory, leased while loading, recorded in
+    /// the cache with its measured size.
+    pub async fn ensure_loaded(&self, model: &str, dtype: ReqDType, pin: bool) -> Result<ModelFacts, Error> {
+        if let Some(facts) = self.pool.facts(model) {
+            return Ok(facts);
+        }
+        // One load at a time: two requests for an absent model must not both load it.
+        let _loading = self.loading.lock().await;
+        if let Some(facts) = self.pool.facts(model) {
+            return Ok(facts);
+        }
+        let question =
+            FitQuestion { model: model.into(), batch: 1, duration_s: 1.0, device: Device::Cpu, dtype };
+        let answer = self.manager.fit(question).await?;
+        if !answer.verdict().fits {
+            return Err(Error::ResourceExhausted(answer.verdict().summary(model)));
+        }
+        let found = model_id::resolve(model, &self.roots)?;
+        let weights = answer.requirements.weights_bytes;
+        let lease = self
+            .manager
+            .lease(internal_lease(&format!("load:{model}"), LeaseKind::ModelLoad, weights))
+            .await?;
+        let facts = self.pool.load(model, found.dir, musicgen_dtype(dtype)).await?;
+        let entry = CachedModel {
+            model: model.into(),
+            device: if facts.device == "cpu" { Device::Cpu } else { Device::Cuda(0) },
+            dtype,
+            estimated_bytes: weights,
+            measured_bytes: Some(facts.measured_bytes),
+            loaded_at: std::time::SystemTime::now(),
+            last_used: std::time::Instant::now(),
+            in_flight: 0,
+            pinned: pin,
+        };
+        self.manager.register(entry).await?;
+        // The weights now show in the monitor's live usage; keeping the lease would count them twice.
+        drop(lease);
+        tracing::info!(model, measured = facts.measured_bytes, estimated = weights, "model loaded");
+        Ok(facts)
+    }
+
+    /// Unloads `model`; in use → FAILED_PRECONDITION, or with `force` waits up to the unload deadline.
+    pub async fn unload(&self, model: &str, force: bool) -> Result<CachedModel, Error> {
+        let deadline = tokio::time::Instant::now() + self.settings.unload_wait;
+        let entry = loop {
+            match self.manager.unregister(model).await {
+                Err(Error::FailedPrecondition(_)) if force && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.pool.unload(model).await?;
+        Ok(entry)
+    }
+
+    /// Validates against the model, takes the holds and queues the generation.
+    pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
+        if p.duration_s > self.settings.max_duration_s {
+            let max = self.settings.max_duration_s;
+            return Err(Error::invalid(
+                "duration_s",
+                format!("must be > 0 and <= {max} seconds, got {}", p.duration_s),
+            ));
+        }
+        let facts = self.ensure_loaded(&p.model, ReqDType::F32, false).await?;
+        let request = resolve_request(&p, &facts)?;
+        let model = self.manager.use_model(&p.model).await?;
+        let question = FitQuestion {
+            model: p.model.clone(),
+            batch: 1,
+            duration_s: p.duration_s,
+            device: Device::Cpu,
+            dtype: ReqDType::F32,
+        };
+        let per_sample = self.manager.requirements(&question).await?.per_sample_bytes;
+        let lease = self
+            .manager
+            .lease(internal_lease(&format!("generate:{}", p.model), LeaseKind::Generation, per_sample))
+            .await?;
+        let (queue_position, events) = self.pool.submit(&p.model, request.clone(), cancel.clone())?;
+        Ok(Admitted {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            model: p.model.clone(),
+            facts,
+            queue_position,
+            request,
+            events,
+            holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
+        })
+    }
+}
+
+fn internal_lease(owner: &str, kind: LeaseKind, bytes: u64) -> LeaseRequest {
+    LeaseRequest {
+        owner: owner.into(),
+        kind,
+        cpu_bytes: bytes.max(1),
+        gpu_bytes: 0,
+        gpu_index: None,
+        ttl: None,
+    }
+}
+
+fn musicgen_dtype(d: ReqDType) -> crate::musicgen::DType {
+    match d {
+        ReqDType::F32 => crate::musicgen::DType::F32,
+        ReqDType::F16 => crate::musicgen::DType::F16,
+        ReqDType::Bf16 => crate::musicgen::DType::BF16,
+    }
+}
+
+/// Fills defaults from the checkpoint and checks the limits that depend on the model.
+fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
+    if p.duration_s > facts.max_duration_s {
+        let max = facts.max_duration_s;
+        return Err(Error::invalid(
+            "duration_s",
+            format!("must be <= {max} seconds for {}, got {}", p.model, p.duration_s),
+        ));
+    }
+    let k = p.top_k.unwrap_or(facts.defaults.top_k.max(0) as u32);
+    if k > facts.codebook_size {
+        return Err(Error::invalid(
+            "top_k",
+            format!("must be 0 (off) ..= {} (the codebook size), got {k}", facts.codebook_size),
+        ));
+    }
+    let frame_ms = 1000.0 / facts.frame_rate;
+    let chunk_ms = if p.chunk_ms == 0 { 1000 } else { p.chunk_ms };
+    if f64::from(chunk_ms) < frame_ms.floor() {
+        return Err(Error::invalid(
+            "chunk_ms",
+            format!("must be >= one frame ({frame_ms:.0} ms) and <= 10000, got {chunk_ms}"),
+        ));
+    }
+    let d = &facts.defaults;
+    let top_p = match p.top_p {
+        Some(v) if v > 0.0 => v,
+        Some(_) => 1.0,
+        None => d.top_p,
+    };
+    Ok(GenerationRequest {
+        prompt: p.prompt.clone(),
+        frames: ((p.duration_s * facts.frame_rate).round() as usize).max(1),
+        sampling: SamplingParams {
+            greedy: p.greedy || !d.do_sample,
+            temperature: p.temperature.unwrap_or(d.temperature),
+            top_k: i64::from(k),
+            top_p,
+        },
+        guidance_scale: p.guidance_scale.unwrap_or(d.guidance_scale),
+        seed: p.seed.unwrap_or_else(rand_seed),
+        chunk_frames: ((f64::from(chunk_ms) / frame_ms).round() as usize).max(1),
+    })
+}
+
+fn rand_seed() -> u64 {
+    let id = uuid::Uuid::new_v4();
+    u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+#[tonic::async_trait]
+impl crate::resources::cleanup::Evictor for Generation {
+    async fn evict(&self, model: &str) -> Result<CachedModel, Error> {
+        self.unload(model, false).await
+    }
+}

@@ -1,0 +1,246 @@
+//! One inference worker: a dedicated OS thread that owns its loaded models and runs libtorch.
+//!
+//! The thread takes [`Job`]s from its own queue until the queue closes. A panic inside a job is
+//! caught: that job's caller gets INTERNAL, the models stay, and the thread serves the next job.
+
+use std::{
+    collections::HashMap,
+    ops::ControlFlow,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc as std_mpsc, Arc,
+    },
+    time::Instant,
+};
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::Error,
+    musicgen::{AudioChunkOut, DType, GenerationRequest, GenerationStats, MusicGen, MusicgenError},
+};
+
+/// What a loaded model is like, for validation and stream headers.
+#[derive(Debug, Clone)]
+pub struct ModelFacts {
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Output channels.
+    pub channels: u32,
+    /// Frames per second.
+    pub frame_rate: f64,
+    /// Codes per codebook (`top_k` limit).
+    pub codebook_size: u32,
+    /// Longest generation in seconds.
+    pub max_duration_s: f64,
+    /// Device name (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Host RSS growth caused by the load, in bytes.
+    pub measured_bytes: u64,
+    /// The checkpoint's generation defaults.
+    pub defaults: crate::musicgen::GenerationConfig,
+}
+
+/// Progress of a generation, sent to the request's stream.
+#[derive(Debug)]
+pub enum Event {
+    /// A decoded chunk of f32 samples.
+    Chunk(AudioChunkOut),
+    /// Finished (or stopped by cancellation).
+    Done(GenerationStats),
+    /// Failed.
+    Failed(Error),
+}
+
+/// Work for a worker.
+pub enum Job {
+    /// Load a model directory.
+    Load {
+        /// Model id.
+        model: String,
+        /// Its directory.
+        dir: PathBuf,
+        /// Decoder precision.
+        dtype: DType,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<ModelFacts, Error>>,
+    },
+    /// Drop a model's tensors.
+    Unload {
+        /// Model id.
+        model: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    /// Generate one request, streaming chunks.
+    Generate {
+        /// Model id (loaded on this worker).
+        model: String,
+        /// The request.
+        request: GenerationRequest,
+        /// Chunks and the end go here; a closed channel stops the generation.
+        events: mpsc::Sender<Event>,
+        /// Cancelled on client disconnect, deadline or shutdown.
+        cancel: CancellationToken,
+        /// The queue slot, given back when the job ends.
+        permit: OwnedSemaphorePermit,
+    },
+}
+
+/// The running worker's shared counters.
+#[derive(Debug, Default)]
+pub struct WorkerLoad {
+    /// Jobs queued or running.
+    pub pending: AtomicUsize,
+}
+
+/// Starts a worker thread on `device`; it ends when `jobs` closes.
+pub fn spawn(
+    index: usize,
+    device: tch::Device,
+    jobs: std_mpsc::Receiver<Job>,
+    load: Arc<WorkerLoad>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("maestro-worker-{index}")).spawn(move || {
+        let mut worker = Worker { device, models: HashMap::new() };
+        while let Ok(job) = jobs.recv() {
+            worker.run(job);
+            load.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        tracing::debug!(index, "worker stopped");
+    })
+}
+
+struct Worker {
+    device: tch::Device,
+    models: HashMap<String, MusicGen>,
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl Worker {
+    fn run(&mut self, job: Job) {
+        match job {
+            Job::Load { model, dir, dtype, reply } => {
+                let result = catch_unwind(AssertUnwindSafe(|| self.load(&model, &dir, dtype)))
+                    .unwrap_or_else(|p| {
+                        Err(Error::Internal(format!("loading {model} panicked: {}", panic_message(p))))
+                    });
+                let _ = reply.send(result);
+            }
+            Job::Unload { model, reply } => {
+                let found = self.models.remove(&model).is_some();
+                let _ = reply.send(if found {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound(format!("model {model} is not loaded")))
+                });
+            }
+            Job::Generate { model, request, events, cancel, permit } => {
+                let outcome =
+                    catch_unwind(AssertUnwindSafe(|| self.generate(&model, &request, &events, &cancel)));
+                let event = match outcome {
+                    Ok(Ok(stats)) => Event::Done(stats),
+                    Ok(Err(e)) => Event::Failed(e),
+                    Err(p) => {
+                        tracing::error!(model, panic = %panic_message(p), "generation panicked; worker continues");
+                        Event::Failed(Error::Internal(format!(
+                            "generation with {model} failed inside the worker"
+                        )))
+                    }
+                };
+                let _ = events.blocking_send(event);
+                drop(permit);
+            }
+        }
+    }
+
+    fn load(&mut self, model: &str, dir: &std::path::Path, dtype: DType) -> Result<ModelFacts, Error> {
+        let before = rss_bytes();
+        let m = MusicGen::load(dir, self.device, dtype).map_err(|e| load_error(model, e))?;
+        let measured = rss_bytes().saturating_sub(before);
+        let facts = ModelFacts {
+            sample_rate: m.sample_rate(),
+            channels: m.channels() as u32,
+            frame_rate: m.frame_rate(),
+            codebook_size: m.codebook_size() as u32,
+            max_duration_s: m.max_duration_s(),
+            device: device_name(self.device),
+            measured_bytes: measured,
+            defaults: m.generation_defaults().clone(),
+        };
+        self.models.insert(model.to_string(), m);
+        Ok(facts)
+    }
+
+    fn generate(
+        &self,
+        model: &str,
+        request: &GenerationRequest,
+        events: &mpsc::Sender<Event>,
+        cancel: &CancellationToken,
+    ) -> Result<GenerationStats, Error> {
+        let m =
+            self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        let started = Instant::now();
+        let mut stats = m
+            .generate(std::slice::from_ref(request), |chunk| {
+                if cancel.is_cancelled() || events.blocking_send(Event::Chunk(chunk)).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| generation_error(model, e))?;
+        tracing::debug!(model, ms = started.elapsed().as_millis() as u64, "generation finished");
+        Ok(stats.pop().unwrap_or_default())
+    }
+}
+
+/// `cpu` or `cuda:N`.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+fn is_oom(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("out of memory") || m.contains("can't allocate memory") || m.contains("cannot allocate memory")
+}
+
+fn load_error(model: &str, e: MusicgenError) -> Error {
+    let message = e.to_string();
+    if is_oom(&message) {
+        Error::ResourceExhausted(format!("out of memory while loading {model}: {message}"))
+    } else {
+        Error::FailedPrecondition(format!("cannot load {model}: {message}"))
+    }
+}
+
+fn generation_error(model: &str, e: MusicgenError) -> Error {
+    let message = e.to_string();
+    match e {
+        MusicgenError::InvalidRequest { field, .. } => Error::invalid(field, message),
+        _ if is_oom(&message) => {
+            Error::ResourceExhausted(format!("out of memory while generating with {model}: {message}"))
+        }
+        _ => Error::Internal(format!("generation with {model} failed: {message}")),
+    }
+}
+
+/// This process's resident set, from `/proc/self/statm`.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

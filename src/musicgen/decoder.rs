@@ -1,0 +1,256 @@
+//! The MusicGen decoder: summed codebook embeddings, sinusoidal positions, pre-LN layers (causal
+//! self-attention over a preallocated KV cache, cross-attention whose K/V are computed once, GELU FFN) and
+//! one LM head per codebook, with all heads fused into a single matrix.
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::DecoderConfig;
+use super::error::Result;
+use super::weights::WeightLoader;
+
+/// nn.LayerNorm's default epsilon; the decoder config does not carry one.
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn load(w: &WeightLoader<'_>, prefix: &str, h: i64, kind: Kind) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor(&format!("{prefix}.weight"), &[h], kind)?,
+            bias: w.tensor(&format!("{prefix}.bias"), &[h], kind)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.weight.size()[0];
+        x.layer_norm([h], Some(&self.weight), Some(&self.bias), LAYER_NORM_EPS, true)
+    }
+}
+
+struct Layer {
+    self_norm: Norm,
+    qkv: Tensor,
+    self_out: Tensor,
+    cross_norm: Norm,
+    cross_q: Tensor,
+    cross_kv: Tensor,
+    cross_out: Tensor,
+    ffn_norm: Norm,
+    fc1: Tensor,
+    fc2: Tensor,
+}
+
+/// Per-generation decoder state: KV caches sized for the whole generation and the cross-attention K/V.
+pub struct DecoderState {
+    self_k: Vec<Tensor>,
+    self_v: Vec<Tensor>,
+    cross_k: Vec<Tensor>,
+    cross_v: Vec<Tensor>,
+    cross_mask: Tensor,
+    positions: Tensor,
+    pos: i64,
+    capacity: i64,
+}
+
+/// The decoder weights.
+pub struct Decoder {
+    cfg: DecoderConfig,
+    embed: Tensor,
+    codebook_offsets: Tensor,
+    layers: Vec<Layer>,
+    final_norm: Norm,
+    heads: Tensor,
+    kind: Kind,
+}
+
+impl Decoder {
+    /// Loads `decoder.*` in `kind`.
+    pub fn load(w: &WeightLoader<'_>, cfg: &DecoderConfig, kind: Kind, device: Device) -> Result<Self> {
+        let (h, f, v, c) = (cfg.hidden_size, cfg.ffn_dim, cfg.vocab_size, cfg.num_codebooks);
+        let p = "decoder.model.decoder";
+        let embeds = (0..c)
+            .map(|k| w.tensor(&format!("{p}.embed_tokens.{k}.weight"), &[v + 1, h], kind))
+            .collect::<Result<Vec<_>>>()?;
+        let heads = (0..c)
+            .map(|k| w.tensor(&format!("decoder.lm_heads.{k}.weight"), &[v, h], kind))
+            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), h, f, kind))
+            .collect::<Result<Vec<_>>>()?;
+        let codebook_offsets = (Tensor::arange(c, (Kind::Int64, device)) * (v + 1)).view([1, c, 1]);
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed: Tensor::cat(&embeds, 0),
+            codebook_offsets,
+            layers,
+            final_norm: Norm::load(w, &format!("{p}.layer_norm"), h, kind)?,
+            heads: Tensor::cat(&heads, 0),
+            kind,
+        })
+    }
+
+    /// The decoder's element type.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A state for `capacity` decoder positions, with the cross-attention K/V of `encoder_states`
+    /// `(batch, seq, hidden)` and an additive mask from `encoder_mask` `(batch, seq)` (0 = padding).
+    pub fn new_state(&self, encoder_states: &Tensor, encoder_mask: &Tensor, capacity: i64) -> DecoderState {
+        let (b, dev) = (encoder_states.size()[0], encoder_states.device());
+        let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
+        let enc = encoder_states.to_kind(self.kind);
+        let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
+        for layer in &self.layers {
+            let kv = enc.linear::<Tensor>(&layer.cross_kv, None).chunk(2, -1);
+            cross_k.push(split_heads(&kv[0], heads, hd).contiguous());
+            cross_v.push(split_heads(&kv[1], heads, hd).contiguous());
+        }
+        let cache = || Tensor::zeros([b, heads, capacity, hd], (self.kind, dev));
+        DecoderState {
+            self_k: self.layers.iter().map(|_| cache()).collect(),
+            self_v: self.layers.iter().map(|_| cache()).collect(),
+            cross_k,
+            cross_v,
+            cross_mask: additive_mask(encoder_mask, self.kind),
+            positions: sinusoids(capacity.max(self.cfg.max_position_embeddings), self.cfg.hidden_size, dev)
+                .to_kind(self.kind),
+            pos: 0,
+            capacity,
+        }
+    }
+
+    /// Logits `(batch, codebooks, steps, vocab)` for codes `(batch, codebooks, steps)` appended at the
+    /// state's position. Panics if the cache capacity would be exceeded (callers size it up front).
+    pub fn forward(&self, codes: &Tensor, state: &mut DecoderState) -> Tensor {
+        let steps = codes.size()[2];
+        assert!(state.pos + steps <= state.capacity, "decoder cache overflow");
+        // transformers computes `embed_scale` but never applies it, so neither do we.
+        let embedded = Tensor::embedding(&self.embed, &(codes + &self.codebook_offsets), -1, false, false);
+        let mut h =
+            embedded.sum_dim_intlist(1, false, self.kind) + state.positions.narrow(0, state.pos, steps);
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = &h + self.self_attention(layer, i, &layer.self_norm.forward(&h), state);
+            h = &h + self.cross_attention(layer, i, &layer.cross_norm.forward(&h), state);
+            let ffn = layer.ffn_norm.forward(&h).linear::<Tensor>(&layer.fc1, None).gelu("none");
+            h += ffn.linear::<Tensor>(&layer.fc2, None);
+        }
+        state.pos += steps;
+        let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
+        let logits = self.final_norm.forward(&h).linear::<Tensor>(&self.heads, None);
+        logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
+    }
+
+    fn self_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &mut DecoderState) -> Tensor {
+        let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
+        let (pos, steps) = (state.pos, x.size()[1]);
+        let qkv = x.linear::<Tensor>(&layer.qkv, None).chunk(3, -1);
+        state.self_k[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[1], heads, hd));
+        state.self_v[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[2], heads, hd));
+        let keys = state.self_k[i].narrow(2, 0, pos + steps);
+        let values = state.self_v[i].narrow(2, 0, pos + steps);
+        let q = split_heads(&qkv[0], heads, hd);
+        let scale = (hd as f64).powf(-0.5);
+        let out = if steps > 1 && pos > 0 {
+            let mask = causal_mask(pos, steps, x.device(), self.kind);
+            Tensor::scaled_dot_product_attention(&q, &keys, &values, Some(mask), 0.0, false, scale, false)
+        } else {
+            Tensor::scaled_dot_product_attention::<Tensor>(
+                &q,
+                &keys,
+                &values,
+                None,
+                0.0,
+                steps > 1,
+                scale,
+                false,
+            )
+        };
+        merge_heads(&out).linear::<Tensor>(&layer.self_out, None)
+    }
+
+    fn cross_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &DecoderState) -> Tensor {
+        let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
+        let q = split_heads(&x.linear::<Tensor>(&layer.cross_q, None), heads, hd);
+        let scale = (hd as f64).powf(-0.5);
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &state.cross_k[i],
+            &state.cross_v[i],
+            Some(&state.cross_mask),
+            0.0,
+            false,
+            scale,
+            false,
+        );
+        merge_heads(&out).linear::<Tensor>(&layer.cross_out, None)
+    }
+}
+
+fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Result<Layer> {
+    let proj = |name: &str| w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind);
+    Ok(Layer {
+        self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
+        qkv: Tensor::cat(
+            &[proj("self_attn.q_proj")?, proj("self_attn.k_proj")?, proj("self_attn.v_proj")?],
+            0,
+        ),
+        self_out: proj("self_attn.out_proj")?,
+        cross_norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
+        cross_q: proj("encoder_attn.q_proj")?,
+        cross_kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
+        cross_out: proj("encoder_attn.out_proj")?,
+        ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
+        fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?,
+        fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?,
+    })
+}
+
+/// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.
+fn split_heads(x: &Tensor, heads: i64, hd: i64) -> Tensor {
+    let (b, s) = (x.size()[0], x.size()[1]);
+    x.view([b, s, heads, hd]).transpose(1, 2)
+}
+
+fn merge_heads(x: &Tensor) -> Tensor {
+    let (b, s) = (x.size()[0], x.size()[2]);
+    x.transpose(1, 2).reshape([b, s, -1])
+}
+
+/// A finite large negative: a fully masked row (the unconditional half of guidance) then averages its
+/// values, which are exactly zero, instead of producing NaN as an all -inf row would.
+fn mask_value(kind: Kind) -> f64 {
+    if kind == Kind::Half {
+        -3.0e4
+    } else {
+        -1.0e9
+    }
+}
+
+fn additive_mask(mask: &Tensor, kind: Kind) -> Tensor {
+    let keep = mask.to_kind(Kind::Float);
+    ((keep.neg() + 1.0) * mask_value(kind)).to_kind(kind).unsqueeze(1).unsqueeze(1)
+}
+
+fn causal_mask(pos: i64, steps: i64, device: Device, kind: Kind) -> Tensor {
+    let q = Tensor::arange(steps, (Kind::Int64, device)).unsqueeze(1) + pos;
+    let k = Tensor::arange(pos + steps, (Kind::Int64, device)).unsqueeze(0);
+    (k.gt_tensor(&q).to_kind(Kind::Float) * mask_value(kind)).to_kind(kind)
+}
+
+/// transformers' sinusoidal table: `[cos, sin]` halves, frequencies `exp(-i·ln(10000)/(half−1))`, f32.
+fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
+    let half = dim / 2;
+    let step = (10000f64).ln() / (half - 1) as f64;
+    let freq = (Tensor::arange(half, (Kind::Float, device)) * -step).exp();
+    let angles = Tensor::arange(n, (Kind::Float, device)).unsqueeze(1) * freq.unsqueeze(0);
+    let table = Tensor::cat(&[angles.cos(), angles.sin()], 1);
+    if dim % 2 == 1 {
+        Tensor::cat(&[table, Tensor::zeros([n, 1], (Kind::Float, device))], 1)
+    } else {
+        table
+    }
+}

@@ -1,0 +1,298 @@
+//! The EnCodec decoder: residual quantizer lookup, first convolution, sequence-first LSTM with its
+//! residual, then upsampling stages (ELU, transposed convolution, residual blocks) and a last convolution.
+//! Convolutions fold weight norm at load and pad like transformers (reflect plus EnCodec's extra padding).
+//! The stack is exposed in three parts so `stream` can carry the LSTM state across chunks.
+
+use tch::{Kind, Tensor};
+
+use super::config::EncodecConfig;
+use super::error::{MusicgenError, Result};
+use super::weights::WeightLoader;
+
+struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: i64,
+    dilation: i64,
+    kernel: i64,
+    causal: bool,
+    reflect: bool,
+}
+
+impl Conv {
+    fn load(
+        w: &WeightLoader<'_>,
+        cfg: &EncodecConfig,
+        p: &str,
+        io: (i64, i64),
+        k: i64,
+        dil: i64,
+    ) -> Result<Self> {
+        let kind = Kind::Float;
+        Ok(Self {
+            weight: w.conv_weight(&format!("{p}.conv"), &[io.1, io.0, k], kind)?,
+            bias: w.tensor(&format!("{p}.conv.bias"), &[io.1], kind)?,
+            stride: 1,
+            dilation: dil,
+            kernel: (k - 1) * dil + 1,
+            causal: cfg.use_causal_conv,
+            reflect: cfg.pad_mode == "reflect",
+        })
+    }
+
+    /// Frames of input this convolution reads left and right of each output (stride 1).
+    fn context(&self) -> (i64, i64) {
+        let total = self.kernel - self.stride;
+        if self.causal {
+            (total, 0)
+        } else {
+            (total - total / 2, total / 2)
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let len = x.size()[2];
+        let extra = (len + self.stride - 1) / self.stride * self.stride - len;
+        let (left, right) = self.context();
+        let padded = pad1d(x, left, right + extra, self.reflect);
+        padded.conv1d(&self.weight, Some(&self.bias), [self.stride], [0], [self.dilation], 1)
+    }
+}
+
+/// transformers' `_pad1d`: reflect padding that first appends zeros when the input is too short.
+fn pad1d(x: &Tensor, left: i64, right: i64, reflect: bool) -> Tensor {
+    if !reflect {
+        return x.constant_pad_nd([left, right]);
+    }
+    let len = x.size()[2];
+    let max_pad = left.max(right);
+    if len > max_pad {
+        return x.pad([left, right], "reflect", None);
+    }
+    let extra = max_pad - len + 1;
+    let padded = x.constant_pad_nd([0, extra]).pad([left, right], "reflect", None);
+    let end = padded.size()[2] - extra;
+    padded.narrow(2, 0, end)
+}
+
+struct ConvT {
+    weight: Tensor,
+    bias: Tensor,
+    stride: i64,
+    trim: (i64, i64),
+}
+
+impl ConvT {
+    fn load(w: &WeightLoader<'_>, cfg: &EncodecConfig, p: &str, io: (i64, i64), ratio: i64) -> Result<Self> {
+        let k = 2 * ratio;
+        let total = k - ratio;
+        let right =
+            if cfg.use_causal_conv { (total as f64 * cfg.trim_right_ratio).ceil() as i64 } else { total / 2 };
+        Ok(Self {
+            weight: w.conv_weight(&format!("{p}.conv"), &[io.0, io.1, k], Kind::Float)?,
+            bias: w.tensor(&format!("{p}.conv.bias"), &[io.1], Kind::Float)?,
+            stride: ratio,
+            trim: (total - right, right),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.conv_transpose1d(&self.weight, Some(&self.bias), [self.stride], [0], [0], 1, [1]);
+        let len = y.size()[2];
+        y.narrow(2, self.trim.0, len - self.trim.0 - self.trim.1)
+    }
+}
+
+struct ResBlock {
+    inner: Conv,
+    outer: Conv,
+    shortcut: Option<Conv>,
+}
+
+enum Stage {
+    Elu,
+    Up(ConvT),
+    Res(ResBlock),
+}
+
+/// LSTM state `(h, c)`, each `(layers, batch, dim)`.
+pub type LstmState = (Tensor, Tensor);
+
+/// The EnCodec decoder weights (always f32: the codec is small and runs once per chunk).
+pub struct EncodecDecoder {
+    codebooks: Tensor,
+    codebook_size: i64,
+    first: Conv,
+    lstm_params: Vec<Tensor>,
+    lstm_layers: i64,
+    lstm_dim: i64,
+    stages: Vec<Stage>,
+    last: Conv,
+    hop: i64,
+}
+
+impl EncodecDecoder {
+    /// Loads `audio_encoder.decoder.*` and the codebooks of `num_quantizers` quantizers.
+    pub fn load(w: &WeightLoader<'_>, cfg: &EncodecConfig, num_quantizers: i64) -> Result<Self> {
+        if cfg.norm_type != "weight_norm" {
+            return Err(MusicgenError::Unsupported(format!("EnCodec norm_type {}", cfg.norm_type)));
+        }
+        let (p, nf) = ("audio_encoder.decoder.layers", cfg.num_filters);
+        let mut scale = 1i64 << cfg.upsampling_ratios.len();
+        let dim = scale * nf;
+        let codebooks = (0..num_quantizers)
+            .map(|q| {
+                let key = format!("audio_encoder.quantizer.layers.{q}.codebook.embed");
+                w.tensor(&key, &[cfg.codebook_size, cfg.codebook_dim()], Kind::Float)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let first = Conv::load(w, cfg, &format!("{p}.0"), (cfg.hidden_size, dim), cfg.kernel_size, 1)?;
+        let lstm_params = load_lstm(w, &format!("{p}.1.lstm"), cfg.num_lstm_layers, dim)?;
+        let (mut stages, mut idx) = (Vec::new(), 2);
+        for &ratio in &cfg.upsampling_ratios {
+            let current = scale * nf;
+            stages.push(Stage::Elu);
+            stages.push(Stage::Up(ConvT::load(
+                w,
+                cfg,
+                &format!("{p}.{}", idx + 1),
+                (current, current / 2),
+                ratio,
+            )?));
+            idx += 2;
+            for j in 0..cfg.num_residual_layers {
+                let dilation = cfg.dilation_growth_rate.pow(j as u32);
+                stages.push(Stage::Res(load_res(w, cfg, &format!("{p}.{idx}"), current / 2, dilation)?));
+                idx += 1;
+            }
+            scale /= 2;
+        }
+        stages.push(Stage::Elu);
+        let last = Conv::load(
+            w,
+            cfg,
+            &format!("{p}.{}", idx + 1),
+            (nf, cfg.audio_channels),
+            cfg.last_kernel_size,
+            1,
+        )?;
+        Ok(Self {
+            codebooks: Tensor::cat(&codebooks, 0),
+            codebook_size: cfg.codebook_size,
+            first,
+            lstm_params,
+            lstm_layers: cfg.num_lstm_layers,
+            lstm_dim: dim,
+            stages,
+            last,
+            hop: cfg.hop_length(),
+        })
+    }
+
+    /// Samples per frame.
+    pub fn hop(&self) -> i64 {
+        self.hop
+    }
+
+    /// Decodes codes `(batch, quantizers, frames)` to audio `(batch, channels, frames·hop)`.
+    pub fn decode(&self, codes: &Tensor) -> Tensor {
+        let latent = self.first_conv(&self.embed(codes));
+        let (seq, _) = self.lstm(&latent, None);
+        self.upsample(&seq)
+    }
+
+    /// Sum of the codebook vectors: `(batch, dim, frames)` in f32.
+    pub fn embed(&self, codes: &Tensor) -> Tensor {
+        let q = codes.size()[1];
+        let offsets = (Tensor::arange(q, (Kind::Int64, codes.device())) * self.codebook_size).view([1, q, 1]);
+        let vectors = Tensor::embedding(&self.codebooks, &(codes + offsets), -1, false, false);
+        vectors.sum_dim_intlist(1, false, Kind::Float).permute([0, 2, 1])
+    }
+
+    /// The first convolution, `(batch, hidden, n)` → `(batch, dim, n)`.
+    pub fn first_conv(&self, latent: &Tensor) -> Tensor {
+        self.first.forward(latent)
+    }
+
+    /// Frames the first convolution reads left and right of each output.
+    pub fn first_context(&self) -> (i64, i64) {
+        self.first.context()
+    }
+
+    /// The LSTM with its residual over `(batch, dim, n)`, continuing from `state` when given.
+    pub fn lstm(&self, x: &Tensor, state: Option<&LstmState>) -> (Tensor, LstmState) {
+        let seq = x.permute([2, 0, 1]);
+        let zeros =
+            || Tensor::zeros([self.lstm_layers, x.size()[0], self.lstm_dim], (Kind::Float, x.device()));
+        let (h0, c0) =
+            state.map_or_else(|| (zeros(), zeros()), |(h, c)| (h.shallow_clone(), c.shallow_clone()));
+        let (out, h, c) =
+            seq.lstm(&[h0, c0], &self.lstm_params, true, self.lstm_layers, 0.0, false, false, false);
+        ((out + seq).permute([1, 2, 0]), (h, c))
+    }
+
+    /// Upsampling stages and last convolution: `(batch, dim, n)` → `(batch, channels, n·hop)`.
+    pub fn upsample(&self, x: &Tensor) -> Tensor {
+        let mut h = x.shallow_clone();
+        for stage in &self.stages {
+            h = match stage {
+                Stage::Elu => h.elu(),
+                Stage::Up(conv) => conv.forward(&h),
+                Stage::Res(block) => {
+                    let inner = block.inner.forward(&h.elu());
+                    let outer = block.outer.forward(&inner.elu());
+                    match &block.shortcut {
+                        Some(conv) => conv.forward(&h) + outer,
+                        None => h + outer,
+                    }
+                }
+            };
+        }
+        self.last.forward(&h)
+    }
+
+    /// Frames of LSTM output on each side that influence a frame's samples after `upsample`, rounded up
+    /// with one frame of margin so a window decode matches the full decode.
+    pub fn upsample_context(&self) -> i64 {
+        let (mut rate, mut span) = (1f64, 0f64);
+        let conv_span = |c: &Conv, rate: f64| c.kernel as f64 / rate;
+        for stage in &self.stages {
+            match stage {
+                Stage::Elu => {}
+                Stage::Up(conv) => {
+                    span += 2.0 / rate;
+                    rate *= conv.stride as f64;
+                }
+                Stage::Res(b) => span += conv_span(&b.inner, rate) + conv_span(&b.outer, rate),
+            }
+        }
+        span += conv_span(&self.last, rate);
+        span.ceil() as i64 + 1
+    }
+}
+
+fn load_res(w: &WeightLoader<'_>, cfg: &EncodecConfig, p: &str, dim: i64, dilation: i64) -> Result<ResBlock> {
+    let hidden = dim / cfg.compress;
+    let k = cfg.residual_kernel_size;
+    let shortcut = if cfg.use_conv_shortcut {
+        Some(Conv::load(w, cfg, &format!("{p}.shortcut"), (dim, dim), 1, 1)?)
+    } else {
+        None
+    };
+    Ok(ResBlock {
+        inner: Conv::load(w, cfg, &format!("{p}.block.1"), (dim, hidden), k, dilation)?,
+        outer: Conv::load(w, cfg, &format!("{p}.block.3"), (hidden, dim), 1, 1)?,
+        shortcut,
+    })
+}
+
+fn load_lstm(w: &WeightLoader<'_>, p: &str, layers: i64, dim: i64) -> Result<Vec<Tensor>> {
+    let mut params = Vec::new();
+    for l in 0..layers {
+        params.push(w.tensor(&format!("{p}.weight_ih_l{l}"), &[4 * dim, dim], Kind::Float)?);
+        params.push(w.tensor(&format!("{p}.weight_hh_l{l}"), &[4 * dim, dim], Kind::Float)?);
+        params.push(w.tensor(&format!("{p}.bias_ih_l{l}"), &[4 * dim], Kind::Float)?);
+        params.push(w.tensor(&format!("{p}.bias_hh_l{l}"), &[4 * dim], Kind::Float)?);
+    }
+    Ok(params)
+}

@@ -1,0 +1,234 @@
+//! GenerationService through the real gRPC server with the tiny random model shipped in `models/`.
+
+mod common;
+
+use common::{start_server, test_config, TestServer};
+use futures::StreamExt;
+use maestro::pb::{self, generate_response::Payload};
+use tonic::Code;
+
+const TINY: &str = "maestro/musicgen-tiny";
+
+fn config() -> maestro::config::Config {
+    let mut c = test_config();
+    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    c
+}
+
+fn request(duration: f64, seed: u64) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        model: TINY.into(),
+        prompt: "a calm piano".into(),
+        duration_s: duration,
+        seed: Some(seed),
+        chunk_ms: 200,
+        ..Default::default()
+    }
+}
+
+struct Run {
+    header: pb::Header,
+    chunks: Vec<pb::AudioChunk>,
+    summary: pb::Summary,
+}
+
+impl Run {
+    fn audio(&self) -> Vec<u8> {
+        self.chunks.iter().flat_map(|c| c.data.iter().copied()).collect()
+    }
+}
+
+async fn generate(server: &mut TestServer, req: pb::GenerateRequest) -> Result<Run, tonic::Status> {
+    let mut stream = server.generation.generate(req).await?.into_inner();
+    let mut header = None;
+    let mut chunks = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item?.payload.unwrap() {
+            Payload::Header(h) => {
+                assert!(header.is_none() && chunks.is_empty(), "one header, first");
+                header = Some(h);
+            }
+            Payload::Chunk(c) => chunks.push(c),
+            Payload::Summary(summary) => {
+                assert!(stream.next().await.is_none(), "the summary is last");
+                return Ok(Run { header: header.unwrap(), chunks, summary });
+            }
+        }
+    }
+    panic!("stream ended without a summary")
+}
+
+#[tokio::test]
+async fn generate_streams_header_chunks_and_summary() {
+    let mut s = start_server(config()).await;
+    let run = generate(&mut s, request(1.0, 7)).await.unwrap();
+    let h = &run.header;
+    assert_eq!((h.model.as_str(), h.format()), (TINY, pb::AudioFormat::PcmS16le));
+    assert!(h.sample_rate > 0 && h.channels >= 1 && !h.request_id.is_empty());
+    assert_eq!(h.params.as_ref().unwrap().seed, 7);
+    let samples: u64 = run.audio().len() as u64 / 2 / u64::from(h.channels);
+    let expected = h.sample_rate as f64 * 1.0;
+    let frame = f64::from(h.sample_rate) / 50.0;
+    assert!((samples as f64 - expected).abs() <= frame, "{samples} samples for 1 s at {} Hz", h.sample_rate);
+    assert_eq!(samples, h.expected_samples);
+    assert_eq!(run.summary.samples, samples);
+    assert!(run.chunks.len() > 1, "several chunks at 200 ms");
+    let mut offset = 0;
+    for (i, c) in run.chunks.iter().enumerate() {
+        assert_eq!((c.index as usize, c.sample_offset), (i, offset));
+        offset += c.data.len() as u64 / 2 / u64::from(h.channels);
+        assert!(c.progress > 0.0 && c.progress <= 1.0);
+    }
+    assert_eq!(run.chunks.last().unwrap().progress, 1.0);
+    let sum = &run.summary;
+    assert!(sum.frames > 0 && sum.steps_per_second > 0.0 && sum.real_time_factor > 0.0 && sum.total_ms > 0.0);
+    assert!(sum.time_to_first_chunk_ms <= sum.total_ms);
+    assert_eq!(sum.device, "cpu");
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_bytes_and_formats_agree() {
+    let mut s = start_server(config()).await;
+    let a = generate(&mut s, request(0.6, 42)).await.unwrap();
+    let b = generate(&mut s, request(0.6, 42)).await.unwrap();
+    assert!(a.audio() == b.audio(), "the same seed gives the same bytes");
+    let c = generate(&mut s, request(0.6, 43)).await.unwrap();
+    assert!(a.audio() != c.audio(), "another seed, other audio");
+    // Chunking does not change the audio, and f32 is the same audio as s16.
+    let whole = generate(&mut s, pb::GenerateRequest { chunk_ms: 10_000, ..request(0.6, 42) }).await.unwrap();
+    assert_eq!(whole.chunks.len(), 1);
+    // Streamed decoding matches the whole decode to 1e-4, so 16-bit samples may differ by one step.
+    let (w, s16) = (samples_i16(&whole.audio()), samples_i16(&a.audio()));
+    assert_eq!(w.len(), s16.len());
+    let worst = w.iter().zip(&s16).map(|(x, y)| (i32::from(*x) - i32::from(*y)).abs()).max().unwrap();
+    assert!(worst <= 4, "chunked and whole audio differ by {worst} steps of 1/32767");
+    let f32 = generate(
+        &mut s,
+        pb::GenerateRequest { format: pb::AudioFormat::PcmF32le as i32, ..request(0.6, 42) },
+    )
+    .await
+    .unwrap();
+    let as_s16: Vec<u8> = f32
+        .audio()
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .flat_map(|x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+        .collect();
+    assert!(as_s16 == a.audio(), "f32 audio quantised to s16 equals the s16 audio");
+}
+
+fn samples_i16(bytes: &[u8]) -> Vec<i16> {
+    bytes.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+#[tokio::test]
+async fn bad_generation_requests_name_the_field() {
+    let mut s = start_server(config()).await;
+    let base = request(1.0, 1);
+    let cases: Vec<(pb::GenerateRequest, &str, Code)> = vec![
+        (pb::GenerateRequest { model: String::new(), ..base.clone() }, "model", Code::InvalidArgument),
+        (pb::GenerateRequest { model: "../x".into(), ..base.clone() }, "model", Code::InvalidArgument),
+        (pb::GenerateRequest { model: "nobody/none".into(), ..base.clone() }, "nobody/none", Code::NotFound),
+        (pb::GenerateRequest { prompt: "x".repeat(2001), ..base.clone() }, "prompt", Code::InvalidArgument),
+        (pb::GenerateRequest { duration_s: 0.0, ..base.clone() }, "duration_s", Code::InvalidArgument),
+        (pb::GenerateRequest { duration_s: f64::NAN, ..base.clone() }, "duration_s", Code::InvalidArgument),
+        (pb::GenerateRequest { duration_s: 31.0, ..base.clone() }, "duration_s", Code::InvalidArgument),
+        (
+            pb::GenerateRequest { temperature: Some(0.0), ..base.clone() },
+            "temperature",
+            Code::InvalidArgument,
+        ),
+        (
+            pb::GenerateRequest { temperature: Some(f64::INFINITY), ..base.clone() },
+            "temperature",
+            Code::InvalidArgument,
+        ),
+        (
+            pb::GenerateRequest { temperature: Some(10.5), ..base.clone() },
+            "temperature",
+            Code::InvalidArgument,
+        ),
+        (pb::GenerateRequest { top_k: Some(1_000_000), ..base.clone() }, "top_k", Code::InvalidArgument),
+        (pb::GenerateRequest { top_p: Some(1.0), ..base.clone() }, "top_p", Code::InvalidArgument),
+        (pb::GenerateRequest { top_p: Some(-0.1), ..base.clone() }, "top_p", Code::InvalidArgument),
+        (
+            pb::GenerateRequest { guidance_scale: Some(0.5), ..base.clone() },
+            "guidance_scale",
+            Code::InvalidArgument,
+        ),
+        (
+            pb::GenerateRequest { guidance_scale: Some(21.0), ..base.clone() },
+            "guidance_scale",
+            Code::InvalidArgument,
+        ),
+        (pb::GenerateRequest { chunk_ms: 5, ..base.clone() }, "chunk_ms", Code::InvalidArgument),
+        (pb::GenerateRequest { chunk_ms: 10_001, ..base.clone() }, "chunk_ms", Code::InvalidArgument),
+        (pb::GenerateRequest { format: 7, ..base.clone() }, "format", Code::InvalidArgument),
+    ];
+    for (req, needle, code) in cases {
+        let err = match s.generation.generate(req.clone()).await {
+            Err(e) => e,
+            Ok(stream) => stream.into_inner().next().await.unwrap().unwrap_err(),
+        };
+        assert_eq!(err.code(), code, "{needle}: {err:?}");
+        assert!(err.message().contains(needle), "{:?} lacks {needle}", err.message());
+    }
+    // Nothing was lost: a valid request still runs.
+    generate(&mut s, request(0.2, 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn models_load_unload_and_list() {
+    let mut s = start_server(config()).await;
+    let list = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+    let tiny = list.iter().find(|m| m.model == TINY).expect("tiny model listed");
+    assert!(tiny.weights_present && !tiny.loaded);
+    let small = list.iter().find(|m| m.model == "facebook/musicgen-small").expect("table model listed");
+    assert!(!small.weights_present);
+    assert_eq!(small.requirements.as_ref().unwrap().source(), pb::RequirementSource::Table);
+
+    let req =
+        pb::LoadModelRequest { model: TINY.into(), device: "cpu".into(), dtype: String::new(), pin: true };
+    let info = s.generation.load_model(req).await.unwrap().into_inner();
+    assert!(info.loaded && info.pinned && info.device == "cpu");
+    let missing = pb::LoadModelRequest { model: "facebook/musicgen-small".into(), ..Default::default() };
+    let err = s.generation.load_model(missing).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    let out =
+        s.generation.unload_model(pb::UnloadModelRequest { model: TINY.into(), force: false }).await.unwrap();
+    assert!(out.into_inner().unloaded);
+    let again = s.generation.unload_model(pb::UnloadModelRequest { model: TINY.into(), force: false }).await;
+    assert_eq!(again.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
+    let mut c = config();
+    c.generation.queue_capacity = 1;
+    let mut s = start_server(c).await;
+    let mut running = s.generation.generate(request(20.0, 3)).await.unwrap().into_inner();
+    assert!(matches!(running.next().await.unwrap().unwrap().payload, Some(Payload::Header(_))));
+    let busy = s.generation.unload_model(pb::UnloadModelRequest { model: TINY.into(), force: false }).await;
+    assert_eq!(busy.unwrap_err().code(), Code::FailedPrecondition);
+    let full = match s.generation.generate(request(1.0, 4)).await {
+        Err(e) => e,
+        Ok(stream) => stream.into_inner().next().await.unwrap().unwrap_err(),
+    };
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    assert!(full.message().contains("queue"), "{}", full.message());
+    // Cancelling the running request frees the queue; the next request runs to its summary.
+    drop(running);
+    let mut done = None;
+    for _ in 0..200 {
+        match generate(&mut s, request(0.2, 5)).await {
+            Ok(run) => {
+                done = Some(run);
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(done.is_some(), "the cancelled request gave its slot back");
+}
