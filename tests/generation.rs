@@ -217,8 +217,20 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
     };
     assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
     assert!(full.message().contains("queue"), "{}", full.message());
-    // Cancelling the running request frees the queue; the next request runs to its summary.
+    let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+    assert!(report.leases.iter().any(|l| l.kind == "generation"), "a running generation holds a lease");
+    // Cancelling the running request releases its lease and frees the queue; the next request runs.
     drop(running);
+    let mut released = false;
+    for _ in 0..200 {
+        let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        if report.leases.is_empty() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(released, "the cancelled generation released its lease");
     let mut done = None;
     for _ in 0..200 {
         match generate(&mut s, request(0.2, 5)).await {

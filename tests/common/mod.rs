@@ -94,11 +94,12 @@ impl Drop for TestServer {
 }
 
 /// A sampler that replays host-memory percentages pushed by the test, then holds the last one.
-/// Memory is out of 1000 MB; the process and GPU read as constant.
+/// Memory is out of 1000 MB unless given; the process and GPU read as constant.
 #[derive(Clone)]
 pub struct ScriptedSampler {
     queue: Arc<Mutex<VecDeque<Step>>>,
     last: Arc<Mutex<Step>>,
+    total: u64,
 }
 
 /// One scripted reading.
@@ -113,7 +114,12 @@ pub enum Step {
 impl ScriptedSampler {
     /// Starts at `percent` host memory.
     pub fn new(percent: f64) -> Self {
-        Self { queue: Arc::default(), last: Arc::new(Mutex::new(Step::Memory(percent))) }
+        Self::with_total(1_000_000_000, percent)
+    }
+
+    /// A machine with `total` bytes of host memory, starting at `percent` used.
+    pub fn with_total(total: u64, percent: f64) -> Self {
+        Self { queue: Arc::default(), last: Arc::new(Mutex::new(Step::Memory(percent))), total }
     }
 
     /// Queues readings; each sample takes the next one.
@@ -138,9 +144,9 @@ impl Sampler for ScriptedSampler {
         };
         let host = match step {
             Step::Memory(p) => Ok(HostStats {
-                memory_total_bytes: 1_000_000_000,
-                memory_available_bytes: ((100.0 - p) * 10_000_000.0) as u64,
-                memory_used_bytes: (p * 10_000_000.0) as u64,
+                memory_total_bytes: self.total,
+                memory_available_bytes: ((100.0 - p) / 100.0 * self.total as f64) as u64,
+                memory_used_bytes: (p / 100.0 * self.total as f64) as u64,
                 cpu_per_core_percent: vec![0.0, 0.0],
                 ..HostStats::default()
             }),
