@@ -19,11 +19,13 @@ run:
 
 test:
 	$(CARGO) fmt --all --check
-	$(ENV) $(CARGO) clippy --all-targets -- -D warnings
+	$(ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(ENV) $(CARGO) test --workspace
+	$(ENV) clients/python/run_tests.sh
 
 bench:
 	$(ENV) $(CARGO) bench --bench telemetry
+	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
 
 fixtures:

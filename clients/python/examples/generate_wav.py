@@ -1,0 +1,56 @@
+"""Generates music from a prompt into a WAV file, written as the audio streams in.
+
+    python examples/generate_wav.py --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
+
+Ctrl-C cancels the request on the server and keeps a valid WAV of what arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from maestro_client import MaestroClient, MaestroError
+from maestro_client.errors import exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate music into a WAV file.")
+    parser.add_argument("--target", default="127.0.0.1:50051", help="host:port of the server")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--prompt", default="")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--format", choices=["s16", "f32"], default="s16")
+    parser.add_argument("-o", "--output", required=True)
+    args = parser.parse_args(argv)
+    options = {"seed": args.seed} if args.seed is not None else {}
+    started = time.monotonic()
+
+    def progress(chunk) -> None:
+        print(f"\r{chunk.frames_done}/{chunk.frames_total} frames ({100 * chunk.progress:.0f} %), "
+              f"{time.monotonic() - started:.1f} s", end="", file=sys.stderr, flush=True)
+
+    with MaestroClient(args.target, timeout=None) as client:
+        try:
+            result = client.generate_to_wav(args.output, args.model, args.prompt, args.duration,
+                                            format=args.format, on_progress=progress, **options)
+        except MaestroError as e:
+            print(f"generate_wav: {e}", file=sys.stderr)
+            return exit_code(e)
+    print(file=sys.stderr)
+    if result.cancelled:
+        print(f"interrupted: kept {result.seconds:.2f} s in {result.path}", file=sys.stderr)
+        return 130
+    s = result.summary
+    if s is None:
+        print(f"the stream ended without a summary; kept {result.seconds:.2f} s in {result.path}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.path}: {result.seconds:.2f} s at {result.header.sample_rate} Hz; "
+          f"generated in {s.total_ms / 1000:.1f} s on {s.device} (RTF {s.real_time_factor:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Streams resource snapshots from a Maestro server to the console, one line each.
+
+    python examples/stream_snapshots.py --target 127.0.0.1:50051 --count 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from maestro_client import MaestroClient, MaestroError
+from maestro_client.errors import exit_code
+
+GB = 1e9
+
+
+def line(snapshot) -> str:
+    """One line: sequence, health, effective memory, CPU and each GPU."""
+    mem = snapshot.effective_memory
+    health = snapshot.DESCRIPTOR.fields_by_name["health"].enum_type.values_by_number[snapshot.health].name
+    text = (f"#{snapshot.sequence:<6} {health.removeprefix('HEALTH_LEVEL_'):<8} "
+            f"mem {mem.used_bytes / GB:.2f} / {mem.limit_bytes / GB:.2f} GB ({mem.used_percent:.1f} %)  "
+            f"cpu {snapshot.host.cpu_percent:.1f} %")
+    for gpu in snapshot.gpu.devices:
+        text += (f"  gpu{gpu.index} {gpu.memory_used_bytes / GB:.2f} GB ({gpu.memory_used_percent:.1f} %) "
+                 f"{gpu.utilization_gpu_percent:.0f} % {gpu.temperature_celsius:.0f} °C")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Stream Maestro snapshots to the console.")
+    parser.add_argument("--target", default="127.0.0.1:50051", help="host:port of the server")
+    parser.add_argument("--interval-ms", type=int, default=0, help="0 = the server's sample interval")
+    parser.add_argument("--count", type=int, default=0, help="stop after this many (0 = until Ctrl-C)")
+    args = parser.parse_args(argv)
+    with MaestroClient(args.target) as client:
+        try:
+            for seen, snapshot in enumerate(client.watch_snapshots(args.interval_ms), start=1):
+                print(line(snapshot), flush=True)
+                if args.count and seen >= args.count:
+                    break
+        except MaestroError as e:
+            print(f"stream_snapshots: {e}", file=sys.stderr)
+            return exit_code(e)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Typed Python client of the Maestro gRPC service.
+
+``MaestroClient`` wraps both services (``maestro.v1.ResourceService`` and
+``maestro.v1.GenerationService``): it returns the generated protobuf messages, raises
+``MaestroError`` subclasses that say which kind of failure happened, and writes generations to WAV
+files as they stream in.
+"""
+
+from maestro_client.client import GenerationResult, MaestroClient
+from maestro_client.errors import (
+    InvalidRequest,
+    MaestroError,
+    NotImplementedByServer,
+    ResourceRefused,
+    ServerUnavailable,
+)
+from maestro_client.wav import WavWriter
+
+__all__ = [
+    "GenerationResult",
+    "InvalidRequest",
+    "MaestroClient",
+    "MaestroError",
+    "NotImplementedByServer",
+    "ResourceRefused",
+    "ServerUnavailable",
+    "WavWriter",
+]

@@ -1,0 +1,231 @@
+"""``MaestroClient``: a thin typed wrapper over the generated stubs of both Maestro services.
+
+Every method returns the server's protobuf message (or a list of them) and raises a
+``MaestroError`` subclass on failure. Streams are generators: leaving the loop (``break``, an
+exception, garbage collection) cancels the call on the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, TypeVar
+
+import grpc
+
+from maestro_client.errors import MaestroError, from_rpc_error
+from maestro_client.wav import WavWriter
+
+try:
+    from maestro.v1 import generation_pb2 as gen
+    from maestro.v1 import generation_pb2_grpc as gen_grpc
+    from maestro.v1 import resources_pb2 as res
+    from maestro.v1 import resources_pb2_grpc as res_grpc
+except ImportError as e:  # pragma: no cover - exercised only before code generation
+    raise ImportError(
+        "the maestro.v1 stubs are missing: run `python maestro_client/codegen.py` in clients/python"
+    ) from e
+
+T = TypeVar("T")
+DEFAULT_TARGET = "127.0.0.1:50051"
+FORMATS = {"s16": gen.AUDIO_FORMAT_PCM_S16LE, "f32": gen.AUDIO_FORMAT_PCM_F32LE}
+SEVERITIES = {"info": res.SEVERITY_INFO, "warning": res.SEVERITY_WARNING, "critical": res.SEVERITY_CRITICAL}
+
+
+@dataclass
+class GenerationResult:
+    """What ``generate_to_wav`` wrote: the header and summary as the server sent them."""
+
+    path: Path
+    header: "gen.Header"
+    summary: Optional["gen.Summary"]
+    frames: int
+    cancelled: bool = False
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio in the file."""
+        return self.frames / max(self.header.sample_rate, 1)
+
+
+class MaestroClient:
+    """Client of one Maestro server. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: Optional[float] = 30.0,
+                 channel: Optional[grpc.Channel] = None) -> None:
+        target = target.removeprefix("http://")
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self._channel = channel or grpc.insecure_channel(target, options=options)
+        self._timeout = timeout
+        self.resources = res_grpc.ResourceServiceStub(self._channel)
+        self.generation = gen_grpc.GenerationServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> "MaestroClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Blocks until the channel connects, or raises ``ServerUnavailable``."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise from_rpc_error(_Failed(grpc.StatusCode.UNAVAILABLE, f"not ready within {timeout} s")) from None
+
+    def _call(self, method: Callable[..., T], request: object) -> T:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def _stream(self, method: Callable[..., Iterator[T]], request: object) -> Iterator[T]:
+        call = method(request)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                raise from_rpc_error(e) from None
+        finally:
+            call.cancel()
+
+    # Telemetry.
+
+    def status(self) -> "res.Snapshot":
+        """The latest snapshot."""
+        return self._call(self.resources.GetStatus, res.StatusRequest())
+
+    def report(self) -> "res.ResourceReport":
+        """Snapshot, window statistics, leases, cached models, active alerts and suggestions."""
+        return self._call(self.resources.GetReport, res.ReportRequest())
+
+    def history(self, window_seconds: int = 60) -> "res.History":
+        """The samples of the last ``window_seconds`` with per-metric statistics."""
+        return self._call(self.resources.GetHistory, res.HistoryRequest(window_seconds=window_seconds))
+
+    def alerts(self, min_severity: str = "info", active_only: bool = False, limit: int = 0) -> list["res.Alert"]:
+        """The alert log, ``min_severity`` being ``info``, ``warning`` or ``critical``."""
+        req = res.ListAlertsRequest(min_severity=SEVERITIES[min_severity], active_only=active_only, limit=limit)
+        return list(self._call(self.resources.ListAlerts, req).alerts)
+
+    def watch_snapshots(self, interval_ms: int = 0) -> Iterator["res.Snapshot"]:
+        """Snapshots as they are sampled (0 = the server's interval) until the loop ends."""
+        return self._stream(self.resources.WatchSnapshots, res.WatchSnapshotsRequest(interval_ms=interval_ms))
+
+    def watch_alerts(self, min_severity: str = "info") -> Iterator["res.AlertEvent"]:
+        """Active alerts first, then raised and resolved events, until the loop ends."""
+        req = res.WatchAlertsRequest(min_severity=SEVERITIES[min_severity])
+        return self._stream(self.resources.WatchAlerts, req)
+
+    # Validation, leases and advice.
+
+    def validate(self, model: str, batch_size: int = 1, duration_s: float = 10.0, device: str = "auto",
+                 dtype: str = "") -> "res.ValidationResult":
+        """Whether ``model`` fits, with the numbers behind the verdict."""
+        req = res.ValidateRequest(model=model, batch_size=batch_size, duration_s=duration_s, device=device, dtype=dtype)
+        return self._call(self.resources.ValidateModel, req)
+
+    def allocate(self, owner: str, cpu_memory_bytes: int = 0, gpu_memory_bytes: int = 0,
+                 gpu_index: Optional[int] = None, ttl_seconds: int = 300) -> "res.Lease":
+        """Reserves memory until ``release`` or the TTL."""
+        req = res.AllocateRequest(owner=owner, cpu_memory_bytes=cpu_memory_bytes, gpu_memory_bytes=gpu_memory_bytes,
+                                  ttl_seconds=ttl_seconds)
+        if gpu_index is not None:
+            req.gpu_index = gpu_index
+        return self._call(self.resources.Allocate, req)
+
+    def release(self, lease_id: str) -> "res.Lease":
+        """Gives a lease back; returns it as it was."""
+        return self._call(self.resources.Release, res.ReleaseRequest(lease_id=lease_id)).lease
+
+    def cleanup(self, force: bool = False, dry_run: bool = False) -> "res.CleanupResult":
+        """Releases expired leases, evicts idle models, returns memory to the OS."""
+        return self._call(self.resources.Cleanup, res.CleanupRequest(force=force, dry_run=dry_run))
+
+    def suggestions(self) -> "res.Suggestions":
+        """Optimisation suggestions from the current state."""
+        return self._call(self.resources.GetOptimizationSuggestions, res.SuggestionsRequest())
+
+    def optimal_batch_size(self, model: str, duration_s: float = 10.0, gpu_memory_bytes: int = 0,
+                           device: str = "auto", dtype: str = "") -> "res.BatchSizeAdvice":
+        """The largest batch whose working set fits."""
+        req = res.BatchSizeRequest(model=model, duration_s=duration_s, gpu_memory_bytes=gpu_memory_bytes,
+                                   device=device, dtype=dtype)
+        return self._call(self.resources.GetOptimalBatchSize, req)
+
+    # Models and generation.
+
+    def models(self) -> list["gen.ModelInfo"]:
+        """Every model the server knows."""
+        return list(self._call(self.generation.ListModels, gen.ListModelsRequest()).models)
+
+    def load_model(self, model: str, device: str = "auto", dtype: str = "", pin: bool = False) -> "gen.ModelInfo":
+        """Loads ``model`` into the server's cache."""
+        req = gen.LoadModelRequest(model=model, device=device, dtype=dtype, pin=pin)
+        return self._call(self.generation.LoadModel, req)
+
+    def unload_model(self, model: str, force: bool = False) -> "gen.UnloadModelResponse":
+        """Evicts ``model`` from the server's cache."""
+        return self._call(self.generation.UnloadModel, gen.UnloadModelRequest(model=model, force=force))
+
+    def generate(self, model: str, prompt: str = "", duration_s: float = 8.0, *, format: str = "s16",
+                 chunk_ms: int = 0, greedy: bool = False, **sampling: float) -> Iterator["gen.GenerateResponse"]:
+        """The raw stream: a header, audio chunks, a summary. ``sampling`` takes ``temperature``,
+        ``top_k``, ``top_p``, ``guidance_scale`` and ``seed``."""
+        req = gen.GenerateRequest(model=model, prompt=prompt, duration_s=duration_s, format=FORMATS[format],
+                                  chunk_ms=chunk_ms, greedy=greedy, **sampling)
+        return self._stream(self.generation.Generate, req)
+
+    def generate_to_wav(self, path: str | Path, model: str, prompt: str = "", duration_s: float = 8.0, *,
+                        format: str = "s16", on_progress: Optional[Callable[["gen.AudioChunk"], None]] = None,
+                        **options: float) -> GenerationResult:
+        """Streams a generation into a WAV file written as chunks arrive. On ``KeyboardInterrupt``
+        the request is cancelled and the file keeps what arrived (``cancelled`` is then true)."""
+        stream = self.generate(model, prompt, duration_s, format=format, **options)
+        result: Optional[GenerationResult] = None
+        writer: Optional[WavWriter] = None
+        try:
+            for message in stream:
+                kind = message.WhichOneof("payload")
+                if kind == "header":
+                    floating = message.header.format == gen.AUDIO_FORMAT_PCM_F32LE
+                    writer = WavWriter(path, message.header.sample_rate, message.header.channels,
+                                       4 if floating else 2, floating)
+                    result = GenerationResult(Path(path), message.header, None, 0)
+                elif kind == "chunk" and writer and result:
+                    writer.write(message.chunk.data)
+                    result.frames = writer.frames
+                    if on_progress:
+                        on_progress(message.chunk)
+                elif kind == "summary" and result:
+                    result.summary = message.summary
+        except KeyboardInterrupt:
+            stream.close()
+            if result is None:
+                raise
+            result.cancelled = True
+        finally:
+            if writer:
+                writer.close()
+        if result is None:
+            raise MaestroError(grpc.StatusCode.DATA_LOSS, "the stream ended before its header")
+        return result
+
+
+class _Failed(grpc.RpcError):
+    """A locally detected failure, shaped like a failed call."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+

@@ -1,0 +1,37 @@
+"""The two examples run against the real server as a user would run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOT_IMPLEMENTED = 6
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env_path = str(EXAMPLES.parent)
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+
+
+def test_stream_snapshots_prints_one_line_per_snapshot(target: str) -> None:
+    done = run("stream_snapshots.py", "--target", target, "--count", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("#") and " GB (" in line for line in lines), lines
+
+
+def test_generate_wav_writes_a_playable_file(target: str, tmp_path) -> None:
+    out = tmp_path / "out.wav"
+    done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--prompt", "drums",
+               "--duration", "0.5", "--seed", "1", "-o", str(out))
+    if done.returncode == NOT_IMPLEMENTED:
+        assert "UNIMPLEMENTED" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {out}")
+    with wave.open(str(out)) as w:
+        assert w.getnframes() > 0
