@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     grpc::{
         self,
+        auth::{AuthLayer, Tokens},
         observe::ObserveLayer,
         pb::{
             generation_service_server::GenerationServiceServer,
@@ -46,6 +47,7 @@ pub struct App {
     health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     monitor: monitor::Handle,
     metrics_listener: TcpListener,
+    tokens: Option<Tokens>,
     metrics_addr: std::net::SocketAddr,
     resources: ResourceApi,
     generation: GenerationApi,
@@ -60,6 +62,13 @@ impl App {
     /// Builds every part with another sampler (tests inject scripted readings).
     pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
+        let tokens = match &config.server.auth_token_file {
+            Some(file) => Some(
+                Tokens::load(file)
+                    .with_context(|| format!("cannot read --auth-token-file {}", file.display()))?,
+            ),
+            None => None,
+        };
         let metrics_listen = config.server.metrics_listen;
         let metrics_listener = crate::metrics::bind(metrics_listen)
             .await
@@ -111,6 +120,7 @@ impl App {
             monitor,
             metrics_listener,
             metrics_addr,
+            tokens,
         })
     }
 
@@ -140,13 +150,24 @@ impl App {
         tokio::spawn(crate::metrics::serve(self.metrics_listener, self.shutdown.clone()));
         tokio::spawn(follow_readiness(self.monitor.readiness(), self.health.clone(), self.shutdown.clone()));
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
+        if let Some(tokens) = &self.tokens {
+            grpc::auth::reload_on_sighup(tokens.clone()).context("SIGHUP handler")?;
+        }
+        let server = &self.config.server;
+        let max_message = server.max_message_bytes;
         let router = Server::builder()
+            .http2_keepalive_interval(Some(server.keepalive))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .max_concurrent_streams(Some(server.max_streams_per_connection))
             .layer(ObserveLayer)
+            .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry))
             .add_service(self.health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(ResourceServiceServer::new(self.resources))
-            .add_service(GenerationServiceServer::new(self.generation));
+            .add_service(ResourceServiceServer::new(self.resources).max_decoding_message_size(max_message))
+            .add_service(
+                GenerationServiceServer::new(self.generation).max_decoding_message_size(max_message),
+            );
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {

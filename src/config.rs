@@ -74,6 +74,21 @@ pub struct ServerArgs {
     /// Seconds to wait for in-flight calls at shutdown before closing anyway.
     #[arg(long, env = "MAESTRO_DRAIN_DEADLINE_S", default_value_t = 10.0)]
     pub drain_deadline_s: f64,
+    /// File of accepted bearer tokens, one per line (re-read on SIGHUP); unset = no authentication.
+    #[arg(long, env = "MAESTRO_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// With tokens: whether read-only telemetry RPCs stay open (health and reflection always are).
+    #[arg(long, env = "MAESTRO_PUBLIC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub public_telemetry: bool,
+    /// Largest request message the server decodes, in bytes.
+    #[arg(long, env = "MAESTRO_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Concurrent streams one HTTP/2 connection may open.
+    #[arg(long, env = "MAESTRO_MAX_STREAMS_PER_CONNECTION", default_value_t = 1024)]
+    pub max_streams_per_connection: u32,
+    /// Seconds between HTTP/2 keepalive pings (a peer that does not answer within 20 s is dropped).
+    #[arg(long, env = "MAESTRO_KEEPALIVE_S", default_value_t = 30)]
+    pub keepalive_s: u64,
     /// Maximum open server streams (snapshot and alert watches, generations) in total.
     #[arg(long, env = "MAESTRO_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
@@ -200,6 +215,11 @@ struct FileAlerts {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileServer {
+    auth_token_file: Option<PathBuf>,
+    public_telemetry: Option<bool>,
+    max_message_bytes: Option<usize>,
+    max_streams_per_connection: Option<u32>,
+    keepalive_s: Option<u64>,
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
     drain_deadline_s: Option<f64>,
@@ -237,6 +257,16 @@ pub struct ServerConfig {
     pub drain_deadline: Duration,
     /// Cap on open server streams (default 10 000).
     pub max_streams: usize,
+    /// Bearer tokens file (default none: no authentication).
+    pub auth_token_file: Option<PathBuf>,
+    /// Whether telemetry stays open when tokens are set (default true).
+    pub public_telemetry: bool,
+    /// Largest decoded request (default 4 MiB).
+    pub max_message_bytes: usize,
+    /// Streams per HTTP/2 connection (default 1024).
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 keepalive interval (default 30 s).
+    pub keepalive: Duration,
 }
 
 /// Where models live.
@@ -433,6 +463,31 @@ impl Config {
                     layered!("drain_deadline_s", args.drain_deadline_s, file.server.drain_deadline_s),
                 )?,
                 max_streams: layered!("max_streams", args.max_streams, file.server.max_streams),
+                auth_token_file: if pick("auth_token_file") {
+                    args.auth_token_file.clone()
+                } else {
+                    file.server.auth_token_file.clone().or_else(|| args.auth_token_file.clone())
+                },
+                public_telemetry: layered!(
+                    "public_telemetry",
+                    args.public_telemetry,
+                    file.server.public_telemetry
+                ),
+                max_message_bytes: layered!(
+                    "max_message_bytes",
+                    args.max_message_bytes,
+                    file.server.max_message_bytes
+                ),
+                max_streams_per_connection: layered!(
+                    "max_streams_per_connection",
+                    args.max_streams_per_connection,
+                    file.server.max_streams_per_connection
+                ),
+                keepalive: Duration::from_secs(layered!(
+                    "keepalive_s",
+                    args.keepalive_s,
+                    file.server.keepalive_s
+                )),
             },
             models: ModelsConfig { roots: layered!("model_roots", args.model_roots, file.models.roots) },
             log: LogConfig {

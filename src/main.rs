@@ -72,7 +72,18 @@ fn log_torch() {
 
 fn run_command(command: Command) -> ExitCode {
     match command {
-        Command::InspectModel { .. } => fail(EXIT_USAGE, "inspect-model needs the native MusicGen support"),
+        #[cfg(feature = "torch")]
+        Command::InspectModel { dir, batch, duration } => {
+            match maestro::musicgen::inspect(&dir, batch.max(1) as usize, duration) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, &format!("inspect-model {}: {e}", dir.display())),
+            }
+        }
+        #[cfg(not(feature = "torch"))]
+        Command::InspectModel { .. } => fail(EXIT_USAGE, "inspect-model needs a build with libtorch"),
     }
 }
 

@@ -253,10 +253,15 @@ mod generate_stream {
                     )
                     .into()));
                 }
-                Some(payload(pb::generate_response::Payload::Summary(summary(s, &stats))))
+                let summary = summary(s, &stats);
+                record(&s.admitted.model, &summary);
+                Some(payload(pb::generate_response::Payload::Summary(summary)))
             }
             Some(Event::Failed(e)) => {
                 s.done = true;
+                let code = super::super::observe::code_name(e.to_status().code() as i32);
+                metrics::counter!("maestro_generations_total", "model" => s.admitted.model.clone(), "outcome" => code)
+                    .increment(1);
                 Some(Err(e.into()))
             }
             None => {
@@ -310,6 +315,18 @@ mod generate_stream {
             queue_wait_ms: (total_ms - stats.total.as_secs_f64() * 1e3).max(0.0),
             batch_size: 1,
         }
+    }
+
+    /// Feeds the generation histograms and counters.
+    fn record(model: &str, s: &pb::Summary) {
+        let labels = [("model", model.to_string())];
+        metrics::histogram!("maestro_generation_time_to_first_chunk_seconds", &labels)
+            .record(s.time_to_first_chunk_ms / 1e3);
+        metrics::histogram!("maestro_generation_seconds", &labels).record(s.total_ms / 1e3);
+        metrics::histogram!("maestro_generation_real_time_factor", &labels).record(s.real_time_factor);
+        metrics::histogram!("maestro_generation_queue_wait_seconds", &labels).record(s.queue_wait_ms / 1e3);
+        metrics::counter!("maestro_generations_total", "model" => model.to_string(), "outcome" => "OK")
+            .increment(1);
     }
 
     /// Little-endian PCM of interleaved f32 samples.

@@ -3,6 +3,7 @@
 //! Handlers are thin: validate and convert the request, call a domain handle, convert back. Every
 //! error goes through [`crate::error::Error::to_status`].
 
+pub mod auth;
 mod convert;
 mod generation;
 pub mod observe;

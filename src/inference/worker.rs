@@ -192,13 +192,17 @@ impl Worker {
             self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
         let started = Instant::now();
         let mut stats = m
-            .generate(std::slice::from_ref(request), |chunk| {
-                if cancel.is_cancelled() || events.blocking_send(Event::Chunk(chunk)).is_err() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
+            .generate_until(
+                std::slice::from_ref(request),
+                |_| cancel.is_cancelled() || events.is_closed(),
+                |chunk| {
+                    if cancel.is_cancelled() || events.blocking_send(Event::Chunk(chunk)).is_err() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
             .map_err(|e| generation_error(model, e))?;
         tracing::debug!(model, ms = started.elapsed().as_millis() as u64, "generation finished");
         Ok(stats.pop().unwrap_or_default())
@@ -242,5 +246,7 @@ fn generation_error(model: &str, e: MusicgenError) -> Error {
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    pages * 4096
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
 }

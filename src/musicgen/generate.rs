@@ -109,6 +109,17 @@ impl MusicGen {
     pub fn generate(
         &self,
         requests: &[GenerationRequest],
+        on_chunk: impl FnMut(AudioChunkOut) -> ControlFlow<()>,
+    ) -> Result<Vec<GenerationStats>> {
+        self.generate_until(requests, |_| false, on_chunk)
+    }
+
+    /// [`MusicGen::generate`], also asking `stop(request)` before every decoding step, so a request
+    /// (a disconnected client, a passed deadline) stops within one step even between chunks.
+    pub fn generate_until(
+        &self,
+        requests: &[GenerationRequest],
+        stop: impl Fn(usize) -> bool,
         mut on_chunk: impl FnMut(AudioChunkOut) -> ControlFlow<()>,
     ) -> Result<Vec<GenerationStats>> {
         let _guard = tch::no_grad_guard();
@@ -129,6 +140,12 @@ impl MusicGen {
         let picker = Picker::new(self, requests, any_cfg)?;
         let text_encode = start.elapsed();
         for step in 0..max_steps {
+            for (_, row) in rows.iter_mut().enumerate().filter(|(i, r)| r.live && stop(*i)) {
+                row.stats.stopped = true;
+                row.live = false;
+                row.stats.total = start.elapsed();
+                row.stats.codes = self.codes_of(row);
+            }
             if rows.iter().all(|r| !r.live) {
                 break;
             }

@@ -7,6 +7,7 @@
 //! expires leases every second and stops at shutdown or when every handle is gone.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -136,11 +137,19 @@ enum Command {
     },
 }
 
+/// How long a requirements lookup is reused: a checkpoint replaced on disk is seen within this time.
+const LOOKUP_TTL: Duration = Duration::from_secs(2);
+
+type LookupKey = (String, DType, u32, u64);
+
 /// A handle on the manager.
 #[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     settings: Arc<ManagerSettings>,
+    /// Recent lookups: validation is asked the same question many times a second by dashboards and
+    /// admission, and each answer costs file-system calls on a blocking thread.
+    lookups: Arc<std::sync::Mutex<HashMap<LookupKey, (Instant, Requirements)>>>,
 }
 
 fn cache_error(e: CacheError) -> Error {
@@ -191,11 +200,21 @@ impl Handle {
     /// The requirements of a model for a batch and duration: measured, else from its checkpoint, else
     /// from the table. Reads at most a checkpoint header, on a blocking thread.
     pub async fn requirements(&self, q: &FitQuestion) -> Result<Requirements, Error> {
+        let key = (q.model.clone(), q.dtype, q.batch, q.duration_s.to_bits());
+        if let Some((at, r)) = self.lookups.lock().expect("lookup cache lock").get(&key) {
+            if at.elapsed() < LOOKUP_TTL {
+                return Ok(r.clone());
+            }
+        }
         let settings = self.settings.clone();
-        let q = q.clone();
-        tokio::task::spawn_blocking(move || lookup(&settings, &q))
+        let question = q.clone();
+        let found = tokio::task::spawn_blocking(move || lookup(&settings, &question))
             .await
-            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))??;
+        let mut cache = self.lookups.lock().expect("lookup cache lock");
+        cache.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
+        cache.insert(key, (Instant::now(), found.clone()));
+        Ok(found)
     }
 
     /// Whether a model fits, with the numbers.
@@ -355,7 +374,7 @@ pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: Canc
     let actor =
         Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor, settings: settings.clone() };
     tokio::spawn(actor.run(rx, shutdown));
-    Handle { commands: tx, settings }
+    Handle { commands: tx, settings, lookups: Arc::default() }
 }
 
 struct Actor {
