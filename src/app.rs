@@ -96,8 +96,9 @@ impl App {
             max_ttl: config.resources.max_lease_ttl,
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
+        let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
         let (generation, evictor) =
-            generation_api(&config, manager.clone(), slots.clone(), shutdown.clone())?;
+            generation_api(&config, manager.clone(), slots.clone(), emergency, shutdown.clone())?;
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
             cooldown: config.resources.cleanup_cooldown,
@@ -107,6 +108,7 @@ impl App {
             manager.clone(),
             monitor.clone(),
             evictor.clone(),
+            emergencies,
             shutdown.clone(),
         ));
         Ok(Self {
@@ -223,6 +225,7 @@ fn generation_api(
     config: &Config,
     manager: resources::manager::Handle,
     slots: StreamSlots,
+    emergency: tokio::sync::mpsc::Sender<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
     use crate::inference::{
@@ -238,6 +241,7 @@ fn generation_api(
         torch_threads: if g.torch_threads > 0 { g.torch_threads } else { cores },
         queue_capacity: g.queue_capacity,
         device,
+        fault_injection: g.fault_injection,
     };
     let pool = Pool::start(&settings)?;
     tracing::info!(workers = settings.workers, torch_threads = settings.torch_threads, device = %pool.device(), "inference pool started");
@@ -248,6 +252,7 @@ fn generation_api(
             max_duration_s: g.max_duration_s,
             unload_wait: std::time::Duration::from_secs(10),
         },
+        emergency,
     );
     let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
     Ok((GenerationApi::new(generation, manager, slots, shutdown), Some(evictor)))
@@ -258,6 +263,7 @@ fn generation_api(
     _config: &Config,
     manager: resources::manager::Handle,
     slots: StreamSlots,
+    _emergency: tokio::sync::mpsc::Sender<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
     Ok((GenerationApi::new(manager, slots, shutdown), None))

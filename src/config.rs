@@ -176,6 +176,7 @@ struct FileResources {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileGeneration {
+    fault_injection: Option<bool>,
     workers: Option<usize>,
     torch_threads: Option<usize>,
     queue_capacity: Option<usize>,
@@ -324,6 +325,9 @@ pub struct GenerationConfig {
     pub queue_capacity: usize,
     /// Longest generation in seconds (default 30).
     pub max_duration_s: f64,
+    /// Chaos testing only (file key `generation.fault_injection`, default false): the prompts
+    /// `maestro:fault:panic` and `maestro:fault:oom` inject a worker panic or an out-of-memory error.
+    pub fault_injection: bool,
 }
 
 /// The merged configuration.
@@ -435,6 +439,7 @@ impl Config {
                     args.max_duration_s,
                     file.generation.max_duration_s
                 ),
+                fault_injection: file.generation.fault_injection.unwrap_or(false),
             },
             resources: ResourcesConfig {
                 safety_margin: layered!("safety_margin", args.safety_margin, file.resources.safety_margin),

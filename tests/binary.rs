@@ -93,3 +93,67 @@ fn sigterm_exits_0_promptly() {
     // not how fast the machine is.
     assert!(start.elapsed() < Duration::from_secs(3) + Duration::from_secs(20));
 }
+
+#[tokio::test]
+async fn sigterm_with_100_open_streams_and_a_generation_in_flight_exits_0() {
+    use futures::StreamExt;
+    use maestro::pb;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0"])
+        .args(["--drain-deadline-s", "5", "--model-root", models.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let up = lines.by_ref().map_while(Result::ok).any(|l| l.contains("serving gRPC"));
+        // Keep draining so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        up
+    });
+    assert!(started.await.unwrap(), "server did not start");
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut resources = pb::resource_service_client::ResourceServiceClient::new(channel.clone());
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        streams.push(
+            resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap().into_inner(),
+        );
+    }
+    let mut generation = pb::generation_service_client::GenerationServiceClient::new(channel);
+    let req = pb::GenerateRequest {
+        model: "maestro/musicgen-tiny".into(),
+        duration_s: 30.0,
+        seed: Some(1),
+        // One frame per chunk: the worker fills the stream buffer and stays inside the generation.
+        chunk_ms: 20,
+        ..Default::default()
+    };
+    let mut gen = generation.generate(req).await.unwrap().into_inner();
+    assert!(gen.next().await.unwrap().is_ok(), "header: the generation is in flight");
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || child.wait()))
+            .await
+            .expect("exited before the test's patience ran out")
+            .unwrap()
+            .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Every stream ended (with or without a status), and the generation did not finish normally.
+    for mut s in streams {
+        while let Some(Ok(_)) = s.next().await {}
+    }
+    let mut summary = false;
+    while let Some(Ok(item)) = gen.next().await {
+        summary |= matches!(item.payload, Some(pb::generate_response::Payload::Summary(_)));
+    }
+    assert!(!summary, "the generation was cancelled, not completed");
+}

@@ -95,7 +95,8 @@ impl GenerationService for GenerationApi {
             let slot = self.slots.acquire()?;
             let admitted = self.generation.start(params, self.shutdown.child_token()).await?;
             let device = self.generation.pool().device();
-            Ok(Response::new(generate_stream::stream(admitted, format, device, started, slot)))
+            let generation = self.generation.clone();
+            Ok(Response::new(generate_stream::stream(admitted, format, device, started, slot, generation)))
         }
         #[cfg(not(feature = "torch"))]
         {
@@ -170,12 +171,17 @@ mod generate_stream {
     use super::super::{pb, streams::BoxStream};
     use crate::{
         error::Error,
-        inference::{service::Admitted, worker::rss_bytes, Event},
+        inference::{
+            service::{Admitted, Generation},
+            worker::rss_bytes,
+            Event,
+        },
         musicgen::GenerationStats,
     };
 
     struct State {
         admitted: Admitted,
+        generation: Generation,
         format: pb::AudioFormat,
         device: String,
         started: Instant,
@@ -195,10 +201,12 @@ mod generate_stream {
         device: String,
         started: Instant,
         slot: OwnedSemaphorePermit,
+        generation: Generation,
     ) -> BoxStream<pb::GenerateResponse> {
         let rss = rss_bytes();
         let state = State {
             admitted,
+            generation,
             format,
             device,
             started,
@@ -259,6 +267,9 @@ mod generate_stream {
             }
             Some(Event::Failed(e)) => {
                 s.done = true;
+                if let Error::ResourceExhausted(what) = &e {
+                    s.generation.out_of_memory(what.clone());
+                }
                 let code = super::super::observe::code_name(e.to_status().code() as i32);
                 metrics::counter!("maestro_generations_total", "model" => s.admitted.model.clone(), "outcome" => code)
                     .increment(1);

@@ -33,6 +33,8 @@ pub struct PoolSettings {
     pub queue_capacity: usize,
     /// Device of the workers.
     pub device: tch::Device,
+    /// Whether the fault-injection prompts are honoured (chaos tests only).
+    pub fault_injection: bool,
 }
 
 struct WorkerSlot {
@@ -65,7 +67,7 @@ impl Pool {
         for index in 0..settings.workers.max(1) {
             let (tx, rx) = std_mpsc::channel();
             let load = Arc::new(WorkerLoad::default());
-            worker::spawn(index, settings.device, rx, load.clone())
+            worker::spawn(index, settings.device, rx, load.clone(), settings.fault_injection)
                 .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot { jobs: tx, load });
         }

@@ -88,13 +88,25 @@ pub struct Generation {
     settings: Arc<GenerationSettings>,
     roots: Arc<Vec<PathBuf>>,
     loading: Arc<Mutex<()>>,
+    emergency: mpsc::Sender<String>,
 }
 
 impl Generation {
     /// Over a pool and the resource manager.
-    pub fn new(pool: Pool, manager: manager::Handle, settings: GenerationSettings) -> Self {
+    pub fn new(
+        pool: Pool,
+        manager: manager::Handle,
+        settings: GenerationSettings,
+        emergency: mpsc::Sender<String>,
+    ) -> Self {
         let roots = Arc::new(manager.settings().roots.clone());
-        Self { pool, manager, settings: Arc::new(settings), roots, loading: Arc::default() }
+        Self { pool, manager, settings: Arc::new(settings), roots, loading: Arc::default(), emergency }
+    }
+
+    /// Reports an out-of-memory failure so an emergency cleanup runs now.
+    pub fn out_of_memory(&self, what: String) {
+        // A full channel means a cleanup is already pending; one is enough.
+        let _ = self.emergency.try_send(what);
     }
 
     /// The pool.
@@ -130,7 +142,13 @@ impl Generation {
             .manager
             .lease(internal_lease(&format!("load:{model}"), LeaseKind::ModelLoad, weights))
             .await?;
-        let facts = self.pool.load(model, found.dir, musicgen_dtype(dtype)).await?;
+        let facts = match self.pool.load(model, found.dir, musicgen_dtype(dtype)).await {
+            Err(Error::ResourceExhausted(what)) => {
+                self.out_of_memory(what.clone());
+                return Err(Error::ResourceExhausted(what));
+            }
+            other => other?,
+        };
         let entry = CachedModel {
             model: model.into(),
             device: if facts.device == "cpu" { Device::Cpu } else { Device::Cuda(0) },

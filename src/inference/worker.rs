@@ -97,15 +97,22 @@ pub struct WorkerLoad {
     pub pending: AtomicUsize,
 }
 
-/// Starts a worker thread on `device`; it ends when `jobs` closes.
+/// Prompts that inject a fault when fault injection is on (chaos tests; off by default).
+pub const FAULT_PANIC: &str = "maestro:fault:panic";
+/// See [`FAULT_PANIC`]: an out-of-memory error from libtorch.
+pub const FAULT_OOM: &str = "maestro:fault:oom";
+
+/// Starts a worker thread on `device`; it ends when `jobs` closes. With `faults`, the prompts
+/// [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or an out-of-memory error into the generation.
 pub fn spawn(
     index: usize,
     device: tch::Device,
     jobs: std_mpsc::Receiver<Job>,
     load: Arc<WorkerLoad>,
+    faults: bool,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("maestro-worker-{index}")).spawn(move || {
-        let mut worker = Worker { device, models: HashMap::new() };
+        let mut worker = Worker { device, models: HashMap::new(), faults };
         while let Ok(job) = jobs.recv() {
             worker.run(job);
             load.pending.fetch_sub(1, Ordering::Relaxed);
@@ -117,6 +124,7 @@ pub fn spawn(
 struct Worker {
     device: tch::Device,
     models: HashMap<String, MusicGen>,
+    faults: bool,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -190,6 +198,13 @@ impl Worker {
     ) -> Result<GenerationStats, Error> {
         let m =
             self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        if self.faults && request.prompt == FAULT_PANIC {
+            panic!("injected panic inside the worker");
+        }
+        if self.faults && request.prompt == FAULT_OOM {
+            let injected = "CUDA out of memory. Tried to allocate 2.00 GiB (injected)";
+            return Err(generation_error(model, MusicgenError::Unsupported(injected.into())));
+        }
         let started = Instant::now();
         let mut stats = m
             .generate_until(

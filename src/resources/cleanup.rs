@@ -184,49 +184,56 @@ pub struct AutoCleanup {
 }
 
 /// Watches snapshots and runs a pressure cleanup when memory passes the threshold, at most once per
-/// cooldown; stops at shutdown.
+/// cooldown; runs an emergency cleanup at once when a request reports an out-of-memory error (the
+/// `emergency` channel). Stops at shutdown.
 pub async fn watch(
     settings: AutoCleanup,
     manager: manager::Handle,
     monitor: monitor::Handle,
     evictor: Option<Arc<dyn Evictor>>,
+    mut emergency: tokio::sync::mpsc::Receiver<String>,
     shutdown: CancellationToken,
 ) {
     let mut snapshots = monitor.subscribe();
     let mut last_run: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
-            changed = snapshots.changed() => if changed.is_err() { return },
-        }
-        let s = snapshots.borrow_and_update().clone();
-        let worst =
-            s.gpu.devices.iter().map(|d| d.memory_used_percent()).fold(s.effective.used_percent(), f64::max);
-        let cooling = last_run.is_some_and(|t| t.elapsed() < settings.cooldown);
-        if worst < settings.threshold_percent || cooling || s.is_stale(crate::monitor::snapshot::Source::Host)
-        {
-            continue;
-        }
-        last_run = Some(tokio::time::Instant::now());
-        let target = s.effective.limit_bytes as f64 * settings.threshold_percent / 100.0;
-        let needed = (s.effective.used_bytes as f64 - target).max(0.0) as u64;
-        let victims = match manager.pressure_victims(needed).await {
-            Ok(v) => v,
-            Err(_) => return,
+            changed = snapshots.changed() => if changed.is_err() { return } else { "auto" },
+            Some(what) = emergency.recv() => {
+                tracing::error!(%what, "out of memory reported; emergency cleanup");
+                "emergency"
+            }
         };
-        metrics::counter!("maestro_cleanups_total", "trigger" => "auto").increment(1);
+        let s = snapshots.borrow_and_update().clone();
+        let needed = if trigger == "emergency" {
+            u64::MAX
+        } else {
+            let worst = s
+                .gpu
+                .devices
+                .iter()
+                .map(|d| d.memory_used_percent())
+                .fold(s.effective.used_percent(), f64::max);
+            let cooling = last_run.is_some_and(|t| t.elapsed() < settings.cooldown);
+            let stale = s.is_stale(crate::monitor::snapshot::Source::Host);
+            if worst < settings.threshold_percent || cooling || stale {
+                continue;
+            }
+            let target = s.effective.limit_bytes as f64 * settings.threshold_percent / 100.0;
+            (s.effective.used_bytes as f64 - target).max(0.0) as u64
+        };
+        last_run = Some(tokio::time::Instant::now());
+        let Ok(victims) = manager.pressure_victims(needed).await else { return };
+        metrics::counter!("maestro_cleanups_total", "trigger" => trigger).increment(1);
         match run(&manager, &monitor, evictor.as_deref(), false, false, Some(victims)).await {
             Ok(r) => tracing::warn!(
-                worst_percent = worst,
-                evicted = r
-                    .actions
-                    .iter()
-                    .filter(|a| a.kind == "evict_model" && a.detail.starts_with("idle"))
-                    .count(),
+                trigger,
+                evicted = r.actions.iter().filter(|a| a.kind == "evict_model" && a.host_freed != 0).count(),
                 host_freed = r.host_freed,
-                "automatic cleanup under memory pressure"
+                "cleanup under memory pressure"
             ),
-            Err(e) => tracing::error!(error = %e, "automatic cleanup failed"),
+            Err(e) => tracing::error!(error = %e, "cleanup under memory pressure failed"),
         }
     }
 }

@@ -1,0 +1,108 @@
+//! Fault injection through the real server: a worker panic, an out-of-memory error from libtorch and a
+//! corrupt checkpoint each fail one request cleanly; the server stays up, leaks nothing and serves the
+//! next request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start_server, test_config, TestServer};
+use futures::StreamExt;
+use maestro::pb::{self, generate_response::Payload};
+use tonic::Code;
+
+const TINY: &str = "maestro/musicgen-tiny";
+
+fn config() -> maestro::config::Config {
+    let mut c = test_config();
+    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    c.generation.fault_injection = true;
+    c
+}
+
+fn request(prompt: &str) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        model: TINY.into(),
+        prompt: prompt.into(),
+        duration_s: 0.4,
+        seed: Some(1),
+        ..Default::default()
+    }
+}
+
+/// Runs a generation to its end: the summary, or the status it failed with.
+async fn run(s: &mut TestServer, req: pb::GenerateRequest) -> Result<pb::Summary, tonic::Status> {
+    let mut stream = s.generation.generate(req).await?.into_inner();
+    while let Some(item) = stream.next().await {
+        if let Payload::Summary(summary) = item?.payload.unwrap() {
+            return Ok(summary);
+        }
+    }
+    panic!("stream ended without a summary or an error")
+}
+
+async fn leases_drain(s: &mut TestServer) -> bool {
+    for _ in 0..200 {
+        if s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner().leases.is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_worker_panic_fails_one_request_and_the_next_succeeds() {
+    let mut s = start_server(config()).await;
+    let err = run(&mut s, request("maestro:fault:panic")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(leases_drain(&mut s).await, "the failed request released its lease");
+    run(&mut s, request("a calm piano")).await.expect("the worker serves the next request");
+}
+
+#[tokio::test]
+async fn out_of_memory_is_resource_exhausted_and_triggers_an_emergency_cleanup() {
+    let mut s = start_server(config()).await;
+    let err = run(&mut s, request("maestro:fault:oom")).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("out of memory") && err.message().contains(TINY), "{}", err.message());
+    // The emergency cleanup evicts the idle model.
+    let mut evicted = false;
+    for _ in 0..200 {
+        let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+        if models.iter().any(|m| m.model == TINY && !m.loaded) {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(evicted, "the emergency cleanup evicted the idle model");
+    assert!(leases_drain(&mut s).await);
+    run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
+}
+
+#[tokio::test]
+async fn a_corrupt_checkpoint_is_a_clear_error_and_nothing_is_cached() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("broken/tiny");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/maestro/musicgen-tiny");
+    for f in ["config.json", "generation_config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let weights = std::fs::read(src.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let mut c = config();
+    c.models.roots = vec![root.path().to_path_buf(), src.parent().unwrap().parent().unwrap().to_path_buf()];
+    let mut s = start_server(c).await;
+
+    let load =
+        pb::LoadModelRequest { model: "broken/tiny".into(), device: "cpu".into(), ..Default::default() };
+    let err = s.generation.load_model(load).await.unwrap_err();
+    assert!(matches!(err.code(), Code::FailedPrecondition | Code::InvalidArgument), "{err:?}");
+    assert!(err.message().contains("broken/tiny"), "{}", err.message());
+    let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+    assert!(models.iter().all(|m| !(m.model == "broken/tiny" && m.loaded)), "nothing cached");
+    assert!(leases_drain(&mut s).await, "the failed load released its lease");
+    run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
+}
