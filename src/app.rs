@@ -242,6 +242,7 @@ fn generation_api(
         queue_capacity: g.queue_capacity,
         device,
         fault_injection: g.fault_injection,
+        max_batch: g.max_batch,
     };
     let pool = Pool::start(&settings)?;
     tracing::info!(workers = settings.workers, torch_threads = settings.torch_threads, device = %pool.device(), "inference pool started");

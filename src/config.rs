@@ -136,6 +136,9 @@ pub struct ServerArgs {
     /// Longest generation a request may ask for, in seconds.
     #[arg(long, env = "MAESTRO_MAX_DURATION_S", default_value_t = 30.0)]
     pub max_duration_s: f64,
+    /// Most concurrent requests for one model decoded together in one batch (1 = no batching).
+    #[arg(long, env = "MAESTRO_MAX_BATCH", default_value_t = 4)]
+    pub max_batch: usize,
 }
 
 /// The configuration file: the same options as the flags, grouped into sections.
@@ -177,6 +180,7 @@ struct FileResources {
 #[serde(deny_unknown_fields)]
 struct FileGeneration {
     fault_injection: Option<bool>,
+    max_batch: Option<usize>,
     workers: Option<usize>,
     torch_threads: Option<usize>,
     queue_capacity: Option<usize>,
@@ -325,6 +329,8 @@ pub struct GenerationConfig {
     pub queue_capacity: usize,
     /// Longest generation in seconds (default 30).
     pub max_duration_s: f64,
+    /// Most requests decoded together (default 4).
+    pub max_batch: usize,
     /// Chaos testing only (file key `generation.fault_injection`, default false): the prompts
     /// `maestro:fault:panic` and `maestro:fault:oom` inject a worker panic or an out-of-memory error.
     pub fault_injection: bool,
@@ -440,6 +446,7 @@ impl Config {
                     file.generation.max_duration_s
                 ),
                 fault_injection: file.generation.fault_injection.unwrap_or(false),
+                max_batch: layered!("max_batch", args.max_batch, file.generation.max_batch),
             },
             resources: ResourcesConfig {
                 safety_margin: layered!("safety_margin", args.safety_margin, file.resources.safety_margin),
@@ -533,6 +540,10 @@ impl Config {
         }
         if self.resources.max_lease_ttl.is_zero() {
             return invalid("--max-lease-ttl-s", "must be at least 1, got 0".into());
+        }
+        let b = self.generation.max_batch;
+        if !(1..=64).contains(&b) {
+            return invalid("--max-batch", format!("must be within 1..=64, got {b}"));
         }
         if self.generation.queue_capacity == 0 {
             return invalid("--queue-capacity", "must be at least 1, got 0".into());

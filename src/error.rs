@@ -6,7 +6,7 @@
 use tonic::{Code, Status};
 
 /// What went wrong, in terms a client can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid; the message names the field, the limit and the value given.
     #[error("{field}: {message}")]

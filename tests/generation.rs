@@ -244,3 +244,48 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
     }
     assert!(done.is_some(), "the cancelled request gave its slot back");
 }
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_and_each_gets_its_own_audio() {
+    let mut c = config();
+    c.generation.max_batch = 4;
+    let mut s = start_server(c).await;
+    // A blocker fills its stream buffer (one frame per chunk, never read), so the worker waits inside it
+    // while three more requests queue up behind it.
+    let blocker = pb::GenerateRequest { chunk_ms: 20, ..request(20.0, 99) };
+    let mut blocked = s.generation.generate(blocker).await.unwrap().into_inner();
+    assert!(blocked.next().await.unwrap().is_ok());
+    let variants = [
+        pb::GenerateRequest { prompt: "drums".into(), ..request(0.6, 1) },
+        pb::GenerateRequest { prompt: "a slow cello line".into(), ..request(0.4, 2) },
+        pb::GenerateRequest { prompt: String::new(), guidance_scale: Some(1.0), ..request(0.5, 3) },
+    ];
+    let mut tasks = Vec::new();
+    for v in variants.clone() {
+        let mut client = s.generation.clone();
+        tasks.push(tokio::spawn(async move { client.generate(v).await.map(|r| r.into_inner()) }));
+    }
+    let mut streams = Vec::new();
+    for t in tasks {
+        streams.push(t.await.unwrap().unwrap());
+    }
+    drop(blocked);
+    for (v, mut stream) in variants.into_iter().zip(streams) {
+        let mut audio = Vec::new();
+        let mut batch = 0;
+        while let Some(item) = stream.next().await {
+            match item.unwrap().payload.unwrap() {
+                Payload::Chunk(c) => audio.extend(c.data),
+                Payload::Summary(sum) => batch = sum.batch_size,
+                Payload::Header(_) => {}
+            }
+        }
+        assert_eq!(batch, 3, "the three queued requests ran as one batch");
+        let alone = generate(&mut s, v).await.unwrap();
+        assert_eq!(alone.summary.batch_size, 1);
+        let (a, b) = (samples_i16(&audio), samples_i16(&alone.audio()));
+        assert_eq!(a.len(), b.len());
+        let worst = a.iter().zip(&b).map(|(x, y)| (i32::from(*x) - i32::from(*y)).abs()).max().unwrap();
+        assert!(worst <= 4, "batched and alone differ by {worst} steps");
+    }
+}

@@ -253,7 +253,7 @@ mod generate_stream {
                 s.samples_sent += per_channel;
                 Some(payload(pb::generate_response::Payload::Chunk(out)))
             }
-            Some(Event::Done(stats)) => {
+            Some(Event::Done(stats, batch)) => {
                 s.done = true;
                 if stats.stopped {
                     return Some(Err(Error::Unavailable(
@@ -261,7 +261,7 @@ mod generate_stream {
                     )
                     .into()));
                 }
-                let summary = summary(s, &stats);
+                let summary = summary(s, &stats, batch);
                 record(&s.admitted.model, &summary);
                 Some(payload(pb::generate_response::Payload::Summary(summary)))
             }
@@ -309,7 +309,7 @@ mod generate_stream {
         }
     }
 
-    fn summary(s: &State, stats: &GenerationStats) -> pb::Summary {
+    fn summary(s: &State, stats: &GenerationStats, batch: usize) -> pb::Summary {
         let total_ms = s.started.elapsed().as_secs_f64() * 1e3;
         let audio_s = s.samples_sent as f64 / f64::from(s.admitted.facts.sample_rate.max(1));
         let decode_s = stats.decode.as_secs_f64();
@@ -324,7 +324,7 @@ mod generate_stream {
             peak_gpu_memory_delta_bytes: 0,
             samples: s.samples_sent,
             queue_wait_ms: (total_ms - stats.total.as_secs_f64() * 1e3).max(0.0),
-            batch_size: 1,
+            batch_size: batch as u32,
         }
     }
 

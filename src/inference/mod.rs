@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{error::Error, musicgen::DType};
 use worker::WorkerLoad;
-pub use worker::{Event, Job, ModelFacts};
+pub use worker::{Event, GenerateJob, Job, ModelFacts};
 
 /// Pool settings.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct PoolSettings {
     pub device: tch::Device,
     /// Whether the fault-injection prompts are honoured (chaos tests only).
     pub fault_injection: bool,
+    /// Most requests decoded together in one batch (dynamic batching; default 4).
+    pub max_batch: usize,
 }
 
 struct WorkerSlot {
@@ -67,8 +69,15 @@ impl Pool {
         for index in 0..settings.workers.max(1) {
             let (tx, rx) = std_mpsc::channel();
             let load = Arc::new(WorkerLoad::default());
-            worker::spawn(index, settings.device, rx, load.clone(), settings.fault_injection)
-                .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
+            worker::spawn(
+                index,
+                settings.device,
+                rx,
+                load.clone(),
+                settings.max_batch,
+                settings.fault_injection,
+            )
+            .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot { jobs: tx, load });
         }
         Ok(Self {
@@ -154,7 +163,10 @@ impl Pool {
             .ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
         let (events, rx) = mpsc::channel(64);
-        self.send(index, Job::Generate { model: model.into(), request, events, cancel, permit })?;
+        self.send(
+            index,
+            Job::Generate(GenerateJob { model: model.into(), request, events, cancel, permit }),
+        )?;
         Ok((ahead, rx))
     }
 }

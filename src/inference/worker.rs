@@ -4,7 +4,7 @@
 //! caught: that job's caller gets INTERNAL, the models stay, and the thread serves the next job.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     ops::ControlFlow,
     panic::{catch_unwind, AssertUnwindSafe},
     path::PathBuf,
@@ -49,8 +49,8 @@ pub struct ModelFacts {
 pub enum Event {
     /// A decoded chunk of f32 samples.
     Chunk(AudioChunkOut),
-    /// Finished (or stopped by cancellation).
-    Done(GenerationStats),
+    /// Finished (or stopped by cancellation), with the size of the batch it ran in.
+    Done(GenerationStats, usize),
     /// Failed.
     Failed(Error),
 }
@@ -76,18 +76,21 @@ pub enum Job {
         reply: oneshot::Sender<Result<(), Error>>,
     },
     /// Generate one request, streaming chunks.
-    Generate {
-        /// Model id (loaded on this worker).
-        model: String,
-        /// The request.
-        request: GenerationRequest,
-        /// Chunks and the end go here; a closed channel stops the generation.
-        events: mpsc::Sender<Event>,
-        /// Cancelled on client disconnect, deadline or shutdown.
-        cancel: CancellationToken,
-        /// The queue slot, given back when the job ends.
-        permit: OwnedSemaphorePermit,
-    },
+    Generate(GenerateJob),
+}
+
+/// One generation request for a worker.
+pub struct GenerateJob {
+    /// Model id (loaded on this worker).
+    pub model: String,
+    /// The request.
+    pub request: GenerationRequest,
+    /// Chunks and the end go here; a closed channel stops the generation.
+    pub events: mpsc::Sender<Event>,
+    /// Cancelled on client disconnect, deadline or shutdown.
+    pub cancel: CancellationToken,
+    /// The queue slot, given back when the job ends.
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// The running worker's shared counters.
@@ -102,23 +105,60 @@ pub const FAULT_PANIC: &str = "maestro:fault:panic";
 /// See [`FAULT_PANIC`]: an out-of-memory error from libtorch.
 pub const FAULT_OOM: &str = "maestro:fault:oom";
 
-/// Starts a worker thread on `device`; it ends when `jobs` closes. With `faults`, the prompts
-/// [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or an out-of-memory error into the generation.
+/// Starts a worker thread on `device`; it ends when `jobs` closes. Generations for the same model
+/// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
+/// With `faults`, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or an out-of-memory
+/// error into the generation.
 pub fn spawn(
     index: usize,
     device: tch::Device,
     jobs: std_mpsc::Receiver<Job>,
     load: Arc<WorkerLoad>,
+    max_batch: usize,
     faults: bool,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("maestro-worker-{index}")).spawn(move || {
         let mut worker = Worker { device, models: HashMap::new(), faults };
-        while let Ok(job) = jobs.recv() {
-            worker.run(job);
-            load.pending.fetch_sub(1, Ordering::Relaxed);
+        let mut pending: VecDeque<Job> = VecDeque::new();
+        while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
+            let done = match job {
+                Job::Generate(first) => {
+                    let batch = gather(first, &jobs, &mut pending, max_batch.max(1));
+                    let n = batch.len();
+                    worker.generate_batch(batch);
+                    n
+                }
+                other => {
+                    worker.run(other);
+                    1
+                }
+            };
+            load.pending.fetch_sub(done, Ordering::Relaxed);
         }
         tracing::debug!(index, "worker stopped");
     })
+}
+
+/// Takes the generations for `first`'s model that are already queued, keeping queue order: the first
+/// job of another kind ends the gathering and waits in `pending`.
+fn gather(
+    first: GenerateJob,
+    jobs: &std_mpsc::Receiver<Job>,
+    pending: &mut VecDeque<Job>,
+    max_batch: usize,
+) -> Vec<GenerateJob> {
+    let mut batch = vec![first];
+    while batch.len() < max_batch {
+        match jobs.try_recv() {
+            Ok(Job::Generate(g)) if g.model == batch[0].model => batch.push(g),
+            Ok(other) => {
+                pending.push_back(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 struct Worker {
@@ -152,22 +192,7 @@ impl Worker {
                     Err(Error::NotFound(format!("model {model} is not loaded")))
                 });
             }
-            Job::Generate { model, request, events, cancel, permit } => {
-                let outcome =
-                    catch_unwind(AssertUnwindSafe(|| self.generate(&model, &request, &events, &cancel)));
-                let event = match outcome {
-                    Ok(Ok(stats)) => Event::Done(stats),
-                    Ok(Err(e)) => Event::Failed(e),
-                    Err(p) => {
-                        tracing::error!(model, panic = %panic_message(p), "generation panicked; worker continues");
-                        Event::Failed(Error::Internal(format!(
-                            "generation with {model} failed inside the worker"
-                        )))
-                    }
-                };
-                let _ = events.blocking_send(event);
-                drop(permit);
-            }
+            Job::Generate(job) => self.generate_batch(vec![job]),
         }
     }
 
@@ -189,38 +214,62 @@ impl Worker {
         Ok(facts)
     }
 
-    fn generate(
-        &self,
-        model: &str,
-        request: &GenerationRequest,
-        events: &mpsc::Sender<Event>,
-        cancel: &CancellationToken,
-    ) -> Result<GenerationStats, Error> {
+    /// Runs a batch; each request gets its own chunks and end event, and can stop alone.
+    fn generate_batch(&self, batch: Vec<GenerateJob>) {
+        let model = batch[0].model.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(&model, &batch)));
+        let n = batch.len();
+        match outcome {
+            Ok(Ok(stats)) => {
+                for (job, stats) in batch.iter().zip(stats) {
+                    let _ = job.events.blocking_send(Event::Done(stats, n));
+                }
+            }
+            Ok(Err(e)) => {
+                for job in &batch {
+                    let _ = job.events.blocking_send(Event::Failed(e.clone()));
+                }
+            }
+            Err(p) => {
+                tracing::error!(model, panic = %panic_message(p), "generation panicked; worker continues");
+                for job in &batch {
+                    let e = Error::Internal(format!("generation with {model} failed inside the worker"));
+                    let _ = job.events.blocking_send(Event::Failed(e));
+                }
+            }
+        }
+    }
+
+    fn generate(&self, model: &str, batch: &[GenerateJob]) -> Result<Vec<GenerationStats>, Error> {
         let m =
             self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
-        if self.faults && request.prompt == FAULT_PANIC {
+        if self.faults && batch.iter().any(|j| j.request.prompt == FAULT_PANIC) {
             panic!("injected panic inside the worker");
         }
-        if self.faults && request.prompt == FAULT_OOM {
+        if self.faults && batch.iter().any(|j| j.request.prompt == FAULT_OOM) {
             let injected = "CUDA out of memory. Tried to allocate 2.00 GiB (injected)";
             return Err(generation_error(model, MusicgenError::Unsupported(injected.into())));
         }
         let started = Instant::now();
-        let mut stats = m
-            .generate_until(
-                std::slice::from_ref(request),
-                |_| cancel.is_cancelled() || events.is_closed(),
-                |chunk| {
-                    if cancel.is_cancelled() || events.blocking_send(Event::Chunk(chunk)).is_err() {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                },
-            )
+        let requests: Vec<GenerationRequest> = batch.iter().map(|j| j.request.clone()).collect();
+        let stop = |i: usize| batch[i].cancel.is_cancelled() || batch[i].events.is_closed();
+        let stats = m
+            .generate_until(&requests, stop, |chunk| {
+                let job = &batch[chunk.request];
+                if job.cancel.is_cancelled() || job.events.blocking_send(Event::Chunk(chunk)).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
             .map_err(|e| generation_error(model, e))?;
-        tracing::debug!(model, ms = started.elapsed().as_millis() as u64, "generation finished");
-        Ok(stats.pop().unwrap_or_default())
+        tracing::debug!(
+            model,
+            batch = batch.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "generation finished"
+        );
+        Ok(stats)
     }
 }
 
