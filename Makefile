@@ -27,6 +27,7 @@ bench:
 	$(ENV) $(CARGO) bench --bench telemetry
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
+	$(ENV) $(CARGO) bench --bench generation
 
 fixtures:
 	$(ENV) python3 scripts/make_reference.py --out tests/fixtures

@@ -48,6 +48,7 @@ pub struct App {
     monitor: monitor::Handle,
     metrics_listener: TcpListener,
     tokens: Option<Tokens>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     metrics_addr: std::net::SocketAddr,
     resources: ResourceApi,
     generation: GenerationApi,
@@ -62,6 +63,7 @@ impl App {
     /// Builds every part with another sampler (tests inject scripted readings).
     pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
+        let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
         let tokens = match &config.server.auth_token_file {
             Some(file) => Some(
                 Tokens::load(file)
@@ -123,6 +125,7 @@ impl App {
             metrics_listener,
             metrics_addr,
             tokens,
+            tls,
         })
     }
 
@@ -157,7 +160,11 @@ impl App {
         }
         let server = &self.config.server;
         let max_message = server.max_message_bytes;
-        let router = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls).context("TLS configuration")?;
+        }
+        let router = builder
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
@@ -268,4 +275,16 @@ fn generation_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
     Ok((GenerationApi::new(manager, slots, shutdown), None))
+}
+
+/// Reads the TLS files (at build time, so a bad path is a start-up error naming it).
+fn tls_config(files: &crate::config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(tls)
 }

@@ -74,6 +74,15 @@ pub struct ServerArgs {
     /// Seconds to wait for in-flight calls at shutdown before closing anyway.
     #[arg(long, env = "MAESTRO_DRAIN_DEADLINE_S", default_value_t = 10.0)]
     pub drain_deadline_s: f64,
+    /// PEM certificate chain for TLS (with --tls-key); unset = plaintext.
+    #[arg(long, env = "MAESTRO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "MAESTRO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mutual TLS).
+    #[arg(long, env = "MAESTRO_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// File of accepted bearer tokens, one per line (re-read on SIGHUP); unset = no authentication.
     #[arg(long, env = "MAESTRO_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
@@ -220,6 +229,9 @@ struct FileAlerts {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileServer {
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     auth_token_file: Option<PathBuf>,
     public_telemetry: Option<bool>,
     max_message_bytes: Option<usize>,
@@ -262,6 +274,8 @@ pub struct ServerConfig {
     pub drain_deadline: Duration,
     /// Cap on open server streams (default 10 000).
     pub max_streams: usize,
+    /// TLS certificate, key and optional client CA (default none: plaintext).
+    pub tls: Option<TlsFiles>,
     /// Bearer tokens file (default none: no authentication).
     pub auth_token_file: Option<PathBuf>,
     /// Whether telemetry stays open when tokens are set (default true).
@@ -272,6 +286,17 @@ pub struct ServerConfig {
     pub max_streams_per_connection: u32,
     /// HTTP/2 keepalive interval (default 30 s).
     pub keepalive: Duration,
+}
+
+/// TLS material.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA that client certificates must chain to (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Where models live.
@@ -475,6 +500,28 @@ impl Config {
                     layered!("drain_deadline_s", args.drain_deadline_s, file.server.drain_deadline_s),
                 )?,
                 max_streams: layered!("max_streams", args.max_streams, file.server.max_streams),
+                tls: {
+                    let opt = |id: &str, cli: &Option<PathBuf>, file: &Option<PathBuf>| {
+                        if pick(id) {
+                            cli.clone()
+                        } else {
+                            file.clone().or_else(|| cli.clone())
+                        }
+                    };
+                    let cert = opt("tls_cert", &args.tls_cert, &file.server.tls_cert);
+                    let key = opt("tls_key", &args.tls_key, &file.server.tls_key);
+                    let client_ca = opt("tls_client_ca", &args.tls_client_ca, &file.server.tls_client_ca);
+                    match (cert, key) {
+                        (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca }),
+                        (None, None) => None,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                option: "--tls-cert",
+                                message: "--tls-cert and --tls-key go together".into(),
+                            })
+                        }
+                    }
+                },
                 auth_token_file: if pick("auth_token_file") {
                     args.auth_token_file.clone()
                 } else {

@@ -139,17 +139,24 @@ pub fn spawn(
     })
 }
 
-/// Takes the generations for `first`'s model that are already queued, keeping queue order: the first
-/// job of another kind ends the gathering and waits in `pending`.
+/// How long a starting generation waits for company: requests that arrive together (a burst of
+/// clients) then share one batch instead of queueing one behind the other. Small against a decoding
+/// step of a real model (tens of ms), and only paid when batching is on.
+pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Takes the generations for `first`'s model that are queued or arrive within [`BATCH_WINDOW`],
+/// keeping queue order: the first job of another kind ends the gathering and waits in `pending`.
 fn gather(
     first: GenerateJob,
     jobs: &std_mpsc::Receiver<Job>,
     pending: &mut VecDeque<Job>,
     max_batch: usize,
 ) -> Vec<GenerateJob> {
+    let deadline = Instant::now() + BATCH_WINDOW;
     let mut batch = vec![first];
     while batch.len() < max_batch {
-        match jobs.try_recv() {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match jobs.recv_timeout(wait) {
             Ok(Job::Generate(g)) if g.model == batch[0].model => batch.push(g),
             Ok(other) => {
                 pending.push_back(other);

@@ -1,0 +1,158 @@
+//! Generation through the service: time to first chunk and steps/s over gRPC against in-process
+//! generation on the same weights (the service's overhead), and aggregate frames/s for 1, 2 and 4
+//! concurrent requests (dynamic batching), on the musicgen-small-shaped random checkpoint.
+//!
+//! `source scripts/env.sh && cargo bench --bench generation [-- SECONDS]` (default 2 s of audio per
+//! request); part of `make bench`. The checkpoint is made once into `~/.cache/maestro/` by
+//! `scripts/make_reference.py --small-shape` (the musicgen benchmark makes the same one).
+
+use std::{
+    ops::ControlFlow,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use maestro::{
+    musicgen::{DType, MusicGen},
+    pb::{self, generate_response::Payload, generation_service_client::GenerationServiceClient},
+};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");
+const MODEL: &str = "musicgen-small-shape";
+const PROMPT: &str = "80s pop track with bassy drums and synth";
+
+fn cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro")
+}
+
+fn ensure_model() -> PathBuf {
+    let dir = cache().join(MODEL);
+    if !dir.join("model.safetensors").exists() {
+        let python = std::env::var("MAESTRO_VENV").map_or_else(|_| cache().join("venv"), PathBuf::from);
+        let status = Command::new(python.join("bin/python3"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_reference.py"))
+            .arg("--small-shape")
+            .arg(&dir)
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "make_reference.py --small-shape failed");
+    }
+    dir
+}
+
+/// (time to first chunk, steps/s) of one in-process generation.
+fn in_process(dir: &Path, seconds: f64) -> (f64, f64) {
+    tch::set_num_threads(2);
+    let model = MusicGen::load(dir, tch::Device::Cpu, DType::F32).expect("load");
+    let mut req = model.request(PROMPT, seconds);
+    req.seed = 1;
+    req.chunk_frames = (model.frame_rate() / 2.0).round() as usize;
+    let mut warm = req.clone();
+    warm.frames = 4;
+    model.generate(&[warm], |_| ControlFlow::Continue(())).expect("warm-up");
+    let start = Instant::now();
+    let mut first = None;
+    let stats = model
+        .generate(&[req], |_| {
+            first.get_or_insert_with(|| start.elapsed());
+            ControlFlow::Continue(())
+        })
+        .expect("generate");
+    let total = start.elapsed().as_secs_f64();
+    (first.unwrap_or_default().as_secs_f64(), stats[0].steps as f64 / total)
+}
+
+fn request(seconds: f64, seed: u64) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        model: MODEL.into(),
+        prompt: PROMPT.into(),
+        duration_s: seconds,
+        seed: Some(seed),
+        chunk_ms: 500,
+        ..Default::default()
+    }
+}
+
+/// (time to first chunk s, steps/s, frames, batch) of one request through gRPC, timed by the client.
+async fn over_grpc(channel: Channel, req: pb::GenerateRequest) -> (f64, f64, u32, u32) {
+    let start = Instant::now();
+    let mut stream =
+        GenerationServiceClient::new(channel).generate(req).await.expect("generate").into_inner();
+    let mut first = None;
+    while let Some(item) = stream.next().await {
+        match item.expect("stream").payload.expect("payload") {
+            Payload::Chunk(_) => {
+                first.get_or_insert_with(|| start.elapsed().as_secs_f64());
+            }
+            Payload::Summary(s) => {
+                let steps = f64::from(s.frames + 3);
+                return (first.unwrap_or(0.0), steps / start.elapsed().as_secs_f64(), s.frames, s.batch_size);
+            }
+            Payload::Header(_) => {}
+        }
+    }
+    panic!("no summary")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(2.0);
+    let dir = ensure_model();
+    let (ip_first, ip_steps) = in_process(&dir, seconds);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0"])
+        .args(["--model-root", cache().to_str().unwrap(), "--torch-threads", "2", "--log-level", "warn"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start maestro-server");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let channel = loop {
+            match Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        over_grpc(channel.clone(), request(0.1, 0)).await; // loads the model, warms up
+        let (g_first, g_steps, _, _) = over_grpc(channel.clone(), request(seconds, 1)).await;
+        println!("\n## Service overhead ({MODEL}, f32, 2 threads, {seconds} s of audio)\n");
+        println!("| path | time to first chunk s | steps/s |");
+        println!("|---|---:|---:|");
+        println!("| in-process `MusicGen::generate` | {ip_first:.2} | {ip_steps:.2} |");
+        println!("| gRPC `Generate` (client-timed) | {g_first:.2} | {g_steps:.2} |");
+        println!(
+            "| overhead | {:+.1} % | {:+.1} % |",
+            (g_first / ip_first - 1.0) * 100.0,
+            (1.0 - g_steps / ip_steps) * 100.0
+        );
+
+        println!("\n## Aggregate throughput, concurrent requests (dynamic batching)\n");
+        println!("| concurrent | batch seen | wall s | frames | aggregate frames/s | vs 1 |");
+        println!("|---:|---:|---:|---:|---:|---:|");
+        let mut single = None;
+        for n in [1usize, 2, 4] {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..n)
+                .map(|i| tokio::spawn(over_grpc(channel.clone(), request(seconds, 10 + i as u64))))
+                .collect();
+            let mut frames = 0;
+            let mut batch = 0;
+            for t in tasks {
+                let (_, _, f, b) = t.await.unwrap();
+                frames += f;
+                batch = batch.max(b);
+            }
+            let wall = start.elapsed().as_secs_f64();
+            let rate = f64::from(frames) / wall;
+            let base = *single.get_or_insert(rate);
+            println!("| {n} | {batch} | {wall:.1} | {frames} | {rate:.1} | {:.2}x |", rate / base);
+        }
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -1,0 +1,276 @@
+//! One table of bad input across every RPC, through the real server with tokens on. Each case asserts
+//! the exact status code and that the message names the field. After the table: the server is
+//! SERVING, the lease ledger is empty and no model was loaded.
+
+mod common;
+
+use common::{start_server, test_config, TestServer};
+use futures::StreamExt;
+use maestro::pb;
+use tonic::{Code, Request, Status};
+use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+
+const TOKEN: &str = "table-token";
+
+fn auth<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    r
+}
+
+fn validate(model: &str, batch: u32, duration: f64, device: &str, dtype: &str) -> pb::ValidateRequest {
+    pb::ValidateRequest {
+        model: model.into(),
+        batch_size: batch,
+        duration_s: duration,
+        device: device.into(),
+        dtype: dtype.into(),
+    }
+}
+
+fn alloc(owner: &str, cpu: u64, gpu: u64, index: Option<u32>, ttl: u32) -> pb::AllocateRequest {
+    pb::AllocateRequest {
+        owner: owner.into(),
+        cpu_memory_bytes: cpu,
+        gpu_memory_bytes: gpu,
+        gpu_index: index,
+        ttl_seconds: ttl,
+    }
+}
+
+fn gen(f: impl FnOnce(&mut pb::GenerateRequest)) -> pb::GenerateRequest {
+    let mut r = pb::GenerateRequest {
+        model: "maestro/musicgen-tiny".into(),
+        prompt: "x".into(),
+        duration_s: 1.0,
+        ..Default::default()
+    };
+    f(&mut r);
+    r
+}
+
+enum Call {
+    Validate(pb::ValidateRequest),
+    Allocate(pb::AllocateRequest, bool),
+    Release(pb::ReleaseRequest),
+    History(pb::HistoryRequest),
+    Alerts(pb::ListAlertsRequest),
+    WatchSnapshots(pb::WatchSnapshotsRequest),
+    WatchAlerts(pb::WatchAlertsRequest),
+    BatchSize(pb::BatchSizeRequest),
+    Generate(pb::GenerateRequest, bool),
+    Load(pb::LoadModelRequest),
+    Unload(pb::UnloadModelRequest),
+}
+
+async fn first_status<T>(r: Result<tonic::Response<tonic::Streaming<T>>, Status>) -> Status {
+    match r {
+        Err(e) => e,
+        Ok(s) => s.into_inner().next().await.expect("an item").err().expect("an error, not data"),
+    }
+}
+
+async fn call(s: &mut TestServer, c: Call) -> Status {
+    match c {
+        Call::Validate(r) => s.resources.validate_model(r).await.unwrap_err(),
+        Call::Allocate(r, with_token) => {
+            let req = if with_token { auth(r) } else { Request::new(r) };
+            s.resources.allocate(req).await.unwrap_err()
+        }
+        Call::Release(r) => s.resources.release(auth(r)).await.unwrap_err(),
+        Call::History(r) => s.resources.get_history(r).await.unwrap_err(),
+        Call::Alerts(r) => s.resources.list_alerts(r).await.unwrap_err(),
+        Call::WatchSnapshots(r) => first_status(s.resources.watch_snapshots(r).await).await,
+        Call::WatchAlerts(r) => first_status(s.resources.watch_alerts(r).await).await,
+        Call::BatchSize(r) => s.resources.get_optimal_batch_size(r).await.unwrap_err(),
+        Call::Generate(r, with_token) => {
+            let req = if with_token { auth(r) } else { Request::new(r) };
+            first_status(s.generation.generate(req).await).await
+        }
+        Call::Load(r) => s.generation.load_model(auth(r)).await.unwrap_err(),
+        Call::Unload(r) => s.generation.unload_model(auth(r)).await.unwrap_err(),
+    }
+}
+
+fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
+    use Call::*;
+    use Code::{InvalidArgument as Bad, NotFound, ResourceExhausted, Unauthenticated};
+    let small = "facebook/musicgen-small";
+    let long = "m".repeat(300);
+    vec![
+        ("empty model", Validate(validate("", 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("dot-dot model", Validate(validate("../etc", 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("absolute model", Validate(validate("/etc/passwd", 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("backslash model", Validate(validate("a\\b", 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("NUL model", Validate(validate("a\0b", 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("overlong model", Validate(validate(&long, 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("symlink escape", Validate(validate(escape, 1, 10.0, "auto", "")), Bad, "model".into()),
+        ("unknown model", Validate(validate("no/such", 1, 10.0, "auto", "")), NotFound, "no/such".into()),
+        ("zero batch", Validate(validate(small, 0, 10.0, "auto", "")), Bad, "batch_size".into()),
+        ("huge batch", Validate(validate(small, u32::MAX, 10.0, "auto", "")), Bad, "batch_size".into()),
+        ("NaN duration", Validate(validate(small, 1, f64::NAN, "auto", "")), Bad, "duration_s".into()),
+        (
+            "infinite duration",
+            Validate(validate(small, 1, f64::INFINITY, "auto", "")),
+            Bad,
+            "duration_s".into(),
+        ),
+        ("negative duration", Validate(validate(small, 1, -3.0, "auto", "")), Bad, "duration_s".into()),
+        ("too long duration", Validate(validate(small, 1, 31.0, "auto", "")), Bad, "duration_s".into()),
+        ("bad device", Validate(validate(small, 1, 10.0, "tpu", "")), Bad, "device".into()),
+        ("absent GPU", Validate(validate(small, 1, 10.0, "cuda:3", "")), Bad, "device".into()),
+        ("bad dtype", Validate(validate(small, 1, 10.0, "auto", "int8")), Bad, "dtype".into()),
+        ("empty owner", Allocate(alloc("", 1, 0, None, 60), true), Bad, "owner".into()),
+        ("overlong owner", Allocate(alloc(&"o".repeat(200), 1, 0, None, 60), true), Bad, "owner".into()),
+        ("zero bytes", Allocate(alloc("o", 0, 0, None, 60), true), Bad, "cpu_memory_bytes".into()),
+        ("zero TTL", Allocate(alloc("o", 1, 0, None, 0), true), Bad, "ttl_seconds".into()),
+        ("huge TTL", Allocate(alloc("o", 1, 0, None, u32::MAX), true), Bad, "ttl_seconds".into()),
+        ("GPU bytes without index", Allocate(alloc("o", 0, 5, None, 60), true), Bad, "gpu_index".into()),
+        ("unknown GPU", Allocate(alloc("o", 0, 5, Some(9), 60), true), Bad, "gpu_index".into()),
+        ("huge bytes", Allocate(alloc("o", u64::MAX, 0, None, 60), true), ResourceExhausted, "host".into()),
+        ("missing token", Allocate(alloc("o", 1, 0, None, 60), false), Unauthenticated, "credentials".into()),
+        (
+            "unknown lease",
+            Release(pb::ReleaseRequest { lease_id: "lease-0-nope".into() }),
+            NotFound,
+            "lease".into(),
+        ),
+        ("empty lease id", Release(pb::ReleaseRequest { lease_id: String::new() }), Bad, "lease_id".into()),
+        ("zero window", History(pb::HistoryRequest { window_seconds: 0 }), Bad, "window_seconds".into()),
+        (
+            "huge window",
+            History(pb::HistoryRequest { window_seconds: u32::MAX }),
+            Bad,
+            "window_seconds".into(),
+        ),
+        (
+            "unknown severity",
+            Alerts(pb::ListAlertsRequest { min_severity: 42, active_only: false, limit: 0 }),
+            Bad,
+            "min_severity".into(),
+        ),
+        (
+            "tiny interval",
+            WatchSnapshots(pb::WatchSnapshotsRequest { interval_ms: 3 }),
+            Bad,
+            "interval_ms".into(),
+        ),
+        (
+            "huge interval",
+            WatchSnapshots(pb::WatchSnapshotsRequest { interval_ms: u32::MAX }),
+            Bad,
+            "interval_ms".into(),
+        ),
+        (
+            "watch severity",
+            WatchAlerts(pb::WatchAlertsRequest { min_severity: -1 }),
+            Bad,
+            "min_severity".into(),
+        ),
+        (
+            "batch-size NaN",
+            BatchSize(pb::BatchSizeRequest {
+                model: small.into(),
+                duration_s: f64::NAN,
+                ..Default::default()
+            }),
+            Bad,
+            "duration_s".into(),
+        ),
+        (
+            "batch-size model",
+            BatchSize(pb::BatchSizeRequest { model: "../x".into(), duration_s: 1.0, ..Default::default() }),
+            Bad,
+            "model".into(),
+        ),
+        ("generate no token", Generate(gen(|_| {}), false), Unauthenticated, "credentials".into()),
+        ("generate empty model", Generate(gen(|r| r.model.clear()), true), Bad, "model".into()),
+        ("generate long prompt", Generate(gen(|r| r.prompt = "p".repeat(2001)), true), Bad, "prompt".into()),
+        (
+            "generate NaN temperature",
+            Generate(gen(|r| r.temperature = Some(f64::NAN)), true),
+            Bad,
+            "temperature".into(),
+        ),
+        ("generate top_p", Generate(gen(|r| r.top_p = Some(2.0)), true), Bad, "top_p".into()),
+        (
+            "generate guidance",
+            Generate(gen(|r| r.guidance_scale = Some(-1.0)), true),
+            Bad,
+            "guidance_scale".into(),
+        ),
+        ("generate format", Generate(gen(|r| r.format = 99), true), Bad, "format".into()),
+        ("generate chunk", Generate(gen(|r| r.chunk_ms = 50_000), true), Bad, "chunk_ms".into()),
+        ("generate duration", Generate(gen(|r| r.duration_s = -1.0), true), Bad, "duration_s".into()),
+        (
+            "load bad device",
+            Load(pb::LoadModelRequest {
+                model: "maestro/musicgen-tiny".into(),
+                device: "gpu0".into(),
+                ..Default::default()
+            }),
+            Bad,
+            "device".into(),
+        ),
+        (
+            "load bad dtype",
+            Load(pb::LoadModelRequest {
+                model: "maestro/musicgen-tiny".into(),
+                dtype: "fp8".into(),
+                ..Default::default()
+            }),
+            Bad,
+            "dtype".into(),
+        ),
+        (
+            "unload traversal",
+            Unload(pb::UnloadModelRequest { model: "../../x".into(), force: false }),
+            Bad,
+            "model".into(),
+        ),
+        (
+            "unload not loaded",
+            Unload(pb::UnloadModelRequest { model: "maestro/musicgen-tiny".into(), force: false }),
+            NotFound,
+            "not loaded".into(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_clear_error_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    // A model root with a symlink that leaves it.
+    let root = dir.path().join("models");
+    std::fs::create_dir_all(&root).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("config.json"), "{}").unwrap();
+    std::fs::write(outside.join("model.safetensors"), "").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+
+    let mut config = test_config();
+    config.server.auth_token_file = Some(tokens);
+    config.models.roots = vec![root, std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    let mut s = start_server(config).await;
+
+    let table = cases("escape");
+    assert!(table.len() >= 40, "{} cases", table.len());
+    for (name, c, code, needle) in table {
+        let status = call(&mut s, c).await;
+        assert_eq!(status.code(), code, "{name}: {status:?}");
+        assert!(
+            status.message().contains(&needle),
+            "{name}: {:?} does not name {needle:?}",
+            status.message()
+        );
+    }
+
+    let health = s.health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+    assert!(report.leases.is_empty(), "no lease leaked: {:?}", report.leases);
+    assert!(report.cached_models.is_empty(), "no model was loaded");
+}
