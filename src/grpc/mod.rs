@@ -4,10 +4,10 @@
 //! error goes through [`crate::error::Error::to_status`].
 
 pub mod auth;
-mod convert;
+pub mod convert;
 mod generation;
 pub mod observe;
-mod requests;
+pub mod requests;
 mod resources;
 pub mod streams;
 
