@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test bench fixtures fmt clippy clean-cache
+.PHONY: all build run test bench soak fixtures fmt clippy clean-cache
 
 all: build
 
@@ -28,6 +28,12 @@ bench:
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
 	$(ENV) $(CARGO) bench --bench generation
+
+SOAK_SECONDS ?= 600
+
+# Mixed workload against a release server, then leak checks (not part of `make test`).
+soak: build
+	$(ENV) $(CARGO) run --release --example soak -- $(SOAK_SECONDS)
 
 fixtures:
 	$(ENV) python3 scripts/make_reference.py --out tests/fixtures
