@@ -86,10 +86,11 @@ impl FitAnswer {
 
 enum Command {
     Fit {
+        model: String,
         requirements: Requirements,
         batch: u32,
         device: Device,
-        reply: oneshot::Sender<Result<FitVerdict, Error>>,
+        reply: oneshot::Sender<Result<(FitVerdict, Requirements), Error>>,
     },
     Register {
         entry: CachedModel,
@@ -223,7 +224,9 @@ impl Handle {
         check_duration(q.duration_s, requirements.max_duration_s)?;
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
         let (r, device) = (requirements.clone(), q.device);
-        let fit = self.ask(|reply| Command::Fit { requirements: r, batch, device, reply }).await??;
+        let model = q.model.clone();
+        let (fit, requirements) =
+            self.ask(|reply| Command::Fit { model, requirements: r, batch, device, reply }).await??;
         Ok(FitAnswer { requirements, batch, fit, margin: self.settings.safety_margin })
     }
 
@@ -406,7 +409,8 @@ impl Actor {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Fit { requirements, batch, device, reply } => {
+            Command::Fit { model, requirements, batch, device, reply } => {
+                let requirements = self.with_measurement(&model, requirements);
                 let snapshot = self.monitor.latest();
                 let reserved_gpu = self.reserved_gpu(&snapshot);
                 let input = FitInput {
@@ -418,7 +422,8 @@ impl Actor {
                     reserved_gpu: &reserved_gpu,
                     margin: self.settings.safety_margin,
                 };
-                let _ = reply.send(validate::verdict(&input).map(|v| self.with_eviction(v)));
+                let verdict = validate::verdict(&input).map(|v| self.with_eviction(v));
+                let _ = reply.send(verdict.map(|v| (v, requirements.clone())));
             }
             Command::Register { entry } => self.cache.insert(entry),
             Command::Unregister { model, reply } => {
@@ -473,6 +478,13 @@ impl Actor {
         }
     }
 
+    /// Replaces the estimated weight bytes by the size measured when the model was loaded (same dtype).
+    /// A measurement below half the estimate is taken for an artifact (pages reused from an earlier
+    /// load) and ignored, so validation never trusts a figure that is too good to be true.
+    fn with_measurement(&self, model: &str, requirements: Requirements) -> Requirements {
+        apply_measurement(self.cache.get(model), requirements)
+    }
+
     /// Adds what evicting idle models on the verdict's memory would do.
     fn with_eviction(&self, verdict: Verdict) -> FitVerdict {
         let same_memory = |e: &&CachedModel| match verdict.device {
@@ -494,6 +506,20 @@ impl Actor {
     }
 }
 
+/// See [`Actor::with_measurement`].
+fn apply_measurement(entry: Option<&CachedModel>, requirements: Requirements) -> Requirements {
+    match entry {
+        Some(e) if e.dtype == requirements.dtype => match e.measured_bytes {
+            Some(m) if m >= requirements.weights_bytes / 2 => {
+                let per_sample = requirements.per_sample_bytes;
+                requirements.measured(m, per_sample)
+            }
+            _ => requirements,
+        },
+        _ => requirements,
+    }
+}
+
 /// When a lease was made, as wall-clock time (the ledger keeps monotonic instants).
 pub fn wall_clock(at: Instant) -> SystemTime {
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -501,5 +527,37 @@ pub fn wall_clock(at: Instant) -> SystemTime {
         wall + (at - now)
     } else {
         wall - (now - at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::requirements::{DType, Registry, Source};
+
+    fn entry(measured: Option<u64>, dtype: DType) -> CachedModel {
+        CachedModel {
+            model: "m".into(),
+            device: Device::Cpu,
+            dtype,
+            estimated_bytes: 1000,
+            measured_bytes: measured,
+            loaded_at: SystemTime::now(),
+            last_used: Instant::now(),
+            in_flight: 0,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn a_measurement_replaces_the_estimate_unless_implausible() {
+        let table = Registry::new(HashMap::new());
+        let r = table.table("facebook/musicgen-small").unwrap().requirements(DType::F32, 10.0);
+        let w = r.weights_bytes;
+        let measured = apply_measurement(Some(&entry(Some(w + 7), DType::F32)), r.clone());
+        assert_eq!((measured.source, measured.weights_bytes), (Source::Measured, w + 7));
+        assert_eq!(apply_measurement(Some(&entry(Some(w / 4), DType::F32)), r.clone()).source, r.source);
+        assert_eq!(apply_measurement(Some(&entry(Some(w), DType::F16)), r.clone()).source, r.source);
+        assert_eq!(apply_measurement(None, r.clone()).source, r.source);
     }
 }
