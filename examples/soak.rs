@@ -62,13 +62,23 @@ async fn generations(channel: Channel, codes: Codes, until: Instant, seed: u64) 
         };
         let cancel_after = if rng.next() % 3 == 0 { Some(rng.next() % 5) } else { None };
         match client.generate(req).await {
-            Err(e) => count(&codes, "Generate", e.code()),
+            Err(e) => {
+                if std::env::var_os("SOAK_VERBOSE").is_some() {
+                    eprintln!("Generate refused: {e:?}");
+                }
+                count(&codes, "Generate", e.code());
+                // A refused client backs off instead of spinning on the full queue.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Ok(stream) => {
                 let mut stream = stream.into_inner();
                 let mut seen = 0;
                 let mut code = Code::Ok;
                 while let Some(item) = stream.next().await {
                     if let Err(e) = item {
+                        if std::env::var_os("SOAK_VERBOSE").is_some() {
+                            eprintln!("Generate failed: {e:?}");
+                        }
                         code = e.code();
                         break;
                     }
@@ -82,6 +92,25 @@ async fn generations(channel: Channel, codes: Codes, until: Instant, seed: u64) 
             }
         }
     }
+}
+
+async fn last_generation(channel: Channel) -> bool {
+    let req = pb::GenerateRequest {
+        model: "maestro/musicgen-tiny".into(),
+        duration_s: 0.5,
+        seed: Some(1),
+        ..Default::default()
+    };
+    let Ok(stream) = GenerationServiceClient::new(channel).generate(req).await else { return false };
+    let mut stream = stream.into_inner();
+    while let Some(item) = stream.next().await {
+        match item.map(|i| i.payload) {
+            Ok(Some(pb::generate_response::Payload::Summary(_))) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 async fn unary(channel: Channel, codes: Codes, until: Instant, seed: u64) {
@@ -183,6 +212,8 @@ fn main() {
         // Let lease expiry (1 s ticks) and the last cancellations settle.
         tokio::time::sleep(Duration::from_secs(7)).await;
         let end = rss(pid);
+        // The queue drained: one more generation runs to its summary.
+        let drained = last_generation(channel.clone()).await;
         let report =
             ResourceServiceClient::new(channel).get_report(pb::ReportRequest {}).await.unwrap().into_inner();
         let in_flight: u32 = report.cached_models.iter().map(|m| m.in_flight).sum();
@@ -204,7 +235,8 @@ fn main() {
             growth <= 5.0
         );
         println!("| unexpected status codes | {unexpected:?} | {} |", unexpected.is_empty());
-        report.leases.is_empty() && in_flight == 0 && growth <= 5.0 && unexpected.is_empty()
+        println!("| a generation after the soak runs | {drained} | {drained} |");
+        report.leases.is_empty() && in_flight == 0 && growth <= 5.0 && unexpected.is_empty() && drained
     });
     let _ = server.kill();
     let _ = server.wait();
