@@ -118,7 +118,7 @@ async fn memory_pressure_evicts_idle_models_but_never_one_in_use() {
     // The stream is not read, so the worker stays inside the generation; wait for the automatic
     // cleanup to have run (its counter), then check the model survived it.
     let mut ran = false;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if auto_cleanups(&s).await >= 1.0 {
             ran = true;
             break;
@@ -132,7 +132,7 @@ async fn memory_pressure_evicts_idle_models_but_never_one_in_use() {
     // Idle now: the next pressure sample evicts it.
     sampler.push_memory(&[50.0, 50.0]);
     let mut evicted = false;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         sampler.push_memory(&[92.0]);
         if !loaded(&mut s).await {

@@ -42,7 +42,7 @@ async fn run(s: &mut TestServer, req: pb::GenerateRequest) -> Result<pb::Summary
 }
 
 async fn leases_drain(s: &mut TestServer) -> bool {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner().leases.is_empty() {
             return true;
         }
@@ -68,7 +68,7 @@ async fn out_of_memory_is_resource_exhausted_and_triggers_an_emergency_cleanup()
     assert!(err.message().contains("out of memory") && err.message().contains(TINY), "{}", err.message());
     // The emergency cleanup evicts the idle model.
     let mut evicted = false;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
         if models.iter().any(|m| m.model == TINY && !m.loaded) {
             evicted = true;

@@ -222,7 +222,7 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
     // Cancelling the running request releases its lease and frees the queue; the next request runs.
     drop(running);
     let mut released = false;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
         if report.leases.is_empty() {
             released = true;
@@ -232,7 +232,7 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
     }
     assert!(released, "the cancelled generation released its lease");
     let mut done = None;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         match generate(&mut s, request(0.2, 5)).await {
             Ok(run) => {
                 done = Some(run);

@@ -156,7 +156,7 @@ async fn leases_expire_on_their_own() {
     // The first lease holds most of the memory until it expires (ttl 1 s, checked every second);
     // poll a bounded number of times for the expiry to free it.
     let mut granted = None;
-    for _ in 0..100 {
+    for _ in 0..300 {
         match s.resources.allocate(allocate("next", 700_000_000, 60)).await {
             Ok(lease) => {
                 granted = Some(lease.into_inner());

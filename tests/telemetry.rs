@@ -221,7 +221,7 @@ async fn open_streams_are_capped_and_a_disconnect_frees_the_slot() {
     drop(first);
     // The server frees the slot when it sees the stream reset; poll for it a bounded number of times.
     let mut reopened = None;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         match server.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await {
             Ok(s) => {
                 reopened = Some(s.into_inner());
