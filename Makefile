@@ -11,7 +11,7 @@ ENV := source scripts/env.sh &&
 all: build
 
 build:
-	$(ENV) $(CARGO) build --release --bin maestro-server --bin maestro
+	$(ENV) $(CARGO) build --release --workspace --bin maestro-server --bin maestro
 
 run:
 	$(ENV) $(CARGO) build --release --bin maestro-server
