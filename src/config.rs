@@ -357,7 +357,8 @@ pub struct GenerationConfig {
     /// Most requests decoded together (default 4).
     pub max_batch: usize,
     /// Chaos testing only (file key `generation.fault_injection`, default false): the prompts
-    /// `maestro:fault:panic` and `maestro:fault:oom` inject a worker panic or an out-of-memory error.
+    /// `maestro:fault:panic` and `maestro:fault:oom` inject a worker panic or an out-of-memory error,
+    /// and loading a model whose id ends with `fault-oom-on-load` fails with out-of-memory.
     pub fault_injection: bool,
 }
 

@@ -106,3 +106,33 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_nothing_is_cached() {
     assert!(leases_drain(&mut s).await, "the failed load released its lease");
     run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
 }
+
+#[tokio::test]
+async fn out_of_memory_during_a_load_is_resource_exhausted_and_nothing_is_cached() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("chaos/fault-oom-on-load");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/maestro/musicgen-tiny");
+    for f in ["config.json", "generation_config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut c = config();
+    c.models.roots = vec![root.path().to_path_buf(), src.parent().unwrap().parent().unwrap().to_path_buf()];
+    let mut s = start_server(c).await;
+    let load = pb::LoadModelRequest {
+        model: "chaos/fault-oom-on-load".into(),
+        device: "cpu".into(),
+        ..Default::default()
+    };
+    let err = s.generation.load_model(load).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("out of memory while loading chaos/fault-oom-on-load"),
+        "{}",
+        err.message()
+    );
+    let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+    assert!(models.iter().all(|m| !m.loaded), "nothing cached");
+    assert!(leases_drain(&mut s).await, "the failed load released its lease");
+    run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
+}

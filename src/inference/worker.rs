@@ -104,6 +104,8 @@ pub struct WorkerLoad {
 pub const FAULT_PANIC: &str = "maestro:fault:panic";
 /// See [`FAULT_PANIC`]: an out-of-memory error from libtorch.
 pub const FAULT_OOM: &str = "maestro:fault:oom";
+/// With fault injection, loading a model whose id ends with this fails with libtorch's out-of-memory.
+pub const FAULT_OOM_MODEL: &str = "fault-oom-on-load";
 
 /// Starts a worker thread on `device`; it ends when `jobs` closes. Generations for the same model
 /// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
@@ -204,6 +206,10 @@ impl Worker {
     }
 
     fn load(&mut self, model: &str, dir: &std::path::Path, dtype: DType) -> Result<ModelFacts, Error> {
+        if self.faults && model.ends_with(FAULT_OOM_MODEL) {
+            let injected = "CUDA out of memory. Tried to allocate 4.00 GiB (injected)";
+            return Err(load_error(model, MusicgenError::Unsupported(injected.into())));
+        }
         let before = rss_bytes();
         let m = MusicGen::load(dir, self.device, dtype).map_err(|e| load_error(model, e))?;
         let measured = rss_bytes().saturating_sub(before);
