@@ -254,7 +254,9 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_audio() {
     // while three more requests queue up behind it.
     let blocker = pb::GenerateRequest { chunk_ms: 20, ..request(20.0, 99) };
     let mut blocked = s.generation.generate(blocker).await.unwrap().into_inner();
+    // Header, then a first chunk: the worker is inside the blocker before anything else is queued.
     assert!(blocked.next().await.unwrap().is_ok());
+    assert!(matches!(blocked.next().await.unwrap().unwrap().payload, Some(Payload::Chunk(_))));
     let variants = [
         pb::GenerateRequest { prompt: "drums".into(), ..request(0.6, 1) },
         pb::GenerateRequest { prompt: "a slow cello line".into(), ..request(0.4, 2) },
