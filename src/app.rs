@@ -72,7 +72,7 @@ impl App {
             None => None,
         };
         let metrics_listen = config.server.metrics_listen;
-        let metrics_listener = crate::metrics::bind(metrics_listen)
+        let metrics_listener = TcpListener::bind(metrics_listen)
             .await
             .with_context(|| format!("cannot listen on {metrics_listen} for metrics"))?;
         let metrics_addr = metrics_listener.local_addr()?;

@@ -5,7 +5,7 @@
 //! own listener. The HTTP side is a minimal HTTP/1.1 responder: it answers every request with the
 //! exposition and closes, which is all a scraper needs.
 
-use std::{net::SocketAddr, sync::OnceLock};
+use std::sync::OnceLock;
 
 use metrics::gauge;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -64,11 +64,6 @@ pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
             let _ = socket.shutdown().await;
         });
     }
-}
-
-/// Binds the metrics listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Sets a gauge for every figure of a snapshot.

@@ -169,15 +169,20 @@ pub fn min_severity(value: i32, field: &'static str) -> Result<Severity, crate::
     }
 }
 
+/// Where requirements come from, on the wire.
+pub fn source(s: crate::resources::requirements::Source) -> pb::RequirementSource {
+    use crate::resources::requirements::Source;
+    match s {
+        Source::Table => pb::RequirementSource::Table,
+        Source::Checkpoint => pb::RequirementSource::Checkpoint,
+        Source::Measured => pb::RequirementSource::Measured,
+    }
+}
+
 /// Requirements on the wire.
 pub fn requirements(r: &crate::resources::requirements::Requirements, batch: u32) -> pb::Requirements {
-    use crate::resources::requirements::Source;
     pb::Requirements {
-        source: match r.source {
-            Source::Table => pb::RequirementSource::Table,
-            Source::Checkpoint => pb::RequirementSource::Checkpoint,
-            Source::Measured => pb::RequirementSource::Measured,
-        } as i32,
+        source: source(r.source) as i32,
         dtype: r.dtype.as_str().into(),
         weights_bytes: r.weights_bytes,
         working_set_bytes: r.per_sample_bytes.saturating_mul(u64::from(batch)),

@@ -61,9 +61,8 @@ where
         Box::pin(
             async move {
                 let response = fut.await?;
-                let tracker = Tracker { method, span: Span::current(), start, done: false };
+                let mut tracker = Tracker { method, span: Span::current(), start, done: false };
                 let (parts, body) = response.into_parts();
-                let mut tracker = tracker;
                 if let Some(code) = grpc_status(&parts.headers) {
                     tracker.finish(code);
                 }

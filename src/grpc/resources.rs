@@ -183,7 +183,7 @@ impl ResourceService for ResourceApi {
             safety_margin: answer.margin,
             cfg_factor: 2,
             duration_s: question.duration_s,
-            source: convert::requirements(r, 1).source,
+            source: convert::source(r.source) as i32,
             device: answer.verdict().device.name(),
             reason: advice.reason,
         }))

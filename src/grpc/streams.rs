@@ -42,11 +42,6 @@ impl StreamSlots {
             ))
         })
     }
-
-    /// Slots in use.
-    pub fn in_use(&self) -> usize {
-        self.max - self.slots.available_permits()
-    }
 }
 
 struct SnapshotStream {

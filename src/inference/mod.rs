@@ -94,11 +94,6 @@ impl Pool {
         worker::device_name(self.device)
     }
 
-    /// Requests queued or running now.
-    pub fn queued(&self) -> usize {
-        self.capacity - self.admission.available_permits()
-    }
-
     /// Facts of a loaded model.
     pub fn facts(&self, model: &str) -> Option<ModelFacts> {
         self.placement.lock().expect("placement lock").models.get(model).map(|(_, f)| f.clone())
