@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test bench soak fixtures fmt clippy clean-cache
+.PHONY: all build run test bench soak fuzz fixtures fmt clippy clean-cache
 
 all: build
 
@@ -34,6 +34,14 @@ SOAK_SECONDS ?= 600
 # Mixed workload against a release server, then leak checks (not part of `make test`).
 soak: build
 	$(ENV) $(CARGO) run --release --example soak -- $(SOAK_SECONDS)
+
+FUZZ_SECONDS ?= 600
+
+# Coverage-guided fuzzing of request decoding + validation + conversion (nightly and cargo-fuzz;
+# not part of `make test`). Seeds are one valid request of every type; findings land in fuzz/artifacts.
+fuzz:
+	$(ENV) $(CARGO) run --quiet --no-default-features --example fuzz_seeds -- fuzz/corpus/requests
+	$(CARGO) +nightly fuzz run requests -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 fixtures:
 	$(ENV) python3 scripts/make_reference.py --out tests/fixtures

@@ -69,6 +69,7 @@ struct Fanout {
     rss_before: u64,
     rss_after: u64,
     cpu_percent: f64,
+    client_cpu_percent: f64,
 }
 
 async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
@@ -121,12 +122,15 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     // Let every stream deliver its first snapshot, then measure.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, cpu_start) = proc_usage(pid);
+    let (_, client_start) = proc_usage(std::process::id());
     let t0 = Instant::now();
     measuring.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, std::sync::atomic::Ordering::Relaxed);
     let (rss_after, cpu_end) = proc_usage(pid);
+    let (_, client_end) = proc_usage(std::process::id());
     let cpu_percent = (cpu_end - cpu_start) / t0.elapsed().as_secs_f64() * 100.0;
+    let client_cpu_percent = (client_end - client_start) / t0.elapsed().as_secs_f64() * 100.0;
     for t in tasks {
         t.abort();
     }
@@ -134,7 +138,7 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     let _ = server.wait();
     let mut lags_ms = lags.lock().unwrap().clone();
     lags_ms.sort_by(f64::total_cmp);
-    Fanout { subscribers, opened, lags_ms, rss_before, rss_after, cpu_percent }
+    Fanout { subscribers, opened, lags_ms, rss_before, rss_after, cpu_percent, client_cpu_percent }
 }
 
 fn main() {
@@ -152,12 +156,12 @@ fn main() {
     println!(
         "\n## Snapshot fan-out (WatchSnapshots at 1 s, real maestro-server process, {seconds} s measured)\n"
     );
-    println!("| subscribers | streams open | deliveries | lag p50 ms | lag p99 ms | server RSS before → after | server CPU % |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| subscribers | streams open | deliveries | lag p50 ms | lag p99 ms | server RSS before → after | server CPU % | client CPU % |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in [100, 1000, subscribers] {
         let f = runtime.block_on(fanout(n, seconds));
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.0} MB → {:.0} MB | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.0} MB → {:.0} MB | {:.1} | {:.1} |",
             f.subscribers,
             f.opened,
             f.lags_ms.len(),
@@ -165,7 +169,8 @@ fn main() {
             percentile(&f.lags_ms, 99.0),
             f.rss_before as f64 / 1e6,
             f.rss_after as f64 / 1e6,
-            f.cpu_percent
+            f.cpu_percent,
+            f.client_cpu_percent
         );
     }
 }

@@ -6,7 +6,6 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod grpc;
-#[cfg(feature = "torch")]
 pub mod inference;
 pub mod metrics;
 pub mod monitor;

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod fuzz;
 mod generation;
 pub mod observe;
 pub mod requests;

@@ -103,6 +103,29 @@ pub fn lease_request(r: pb::AllocateRequest, max_ttl: Duration) -> Result<LeaseR
     })
 }
 
+/// `GetHistory`'s window in seconds, at most `limit` (the history's length).
+pub fn history_window(window: u32, limit: u64) -> Result<u32, Error> {
+    if window == 0 || u64::from(window) > limit {
+        return Err(Error::invalid("window_seconds", format!("must be within 1..={limit}, got {window}")));
+    }
+    Ok(window)
+}
+
+/// `WatchSnapshots`' interval: `None` streams every sample, `Some` thins the stream out. 0 means the
+/// sample interval; anything else must be within the sample interval and one minute.
+pub fn snapshot_interval(interval_ms: u32, sample: Duration) -> Result<Option<Duration>, Error> {
+    let sample_ms = sample.as_millis() as u64;
+    match u64::from(interval_ms) {
+        0 => Ok(None),
+        ms if ms < sample_ms || ms > 60_000 => Err(Error::invalid(
+            "interval_ms",
+            format!("must be 0 (the sample interval) or within {sample_ms}..=60000 ms, got {ms}"),
+        )),
+        ms if ms == sample_ms => Ok(None),
+        ms => Ok(Some(Duration::from_millis(ms))),
+    }
+}
+
 /// `Release`'s lease id.
 pub fn lease_id(r: &pb::ReleaseRequest) -> Result<String, Error> {
     let id = &r.lease_id;
@@ -117,10 +140,8 @@ pub fn lease_id(r: &pb::ReleaseRequest) -> Result<String, Error> {
 }
 
 /// Longest prompt, in characters.
-#[cfg(feature = "torch")]
 pub const MAX_PROMPT_CHARS: usize = 2000;
 
-#[cfg(feature = "torch")]
 fn finite(field: &'static str, v: f64, lo: f64, lo_open: bool, hi: f64, hi_open: bool) -> Result<f64, Error> {
     let above = if lo_open { v > lo } else { v >= lo };
     let below = if hi_open { v < hi } else { v <= hi };
@@ -132,7 +153,6 @@ fn finite(field: &'static str, v: f64, lo: f64, lo_open: bool, hi: f64, hi_open:
 }
 
 /// The audio format of a request (unspecified = 16-bit PCM).
-#[cfg(feature = "torch")]
 pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
     match pb::AudioFormat::try_from(value) {
         Ok(pb::AudioFormat::Unspecified) => Ok(pb::AudioFormat::PcmS16le),
@@ -145,8 +165,7 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
 }
 
 /// `Generate`'s request, with every model-independent limit checked.
-#[cfg(feature = "torch")]
-pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::service::GenerateParams, Error> {
+pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::GenerateParams, Error> {
     let chars = r.prompt.chars().count();
     if chars > MAX_PROMPT_CHARS {
         return Err(Error::invalid(
@@ -169,7 +188,7 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::serv
             format!("must be >= one frame and <= 10000, got {}", r.chunk_ms),
         ));
     }
-    Ok(crate::inference::service::GenerateParams {
+    Ok(crate::inference::GenerateParams {
         model: model(&r.model)?,
         prompt: r.prompt.clone(),
         duration_s: r.duration_s,

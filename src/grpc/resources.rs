@@ -95,15 +95,7 @@ impl ResourceService for ResourceApi {
     }
 
     async fn get_history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::History>, Status> {
-        let window = req.into_inner().window_seconds;
-        let limit = self.history_limit();
-        if window == 0 || u64::from(window) > limit {
-            return Err(Error::invalid(
-                "window_seconds",
-                format!("must be within 1..={limit}, got {window}"),
-            )
-            .into());
-        }
+        let window = requests::history_window(req.into_inner().window_seconds, self.history_limit())?;
         let samples = self.monitor.history(Duration::from_secs(window.into())).await?;
         Ok(Response::new(pb::History {
             window_seconds: window,
@@ -204,18 +196,8 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
-        let interval_ms = req.into_inner().interval_ms;
-        let sample_ms = self.monitor.settings().interval.as_millis() as u64;
-        let interval = match u64::from(interval_ms) {
-            0 => None,
-            ms if ms < sample_ms || ms > 60_000 => {
-                let msg =
-                    format!("must be 0 (the sample interval) or within {sample_ms}..=60000 ms, got {ms}");
-                return Err(Error::invalid("interval_ms", msg).into());
-            }
-            ms if ms == sample_ms => None,
-            ms => Some(Duration::from_millis(ms)),
-        };
+        let interval =
+            requests::snapshot_interval(req.into_inner().interval_ms, self.monitor.settings().interval)?;
         let slot = self.slots.acquire()?;
         let stream = streams::snapshots(self.monitor.subscribe(), interval, self.shutdown.clone(), slot);
         Ok(Response::new(stream))

@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Event, ModelFacts, Pool};
+use super::{Event, GenerateParams, ModelFacts, Pool};
 use crate::{
     error::Error,
     musicgen::{GenerationRequest, SamplingParams},
@@ -28,31 +28,6 @@ pub struct GenerationSettings {
     pub max_duration_s: f64,
     /// How long a forced unload waits for in-flight requests (default 10 s).
     pub unload_wait: Duration,
-}
-
-/// A generation request with the model-independent limits already checked.
-#[derive(Debug, Clone)]
-pub struct GenerateParams {
-    /// Model id.
-    pub model: String,
-    /// Prompt (may be empty).
-    pub prompt: String,
-    /// Seconds of audio.
-    pub duration_s: f64,
-    /// Overrides of the checkpoint's defaults.
-    pub temperature: Option<f64>,
-    /// 0 = off.
-    pub top_k: Option<u32>,
-    /// 0 = off.
-    pub top_p: Option<f64>,
-    /// Classifier-free guidance scale.
-    pub guidance_scale: Option<f64>,
-    /// Seed (random when unset).
-    pub seed: Option<u64>,
-    /// Argmax decoding.
-    pub greedy: bool,
-    /// Audio per chunk in ms.
-    pub chunk_ms: u32,
 }
 
 /// A generation that was admitted: what the header says, the event stream and the holds.

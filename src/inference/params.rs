@@ -1,0 +1,27 @@
+//! A generation request with its model-independent limits checked: what the gRPC shell hands the
+//! service. Free of libtorch, so request validation builds (and is fuzzed) without it.
+
+/// A generation request with the model-independent limits already checked.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Model id.
+    pub model: String,
+    /// Prompt (may be empty).
+    pub prompt: String,
+    /// Seconds of audio.
+    pub duration_s: f64,
+    /// Overrides of the checkpoint's defaults.
+    pub temperature: Option<f64>,
+    /// 0 = off.
+    pub top_k: Option<u32>,
+    /// 0 = off.
+    pub top_p: Option<f64>,
+    /// Classifier-free guidance scale.
+    pub guidance_scale: Option<f64>,
+    /// Seed (random when unset).
+    pub seed: Option<u64>,
+    /// Argmax decoding.
+    pub greedy: bool,
+    /// Audio per chunk in ms.
+    pub chunk_ms: u32,
+}
