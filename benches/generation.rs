@@ -97,6 +97,30 @@ async fn over_grpc(channel: Channel, req: pb::GenerateRequest) -> (f64, f64, u32
     panic!("no summary")
 }
 
+/// Aggregate frames/s of 1, 2 and 4 concurrent requests, printed as a table.
+async fn aggregate(channel: &Channel, seconds: f64, dtype: &str) {
+    println!("\n## Aggregate throughput, concurrent requests (dynamic batching), decoder {dtype}\n");
+    println!("| concurrent | batch seen | wall s | frames | aggregate frames/s | vs 1 |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut single = None;
+    for n in [1usize, 2, 4] {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| tokio::spawn(over_grpc(channel.clone(), request(seconds, 10 + i as u64))))
+            .collect();
+        let (mut frames, mut batch) = (0, 0);
+        for t in tasks {
+            let (_, _, f, b) = t.await.unwrap();
+            frames += f;
+            batch = batch.max(b);
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let rate = f64::from(frames) / wall;
+        let base = *single.get_or_insert(rate);
+        println!("| {n} | {batch} | {wall:.1} | {frames} | {rate:.1} | {:.2}x |", rate / base);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(2.0);
@@ -131,27 +155,23 @@ fn main() {
             (1.0 - g_steps / ip_steps) * 100.0
         );
 
-        println!("\n## Aggregate throughput, concurrent requests (dynamic batching)\n");
-        println!("| concurrent | batch seen | wall s | frames | aggregate frames/s | vs 1 |");
-        println!("|---:|---:|---:|---:|---:|---:|");
-        let mut single = None;
-        for n in [1usize, 2, 4] {
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..n)
-                .map(|i| tokio::spawn(over_grpc(channel.clone(), request(seconds, 10 + i as u64))))
-                .collect();
-            let mut frames = 0;
-            let mut batch = 0;
-            for t in tasks {
-                let (_, _, f, b) = t.await.unwrap();
-                frames += f;
-                batch = batch.max(b);
-            }
-            let wall = start.elapsed().as_secs_f64();
-            let rate = f64::from(frames) / wall;
-            let base = *single.get_or_insert(rate);
-            println!("| {n} | {batch} | {wall:.1} | {frames} | {rate:.1} | {:.2}x |", rate / base);
-        }
+        aggregate(&channel, seconds, "f32").await;
+        // The same requests with the decoder in bf16: on a CPU with AMX a bf16 product of 8 rows costs
+        // what one of 2 rows does, where f32's grows with the rows (BENCHMARKS.md).
+        let mut client = GenerationServiceClient::new(channel.clone());
+        client
+            .unload_model(pb::UnloadModelRequest { model: MODEL.into(), force: false })
+            .await
+            .expect("unload f32");
+        let load = pb::LoadModelRequest {
+            model: MODEL.into(),
+            device: "cpu".into(),
+            dtype: "bf16".into(),
+            pin: false,
+        };
+        client.load_model(load).await.expect("load bf16");
+        over_grpc(channel.clone(), request(0.1, 0)).await; // warm-up
+        aggregate(&channel, seconds, "bf16").await;
     });
     let _ = server.kill();
     let _ = server.wait();

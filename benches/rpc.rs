@@ -1,7 +1,9 @@
 //! Unary RPC throughput: `ValidateModel` and `GetStatus` beside health `Check` (the cheapest RPC, the
 //! ceiling) on one real `maestro-server` process, 64 concurrent clients over loopback.
 //!
-//! `cargo bench --bench rpc [-- CLIENTS SECONDS]` (defaults 64, 10); part of `make bench`.
+//! `cargo bench --bench rpc [-- CLIENTS SECONDS]` (defaults 64, 10); part of `make bench`. The load
+//! generator's 64 client tasks run on one runtime thread (`MAESTRO_BENCH_CLIENT_THREADS` sets more),
+//! so on a two-core machine the server's two runtime threads are not time-sliced against two more.
 
 use std::{
     process::{Command, Stdio},
@@ -118,7 +120,13 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start maestro-server");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let client_threads: usize =
+        std::env::var("MAESTRO_BENCH_CLIENT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let mut channels = Vec::new();
         for _ in 0..CONNECTIONS {

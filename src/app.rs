@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{server::TcpIncoming, Server};
+use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 
 use crate::{
@@ -178,7 +178,7 @@ impl App {
                 GenerationServiceServer::new(self.generation).max_decoding_message_size(max_message),
             );
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = grpc::transport::incoming(listener);
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));

@@ -25,7 +25,14 @@ fn main() -> ExitCode {
         return run_command(command);
     }
     telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // With the LIFO slot, a stream that queues a frame runs its connection task next, which writes
+    // that one frame: one syscall per message. Without it the connection runs after the other
+    // woken streams and writes all their frames at once (10 000 snapshot subscribers: p99 delivery
+    // lag 141 → 95 ms, server CPU 15 → 11 %, BENCHMARKS.md).
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
     };

@@ -11,6 +11,7 @@ pub mod observe;
 pub mod requests;
 mod resources;
 pub mod streams;
+pub mod transport;
 
 use tonic_health::server::HealthReporter;
 

@@ -3,11 +3,12 @@
 //!
 //! Messages: validate, allocate, release, list leases. Requirements are looked up on the caller's side
 //! (they read a checkpoint header from disk, off the actor and off the runtime); the actor only holds
-//! the ledger, so every verdict and reservation sees one consistent view of what is reserved. It
-//! expires leases every second and stops at shutdown or when every handle is gone.
+//! the ledger and the cache, so every verdict and reservation sees one consistent view of what is
+//! reserved. For a verdict it hands that view back and the caller's task does the arithmetic and the
+//! messages, keeping the one task every RPC shares short. It expires leases every second and stops
+//! at shutdown or when every handle is gone.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     cache::{CacheError, CachedModel, ModelCache},
     ledger::{Capacity, Lease, LeaseRequest, Ledger, LedgerError},
+    memo::{Memo, Recall},
     model_id::{self, ModelIdError},
     requirements::{self, DType, Registry, Requirements},
     validate::{self, Device, FitInput, Verdict},
@@ -84,73 +86,41 @@ impl FitAnswer {
     }
 }
 
-enum Command {
-    Fit {
-        model: String,
-        requirements: Requirements,
-        batch: u32,
-        device: Device,
-        reply: oneshot::Sender<Result<(FitVerdict, Requirements), Error>>,
-    },
-    Register {
-        entry: CachedModel,
-    },
-    Unregister {
-        model: String,
-        reply: oneshot::Sender<Result<CachedModel, Error>>,
-    },
-    BeginUse {
-        model: String,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    EndUse {
-        model: String,
-    },
-    Pin {
-        model: String,
-        pinned: bool,
-    },
-    Cached {
-        reply: oneshot::Sender<Vec<CachedModel>>,
-    },
-    Evictable {
-        force: bool,
-        reply: oneshot::Sender<Vec<CachedModel>>,
-    },
-    PressureVictims {
-        needed: u64,
-        reply: oneshot::Sender<Vec<String>>,
-    },
-    ExpireNow {
-        dry_run: bool,
-        reply: oneshot::Sender<Vec<Lease>>,
-    },
-    Allocate {
-        request: LeaseRequest,
-        reply: oneshot::Sender<Result<Lease, Error>>,
-    },
-    Release {
-        id: String,
-        reply: oneshot::Sender<Result<Lease, Error>>,
-    },
-    Leases {
-        reply: oneshot::Sender<Vec<Lease>>,
-    },
+/// What a verdict is decided from: one consistent view of the actor's state, taken in one message.
+/// The verdict itself (arithmetic and the messages with their numbers) is computed on the caller's
+/// task, so the actor, which every RPC shares, only copies state.
+struct FitView {
+    requirements: Requirements,
+    snapshot: Arc<monitor::snapshot::Snapshot>,
+    reserved_host: u64,
+    reserved_gpu: Vec<(u32, u64)>,
+    /// Idle, unpinned cached models, least recently used first.
+    evictable: Vec<CachedModel>,
 }
 
-/// How long a requirements lookup is reused: a checkpoint replaced on disk is seen within this time.
-const LOOKUP_TTL: Duration = Duration::from_secs(2);
-
-type LookupKey = (String, DType, u32, u64);
+enum Command {
+    Fit { model: String, requirements: Requirements, reply: oneshot::Sender<FitView> },
+    Register { entry: CachedModel },
+    Unregister { model: String, reply: oneshot::Sender<Result<CachedModel, Error>> },
+    BeginUse { model: String, reply: oneshot::Sender<Result<(), Error>> },
+    EndUse { model: String },
+    Pin { model: String, pinned: bool },
+    Cached { reply: oneshot::Sender<Vec<CachedModel>> },
+    Evictable { force: bool, reply: oneshot::Sender<Vec<CachedModel>> },
+    PressureVictims { needed: u64, reply: oneshot::Sender<Vec<String>> },
+    ExpireNow { dry_run: bool, reply: oneshot::Sender<Vec<Lease>> },
+    Allocate { request: LeaseRequest, reply: oneshot::Sender<Result<Lease, Error>> },
+    Release { id: String, reply: oneshot::Sender<Result<Lease, Error>> },
+    Leases { reply: oneshot::Sender<Vec<Lease>> },
+}
 
 /// A handle on the manager.
 #[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     settings: Arc<ManagerSettings>,
-    /// Recent lookups: validation is asked the same question many times a second by dashboards and
-    /// admission, and each answer costs file-system calls on a blocking thread.
-    lookups: Arc<std::sync::Mutex<HashMap<LookupKey, (Instant, Requirements)>>>,
+    /// Recent lookups (see [`memo`]).
+    lookups: Arc<Memo>,
 }
 
 fn cache_error(e: CacheError) -> Error {
@@ -202,20 +172,32 @@ impl Handle {
     /// from the table. Reads at most a checkpoint header, on a blocking thread.
     pub async fn requirements(&self, q: &FitQuestion) -> Result<Requirements, Error> {
         let key = (q.model.clone(), q.dtype, q.batch, q.duration_s.to_bits());
-        if let Some((at, r)) = self.lookups.lock().expect("lookup cache lock").get(&key) {
-            if at.elapsed() < LOOKUP_TTL {
-                return Ok(r.clone());
+        match self.lookups.recall(&key, Instant::now()) {
+            Recall::Fresh(r) => return Ok(r),
+            Recall::Stale { requirements, refresh } => {
+                if refresh {
+                    let (this, q) = (self.clone(), q.clone());
+                    tokio::spawn(async move {
+                        match this.look_up(q).await {
+                            Ok(r) => this.lookups.remember(key, r, Instant::now()),
+                            Err(_) => this.lookups.forget(&key),
+                        }
+                    });
+                }
+                return Ok(requirements);
             }
+            Recall::Missing => {}
         }
-        let settings = self.settings.clone();
-        let question = q.clone();
-        let found = tokio::task::spawn_blocking(move || lookup(&settings, &question))
-            .await
-            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))??;
-        let mut cache = self.lookups.lock().expect("lookup cache lock");
-        cache.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
-        cache.insert(key, (Instant::now(), found.clone()));
+        let found = self.look_up(q.clone()).await?;
+        self.lookups.remember(key, found.clone(), Instant::now());
         Ok(found)
+    }
+
+    async fn look_up(&self, question: FitQuestion) -> Result<Requirements, Error> {
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || lookup(&settings, &question))
+            .await
+            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))?
     }
 
     /// Whether a model fits, with the numbers.
@@ -223,11 +205,20 @@ impl Handle {
         let requirements = self.requirements(&q).await?;
         check_duration(q.duration_s, requirements.max_duration_s)?;
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
-        let (r, device) = (requirements.clone(), q.device);
         let model = q.model.clone();
-        let (fit, requirements) =
-            self.ask(|reply| Command::Fit { model, requirements: r, batch, device, reply }).await??;
-        Ok(FitAnswer { requirements, batch, fit, margin: self.settings.safety_margin })
+        let view = self.ask(|reply| Command::Fit { model, requirements, reply }).await?;
+        let margin = self.settings.safety_margin;
+        let input = FitInput {
+            requirements: &view.requirements,
+            batch,
+            device: q.device,
+            snapshot: &view.snapshot,
+            reserved_host: view.reserved_host,
+            reserved_gpu: &view.reserved_gpu,
+            margin,
+        };
+        let fit = with_eviction(validate::verdict(&input)?, &view.evictable, margin);
+        Ok(FitAnswer { requirements: view.requirements, batch, fit, margin })
     }
 
     /// Reserves memory for a client.
@@ -374,8 +365,7 @@ fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, E
 pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: CancellationToken) -> Handle {
     let (tx, rx) = mpsc::channel(256);
     let settings = Arc::new(settings);
-    let actor =
-        Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor, settings: settings.clone() };
+    let actor = Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor };
     tokio::spawn(actor.run(rx, shutdown));
     Handle { commands: tx, settings, lookups: Arc::default() }
 }
@@ -384,7 +374,6 @@ struct Actor {
     ledger: Ledger,
     cache: ModelCache,
     monitor: monitor::Handle,
-    settings: Arc<ManagerSettings>,
 }
 
 impl Actor {
@@ -409,21 +398,15 @@ impl Actor {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Fit { model, requirements, batch, device, reply } => {
-                let requirements = self.with_measurement(&model, requirements);
+            Command::Fit { model, requirements, reply } => {
                 let snapshot = self.monitor.latest();
-                let reserved_gpu = self.reserved_gpu(&snapshot);
-                let input = FitInput {
-                    requirements: &requirements,
-                    batch,
-                    device,
-                    snapshot: &snapshot,
+                let _ = reply.send(FitView {
+                    requirements: self.with_measurement(&model, requirements),
                     reserved_host: self.ledger.reserved_host(),
-                    reserved_gpu: &reserved_gpu,
-                    margin: self.settings.safety_margin,
-                };
-                let verdict = validate::verdict(&input).map(|v| self.with_eviction(v));
-                let _ = reply.send(verdict.map(|v| (v, requirements.clone())));
+                    reserved_gpu: self.reserved_gpu(&snapshot),
+                    evictable: self.cache.evictable(Instant::now(), false).into_iter().cloned().collect(),
+                    snapshot,
+                });
             }
             Command::Register { entry } => self.cache.insert(entry),
             Command::Unregister { model, reply } => {
@@ -485,25 +468,24 @@ impl Actor {
         apply_measurement(self.cache.get(model), requirements)
     }
 
-    /// Adds what evicting idle models on the verdict's memory would do.
-    fn with_eviction(&self, verdict: Verdict) -> FitVerdict {
-        let same_memory = |e: &&CachedModel| match verdict.device {
-            Device::Cuda(i) => e.device == Device::Cuda(i),
-            _ => !matches!(e.device, Device::Cuda(_)),
-        };
-        let candidates: Vec<CachedModel> =
-            self.cache.evictable(Instant::now(), false).into_iter().filter(same_memory).cloned().collect();
-        let freed: u64 = candidates.iter().map(CachedModel::bytes).sum();
-        let usable_freed = freed as f64 * (1.0 - self.settings.safety_margin);
-        let would_suffice = !verdict.fits
-            && !candidates.is_empty()
-            && verdict.checks.iter().all(|c| c.ok || (c.unit == "bytes" && c.headroom + usable_freed >= 0.0));
-        FitVerdict { verdict, eviction_candidates: candidates, eviction_would_suffice: would_suffice }
-    }
-
     fn reserved_gpu(&self, snapshot: &monitor::snapshot::Snapshot) -> Vec<(u32, u64)> {
         snapshot.gpu.devices.iter().map(|d| (d.index, self.ledger.reserved_gpu(d.index))).collect()
     }
+}
+
+/// Adds what evicting the idle models on the verdict's memory would do.
+fn with_eviction(verdict: Verdict, evictable: &[CachedModel], margin: f64) -> FitVerdict {
+    let same_memory = |e: &&CachedModel| match verdict.device {
+        Device::Cuda(i) => e.device == Device::Cuda(i),
+        _ => !matches!(e.device, Device::Cuda(_)),
+    };
+    let candidates: Vec<CachedModel> = evictable.iter().filter(same_memory).cloned().collect();
+    let freed: u64 = candidates.iter().map(CachedModel::bytes).sum();
+    let usable_freed = freed as f64 * (1.0 - margin);
+    let would_suffice = !verdict.fits
+        && !candidates.is_empty()
+        && verdict.checks.iter().all(|c| c.ok || (c.unit == "bytes" && c.headroom + usable_freed >= 0.0));
+    FitVerdict { verdict, eviction_candidates: candidates, eviction_would_suffice: would_suffice }
 }
 
 /// See [`Actor::with_measurement`].
@@ -551,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_measurement_replaces_the_estimate_unless_implausible() {
-        let table = Registry::new(HashMap::new());
+        let table = Registry::default();
         let r = table.table("facebook/musicgen-small").unwrap().requirements(DType::F32, 10.0);
         let w = r.weights_bytes;
         let measured = apply_measurement(Some(&entry(Some(w + 7), DType::F32)), r.clone());

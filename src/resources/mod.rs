@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cleanup;
 pub mod ledger;
 pub mod manager;
+pub mod memo;
 pub mod model_id;
 pub mod optimizer;
 pub mod requirements;
