@@ -152,12 +152,7 @@ fn main() {
     println!("|---:|---:|---:|");
     println!("| {median:.0} | {p99:.0} | {:.3} % |", median / 1e6 * 100.0);
 
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    #[cfg(tokio_unstable)]
-    if std::env::var_os("NOLIFO").is_some() {
-        builder.disable_lifo_slot();
-    }
-    let runtime = builder.enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!(
         "\n## Snapshot fan-out (WatchSnapshots at 1 s, real maestro-server process, {seconds} s measured)\n"
     );

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -86,25 +86,24 @@ impl FitAnswer {
     }
 }
 
-/// What a verdict is decided from: one consistent view of the actor's state, taken in one message.
-/// The verdict itself (arithmetic and the messages with their numbers) is computed on the caller's
-/// task, so the actor, which every RPC shares, only copies state.
-struct FitView {
-    requirements: Requirements,
-    snapshot: Arc<monitor::snapshot::Snapshot>,
+/// What verdicts are decided from, published by the actor after every command and expiry tick: a
+/// verdict reads the latest one instead of queueing a message behind every other RPC's, and sees one
+/// consistent state (the reservations and the cache as of one moment). The arithmetic and the
+/// messages are done on the caller's task.
+#[derive(Debug, Default)]
+struct FitState {
     reserved_host: u64,
-    reserved_gpu: Vec<(u32, u64)>,
-    /// Idle, unpinned cached models, least recently used first.
-    evictable: Vec<CachedModel>,
+    /// GPU bytes held by leases, by index.
+    reserved_gpu: std::collections::BTreeMap<u32, u64>,
+    cache: ModelCache,
 }
 
 enum Command {
-    Fit { model: String, requirements: Requirements, reply: oneshot::Sender<FitView> },
-    Register { entry: CachedModel },
+    Register { entry: CachedModel, reply: oneshot::Sender<()> },
     Unregister { model: String, reply: oneshot::Sender<Result<CachedModel, Error>> },
     BeginUse { model: String, reply: oneshot::Sender<Result<(), Error>> },
     EndUse { model: String },
-    Pin { model: String, pinned: bool },
+    Pin { model: String, pinned: bool, reply: oneshot::Sender<()> },
     Cached { reply: oneshot::Sender<Vec<CachedModel>> },
     Evictable { force: bool, reply: oneshot::Sender<Vec<CachedModel>> },
     PressureVictims { needed: u64, reply: oneshot::Sender<Vec<String>> },
@@ -121,6 +120,8 @@ pub struct Handle {
     settings: Arc<ManagerSettings>,
     /// Recent lookups (see [`memo`]).
     lookups: Arc<Memo>,
+    state: watch::Receiver<Arc<FitState>>,
+    monitor: monitor::Handle,
 }
 
 fn cache_error(e: CacheError) -> Error {
@@ -205,20 +206,29 @@ impl Handle {
         let requirements = self.requirements(&q).await?;
         check_duration(q.duration_s, requirements.max_duration_s)?;
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
-        let model = q.model.clone();
-        let view = self.ask(|reply| Command::Fit { model, requirements, reply }).await?;
+        let state = self.state.borrow().clone();
+        let snapshot = self.monitor.latest();
+        let requirements = apply_measurement(state.cache.get(&q.model), requirements);
+        let reserved_gpu: Vec<(u32, u64)> = snapshot
+            .gpu
+            .devices
+            .iter()
+            .map(|d| (d.index, state.reserved_gpu.get(&d.index).copied().unwrap_or(0)))
+            .collect();
         let margin = self.settings.safety_margin;
         let input = FitInput {
-            requirements: &view.requirements,
+            requirements: &requirements,
             batch,
             device: q.device,
-            snapshot: &view.snapshot,
-            reserved_host: view.reserved_host,
-            reserved_gpu: &view.reserved_gpu,
+            snapshot: &snapshot,
+            reserved_host: state.reserved_host,
+            reserved_gpu: &reserved_gpu,
             margin,
         };
-        let fit = with_eviction(validate::verdict(&input)?, &view.evictable, margin);
-        Ok(FitAnswer { requirements: view.requirements, batch, fit, margin })
+        let evictable: Vec<CachedModel> =
+            state.cache.evictable(Instant::now(), false).into_iter().cloned().collect();
+        let fit = with_eviction(validate::verdict(&input)?, &evictable, margin);
+        Ok(FitAnswer { requirements, batch, fit, margin })
     }
 
     /// Reserves memory for a client.
@@ -244,7 +254,7 @@ impl Handle {
 
     /// Records a model the inference pool loaded.
     pub async fn register(&self, entry: CachedModel) -> Result<(), Error> {
-        self.commands.send(Command::Register { entry }).await.map_err(|_| stopped())
+        self.ask(|reply| Command::Register { entry, reply }).await
     }
 
     /// Forgets a model the pool unloaded; refused while in use.
@@ -262,7 +272,7 @@ impl Handle {
 
     /// Pins or unpins a loaded model.
     pub async fn pin(&self, model: &str, pinned: bool) -> Result<(), Error> {
-        self.commands.send(Command::Pin { model: model.into(), pinned }).await.map_err(|_| stopped())
+        self.ask(|reply| Command::Pin { model: model.into(), pinned, reply }).await
     }
 
     /// Every cached model.
@@ -365,15 +375,18 @@ fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, E
 pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: CancellationToken) -> Handle {
     let (tx, rx) = mpsc::channel(256);
     let settings = Arc::new(settings);
-    let actor = Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor };
+    let (state_tx, state) = watch::channel(Arc::default());
+    let actor =
+        Actor { ledger: Ledger::new(), cache: ModelCache::new(), monitor: monitor.clone(), state: state_tx };
     tokio::spawn(actor.run(rx, shutdown));
-    Handle { commands: tx, settings, lookups: Arc::default() }
+    Handle { commands: tx, settings, lookups: Arc::default(), state, monitor }
 }
 
 struct Actor {
     ledger: Ledger,
     cache: ModelCache,
     monitor: monitor::Handle,
+    state: watch::Sender<Arc<FitState>>,
 }
 
 impl Actor {
@@ -387,6 +400,7 @@ impl Actor {
                     for lease in self.ledger.expire(Instant::now()) {
                         tracing::info!(lease = %lease.id, owner = %lease.owner, "lease expired");
                     }
+                    self.publish();
                 }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
@@ -396,28 +410,29 @@ impl Actor {
         }
     }
 
+    /// Applies a command. A reply goes out only after the new state is published, so a caller that
+    /// saw its change acknowledged finds it in the next verdict.
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Fit { model, requirements, reply } => {
-                let snapshot = self.monitor.latest();
-                let _ = reply.send(FitView {
-                    requirements: self.with_measurement(&model, requirements),
-                    reserved_host: self.ledger.reserved_host(),
-                    reserved_gpu: self.reserved_gpu(&snapshot),
-                    evictable: self.cache.evictable(Instant::now(), false).into_iter().cloned().collect(),
-                    snapshot,
-                });
+            Command::Register { entry, reply } => {
+                self.cache.insert(entry);
+                self.publish_then(reply, ());
             }
-            Command::Register { entry } => self.cache.insert(entry),
             Command::Unregister { model, reply } => {
-                let _ = reply.send(self.cache.remove(&model).map_err(cache_error));
+                let out = self.cache.remove(&model).map_err(cache_error);
+                self.publish_then(reply, out);
             }
             Command::BeginUse { model, reply } => {
-                let _ = reply.send(self.cache.begin_use(&model, Instant::now()).map_err(cache_error));
+                let out = self.cache.begin_use(&model, Instant::now()).map_err(cache_error);
+                self.publish_then(reply, out);
             }
-            Command::EndUse { model } => self.cache.end_use(&model, Instant::now()),
-            Command::Pin { model, pinned } => {
+            Command::EndUse { model } => {
+                self.cache.end_use(&model, Instant::now());
+                self.publish();
+            }
+            Command::Pin { model, pinned, reply } => {
                 let _ = self.cache.set_pinned(&model, pinned);
+                self.publish_then(reply, ());
             }
             Command::Cached { reply } => {
                 let _ = reply.send(self.cache.entries().cloned().collect());
@@ -436,7 +451,7 @@ impl Actor {
                 } else {
                     self.ledger.expire(now)
                 };
-                let _ = reply.send(expired);
+                self.publish_then(reply, expired);
             }
             Command::Allocate { request, reply } => {
                 let snapshot = self.monitor.latest();
@@ -449,11 +464,12 @@ impl Actor {
                         .map(|d| (d.index, d.memory_free_bytes))
                         .collect(),
                 };
-                let _ =
-                    reply.send(self.ledger.reserve(request, &capacity, Instant::now()).map_err(Error::from));
+                let out = self.ledger.reserve(request, &capacity, Instant::now()).map_err(Error::from);
+                self.publish_then(reply, out);
             }
             Command::Release { id, reply } => {
-                let _ = reply.send(self.ledger.release(&id).map_err(Error::from));
+                let out = self.ledger.release(&id).map_err(Error::from);
+                self.publish_then(reply, out);
             }
             Command::Leases { reply } => {
                 let _ = reply.send(self.ledger.leases().cloned().collect());
@@ -461,15 +477,22 @@ impl Actor {
         }
     }
 
-    /// Replaces the estimated weight bytes by the size measured when the model was loaded (same dtype).
-    /// A measurement below half the estimate is taken for an artifact (pages reused from an earlier
-    /// load) and ignored, so validation never trusts a figure that is too good to be true.
-    fn with_measurement(&self, model: &str, requirements: Requirements) -> Requirements {
-        apply_measurement(self.cache.get(model), requirements)
+    fn publish_then<T>(&self, reply: oneshot::Sender<T>, value: T) {
+        self.publish();
+        let _ = reply.send(value);
     }
 
-    fn reserved_gpu(&self, snapshot: &monitor::snapshot::Snapshot) -> Vec<(u32, u64)> {
-        snapshot.gpu.devices.iter().map(|d| (d.index, self.ledger.reserved_gpu(d.index))).collect()
+    /// Publishes what verdicts are decided from (see [`FitState`]).
+    fn publish(&self) {
+        let mut reserved_gpu = std::collections::BTreeMap::new();
+        for lease in self.ledger.leases() {
+            if let Some(index) = lease.gpu_index {
+                *reserved_gpu.entry(index).or_insert(0u64) += lease.gpu_bytes;
+            }
+        }
+        let state =
+            FitState { reserved_host: self.ledger.reserved_host(), reserved_gpu, cache: self.cache.clone() };
+        self.state.send_replace(Arc::new(state));
     }
 }
 
@@ -488,7 +511,9 @@ fn with_eviction(verdict: Verdict, evictable: &[CachedModel], margin: f64) -> Fi
     FitVerdict { verdict, eviction_candidates: candidates, eviction_would_suffice: would_suffice }
 }
 
-/// See [`Actor::with_measurement`].
+/// Replaces the estimated weight bytes by the size measured when the model was loaded (same dtype).
+/// A measurement below half the estimate is taken for an artifact (pages reused from an earlier
+/// load) and ignored, so validation never trusts a figure that is too good to be true.
 fn apply_measurement(entry: Option<&CachedModel>, requirements: Requirements) -> Requirements {
     match entry {
         Some(e) if e.dtype == requirements.dtype => match e.measured_bytes {
