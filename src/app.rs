@@ -259,6 +259,7 @@ fn generation_api(
         GenerationSettings {
             max_duration_s: g.max_duration_s,
             unload_wait: std::time::Duration::from_secs(10),
+            dtype: g.dtype,
         },
         emergency,
     );

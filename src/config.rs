@@ -148,6 +148,10 @@ pub struct ServerArgs {
     /// Most concurrent requests for one model decoded together in one batch (1 = no batching).
     #[arg(long, env = "MAESTRO_MAX_BATCH", default_value_t = 4)]
     pub max_batch: usize,
+    /// Decoder precision of models that `Generate` loads on demand: f32, f16 or bf16 (`LoadModel`
+    /// chooses its own). bf16 on a CPU with AMX makes batched decoding nearly free (BENCHMARKS.md).
+    #[arg(long, env = "MAESTRO_DTYPE", default_value = "f32")]
+    pub dtype: String,
 }
 
 /// The configuration file: the same options as the flags, grouped into sections.
@@ -188,6 +192,7 @@ struct FileResources {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileGeneration {
+    dtype: Option<String>,
     fault_injection: Option<bool>,
     max_batch: Option<usize>,
     workers: Option<usize>,
@@ -356,6 +361,8 @@ pub struct GenerationConfig {
     pub max_duration_s: f64,
     /// Most requests decoded together (default 4).
     pub max_batch: usize,
+    /// Decoder precision of models loaded on demand by `Generate` (default f32).
+    pub dtype: crate::resources::requirements::DType,
     /// Chaos testing only (file key `generation.fault_injection`, default false): the prompts
     /// `maestro:fault:panic` and `maestro:fault:oom` inject a worker panic or an out-of-memory error,
     /// and loading a model whose id ends with `fault-oom-on-load` fails with out-of-memory.
@@ -473,6 +480,11 @@ impl Config {
                 ),
                 fault_injection: file.generation.fault_injection.unwrap_or(false),
                 max_batch: layered!("max_batch", args.max_batch, file.generation.max_batch),
+                dtype: {
+                    let value = layered!("dtype", args.dtype, file.generation.dtype);
+                    crate::resources::requirements::DType::parse(&value)
+                        .map_err(|e| ConfigError::Invalid { option: "--dtype", message: e.to_string() })?
+                },
             },
             resources: ResourcesConfig {
                 safety_margin: layered!("safety_margin", args.safety_margin, file.resources.safety_margin),

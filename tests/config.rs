@@ -76,4 +76,17 @@ fn layers_defaults_file_env_flags_and_refuses_bad_files() {
     assert!(err.to_string().contains("--listen"), "{err}");
     let err = Config::load(["maestro-server", "--sample-interval-ms", "5"]).unwrap_err();
     assert!(err.to_string().contains("--sample-interval-ms"), "{err}");
+    let err = Config::load(["maestro-server", "--dtype", "f8"]).unwrap_err();
+    assert!(err.to_string().contains("--dtype") && err.to_string().contains("f8"), "{err}");
+
+    // The on-demand dtype: f32 by default, from the file's [generation] section or the flag.
+    use maestro::resources::requirements::DType;
+    assert_eq!(defaults.generation.dtype, DType::F32);
+    let with_bf16 = file("[generation]\ndtype = \"bf16\"\n");
+    let (c, _) = Config::load(["maestro-server", "--config", with_bf16.path().to_str().unwrap()]).unwrap();
+    assert_eq!(c.generation.dtype, DType::Bf16);
+    let (c, _) =
+        Config::load(["maestro-server", "--config", with_bf16.path().to_str().unwrap(), "--dtype", "f16"])
+            .unwrap();
+    assert_eq!(c.generation.dtype, DType::F16);
 }

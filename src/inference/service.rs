@@ -28,6 +28,8 @@ pub struct GenerationSettings {
     pub max_duration_s: f64,
     /// How long a forced unload waits for in-flight requests (default 10 s).
     pub unload_wait: Duration,
+    /// Decoder precision of models loaded on demand (default f32).
+    pub dtype: ReqDType,
 }
 
 /// A generation that was admitted: what the header says, the event stream and the holds.
@@ -166,7 +168,7 @@ impl Generation {
                 format!("must be > 0 and <= {max} seconds, got {}", p.duration_s),
             ));
         }
-        let facts = self.ensure_loaded(&p.model, ReqDType::F32, false).await?;
+        let facts = self.ensure_loaded(&p.model, self.settings.dtype, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
         let question = FitQuestion {
@@ -174,7 +176,7 @@ impl Generation {
             batch: 1,
             duration_s: p.duration_s,
             device: Device::Cpu,
-            dtype: ReqDType::F32,
+            dtype: self.settings.dtype,
         };
         let per_sample = self.manager.requirements(&question).await?.per_sample_bytes;
         let lease = self
