@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     // With the LIFO slot, a stream that queues a frame runs its connection task next, which writes
     // that one frame: one syscall per message. Without it the connection runs after the other
     // woken streams and writes all their frames at once (10 000 snapshot subscribers: p99 delivery
-    // lag 141 → 95 ms, server CPU 15 → 11 %, BENCHMARKS.md).
+    // lag 141 → 94–116 ms, server CPU 15 → 11 %, BENCHMARKS.md).
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
     let runtime = match builder.enable_all().build() {

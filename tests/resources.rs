@@ -123,6 +123,24 @@ async fn leases_reserve_refuse_and_release_once() {
     s.resources.allocate(allocate("job-c", 300_000_000, 60)).await.unwrap();
 }
 
+// Verdicts read the state the manager publishes; every acknowledged change must be in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_sees_every_acknowledged_lease() {
+    let mut s = server().await;
+    let reserved =
+        |v: pb::ValidationResult| v.checks.iter().find(|c| c.resource == "host_memory").unwrap().reserved;
+    let question = || validate("facebook/musicgen-small", 1, 10.0, "cpu");
+    for round in 0..20u64 {
+        let bytes = 100_000_000 + round;
+        let lease = s.resources.allocate(allocate("job", bytes, 60)).await.unwrap().into_inner();
+        let v = s.resources.validate_model(question()).await.unwrap().into_inner();
+        assert_eq!(reserved(v), bytes as f64, "round {round}: the lease just granted is reserved");
+        s.resources.release(pb::ReleaseRequest { lease_id: lease.lease_id }).await.unwrap();
+        let v = s.resources.validate_model(question()).await.unwrap().into_inner();
+        assert_eq!(reserved(v), 0.0, "round {round}: the lease just released is gone");
+    }
+}
+
 #[tokio::test]
 async fn allocate_and_release_refuse_bad_fields() {
     let mut s = server().await;

@@ -1,12 +1,13 @@
-//! The resource manager actor: owns the lease ledger, answers fit verdicts and batch advice against
-//! the monitor's latest snapshot, and expires leases.
+//! The resource manager actor: owns the lease ledger and the model cache, expires leases, and
+//! publishes what fit verdicts are decided from.
 //!
-//! Messages: validate, allocate, release, list leases. Requirements are looked up on the caller's side
-//! (they read a checkpoint header from disk, off the actor and off the runtime); the actor only holds
-//! the ledger and the cache, so every verdict and reservation sees one consistent view of what is
-//! reserved. For a verdict it hands that view back and the caller's task does the arithmetic and the
-//! messages, keeping the one task every RPC shares short. It expires leases every second and stops
-//! at shutdown or when every handle is gone.
+//! Messages: allocate, release, list leases, and the cache's bookkeeping (register, use, pin,
+//! evict). Every command that changes state republishes a [`FitState`] before it replies, so a
+//! verdict (ValidateModel, admission, batch advice) reads one consistent view of reservations and
+//! cache without queueing on the actor, and sees every change already acknowledged to anyone.
+//! Requirements are looked up on the caller's side (they read a checkpoint header from disk, off the
+//! actor and off the runtime), and the verdict's arithmetic and messages run on the caller's task.
+//! The actor stops at shutdown or when every handle is gone.
 
 use std::{
     path::PathBuf,
