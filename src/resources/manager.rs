@@ -119,7 +119,7 @@ enum Command {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     settings: Arc<ManagerSettings>,
-    /// Recent lookups (see [`memo`]).
+    /// Recent lookups (see [`super::memo`]).
     lookups: Arc<Memo>,
     state: watch::Receiver<Arc<FitState>>,
     monitor: monitor::Handle,
