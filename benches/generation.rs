@@ -8,11 +8,14 @@
 
 use std::{
     ops::ControlFlow,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::{cache, small_shape_dir};
 use futures::StreamExt;
 use maestro::{
     musicgen::{DType, MusicGen},
@@ -21,27 +24,8 @@ use maestro::{
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");
-const MODEL: &str = "musicgen-small-shape";
+const MODEL: &str = common::SMALL_SHAPE;
 const PROMPT: &str = "80s pop track with bassy drums and synth";
-
-fn cache() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro")
-}
-
-fn ensure_model() -> PathBuf {
-    let dir = cache().join(MODEL);
-    if !dir.join("model.safetensors").exists() {
-        let python = std::env::var("MAESTRO_VENV").map_or_else(|_| cache().join("venv"), PathBuf::from);
-        let status = Command::new(python.join("bin/python3"))
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_reference.py"))
-            .arg("--small-shape")
-            .arg(&dir)
-            .status()
-            .expect("python runs");
-        assert!(status.success(), "make_reference.py --small-shape failed");
-    }
-    dir
-}
 
 /// (time to first chunk, steps/s) of one in-process generation.
 fn in_process(dir: &Path, seconds: f64) -> (f64, f64) {
@@ -124,7 +108,7 @@ async fn aggregate(channel: &Channel, seconds: f64, dtype: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(2.0);
-    let dir = ensure_model();
+    let dir = small_shape_dir();
     let (ip_first, ip_steps) = in_process(&dir, seconds);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

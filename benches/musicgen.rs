@@ -11,10 +11,13 @@
 //! `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+
+use common::{python, repo, small_shape_dir};
 use maestro::musicgen::{DType, MusicGen};
 use tch::{Device, Kind, Tensor};
 
@@ -32,17 +35,6 @@ struct Run {
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var("MAESTRO_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro/venv")
-    });
-    venv.join("bin/python3")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn maestro(model: &MusicGen, steps: usize) -> Run {
@@ -101,22 +93,6 @@ fn matvec_bandwidth(bytes: u64, kind: Kind) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     bytes as f64 / times[times.len() / 2]
-}
-
-fn small_shape_dir() -> PathBuf {
-    let dir =
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/maestro/musicgen-small-shape");
-    if !dir.join("model.safetensors").exists() {
-        eprintln!("creating {} (once)", dir.display());
-        let status = Command::new(python())
-            .arg(repo().join("scripts/make_reference.py"))
-            .arg("--small-shape")
-            .arg(&dir)
-            .status()
-            .expect("python runs");
-        assert!(status.success(), "make_reference.py --small-shape failed");
-    }
-    dir
 }
 
 struct Table(Vec<[String; 5]>);

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 fn main() -> std::io::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus/requests".into()));
     std::fs::create_dir_all(&dir)?;
-    for (i, seed) in maestro::grpc::fuzz::seeds().iter().enumerate() {
+    let seeds = maestro::grpc::fuzz::seeds();
+    for (i, seed) in seeds.iter().enumerate() {
         std::fs::write(dir.join(format!("seed-{i:02}")), seed)?;
     }
-    println!("{} seeds in {}", maestro::grpc::fuzz::seeds().len(), dir.display());
+    println!("{} seeds in {}", seeds.len(), dir.display());
     Ok(())
 }
