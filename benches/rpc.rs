@@ -5,6 +5,9 @@
 //! generator's 64 client tasks run on one runtime thread (`MAESTRO_BENCH_CLIENT_THREADS` sets more),
 //! so on a two-core machine the server's two runtime threads are not time-sliced against two more.
 
+#[path = "common/client.rs"]
+mod client;
+
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -120,13 +123,7 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start maestro-server");
-    let client_threads: usize =
-        std::env::var("MAESTRO_BENCH_CLIENT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(client_threads)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client::runtime();
     runtime.block_on(async {
         let mut channels = Vec::new();
         for _ in 0..CONNECTIONS {

@@ -2,6 +2,11 @@
 //! subscribers of a real `maestro-server` process (delivery lag after each tick, server RSS and CPU).
 //!
 //! `make bench` or `cargo bench --bench telemetry [-- SUBSCRIBERS SECONDS]` (defaults 10000, 20).
+//! `MAESTRO_BENCH_SERVER=PATH` measures another `maestro-server` build (an A/B in one session);
+//! `MAESTRO_BENCH_CLIENT_THREADS` sets the load generator's threads (default 1).
+
+#[path = "common/client.rs"]
+mod client;
 
 use std::{
     process::{Command, Stdio},
@@ -12,11 +17,17 @@ use std::{
 use futures::StreamExt;
 use maestro::{
     monitor::sampler::{Sampler, SystemSampler},
-    pb::{resource_service_client::ResourceServiceClient, WatchSnapshotsRequest},
+    pb::WatchSnapshotsRequest,
 };
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");
+
+/// The server to measure: `MAESTRO_BENCH_SERVER` (another build, for an A/B in one run) or this
+/// build's.
+fn server_binary() -> String {
+    std::env::var("MAESTRO_BENCH_SERVER").unwrap_or_else(|_| BIN.to_string())
+}
 /// Streams per HTTP/2 connection (below the server's default concurrent-stream limit).
 const STREAMS_PER_CONNECTION: usize = 100;
 
@@ -74,7 +85,7 @@ struct Fanout {
 
 async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     let port = free_port();
-    let mut server = Command::new(BIN)
+    let mut server = Command::new(server_binary())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0"])
         .args(["--max-streams", &(subscribers + 10).to_string(), "--log-level", "warn"])
         .stderr(Stdio::null())
@@ -98,25 +109,34 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     let mut tasks = Vec::new();
     let mut opened = 0;
     for i in 0..subscribers {
-        let mut client = ResourceServiceClient::new(channels[i / STREAMS_PER_CONNECTION].clone());
-        let Ok(stream) = client.watch_snapshots(WatchSnapshotsRequest { interval_ms: 1000 }).await else {
+        let Ok(stream) = watch_stamps(channels[i / STREAMS_PER_CONNECTION].clone()).await else {
             continue;
         };
         opened += 1;
         let (lags, measuring) = (lags.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
+            // Each subscriber keeps its own lags and hands them over once, so the load generator
+            // never serialises its streams on one lock.
+            let mut mine = Vec::new();
             let mut stream = stream.into_inner();
-            while let Some(Ok(s)) = stream.next().await {
-                if !measuring.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut started = false;
+            while let Some(Ok(stamp)) = stream.next().await {
+                let now = measuring.load(std::sync::atomic::Ordering::Relaxed);
+                if started && !now {
+                    break;
+                }
+                started |= now;
+                if !now {
                     continue;
                 }
-                let sampled = s
+                let sampled = stamp
                     .sampled_at
                     .map(|t| SystemTime::UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32));
                 if let Some(lag) = sampled.and_then(|t| SystemTime::now().duration_since(t).ok()) {
-                    lags.lock().unwrap().push(lag.as_secs_f64() * 1e3);
+                    mine.push(lag.as_secs_f64() * 1e3);
                 }
             }
+            lags.lock().unwrap().extend(mine);
         }));
     }
     // Let every stream deliver its first snapshot, then measure.
@@ -131,14 +151,32 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     let (_, client_end) = proc_usage(std::process::id());
     let cpu_percent = (cpu_end - cpu_start) / t0.elapsed().as_secs_f64() * 100.0;
     let client_cpu_percent = (client_end - client_start) / t0.elapsed().as_secs_f64() * 100.0;
+    // Each subscriber stops at its first snapshot after the window and reports its lags.
     for t in tasks {
-        t.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = server.kill();
     let _ = server.wait();
     let mut lags_ms = lags.lock().unwrap().clone();
     lags_ms.sort_by(f64::total_cmp);
     Fanout { subscribers, opened, lags_ms, rss_before, rss_after, cpu_percent, client_cpu_percent }
+}
+
+/// The one field of `Snapshot` the load generator reads: decoding the rest would be the client's
+/// work, not the server's, on the same two cores.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Stamp {
+    #[prost(message, optional, tag = "1")]
+    sampled_at: Option<prost_types::Timestamp>,
+}
+
+/// `WatchSnapshots(interval_ms = 1000)` on `channel`, decoding only `sampled_at`.
+async fn watch_stamps(channel: Channel) -> Result<tonic::Response<tonic::Streaming<Stamp>>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/maestro.v1.ResourceService/WatchSnapshots");
+    let codec = tonic_prost::ProstCodec::<WatchSnapshotsRequest, Stamp>::default();
+    grpc.server_streaming(tonic::Request::new(WatchSnapshotsRequest { interval_ms: 1000 }), path, codec).await
 }
 
 fn main() {
@@ -152,7 +190,7 @@ fn main() {
     println!("|---:|---:|---:|");
     println!("| {median:.0} | {p99:.0} | {:.3} % |", median / 1e6 * 100.0);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = client::runtime();
     println!(
         "\n## Snapshot fan-out (WatchSnapshots at 1 s, real maestro-server process, {seconds} s measured)\n"
     );

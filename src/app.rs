@@ -173,7 +173,7 @@ impl App {
             .add_service(self.health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(ResourceServiceServer::new(self.resources).max_decoding_message_size(max_message))
+            .add_service(grpc::ResourceRoutes::new(self.resources, max_message))
             .add_service(
                 GenerationServiceServer::new(self.generation).max_decoding_message_size(max_message),
             );

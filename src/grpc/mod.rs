@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod convert;
+mod fanout;
 pub mod fuzz;
 mod generation;
 pub mod observe;
@@ -15,6 +16,7 @@ pub mod transport;
 
 use tonic_health::server::HealthReporter;
 
+pub use fanout::ResourceRoutes;
 pub use generation::GenerationApi;
 pub use resources::ResourceApi;
 

@@ -48,6 +48,23 @@ impl ResourceApi {
         self
     }
 
+    /// A `WatchSnapshots` stream of `message(snapshot, skipped)`, once the request is valid and a
+    /// stream slot is free. Shared by the generated route and [`super::fanout`].
+    pub(super) fn watch_snapshots_as<T, F>(
+        &self,
+        req: pb::WatchSnapshotsRequest,
+        message: F,
+    ) -> Result<BoxStream<T>, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&monitor::snapshot::Snapshot, u64) -> T + Send + 'static,
+    {
+        let interval = requests::snapshot_interval(req.interval_ms, self.monitor.settings().interval)?;
+        let slot = self.slots.acquire()?;
+        let rx = self.monitor.subscribe();
+        Ok(streams::snapshots_as(rx, interval, self.shutdown.clone(), slot, message))
+    }
+
     async fn suggestions(
         &self,
         snapshot: &monitor::snapshot::Snapshot,
@@ -196,11 +213,7 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
-        let interval =
-            requests::snapshot_interval(req.into_inner().interval_ms, self.monitor.settings().interval)?;
-        let slot = self.slots.acquire()?;
-        let stream = streams::snapshots(self.monitor.subscribe(), interval, self.shutdown.clone(), slot);
-        Ok(Response::new(stream))
+        Ok(Response::new(self.watch_snapshots_as(req.into_inner(), convert::snapshot)?))
     }
 
     type WatchAlertsStream = BoxStream<pb::AlertEvent>;

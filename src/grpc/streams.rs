@@ -7,7 +7,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
 use super::{convert, pb};
@@ -48,7 +48,9 @@ struct SnapshotStream {
     rx: watch::Receiver<Arc<Snapshot>>,
     ticker: Option<tokio::time::Interval>,
     last_sequence: u64,
-    shutdown: CancellationToken,
+    // One registration for the stream's life: a fresh `cancelled()` per message locked the token's
+    // tree once per subscriber per tick, which showed in the fan-out profile.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -59,6 +61,22 @@ pub fn snapshots(
     shutdown: CancellationToken,
     slot: OwnedSemaphorePermit,
 ) -> BoxStream<pb::Snapshot> {
+    snapshots_as(rx, interval, shutdown, slot, convert::snapshot)
+}
+
+/// [`snapshots`], each turned into a message by `message(snapshot, skipped)`: the wire type, or
+/// bytes encoded once for every subscriber ([`super::fanout`]).
+pub fn snapshots_as<T, F>(
+    rx: watch::Receiver<Arc<Snapshot>>,
+    interval: Option<Duration>,
+    shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
+    message: F,
+) -> BoxStream<T>
+where
+    T: Send + 'static,
+    F: Fn(&Snapshot, u64) -> T + Send + 'static,
+{
     let ticker = interval.map(|i| {
         let mut t = tokio::time::interval(i);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,25 +84,26 @@ pub fn snapshots(
     });
     // The first message is the current snapshot, so a watcher has something to show at once.
     let last_sequence = rx.borrow().sequence.saturating_sub(1);
-    let state = SnapshotStream { rx, ticker, last_sequence, shutdown, _slot: slot };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
+    let shutdown = Box::pin(shutdown.cancelled_owned());
+    let state = (SnapshotStream { rx, ticker, last_sequence, shutdown, _slot: slot }, message);
+    Box::pin(futures::stream::unfold(state, |(mut s, message)| async move {
         let snap = next_snapshot(&mut s).await?;
         let skipped = snap.sequence.saturating_sub(s.last_sequence + 1);
         s.last_sequence = snap.sequence;
-        Some((Ok(convert::snapshot(&snap, skipped)), s))
+        Some((Ok(message(&snap, skipped)), (s, message)))
     }))
 }
 
 async fn next_snapshot(s: &mut SnapshotStream) -> Option<Arc<Snapshot>> {
     if let Some(ticker) = &mut s.ticker {
         tokio::select! {
-            () = s.shutdown.cancelled() => return None,
+            () = &mut s.shutdown => return None,
             _ = ticker.tick() => {}
         }
     }
     while s.rx.borrow().sequence <= s.last_sequence {
         tokio::select! {
-            () = s.shutdown.cancelled() => return None,
+            () = &mut s.shutdown => return None,
             changed = s.rx.changed() => changed.ok()?,
         }
     }
