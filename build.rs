@@ -1,5 +1,6 @@
 //! Compiles the protos with protox (no protoc needed) and embeds the file descriptor set for
-//! reflection; emits an rpath to libtorch so binaries and tests run without LD_LIBRARY_PATH.
+//! reflection; emits an rpath to libtorch so binaries and tests run without LD_LIBRARY_PATH, and
+//! compiles the C++ CPU kernels (`csrc/`) against libtorch when it is linked.
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,8 +22,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         let version = libtorch_version(std::path::Path::new(&lib)).unwrap_or_else(|| "unknown".into());
         println!("cargo:rustc-env=MAESTRO_LIBTORCH_VERSION={version}");
+        compile_cpu_kernels(std::path::Path::new(&lib));
     }
     Ok(())
+}
+
+/// `csrc/cpu_kernels.cpp` against libtorch's headers (beside `lib`), for `musicgen::kernels`.
+fn compile_cpu_kernels(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/cpu_kernels.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib.parent().expect("libtorch's lib has a parent").join("include");
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/cpu_kernels.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-fopenmp")
+        .opt_level(3)
+        .warnings(false)
+        .compile("maestro_cpu_kernels");
+    // at::parallel_for is an inline `#pragma omp parallel`: link the OpenMP runtime libtorch itself
+    // loads, so the kernels share its thread pool rather than start a second one.
+    let gomp = lib.join("libgomp.so.1");
+    if gomp.exists() {
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    } else {
+        println!("cargo:rustc-link-lib=gomp");
+    }
 }
 
 /// The version of the libtorch in `lib`: PyTorch's `version.py` beside it, or a libtorch

@@ -6,6 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::DecoderConfig;
 use super::error::Result;
+use super::kernels;
 use super::weights::WeightLoader;
 
 /// nn.LayerNorm's default epsilon; the decoder config does not carry one.
@@ -135,19 +136,19 @@ impl Decoder {
         for (i, layer) in self.layers.iter().enumerate() {
             h = &h + self.self_attention(layer, i, &layer.self_norm.forward(&h), state);
             h = &h + self.cross_attention(layer, i, &layer.cross_norm.forward(&h), state);
-            let ffn = layer.ffn_norm.forward(&h).linear::<Tensor>(&layer.fc1, None).gelu("none");
-            h += ffn.linear::<Tensor>(&layer.fc2, None);
+            let ffn = linear(&layer.ffn_norm.forward(&h), &layer.fc1).gelu("none");
+            h += linear(&ffn, &layer.fc2);
         }
         state.pos += steps;
         let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
-        let logits = self.final_norm.forward(&h).linear::<Tensor>(&self.heads, None);
+        let logits = linear(&self.final_norm.forward(&h), &self.heads);
         logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
     }
 
     fn self_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &mut DecoderState) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
         let (pos, steps) = (state.pos, x.size()[1]);
-        let qkv = x.linear::<Tensor>(&layer.qkv, None).chunk(3, -1);
+        let qkv = linear(x, &layer.qkv).chunk(3, -1);
         state.self_k[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[1], heads, hd));
         state.self_v[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[2], heads, hd));
         let keys = state.self_k[i].narrow(2, 0, pos + steps);
@@ -169,12 +170,12 @@ impl Decoder {
                 false,
             )
         };
-        merge_heads(&out).linear::<Tensor>(&layer.self_out, None)
+        linear(&merge_heads(&out), &layer.self_out)
     }
 
     fn cross_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &DecoderState) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
-        let q = split_heads(&x.linear::<Tensor>(&layer.cross_q, None), heads, hd);
+        let q = split_heads(&linear(x, &layer.cross_q), heads, hd);
         let scale = (hd as f64).powf(-0.5);
         let out = Tensor::scaled_dot_product_attention(
             &q,
@@ -186,7 +187,7 @@ impl Decoder {
             scale,
             false,
         );
-        merge_heads(&out).linear::<Tensor>(&layer.cross_out, None)
+        linear(&merge_heads(&out), &layer.cross_out)
     }
 }
 
@@ -207,6 +208,11 @@ fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Resu
         fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?,
         fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?,
     })
+}
+
+/// `x · wᵀ`: the CPU kernel for a decoding step's few rows, libtorch otherwise.
+fn linear(x: &Tensor, w: &Tensor) -> Tensor {
+    kernels::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
 }
 
 /// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.

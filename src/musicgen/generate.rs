@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 use super::error::{MusicgenError, Result};
 use super::sampling::{draw, to_vec_f32, to_vec_i64, SamplingParams, SeededRng};
 use super::stream::{AudioStream, DecodedChunk};
-use super::{with_unconditional, MusicGen};
+use super::{kernels, with_unconditional, MusicGen};
 
 /// One text-to-music request.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +123,7 @@ impl MusicGen {
         mut on_chunk: impl FnMut(AudioChunkOut) -> ControlFlow<()>,
     ) -> Result<Vec<GenerationStats>> {
         let _guard = tch::no_grad_guard();
+        let _inference = kernels::InferenceMode::enter();
         requests.iter().try_for_each(|r| self.validate(r))?;
         let start = Instant::now();
         let prompts: Vec<&str> = requests.iter().map(|r| r.prompt.as_str()).collect();

@@ -11,6 +11,7 @@ mod encodec;
 pub mod error;
 mod generate;
 pub mod inspect;
+pub mod kernels;
 pub mod sampling;
 mod stream;
 mod t5;

@@ -1,0 +1,148 @@
+//! Hand-written CPU kernels (`csrc/cpu_kernels.cpp`) for what libtorch does slowly here: the
+//! decoder step's matrix-vector products, and an inference-mode guard tch does not expose.
+
+use std::ffi::c_void;
+
+use tch::{Device, Kind, Tensor};
+
+extern "C" {
+    fn maestro_gemv_supported() -> i32;
+    fn maestro_gemv(
+        x: *const c_void,
+        m: i64,
+        w: *const c_void,
+        n: i64,
+        k: i64,
+        dtype: i32,
+        y: *mut c_void,
+    ) -> i32;
+    fn maestro_inference_mode_enter() -> *mut c_void;
+    fn maestro_inference_mode_exit(guard: *mut c_void);
+}
+
+/// The most activation rows [`linear`] takes in one pass over the weights.
+pub const MAX_ROWS: i64 = 8;
+
+fn dtype_code(kind: Kind) -> Option<i32> {
+    match kind {
+        Kind::Float => Some(0),
+        Kind::Half => Some(1),
+        Kind::BFloat16 => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether this CPU runs [`linear`]'s kernel (AVX-512F, F16C, FMA).
+pub fn supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: a pure CPU-feature query.
+    *SUPPORTED.get_or_init(|| unsafe { maestro_gemv_supported() } == 1)
+}
+
+/// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
+/// rows and accumulating in f32; `None` when the kernel does not apply (another device or dtype,
+/// more than [`MAX_ROWS`] rows, `k` not a multiple of 16, a CPU without AVX-512), so the caller
+/// falls back to libtorch.
+pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    let kind = x.kind();
+    let code = dtype_code(kind)?;
+    let (n, k) = match w.size()[..] {
+        [n, k] => (n, k),
+        _ => return None,
+    };
+    let shape = x.size();
+    let rows = shape[..shape.len() - 1].iter().product::<i64>();
+    let applies = x.device() == Device::Cpu
+        && w.device() == Device::Cpu
+        && w.kind() == kind
+        && shape.last() == Some(&k)
+        && (1..=MAX_ROWS).contains(&rows)
+        && k % 16 == 0
+        && x.is_contiguous()
+        && w.is_contiguous()
+        && supported();
+    if !applies {
+        return None;
+    }
+    let mut out_shape = shape;
+    *out_shape.last_mut()? = n;
+    let y = Tensor::empty(out_shape.as_slice(), (kind, Device::Cpu));
+    // SAFETY: x (rows × k), w (n × k) and y (rows × n) are contiguous CPU tensors of `kind`, alive for
+    // the call; the kernel reads x and w and writes only y.
+    let status = unsafe { maestro_gemv(x.data_ptr(), rows, w.data_ptr(), n, k, code, y.data_ptr()) };
+    (status == 0).then_some(y)
+}
+
+/// c10::InferenceMode on this thread while it lives: no autograd bookkeeping on any tensor op.
+/// Tensors made inside cannot later take part in autograd, which nothing in Maestro does.
+pub struct InferenceMode(*mut c_void);
+
+impl InferenceMode {
+    /// Enters inference mode on the calling thread.
+    pub fn enter() -> Self {
+        // SAFETY: returns an owned guard, released exactly once in Drop on the same thread (the
+        // type is neither Send nor Sync because of the raw pointer).
+        Self(unsafe { maestro_inference_mode_enter() })
+    }
+}
+
+impl Drop for InferenceMode {
+    fn drop(&mut self) {
+        // SAFETY: the guard from `enter`, released once, on the thread that made it.
+        unsafe { maestro_inference_mode_exit(self.0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel against libtorch's f32 `linear` over the same (already rounded) values.
+    fn check(kind: Kind, rows: i64, n: i64, k: i64, tolerance: f64) {
+        let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu)).to_kind(kind);
+        let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu)).to_kind(kind);
+        let want = x.to_kind(Kind::Float).linear::<Tensor>(&w.to_kind(Kind::Float), None);
+        let got = linear(&x, &w).unwrap_or_else(|| panic!("{kind:?} {rows}×{k} · {n}×{k} applies"));
+        assert_eq!((got.kind(), got.size()), (kind, vec![rows, n]));
+        let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
+        let scale = want.abs().max().double_value(&[]);
+        assert!(err <= tolerance * scale, "{kind:?} {rows}×{n}×{k}: max error {err}, scale {scale}");
+    }
+
+    #[test]
+    fn matches_libtorch_for_every_dtype_row_count_and_ragged_output() {
+        if !supported() {
+            return;
+        }
+        for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3), (Kind::BFloat16, 1e-2)] {
+            for rows in 1..=MAX_ROWS {
+                for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96)] {
+                    check(kind, rows, n, k, tolerance);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keeps_leading_dimensions() {
+        if !supported() {
+            return;
+        }
+        let x = Tensor::randn([2, 1, 32], (Kind::Float, Device::Cpu));
+        let w = Tensor::randn([8, 32], (Kind::Float, Device::Cpu));
+        let y = linear(&x, &w).expect("applies");
+        assert_eq!(y.size(), vec![2, 1, 8]);
+        let want = x.linear::<Tensor>(&w, None);
+        assert!((y - want).abs().max().double_value(&[]) < 1e-4);
+    }
+
+    #[test]
+    fn declines_what_it_does_not_handle() {
+        let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu));
+        assert!(linear(&f(&[2, 40]), &f(&[8, 40])).is_none(), "k not a multiple of 16");
+        assert!(linear(&f(&[9, 32]), &f(&[8, 32])).is_none(), "more rows than MAX_ROWS");
+        assert!(linear(&f(&[32, 2]).tr(), &f(&[8, 32])).is_none(), "non-contiguous input");
+        assert!(linear(&f(&[2, 32]), &f(&[8, 32]).to_kind(Kind::Half)).is_none(), "mixed dtypes");
+        assert!(linear(&f(&[2, 32]).to_kind(Kind::Double), &f(&[8, 32]).to_kind(Kind::Double)).is_none());
+    }
+}
