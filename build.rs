@@ -27,24 +27,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `csrc/cpu_kernels.cpp` against libtorch's headers (beside `lib`), for `musicgen::kernels`.
+/// `csrc/cpu_kernels.cpp` against libtorch's headers (beside `lib`), for `musicgen::kernels`. Without
+/// a C++ compiler or on a CPU family the kernels do not target, the build goes on without them
+/// (`cfg(maestro_no_cpu_kernels)`) and decoding uses libtorch's own `linear`.
 fn compile_cpu_kernels(lib: &std::path::Path) {
+    println!("cargo::rustc-check-cfg=cfg(maestro_no_cpu_kernels)");
     println!("cargo:rerun-if-changed=csrc/cpu_kernels.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib.parent().expect("libtorch's lib has a parent").join("include");
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .file("csrc/cpu_kernels.cpp")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .flag_if_supported("-fopenmp")
-        .opt_level(3)
-        .warnings(false)
-        .compile("maestro_cpu_kernels");
+    let x86_64 = env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
+    let built = x86_64
+        && cc::Build::new()
+            .cpp(true)
+            .file("csrc/cpu_kernels.cpp")
+            .include(&include)
+            .include(include.join("torch/csrc/api/include"))
+            .flag("-std=c++17")
+            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+            .flag("-DGLOG_USE_GLOG_EXPORT")
+            .flag_if_supported("-fopenmp")
+            .opt_level(3)
+            .warnings(false)
+            .try_compile("maestro_cpu_kernels")
+            .map_err(|e| {
+                println!("cargo:warning=CPU kernels not built ({e}); decoding uses libtorch's linear")
+            })
+            .is_ok();
+    if !built {
+        println!("cargo:rustc-cfg=maestro_no_cpu_kernels");
+        return;
+    }
     // at::parallel_for is an inline `#pragma omp parallel`: link the OpenMP runtime libtorch itself
     // loads, so the kernels share its thread pool rather than start a second one.
     let gomp = lib.join("libgomp.so.1");

@@ -5,20 +5,53 @@ use std::ffi::c_void;
 
 use tch::{Device, Kind, Tensor};
 
-extern "C" {
-    fn maestro_gemv_supported() -> i32;
-    fn maestro_gemv(
-        x: *const c_void,
-        m: i64,
-        w: *const c_void,
-        n: i64,
-        k: i64,
-        dtype: i32,
-        y: *mut c_void,
-    ) -> i32;
-    fn maestro_inference_mode_enter() -> *mut c_void;
-    fn maestro_inference_mode_exit(guard: *mut c_void);
+#[cfg(not(maestro_no_cpu_kernels))]
+mod ffi {
+    use std::ffi::c_void;
+
+    extern "C" {
+        pub fn maestro_gemv_supported() -> i32;
+        pub fn maestro_gemv(
+            x: *const c_void,
+            m: i64,
+            w: *const c_void,
+            n: i64,
+            k: i64,
+            dtype: i32,
+            y: *mut c_void,
+        ) -> i32;
+        pub fn maestro_inference_mode_enter() -> *mut c_void;
+        pub fn maestro_inference_mode_exit(guard: *mut c_void);
+    }
 }
+
+/// Built without the C++ kernels (no compiler, another CPU family): every call declines.
+#[cfg(maestro_no_cpu_kernels)]
+#[allow(clippy::missing_safety_doc)]
+mod ffi {
+    use std::ffi::c_void;
+
+    pub unsafe fn maestro_gemv_supported() -> i32 {
+        0
+    }
+    pub unsafe fn maestro_gemv(
+        _: *const c_void,
+        _: i64,
+        _: *const c_void,
+        _: i64,
+        _: i64,
+        _: i32,
+        _: *mut c_void,
+    ) -> i32 {
+        -1
+    }
+    pub unsafe fn maestro_inference_mode_enter() -> *mut c_void {
+        std::ptr::null_mut()
+    }
+    pub unsafe fn maestro_inference_mode_exit(_: *mut c_void) {}
+}
+
+use ffi::{maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter, maestro_inference_mode_exit};
 
 /// The most activation rows [`linear`] takes in one pass over the weights.
 pub const MAX_ROWS: i64 = 8;
