@@ -7,6 +7,9 @@
 //!   second, time to the first 0.5 s of audio, and the memory-bandwidth floor measured now (decoder bytes
 //!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
 //!
+//! A second table compares the CPU matrix-vector kernel with libtorch's `linear` on the same
+//! matrices.
+//!
 //! Environment: `MAESTRO_BENCH_TINY_STEPS` (250), `MAESTRO_BENCH_SMALL_STEPS` (100),
 //! `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
 
@@ -131,21 +134,68 @@ fn main() {
         small_shape(&mut table, env_usize("MAESTRO_BENCH_SMALL_STEPS", 100));
     }
     table.print();
+    kernel_vs_libtorch();
+}
+
+/// GB/s of `musicgen::kernels::linear` beside libtorch's `linear` over musicgen-small's decoder
+/// matrices (24 layers: 3072×1024 fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096) with the two
+/// rows of a guided step, best of 5 passes over all of them.
+fn kernel_vs_libtorch() {
+    let (h, f) = (1024, 4096);
+    let mut shapes = vec![[3 * h, h], [f, h], [h, f]];
+    shapes.extend([[h, h]; 3]);
+    println!("\n| dtype | bytes | kernel GB/s | libtorch linear GB/s | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    for kind in [Kind::Float, Kind::Half, Kind::BFloat16] {
+        let weights: Vec<Tensor> = (0..24)
+            .flat_map(|_| shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).to_kind(kind)))
+            .collect();
+        let inputs: Vec<Tensor> = weights
+            .iter()
+            .map(|w| Tensor::randn([2, w.size()[1]], (Kind::Float, Device::Cpu)).to_kind(kind))
+            .collect();
+        let bytes: i64 = weights.iter().map(|w| w.numel() as i64 * kind.elt_size_in_bytes() as i64).sum();
+        let best = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+            (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    weights.iter().zip(&inputs).for_each(|(w, x)| drop(f(x, w)));
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let ours = best(&|x, w| maestro::musicgen::kernels::linear(x, w).expect("the kernel applies"));
+        let theirs = best(&|x, w| x.linear::<Tensor>(w, None));
+        let gbs = |s: f64| bytes as f64 / s / 1e9;
+        println!(
+            "| {kind:?} | {:.2} GB | {:.1} | {:.1} | {:.2}x |",
+            bytes as f64 / 1e9,
+            gbs(ours),
+            gbs(theirs),
+            theirs / ours
+        );
+    }
 }
 
 fn small_shape(table: &mut Table, steps: usize) {
     let dir = small_shape_dir();
     let f32_model = MusicGen::load(&dir, Device::Cpu, DType::F32).expect("small shape loads");
     let f32_bytes = f32_model.decoder_step_bytes();
+    // The machine's memory bandwidth drifts by tens of percent between minutes on a shared host:
+    // measure the floor right before and right after the run it is compared with, and average.
+    let before32 = matvec_bandwidth(f32_bytes, Kind::Float);
     let f32_run = maestro(&f32_model, steps);
+    let floor32 = (before32 + matvec_bandwidth(f32_bytes, Kind::Float)) / 2.0 / f32_bytes as f64;
     drop(f32_model);
     let f16_model = MusicGen::load(&dir, Device::Cpu, DType::F16).expect("small shape loads in f16");
     let f16_bytes = f16_model.decoder_step_bytes();
+    // The f16 floor is the same memory bandwidth over half the bytes: measured with f32's `linear`,
+    // because libtorch's f16 `linear` streams at less than half of it on this CPU.
+    let before16 = matvec_bandwidth(f16_bytes, Kind::Float);
     let f16_run = maestro(&f16_model, steps);
+    let floor16 = (before16 + matvec_bandwidth(f16_bytes, Kind::Float)) / 2.0 / f16_bytes as f64;
     drop(f16_model);
     let theirs = transformers(&dir, steps);
-    let floor32 = matvec_bandwidth(f32_bytes, Kind::Float) / f32_bytes as f64;
-    let floor16 = matvec_bandwidth(f16_bytes, Kind::Half) / f16_bytes as f64;
     let x = |a: f64, b: f64| format!("{:.2}x", a / b);
     table.row(
         "small f32, steps/s (transformers baseline)",

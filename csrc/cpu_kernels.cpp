@@ -58,7 +58,7 @@ template <int32_t DT, int64_t M>
 __attribute__((target("avx512f,f16c,fma"))) void rows_avx512(
     const float* x, const void* w, int64_t k, int64_t begin, int64_t end, float* y, int64_t n) {
   // Weight rows read together: more streams in flight hide memory latency, within 32 registers.
-  constexpr int G = M <= 2 ? 8 : 4;
+  constexpr int G = M <= 2 ? 8 : (M <= 4 ? 4 : 2);
   int64_t o = begin;
   for (; o + G <= end; o += G) {
     __m512 acc[G][M];

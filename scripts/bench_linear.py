@@ -1,6 +1,7 @@
 """libtorch's `linear` over the decoder's weight shapes (musicgen-small: 24 layers, hidden 1024, FFN
-4096), per dtype and number of input rows, on 2 threads. Explains two results in BENCHMARKS.md: why
-the f16 decoder is not faster than f32 on this CPU, and why batching scales in bf16 but not in f32.
+4096), per dtype and number of input rows, on 2 threads. Shows why decoding steps use Maestro's own
+kernel (csrc/cpu_kernels.cpp) instead: libtorch's f16 linear streams at less than half of f32's
+bandwidth on this CPU, and its f32 linear becomes compute-bound at 8 rows (4 guided requests).
 
     source scripts/env.sh && python3 scripts/bench_linear.py
 """
