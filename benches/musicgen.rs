@@ -7,8 +7,8 @@
 //!   second, time to the first 0.5 s of audio, and the memory-bandwidth floor measured now (decoder bytes
 //!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
 //!
-//! A second table compares the CPU matrix-vector kernel with libtorch's `linear` on the same
-//! matrices.
+//! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
+//! and the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices.
 //!
 //! Environment: `MAESTRO_BENCH_TINY_STEPS` (250), `MAESTRO_BENCH_SMALL_STEPS` (100),
 //! `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
@@ -34,6 +34,11 @@ struct Run {
     first_chunk_s: f64,
     /// First-chunk time over the decoding time of the steps that chunk needed.
     first_chunk_ratio: f64,
+    /// Where the time went (`GenerationStats`): text encoding, decoding per step, the codec.
+    text_ms: f64,
+    step_ms: f64,
+    codec_ms: f64,
+    total_s: f64,
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -64,6 +69,10 @@ fn maestro(model: &MusicGen, steps: usize) -> Run {
         decode_steps_per_s: 1.0 / step_s,
         first_chunk_s: first,
         first_chunk_ratio: first / (first_steps * step_s),
+        text_ms: stats.text_encode.as_secs_f64() * 1e3,
+        step_ms: step_s * 1e3,
+        codec_ms: stats.codec.as_secs_f64() * 1e3,
+        total_s: seconds,
     }
 }
 
@@ -137,43 +146,45 @@ fn main() {
     kernel_vs_libtorch();
 }
 
-/// GB/s of `musicgen::kernels::linear` beside libtorch's `linear` over musicgen-small's decoder
-/// matrices (24 layers: 3072×1024 fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096) with the two
-/// rows of a guided step, best of 5 passes over all of them.
+/// GB/s of `musicgen::kernels::gemv` beside libtorch's `linear` over musicgen-small's decoder
+/// matrices (24 layers: 3072×1024 fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096), with the 2 rows
+/// of one guided step and the 8 of four, best of 5 passes over all of them.
 fn kernel_vs_libtorch() {
     let (h, f) = (1024, 4096);
     let mut shapes = vec![[3 * h, h], [f, h], [h, f]];
     shapes.extend([[h, h]; 3]);
-    println!("\n| dtype | bytes | kernel GB/s | libtorch linear GB/s | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("\n| dtype | rows | bytes | kernel GB/s | libtorch linear GB/s | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for kind in [Kind::Float, Kind::Half, Kind::BFloat16] {
         let weights: Vec<Tensor> = (0..24)
             .flat_map(|_| shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).to_kind(kind)))
             .collect();
-        let inputs: Vec<Tensor> = weights
-            .iter()
-            .map(|w| Tensor::randn([2, w.size()[1]], (Kind::Float, Device::Cpu)).to_kind(kind))
-            .collect();
         let bytes: i64 = weights.iter().map(|w| w.numel() as i64 * kind.elt_size_in_bytes() as i64).sum();
-        let best = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
-            (0..5)
-                .map(|_| {
-                    let start = Instant::now();
-                    weights.iter().zip(&inputs).for_each(|(w, x)| drop(f(x, w)));
-                    start.elapsed().as_secs_f64()
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let ours = best(&|x, w| maestro::musicgen::kernels::linear(x, w).expect("the kernel applies"));
-        let theirs = best(&|x, w| x.linear::<Tensor>(w, None));
-        let gbs = |s: f64| bytes as f64 / s / 1e9;
-        println!(
-            "| {kind:?} | {:.2} GB | {:.1} | {:.1} | {:.2}x |",
-            bytes as f64 / 1e9,
-            gbs(ours),
-            gbs(theirs),
-            theirs / ours
-        );
+        for rows in [2, 8] {
+            let inputs: Vec<Tensor> = weights
+                .iter()
+                .map(|w| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu)).to_kind(kind))
+                .collect();
+            let best = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+                (0..5)
+                    .map(|_| {
+                        let start = Instant::now();
+                        weights.iter().zip(&inputs).for_each(|(w, x)| drop(f(x, w)));
+                        start.elapsed().as_secs_f64()
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let ours = best(&|x, w| maestro::musicgen::kernels::gemv(x, w).expect("the kernel applies"));
+            let theirs = best(&|x, w| x.linear::<Tensor>(w, None));
+            let gbs = |s: f64| bytes as f64 / s / 1e9;
+            println!(
+                "| {kind:?} | {rows} | {:.2} GB | {:.1} | {:.1} | {:.2}x |",
+                bytes as f64 / 1e9,
+                gbs(ours),
+                gbs(theirs),
+                theirs / ours
+            );
+        }
     }
 }
 
@@ -234,5 +245,11 @@ fn small_shape(table: &mut Table, steps: usize) {
             format!("{:.2}x", run.first_chunk_ratio),
             "≤ 1.15x",
         );
+    }
+    println!("\n| small run | steps | text ms | decode ms/step | codec ms | total s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, run) in [("f32", &f32_run), ("f16 decoder", &f16_run)] {
+        let (text, step, codec, total) = (run.text_ms, run.step_ms, run.codec_ms, run.total_s);
+        println!("| {name} | {steps} | {text:.0} | {step:.1} | {codec:.0} | {total:.2} |");
     }
 }

@@ -149,7 +149,7 @@ pub struct ServerArgs {
     #[arg(long, env = "MAESTRO_MAX_BATCH", default_value_t = 4)]
     pub max_batch: usize,
     /// Decoder precision of models that `Generate` loads on demand: f32, f16 or bf16 (`LoadModel`
-    /// chooses its own). bf16 on a CPU with AMX makes batched decoding nearly free (BENCHMARKS.md).
+    /// chooses its own). f16 and bf16 read half the weight bytes per step (BENCHMARKS.md).
     #[arg(long, env = "MAESTRO_DTYPE", default_value = "f32")]
     pub dtype: String,
 }

@@ -13,8 +13,6 @@ use maestro::{
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    #[cfg(feature = "torch")]
-    keep_openmp_spinning();
     let (config, command) = match Config::load(std::env::args_os()) {
         Ok(loaded) => loaded,
         Err(CliError::Args(e)) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -39,30 +37,6 @@ fn main() -> ExitCode {
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(serve(config))
-}
-
-/// Restarts this process once with `GOMP_SPINCOUNT` set, unless it is set already.
-///
-/// libgomp counts every thread it manages, and when they outnumber the cores it cuts the spin of an
-/// idle OpenMP worker from 300 000 to 1 000 iterations. Generation runs on a worker thread, not the
-/// initial one, so on two cores the server crosses that line and its OpenMP helper sleeps between
-/// the ~170 parallel regions of every decoding step, paying a futex wake-up for each: gRPC
-/// generation measured 8–14 % slower than the same generation in one thread of a plain process, and
-/// within 1 % with the variable set (BENCHMARKS.md). libgomp reads it once, when it loads, hence the
-/// restart.
-#[cfg(feature = "torch")]
-fn keep_openmp_spinning() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("GOMP_SPINCOUNT").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let error = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("GOMP_SPINCOUNT", "300000")
-        .exec();
-    // `exec` returns only on failure; serve anyway, only with a sleepier OpenMP helper.
-    eprintln!("maestro-server: could not restart with GOMP_SPINCOUNT set ({error}); continuing");
 }
 
 async fn serve(config: Config) -> ExitCode {

@@ -1,7 +1,8 @@
 //! `WatchSnapshots` with each snapshot encoded once for all its subscribers.
 //!
 //! The generated `ResourceServiceServer` converts and encodes every message of every stream: at
-//! 10 000 subscribers that was a fifth of the server's CPU per tick, the same bytes 10 000 times.
+//! 10 000 subscribers, the same bytes 10 000 times per tick. Sharing them cut the server's CPU by
+//! about a sixth (BENCHMARKS.md, telemetry A/B).
 //! [`ResourceRoutes`] serves `ResourceService` through the generated server, except
 //! `WatchSnapshots`, which it answers with a codec that writes bytes encoded once per sample
 //! ([`EncodedSnapshots`]). A subscriber that skipped samples gets its `skipped` field appended: protobuf

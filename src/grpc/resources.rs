@@ -62,7 +62,7 @@ impl ResourceApi {
         let interval = requests::snapshot_interval(req.interval_ms, self.monitor.settings().interval)?;
         let slot = self.slots.acquire()?;
         let rx = self.monitor.subscribe();
-        Ok(streams::snapshots_as(rx, interval, self.shutdown.clone(), slot, message))
+        Ok(streams::snapshots(rx, interval, self.shutdown.clone(), slot, message))
     }
 
     async fn suggestions(

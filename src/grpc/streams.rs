@@ -54,19 +54,10 @@ struct SnapshotStream {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Snapshots every `interval` (`None` = each new sample), each with the count of samples skipped.
-pub fn snapshots(
-    rx: watch::Receiver<Arc<Snapshot>>,
-    interval: Option<Duration>,
-    shutdown: CancellationToken,
-    slot: OwnedSemaphorePermit,
-) -> BoxStream<pb::Snapshot> {
-    snapshots_as(rx, interval, shutdown, slot, convert::snapshot)
-}
-
-/// [`snapshots`], each turned into a message by `message(snapshot, skipped)`: the wire type, or
-/// bytes encoded once for every subscriber ([`super::fanout`]).
-pub fn snapshots_as<T, F>(
+/// Snapshots every `interval` (`None` = each new sample), each turned into a message by
+/// `message(snapshot, skipped)` with the count of samples skipped: the wire type, or bytes encoded
+/// once for every subscriber ([`super::fanout`]).
+pub fn snapshots<T, F>(
     rx: watch::Receiver<Arc<Snapshot>>,
     interval: Option<Duration>,
     shutdown: CancellationToken,
@@ -159,7 +150,8 @@ mod tests {
     async fn a_stalled_reader_gets_the_latest_snapshot_with_the_count_it_skipped() {
         let (tx, rx) = watch::channel(snap(1));
         let slots = StreamSlots::new(1);
-        let mut stream = snapshots(rx, None, CancellationToken::new(), slots.acquire().unwrap());
+        let mut stream =
+            snapshots(rx, None, CancellationToken::new(), slots.acquire().unwrap(), convert::snapshot);
         assert_eq!(stream.next().await.unwrap().unwrap().sequence, 1);
         for seq in 2..=50 {
             tx.send_replace(snap(seq));
@@ -177,7 +169,7 @@ mod tests {
         let (_etx, erx) = broadcast::channel(4);
         let slots = StreamSlots::new(2);
         let token = CancellationToken::new();
-        let mut s = snapshots(rx, None, token.clone(), slots.acquire().unwrap());
+        let mut s = snapshots(rx, None, token.clone(), slots.acquire().unwrap(), convert::snapshot);
         let mut a = alerts(Vec::new(), erx, Severity::Info, token.clone(), slots.acquire().unwrap());
         assert!(s.next().await.is_some());
         token.cancel();

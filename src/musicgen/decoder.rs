@@ -6,7 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::DecoderConfig;
 use super::error::Result;
-use super::kernels;
+use super::kernels::linear_or_libtorch as linear;
 use super::weights::WeightLoader;
 
 /// nn.LayerNorm's default epsilon; the decoder config does not carry one.
@@ -208,11 +208,6 @@ fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Resu
         fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?,
         fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?,
     })
-}
-
-/// `x · wᵀ`: the CPU kernel for a decoding step's few rows, libtorch otherwise.
-fn linear(x: &Tensor, w: &Tensor) -> Tensor {
-    kernels::linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
 }
 
 /// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.

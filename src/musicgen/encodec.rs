@@ -250,9 +250,8 @@ impl EncodecDecoder {
     }
 
     /// torch's LSTM recurrence, layer by layer: the input projections of the whole window in one
-    /// product, then per frame only the hidden-to-hidden product, through the CPU kernel. libtorch's
-    /// own LSTM read its weights at a third of the memory bandwidth here (3–4 ms per frame at
-    /// musicgen-small's 1024 channels), which made the codec a tenth of a generation's time.
+    /// product, then per frame only the hidden-to-hidden product, one row through the CPU kernel.
+    /// The codec's time per generation is in the MusicGen benchmark's breakdown table.
     fn lstm_stepwise(&self, seq: &Tensor, h0: &Tensor, c0: &Tensor) -> (Tensor, Tensor, Tensor) {
         let mut input = seq.shallow_clone();
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
@@ -262,7 +261,7 @@ impl EncodecDecoder {
             let (mut h, mut c) = (h0.get(l as i64), c0.get(l as i64));
             let mut outputs = Vec::with_capacity(projected.size()[0] as usize);
             for t in 0..projected.size()[0] {
-                let recurrent = kernels::linear(&h, w_hh).unwrap_or_else(|| h.linear::<Tensor>(w_hh, None));
+                let recurrent = kernels::linear_or_libtorch(&h, w_hh);
                 // torch's gate order: input, forget, cell, output.
                 let gates = (projected.get(t) + recurrent).chunk(4, -1);
                 c = gates[1].sigmoid() * &c + gates[0].sigmoid() * gates[2].tanh();

@@ -53,13 +53,12 @@ mod ffi {
 
 use ffi::{maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter, maestro_inference_mode_exit};
 
-/// The most activation rows [`linear`] takes in one pass over the weights.
+/// The most activation rows [`gemv`] takes in one pass over the weights.
 pub const MAX_ROWS: i64 = 8;
 
 /// The most rows [`linear`] takes for weights of `kind`. Beyond 4 rows the kernel's bf16 widening
-/// makes it compute-bound on two cores, and libtorch's bf16 GEMM (oneDNN with AMX where the CPU has
-/// it) streams faster: 15–20 GB/s against 10–14 at 8 rows, measured with the MusicGen benchmark's
-/// shapes.
+/// makes it compute-bound on two cores and libtorch's bf16 GEMM (oneDNN with AMX where the CPU has
+/// it) streams faster: compare the bf16 rows of the MusicGen benchmark's kernel table at 2 and 8 rows.
 pub fn max_rows(kind: Kind) -> i64 {
     if kind == Kind::BFloat16 {
         4
@@ -77,18 +76,31 @@ fn dtype_code(kind: Kind) -> Option<i32> {
     }
 }
 
-/// Whether this CPU runs [`linear`]'s kernel (AVX-512F, F16C, FMA).
+/// Whether this CPU runs the kernel (AVX-512F, F16C, FMA).
 pub fn supported() -> bool {
     static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: a pure CPU-feature query.
     *SUPPORTED.get_or_init(|| unsafe { maestro_gemv_supported() } == 1)
 }
 
-/// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
-/// rows and accumulating in f32; `None` when the kernel does not apply (another device or dtype,
-/// more than [`max_rows`] rows, `k` not a multiple of 16, a CPU without AVX-512), so the caller
-/// falls back to libtorch.
+/// `x · wᵀ`: the kernel where it is the faster path ([`linear`]), libtorch's `linear` otherwise.
+pub fn linear_or_libtorch(x: &Tensor, w: &Tensor) -> Tensor {
+    linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
+}
+
+/// [`gemv`] where it beats libtorch: at most [`max_rows`] rows for the dtype.
 pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    let rows = x.size().split_last().map_or(0, |(_, lead)| lead.iter().product::<i64>());
+    if rows > max_rows(x.kind()) {
+        return None;
+    }
+    gemv(x, w)
+}
+
+/// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
+/// rows and accumulating in f32; `None` when the kernel cannot run it (another device or dtype,
+/// more than [`MAX_ROWS`] rows, `k` not a multiple of 16, a CPU without AVX-512).
+pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let kind = x.kind();
     let code = dtype_code(kind)?;
     let (n, k) = match w.size()[..] {
@@ -101,7 +113,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
         && w.device() == Device::Cpu
         && w.kind() == kind
         && shape.last() == Some(&k)
-        && (1..=max_rows(kind)).contains(&rows)
+        && (1..=MAX_ROWS).contains(&rows)
         && k % 16 == 0
         && x.is_contiguous()
         && w.is_contiguous()

@@ -237,6 +237,18 @@ impl Ledger {
         on_gpu.fold(0u64, |sum, l| sum.saturating_add(l.gpu_bytes))
     }
 
+    /// GPU memory reserved by all leases, per GPU index that has any.
+    pub fn reserved_gpu_by_index(&self) -> std::collections::BTreeMap<u32, u64> {
+        let mut reserved = std::collections::BTreeMap::new();
+        for lease in &self.leases {
+            if let Some(index) = lease.gpu_index {
+                let sum: &mut u64 = reserved.entry(index).or_default();
+                *sum = sum.saturating_add(lease.gpu_bytes);
+            }
+        }
+        reserved
+    }
+
     /// The leases, oldest first.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.iter()

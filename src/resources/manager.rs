@@ -478,6 +478,10 @@ impl Actor {
         }
     }
 
+    // The cache's read-only queries (`Cached`, `Evictable`, `PressureVictims`) stay messages rather
+    // than reads of the published state: `EndUse` is not acknowledged, so only the queue orders a
+    // query after the release that a caller (the emergency cleanup after a failed generation) just
+    // sent.
     fn publish_then<T>(&self, reply: oneshot::Sender<T>, value: T) {
         self.publish();
         let _ = reply.send(value);
@@ -485,14 +489,11 @@ impl Actor {
 
     /// Publishes what verdicts are decided from (see [`FitState`]).
     fn publish(&self) {
-        let mut reserved_gpu = std::collections::BTreeMap::new();
-        for lease in self.ledger.leases() {
-            if let Some(index) = lease.gpu_index {
-                *reserved_gpu.entry(index).or_insert(0u64) += lease.gpu_bytes;
-            }
-        }
-        let state =
-            FitState { reserved_host: self.ledger.reserved_host(), reserved_gpu, cache: self.cache.clone() };
+        let state = FitState {
+            reserved_host: self.ledger.reserved_host(),
+            reserved_gpu: self.ledger.reserved_gpu_by_index(),
+            cache: self.cache.clone(),
+        };
         self.state.send_replace(Arc::new(state));
     }
 }
