@@ -27,12 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `csrc/cpu_kernels.cpp` against libtorch's headers (beside `lib`), for `musicgen::kernels`. Without
+/// `csrc/*.cpp` against libtorch's headers (beside `lib`), for `musicgen::kernels`. Without
 /// a C++ compiler or on a CPU family the kernels do not target, the build goes on without them
 /// (`cfg(maestro_no_cpu_kernels)`) and decoding uses libtorch's own `linear`.
 fn compile_cpu_kernels(lib: &std::path::Path) {
     println!("cargo::rustc-check-cfg=cfg(maestro_no_cpu_kernels)");
-    println!("cargo:rerun-if-changed=csrc/cpu_kernels.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib.parent().expect("libtorch's lib has a parent").join("include");
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
@@ -41,6 +41,7 @@ fn compile_cpu_kernels(lib: &std::path::Path) {
         && cc::Build::new()
             .cpp(true)
             .file("csrc/cpu_kernels.cpp")
+            .file("csrc/decoder_step.cpp")
             .include(&include)
             .include(include.join("torch/csrc/api/include"))
             .flag("-std=c++17")

@@ -13,99 +13,80 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-#include <immintrin.h>
 
-#include <cstdint>
 #include <vector>
 
+#include "simd.h"
+
+namespace maestro {
 namespace {
 
-enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
-
 constexpr int64_t kMaxRows = 8;
-// Output rows per task: 4 weight rows are read together, and a task of 64 keeps the split even.
-constexpr int64_t kGrain = 64;
-
-// Rounds to nearest even, as libtorch's own conversions do.
-void store_scalar(void* p, int64_t i, int32_t dtype, float v) {
-  switch (dtype) {
-    case F16: static_cast<c10::Half*>(p)[i] = c10::Half(v); break;
-    case BF16: static_cast<c10::BFloat16*>(p)[i] = c10::BFloat16(v); break;
-    default: static_cast<float*>(p)[i] = v;
-  }
-}
-
-__attribute__((target("avx512f,f16c,fma"))) inline __m512 load16(const void* w, int64_t i, int32_t dtype) {
-  switch (dtype) {
-    case F16:
-      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
-    case BF16: {
-      __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i));
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-    }
-    default:
-      return _mm512_loadu_ps(static_cast<const float*>(w) + i);
-  }
-}
 
 template <int32_t DT>
 constexpr int64_t kElt = DT == F32 ? 4 : 2;
+// Output rows per task: weight rows are read in groups, and a task of 64 keeps the split even.
+constexpr int64_t kGrain = 64;
 
-// y[r][o] = sum_i x[r][i] * w[o][i] for o in [begin, end); x is f32 here, `k` a multiple of 16.
+// One 16-lane slice i..i+16 of weight row `o` times the M activation rows, into acc. `Tail` reads
+// only the lanes in `mask`, for a `k` that is not a multiple of 16.
+template <int32_t DT, int64_t M, bool Tail>
+MAESTRO_SIMD inline void fma_slice(const float* x, const void* w, int64_t k, int64_t o, int64_t i,
+                                   __mmask16 mask, __m512* acc) {
+  __m512 wv = Tail ? load16_masked(w, o * k + i, DT, mask) : load16(w, o * k + i, DT);
+  for (int64_t r = 0; r < M; ++r) {
+    __m512 xv = Tail ? _mm512_maskz_loadu_ps(mask, x + r * k + i) : _mm512_loadu_ps(x + r * k + i);
+    acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+  }
+}
+
+MAESTRO_SIMD inline void put(float* y, __m512 acc, bool accumulate) {
+  const float v = _mm512_reduce_add_ps(acc);
+  *y = accumulate ? *y + v : v;
+}
+
+// y[r][o] (+)= sum_i x[r][i] * w[o][i] for o in [begin, end); x and y are f32.
 template <int32_t DT, int64_t M>
-__attribute__((target("avx512f,f16c,fma"))) void rows_avx512(
-    const float* x, const void* w, int64_t k, int64_t begin, int64_t end, float* y, int64_t n) {
+MAESTRO_SIMD void rows_avx512(const float* x, const void* w, int64_t k, int64_t begin, int64_t end, float* y,
+                              int64_t n, bool accumulate) {
   // Weight rows read together: more streams in flight hide memory latency, within 32 registers.
   constexpr int G = M <= 2 ? 8 : (M <= 4 ? 4 : 2);
+  const int64_t body = k & ~int64_t{15};
+  const __mmask16 mask = tail_mask(k - body);
   int64_t o = begin;
   for (; o + G <= end; o += G) {
     __m512 acc[G][M];
     for (int a = 0; a < G; ++a)
       for (int64_t r = 0; r < M; ++r) acc[a][r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) {
-      __m512 xs[M];
-      for (int64_t r = 0; r < M; ++r) xs[r] = _mm512_loadu_ps(x + r * k + i);
+    for (int64_t i = 0; i < body; i += 16) {
       for (int a = 0; a < G; ++a) {
         // The next group's bytes at the same offset: one stream the prefetcher need not find.
         _mm_prefetch(static_cast<const char*>(w) + ((o + G + a) * k + i) * kElt<DT>, _MM_HINT_T0);
-        __m512 wv = load16(w, (o + a) * k + i, DT);
-        for (int64_t r = 0; r < M; ++r) acc[a][r] = _mm512_fmadd_ps(wv, xs[r], acc[a][r]);
+        fma_slice<DT, M, false>(x, w, k, o + a, i, mask, acc[a]);
       }
     }
+    if (body < k)
+      for (int a = 0; a < G; ++a) fma_slice<DT, M, true>(x, w, k, o + a, body, mask, acc[a]);
     for (int a = 0; a < G; ++a)
-      for (int64_t r = 0; r < M; ++r) y[r * n + o + a] = _mm512_reduce_add_ps(acc[a][r]);
+      for (int64_t r = 0; r < M; ++r) put(y + r * n + o + a, acc[a][r], accumulate);
   }
   for (; o < end; ++o) {
     __m512 acc[M];
     for (int64_t r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) {
-      __m512 wv = load16(w, o * k + i, DT);
-      for (int64_t r = 0; r < M; ++r) acc[r] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * k + i), acc[r]);
-    }
-    for (int64_t r = 0; r < M; ++r) y[r * n + o] = _mm512_reduce_add_ps(acc[r]);
+    for (int64_t i = 0; i < body; i += 16) fma_slice<DT, M, false>(x, w, k, o, i, mask, acc);
+    if (body < k) fma_slice<DT, M, true>(x, w, k, o, body, mask, acc);
+    for (int64_t r = 0; r < M; ++r) put(y + r * n + o, acc[r], accumulate);
   }
 }
 
-// `count` (a multiple of 16) f16 / bf16 values as f32.
-__attribute__((target("avx512f,f16c,fma"))) void widen(const void* src, int32_t dtype, int64_t count, float* dst) {
-  for (int64_t i = 0; i < count; i += 16) _mm512_storeu_ps(dst + i, load16(src, i, dtype));
-}
-
-// `count` f32 values as f16 / bf16, rounded to nearest even like libtorch's own conversions.
-__attribute__((target("avx512f,f16c,fma"))) void narrow(const float* src, int64_t count, int32_t dtype, uint16_t* dst) {
+// `count` f16 / bf16 values as f32.
+MAESTRO_SIMD void widen(const void* src, int32_t dtype, int64_t count, float* dst) {
   int64_t i = 0;
-  if (dtype == F16) {
-    for (; i + 16 <= count; i += 16) {
-      __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), h);
-    }
-  }
-  for (; i < count; ++i) store_scalar(dst, i, dtype, src[i]);
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, load16(src, i, dtype));
+  if (i < count) _mm512_mask_storeu_ps(dst + i, tail_mask(count - i), load16_masked(src, i, dtype, tail_mask(count - i)));
 }
 
-using RowsFn = void (*)(const float*, const void*, int64_t, int64_t, int64_t, float*, int64_t);
+using RowsFn = void (*)(const float*, const void*, int64_t, int64_t, int64_t, float*, int64_t, bool);
 
 template <int32_t DT>
 RowsFn pick_rows(int64_t m) {
@@ -131,40 +112,40 @@ RowsFn pick(int32_t dtype, int64_t m) {
 
 }  // namespace
 
+void gemv_f32(const float* x, int64_t m, const void* w, int64_t n, int64_t k, int32_t dtype, float* y,
+              bool accumulate) {
+  RowsFn rows = pick(dtype, m);
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { rows(x, w, k, begin, end, y, n, accumulate); });
+}
+
+}  // namespace maestro
+
+using namespace maestro;
+
 extern "C" {
 
-// 1 when this CPU runs `maestro_gemv` (AVX-512F with F16C and FMA), 0 when callers must fall back.
-int32_t maestro_gemv_supported() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-}
+// 1 when this CPU runs the kernels (AVX-512 F/BW/VL, F16C, FMA), 0 when callers must fall back.
+int32_t maestro_gemv_supported() { return simd_supported(); }
 
 // y (m × n, element type `dtype`) = x (m × k, `dtype`) · wᵀ (w: n × k, `dtype`), accumulated in f32.
 // All row-major and contiguous. Returns 0, or -1 when the arguments are outside what it handles
-// (m not in 1..=8, k not a positive multiple of 16, an unknown dtype, an unsupported CPU).
+// (m not in 1..=8, k or n not positive, an unknown dtype, an unsupported CPU).
 int32_t maestro_gemv(const void* x, int64_t m, const void* w, int64_t n, int64_t k, int32_t dtype, void* y) {
-  if (m < 1 || m > kMaxRows || k < 16 || k % 16 != 0 || n < 1 || dtype < F32 || dtype > BF16 ||
-      !maestro_gemv_supported()) {
+  if (m < 1 || m > kMaxRows || k < 1 || n < 1 || dtype < F32 || dtype > BF16 || !simd_supported()) {
     return -1;
+  }
+  if (dtype == F32) {
+    gemv_f32(static_cast<const float*>(x), m, w, n, k, dtype, static_cast<float*>(y), false);
+    return 0;
   }
   // Per-thread scratch: activations widened to f32 once, and f32 results before narrowing. A
   // decoding step calls this ~170 times, so no allocation per call.
   thread_local std::vector<float> xf, yf;
-  const float* xs = static_cast<const float*>(x);
-  float* out = static_cast<float*>(y);
-  if (dtype != F32) {
-    xf.resize(static_cast<size_t>(m * k));
-    widen(x, dtype, m * k, xf.data());
-    xs = xf.data();
-    yf.resize(static_cast<size_t>(m * n));
-    out = yf.data();
-  }
-  RowsFn rows = pick(dtype, m);
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    rows(xs, w, k, begin, end, out, n);
-    if (dtype != F32) {
-      for (int64_t r = 0; r < m; ++r) narrow(out + r * n + begin, end - begin, dtype, static_cast<uint16_t*>(y) + r * n + begin);
-    }
-  });
+  xf.resize(static_cast<size_t>(m * k));
+  widen(x, dtype, m * k, xf.data());
+  yf.resize(static_cast<size_t>(m * n));
+  gemv_f32(xf.data(), m, w, n, k, dtype, yf.data(), false);
+  narrow(yf.data(), m * n, dtype, y);
   return 0;
 }
 

@@ -6,7 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::DecoderConfig;
 use super::error::Result;
-use super::kernels::linear_or_libtorch as linear;
+use super::kernels::{self, linear_or_libtorch as linear};
 use super::weights::WeightLoader;
 
 /// nn.LayerNorm's default epsilon; the decoder config does not carry one.
@@ -20,8 +20,8 @@ struct Norm {
 impl Norm {
     fn load(w: &WeightLoader<'_>, prefix: &str, h: i64, kind: Kind) -> Result<Self> {
         Ok(Self {
-            weight: w.tensor(&format!("{prefix}.weight"), &[h], kind)?,
-            bias: w.tensor(&format!("{prefix}.bias"), &[h], kind)?,
+            weight: w.tensor(&format!("{prefix}.weight"), &[h], kind)?.contiguous(),
+            bias: w.tensor(&format!("{prefix}.bias"), &[h], kind)?.contiguous(),
         })
     }
 
@@ -51,6 +51,8 @@ pub struct DecoderState {
     cross_k: Vec<Tensor>,
     cross_v: Vec<Tensor>,
     cross_mask: Tensor,
+    /// The same mask as `(batch, seq)` f32, for the native step.
+    cross_mask_f32: Tensor,
     positions: Tensor,
     pos: i64,
     capacity: i64,
@@ -117,6 +119,7 @@ impl Decoder {
             cross_k,
             cross_v,
             cross_mask: additive_mask(encoder_mask, self.kind),
+            cross_mask_f32: additive_mask(encoder_mask, Kind::Float).view([b, -1]),
             positions: sinusoids(capacity.max(self.cfg.max_position_embeddings), self.cfg.hidden_size, dev)
                 .to_kind(self.kind),
             pos: 0,
@@ -129,6 +132,18 @@ impl Decoder {
     pub fn forward(&self, codes: &Tensor, state: &mut DecoderState) -> Tensor {
         let steps = codes.size()[2];
         assert!(state.pos + steps <= state.capacity, "decoder cache overflow");
+        if steps == 1 {
+            if let Some(logits) = self.native_step(codes, state) {
+                state.pos += 1;
+                return logits;
+            }
+        }
+        self.forward_libtorch(codes, state)
+    }
+
+    /// [`Decoder::forward`] op by op through libtorch: any number of steps, any device.
+    fn forward_libtorch(&self, codes: &Tensor, state: &mut DecoderState) -> Tensor {
+        let steps = codes.size()[2];
         // transformers computes `embed_scale` but never applies it, so neither do we.
         let embedded = Tensor::embedding(&self.embed, &(codes + &self.codebook_offsets), -1, false, false);
         let mut h =
@@ -143,6 +158,70 @@ impl Decoder {
         let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
         let logits = linear(&self.final_norm.forward(&h), &self.heads);
         logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
+    }
+
+    /// One step for every row in a single call to the CPU kernel (`kernels::decoder_step`); `None`
+    /// where it does not apply (another device, more rows than the kernel's limit for the dtype).
+    fn native_step(&self, codes: &Tensor, state: &mut DecoderState) -> Option<Tensor> {
+        let dtype = kernels::dtype_code(self.kind)?;
+        let batch = codes.size()[0];
+        let on_cpu = codes.device() == Device::Cpu && self.embed.device() == Device::Cpu;
+        if !on_cpu || batch > kernels::max_rows(self.kind) || !kernels::supported() {
+            return None;
+        }
+        let (c, v) = (self.cfg.num_codebooks, self.cfg.vocab_size);
+        let codes = codes.to_kind(Kind::Int64).contiguous();
+        let logits = Tensor::empty([batch, c * v], (self.kind, Device::Cpu));
+        let p = |t: &Tensor| t.data_ptr() as *const std::ffi::c_void;
+        let layers: Vec<_> = (self.layers.iter().enumerate())
+            .map(|(i, l)| kernels::DecoderLayer {
+                self_norm_weight: p(&l.self_norm.weight),
+                self_norm_bias: p(&l.self_norm.bias),
+                qkv: p(&l.qkv),
+                self_out: p(&l.self_out),
+                cross_norm_weight: p(&l.cross_norm.weight),
+                cross_norm_bias: p(&l.cross_norm.bias),
+                cross_q: p(&l.cross_q),
+                cross_out: p(&l.cross_out),
+                ffn_norm_weight: p(&l.ffn_norm.weight),
+                ffn_norm_bias: p(&l.ffn_norm.bias),
+                fc1: p(&l.fc1),
+                fc2: p(&l.fc2),
+                self_k: state.self_k[i].data_ptr(),
+                self_v: state.self_v[i].data_ptr(),
+                cross_k: p(&state.cross_k[i]),
+                cross_v: p(&state.cross_v[i]),
+            })
+            .collect();
+        let step = kernels::DecoderStep {
+            batch,
+            hidden: self.cfg.hidden_size,
+            heads: self.cfg.num_attention_heads,
+            ffn: self.cfg.ffn_dim,
+            layers: layers.len() as i64,
+            codebooks: c,
+            vocab: v,
+            capacity: state.capacity,
+            position: state.pos,
+            encoder_len: state.cross_k.first().map_or(1, |k| k.size()[2]),
+            dtype,
+            eps: LAYER_NORM_EPS as f32,
+            layer: layers.as_ptr(),
+            embed: p(&self.embed),
+            positions: p(&state.positions),
+            final_norm_weight: p(&self.final_norm.weight),
+            final_norm_bias: p(&self.final_norm.bias),
+            lm_heads: p(&self.heads),
+            codes: codes.data_ptr() as *const i64,
+            cross_mask: state.cross_mask_f32.data_ptr() as *const f32,
+            logits: logits.data_ptr(),
+        };
+        // SAFETY: every pointer is into a contiguous CPU tensor of the decoder's kind (weights are
+        // made contiguous at load, caches and cross K/V in `new_state`, the rest just above) with
+        // the shapes `DecoderStep` documents, and all of them outlive the call; `state` is borrowed
+        // mutably, so nothing else touches its caches meanwhile.
+        let ran = unsafe { kernels::decoder_step(&step) };
+        ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
     }
 
     fn self_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &mut DecoderState) -> Tensor {
@@ -192,7 +271,9 @@ impl Decoder {
 }
 
 fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Result<Layer> {
-    let proj = |name: &str| w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind);
+    let proj = |name: &str| -> Result<Tensor> {
+        Ok(w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind)?.contiguous())
+    };
     Ok(Layer {
         self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
         qkv: Tensor::cat(
@@ -205,8 +286,8 @@ fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Resu
         cross_kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
         cross_out: proj("encoder_attn.out_proj")?,
         ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
-        fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?,
-        fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?,
+        fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?.contiguous(),
+        fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?.contiguous(),
     })
 }
 
@@ -253,5 +334,82 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
         Tensor::cat(&[table, Tensor::zeros([n, 1], (Kind::Float, device))], 1)
     } else {
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{with_unconditional, DType, MusicGen};
+    use super::*;
+
+    fn fixture(name: &str, dtype: DType) -> MusicGen {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        MusicGen::load(&dir, Device::Cpu, dtype).expect("fixture loads")
+    }
+
+    /// A state for `prompts` (padded to the longest) with their unconditional rows, as generation
+    /// builds it.
+    fn state(model: &MusicGen, prompts: &[&str], capacity: i64) -> DecoderState {
+        let batch = model.tokenize(prompts).expect("prompts tokenize");
+        let cond = model.conditioning(&batch.input_ids, &batch.attention_mask);
+        let (states, mask) = with_unconditional(&cond, &batch.attention_mask);
+        model.decoder.new_state(&states, &mask, capacity)
+    }
+
+    fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
+        let (got, want) = (got.to_kind(Kind::Float), want.to_kind(Kind::Float));
+        (got - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[])
+    }
+
+    /// The native step against the op-by-op libtorch step, step after step from the same caches:
+    /// padded prompts, fully masked unconditional rows, pad codes, both fixture shapes, every dtype.
+    /// f16 / bf16 differ by the libtorch path's rounding between ops, which the native step skips.
+    #[test]
+    fn native_step_matches_the_libtorch_step() {
+        if !kernels::supported() {
+            return;
+        }
+        let prompts = ["a calm piano melody with soft strings", "drums", "80s pop track with synth"];
+        for name in ["musicgen-tiny", "musicgen-tiny2"] {
+            for (dtype, rows, tolerance) in
+                [(DType::F32, 3, 1e-5), (DType::F16, 3, 5e-3), (DType::BF16, 2, 4e-2)]
+            {
+                let model = fixture(name, dtype);
+                let d = &model.decoder;
+                let steps = 7;
+                let (mut native, mut reference) =
+                    (state(&model, &prompts[..rows], steps), state(&model, &prompts[..rows], steps));
+                let shape = [2 * rows as i64, d.cfg.num_codebooks, 1];
+                for step in 0..steps {
+                    let codes = Tensor::randint(d.cfg.vocab_size + 1, shape, (Kind::Int64, Device::Cpu));
+                    let got = d.native_step(&codes, &mut native).expect("the native step applies");
+                    native.pos += 1;
+                    let want = d.forward_libtorch(&codes, &mut reference);
+                    assert_eq!((got.size(), got.kind()), (want.size(), want.kind()));
+                    let err = relative_error(&got, &want);
+                    assert!(err <= tolerance, "{name} {dtype:?} step {step}: relative error {err}");
+                }
+                let k = relative_error(&native.self_k[1], &reference.self_k[1]);
+                assert!(k <= tolerance, "{name} {dtype:?}: cached keys differ by {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn native_step_declines_what_it_does_not_handle() {
+        let model = fixture("musicgen-tiny", DType::F32);
+        let d = &model.decoder;
+        let c = d.cfg.num_codebooks;
+        let mut st = state(&model, &["drums"], 4);
+        let out_of_range = Tensor::full([2, c, 1], d.cfg.vocab_size + 1, (Kind::Int64, Device::Cpu));
+        assert!(d.native_step(&out_of_range, &mut st).is_none(), "a code beyond the pad id");
+        st.pos = 4;
+        let pad = Tensor::full([2, c, 1], d.cfg.vocab_size, (Kind::Int64, Device::Cpu));
+        assert!(d.native_step(&pad, &mut st).is_none(), "a full cache");
+        let mut wide = state(&model, &["drums"; 5], 4);
+        let nine = Tensor::zeros([10, c, 1], (Kind::Int64, Device::Cpu));
+        assert!(d.native_step(&nine, &mut wide).is_none(), "more rows than the kernel takes");
     }
 }

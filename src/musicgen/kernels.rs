@@ -1,5 +1,5 @@
-//! Hand-written CPU kernels (`csrc/cpu_kernels.cpp`) for what libtorch does slowly here: the
-//! decoder step's matrix-vector products, and an inference-mode guard tch does not expose.
+//! Hand-written CPU kernels (`csrc/`) for what libtorch does slowly here: matrix-vector products,
+//! a whole one-token decoder step ([`decoder_step`]), and an inference-mode guard tch does not expose.
 
 use std::ffi::c_void;
 
@@ -20,6 +20,7 @@ mod ffi {
             dtype: i32,
             y: *mut c_void,
         ) -> i32;
+        pub fn maestro_decoder_step(step: *const super::DecoderStep) -> i32;
         pub fn maestro_inference_mode_enter() -> *mut c_void;
         pub fn maestro_inference_mode_exit(guard: *mut c_void);
     }
@@ -45,13 +46,19 @@ mod ffi {
     ) -> i32 {
         -1
     }
+    pub unsafe fn maestro_decoder_step(_: *const super::DecoderStep) -> i32 {
+        -1
+    }
     pub unsafe fn maestro_inference_mode_enter() -> *mut c_void {
         std::ptr::null_mut()
     }
     pub unsafe fn maestro_inference_mode_exit(_: *mut c_void) {}
 }
 
-use ffi::{maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter, maestro_inference_mode_exit};
+use ffi::{
+    maestro_decoder_step, maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter,
+    maestro_inference_mode_exit,
+};
 
 /// The most activation rows [`gemv`] takes in one pass over the weights.
 pub const MAX_ROWS: i64 = 8;
@@ -67,7 +74,8 @@ pub fn max_rows(kind: Kind) -> i64 {
     }
 }
 
-fn dtype_code(kind: Kind) -> Option<i32> {
+/// The kernels' element-type code for `kind` (f32, f16, bf16), `None` for any other.
+pub fn dtype_code(kind: Kind) -> Option<i32> {
     match kind {
         Kind::Float => Some(0),
         Kind::Half => Some(1),
@@ -76,7 +84,7 @@ fn dtype_code(kind: Kind) -> Option<i32> {
     }
 }
 
-/// Whether this CPU runs the kernel (AVX-512F, F16C, FMA).
+/// Whether this CPU runs the kernels (AVX-512 F/BW/VL, F16C, FMA).
 pub fn supported() -> bool {
     static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: a pure CPU-feature query.
@@ -99,7 +107,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
 
 /// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
 /// rows and accumulating in f32; `None` when the kernel cannot run it (another device or dtype,
-/// more than [`MAX_ROWS`] rows, `k` not a multiple of 16, a CPU without AVX-512).
+/// more than [`MAX_ROWS`] rows, a CPU without AVX-512).
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let kind = x.kind();
     let code = dtype_code(kind)?;
@@ -114,7 +122,6 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
         && w.kind() == kind
         && shape.last() == Some(&k)
         && (1..=MAX_ROWS).contains(&rows)
-        && k % 16 == 0
         && x.is_contiguous()
         && w.is_contiguous()
         && supported();
@@ -128,6 +135,66 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     // the call; the kernel reads x and w and writes only y.
     let status = unsafe { maestro_gemv(x.data_ptr(), rows, w.data_ptr(), n, k, code, y.data_ptr()) };
     (status == 0).then_some(y)
+}
+
+/// One layer's weights and caches for [`decoder_step`]: pointers to contiguous CPU tensors of the
+/// step's element type (`csrc/decoder_step.cpp`, `MaestroDecoderLayer`, documents the shapes).
+#[repr(C)]
+pub struct DecoderLayer {
+    pub self_norm_weight: *const c_void,
+    pub self_norm_bias: *const c_void,
+    pub qkv: *const c_void,
+    pub self_out: *const c_void,
+    pub cross_norm_weight: *const c_void,
+    pub cross_norm_bias: *const c_void,
+    pub cross_q: *const c_void,
+    pub cross_out: *const c_void,
+    pub ffn_norm_weight: *const c_void,
+    pub ffn_norm_bias: *const c_void,
+    pub fc1: *const c_void,
+    pub fc2: *const c_void,
+    pub self_k: *mut c_void,
+    pub self_v: *mut c_void,
+    pub cross_k: *const c_void,
+    pub cross_v: *const c_void,
+}
+
+/// The sizes, pointers and outputs of one [`decoder_step`] (`MaestroDecoderStep` in
+/// `csrc/decoder_step.cpp`).
+#[repr(C)]
+pub struct DecoderStep {
+    pub batch: i64,
+    pub hidden: i64,
+    pub heads: i64,
+    pub ffn: i64,
+    pub layers: i64,
+    pub codebooks: i64,
+    pub vocab: i64,
+    pub capacity: i64,
+    pub position: i64,
+    pub encoder_len: i64,
+    pub dtype: i32,
+    pub eps: f32,
+    pub layer: *const DecoderLayer,
+    pub embed: *const c_void,
+    pub positions: *const c_void,
+    pub final_norm_weight: *const c_void,
+    pub final_norm_bias: *const c_void,
+    pub lm_heads: *const c_void,
+    pub codes: *const i64,
+    pub cross_mask: *const f32,
+    pub logits: *mut c_void,
+}
+
+/// Runs one whole decoder step natively; `false` (nothing written) when the kernel declines.
+///
+/// # Safety
+/// Every pointer in `step` and in its `layer` array (`layers` entries) must point to a live,
+/// contiguous CPU buffer of the documented shape and element type, and no other thread may touch
+/// the caches or `logits` during the call.
+pub unsafe fn decoder_step(step: &DecoderStep) -> bool {
+    // SAFETY: upheld by the caller, see above.
+    unsafe { maestro_decoder_step(step) == 0 }
 }
 
 /// c10::InferenceMode on this thread while it lives: no autograd bookkeeping on any tensor op.
@@ -167,13 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn matches_libtorch_for_every_dtype_row_count_and_ragged_output() {
+    fn matches_libtorch_for_every_dtype_row_count_and_ragged_size() {
         if !supported() {
             return;
         }
         for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3), (Kind::BFloat16, 1e-2)] {
             for rows in 1..=max_rows(kind) {
-                for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96)] {
+                for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
                     check(kind, rows, n, k, tolerance);
                 }
             }
@@ -196,7 +263,6 @@ mod tests {
     #[test]
     fn declines_what_it_does_not_handle() {
         let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu));
-        assert!(linear(&f(&[2, 40]), &f(&[8, 40])).is_none(), "k not a multiple of 16");
         assert!(linear(&f(&[9, 32]), &f(&[8, 32])).is_none(), "more rows than MAX_ROWS");
         let bf16 = |s: &[i64]| f(s).to_kind(Kind::BFloat16);
         assert!(linear(&bf16(&[5, 32]), &bf16(&[8, 32])).is_none(), "bf16 beyond 4 rows goes to libtorch");
