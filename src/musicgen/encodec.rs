@@ -12,6 +12,9 @@ use super::weights::WeightLoader;
 
 struct Conv {
     weight: Tensor,
+    /// For convolutions with at most [`FEW_OUTPUTS`] output channels: the taps stacked
+    /// `(kernel · out, in)`, see [`Conv::forward`].
+    taps: Option<Tensor>,
     bias: Tensor,
     stride: i64,
     dilation: i64,
@@ -30,8 +33,11 @@ impl Conv {
         dil: i64,
     ) -> Result<Self> {
         let kind = Kind::Float;
+        let weight = w.conv_weight(&format!("{p}.conv"), &[io.1, io.0, k], kind)?;
+        let taps = (io.1 <= FEW_OUTPUTS).then(|| weight.permute([2, 0, 1]).reshape([k * io.1, io.0]));
         Ok(Self {
-            weight: w.conv_weight(&format!("{p}.conv"), &[io.1, io.0, k], kind)?,
+            weight,
+            taps,
             bias: w.tensor(&format!("{p}.conv.bias"), &[io.1], kind)?,
             stride: 1,
             dilation: dil,
@@ -56,9 +62,30 @@ impl Conv {
         let extra = (len + self.stride - 1) / self.stride * self.stride - len;
         let (left, right) = self.context();
         let padded = pad1d(x, left, right + extra, self.reflect);
-        padded.conv1d(&self.weight, Some(&self.bias), [self.stride], [0], [self.dilation], 1)
+        match &self.taps {
+            Some(taps) if self.stride == 1 => self.shifted_sum(taps, &padded),
+            _ => padded.conv1d(&self.weight, Some(&self.bias), [self.stride], [0], [self.dilation], 1),
+        }
+    }
+
+    /// The convolution as one product of every tap with the whole input, then the taps' rows summed
+    /// at their shifts. libtorch's CPU `conv1d` with one or two output channels (EnCodec's last
+    /// convolution) ran at about a tenth of this speed.
+    fn shifted_sum(&self, taps: &Tensor, padded: &Tensor) -> Tensor {
+        let (batch, _, len) = padded.size3().expect("(batch, channels, samples)");
+        let (out, k) = (self.bias.size()[0], taps.size()[0] / self.bias.size()[0]);
+        let n = len - (k - 1) * self.dilation;
+        let z = taps.matmul(padded).view([batch, k, out, len]);
+        let mut y = z.select(1, 0).narrow(2, 0, n) + self.bias.view([1, out, 1]);
+        for j in 1..k {
+            y += z.select(1, j).narrow(2, j * self.dilation, n);
+        }
+        y
     }
 }
+
+/// Output channels up to which [`Conv`] sums shifted products instead of calling `conv1d`.
+const FEW_OUTPUTS: i64 = 2;
 
 /// transformers' `_pad1d`: reflect padding that first appends zeros when the input is too short.
 fn pad1d(x: &Tensor, left: i64, right: i64, reflect: bool) -> Tensor {
@@ -80,9 +107,10 @@ fn pad1d(x: &Tensor, left: i64, right: i64, reflect: bool) -> Tensor {
 /// product and an overlap-add: output frame `m` (`stride` samples) is the first half of input frame
 /// `m`'s product plus the second half of frame `m − 1`'s. libtorch's own `conv_transpose1d` goes to
 /// oneDNN on CPU, which builds a new primitive descriptor on every call: for streamed chunks that
-/// setup cost more than the arithmetic (a third of the tiny model's run time, per `perf`).
+/// setup cost more than the arithmetic (a third of the tiny model's run time, per `perf`). The
+/// product comes out channel-major, so the overlap-add writes one preallocated output in place.
 struct ConvT {
-    /// `(in, out · kernel)`.
+    /// `(out · kernel, in)`: row `o · kernel + j` is tap `j` of output channel `o`.
     weight: Tensor,
     bias: Tensor,
     out_channels: i64,
@@ -98,7 +126,7 @@ impl ConvT {
             if cfg.use_causal_conv { (total as f64 * cfg.trim_right_ratio).ceil() as i64 } else { total / 2 };
         let weight = w.conv_weight(&format!("{p}.conv"), &[io.0, io.1, k], Kind::Float)?;
         Ok(Self {
-            weight: weight.reshape([io.0, io.1 * k]),
+            weight: weight.permute([1, 2, 0]).reshape([io.1 * k, io.0]),
             bias: w.tensor(&format!("{p}.conv.bias"), &[io.1], Kind::Float)?.view([1, io.1, 1]),
             out_channels: io.1,
             stride: ratio,
@@ -109,11 +137,15 @@ impl ConvT {
     fn forward(&self, x: &Tensor) -> Tensor {
         let (batch, _, frames) = x.size3().expect("(batch, channels, frames)");
         let (s, out) = (self.stride, self.out_channels);
-        let products = x.transpose(1, 2).matmul(&self.weight).view([batch, frames, out, 2 * s]);
-        let first = products.narrow(3, 0, s).constant_pad_nd([0, 0, 0, 0, 0, 1]);
-        let second = products.narrow(3, s, s).constant_pad_nd([0, 0, 0, 0, 1, 0]);
+        let products = self.weight.matmul(x).view([batch, out, 2 * s, frames]);
+        let y = Tensor::empty([batch, out, frames + 1, s], (Kind::Float, x.device()));
+        y.narrow(2, 0, frames).copy_(&products.narrow(2, 0, s).transpose(2, 3));
+        let _ = y.narrow(2, frames, 1).zero_();
+        let mut overlap = y.narrow(2, 1, frames);
+        overlap += products.narrow(2, s, s).transpose(2, 3);
         let len = (frames + 1) * s;
-        let y = (first + second).permute([0, 2, 1, 3]).reshape([batch, out, len]) + &self.bias;
+        let mut y = y.view([batch, out, len]);
+        y += &self.bias;
         y.narrow(2, self.trim.0, len - self.trim.0 - self.trim.1)
     }
 }
