@@ -10,8 +10,11 @@
 //! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
 //! and the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices.
 //!
+//! The small shape runs in rounds (f32, then f16, with the bandwidth floor measured around them);
+//! the main table gives medians over the rounds.
+//!
 //! Environment: `MAESTRO_BENCH_TINY_STEPS` (250), `MAESTRO_BENCH_SMALL_STEPS` (100),
-//! `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
+//! `MAESTRO_BENCH_ROUNDS` (3), `MAESTRO_BENCH_SKIP_SMALL=1` to run the tiny model only.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -188,68 +191,104 @@ fn kernel_vs_libtorch() {
     }
 }
 
+/// One round of the small shape: an f32 run and an f16 run back to back, with the f32 bandwidth
+/// measured before and after them.
+struct Round {
+    f32: Run,
+    f16: Run,
+    /// Bytes per second of the floor's matrix-vector product, averaged over before and after.
+    bandwidth: f64,
+}
+
+impl Round {
+    fn run(&self, f16: bool) -> &Run {
+        if f16 {
+            &self.f16
+        } else {
+            &self.f32
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn small_shape(table: &mut Table, steps: usize) {
     let dir = small_shape_dir();
     let f32_model = MusicGen::load(&dir, Device::Cpu, DType::F32).expect("small shape loads");
-    let f32_bytes = f32_model.decoder_step_bytes();
-    // The machine's memory bandwidth drifts by tens of percent between minutes on a shared host:
-    // measure the floor right before and right after the run it is compared with, and average.
-    let before32 = matvec_bandwidth(f32_bytes, Kind::Float);
-    let f32_run = maestro(&f32_model, steps);
-    let floor32 = (before32 + matvec_bandwidth(f32_bytes, Kind::Float)) / 2.0 / f32_bytes as f64;
-    drop(f32_model);
     let f16_model = MusicGen::load(&dir, Device::Cpu, DType::F16).expect("small shape loads in f16");
-    let f16_bytes = f16_model.decoder_step_bytes();
-    // The f16 floor is the same memory bandwidth over half the bytes: measured with f32's `linear`,
-    // because libtorch's f16 `linear` streams at less than half of it on this CPU.
-    let before16 = matvec_bandwidth(f16_bytes, Kind::Float);
-    let f16_run = maestro(&f16_model, steps);
-    let floor16 = (before16 + matvec_bandwidth(f16_bytes, Kind::Float)) / 2.0 / f16_bytes as f64;
-    drop(f16_model);
+    let (f32_bytes, f16_bytes) = (f32_model.decoder_step_bytes(), f16_model.decoder_step_bytes());
+    // The machine's memory bandwidth drifts by tens of percent between minutes on a shared host: the
+    // two precisions alternate, each round's floor is measured right around its runs, and the table
+    // reports medians over the rounds (ratios per round, so each compares runs seconds apart). The
+    // f16 floor is the same bandwidth over half the bytes: measured with f32's `linear`, because
+    // libtorch's f16 `linear` streams at less than half of it on this CPU.
+    let rounds: Vec<Round> = (0..env_usize("MAESTRO_BENCH_ROUNDS", 3).max(1))
+        .map(|_| {
+            let before = matvec_bandwidth(f32_bytes, Kind::Float);
+            let (f32, f16) = (maestro(&f32_model, steps), maestro(&f16_model, steps));
+            let bandwidth = (before + matvec_bandwidth(f32_bytes, Kind::Float)) / 2.0;
+            Round { f32, f16, bandwidth }
+        })
+        .collect();
+    drop((f32_model, f16_model));
     let theirs = transformers(&dir, steps);
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let floor = |bytes: u64| med(&|r| r.bandwidth) / bytes as f64;
     let x = |a: f64, b: f64| format!("{:.2}x", a / b);
+    let f32_steps = med(&|r| r.f32.steps_per_s);
     table.row(
         "small f32, steps/s (transformers baseline)",
-        format!("{:.2}", f32_run.steps_per_s),
+        format!("{f32_steps:.2}"),
         format!("{theirs:.2}"),
-        x(f32_run.steps_per_s, theirs),
+        x(f32_steps, theirs),
         "≥ 1.2x",
     );
     let gb = |bytes: u64| bytes as f64 / 1e9;
-    table.row(
-        &format!("small f32, decode steps/s vs bandwidth floor ({:.2} GB/step)", gb(f32_bytes)),
-        format!("{:.2}", f32_run.decode_steps_per_s),
-        format!("{floor32:.2}"),
-        format!("{:.0} %", 100.0 * f32_run.decode_steps_per_s / floor32),
-        "≥ 85 %",
-    );
+    for (name, f16, bytes, target) in [("f32", false, f32_bytes, "≥ 85 %"), ("f16", true, f16_bytes, "")] {
+        table.row(
+            &format!("small {name}, decode steps/s vs bandwidth floor ({:.2} GB/step)", gb(bytes)),
+            format!("{:.2}", med(&|r| r.run(f16).decode_steps_per_s)),
+            format!("{:.2}", floor(bytes)),
+            format!("{:.0} %", 100.0 * med(&|r| r.run(f16).decode_steps_per_s * bytes as f64 / r.bandwidth)),
+            target,
+        );
+    }
     table.row(
         "small f16 decoder, steps/s (Maestro f32 baseline)",
-        format!("{:.2}", f16_run.steps_per_s),
-        format!("{:.2}", f32_run.steps_per_s),
-        x(f16_run.steps_per_s, f32_run.steps_per_s),
+        format!("{:.2}", med(&|r| r.f16.steps_per_s)),
+        format!("{f32_steps:.2}"),
+        format!("{:.2}x", med(&|r| r.f16.steps_per_s / r.f32.steps_per_s)),
         "≥ 1.7x",
     );
     table.row(
-        &format!("small f16, decode steps/s vs bandwidth floor ({:.2} GB/step)", gb(f16_bytes)),
-        format!("{:.2}", f16_run.decode_steps_per_s),
-        format!("{floor16:.2}"),
-        format!("{:.0} %", 100.0 * f16_run.decode_steps_per_s / floor16),
+        "small f16 decoder, decode steps/s only (Maestro f32 baseline)",
+        format!("{:.2}", med(&|r| r.f16.decode_steps_per_s)),
+        format!("{:.2}", med(&|r| r.f32.decode_steps_per_s)),
+        format!("{:.2}x", med(&|r| r.f16.decode_steps_per_s / r.f32.decode_steps_per_s)),
         "",
     );
-    for (name, run) in [("f32", &f32_run), ("f16", &f16_run)] {
+    for (name, f16) in [("f32", false), ("f16", true)] {
         table.row(
             &format!("small {name}, first 0.5 s of audio (s; vs its steps' decode time)"),
-            format!("{:.2}", run.first_chunk_s),
+            format!("{:.2}", med(&|r| r.run(f16).first_chunk_s)),
             "".into(),
-            format!("{:.2}x", run.first_chunk_ratio),
+            format!("{:.2}x", med(&|r| r.run(f16).first_chunk_ratio)),
             "≤ 1.15x",
         );
     }
-    println!("\n| small run | steps | text ms | decode ms/step | codec ms | total s |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, run) in [("f32", &f32_run), ("f16 decoder", &f16_run)] {
-        let (text, step, codec, total) = (run.text_ms, run.step_ms, run.codec_ms, run.total_s);
-        println!("| {name} | {steps} | {text:.0} | {step:.1} | {codec:.0} | {total:.2} |");
+    println!("\n| small run | round | steps | text ms | decode ms/step | codec ms | total s | f16 vs f32 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, r) in rounds.iter().enumerate() {
+        for (name, run) in [("f32", &r.f32), ("f16 decoder", &r.f16)] {
+            let (text, step, codec, total) = (run.text_ms, run.step_ms, run.codec_ms, run.total_s);
+            let ratio = if name == "f32" { String::new() } else { x(r.f16.steps_per_s, r.f32.steps_per_s) };
+            println!(
+                "| {name} | {} | {steps} | {text:.0} | {step:.1} | {codec:.0} | {total:.2} | {ratio} |",
+                i + 1
+            );
+        }
     }
 }

@@ -70,7 +70,8 @@ impl Conv {
 
     /// The convolution as one product of every tap with the whole input, then the taps' rows summed
     /// at their shifts. libtorch's CPU `conv1d` with one or two output channels (EnCodec's last
-    /// convolution) ran at about a tenth of this speed.
+    /// convolution) takes a slow matrix-vector path; the codec column of the MusicGen benchmark's
+    /// breakdown shows the whole codec's time.
     fn shifted_sum(&self, taps: &Tensor, padded: &Tensor) -> Tensor {
         let (batch, _, len) = padded.size3().expect("(batch, channels, samples)");
         let (out, k) = (self.bias.size()[0], taps.size()[0] / self.bias.size()[0]);

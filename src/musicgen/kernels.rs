@@ -96,6 +96,35 @@ pub fn linear_or_libtorch(x: &Tensor, w: &Tensor) -> Tensor {
     linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
 }
 
+/// Rows up to which [`linear_blocked`] runs the kernel block by block: up to here libtorch's f32
+/// GEMM is no faster than reading the weights once per block of rows, beyond it GEMM wins
+/// (`examples/linear_rows.rs` compares the two at each row count).
+pub const MAX_BLOCKED_ROWS: i64 = 16;
+
+/// `x · wᵀ` for a short f32 sequence (a prompt's tokens through T5): the kernel over blocks of
+/// [`max_rows`] rows up to [`MAX_BLOCKED_ROWS`] rows, [`linear_or_libtorch`] otherwise.
+pub fn linear_blocked(x: &Tensor, w: &Tensor) -> Tensor {
+    let shape = x.size();
+    let (k, lead) = shape.split_last().map_or((0, &[][..]), |(k, lead)| (*k, lead));
+    let rows = lead.iter().product::<i64>();
+    let block = max_rows(x.kind());
+    // bf16 goes to oneDNN, which streams bf16 weights well at many rows (see `max_rows`).
+    if x.kind() != Kind::Float || rows <= block || rows > MAX_BLOCKED_ROWS {
+        return linear_or_libtorch(x, w);
+    }
+    let flat = x.reshape([rows, k]);
+    let parts: Option<Vec<Tensor>> =
+        flat.split(block, 0).iter().map(|part| gemv(&part.contiguous(), w)).collect();
+    match parts {
+        Some(parts) => {
+            let mut out_shape = lead.to_vec();
+            out_shape.push(w.size()[0]);
+            Tensor::cat(&parts, 0).view(out_shape.as_slice())
+        }
+        None => x.linear::<Tensor>(w, None),
+    }
+}
+
 /// [`gemv`] where it beats libtorch: at most [`max_rows`] rows for the dtype.
 pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let rows = x.size().split_last().map_or(0, |(_, lead)| lead.iter().product::<i64>());
@@ -244,6 +273,18 @@ mod tests {
                     check(kind, rows, n, k, tolerance);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn blocked_rows_match_libtorch() {
+        for rows in [1, 9, 13, 16, 40] {
+            let x = Tensor::randn([1, rows, 48], (Kind::Float, Device::Cpu));
+            let w = Tensor::randn([24, 48], (Kind::Float, Device::Cpu));
+            let y = linear_blocked(&x, &w);
+            assert_eq!(y.size(), vec![1, rows, 24]);
+            let want = x.linear::<Tensor>(&w, None);
+            assert!((y - want).abs().max().double_value(&[]) < 1e-4, "{rows} rows");
         }
     }
 

@@ -1,10 +1,12 @@
 //! The T5 text encoder: bidirectional relative position buckets (computed once, shared by every layer),
-//! unscaled attention, RMS layer norm with f32 variance, ReLU (or gated-GELU) feed-forward.
+//! unscaled attention, RMS layer norm with f32 variance, ReLU (or gated-GELU) feed-forward. A prompt
+//! is a few tokens, so its projections go through the CPU kernel in blocks of rows.
 
 use tch::{Kind, Tensor};
 
 use super::config::T5Config;
 use super::error::Result;
+use super::kernels::linear_blocked as linear;
 use super::weights::WeightLoader;
 
 struct T5Layer {
@@ -86,20 +88,20 @@ impl T5Encoder {
     fn attention(&self, layer: &T5Layer, x: &Tensor, bias: &Tensor) -> Tensor {
         let (b, s) = (x.size()[0], x.size()[1]);
         let heads = |t: &Tensor| t.view([b, s, self.cfg.num_heads, self.cfg.d_kv]).transpose(1, 2);
-        let qkv = x.linear::<Tensor>(&layer.qkv, None).chunk(3, -1);
+        let qkv = linear(x, &layer.qkv).chunk(3, -1);
         let (q, k, v) = (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2]));
         let scores = q.matmul(&k.transpose(2, 3)) + bias;
         let out = scores.softmax(-1, Kind::Float).to_kind(self.kind).matmul(&v);
-        out.transpose(1, 2).reshape([b, s, -1]).linear::<Tensor>(&layer.o, None)
+        linear(&out.transpose(1, 2).reshape([b, s, -1]), &layer.o)
     }
 
     fn feed_forward(&self, layer: &T5Layer, x: &Tensor) -> Tensor {
         let hidden = match layer.wi.as_slice() {
-            [wi] => x.linear::<Tensor>(wi, None).relu(),
-            [wi0, wi1] => x.linear::<Tensor>(wi0, None).gelu("tanh") * x.linear::<Tensor>(wi1, None),
+            [wi] => linear(x, wi).relu(),
+            [wi0, wi1] => linear(x, wi0).gelu("tanh") * linear(x, wi1),
             _ => unreachable!("one or two input projections"),
         };
-        hidden.linear::<Tensor>(&layer.wo, None)
+        linear(&hidden, &layer.wo)
     }
 
     /// RMS norm with the variance in f32, as transformers' `T5LayerNorm`.
