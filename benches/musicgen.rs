@@ -8,7 +8,8 @@
 //!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
 //!
 //! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
-//! and the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices.
+//! the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices, and the kernel
+//! in blocks of rows beside libtorch on T5's matrices at a prompt's row counts.
 //!
 //! The small shape runs in rounds (f32, then f16, with the bandwidth floor measured around them);
 //! the main table gives medians over the rounds.
@@ -24,7 +25,7 @@ use std::time::Instant;
 mod common;
 
 use common::{python, repo, small_shape_dir};
-use maestro::musicgen::{DType, MusicGen};
+use maestro::musicgen::{kernels, DType, MusicGen};
 use tch::{Device, Kind, Tensor};
 
 const THREADS: i32 = 2;
@@ -147,6 +148,7 @@ fn main() {
     }
     table.print();
     kernel_vs_libtorch();
+    blocked_vs_libtorch();
 }
 
 /// GB/s of `musicgen::kernels::gemv` beside libtorch's `linear` over musicgen-small's decoder
@@ -168,17 +170,8 @@ fn kernel_vs_libtorch() {
                 .iter()
                 .map(|w| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu)).to_kind(kind))
                 .collect();
-            let best = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
-                (0..5)
-                    .map(|_| {
-                        let start = Instant::now();
-                        weights.iter().zip(&inputs).for_each(|(w, x)| drop(f(x, w)));
-                        start.elapsed().as_secs_f64()
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            };
-            let ours = best(&|x, w| maestro::musicgen::kernels::gemv(x, w).expect("the kernel applies"));
-            let theirs = best(&|x, w| x.linear::<Tensor>(w, None));
+            let ours = best_pass(&weights, &inputs, &|x, w| kernels::gemv(x, w).expect("the kernel applies"));
+            let theirs = best_pass(&weights, &inputs, &|x, w| x.linear::<Tensor>(w, None));
             let gbs = |s: f64| bytes as f64 / s / 1e9;
             println!(
                 "| {kind:?} | {rows} | {:.2} GB | {:.1} | {:.1} | {:.2}x |",
@@ -213,6 +206,40 @@ impl Round {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Seconds of the fastest of 5 passes of `f` over every (input, weight) pair.
+fn best_pass(weights: &[Tensor], inputs: &[Tensor], f: &dyn Fn(&Tensor, &Tensor) -> Tensor) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            weights.iter().zip(inputs).for_each(|(w, x)| drop(f(x, w)));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The kernel over blocks of 8 rows beside libtorch's f32 `linear` on t5-base's encoder matrices
+/// (12 layers: 2304×768 fused QKV, 768×768, 3072×768, 768×3072), at the row counts of prompts: the
+/// evidence for `kernels::MAX_BLOCKED_ROWS`.
+fn blocked_vs_libtorch() {
+    let (d, f) = (768, 3072);
+    let shapes = [[3 * d, d], [d, d], [f, d], [d, f]];
+    let weights: Vec<Tensor> =
+        (0..12).flat_map(|_| shapes.map(|s| Tensor::randn(s, (Kind::Float, Device::Cpu)))).collect();
+    println!("\n| T5 rows | kernel in blocks of 8, ms | libtorch linear, ms | ratio |");
+    println!("|---:|---:|---:|---:|");
+    for rows in [8, 12, 16, 24, 32] {
+        let inputs: Vec<Tensor> =
+            weights.iter().map(|w| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu))).collect();
+        let blocked = best_pass(&weights, &inputs, &|x, w| {
+            let parts: Vec<Tensor> =
+                x.split(8, 0).iter().map(|p| kernels::gemv(p, w).expect("applies")).collect();
+            Tensor::cat(&parts, 0)
+        });
+        let torch = best_pass(&weights, &inputs, &|x, w| x.linear::<Tensor>(w, None));
+        println!("| {rows} | {:.1} | {:.1} | {:.2}x |", blocked * 1e3, torch * 1e3, torch / blocked);
+    }
 }
 
 fn small_shape(table: &mut Table, steps: usize) {
