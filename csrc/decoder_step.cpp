@@ -7,8 +7,8 @@
 // are `gemv_f32` (weights read once for all rows) and attention is one `at::parallel_for` over
 // (row, head) pairs. The weights and caches keep the decoder's element type.
 //
-// The arithmetic is the libtorch path's, in the same order, except that f16 / bf16 activations are
-// not rounded between ops: those runs come out closer to f32, not further.
+// The arithmetic follows the libtorch path op for op (sums may associate differently), except that
+// f16 / bf16 activations are not rounded between ops: those runs come out closer to f32, not further.
 
 #include <ATen/Parallel.h>
 
