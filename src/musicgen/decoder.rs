@@ -164,12 +164,14 @@ impl Decoder {
     /// where it does not apply (another device, more rows than the kernel's limit for the dtype).
     fn native_step(&self, codes: &Tensor, state: &mut DecoderState) -> Option<Tensor> {
         let dtype = kernels::dtype_code(self.kind)?;
-        let batch = codes.size()[0];
-        let on_cpu = codes.device() == Device::Cpu && self.embed.device() == Device::Cpu;
-        if !on_cpu || batch > kernels::max_rows(self.kind) || !kernels::supported() {
+        let (batch, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
+        let on_cpu =
+            [codes.device(), self.embed.device(), state.positions.device()].iter().all(|d| *d == Device::Cpu);
+        // The kernel trusts these shapes: a mismatch goes to libtorch, which reports it.
+        let shapes_agree = codes.size()[1] == c && state.cross_mask_f32.size()[0] == batch;
+        if !on_cpu || !shapes_agree || batch > kernels::max_rows(self.kind) || !kernels::supported() {
             return None;
         }
-        let (c, v) = (self.cfg.num_codebooks, self.cfg.vocab_size);
         let codes = codes.to_kind(Kind::Int64).contiguous();
         let logits = Tensor::empty([batch, c * v], (self.kind, Device::Cpu));
         let p = |t: &Tensor| t.data_ptr() as *const std::ffi::c_void;
@@ -405,6 +407,8 @@ mod tests {
         let mut st = state(&model, &["drums"], 4);
         let out_of_range = Tensor::full([2, c, 1], d.cfg.vocab_size + 1, (Kind::Int64, Device::Cpu));
         assert!(d.native_step(&out_of_range, &mut st).is_none(), "a code beyond the pad id");
+        let four = Tensor::zeros([4, c, 1], (Kind::Int64, Device::Cpu));
+        assert!(d.native_step(&four, &mut st).is_none(), "more rows than the state holds");
         st.pos = 4;
         let pad = Tensor::full([2, c, 1], d.cfg.vocab_size, (Kind::Int64, Device::Cpu));
         assert!(d.native_step(&pad, &mut st).is_none(), "a full cache");
