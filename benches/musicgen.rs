@@ -94,12 +94,12 @@ fn transformers(dir: &Path, steps: usize) -> f64 {
     parsed["steps_per_s"].as_f64().expect("steps_per_s")
 }
 
-/// Bytes per second of `linear` over a matrix of `bytes` bytes with two input rows (guidance's batch).
-fn matvec_bandwidth(bytes: u64, kind: Kind) -> f64 {
+/// Bytes per second of f32 `linear` over a matrix of `bytes` bytes with two input rows (guidance's batch).
+fn matvec_bandwidth(bytes: u64) -> f64 {
     let cols = 1024i64;
-    let rows = (bytes / (cols as u64 * kind.elt_size_in_bytes() as u64)) as i64;
-    let w = Tensor::randn([rows, cols], (kind, Device::Cpu));
-    let x = Tensor::randn([2, cols], (kind, Device::Cpu));
+    let rows = (bytes / (cols as u64 * 4)) as i64;
+    let w = Tensor::randn([rows, cols], (Kind::Float, Device::Cpu));
+    let x = Tensor::randn([2, cols], (Kind::Float, Device::Cpu));
     let mut times: Vec<f64> = (0..7)
         .map(|_| {
             let start = Instant::now();
@@ -232,11 +232,7 @@ fn blocked_vs_libtorch() {
     for rows in [8, 12, 16, 24, 32] {
         let inputs: Vec<Tensor> =
             weights.iter().map(|w| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu))).collect();
-        let blocked = best_pass(&weights, &inputs, &|x, w| {
-            let parts: Vec<Tensor> =
-                x.split(8, 0).iter().map(|p| kernels::gemv(p, w).expect("applies")).collect();
-            Tensor::cat(&parts, 0)
-        });
+        let blocked = best_pass(&weights, &inputs, &|x, w| kernels::gemv_blocked(x, w).expect("applies"));
         let torch = best_pass(&weights, &inputs, &|x, w| x.linear::<Tensor>(w, None));
         println!("| {rows} | {:.1} | {:.1} | {:.2}x |", blocked * 1e3, torch * 1e3, torch / blocked);
     }
@@ -254,9 +250,9 @@ fn small_shape(table: &mut Table, steps: usize) {
     // libtorch's f16 `linear` streams at less than half of it on this CPU.
     let rounds: Vec<Round> = (0..env_usize("MAESTRO_BENCH_ROUNDS", 3).max(1))
         .map(|_| {
-            let before = matvec_bandwidth(f32_bytes, Kind::Float);
+            let before = matvec_bandwidth(f32_bytes);
             let (f32, f16) = (maestro(&f32_model, steps), maestro(&f16_model, steps));
-            let bandwidth = (before + matvec_bandwidth(f32_bytes, Kind::Float)) / 2.0;
+            let bandwidth = (before + matvec_bandwidth(f32_bytes)) / 2.0;
             Round { f32, f16, bandwidth }
         })
         .collect();

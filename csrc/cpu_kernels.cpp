@@ -23,8 +23,6 @@ namespace {
 
 constexpr int64_t kMaxRows = 8;
 
-template <int32_t DT>
-constexpr int64_t kElt = DT == F32 ? 4 : 2;
 // Output rows per task: weight rows are read in groups, and a task of 64 keeps the split even.
 constexpr int64_t kGrain = 64;
 
@@ -61,7 +59,7 @@ MAESTRO_SIMD void rows_avx512(const float* x, const void* w, int64_t k, int64_t 
     for (int64_t i = 0; i < body; i += 16) {
       for (int a = 0; a < G; ++a) {
         // The next group's bytes at the same offset: one stream the prefetcher need not find.
-        _mm_prefetch(static_cast<const char*>(w) + ((o + G + a) * k + i) * kElt<DT>, _MM_HINT_T0);
+        _mm_prefetch(static_cast<const char*>(w) + ((o + G + a) * k + i) * elt_size(DT), _MM_HINT_T0);
         fma_slice<DT, M, false>(x, w, k, o + a, i, mask, acc[a]);
       }
     }

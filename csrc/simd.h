@@ -4,8 +4,6 @@
 // and only called after `maestro_kernels_supported()` said yes.
 #pragma once
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 #include <immintrin.h>
 
 #include <climits>
@@ -19,7 +17,7 @@ namespace maestro {
 enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
 // Bytes per element of `dtype`.
-inline int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : 2; }
+constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : 2; }
 
 // The lanes of a 16-wide tail of `count` elements (1..=16).
 inline __mmask16 tail_mask(int64_t count) {
@@ -42,15 +40,6 @@ MAESTRO_SIMD inline __m512 load16(const void* p, int64_t i, int32_t dtype) {
 MAESTRO_SIMD inline __m512 load16_masked(const void* p, int64_t i, int32_t dtype, __mmask16 mask) {
   if (dtype == F32) return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(p) + i);
   return widen_bits(_mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(p) + i), dtype);
-}
-
-// Rounds to nearest even, as libtorch's own conversions do.
-inline void store_scalar(void* p, int64_t i, int32_t dtype, float v) {
-  switch (dtype) {
-    case F16: static_cast<c10::Half*>(p)[i] = c10::Half(v); break;
-    case BF16: static_cast<c10::BFloat16*>(p)[i] = c10::BFloat16(v); break;
-    default: static_cast<float*>(p)[i] = v;
-  }
 }
 
 // f32 lanes rounded to bf16 bits (nearest even; NaN stays a quiet NaN), as c10::BFloat16 does.

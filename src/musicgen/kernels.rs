@@ -104,25 +104,25 @@ pub const MAX_BLOCKED_ROWS: i64 = 12;
 /// `x · wᵀ` for a short f32 sequence (a prompt's tokens through T5): the kernel over blocks of
 /// [`max_rows`] rows up to [`MAX_BLOCKED_ROWS`] rows, [`linear_or_libtorch`] otherwise.
 pub fn linear_blocked(x: &Tensor, w: &Tensor) -> Tensor {
-    let shape = x.size();
-    let (k, lead) = shape.split_last().map_or((0, &[][..]), |(k, lead)| (*k, lead));
-    let rows = lead.iter().product::<i64>();
-    let block = max_rows(x.kind());
+    let rows = x.size().split_last().map_or(0, |(_, lead)| lead.iter().product::<i64>());
     // bf16 goes to oneDNN, which streams bf16 weights well at many rows (see `max_rows`).
-    if x.kind() != Kind::Float || rows <= block || rows > MAX_BLOCKED_ROWS {
+    if x.kind() != Kind::Float || rows <= max_rows(x.kind()) || rows > MAX_BLOCKED_ROWS {
         return linear_or_libtorch(x, w);
     }
-    let flat = x.reshape([rows, k]);
+    gemv_blocked(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
+}
+
+/// [`gemv`] over blocks of [`max_rows`] rows of `x (…, k)`, whatever their number; `None` where
+/// the kernel does not apply.
+pub fn gemv_blocked(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    let shape = x.size();
+    let (k, lead) = shape.split_last()?;
+    let rows = lead.iter().product::<i64>();
     let parts: Option<Vec<Tensor>> =
-        flat.split(block, 0).iter().map(|part| gemv(&part.contiguous(), w)).collect();
-    match parts {
-        Some(parts) => {
-            let mut out_shape = lead.to_vec();
-            out_shape.push(w.size()[0]);
-            Tensor::cat(&parts, 0).view(out_shape.as_slice())
-        }
-        None => x.linear::<Tensor>(w, None),
-    }
+        x.reshape([rows, *k]).split(max_rows(x.kind()), 0).iter().map(|p| gemv(&p.contiguous(), w)).collect();
+    let mut out_shape = lead.to_vec();
+    out_shape.push(w.size().first().copied()?);
+    Some(Tensor::cat(&parts?, 0).view(out_shape.as_slice()))
 }
 
 /// [`gemv`] where it beats libtorch: at most [`max_rows`] rows for the dtype.
