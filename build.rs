@@ -42,6 +42,7 @@ fn compile_cpu_kernels(lib: &std::path::Path) {
             .cpp(true)
             .file("csrc/cpu_kernels.cpp")
             .file("csrc/decoder_step.cpp")
+            .file("csrc/lstm.cpp")
             .include(&include)
             .include(include.join("torch/csrc/api/include"))
             .flag("-std=c++17")

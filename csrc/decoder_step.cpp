@@ -135,6 +135,9 @@ MAESTRO_SIMD float softmax_unnormalised(float* s, int64_t len) {
   return _mm512_reduce_add_ps(sum);
 }
 
+// Cached positions ahead of the one being scored whose keys `attend` prefetches.
+constexpr int64_t kPrefetchAhead = 8;
+
 // One query per (row, head) against `len` cached keys / values laid out (batch, heads, stride,
 // head_dim): out[b][h·hd + d] = softmax(q·kᵀ·scale + mask)·v. `q` rows are `q_stride` apart;
 // `scores` holds batch · heads · len floats.
@@ -149,12 +152,22 @@ void attend(const float* q, int64_t q_stride, const void* keys, const void* valu
       const char* k = static_cast<const char*>(keys) + bh * stride * hd * bytes;
       const char* v = static_cast<const char*>(values) + bh * stride * hd * bytes;
       float* sc = scores + bh * len;
-      for (int64_t t = 0; t < len; ++t)
-        sc[t] = dot(qv, k + t * hd * bytes, hd, s.dtype) * scale + (mask ? mask[b * len + t] : 0.f);
+      const int64_t row = hd * bytes;
+      for (int64_t t = 0; t < len; ++t) {
+        // The cache was written steps ago and the weights streamed since have evicted it: a pair's
+        // keys and values are a few kilobytes, too short for the hardware prefetcher to ramp up.
+        // Fetch keys a few positions ahead and this position's values, which the sum below reads.
+        const int64_t ahead = std::min(t + kPrefetchAhead, len - 1);
+        for (int64_t line = 0; line < row; line += 64) {
+          _mm_prefetch(k + ahead * row + line, _MM_HINT_T0);
+          _mm_prefetch(v + t * row + line, _MM_HINT_T0);
+        }
+        sc[t] = dot(qv, k + t * row, hd, s.dtype) * scale + (mask ? mask[b * len + t] : 0.f);
+      }
       const float sum = softmax_unnormalised(sc, len);
       float* o = out + b * s.hidden + head * hd;
       std::fill(o, o + hd, 0.f);
-      for (int64_t t = 0; t < len; ++t) axpy(sc[t] / sum, v + t * hd * bytes, hd, s.dtype, o);
+      for (int64_t t = 0; t < len; ++t) axpy(sc[t] / sum, v + t * row, hd, s.dtype, o);
     }
   });
 }

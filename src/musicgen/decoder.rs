@@ -106,9 +106,18 @@ impl Decoder {
         let (b, dev) = (encoder_states.size()[0], encoder_states.device());
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
         let enc = encoder_states.to_kind(self.kind);
+        // Rows whose states are all zero (guidance's unconditional half) have zero keys and values,
+        // the projections having no bias: only the others go through the products, which for a
+        // short prompt run through the kernel in blocks of rows.
+        let live = enc.abs().amax([1, 2], false).gt(0.0).nonzero().view([-1]);
+        let enc_live = enc.index_select(0, &live);
         let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
         for layer in &self.layers {
-            let kv = enc.linear::<Tensor>(&layer.cross_kv, None).chunk(2, -1);
+            let projected = kernels::linear_blocked(&enc_live, &layer.cross_kv);
+            let mut kv_shape = enc.size();
+            kv_shape[2] = projected.size()[2];
+            let kv = Tensor::zeros(kv_shape.as_slice(), (self.kind, dev)).index_copy(0, &live, &projected);
+            let kv = kv.chunk(2, -1);
             cross_k.push(split_heads(&kv[0], heads, hd).contiguous());
             cross_v.push(split_heads(&kv[1], heads, hd).contiguous());
         }

@@ -283,25 +283,19 @@ impl EncodecDecoder {
     }
 
     /// torch's LSTM recurrence, layer by layer: the input projections of the whole window in one
-    /// product, then per frame only the hidden-to-hidden product, one row through the CPU kernel.
-    /// The codec's time per generation is in the MusicGen benchmark's breakdown table.
+    /// product, then the frames in one native call (`kernels::lstm_layer`: the hidden-to-hidden
+    /// product and the gates), or op by op where that does not apply. The codec's time per
+    /// generation is in the MusicGen benchmark's breakdown table.
     fn lstm_stepwise(&self, seq: &Tensor, h0: &Tensor, c0: &Tensor) -> (Tensor, Tensor, Tensor) {
         let mut input = seq.shallow_clone();
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         for (l, p) in self.lstm_params.chunks(4).enumerate() {
             let (w_ih, w_hh, bias) = (&p[0], &p[1], &p[2] + &p[3]);
             let projected = input.linear(w_ih, Some(&bias));
-            let (mut h, mut c) = (h0.get(l as i64), c0.get(l as i64));
-            let mut outputs = Vec::with_capacity(projected.size()[0] as usize);
-            for t in 0..projected.size()[0] {
-                let recurrent = kernels::linear_or_libtorch(&h, w_hh);
-                // torch's gate order: input, forget, cell, output.
-                let gates = (projected.get(t) + recurrent).chunk(4, -1);
-                c = gates[1].sigmoid() * &c + gates[0].sigmoid() * gates[2].tanh();
-                h = gates[3].sigmoid() * c.tanh();
-                outputs.push(h.shallow_clone());
-            }
-            input = Tensor::stack(&outputs, 0);
+            let (h, c) = (h0.get(l as i64), c0.get(l as i64));
+            let (out, h, c) = kernels::lstm_layer(&projected, w_hh, &h, &c)
+                .unwrap_or_else(|| lstm_layer_libtorch(&projected, w_hh, h, c));
+            input = out;
             hs.push(h);
             cs.push(c);
         }
@@ -328,24 +322,53 @@ impl EncodecDecoder {
         self.last.forward(&h)
     }
 
-    /// Frames of LSTM output on each side that influence a frame's samples after `upsample`, rounded up
-    /// with one frame of margin so a window decode matches the full decode.
+    /// Frames of LSTM output on each side of a frame that reach its samples after `upsample`, so
+    /// a window decode equals the full decode except within this many frames of either edge. A
+    /// transposed convolution (kernel 2 × stride, trimmed by less than a stride) mixes each input
+    /// sample with one neighbour on either side; a convolution reads `context()` samples; each
+    /// stage counts at its own rate. Rounded up, one more when the sum is whole.
     pub fn upsample_context(&self) -> i64 {
-        let (mut rate, mut span) = (1f64, 0f64);
-        let conv_span = |c: &Conv, rate: f64| c.kernel as f64 / rate;
+        let (mut rate, mut reach) = (1f64, 0f64);
+        let conv_reach = |c: &Conv, rate: f64| {
+            let (left, right) = c.context();
+            left.max(right) as f64 / rate
+        };
         for stage in &self.stages {
             match stage {
                 Stage::Elu => {}
                 Stage::Up(conv) => {
-                    span += 2.0 / rate;
+                    reach += 1.0 / rate;
                     rate *= conv.stride as f64;
                 }
-                Stage::Res(b) => span += conv_span(&b.inner, rate) + conv_span(&b.outer, rate),
+                Stage::Res(b) => {
+                    let block = conv_reach(&b.inner, rate) + conv_reach(&b.outer, rate);
+                    reach += block.max(b.shortcut.as_ref().map_or(0.0, |s| conv_reach(s, rate)));
+                }
             }
         }
-        span += conv_span(&self.last, rate);
-        span.ceil() as i64 + 1
+        reach += conv_reach(&self.last, rate);
+        reach.floor() as i64 + 1
     }
+}
+
+/// One LSTM layer frame by frame through libtorch ops: [`kernels::lstm_layer`]'s fallback, with the
+/// hidden-to-hidden product still through the kernel where it applies.
+fn lstm_layer_libtorch(
+    projected: &Tensor,
+    w_hh: &Tensor,
+    mut h: Tensor,
+    mut c: Tensor,
+) -> (Tensor, Tensor, Tensor) {
+    let mut outputs = Vec::with_capacity(projected.size()[0] as usize);
+    for t in 0..projected.size()[0] {
+        let recurrent = kernels::linear_or_libtorch(&h, w_hh);
+        // torch's gate order: input, forget, cell, output.
+        let gates = (projected.get(t) + recurrent).chunk(4, -1);
+        c = gates[1].sigmoid() * &c + gates[0].sigmoid() * gates[2].tanh();
+        h = gates[3].sigmoid() * c.tanh();
+        outputs.push(h.shallow_clone());
+    }
+    (Tensor::stack(&outputs, 0), h, c)
 }
 
 fn load_res(w: &WeightLoader<'_>, cfg: &EncodecConfig, p: &str, dim: i64, dilation: i64) -> Result<ResBlock> {
@@ -372,4 +395,37 @@ fn load_lstm(w: &WeightLoader<'_>, p: &str, layers: i64, dim: i64) -> Result<Vec
         params.push(w.tensor(&format!("{p}.bias_hh_l{l}"), &[4 * dim], Kind::Float)?);
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// The native layer and the op-by-op fallback against libtorch's own LSTM, on a size that is
+    /// not a multiple of 16, for one and several rows, from a non-zero state.
+    #[test]
+    fn lstm_layer_matches_libtorch() {
+        let (frames, dim) = (9, 40);
+        let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu)) * 0.5;
+        let (w_ih, w_hh, b_ih, b_hh) = (f(&[4 * dim, dim]), f(&[4 * dim, dim]), f(&[4 * dim]), f(&[4 * dim]));
+        for batch in [1, 3] {
+            let (x, h0, c0) = (f(&[frames, batch, dim]), f(&[1, batch, dim]), f(&[1, batch, dim]));
+            let params = [&w_ih, &w_hh, &b_ih, &b_hh];
+            let (want, want_h, want_c) = x.lstm(&[&h0, &c0], &params, true, 1, 0.0, false, false, false);
+            let projected = x.linear(&w_ih, Some(&(&b_ih + &b_hh)));
+            let fallback = lstm_layer_libtorch(&projected, &w_hh, h0.get(0), c0.get(0));
+            let mut paths = vec![("fallback", fallback)];
+            if kernels::supported() {
+                let native = kernels::lstm_layer(&projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
+                paths.push(("native", native));
+            }
+            for (name, (out, h, c)) in paths {
+                let err = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+                assert!(err(&out, &want) < 1e-5, "{name}, {batch} rows: output off by {}", err(&out, &want));
+                assert!(err(&h, &want_h.get(0)) < 1e-5, "{name}, {batch} rows: final h");
+                assert!(err(&c, &want_c.get(0)) < 1e-5, "{name}, {batch} rows: final c");
+            }
+        }
+    }
 }

@@ -21,6 +21,16 @@ mod ffi {
             y: *mut c_void,
         ) -> i32;
         pub fn maestro_decoder_step(step: *const super::DecoderStep) -> i32;
+        pub fn maestro_lstm_layer(
+            gates_in: *const f32,
+            steps: i64,
+            batch: i64,
+            dim: i64,
+            w_hh: *const f32,
+            h: *mut f32,
+            c: *mut f32,
+            out: *mut f32,
+        ) -> i32;
         pub fn maestro_inference_mode_enter() -> *mut c_void;
         pub fn maestro_inference_mode_exit(guard: *mut c_void);
     }
@@ -49,6 +59,19 @@ mod ffi {
     pub unsafe fn maestro_decoder_step(_: *const super::DecoderStep) -> i32 {
         -1
     }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn maestro_lstm_layer(
+        _: *const f32,
+        _: i64,
+        _: i64,
+        _: i64,
+        _: *const f32,
+        _: *mut f32,
+        _: *mut f32,
+        _: *mut f32,
+    ) -> i32 {
+        -1
+    }
     pub unsafe fn maestro_inference_mode_enter() -> *mut c_void {
         std::ptr::null_mut()
     }
@@ -57,7 +80,7 @@ mod ffi {
 
 use ffi::{
     maestro_decoder_step, maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter,
-    maestro_inference_mode_exit,
+    maestro_inference_mode_exit, maestro_lstm_layer,
 };
 
 /// The most activation rows [`gemv`] takes in one pass over the weights.
@@ -101,12 +124,15 @@ pub fn linear_or_libtorch(x: &Tensor, w: &Tensor) -> Tensor {
 /// (the MusicGen benchmark's T5 table compares the two at each row count).
 pub const MAX_BLOCKED_ROWS: i64 = 12;
 
-/// `x · wᵀ` for a short f32 sequence (a prompt's tokens through T5): the kernel over blocks of
-/// [`max_rows`] rows up to [`MAX_BLOCKED_ROWS`] rows, [`linear_or_libtorch`] otherwise.
+/// `x · wᵀ` for a short f32 or f16 sequence (a prompt's tokens through T5, the decoder's
+/// cross-attention keys and values): the kernel over blocks of [`max_rows`] rows up to
+/// [`MAX_BLOCKED_ROWS`] rows, [`linear_or_libtorch`] otherwise. libtorch's f16 `linear` streams
+/// less than half the kernel's bytes per second at any row count (the benchmark's kernel table).
 pub fn linear_blocked(x: &Tensor, w: &Tensor) -> Tensor {
     let rows = x.size().split_last().map_or(0, |(_, lead)| lead.iter().product::<i64>());
     // bf16 goes to oneDNN, which streams bf16 weights well at many rows (see `max_rows`).
-    if x.kind() != Kind::Float || rows <= max_rows(x.kind()) || rows > MAX_BLOCKED_ROWS {
+    let blocks = matches!(x.kind(), Kind::Float | Kind::Half);
+    if !blocks || rows <= max_rows(x.kind()) || rows > MAX_BLOCKED_ROWS {
         return linear_or_libtorch(x, w);
     }
     gemv_blocked(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
@@ -224,6 +250,49 @@ pub struct DecoderStep {
 pub unsafe fn decoder_step(step: &DecoderStep) -> bool {
     // SAFETY: upheld by the caller, see above.
     unsafe { maestro_decoder_step(step) == 0 }
+}
+
+/// One LSTM layer over every frame of `gates_in (frames, batch, 4·dim)` (the input projections plus
+/// both biases), from the state `h`, `c (batch, dim)`: returns every frame's hidden state
+/// `(frames, batch, dim)` and the final `(h, c)`. `None` where the kernel does not apply (another
+/// device or dtype, more than [`MAX_ROWS`] rows, a CPU without AVX-512); torch's gate order.
+pub fn lstm_layer(
+    gates_in: &Tensor,
+    w_hh: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+) -> Option<(Tensor, Tensor, Tensor)> {
+    let (frames, batch, width) = gates_in.size3().ok()?;
+    let dim = width / 4;
+    let f32_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+    let applies = [gates_in, w_hh, h, c].into_iter().all(f32_cpu)
+        && width == 4 * dim
+        && w_hh.size() == [width, dim]
+        && h.size() == [batch, dim]
+        && c.size() == [batch, dim]
+        && (1..=MAX_ROWS).contains(&batch)
+        && supported();
+    if !applies {
+        return None;
+    }
+    let (gates_in, w_hh) = (gates_in.contiguous(), w_hh.contiguous());
+    let (h, c) = (h.copy(), c.copy());
+    let out = Tensor::empty([frames, batch, dim], (Kind::Float, Device::Cpu));
+    // SAFETY: every buffer is a contiguous f32 CPU tensor of the shape checked above, alive for the
+    // call; the kernel reads gates_in and w_hh and writes only h, c and out, which nothing else holds.
+    let status = unsafe {
+        maestro_lstm_layer(
+            gates_in.data_ptr() as *const f32,
+            frames,
+            batch,
+            dim,
+            w_hh.data_ptr() as *const f32,
+            h.data_ptr() as *mut f32,
+            c.data_ptr() as *mut f32,
+            out.data_ptr() as *mut f32,
+        )
+    };
+    (status == 0).then_some((out, h, c))
 }
 
 /// c10::InferenceMode on this thread while it lives: no autograd bookkeeping on any tensor op.
