@@ -108,7 +108,7 @@ inline bool simd_supported() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
 }
 
-// y[r][o] (+)= Σ_i x[r][i] · w[o][i] for `m` (1..=8) f32 rows `x` (m × k), weights `w` (n × k, `dtype`)
+// y[r][o] (+)= Σ_i x[r][i] · w[o][i] for `m` (1..=16) f32 rows `x` (m × k), weights `w` (n × k, `dtype`)
 // and f32 `y` (m × n), over libtorch's threads. With `accumulate` the products are added to `y`.
 void gemv_f32(const float* x, int64_t m, const void* w, int64_t n, int64_t k, int32_t dtype, float* y,
               bool accumulate);

@@ -83,8 +83,13 @@ use ffi::{
     maestro_inference_mode_exit, maestro_lstm_layer,
 };
 
-/// The most activation rows [`gemv`] takes in one pass over the weights.
+/// The most activation rows [`linear`] sends to the kernel: a decoding step's batch (four requests
+/// with guidance). The benchmark's kernel table shows the kernel still ahead of libtorch at 8 rows.
 pub const MAX_ROWS: i64 = 8;
+
+/// The most activation rows [`gemv`] takes in one pass over the weights: a short prompt's tokens
+/// ([`linear_blocked`]) read the weights once rather than once per 8 rows.
+pub const MAX_PASS_ROWS: i64 = 16;
 
 /// The most rows [`linear`] takes for weights of `kind`. Beyond 4 rows the kernel's bf16 widening
 /// makes it compute-bound on two cores and libtorch's bf16 GEMM (oneDNN with AMX where the CPU has
@@ -119,13 +124,13 @@ pub fn linear_or_libtorch(x: &Tensor, w: &Tensor) -> Tensor {
     linear(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
 }
 
-/// Rows up to which [`linear_blocked`] runs the kernel block by block: up to here libtorch's f32
-/// GEMM is no faster than reading the weights once per block of rows, beyond it GEMM wins
-/// (the MusicGen benchmark's T5 table compares the two at each row count).
+/// Rows up to which [`linear_blocked`] runs the kernel pass by pass: up to here libtorch's f32
+/// GEMM is no faster than reading the weights once per pass of up to [`MAX_PASS_ROWS`] rows,
+/// beyond it GEMM wins (the MusicGen benchmark's T5 table compares the two at each row count).
 pub const MAX_BLOCKED_ROWS: i64 = 12;
 
 /// `x · wᵀ` for a short f32 or f16 sequence (a prompt's tokens through T5, the decoder's
-/// cross-attention keys and values): the kernel over blocks of [`max_rows`] rows up to
+/// cross-attention keys and values): the kernel in passes of up to [`MAX_PASS_ROWS`] rows up to
 /// [`MAX_BLOCKED_ROWS`] rows, [`linear_or_libtorch`] otherwise. libtorch's f16 `linear` streams
 /// less than half the kernel's bytes per second at any row count (the benchmark's kernel table).
 pub fn linear_blocked(x: &Tensor, w: &Tensor) -> Tensor {
@@ -138,14 +143,17 @@ pub fn linear_blocked(x: &Tensor, w: &Tensor) -> Tensor {
     gemv_blocked(x, w).unwrap_or_else(|| x.linear::<Tensor>(w, None))
 }
 
-/// [`gemv`] over blocks of [`max_rows`] rows of `x (…, k)`, whatever their number; `None` where
-/// the kernel does not apply.
+/// [`gemv`] over `x (…, k)` in as few passes as its rows need (up to [`MAX_PASS_ROWS`] rows each,
+/// [`max_rows`] for bf16), split evenly; `None` where the kernel does not apply.
 pub fn gemv_blocked(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let shape = x.size();
     let (k, lead) = shape.split_last()?;
     let rows = lead.iter().product::<i64>();
+    let per_pass = if x.kind() == Kind::BFloat16 { max_rows(x.kind()) } else { MAX_PASS_ROWS };
+    let passes = ((rows + per_pass - 1) / per_pass).max(1);
+    let block = (rows + passes - 1) / passes;
     let parts: Option<Vec<Tensor>> =
-        x.reshape([rows, *k]).split(max_rows(x.kind()), 0).iter().map(|p| gemv(&p.contiguous(), w)).collect();
+        x.reshape([rows, *k]).split(block.max(1), 0).iter().map(|p| gemv(&p.contiguous(), w)).collect();
     let mut out_shape = lead.to_vec();
     out_shape.push(w.size().first().copied()?);
     Some(Tensor::cat(&parts?, 0).view(out_shape.as_slice()))
@@ -162,7 +170,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
 
 /// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
 /// rows and accumulating in f32; `None` when the kernel cannot run it (another device or dtype,
-/// more than [`MAX_ROWS`] rows, a CPU without AVX-512).
+/// more than [`MAX_PASS_ROWS`] rows, a CPU without AVX-512).
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let kind = x.kind();
     let code = dtype_code(kind)?;
@@ -176,7 +184,7 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
         && w.device() == Device::Cpu
         && w.kind() == kind
         && shape.last() == Some(&k)
-        && (1..=MAX_ROWS).contains(&rows)
+        && (1..=MAX_PASS_ROWS).contains(&rows)
         && x.is_contiguous()
         && w.is_contiguous()
         && supported();
@@ -324,7 +332,7 @@ mod tests {
         let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu)).to_kind(kind);
         let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu)).to_kind(kind);
         let want = x.to_kind(Kind::Float).linear::<Tensor>(&w.to_kind(Kind::Float), None);
-        let got = linear(&x, &w).unwrap_or_else(|| panic!("{kind:?} {rows}×{k} · {n}×{k} applies"));
+        let got = gemv(&x, &w).unwrap_or_else(|| panic!("{kind:?} {rows}×{k} · {n}×{k} applies"));
         assert_eq!((got.kind(), got.size()), (kind, vec![rows, n]));
         let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
         let scale = want.abs().max().double_value(&[]);
@@ -337,7 +345,7 @@ mod tests {
             return;
         }
         for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3), (Kind::BFloat16, 1e-2)] {
-            for rows in 1..=max_rows(kind) {
+            for rows in 1..=MAX_PASS_ROWS {
                 for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
                     check(kind, rows, n, k, tolerance);
                 }
@@ -347,13 +355,17 @@ mod tests {
 
     #[test]
     fn blocked_rows_match_libtorch() {
-        for rows in [1, 9, 12, 13, 40] {
-            let x = Tensor::randn([1, rows, 48], (Kind::Float, Device::Cpu));
-            let w = Tensor::randn([24, 48], (Kind::Float, Device::Cpu));
-            let y = linear_blocked(&x, &w);
-            assert_eq!(y.size(), vec![1, rows, 24]);
-            let want = x.linear::<Tensor>(&w, None);
-            assert!((y - want).abs().max().double_value(&[]) < 1e-4, "{rows} rows");
+        for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3)] {
+            for rows in [1, 9, 12, 13, 16, 17, 40] {
+                let x = Tensor::randn([1, rows, 48], (Kind::Float, Device::Cpu)).to_kind(kind);
+                let w = Tensor::randn([24, 48], (Kind::Float, Device::Cpu)).to_kind(kind);
+                let y = linear_blocked(&x, &w);
+                assert_eq!((y.kind(), y.size()), (kind, vec![1, rows, 24]));
+                let want = x.to_kind(Kind::Float).linear::<Tensor>(&w.to_kind(Kind::Float), None);
+                let scale = want.abs().max().double_value(&[]);
+                let err = (y.to_kind(Kind::Float) - want).abs().max().double_value(&[]);
+                assert!(err <= tolerance * scale, "{kind:?}, {rows} rows: error {err}, scale {scale}");
+            }
         }
     }
 
@@ -374,6 +386,7 @@ mod tests {
     fn declines_what_it_does_not_handle() {
         let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu));
         assert!(linear(&f(&[9, 32]), &f(&[8, 32])).is_none(), "more rows than MAX_ROWS");
+        assert!(gemv(&f(&[17, 32]), &f(&[8, 32])).is_none(), "more rows than one pass takes");
         let bf16 = |s: &[i64]| f(s).to_kind(Kind::BFloat16);
         assert!(linear(&bf16(&[5, 32]), &bf16(&[8, 32])).is_none(), "bf16 beyond 4 rows goes to libtorch");
         assert!(linear(&f(&[32, 2]).tr(), &f(&[8, 32])).is_none(), "non-contiguous input");
