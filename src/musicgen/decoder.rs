@@ -108,8 +108,9 @@ impl Decoder {
         let enc = encoder_states.to_kind(self.kind);
         // Rows whose states are all zero (guidance's unconditional half) have zero keys and values,
         // the projections having no bias: only the others go through the products, which for a
-        // short prompt run through the kernel in blocks of rows.
-        let live = enc.abs().amax([1, 2], false).gt(0.0).nonzero().view([-1]);
+        // short prompt run through the kernel in one pass. `ne` keeps a row with a NaN live, so a
+        // NaN still shows in its logits instead of turning into zeros.
+        let live = enc.abs().amax([1, 2], false).ne(0.0).nonzero().view([-1]);
         let enc_live = enc.index_select(0, &live);
         let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
         for layer in &self.layers {
