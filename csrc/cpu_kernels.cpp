@@ -83,13 +83,14 @@ MAESTRO_SIMD void slot_rows(const float* x, const void* w, int64_t k, int64_t fi
 // page, so G adjacent rows would put two streams in every page, which it follows badly: f16
 // streamed about 20 % fewer bytes per second than f32. So each slot walks a whole page, S
 // consecutive rows, one row per phase (phase p: rows o + p + S·a), prefetching the row it reads in
-// the next phase; f16 then streams as fast as f32. Rows left over go G adjacent rows at a time,
-// then one by one.
+// the next phase. In isolation f16 then streams as fast as f32 (BENCHMARKS.md, "Streams, codec and
+// prompt"); f32 rows of 1024 are whole pages (S = 1), read as before. Rows left over go G adjacent
+// rows at a time, then one by one.
 template <int32_t DT, int64_t M>
 MAESTRO_SIMD void rows_avx512(const float* x, const void* w, int64_t k, int64_t begin, int64_t end, float* y,
                               int64_t n, bool accumulate) {
   constexpr int G = slots(M);
-  const int64_t S = std::max<int64_t>(1, 4096 / (k * elt_size(DT)));
+  const int64_t S = rows_per_page(k, DT);
   int64_t o = begin;
   for (; o + G * S <= end; o += G * S)
     for (int64_t p = 0; p < S; ++p)
