@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test bench soak fuzz fixtures fmt clippy clean-cache
+.PHONY: all build run test bench bench-streams soak fuzz fixtures fmt clippy clean-cache
 
 all: build
 
@@ -28,6 +28,14 @@ bench:
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
 	$(ENV) $(CARGO) bench --bench generation
+	$(MAKE) bench-streams
+
+# The matrix-vector product's row order in isolation (plain C++, no libtorch): adjacent rows against
+# the page walk `csrc/cpu_kernels.cpp` uses.
+bench-streams:
+	mkdir -p target
+	$(CXX) -O3 -std=c++17 -fopenmp benches/native/gemv_streams.cpp -o target/gemv_streams
+	./target/gemv_streams 700 64
 
 SOAK_SECONDS ?= 600
 
