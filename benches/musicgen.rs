@@ -9,7 +9,7 @@
 //!
 //! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
 //! the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices, and the kernel
-//! in blocks of rows beside libtorch on T5's matrices at a prompt's row counts.
+//! in passes of up to 16 rows beside libtorch on T5's matrices at a prompt's row counts.
 //!
 //! The small shape runs in rounds (f32, then f16, with the bandwidth floor measured around them);
 //! the main table gives medians over the rounds.

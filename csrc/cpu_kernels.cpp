@@ -22,10 +22,6 @@
 namespace maestro {
 namespace {
 
-// Rows per pass: up to 8 for decoding steps, up to 16 for a short prompt's tokens (T5, the
-// cross-attention keys and values), read in one pass over the weights instead of two.
-constexpr int64_t kMaxRows = 16;
-
 // Output rows per task: weight rows are read in groups, and a task of 64 keeps the split even.
 constexpr int64_t kGrain = 64;
 
@@ -159,7 +155,7 @@ int32_t maestro_gemv_supported() { return simd_supported(); }
 // All row-major and contiguous. Returns 0, or -1 when the arguments are outside what it handles
 // (m not in 1..=16, k or n not positive, an unknown dtype, an unsupported CPU).
 int32_t maestro_gemv(const void* x, int64_t m, const void* w, int64_t n, int64_t k, int32_t dtype, void* y) {
-  if (m < 1 || m > kMaxRows || k < 1 || n < 1 || dtype < F32 || dtype > BF16 || !simd_supported()) {
+  if (m < 1 || m > kMaxPassRows || k < 1 || n < 1 || dtype < F32 || dtype > BF16 || !simd_supported()) {
     return -1;
   }
   if (dtype == F32) {

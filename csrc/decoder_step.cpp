@@ -222,7 +222,7 @@ void layer_step(const MaestroDecoderLayer& l, const MaestroDecoderStep& s, Scrat
 }
 
 bool valid(const MaestroDecoderStep& s) {
-  const bool sizes = s.batch >= 1 && s.batch <= 8 && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
+  const bool sizes = s.batch >= 1 && s.batch <= kMaxStepRows && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
                      s.ffn >= 1 && s.layers >= 0 && s.codebooks >= 1 && s.vocab >= 1 && s.encoder_len >= 1 &&
                      s.position >= 0 && s.position < s.capacity && s.dtype >= F32 && s.dtype <= BF16;
   if (!sizes || !simd_supported()) return false;

@@ -57,13 +57,13 @@ using namespace maestro;
 
 extern "C" {
 
-// Runs `steps` frames of one LSTM layer for `batch` (1..=8) rows, all f32, row-major, contiguous:
+// Runs `steps` frames of one LSTM layer for `batch` (1..=kMaxStepRows) rows, all f32, row-major, contiguous:
 // `gates_in` (steps, batch, 4·dim) holds each frame's x·W_ihᵀ + b_ih + b_hh; `w_hh` is (4·dim, dim);
 // `h` and `c` (batch, dim) hold the state in and out; `out` (steps, batch, dim) receives every
 // frame's h. Returns 0, or -1 (nothing written) outside what it handles.
 int32_t maestro_lstm_layer(const float* gates_in, int64_t steps, int64_t batch, int64_t dim, const float* w_hh,
                            float* h, float* c, float* out) {
-  if (steps < 0 || batch < 1 || batch > 8 || dim < 1 || !simd_supported()) return -1;
+  if (steps < 0 || batch < 1 || batch > kMaxStepRows || dim < 1 || !simd_supported()) return -1;
   thread_local std::vector<float> gates;
   const int64_t width = 4 * dim;
   gates.resize(static_cast<size_t>(batch * width));

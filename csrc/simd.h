@@ -16,6 +16,12 @@ namespace maestro {
 
 enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
+// Activation rows one decoding step or LSTM frame takes (four guided requests); `gemv_f32` takes
+// up to kMaxPassRows in one pass over the weights (a short prompt's tokens). Rust mirrors both as
+// `kernels::MAX_ROWS` and `kernels::MAX_PASS_ROWS`.
+constexpr int64_t kMaxStepRows = 8;
+constexpr int64_t kMaxPassRows = 16;
+
 // Bytes per element of `dtype`.
 constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : 2; }
 
@@ -108,7 +114,7 @@ inline bool simd_supported() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
 }
 
-// y[r][o] (+)= Σ_i x[r][i] · w[o][i] for `m` (1..=16) f32 rows `x` (m × k), weights `w` (n × k, `dtype`)
+// y[r][o] (+)= Σ_i x[r][i] · w[o][i] for `m` (1..=kMaxPassRows) f32 rows `x` (m × k), weights `w` (n × k, `dtype`)
 // and f32 `y` (m × n), over libtorch's threads. With `accumulate` the products are added to `y`.
 void gemv_f32(const float* x, int64_t m, const void* w, int64_t n, int64_t k, int32_t dtype, float* y,
               bool accumulate);

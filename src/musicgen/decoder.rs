@@ -111,13 +111,18 @@ impl Decoder {
         // short prompt run through the kernel in one pass. `ne` keeps a row with a NaN live, so a
         // NaN still shows in its logits instead of turning into zeros.
         let live = enc.abs().amax([1, 2], false).ne(0.0).nonzero().view([-1]);
-        let enc_live = enc.index_select(0, &live);
+        let all_live = live.size()[0] == b;
+        let enc_live = if all_live { enc.shallow_clone() } else { enc.index_select(0, &live) };
         let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
         for layer in &self.layers {
             let projected = kernels::linear_blocked(&enc_live, &layer.cross_kv);
-            let mut kv_shape = enc.size();
-            kv_shape[2] = projected.size()[2];
-            let kv = Tensor::zeros(kv_shape.as_slice(), (self.kind, dev)).index_copy(0, &live, &projected);
+            let kv = if all_live {
+                projected
+            } else {
+                let mut shape = enc.size();
+                shape[2] = projected.size()[2];
+                Tensor::zeros(shape.as_slice(), (self.kind, dev)).index_copy(0, &live, &projected)
+            };
             let kv = kv.chunk(2, -1);
             cross_k.push(split_heads(&kv[0], heads, hd).contiguous());
             cross_v.push(split_heads(&kv[1], heads, hd).contiguous());

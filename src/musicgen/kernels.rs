@@ -85,10 +85,12 @@ use ffi::{
 
 /// The most activation rows [`linear`] sends to the kernel: a decoding step's batch (four requests
 /// with guidance). The benchmark's kernel table shows the kernel still ahead of libtorch at 8 rows.
+/// `kMaxStepRows` in `csrc/simd.h`, which the decoder step and the LSTM check.
 pub const MAX_ROWS: i64 = 8;
 
 /// The most activation rows [`gemv`] takes in one pass over the weights: a short prompt's tokens
-/// ([`linear_blocked`]) read the weights once rather than once per 8 rows.
+/// ([`linear_blocked`]) read the weights once rather than once per 8 rows. `kMaxPassRows` in
+/// `csrc/simd.h`.
 pub const MAX_PASS_ROWS: i64 = 16;
 
 /// The most rows [`linear`] takes for weights of `kind`. Beyond 4 rows the kernel's bf16 widening
