@@ -1,23 +1,8 @@
-//! Compiles the protos with protox (no protoc needed) and embeds the file descriptor set for
-//! reflection; emits an rpath to libtorch so binaries and tests run without LD_LIBRARY_PATH, and
-//! compiles the C++ CPU kernels (`csrc/`) against libtorch when it is linked.
-use std::{env, path::PathBuf};
+//! Emits an rpath to libtorch so binaries and tests run without LD_LIBRARY_PATH, and compiles the
+//! C++ CPU kernels (`csrc/`) against libtorch when it is linked. The protos are `maestro-proto`'s.
+use std::env;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/maestro/v1/resources.proto", "proto/maestro/v1/generation.proto"];
-    for p in protos {
-        println!("cargo:rerun-if-changed={p}");
-    }
-    let fds = protox::compile(protos, ["proto"])?;
-    let out = PathBuf::from(env::var("OUT_DIR")?);
-    let descriptor = out.join("maestro_descriptor.bin");
-    std::fs::write(&descriptor, prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .skip_protoc_run()
-        .file_descriptor_set_path(&descriptor)
-        .compile_fds(fds)?;
     if let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         let version = libtorch_version(std::path::Path::new(&lib)).unwrap_or_else(|| "unknown".into());

@@ -17,9 +17,9 @@ mod common;
 
 use common::{cache, small_shape_dir};
 use futures::StreamExt;
-use maestro::{
-    musicgen::{DType, MusicGen},
-    pb::{self, generate_response::Payload, generation_service_client::GenerationServiceClient},
+use maestro::musicgen::{DType, MusicGen};
+use maestro_proto::{
+    self as pb, generate_response::Payload, generation_service_client::GenerationServiceClient,
 };
 use tonic::transport::Channel;
 

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use maestro::pb::{resource_service_client::ResourceServiceClient, StatusRequest, ValidateRequest};
+use maestro_proto::{resource_service_client::ResourceServiceClient, StatusRequest, ValidateRequest};
 use tonic::transport::Channel;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 

@@ -15,10 +15,8 @@ use std::{
 };
 
 use futures::StreamExt;
-use maestro::{
-    monitor::sampler::{Sampler, SystemSampler},
-    pb::WatchSnapshotsRequest,
-};
+use maestro::monitor::sampler::{Sampler, SystemSampler};
+use maestro_proto::WatchSnapshotsRequest;
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");

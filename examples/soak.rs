@@ -15,8 +15,9 @@ use std::{
 };
 
 use futures::StreamExt;
-use maestro::pb::{
-    self, generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
+use maestro_proto::{
+    self as pb, generation_service_client::GenerationServiceClient,
+    resource_service_client::ResourceServiceClient,
 };
 use tonic::{transport::Channel, Code};
 

@@ -16,5 +16,3 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "torch")]
 pub mod torch;
-
-pub use grpc::pb;

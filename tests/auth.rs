@@ -4,7 +4,7 @@
 mod common;
 
 use common::{start_server, test_config};
-use maestro::pb;
+use maestro_proto as pb;
 use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
 

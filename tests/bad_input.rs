@@ -6,7 +6,7 @@ mod common;
 
 use common::{start_server, test_config, TestServer};
 use futures::StreamExt;
-use maestro::pb;
+use maestro_proto as pb;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 

@@ -97,7 +97,7 @@ fn sigterm_exits_0_promptly() {
 #[tokio::test]
 async fn sigterm_with_100_open_streams_and_a_generation_in_flight_exits_0() {
     use futures::StreamExt;
-    use maestro::pb;
+    use maestro_proto as pb;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut child = Command::new(BIN)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{start_server_with, test_config, ScriptedSampler, TestServer};
 use futures::StreamExt;
-use maestro::pb;
+use maestro_proto as pb;
 
 const TINY: &str = "maestro/musicgen-tiny";
 const GB16: u64 = 16_000_000_000;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{start_server, test_config, TestServer};
 use futures::StreamExt;
-use maestro::pb::{self, generate_response::Payload};
+use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
 
 const TINY: &str = "maestro/musicgen-tiny";

@@ -5,9 +5,9 @@
 
 use maestro::{
     grpc::{fuzz, requests},
-    pb,
     resources::{model_id, requirements::DType, validate::Device},
 };
+use maestro_proto as pb;
 use proptest::prelude::*;
 
 fn roots() -> Vec<std::path::PathBuf> {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{start_server_with, test_config, ScriptedSampler};
-use maestro::pb;
+use maestro_proto as pb;
 use tonic::Code;
 
 async fn server() -> common::TestServer {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{start_server, start_server_with, test_config, ScriptedSampler, Step};
 use futures::StreamExt;
-use maestro::pb::{self, alert_event::Kind};
+use maestro_proto::{self as pb, alert_event::Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};

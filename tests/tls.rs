@@ -5,8 +5,8 @@ use std::time::Duration;
 use maestro::{
     app::App,
     config::{Config, TlsFiles},
-    pb::{resource_service_client::ResourceServiceClient, StatusRequest},
 };
+use maestro_proto::{resource_service_client::ResourceServiceClient, StatusRequest};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};

@@ -1,9 +1,9 @@
-//! Writes an rpath to libtorch into the `maestro` binary and its tests.
+//! Writes an rpath to libtorch into the CLI's test binaries only.
 //!
-//! The CLI asks for the library without libtorch, but a workspace build (`make build`, `make test`)
-//! unifies features, so the library it links may carry libtorch after all. The root crate's rpath
-//! applies to its own targets only; without this one `maestro` would not start outside a shell that
-//! sets `LD_LIBRARY_PATH`. An rpath that ends up unused costs nothing.
+//! The `maestro` binary links nothing of libtorch (it depends on `maestro-proto` alone). Its
+//! integration tests start a real, torch-enabled server in-process (the `maestro` library as a
+//! dev-dependency), and the root crate's rpath applies to its own targets only; without this one
+//! those tests would not start outside a shell that sets `LD_LIBRARY_PATH`.
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
@@ -11,7 +11,7 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if let Some(lib) = libtorch_lib() {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
     }
 }
 

@@ -20,14 +20,9 @@ pub use fanout::ResourceRoutes;
 pub use generation::GenerationApi;
 pub use resources::ResourceApi;
 
-/// Generated protobuf types and clients/servers of `maestro.v1`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("maestro.v1");
-
-    /// The encoded file descriptor set of `maestro.v1` (and its imports), for reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("maestro_descriptor");
-}
+/// The generated `maestro.v1` types: private to the server, converted to and from the domain in
+/// [`convert`] and [`requests`].
+pub(crate) use maestro_proto as pb;
 
 /// Fully qualified names of the Maestro services, as health and reflection know them.
 pub const RESOURCE_SERVICE: &str = "maestro.v1.ResourceService";

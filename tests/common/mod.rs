@@ -14,9 +14,9 @@ use maestro::{
     config::Config,
     monitor::sampler::{Reading, Sampler},
     monitor::snapshot::{GpuStats, HostStats, ProcessStats},
-    pb::{
-        generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
-    },
+};
+use maestro_proto::{
+    generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use maestro::pb;
+use maestro_proto as pb;
 
 use crate::{client::DEFAULT_ADDR, exit, units};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use maestro::pb::{
+use maestro_proto::{
     generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
 };
 use tonic::transport::{Channel, Endpoint};

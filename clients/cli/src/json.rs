@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use maestro::pb;
+use maestro_proto as pb;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::Value;
 

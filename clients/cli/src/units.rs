@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use maestro::pb;
+use maestro_proto as pb;
 
 const GB: f64 = 1e9;
 const MIB: f64 = 1024.0 * 1024.0;

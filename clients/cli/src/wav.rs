@@ -4,7 +4,7 @@
 
 use std::{fs::File, io::BufWriter, path::Path};
 
-use maestro::pb::AudioFormat;
+use maestro_proto::AudioFormat;
 
 use crate::{exit::Failure, units};
 

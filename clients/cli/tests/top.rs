@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{start, start_on, PRESSED, ROOMY};
-use maestro::pb;
 use maestro_cli::{
     client,
     top::{feed, ui, Dashboard, Event},
 };
+use maestro_proto as pb;
 use ratatui::{backend::TestBackend, Terminal};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;

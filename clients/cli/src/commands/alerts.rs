@@ -1,6 +1,6 @@
 //! `alerts` and `watch-alerts`: the alert log as a table, and the live event stream as lines.
 
-use maestro::pb;
+use maestro_proto as pb;
 use tokio_stream::StreamExt;
 
 use super::Output;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use maestro::pb::{self, generate_response::Payload};
+use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Streaming;
 
 use super::Output;

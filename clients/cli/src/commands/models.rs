@@ -1,6 +1,6 @@
 //! `models`, `load` and `unload`: the model catalogue and cache of the GenerationService.
 
-use maestro::pb;
+use maestro_proto as pb;
 
 use super::Output;
 use crate::{

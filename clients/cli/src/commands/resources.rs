@@ -1,7 +1,7 @@
 //! `validate`, `allocate`, `release`, `cleanup`, `batch-size` and `suggestions`: the resource
 //! manager's verdicts and actions, with the numbers behind them.
 
-use maestro::pb;
+use maestro_proto as pb;
 
 use super::Output;
 use crate::{

@@ -1,6 +1,6 @@
 //! `status`, `report`, `history` and `watch`: the monitor's snapshots and statistics as tables.
 
-use maestro::pb;
+use maestro_proto as pb;
 use tokio_stream::StreamExt;
 
 use super::{alerts, resources, Output};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use maestro::pb;
+use maestro_proto as pb;
 use tokio::{sync::mpsc, task::JoinHandle, time::MissedTickBehavior};
 use tonic::Code;
 

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use maestro::pb;
+use maestro_proto as pb;
 
 /// Points kept per sparkline (five minutes at the default one-second interval).
 pub const HISTORY_POINTS: usize = 300;

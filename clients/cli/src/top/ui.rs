@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use maestro::pb;
+use maestro_proto as pb;
 use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
