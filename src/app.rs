@@ -63,7 +63,7 @@ impl App {
     /// Builds every part with another sampler (tests inject scripted readings).
     pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
-        let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
+        let tls = config.server.tls().as_ref().map(tls_config).transpose()?;
         let tokens = match &config.server.auth_token_file {
             Some(file) => Some(
                 Tokens::load(file)
@@ -86,8 +86,8 @@ impl App {
         let settings = MonitorSettings {
             interval: config.monitor.sample_interval,
             history: config.monitor.history,
-            health: config.monitor.health.clone(),
-            alerts: config.monitor.alerts.clone(),
+            health: config.health.thresholds(),
+            alerts: config.alerts.rules(),
         };
         let monitor = monitor::spawn(settings, sampler, shutdown.clone()).await?;
         let slots = StreamSlots::new(config.server.max_streams);

@@ -1,9 +1,18 @@
-//! Configuration layering: defaults < file < environment < flags, and refusal of unknown keys.
-//! One test function, because the environment is process-wide.
+//! Configuration layering: defaults < file < environment < flags, refusal of unknown keys, the
+//! environment names, and the README's configuration table against the declared options.
+//! The environment is process-wide: every test that loads a configuration holds [`clean_env`].
 
-use std::{io::Write, time::Duration};
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
-use maestro::config::{CliError, Config, LogFormat};
+use maestro::{
+    config::{options, CliError, Config, LogFormat, OptionDoc},
+    resources::requirements::DType,
+};
 
 fn file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -11,13 +20,36 @@ fn file(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
-#[test]
-fn layers_defaults_file_env_flags_and_refuses_bad_files() {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MAESTRO_") {
+/// Serialises the tests that read or set the environment and clears every `MAESTRO_*` variable.
+fn clean_env() -> MutexGuard<'static, ()> {
+    static ENV: Mutex<()> = Mutex::new(());
+    let guard = ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MAESTRO_") {
             std::env::remove_var(k);
         }
     }
+    guard
+}
+
+/// `maestro-server --config <file> <extra...>`.
+fn with_file(file: &tempfile::NamedTempFile, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["maestro-server".to_string(), "--config".into(), file.path().to_str().unwrap().into()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn load(args: Vec<String>) -> Config {
+    Config::load(args).unwrap().0
+}
+
+fn load_err(args: Vec<String>) -> String {
+    Config::load(args).unwrap_err().to_string()
+}
+
+#[test]
+fn layers_defaults_file_env_flags_and_refuses_bad_files() {
+    let _env = clean_env();
     let (defaults, _) = Config::load(["maestro-server"]).unwrap();
     assert_eq!(defaults.server.listen.to_string(), "127.0.0.1:50051");
     assert_eq!(defaults.server.metrics_listen.to_string(), "127.0.0.1:9464");
@@ -80,7 +112,6 @@ fn layers_defaults_file_env_flags_and_refuses_bad_files() {
     assert!(err.to_string().contains("--dtype") && err.to_string().contains("f8"), "{err}");
 
     // The on-demand dtype: f32 by default, from the file's [generation] section or the flag.
-    use maestro::resources::requirements::DType;
     assert_eq!(defaults.generation.dtype, DType::F32);
     let with_bf16 = file("[generation]\ndtype = \"bf16\"\n");
     let (c, _) = Config::load(["maestro-server", "--config", with_bf16.path().to_str().unwrap()]).unwrap();
@@ -89,4 +120,209 @@ fn layers_defaults_file_env_flags_and_refuses_bad_files() {
         Config::load(["maestro-server", "--config", with_bf16.path().to_str().unwrap(), "--dtype", "f16"])
             .unwrap();
     assert_eq!(c.generation.dtype, DType::F16);
+}
+
+/// Each layer beats the one below it, for options of every kind: a fractional duration, a count, a
+/// dtype, a boolean, and the sections that were file-only before (`[health]`, `[alerts]`).
+#[test]
+fn each_layer_beats_the_one_below_for_every_kind_of_option() {
+    let _env = clean_env();
+    let toml = file(
+        "[server]\ndrain_deadline_s = 2.5\npublic_telemetry = false\n[generation]\nmax_batch = 8\n\
+         dtype = \"f16\"\n[health]\nmoderate_percent = 60\n[alerts]\nleak_sustain_s = 60\n",
+    );
+    let probe = |c: &Config| {
+        (
+            c.server.drain_deadline,
+            c.server.public_telemetry,
+            c.generation.max_batch,
+            c.generation.dtype,
+            c.health.thresholds().moderate_percent,
+            c.alerts.rules().leak_sustain,
+        )
+    };
+    let secs = Duration::from_secs;
+    let defaults = load(vec!["maestro-server".into()]);
+    assert_eq!(probe(&defaults), (secs(10), true, 4, DType::F32, 70.0, secs(120)));
+    assert_eq!(probe(&Config::default()), probe(&defaults));
+
+    let from_file = load(with_file(&toml, &[]));
+    assert_eq!(probe(&from_file), (Duration::from_millis(2500), false, 8, DType::F16, 60.0, secs(60)));
+
+    for (name, value) in [
+        ("MAESTRO_DRAIN_DEADLINE_S", "4"),
+        ("MAESTRO_PUBLIC_TELEMETRY", "true"),
+        ("MAESTRO_MAX_BATCH", "16"),
+        ("MAESTRO_DTYPE", "bf16"),
+        ("MAESTRO_HEALTH_MODERATE_PERCENT", "65"),
+        ("MAESTRO_ALERTS_LEAK_SUSTAIN_S", "90"),
+    ] {
+        std::env::set_var(name, value);
+    }
+    let from_env = load(with_file(&toml, &[]));
+    assert_eq!(probe(&from_env), (secs(4), true, 16, DType::Bf16, 65.0, secs(90)));
+
+    let flags = [
+        "--drain-deadline-s=0.5",
+        "--public-telemetry=false",
+        "--max-batch=2",
+        "--dtype=f32",
+        "--health-moderate-percent=50",
+        "--alerts-leak-sustain-s=30",
+    ];
+    let from_flags = load(with_file(&toml, &flags));
+    assert_eq!(probe(&from_flags), (Duration::from_millis(500), false, 2, DType::F32, 50.0, secs(30)));
+    // Options nobody set keep the default, whatever the other layers did.
+    assert_eq!(from_flags.server.listen, defaults.server.listen);
+    assert_eq!(from_flags.alerts.min_samples, defaults.alerts.min_samples);
+}
+
+#[test]
+fn unknown_file_keys_are_refused_with_the_whole_key_named() {
+    let _env = clean_env();
+    for (text, key) in [
+        ("[server]\nlisen = 3\n", "`server.lisen`"),
+        ("[nonsense]\nx = 1\n", "`nonsense`"),
+        ("[health]\nmoderate = 60\n", "`health.moderate`"),
+        ("listen = \"127.0.0.1:1\"\n", "`listen`"),
+        (
+            "[resources.requirements.\"acme/x\"]\nhost_gb = 1\ngpu_gb = 2\nmin_compute_capability = 7\n\
+             default_batch_size = 1\nbatch = 2\n",
+            "`resources.requirements.\"acme/x\".batch`",
+        ),
+    ] {
+        let err = load_err(with_file(&file(text), &[]));
+        assert!(err.contains("invalid config file") && err.contains(key), "{key} not named in: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // A value of the wrong type names its key too.
+    let err = load_err(with_file(&file("[server]\nlisten = 3\n"), &[]));
+    assert!(err.contains("`server.listen`") && err.contains("socket address"), "{err}");
+}
+
+#[test]
+fn the_requirements_table_is_read_from_the_file() {
+    let _env = clean_env();
+    let toml = file(
+        "[resources]\nsafety_margin = 0.3\n[resources.requirements.\"acme/musicgen-x\"]\nhost_gb = 1.5\n\
+         gpu_gb = 2\nmin_compute_capability = 7\ndefault_batch_size = 1\n",
+    );
+    let c = load(with_file(&toml, &[]));
+    assert_eq!(c.resources.safety_margin, 0.3);
+    let entry = &c.resources.requirements["acme/musicgen-x"];
+    assert_eq!((entry.host_gb, entry.gpu_gb, entry.default_batch_size), (1.5, 2.0, 1));
+    assert!(Config::default().resources.requirements.is_empty());
+}
+
+#[test]
+fn unrelated_maestro_variables_are_not_options() {
+    let _env = clean_env();
+    // What the build scripts and benches export, and a typo of a real option.
+    std::env::set_var("MAESTRO_VENV", "/opt/venv");
+    std::env::set_var("MAESTRO_BENCH_ROUNDS", "not a number");
+    std::env::set_var("MAESTRO_LISTEN_ADDR", "nowhere");
+    let c = load(vec!["maestro-server".into()]);
+    assert_eq!(c.server.listen, Config::default().server.listen);
+    // With a file too: the variables do not become unknown keys.
+    let c = load(with_file(&file("[server]\nmax_streams = 5\n"), &[]));
+    assert_eq!(c.server.max_streams, 5);
+}
+
+#[test]
+fn model_root_variable_is_colon_separated_and_beats_the_file() {
+    let _env = clean_env();
+    let toml = file("[models]\nroots = [\"/file/a\"]\n");
+    assert_eq!(load(with_file(&toml, &[])).models.roots, vec![PathBuf::from("/file/a")]);
+    std::env::set_var("MAESTRO_MODEL_ROOT", "/env/a:/env/b");
+    let roots = load(with_file(&toml, &[])).models.roots;
+    assert_eq!(roots, vec![PathBuf::from("/env/a"), PathBuf::from("/env/b")]);
+    let roots = load(with_file(&toml, &["--model-root", "/flag"])).models.roots;
+    assert_eq!(roots, vec![PathBuf::from("/flag")]);
+}
+
+#[test]
+fn out_of_range_values_name_the_flag_the_variable_and_the_key() {
+    let _env = clean_env();
+    let err = load_err(with_file(&file("[resources]\nsafety_margin = 0.95\n"), &[]));
+    for needle in ["--safety-margin", "MAESTRO_SAFETY_MARGIN", "resources.safety_margin", "0.9", "0.95"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    let err = load_err(with_file(&file("[server]\ndrain_deadline_s = 4000\n"), &[]));
+    assert!(err.contains("--drain-deadline-s") && err.contains("3600") && err.contains("4000"), "{err}");
+    let err = load_err(vec!["maestro-server".into(), "--queue-capacity".into(), "0".into()]);
+    assert!(err.contains("--queue-capacity") && err.contains("at least 1, got 0"), "{err}");
+}
+
+#[test]
+fn tls_certificate_and_key_may_come_from_different_layers_but_not_alone() {
+    let _env = clean_env();
+    let toml = file("[server]\ntls_cert = \"/etc/maestro/cert.pem\"\n");
+    let err = load_err(with_file(&toml, &[]));
+    assert!(err.contains("--tls-key"), "{err}");
+    std::env::set_var("MAESTRO_TLS_KEY", "/etc/maestro/key.pem");
+    let tls = load(with_file(&toml, &[])).server.tls().expect("certificate from the file, key from the env");
+    assert_eq!((tls.cert, tls.key), ("/etc/maestro/cert.pem".into(), "/etc/maestro/key.pem".into()));
+    assert!(Config::default().server.tls().is_none());
+}
+
+#[test]
+fn default_ignores_the_environment() {
+    let _env = clean_env();
+    std::env::set_var("MAESTRO_MAX_STREAMS", "7");
+    assert_eq!(load(vec!["maestro-server".into()]).server.max_streams, 7);
+    assert_eq!(Config::default().server.max_streams, 10_000);
+}
+
+/// The README's configuration table, row by row, as the declarations say it must read.
+fn expected_rows() -> Vec<String> {
+    let code = |s: &str| format!("`{s}`");
+    let row = |o: &OptionDoc| {
+        let flag = code(&o.flag) + if o.repeatable { " (repeatable)" } else { "" };
+        let delimiter = o.env_delimiter.map(|c| format!(" (`{c}`-separated)")).unwrap_or_default();
+        let key = o.file_key.as_deref().map(code).unwrap_or_default();
+        let default = match o.defaults.as_slice() {
+            [] => "none".to_string(),
+            values => values.iter().map(|v| code(v)).collect::<Vec<_>>().join(", "),
+        };
+        format!("| {flag} | {}{delimiter} | {key} | {default} | {} |", code(&o.env), o.help)
+    };
+    let header = ["| flag | environment | file key | default | meaning |", "|---|---|---|---|---|"];
+    header.into_iter().map(String::from).chain(options().iter().map(row)).collect()
+}
+
+/// Finds the table in the README's Configuration section: (first line index, its rows).
+fn readme_table(readme: &str) -> (usize, Vec<String>) {
+    let lines: Vec<&str> = readme.lines().collect();
+    let section = lines.iter().position(|l| *l == "## Configuration").expect("a Configuration section");
+    let start = section + lines[section..].iter().position(|l| l.starts_with('|')).expect("a table");
+    let rows = lines[start..].iter().take_while(|l| l.starts_with('|')).map(|l| l.to_string()).collect();
+    (start, rows)
+}
+
+/// The table is generated from the declarations: `UPDATE_README=1 cargo test --test config` rewrites
+/// it after an option changes; otherwise any difference fails with the table it should be.
+#[test]
+fn readme_table_matches_the_declared_options() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let (start, rows) = readme_table(&readme);
+    let expected = expected_rows();
+    if rows == expected {
+        return;
+    }
+    if std::env::var_os("UPDATE_README").is_some() {
+        let mut lines: Vec<String> = readme.lines().map(String::from).collect();
+        lines.splice(start..start + rows.len(), expected);
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+        return;
+    }
+    let first =
+        rows.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(rows.len().min(expected.len()));
+    panic!(
+        "README.md's configuration table differs from the options at row {first}:\n  README: {:?}\n  wanted: {:?}\n\
+         Run `UPDATE_README=1 cargo test --test config` to regenerate it. The whole table:\n{}",
+        rows.get(first),
+        expected.get(first),
+        expected.join("\n")
+    );
 }

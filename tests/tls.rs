@@ -33,7 +33,7 @@ async fn serve(tls: TlsFiles) -> (std::net::SocketAddr, tokio::sync::oneshot::Se
     let mut config = Config::default();
     config.server.metrics_listen = "127.0.0.1:0".parse().unwrap();
     config.server.drain_deadline = Duration::from_secs(2);
-    config.server.tls = Some(tls);
+    config.server.set_tls(tls);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::build(config).await.unwrap();

@@ -1,0 +1,220 @@
+//! `[models]`, `[log]`, `[monitor]`, `[resources]` and `[generation]`: one struct per file section,
+//! each field one option.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use super::units;
+use crate::resources::requirements::{DType, TableEntry};
+
+/// Where models live.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Models (file section [models])")]
+pub struct ModelsConfig {
+    /// Directory holding models, searched in order; repeatable (environment: `:`-separated). A model's
+    /// id is its path below a root.
+    #[arg(
+        id = "models.roots",
+        long = "model-root",
+        env = "MAESTRO_MODEL_ROOT",
+        value_name = "DIR",
+        value_delimiter = ':',
+        default_value = "./models"
+    )]
+    pub roots: Vec<PathBuf>,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Logging (file section [log])")]
+pub struct LogConfig {
+    /// Log line format.
+    #[arg(
+        id = "log.format",
+        long = "log-format",
+        env = "MAESTRO_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub format: LogFormat,
+    /// Log filter: a level (info, debug, ...) or tracing directives (`maestro=debug,tower=warn`).
+    #[arg(
+        id = "log.level",
+        long = "log-level",
+        env = "MAESTRO_LOG_LEVEL",
+        value_name = "FILTER",
+        default_value = "info"
+    )]
+    pub level: String,
+}
+
+/// Resource sampling (the health and alert thresholds are the `[health]` and `[alerts]` sections).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Monitor (file section [monitor])")]
+pub struct MonitorConfig {
+    /// Milliseconds between two resource samples (50..=60000).
+    #[arg(
+        id = "monitor.sample_interval_ms",
+        long = "sample-interval-ms",
+        env = "MAESTRO_SAMPLE_INTERVAL_MS",
+        value_name = "MS",
+        default_value = "1000",
+        value_parser = units::millis::parse
+    )]
+    #[serde(rename = "sample_interval_ms", with = "units::millis")]
+    pub sample_interval: Duration,
+    /// Seconds of samples the history keeps (1..=86400).
+    #[arg(
+        id = "monitor.history_seconds",
+        long = "history-seconds",
+        env = "MAESTRO_HISTORY_SECONDS",
+        value_name = "SECONDS",
+        default_value = "300",
+        value_parser = units::secs::parse
+    )]
+    #[serde(rename = "history_seconds", with = "units::secs")]
+    pub history: Duration,
+}
+
+/// Resource management.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Resources (file section [resources])")]
+pub struct ResourcesConfig {
+    /// Fraction of free memory every plan keeps back (0..=0.9).
+    #[arg(
+        id = "resources.safety_margin",
+        long = "safety-margin",
+        env = "MAESTRO_SAFETY_MARGIN",
+        value_name = "FRACTION",
+        default_value_t = 0.2
+    )]
+    pub safety_margin: f64,
+    /// Longest lease a client may take, in seconds.
+    #[arg(
+        id = "resources.max_lease_ttl_s",
+        long = "max-lease-ttl-s",
+        env = "MAESTRO_MAX_LEASE_TTL_S",
+        value_name = "SECONDS",
+        default_value = "86400",
+        value_parser = units::secs::parse
+    )]
+    #[serde(rename = "max_lease_ttl_s", with = "units::secs")]
+    pub max_lease_ttl: Duration,
+    /// Host or GPU memory % that triggers an automatic cleanup (1..=100).
+    #[arg(
+        id = "resources.cleanup_threshold",
+        long = "cleanup-threshold",
+        env = "MAESTRO_CLEANUP_THRESHOLD",
+        value_name = "PERCENT",
+        default_value_t = 85.0
+    )]
+    pub cleanup_threshold: f64,
+    /// Least seconds between two automatic cleanups.
+    #[arg(
+        id = "resources.cleanup_cooldown_s",
+        long = "cleanup-cooldown-s",
+        env = "MAESTRO_CLEANUP_COOLDOWN_S",
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = units::secs::parse
+    )]
+    #[serde(rename = "cleanup_cooldown_s", with = "units::secs")]
+    pub cleanup_cooldown: Duration,
+    /// Requirements table entries that override or extend the built-in table
+    /// (`[resources.requirements."<id>"]`; a table, so the file is its only source).
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub requirements: HashMap<String, TableEntry>,
+}
+
+/// Generation: the worker pool and request limits.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Generation (file section [generation])")]
+pub struct GenerationConfig {
+    /// Inference worker threads; 0 = 1 on CPU, one per GPU otherwise.
+    #[arg(
+        id = "generation.workers",
+        long = "workers",
+        env = "MAESTRO_WORKERS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub workers: usize,
+    /// libtorch intra-op threads; 0 = every core.
+    #[arg(
+        id = "generation.torch_threads",
+        long = "torch-threads",
+        env = "MAESTRO_TORCH_THREADS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub torch_threads: usize,
+    /// Generations queued or running at most; beyond it RESOURCE_EXHAUSTED at once.
+    #[arg(
+        id = "generation.queue_capacity",
+        long = "queue-capacity",
+        env = "MAESTRO_QUEUE_CAPACITY",
+        value_name = "N",
+        default_value_t = 16
+    )]
+    pub queue_capacity: usize,
+    /// Longest generation a request may ask for, in seconds (at most 600).
+    #[arg(
+        id = "generation.max_duration_s",
+        long = "max-duration-s",
+        env = "MAESTRO_MAX_DURATION_S",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub max_duration_s: f64,
+    /// Most concurrent requests for one model decoded together in one batch (1 = no batching; 1..=64).
+    #[arg(
+        id = "generation.max_batch",
+        long = "max-batch",
+        env = "MAESTRO_MAX_BATCH",
+        value_name = "N",
+        default_value_t = 4
+    )]
+    pub max_batch: usize,
+    /// Decoder precision of models that `Generate` loads on demand: f32, f16 or bf16 (`LoadModel`
+    /// chooses its own). f16 and bf16 read half the weight bytes per step (BENCHMARKS.md).
+    #[arg(
+        id = "generation.dtype",
+        long = "dtype",
+        env = "MAESTRO_DTYPE",
+        value_name = "DTYPE",
+        default_value = "f32",
+        value_parser = units::dtype::parse
+    )]
+    #[serde(with = "units::dtype")]
+    pub dtype: DType,
+    /// Chaos testing only: the prompts `maestro:fault:panic` and `maestro:fault:oom` inject a worker
+    /// panic or an out-of-memory error, and loading a model whose id ends with `fault-oom-on-load`
+    /// fails with out-of-memory.
+    #[arg(
+        id = "generation.fault_injection",
+        long = "fault-injection",
+        env = "MAESTRO_FAULT_INJECTION",
+        value_name = "BOOL",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub fault_injection: bool,
+}

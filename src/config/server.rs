@@ -1,0 +1,146 @@
+//! `[server]`: the gRPC and metrics addresses, shutdown, TLS, authentication and the HTTP/2 limits.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::units;
+
+/// Server endpoints, transport limits and shutdown behaviour.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Server (file section [server])")]
+pub struct ServerConfig {
+    /// Address of the gRPC server.
+    #[arg(
+        id = "server.listen",
+        long = "listen",
+        env = "MAESTRO_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(
+        id = "server.metrics_listen",
+        long = "metrics-listen",
+        env = "MAESTRO_METRICS_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Seconds shutdown waits for in-flight calls before closing anyway (0..=3600).
+    #[arg(
+        id = "server.drain_deadline_s",
+        long = "drain-deadline-s",
+        env = "MAESTRO_DRAIN_DEADLINE_S",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "drain_deadline_s", with = "units::secs_f64")]
+    pub drain_deadline: Duration,
+    /// Open server streams (snapshot and alert watches, generations) at most, in total.
+    #[arg(
+        id = "server.max_streams",
+        long = "max-streams",
+        env = "MAESTRO_MAX_STREAMS",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub max_streams: usize,
+    /// PEM certificate chain: serve TLS (with the key); unset = plaintext.
+    #[arg(id = "server.tls_cert", long = "tls-cert", env = "MAESTRO_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS certificate.
+    #[arg(id = "server.tls_key", long = "tls-key", env = "MAESTRO_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mutual TLS; needs the certificate).
+    #[arg(
+        id = "server.tls_client_ca",
+        long = "tls-client-ca",
+        env = "MAESTRO_TLS_CLIENT_CA",
+        value_name = "PEM"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File of accepted bearer tokens for mutating RPCs, one per line (re-read on SIGHUP); unset = no
+    /// authentication.
+    #[arg(
+        id = "server.auth_token_file",
+        long = "auth-token-file",
+        env = "MAESTRO_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub auth_token_file: Option<PathBuf>,
+    /// With tokens: whether read-only telemetry RPCs stay open (health and reflection always are).
+    #[arg(
+        id = "server.public_telemetry",
+        long = "public-telemetry",
+        env = "MAESTRO_PUBLIC_TELEMETRY",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub public_telemetry: bool,
+    /// Largest request message the server decodes, in bytes.
+    #[arg(
+        id = "server.max_message_bytes",
+        long = "max-message-bytes",
+        env = "MAESTRO_MAX_MESSAGE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 4 * 1024 * 1024
+    )]
+    pub max_message_bytes: usize,
+    /// Concurrent streams one HTTP/2 connection may open.
+    #[arg(
+        id = "server.max_streams_per_connection",
+        long = "max-streams-per-connection",
+        env = "MAESTRO_MAX_STREAMS_PER_CONNECTION",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub max_streams_per_connection: u32,
+    /// Seconds between HTTP/2 keepalive pings (a peer that does not answer within 20 s is dropped).
+    #[arg(
+        id = "server.keepalive_s",
+        long = "keepalive-s",
+        env = "MAESTRO_KEEPALIVE_S",
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = units::secs::parse
+    )]
+    #[serde(rename = "keepalive_s", with = "units::secs")]
+    pub keepalive: Duration,
+}
+
+/// TLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA that client certificates must chain to (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The TLS material when a certificate and its key are both set (loading refuses one alone);
+    /// `None` serves plaintext.
+    pub fn tls(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.tls_client_ca.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// Serves TLS from `files`, as `--tls-cert`, `--tls-key` and `--tls-client-ca` would.
+    pub fn set_tls(&mut self, files: TlsFiles) {
+        self.tls_cert = Some(files.cert);
+        self.tls_key = Some(files.key);
+        self.tls_client_ca = files.client_ca;
+    }
+}

@@ -1,0 +1,79 @@
+//! Range checks on the merged configuration, whichever layer each value came from. An error names
+//! the option's flag, environment variable and file key, the limit and the value.
+
+use std::{fmt::Display, ops::RangeInclusive};
+
+use super::{reference, Config, ConfigError};
+
+/// Checks every option whose type admits values the server cannot use.
+pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
+    server(c)?;
+    resources(c)?;
+    generation(c)?;
+    monitor(c)?;
+    if c.models.roots.is_empty() {
+        return Err(invalid("models.roots", "at least one model root is required".into()));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
+        return Err(invalid("log.level", format!("not a level or tracing filter: {:?}", c.log.level)));
+    }
+    Ok(())
+}
+
+fn server(c: &Config) -> Result<(), ConfigError> {
+    let s = &c.server;
+    within("server.drain_deadline_s", s.drain_deadline.as_secs_f64(), 0.0..=3600.0)?;
+    at_least_one("server.max_streams", s.max_streams)?;
+    match (&s.tls_cert, &s.tls_key, &s.tls_client_ca) {
+        (Some(_), None, _) => Err(invalid("server.tls_key", "the TLS certificate needs its key".into())),
+        (None, Some(_), _) => Err(invalid("server.tls_cert", "the TLS key needs its certificate".into())),
+        (None, None, Some(_)) => Err(invalid(
+            "server.tls_client_ca",
+            "client certificates need TLS (a certificate and key)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn resources(c: &Config) -> Result<(), ConfigError> {
+    let r = &c.resources;
+    within("resources.safety_margin", r.safety_margin, 0.0..=0.9)?;
+    within("resources.cleanup_threshold", r.cleanup_threshold, 1.0..=100.0)?;
+    at_least_one("resources.max_lease_ttl_s", r.max_lease_ttl.as_secs())
+}
+
+fn generation(c: &Config) -> Result<(), ConfigError> {
+    let g = &c.generation;
+    within("generation.max_batch", g.max_batch, 1..=64)?;
+    at_least_one("generation.queue_capacity", g.queue_capacity)?;
+    let d = g.max_duration_s;
+    if !d.is_finite() || d <= 0.0 || d > 600.0 {
+        return Err(invalid("generation.max_duration_s", format!("must be within (0, 600], got {d}")));
+    }
+    Ok(())
+}
+
+fn monitor(c: &Config) -> Result<(), ConfigError> {
+    within("monitor.sample_interval_ms", c.monitor.sample_interval.as_millis(), 50..=60_000)?;
+    within("monitor.history_seconds", c.monitor.history.as_secs(), 1..=86_400)
+}
+
+/// `value` within `range`; NaN is outside every range, as `contains` says.
+fn within<T: PartialOrd + Display>(key: &str, value: T, range: RangeInclusive<T>) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let (lo, hi) = range.into_inner();
+    Err(invalid(key, format!("must be within {lo}..={hi}, got {value}")))
+}
+
+fn at_least_one<T: PartialOrd + Display + From<u8>>(key: &str, value: T) -> Result<(), ConfigError> {
+    if value >= T::from(1) {
+        return Ok(());
+    }
+    Err(invalid(key, format!("must be at least 1, got {value}")))
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { option: reference::label(key), message }
+}
