@@ -1,7 +1,7 @@
 //! Writes an rpath to libtorch into the `maestro` binary and its tests.
 //!
-//! The CLI asks for the library without libtorch, but a workspace build (`make build`, `make test`)
-//! unifies features, so the library it links may carry libtorch after all. The root crate's rpath
+//! The CLI asks for the library without libtorch, but its tests (which run the server with
+//! generation) and a workspace build (`make build`, `make test`) link it with libtorch. The root crate's rpath
 //! applies to its own targets only; without this one `maestro` would not start outside a shell that
 //! sets `LD_LIBRARY_PATH`. An rpath that ends up unused costs nothing.
 use std::{env, path::PathBuf, process::Command};
