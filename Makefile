@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test bench bench-streams soak fuzz fixtures fmt clippy clean-cache
+.PHONY: all build run test check-no-torch check-deps bench bench-streams soak fuzz fixtures fmt clippy clean-cache
 
 all: build
 
@@ -17,11 +17,24 @@ run:
 	$(ENV) $(CARGO) build --release --bin maestro-server
 	./target/release/maestro-server $(ARGS)
 
-test:
+# Lints (the fuzz target included), the build without libtorch, the CLI's dependency check, every
+# Rust test, then the Python client against the debug server that `cargo test` built.
+test: check-deps
 	$(CARGO) fmt --all --check
 	$(ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) check-no-torch
 	$(ENV) $(CARGO) test --workspace
 	$(ENV) clients/python/run_tests.sh
+
+# The library, its tests and benches, and the fuzz target as `cargo fuzz` builds it: all without
+# libtorch, in the same target directory. Linting is a full type-check; only nightly links the
+# fuzz target with its sanitizers (`make fuzz`).
+check-no-torch:
+	$(ENV) $(CARGO) clippy -p maestro -p maestro-fuzz --no-default-features --all-targets -- -D warnings
+
+# `maestro-cli` depends on no server-only crate (libtorch, NVML, the system sampler).
+check-deps:
+	$(ENV) scripts/check-cli-deps.sh
 
 bench:
 	$(ENV) $(CARGO) bench --bench telemetry

@@ -23,6 +23,8 @@ use std::process::Command;
 use std::time::Instant;
 
 mod common;
+#[path = "common/stats.rs"]
+mod stats;
 
 use common::{python, repo, small_shape_dir};
 use maestro::musicgen::{kernels, DType, MusicGen};
@@ -100,15 +102,14 @@ fn matvec_bandwidth(bytes: u64) -> f64 {
     let rows = (bytes / (cols as u64 * 4)) as i64;
     let w = Tensor::randn([rows, cols], (Kind::Float, Device::Cpu));
     let x = Tensor::randn([2, cols], (Kind::Float, Device::Cpu));
-    let mut times: Vec<f64> = (0..7)
+    let times: Vec<f64> = (0..7)
         .map(|_| {
             let start = Instant::now();
             let _ = x.linear::<Tensor>(&w, None);
             start.elapsed().as_secs_f64()
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    bytes as f64 / times[times.len() / 2]
+    bytes as f64 / stats::percentile(&times, 50.0)
 }
 
 struct Table(Vec<[String; 5]>);
@@ -203,11 +204,6 @@ impl Round {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Seconds of the fastest of 5 passes of `f` over every (input, weight) pair.
 fn best_pass(weights: &[Tensor], inputs: &[Tensor], f: &dyn Fn(&Tensor, &Tensor) -> Tensor) -> f64 {
     (0..5)
@@ -258,7 +254,7 @@ fn small_shape(table: &mut Table, steps: usize) {
         .collect();
     drop((f32_model, f16_model));
     let theirs = transformers(&dir, steps);
-    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let med = |f: &dyn Fn(&Round) -> f64| stats::percentile(&rounds.iter().map(f).collect::<Vec<_>>(), 50.0);
     let floor = |bytes: u64| med(&|r| r.bandwidth) / bytes as f64;
     let x = |a: f64, b: f64| format!("{:.2}x", a / b);
     let f32_steps = med(&|r| r.f32.steps_per_s);

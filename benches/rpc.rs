@@ -7,6 +7,8 @@
 
 #[path = "common/client.rs"]
 mod client;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::{
     process::{Command, Stdio},
@@ -67,11 +69,6 @@ struct Result_ {
     p99_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn load(rpc: Rpc, channels: &[Channel], clients: usize, seconds: u64) -> Result_ {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -96,13 +93,12 @@ async fn load(rpc: Rpc, channels: &[Channel], clients: usize, seconds: u64) -> R
         all.extend(lat);
         errors += e;
     }
-    all.sort_by(f64::total_cmp);
     Result_ {
         calls: all.len(),
         errors,
         per_s: all.len() as f64 / seconds as f64,
-        p50_ms: percentile(&all, 50.0),
-        p99_ms: percentile(&all, 99.0),
+        p50_ms: stats::percentile(&all, 50.0),
+        p99_ms: stats::percentile(&all, 99.0),
     }
 }
 

@@ -7,6 +7,8 @@
 
 #[path = "common/client.rs"]
 mod client;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::{
     process::{Command, Stdio},
@@ -17,6 +19,7 @@ use std::{
 use futures::StreamExt;
 use maestro::monitor::sampler::{Sampler, SystemSampler};
 use maestro_proto::WatchSnapshotsRequest;
+use stats::percentile;
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");
@@ -29,14 +32,6 @@ fn server_binary() -> String {
 /// Streams per HTTP/2 connection (below the server's default concurrent-stream limit).
 const STREAMS_PER_CONNECTION: usize = 100;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn sampler_cost() -> (f64, f64) {
     let mut sampler = SystemSampler::new();
     let mut times = Vec::new();
@@ -47,7 +42,6 @@ fn sampler_cost() -> (f64, f64) {
         assert!(reading.host.is_ok());
         std::thread::sleep(Duration::from_millis(5));
     }
-    times.sort_by(f64::total_cmp);
     (percentile(&times, 50.0), percentile(&times, 99.0))
 }
 
@@ -155,8 +149,7 @@ async fn fanout(subscribers: usize, seconds: u64) -> Fanout {
     }
     let _ = server.kill();
     let _ = server.wait();
-    let mut lags_ms = lags.lock().unwrap().clone();
-    lags_ms.sort_by(f64::total_cmp);
+    let lags_ms = lags.lock().unwrap().clone();
     Fanout { subscribers, opened, lags_ms, rss_before, rss_after, cpu_percent, client_cpu_percent }
 }
 

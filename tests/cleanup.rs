@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start_server_with, test_config, ScriptedSampler, TestServer};
+use common::{eventually, start_server_with, test_config, ScriptedSampler, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto as pb;
 
@@ -43,9 +43,13 @@ async fn auto_cleanups(s: &TestServer) -> f64 {
         .sum()
 }
 
+/// The scripted process's RSS drop between two readings.
+const RSS_STEP: u64 = 4096;
+
 #[tokio::test]
 async fn cleanup_lists_and_evicts_idle_models_and_reports_measured_bytes() {
-    let mut s = start_server_with(config(), Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    let sampler = ScriptedSampler::with_total(GB16, 40.0).rss_falling_by(RSS_STEP);
+    let mut s = start_server_with(config(), Box::new(sampler)).await;
     load(&mut s).await;
     // Just used: a plain cleanup spares it, a forced one takes it.
     let plain =
@@ -58,6 +62,7 @@ async fn cleanup_lists_and_evicts_idle_models_and_reports_measured_bytes() {
     assert_eq!(evict.target, TINY);
     assert!(evict.estimated_bytes > 0);
     assert!(loaded(&mut s).await, "a dry run changes nothing");
+    assert_eq!(forced.host_bytes_freed, 0, "a dry run measures nothing: {forced:?}");
 
     let done =
         s.resources.cleanup(pb::CleanupRequest { force: true, dry_run: false }).await.unwrap().into_inner();
@@ -65,6 +70,18 @@ async fn cleanup_lists_and_evicts_idle_models_and_reports_measured_bytes() {
     let kinds: Vec<&str> = done.actions.iter().map(|a| a.kind.as_str()).collect();
     assert!(kinds.contains(&"evict_model") && kinds.contains(&"malloc_trim"), "{kinds:?}");
     assert!(!loaded(&mut s).await, "the forced cleanup evicted the idle model");
+    // The RSS falls at every reading, so each figure is a positive whole number of steps, and the
+    // whole run (first reading to last) spans at least the readings around each action.
+    for a in done.actions.iter().filter(|a| ["evict_model", "malloc_trim"].contains(&a.kind.as_str())) {
+        let freed = a.host_bytes_freed;
+        assert!(freed > 0 && freed as u64 % RSS_STEP == 0, "{} measured {freed} B: {a:?}", a.kind);
+    }
+    let by_actions: i64 = done.actions.iter().map(|a| a.host_bytes_freed).sum();
+    let freed = done.host_bytes_freed;
+    assert!(
+        freed >= by_actions && freed as u64 % RSS_STEP == 0,
+        "{freed} B overall, {by_actions} B by actions"
+    );
 }
 
 #[tokio::test]
@@ -117,28 +134,16 @@ async fn memory_pressure_evicts_idle_models_but_never_one_in_use() {
     sampler.push_memory(&[92.0, 92.0, 92.0]);
     // The stream is not read, so the worker stays inside the generation; wait for the automatic
     // cleanup to have run (its counter), then check the model survived it.
-    let mut ran = false;
-    for _ in 0..1200 {
-        if auto_cleanups(&s).await >= 1.0 {
-            ran = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ran, "the automatic cleanup ran under pressure");
+    let ran = async || (auto_cleanups(&s).await >= 1.0).then_some(());
+    eventually("the automatic cleanup under pressure", WITHIN, ran).await;
     assert!(loaded(&mut s).await, "a model in use is never evicted");
     drop(running);
 
     // Idle now: the next pressure sample evicts it.
     sampler.push_memory(&[50.0, 50.0]);
-    let mut evicted = false;
-    for _ in 0..1200 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("pressure evicting the idle model", WITHIN, async || {
         sampler.push_memory(&[92.0]);
-        if !loaded(&mut s).await {
-            evicted = true;
-            break;
-        }
-    }
-    assert!(evicted, "pressure evicted the idle model");
+        (!loaded(&mut s).await).then_some(())
+    })
+    .await;
 }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{start_server, test_config, TestServer};
+use common::{eventually, start_server, test_config, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
@@ -41,14 +39,13 @@ async fn run(s: &mut TestServer, req: pb::GenerateRequest) -> Result<pb::Summary
     panic!("stream ended without a summary or an error")
 }
 
-async fn leases_drain(s: &mut TestServer) -> bool {
-    for _ in 0..1200 {
-        if s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner().leases.is_empty() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
+/// Waits until no lease is held; panics naming `what` at the deadline.
+async fn leases_drain(s: &mut TestServer, what: &str) {
+    eventually(what, WITHIN, async || {
+        let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        report.leases.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -56,7 +53,7 @@ async fn a_worker_panic_fails_one_request_and_the_next_succeeds() {
     let mut s = start_server(config()).await;
     let err = run(&mut s, request("maestro:fault:panic")).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err:?}");
-    assert!(leases_drain(&mut s).await, "the failed request released its lease");
+    leases_drain(&mut s, "the failed request releasing its lease").await;
     run(&mut s, request("a calm piano")).await.expect("the worker serves the next request");
 }
 
@@ -67,17 +64,12 @@ async fn out_of_memory_is_resource_exhausted_and_triggers_an_emergency_cleanup()
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("out of memory") && err.message().contains(TINY), "{}", err.message());
     // The emergency cleanup evicts the idle model.
-    let mut evicted = false;
-    for _ in 0..1200 {
+    eventually("the emergency cleanup evicting the idle model", WITHIN, async || {
         let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
-        if models.iter().any(|m| m.model == TINY && !m.loaded) {
-            evicted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(evicted, "the emergency cleanup evicted the idle model");
-    assert!(leases_drain(&mut s).await);
+        models.iter().any(|m| m.model == TINY && !m.loaded).then_some(())
+    })
+    .await;
+    leases_drain(&mut s, "the failed request releasing its lease").await;
     run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
 }
 
@@ -103,7 +95,7 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_nothing_is_cached() {
     assert!(err.message().contains("broken/tiny"), "{}", err.message());
     let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
     assert!(models.iter().all(|m| !(m.model == "broken/tiny" && m.loaded)), "nothing cached");
-    assert!(leases_drain(&mut s).await, "the failed load released its lease");
+    leases_drain(&mut s, "the failed load releasing its lease").await;
     run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
 }
 
@@ -133,6 +125,6 @@ async fn out_of_memory_during_a_load_is_resource_exhausted_and_nothing_is_cached
     );
     let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
     assert!(models.iter().all(|m| !m.loaded), "nothing cached");
-    assert!(leases_drain(&mut s).await, "the failed load released its lease");
+    leases_drain(&mut s, "the failed load releasing its lease").await;
     run(&mut s, request("a calm piano")).await.expect("the server serves the next request");
 }

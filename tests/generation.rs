@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{start_server, test_config, TestServer};
+use common::{eventually, start_server, test_config, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
@@ -221,28 +221,21 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
     assert!(report.leases.iter().any(|l| l.kind == "generation"), "a running generation holds a lease");
     // Cancelling the running request releases its lease and frees the queue; the next request runs.
     drop(running);
-    let mut released = false;
-    for _ in 0..1200 {
+    eventually("the cancelled generation releasing its lease", WITHIN, async || {
         let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
-        if report.leases.is_empty() {
-            released = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(released, "the cancelled generation released its lease");
-    let mut done = None;
-    for _ in 0..1200 {
+        report.leases.is_empty().then_some(())
+    })
+    .await;
+    eventually("the cancelled request giving its queue slot back", WITHIN, async || {
         match generate(&mut s, request(0.2, 5)).await {
-            Ok(run) => {
-                done = Some(run);
-                break;
+            Ok(run) => Some(run),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                None
             }
-            Err(e) => assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}"),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(done.is_some(), "the cancelled request gave its slot back");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{start_server_with, test_config, ScriptedSampler};
+use common::{eventually, start_server_with, test_config, ScriptedSampler, WITHIN};
 use maestro_proto as pb;
 use tonic::Code;
 
@@ -171,20 +169,18 @@ async fn allocate_and_release_refuse_bad_fields() {
 async fn leases_expire_on_their_own() {
     let mut s = server().await;
     s.resources.allocate(allocate("short", 700_000_000, 1)).await.unwrap();
-    // The first lease holds most of the memory until it expires (ttl 1 s, checked every second);
-    // poll a bounded number of times for the expiry to free it.
-    let mut granted = None;
-    for _ in 0..300 {
+    // The first lease holds most of the memory until it expires (ttl 1 s, checked every second).
+    let granted = eventually("the expired lease freeing its memory", WITHIN, async || {
         match s.resources.allocate(allocate("next", 700_000_000, 60)).await {
-            Ok(lease) => {
-                granted = Some(lease.into_inner());
-                break;
+            Ok(lease) => Some(lease.into_inner()),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                None
             }
-            Err(e) => assert_eq!(e.code(), Code::ResourceExhausted),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(granted.expect("the expired lease freed its memory").owner, "next");
+    })
+    .await;
+    assert_eq!(granted.owner, "next");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start_server, start_server_with, test_config, ScriptedSampler, Step};
+use common::{eventually, start_server, start_server_with, test_config, ScriptedSampler, Step, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, alert_event::Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -219,19 +219,18 @@ async fn open_streams_are_capped_and_a_disconnect_frees_the_slot() {
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("2"), "{}", err.message());
     drop(first);
-    // The server frees the slot when it sees the stream reset; poll for it a bounded number of times.
-    let mut reopened = None;
-    for _ in 0..1200 {
+    // The server frees the slot when it sees the stream reset.
+    let mut reopened = eventually("the disconnect freeing its stream slot", WITHIN, async || {
         match server.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await {
-            Ok(s) => {
-                reopened = Some(s.into_inner());
-                break;
+            Ok(s) => Some(s.into_inner()),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                None
             }
-            Err(e) => assert_eq!(e.code(), Code::ResourceExhausted),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(reopened.expect("slot freed after disconnect").next().await.unwrap().is_ok());
+    })
+    .await;
+    assert!(reopened.next().await.unwrap().is_ok());
 }
 
 #[tokio::test]

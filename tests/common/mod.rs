@@ -1,11 +1,15 @@
 //! Test harness: starts the real server in-process on `127.0.0.1:0` and hands back connected
-//! generated clients plus a shutdown handle (no fixed ports, no sleeps).
+//! generated clients plus a shutdown handle (no fixed ports), a scripted sampler, and
+//! [`eventually`] for waiting on what the server does in the background.
 #![allow(dead_code)]
 
 use std::{
     collections::VecDeque,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -93,13 +97,39 @@ impl Drop for TestServer {
     }
 }
 
+/// How long background work may take before a test waiting on it with [`eventually`] fails.
+pub const WITHIN: Duration = Duration::from_secs(60);
+
+/// Pause between two checks of [`eventually`].
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// Runs `check` until it gives a value and returns it; panics naming `what` once `deadline` has
+/// passed without one. For state the server reaches in the background (an expiry, an eviction, a
+/// freed slot); the deadline only bounds a failing test, it asserts nothing about speed.
+pub async fn eventually<T>(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < give_up, "{what}: still not the case after {deadline:?}");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// RSS the scripted process starts at.
+const SCRIPTED_RSS: u64 = 100_000_000;
+
 /// A sampler that replays host-memory percentages pushed by the test, then holds the last one.
-/// Memory is out of 1000 MB unless given; the process and GPU read as constant.
+/// Memory is out of 1000 MB unless given; the GPU reads as absent and the process's RSS as
+/// constant unless [`ScriptedSampler::rss_falling_by`] makes it drop.
 #[derive(Clone)]
 pub struct ScriptedSampler {
     queue: Arc<Mutex<VecDeque<Step>>>,
     last: Arc<Mutex<Step>>,
     total: u64,
+    rss: Arc<AtomicU64>,
+    rss_step: u64,
 }
 
 /// One scripted reading.
@@ -119,7 +149,27 @@ impl ScriptedSampler {
 
     /// A machine with `total` bytes of host memory, starting at `percent` used.
     pub fn with_total(total: u64, percent: f64) -> Self {
-        Self { queue: Arc::default(), last: Arc::new(Mutex::new(Step::Memory(percent))), total }
+        Self {
+            queue: Arc::default(),
+            last: Arc::new(Mutex::new(Step::Memory(percent))),
+            total,
+            rss: Arc::new(AtomicU64::new(SCRIPTED_RSS)),
+            rss_step: 0,
+        }
+    }
+
+    /// Each reading's RSS is `step` bytes below the one before: whatever two readings a cleanup
+    /// compares, it measures a drop of a whole number of steps.
+    pub fn rss_falling_by(mut self, step: u64) -> Self {
+        self.rss_step = step;
+        self
+    }
+
+    /// The RSS for the next reading.
+    fn next_rss(&self) -> u64 {
+        let step = self.rss_step;
+        let fall = |rss: u64| Some(rss.saturating_sub(step));
+        self.rss.fetch_update(Ordering::SeqCst, Ordering::SeqCst, fall).expect("fall always gives a value")
     }
 
     /// Queues readings; each sample takes the next one.
@@ -157,7 +207,7 @@ impl Sampler for ScriptedSampler {
             container: Ok(None),
             process: Ok(ProcessStats {
                 pid: 1,
-                rss_bytes: 100_000_000,
+                rss_bytes: self.next_rss(),
                 threads: 4,
                 ..ProcessStats::default()
             }),

@@ -1,25 +1,16 @@
 //! `maestro` against the real server: the model catalogue, load / unload and `generate` into a WAV
-//! file. A server built without libtorch answers the generation calls UNIMPLEMENTED (exit 6), which
-//! these tests accept; with libtorch (`cargo test --workspace`) they generate with the tiny fixture.
+//! file with the tiny fixture model (the tests link the server with libtorch, see `Cargo.toml`).
 
 mod common;
 
-use common::{maestro, start, Run, ROOMY, UNIMPLEMENTED};
+use common::{maestro, start, ROOMY};
 
 const TINY: &str = "musicgen-tiny";
-
-fn unimplemented(run: &Run) -> bool {
-    run.code == UNIMPLEMENTED && run.stderr.starts_with("maestro: UNIMPLEMENTED")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn models_lists_the_fixtures_and_the_table() {
     let s = start(ROOMY).await;
-    let run = maestro(&s.url(), &["models"]).await;
-    if unimplemented(&run) {
-        return;
-    }
-    let run = run.expect(0);
+    let run = maestro(&s.url(), &["models"]).await.expect(0);
     assert!(run.stdout.starts_with("MODEL"), "{}", run.stdout);
     assert!(run.stdout.contains(TINY) && run.stdout.contains("facebook/musicgen-small"), "{}", run.stdout);
     let v = maestro(&s.url(), &["models", "--json"]).await.expect(0).json();
@@ -30,11 +21,7 @@ async fn models_lists_the_fixtures_and_the_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn load_then_unload() {
     let s = start(ROOMY).await;
-    let run = maestro(&s.url(), &["load", TINY, "--device", "cpu", "--json"]).await;
-    if unimplemented(&run) {
-        return;
-    }
-    let v = run.expect(0).json();
+    let v = maestro(&s.url(), &["load", TINY, "--device", "cpu", "--json"]).await.expect(0).json();
     assert_eq!((v["model"].as_str(), v["loaded"].as_bool()), (Some(TINY), Some(true)), "{v}");
     let run = maestro(&s.url(), &["unload", TINY]).await.expect(0);
     assert!(run.stdout.starts_with(&format!("unloaded {TINY}, freed ")), "{}", run.stdout);
@@ -45,12 +32,9 @@ async fn an_unknown_model_is_not_found() {
     let s = start(ROOMY).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.wav");
-    let run =
-        maestro(&s.url(), &["generate", "--model", "nobody/unknown", "-o", out.to_str().unwrap()]).await;
-    if unimplemented(&run) {
-        return;
-    }
-    let run = run.expect(4);
+    let run = maestro(&s.url(), &["generate", "--model", "nobody/unknown", "-o", out.to_str().unwrap()])
+        .await
+        .expect(4);
     assert!(run.stderr.starts_with("maestro: NOT_FOUND: "), "{}", run.stderr);
     assert!(!out.exists(), "no file is created before the server accepts the request");
 }
@@ -62,11 +46,11 @@ async fn a_zero_duration_is_invalid_input() {
     let out = dir.path().join("x.wav");
     let run =
         maestro(&s.url(), &["generate", "--model", TINY, "--duration", "0", "-o", out.to_str().unwrap()])
-            .await;
-    if unimplemented(&run) {
-        return;
-    }
-    assert!(run.expect(4).stderr.contains("duration_s"));
+            .await
+            .expect(4);
+    assert!(run.stderr.starts_with("maestro: INVALID_ARGUMENT: "), "{}", run.stderr);
+    assert!(run.stderr.contains("duration_s"), "{}", run.stderr);
+    assert!(!out.exists(), "no file for a refused request");
 }
 
 /// The WAV's header and length match the summary, in both sample formats.
@@ -78,12 +62,7 @@ async fn generate_writes_a_wav_that_matches_the_summary() {
         let out = dir.path().join(format!("{format}.wav"));
         let args = ["generate", "--model", TINY, "--prompt", "calm piano", "--duration", "1", "--seed", "7"];
         let tail = ["--format", format, "--chunk-ms", "250", "--json", "-o", out.to_str().unwrap()];
-        let run = maestro(&s.url(), &[&args[..], &tail[..]].concat()).await;
-        if unimplemented(&run) {
-            assert!(!out.exists());
-            return;
-        }
-        let summary = run.expect(0).json();
+        let summary = maestro(&s.url(), &[&args[..], &tail[..]].concat()).await.expect(0).json();
         let reader = hound::WavReader::open(&out).unwrap();
         let spec = reader.spec();
         assert_eq!(spec.bits_per_sample, bits);

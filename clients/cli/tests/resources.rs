@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{maestro, start, PRESSED, ROOMY, UNIMPLEMENTED};
+use common::{maestro, start, PRESSED, ROOMY};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_shows_the_checks_and_exits_5_when_it_does_not_fit() {
@@ -87,33 +87,48 @@ async fn batch_size_gives_the_numbers_behind_it() {
     maestro(&s.url(), &["batch-size", "facebook/musicgen-small", "--duration", "0"]).await.expect(4);
 }
 
-/// Cleanup may still answer UNIMPLEMENTED; once it answers, the dry run must do nothing.
-#[tokio::test(flavor = "multi_thread")]
-async fn cleanup_dry_run_reports_or_says_unimplemented() {
-    let s = start(ROOMY).await;
-    let run = maestro(&s.url(), &["cleanup", "--dry-run", "--json"]).await;
-    match run.code {
-        0 => {
-            assert_eq!(run.json()["dry_run"], true);
-            let human = maestro(&s.url(), &["cleanup", "--dry-run"]).await.expect(0).stdout;
-            assert!(human.starts_with("dry run: nothing was done"), "{human}");
-        }
-        UNIMPLEMENTED => assert!(run.stderr.starts_with("maestro: UNIMPLEMENTED"), "{}", run.stderr),
-        _ => panic!("{run:?}"),
-    }
+const TINY: &str = "musicgen-tiny";
+
+fn tiny_loaded(models: &serde_json::Value) -> bool {
+    models["models"].as_array().unwrap().iter().any(|m| m["model"] == TINY && m["loaded"] == true)
 }
 
-/// Suggestions may still answer UNIMPLEMENTED; once they answer, they carry a health level.
+/// A forced dry run lists the idle model and changes nothing; the forced cleanup then evicts it.
 #[tokio::test(flavor = "multi_thread")]
-async fn suggestions_render_or_say_unimplemented() {
+async fn cleanup_lists_then_evicts_an_idle_model() {
+    let s = start(ROOMY).await;
+    maestro(&s.url(), &["load", TINY, "--device", "cpu"]).await.expect(0);
+    let v = maestro(&s.url(), &["cleanup", "--dry-run", "--force", "--json"]).await.expect(0).json();
+    assert_eq!(v["dry_run"], true, "{v}");
+    let evict = v["actions"].as_array().unwrap().iter().find(|a| a["kind"] == "evict_model").cloned();
+    let evict = evict.unwrap_or_else(|| panic!("the dry run lists the idle model: {v}"));
+    assert_eq!(evict["target"], TINY, "{evict}");
+    assert!(evict["estimated_bytes"].as_u64().unwrap() > 0, "{evict}");
+    assert!(
+        tiny_loaded(&maestro(&s.url(), &["models", "--json"]).await.expect(0).json()),
+        "a dry run does nothing"
+    );
+
+    let human = maestro(&s.url(), &["cleanup", "--force"]).await.expect(0).stdout;
+    assert!(human.starts_with("cleanup done in "), "{human}");
+    assert!(human.contains("\nACTION "), "{human}");
+    assert!(human.lines().any(|l| l.starts_with("evict_model ") && l.contains(TINY)), "{human}");
+    assert!(!tiny_loaded(&maestro(&s.url(), &["models", "--json"]).await.expect(0).json()), "evicted");
+}
+
+/// 95 % host memory with nothing idle to evict: the advice is to shrink the work.
+#[tokio::test(flavor = "multi_thread")]
+async fn suggestions_on_a_pressed_machine_say_reduce_the_batch() {
     let s = start(PRESSED).await;
-    let run = maestro(&s.url(), &["suggestions", "--json"]).await;
-    match run.code {
-        0 => {
-            assert!(run.json()["health"].as_str().unwrap().starts_with("HEALTH_LEVEL_"));
-            maestro(&s.url(), &["suggestions"]).await.expect(0);
-        }
-        UNIMPLEMENTED => assert!(run.stderr.starts_with("maestro: UNIMPLEMENTED"), "{}", run.stderr),
-        _ => panic!("{run:?}"),
-    }
+    let v = maestro(&s.url(), &["suggestions", "--json"]).await.expect(0).json();
+    assert_eq!(v["health"], "HEALTH_LEVEL_CRITICAL", "{v}");
+    let reduce = v["suggestions"].as_array().unwrap().iter().find(|x| x["kind"] == "reduce_batch").cloned();
+    let reduce = reduce.unwrap_or_else(|| panic!("no reduce_batch suggestion: {v}"));
+    assert_eq!(
+        (reduce["severity"].as_str(), reduce["resource"].as_str()),
+        (Some("SEVERITY_WARNING"), Some("host"))
+    );
+    let human = maestro(&s.url(), &["suggestions"]).await.expect(0).stdout;
+    assert!(human.starts_with("health CRITICAL\nSEVERITY "), "{human}");
+    assert!(human.lines().any(|l| l.starts_with("WARNING") && l.contains("reduce_batch")), "{human}");
 }

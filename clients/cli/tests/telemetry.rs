@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{first_lines, maestro, start, PRESSED, ROOMY, UNIMPLEMENTED};
+use common::{first_lines, maestro, start, PRESSED, ROOMY};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_prints_aligned_figures_with_units() {
@@ -86,21 +86,22 @@ async fn a_quiet_machine_has_no_alerts() {
     assert_eq!(run.stdout, "no alerts\n");
 }
 
-/// GetReport may still answer UNIMPLEMENTED; once it answers, its JSON and tables are checked.
+/// The report's JSON and its sections: a lease and the loaded tiny model are listed.
 #[tokio::test(flavor = "multi_thread")]
-async fn report_renders_or_says_unimplemented() {
+async fn report_lists_leases_and_cached_models() {
     let s = start(ROOMY).await;
-    let run = maestro(&s.url(), &["report", "--json"]).await;
-    match run.code {
-        0 => {
-            let v = run.json();
-            assert!(v["snapshot"]["host"].is_object(), "{v}");
-            let human = maestro(&s.url(), &["report"]).await.expect(0).stdout;
-            assert!(human.contains("health") && human.contains("leases"), "{human}");
-        }
-        UNIMPLEMENTED => assert!(run.stderr.starts_with("maestro: UNIMPLEMENTED"), "{}", run.stderr),
-        _ => panic!("{run:?}"),
-    }
+    maestro(&s.url(), &["load", "musicgen-tiny", "--device", "cpu"]).await.expect(0);
+    maestro(&s.url(), &["allocate", "--cpu-memory", "1MB", "--owner", "report-test"]).await.expect(0);
+    let v = maestro(&s.url(), &["report", "--json"]).await.expect(0).json();
+    assert_eq!(v["snapshot"]["host"]["memory_total_bytes"], 64_000_000_000u64, "{v}");
+    assert_eq!(v["health"], "HEALTH_LEVEL_HEALTHY", "{v}");
+    assert!(v["leases"].as_array().unwrap().iter().any(|l| l["owner"] == "report-test"), "{v}");
+    assert!(v["cached_models"].as_array().unwrap().iter().any(|m| m["model"] == "musicgen-tiny"), "{v}");
+    let human = maestro(&s.url(), &["report"]).await.expect(0).stdout;
+    assert!(human.starts_with("health HEALTHY\n"), "{human}");
+    assert!(human.contains("\nleases\nLEASE ") && human.contains("report-test"), "{human}");
+    assert!(human.contains("\ncached models\nMODEL ") && human.contains("\nmusicgen-tiny "), "{human}");
+    assert!(human.contains("\nactive alerts: none\n"), "{human}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

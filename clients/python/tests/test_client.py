@@ -1,5 +1,5 @@
 """``MaestroClient`` against the real server: telemetry, streams, validation, leases, errors, and
-generation to WAV. Calls the server may not implement yet accept ``NotImplementedByServer``."""
+cleanup, suggestions, the model cache and generation to WAV with the tiny fixture model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from maestro_client import (
     InvalidRequest,
     MaestroClient,
-    NotImplementedByServer,
     ResourceRefused,
     ServerUnavailable,
 )
@@ -85,37 +84,51 @@ def test_an_unreachable_server_raises_server_unavailable() -> None:
             c.status()
 
 
-@pytest.mark.parametrize("call", ["report", "suggestions", "cleanup"])
-def test_calls_being_built_answer_or_say_unimplemented(client: MaestroClient, call: str) -> None:
+def test_the_report_lists_a_lease(client: MaestroClient) -> None:
+    lease = client.allocate("pytest-report", cpu_memory_bytes=1_000_000, ttl_seconds=60)
     try:
-        answer = client.cleanup(dry_run=True) if call == "cleanup" else getattr(client, call)()
-    except NotImplementedByServer:
-        return
-    if call == "cleanup":
-        assert answer.dry_run
-    else:
-        assert answer.health >= 0
+        report = client.report()
+        assert 1 <= report.health <= 4
+        assert report.snapshot.host.memory_total_bytes > 0 and report.window_seconds > 0
+        listed = next(l for l in report.leases if l.lease_id == lease.lease_id)
+        assert listed.owner == "pytest-report" and listed.cpu_memory_bytes == 1_000_000
+    finally:
+        client.release(lease.lease_id)
 
 
 def test_models_include_the_fixture(client: MaestroClient) -> None:
-    try:
-        models = client.models()
-    except NotImplementedByServer:
-        return
-    tiny = next(m for m in models if m.model == TINY)
+    tiny = next(m for m in client.models() if m.model == TINY)
     assert tiny.weights_present
+
+
+def test_a_loaded_f32_model_brings_a_half_precision_suggestion(client: MaestroClient) -> None:
+    info = client.load_model(TINY, device="cpu")
+    assert info.loaded and info.model == TINY
+    s = client.suggestions()
+    assert 1 <= s.health <= 4
+    half = next(x for x in s.suggestions if x.kind == "use_half_precision" and x.resource == TINY)
+    assert half.bytes_saved > 0 and "f16" in half.message
+
+
+def test_a_forced_cleanup_lists_then_evicts_the_idle_model(client: MaestroClient) -> None:
+    client.load_model(TINY, device="cpu")
+    dry = client.cleanup(force=True, dry_run=True)
+    assert dry.dry_run
+    evict = next(a for a in dry.actions if a.kind == "evict_model")
+    assert evict.target == TINY and evict.estimated_bytes > 0
+    assert next(m for m in client.models() if m.model == TINY).loaded, "a dry run does nothing"
+    done = client.cleanup(force=True)
+    assert not done.dry_run
+    assert {"evict_model", "malloc_trim"} <= {a.kind for a in done.actions}
+    assert not next(m for m in client.models() if m.model == TINY).loaded
 
 
 @pytest.mark.parametrize("fmt,width", [("s16", 2), ("f32", 4)])
 def test_generate_to_wav_matches_the_summary(client: MaestroClient, tmp_path, fmt: str, width: int) -> None:
     path = tmp_path / f"{fmt}.wav"
     chunks = []
-    try:
-        result = client.generate_to_wav(path, TINY, "calm piano", 1.0, format=fmt, seed=7, chunk_ms=250,
-                                        on_progress=chunks.append)
-    except NotImplementedByServer:
-        assert not path.exists()
-        return
+    result = client.generate_to_wav(path, TINY, "calm piano", 1.0, format=fmt, seed=7, chunk_ms=250,
+                                    on_progress=chunks.append)
     assert result.summary is not None and not result.cancelled
     assert result.frames == result.summary.samples > 0
     assert chunks and chunks[-1].frames_done == chunks[-1].frames_total

@@ -207,6 +207,3 @@ pub async fn first_lines(addr: &str, args: &[&str], n: usize) -> Vec<String> {
     child.kill().await.unwrap();
     out
 }
-
-/// Exit code of a call the server may not implement yet (UNIMPLEMENTED).
-pub const UNIMPLEMENTED: i32 = 6;
