@@ -20,6 +20,7 @@ run:
 test:
 	$(CARGO) fmt --all --check
 	$(ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/provision-tools.sh
 	$(ENV) $(CARGO) test --workspace
 	$(ENV) clients/python/run_tests.sh
 

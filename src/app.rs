@@ -1,8 +1,9 @@
 //! Wires the configuration into the running server and owns its ordered shutdown.
 //!
 //! Shutdown order: health NOT_SERVING → cancel every open stream (the [`CancellationToken`] each
-//! stream watches) → stop accepting and drain in-flight calls → give up after the drain deadline →
-//! join the inference workers (within the drain deadline again).
+//! stream watches; it also closes the HTTP port) → stop accepting and drain in-flight calls → give
+//! up after the drain deadline → join the inference workers (within the drain deadline again) and
+//! wait for the HTTP port to close its connections.
 
 use std::future::Future;
 
@@ -168,8 +169,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("listener address")?;
-        tracing::info!(addr = %self.metrics_addr, "serving Prometheus /metrics");
-        tokio::spawn(crate::metrics::serve(self.metrics_listener, self.shutdown.clone()));
+        let pages = crate::http::router(crate::metrics::handle());
+        let settings = crate::http::HttpSettings::default();
+        let http =
+            tokio::spawn(crate::http::serve(self.metrics_listener, pages, settings, self.shutdown.clone()));
+        tracing::info!(addr = %self.metrics_addr, "serving HTTP (Prometheus /metrics)");
         tokio::spawn(follow_readiness(self.monitor.readiness(), self.health.clone(), self.shutdown.clone()));
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
         if let Some(tokens) = &self.tokens {
@@ -219,6 +223,8 @@ impl App {
             }
         }
         join_workers(&self.workers, deadline).await;
+        // Bounded by the HTTP port's own grace period.
+        let _ = http.await;
         tracing::info!("server stopped");
         Ok(())
     }
