@@ -23,6 +23,7 @@ test: check-deps
 	$(CARGO) fmt --all --check
 	$(ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) check-no-torch
+	scripts/provision-tools.sh
 	$(ENV) $(CARGO) test --workspace
 	$(ENV) clients/python/run_tests.sh
 

@@ -1,7 +1,9 @@
 //! Wires the configuration into the running server and owns its ordered shutdown.
 //!
 //! Shutdown order: health NOT_SERVING → cancel every open stream (the [`CancellationToken`] each
-//! stream watches) → stop accepting and drain in-flight calls → give up after the drain deadline.
+//! stream watches; it also closes the HTTP port) → stop accepting and drain in-flight calls → give
+//! up after the drain deadline → join the inference workers (within the drain deadline again) and
+//! wait for the HTTP port to close its connections.
 
 use std::future::Future;
 
@@ -52,7 +54,22 @@ pub struct App {
     metrics_addr: std::net::SocketAddr,
     resources: ResourceApi,
     generation: GenerationApi,
+    workers: Workers,
 }
+
+/// What the generation side is made of: its gRPC service, the evictor cleanup uses (none without
+/// libtorch) and the workers to join at shutdown.
+struct GenerationParts {
+    api: GenerationApi,
+    evictor: Option<Arc<dyn Evictor>>,
+    workers: Workers,
+}
+
+/// The inference worker threads, joined last at shutdown; nothing to join without libtorch.
+#[cfg(feature = "torch")]
+type Workers = crate::inference::Pool;
+#[cfg(not(feature = "torch"))]
+type Workers = ();
 
 impl App {
     /// Builds every part from the configuration, sampling the real machine.
@@ -99,7 +116,7 @@ impl App {
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
-        let (generation, evictor) =
+        let GenerationParts { api: generation, evictor, workers } =
             generation_api(&config, manager.clone(), slots.clone(), emergency, shutdown.clone())?;
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
@@ -117,6 +134,7 @@ impl App {
             resources: ResourceApi::new(monitor.clone(), manager, slots, shutdown.clone())
                 .with_evictor(evictor),
             generation,
+            workers,
             config,
             shutdown,
             health,
@@ -151,8 +169,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("listener address")?;
-        tracing::info!(addr = %self.metrics_addr, "serving Prometheus /metrics");
-        tokio::spawn(crate::metrics::serve(self.metrics_listener, self.shutdown.clone()));
+        let pages = crate::http::router(crate::metrics::handle());
+        let settings = crate::http::HttpSettings::default();
+        let http =
+            tokio::spawn(crate::http::serve(self.metrics_listener, pages, settings, self.shutdown.clone()));
+        tracing::info!(addr = %self.metrics_addr, "serving HTTP (Prometheus /metrics)");
         tokio::spawn(follow_readiness(self.monitor.readiness(), self.health.clone(), self.shutdown.clone()));
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
         if let Some(tokens) = &self.tokens {
@@ -201,10 +222,24 @@ impl App {
                 server.abort();
             }
         }
+        join_workers(&self.workers, deadline).await;
+        // Bounded by the HTTP port's own grace period.
+        let _ = http.await;
         tracing::info!("server stopped");
         Ok(())
     }
 }
+
+#[cfg(feature = "torch")]
+async fn join_workers(pool: &Workers, deadline: std::time::Duration) {
+    match pool.shutdown(deadline).await {
+        Ok(()) => tracing::info!("inference workers stopped"),
+        Err(e) => tracing::warn!(error = %e, "inference workers left running"),
+    }
+}
+
+#[cfg(not(feature = "torch"))]
+async fn join_workers(_: &Workers, _: std::time::Duration) {}
 
 /// Keeps the generation service's health in step with the monitor's readiness until shutdown.
 async fn follow_readiness(
@@ -234,7 +269,7 @@ fn generation_api(
     slots: StreamSlots,
     emergency: tokio::sync::mpsc::Sender<String>,
     shutdown: CancellationToken,
-) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
+) -> anyhow::Result<GenerationParts> {
     use crate::inference::{
         service::{Generation, GenerationSettings},
         Pool, PoolSettings,
@@ -254,7 +289,7 @@ fn generation_api(
     let pool = Pool::start(&settings)?;
     tracing::info!(workers = settings.workers, torch_threads = settings.torch_threads, device = %pool.device(), "inference pool started");
     let generation = Generation::new(
-        pool,
+        pool.clone(),
         manager.clone(),
         GenerationSettings {
             max_duration_s: g.max_duration_s,
@@ -264,7 +299,8 @@ fn generation_api(
         emergency,
     );
     let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
-    Ok((GenerationApi::new(generation, manager, slots, shutdown), Some(evictor)))
+    let api = GenerationApi::new(generation, manager, slots, shutdown);
+    Ok(GenerationParts { api, evictor: Some(evictor), workers: pool })
 }
 
 #[cfg(not(feature = "torch"))]
@@ -274,8 +310,8 @@ fn generation_api(
     slots: StreamSlots,
     _emergency: tokio::sync::mpsc::Sender<String>,
     shutdown: CancellationToken,
-) -> anyhow::Result<(GenerationApi, Option<Arc<dyn Evictor>>)> {
-    Ok((GenerationApi::new(manager, slots, shutdown), None))
+) -> anyhow::Result<GenerationParts> {
+    Ok(GenerationParts { api: GenerationApi::new(manager, slots, shutdown), evictor: None, workers: () })
 }
 
 /// Reads the TLS files (at build time, so a bad path is a start-up error naming it).

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod inference;
 pub mod metrics;
 pub mod monitor;

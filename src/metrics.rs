@@ -1,19 +1,14 @@
 //! Prometheus exposition: gauges for every snapshot field, RPC counters, active alerts by severity,
-//! served as text on `GET /metrics`.
+//! each series with its HELP text. `crate::http` serves the rendered text on `GET /metrics`.
 //!
-//! One recorder per process (the `metrics` facade is global); each server instance serves it on its
-//! own listener. The HTTP side is a minimal HTTP/1.1 responder: it answers every request with the
-//! exposition and closes, which is all a scraper needs.
+//! One recorder per process (the `metrics` facade is global); each server instance renders it on
+//! its own HTTP port. Series recorded elsewhere (RPCs, generations, cleanups) are described here
+//! too, so the whole exposition's HELP texts read in one place.
 
 use std::sync::OnceLock;
 
-use metrics::gauge;
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerts::{Alert, AlertEvent, EventKind, Severity},
@@ -22,7 +17,7 @@ use crate::{
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide recorder (once) and returns its handle.
+/// Installs the process-wide recorder and describes every series (once); returns its handle.
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
@@ -30,41 +25,85 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may be installed by an embedding program; then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
-    let handle = handle();
-    loop {
-        let (mut socket, _) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => { tracing::warn!(error = %e, "metrics accept failed"); continue; }
-            },
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = socket.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if request.starts_with("GET /metrics") {
-                let body = handle.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
+/// Gives every series the server records its HELP text (`promtool check metrics` wants one each).
+fn describe() {
+    for (name, help) in GAUGES {
+        describe_gauge!(*name, *help);
+    }
+    for (name, help) in COUNTERS {
+        describe_counter!(*name, *help);
+    }
+    for (name, help) in HISTOGRAMS {
+        describe_histogram!(*name, *help);
     }
 }
+
+/// Gauges and their HELP texts.
+const GAUGES: &[(&str, &str)] = &[
+    ("maestro_host_memory_total_bytes", "Host memory installed, in bytes."),
+    ("maestro_host_memory_available_bytes", "Host memory available to new allocations, in bytes."),
+    ("maestro_host_memory_used_bytes", "Host memory in use, in bytes."),
+    ("maestro_host_swap_total_bytes", "Swap space configured on the host, in bytes."),
+    ("maestro_host_swap_used_bytes", "Swap space in use on the host, in bytes."),
+    ("maestro_host_cpu_percent", "Host CPU use over the last sample interval, 0-100 across all cores."),
+    ("maestro_host_cpu_core_percent", "CPU use of one core over the last sample interval, 0-100."),
+    ("maestro_host_load_average", "Host load average over the window (1m, 5m, 15m)."),
+    (
+        "maestro_memory_limit_bytes",
+        "Memory limit the server lives under, in bytes: the cgroup limit or else host memory.",
+    ),
+    ("maestro_memory_used_bytes", "Memory used against the effective limit, in bytes."),
+    ("maestro_memory_available_bytes", "Memory left under the effective limit, in bytes."),
+    ("maestro_memory_used_percent", "Memory used against the effective limit, 0-100."),
+    ("maestro_container_memory_usage_bytes", "Memory the container's cgroup charges, in bytes."),
+    ("maestro_container_memory_limit_bytes", "Memory limit of the container's cgroup, in bytes."),
+    ("maestro_process_resident_memory_bytes", "Resident set size of the server process, in bytes."),
+    ("maestro_process_virtual_memory_bytes", "Virtual memory size of the server process, in bytes."),
+    ("maestro_process_cpu_percent", "CPU use of the server process, 0-100 per core (up to 100 x cores)."),
+    ("maestro_process_threads", "Threads of the server process."),
+    ("maestro_gpu_available", "1 when NVML answered, else 0."),
+    ("maestro_gpu_memory_total_bytes", "Memory of the GPU, in bytes."),
+    ("maestro_gpu_memory_used_bytes", "Memory in use on the GPU by all processes, in bytes."),
+    ("maestro_gpu_memory_free_bytes", "Memory free on the GPU, in bytes."),
+    ("maestro_gpu_utilization_percent", "GPU utilisation as NVML reports it, 0-100."),
+    ("maestro_gpu_memory_utilization_percent", "GPU memory-controller utilisation, 0-100."),
+    ("maestro_gpu_temperature_celsius", "GPU core temperature, in degrees Celsius."),
+    ("maestro_gpu_power_watts", "GPU power draw, in watts."),
+    ("maestro_gpu_power_limit_watts", "Enforced GPU power limit, in watts."),
+    ("maestro_gpu_torch_reserved_bytes", "GPU memory libtorch's caching allocator holds, in bytes."),
+    ("maestro_health_level", "Resource health: 1 healthy, 2 moderate, 3 warning, 4 critical."),
+    ("maestro_sample_duration_seconds", "Time the last resource sample took to read, in seconds."),
+    ("maestro_stale_sources", "Resource sources whose last read failed (their figures are old)."),
+    ("maestro_alerts_active", "Alerts raised and not yet resolved, by severity."),
+];
+
+/// Counters and their HELP texts.
+const COUNTERS: &[(&str, &str)] = &[
+    ("maestro_alert_events_total", "Alert transitions, by rule and kind (raised, resolved)."),
+    ("maestro_rpc_requests_total", "gRPC calls answered, by method and status code."),
+    ("maestro_generations_total", "Generations ended, by model and outcome (a status code name)."),
+    ("maestro_cleanups_total", "Cleanups run, by trigger (manual, auto, emergency)."),
+];
+
+/// Histograms (rendered as summaries) and their HELP texts.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "maestro_generation_time_to_first_chunk_seconds",
+        "Time from the start of a generation to its first audio chunk, in seconds.",
+    ),
+    ("maestro_generation_seconds", "Wall-clock time of a generation until its summary, in seconds."),
+    (
+        "maestro_generation_real_time_factor",
+        "Wall-clock seconds a generation took per second of audio (below 1 is faster than real time).",
+    ),
+    ("maestro_generation_queue_wait_seconds", "Time a generation waited in the queue, in seconds."),
+];
 
 /// Sets a gauge for every figure of a snapshot.
 pub fn record_snapshot(s: &Snapshot) {

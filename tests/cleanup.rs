@@ -34,7 +34,7 @@ async fn load(s: &mut TestServer) {
 async fn auto_cleanups(s: &TestServer) -> f64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = tokio::net::TcpStream::connect(s.metrics_addr).await.unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut body = String::new();
     c.read_to_string(&mut body).await.unwrap();
     body.lines()

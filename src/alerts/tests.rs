@@ -1,9 +1,12 @@
 //! Unit tests of the alert rules, without a runtime.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use super::*;
-use crate::monitor::snapshot::{EffectiveMemory, GpuDevice};
+use crate::monitor::snapshot::{EffectiveMemory, GpuDevice, Snapshot, Source};
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)

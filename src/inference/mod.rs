@@ -3,8 +3,9 @@
 //!
 //! Admission is a semaphore of `queue_capacity` slots taken with `try_acquire` (a full queue is
 //! RESOURCE_EXHAUSTED at once, never a wait); a generation holds its slot until it ends. Jobs for a
-//! model go to the worker that holds it; loads go to the least busy worker. Dropping the pool closes
-//! every queue and the threads end after their current job.
+//! model go to the worker that holds it; loads go to the least busy worker. Each worker's queue is
+//! bounded too. `Pool::shutdown` closes every queue, drops the jobs still queued and joins the
+//! threads after their current job; dropping the last handle closes the queues without joining.
 
 pub mod params;
 #[cfg(feature = "torch")]

@@ -1,9 +1,20 @@
-//! The pool itself: worker threads, per-model routing and the admission semaphore.
+//! The pool itself: worker threads, per-model routing, the admission semaphore, and the shutdown
+//! that stops the threads and joins them.
+//!
+//! Each worker's queue is a bounded channel. The admission semaphore already bounds generations, so
+//! a queue holds at most `queue_capacity` of them plus [`CONTROL_JOBS`] loads and unloads; a job past
+//! that is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
 
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{atomic::Ordering, mpsc as std_mpsc, Arc, Mutex},
+    sync::{
+        atomic::Ordering,
+        mpsc::{self as std_mpsc, TrySendError},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -29,9 +40,17 @@ pub struct PoolSettings {
     pub max_batch: usize,
 }
 
+/// Loads and unloads a worker's queue holds besides a full generation queue.
+pub const CONTROL_JOBS: usize = 8;
+
 struct WorkerSlot {
-    jobs: std_mpsc::Sender<Job>,
+    /// The queue; `None` once the pool shuts down, which closes it.
+    jobs: Mutex<Option<std_mpsc::SyncSender<Job>>>,
+    /// Jobs the queue holds at most.
+    capacity: usize,
     load: Arc<WorkerLoad>,
+    /// The thread, until shutdown joins it.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Where each loaded model lives and what it is like.
@@ -55,11 +74,12 @@ impl Pool {
     pub fn start(settings: &PoolSettings) -> Result<Self, Error> {
         // Intra-op threads are process-wide in libtorch: set once, before any worker runs.
         tch::set_num_threads(settings.torch_threads.max(1) as i32);
+        let capacity = settings.queue_capacity.max(1);
         let mut workers = Vec::new();
         for index in 0..settings.workers.max(1) {
-            let (tx, rx) = std_mpsc::channel();
+            let (tx, rx) = std_mpsc::sync_channel(capacity + CONTROL_JOBS);
             let load = Arc::new(WorkerLoad::default());
-            worker::spawn(
+            let thread = worker::spawn(
                 index,
                 settings.device,
                 rx,
@@ -68,15 +88,57 @@ impl Pool {
                 settings.fault_injection,
             )
             .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
-            workers.push(WorkerSlot { jobs: tx, load });
+            workers.push(WorkerSlot {
+                jobs: Mutex::new(Some(tx)),
+                capacity: capacity + CONTROL_JOBS,
+                load,
+                thread: Mutex::new(Some(thread)),
+            });
         }
-        Ok(Self {
+        Ok(Self::over(workers, settings.device, capacity))
+    }
+
+    fn over(workers: Vec<WorkerSlot>, device: tch::Device, capacity: usize) -> Self {
+        Self {
             workers: Arc::new(workers),
             placement: Arc::default(),
-            admission: Arc::new(Semaphore::new(settings.queue_capacity.max(1))),
-            capacity: settings.queue_capacity.max(1),
-            device: settings.device,
-        })
+            admission: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            device,
+        }
+    }
+
+    /// Stops the workers and waits for their threads to end: closes every queue, so no job is taken
+    /// any more; the jobs still queued are dropped unrun (their callers see the worker stopped) and
+    /// a running job ends on its own or on its cancellation. Waits at most `deadline`; an error
+    /// names the workers still running then. A second call has nothing left to join.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+        let mut threads = Vec::new();
+        for (index, slot) in self.workers.iter().enumerate() {
+            slot.load.stopping.store(true, Ordering::Relaxed);
+            slot.jobs.lock().expect("queue lock").take();
+            threads.extend(slot.thread.lock().expect("thread lock").take().map(|t| (index, t)));
+        }
+        // Workers not joined yet, for the error when the deadline passes first.
+        let running = Arc::new(Mutex::new(threads.iter().map(|(i, _)| *i).collect::<Vec<_>>()));
+        let joining = running.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            for (index, thread) in threads {
+                if thread.join().is_err() {
+                    tracing::error!(index, "inference worker thread panicked");
+                }
+                joining.lock().expect("running lock").retain(|i| *i != index);
+            }
+        });
+        match tokio::time::timeout(deadline, joined).await {
+            Ok(joined) => joined.map_err(|e| Error::Internal(format!("joining the inference workers: {e}"))),
+            Err(_) => {
+                let left = running.lock().expect("running lock").clone();
+                Err(Error::Unavailable(format!(
+                    "inference workers {left:?} still running {deadline:?} after shutdown began"
+                )))
+            }
+        }
     }
 
     /// The workers' device name.
@@ -89,12 +151,24 @@ impl Pool {
         self.placement.lock().expect("placement lock").models.get(model).map(|(_, f)| f.clone())
     }
 
+    /// Queues `job` on worker `index` without waiting: a full queue is RESOURCE_EXHAUSTED, a closed
+    /// one UNAVAILABLE.
     fn send(&self, index: usize, job: Job) -> Result<(), Error> {
         let slot = &self.workers[index];
+        let jobs = slot.jobs.lock().expect("queue lock");
+        let stopped = || Error::Unavailable(format!("inference worker {index} has stopped"));
+        let jobs = jobs.as_ref().ok_or_else(stopped)?;
         slot.load.pending.fetch_add(1, Ordering::Relaxed);
-        slot.jobs.send(job).map_err(|_| {
+        jobs.try_send(job).map_err(|e| {
             slot.load.pending.fetch_sub(1, Ordering::Relaxed);
-            Error::Unavailable(format!("inference worker {index} has stopped"))
+            match e {
+                TrySendError::Full(_) => Error::ResourceExhausted(format!(
+                    "inference worker {index} has {} jobs queued, its limit (--queue-capacity {} + {CONTROL_JOBS})",
+                    slot.capacity,
+                    self.capacity
+                )),
+                TrySendError::Disconnected(_) => stopped(),
+            }
         })
     }
 
@@ -153,5 +227,94 @@ impl Pool {
             Job::Generate(GenerateJob { model: model.into(), request, events, cancel, permit }),
         )?;
         Ok((ahead, rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(workers: usize) -> PoolSettings {
+        PoolSettings {
+            workers,
+            torch_threads: 1,
+            queue_capacity: 2,
+            device: tch::Device::Cpu,
+            fault_injection: false,
+            max_batch: 1,
+        }
+    }
+
+    /// A one-worker pool whose queue nobody reads: the test holds the receiving end.
+    fn unread_pool(queue_capacity: usize) -> (Pool, std_mpsc::Receiver<Job>) {
+        let (tx, rx) = std_mpsc::sync_channel(queue_capacity + CONTROL_JOBS);
+        let slot = WorkerSlot {
+            jobs: Mutex::new(Some(tx)),
+            capacity: queue_capacity + CONTROL_JOBS,
+            load: Arc::default(),
+            thread: Mutex::new(None),
+        };
+        (Pool::over(vec![slot], tch::Device::Cpu, queue_capacity), rx)
+    }
+
+    fn unload(model: &str) -> Job {
+        Job::Unload { model: model.into(), reply: oneshot::channel().0 }
+    }
+
+    #[tokio::test]
+    async fn shutdown_returns_after_every_worker_thread_has_ended() {
+        let pool = Pool::start(&settings(3)).unwrap();
+        pool.shutdown(Duration::from_secs(60)).await.unwrap();
+        for slot in pool.workers.iter() {
+            // The thread's clone of its counters is gone only once the thread has returned.
+            assert_eq!(Arc::strong_count(&slot.load), 1, "a worker thread is still running");
+        }
+        let err = pool.load("m", PathBuf::from("/nowhere"), DType::F32).await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable(ref m) if m.contains("has stopped")), "{err}");
+        pool.shutdown(Duration::from_secs(60)).await.expect("a second shutdown has nothing to join");
+    }
+
+    #[test]
+    fn a_stopping_worker_drops_its_queued_jobs_unrun() {
+        let (tx, rx) = std_mpsc::sync_channel(4);
+        let load = Arc::new(WorkerLoad::default());
+        load.stopping.store(true, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        load.pending.fetch_add(1, Ordering::Relaxed);
+        tx.send(Job::Load { model: "m".into(), dir: PathBuf::from("/nowhere"), dtype: DType::F32, reply })
+            .unwrap();
+        drop(tx);
+        let thread = worker::spawn(0, tch::Device::Cpu, rx, load.clone(), 1, false).unwrap();
+        thread.join().unwrap();
+        // Run, the load would have answered "cannot load"; dropped, it never answers.
+        assert!(answer.blocking_recv().is_err(), "the queued load ran");
+        assert_eq!(load.pending.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_does_not_stop_is_named_after_the_deadline() {
+        let (pool, _jobs) = unread_pool(1);
+        let (release, held) = std_mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = held.recv();
+        });
+        *pool.workers[0].thread.lock().unwrap() = Some(thread);
+        let err = pool.shutdown(Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable(ref m) if m.contains("[0] still running")), "{err}");
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_with_resource_exhausted_and_takes_jobs_again_once_read() {
+        let (pool, jobs) = unread_pool(1);
+        for i in 0..1 + CONTROL_JOBS {
+            pool.send(0, unload(&format!("m{i}"))).unwrap();
+        }
+        let err = pool.send(0, unload("one too many")).unwrap_err();
+        let want = format!("inference worker 0 has {} jobs queued, its limit", 1 + CONTROL_JOBS);
+        assert!(matches!(err, Error::ResourceExhausted(ref m) if m.contains(&want)), "{err}");
+        assert_eq!(pool.workers[0].load.pending.load(Ordering::Relaxed), 1 + CONTROL_JOBS);
+        jobs.recv().unwrap();
+        pool.send(0, unload("room again")).unwrap();
     }
 }

@@ -1,7 +1,9 @@
 //! One inference worker: a dedicated OS thread that owns its loaded models and runs libtorch.
 //!
-//! The thread takes [`Job`]s from its own queue until the queue closes. A panic inside a job is
-//! caught: that job's caller gets INTERNAL, the models stay, and the thread serves the next job.
+//! The thread takes [`Job`]s from its own bounded queue until the queue closes; once the pool's
+//! shutdown sets [`WorkerLoad::stopping`] it drops what is still queued instead of running it. A
+//! panic inside a job is caught: that job's caller gets INTERNAL, the models stay, and the thread
+//! serves the next job.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -9,7 +11,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     path::PathBuf,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc as std_mpsc, Arc,
     },
     time::Instant,
@@ -93,11 +95,13 @@ pub struct GenerateJob {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// The running worker's shared counters.
+/// The running worker's shared counters and flags.
 #[derive(Debug, Default)]
 pub struct WorkerLoad {
     /// Jobs queued or running.
     pub pending: AtomicUsize,
+    /// Set at shutdown: the jobs still queued are dropped unrun.
+    pub stopping: AtomicBool,
 }
 
 /// Prompts that inject a fault when fault injection is on (chaos tests; off by default).
@@ -107,7 +111,7 @@ pub const FAULT_OOM: &str = "maestro:fault:oom";
 /// With fault injection, loading a model whose id ends with this fails with libtorch's out-of-memory.
 pub const FAULT_OOM_MODEL: &str = "fault-oom-on-load";
 
-/// Starts a worker thread on `device`; it ends when `jobs` closes. Generations for the same model
+/// Starts a worker thread on `device`; it ends when `jobs` closes, and the pool joins it. Generations for the same model
 /// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
 /// With `faults`, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or an out-of-memory
 /// error into the generation.
@@ -124,6 +128,12 @@ pub fn spawn(
         let mut pending: VecDeque<Job> = VecDeque::new();
         while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
             let done = match job {
+                // Shutting down: a queued job is dropped unrun, so its caller hears the worker stopped
+                // instead of waiting for work nobody will read.
+                job if load.stopping.load(Ordering::Relaxed) => {
+                    drop(job);
+                    1
+                }
                 Job::Generate(first) => {
                     let batch = gather(first, &jobs, &mut pending, max_batch.max(1));
                     let n = batch.len();

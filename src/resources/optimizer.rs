@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 use super::{cache::CachedModel, requirements::DType};
-use crate::{alerts::Severity, monitor::snapshot::Snapshot};
+use crate::{
+    alerts::Severity,
+    monitor::snapshot::{GpuDevice, HostStats, Snapshot},
+};
 
 /// One suggestion.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,17 +29,39 @@ fn gb(bytes: u64) -> f64 {
     bytes as f64 / 1e9
 }
 
-/// Suggestions for the current state, most pressing first.
+/// Suggestions for the current state, most pressing first. Each rule below adds its own; the sort is
+/// stable, so equal suggestions keep the order the rules produced them in.
 pub fn suggest(s: &Snapshot, cached: &[CachedModel], warning_percent: f64, now: Instant) -> Vec<Suggestion> {
-    let mut out = Vec::new();
     let host = s.effective.used_percent();
-    let pressing = if host >= warning_percent { Severity::Warning } else { Severity::Info };
-    for m in cached.iter().filter(|m| m.in_flight == 0 && !m.pinned) {
-        let idle_s = now.saturating_duration_since(m.last_used).as_secs();
-        if host >= warning_percent || idle_s >= 600 {
-            out.push(Suggestion {
+    let mut out = evict_idle_models(cached, host, warning_percent, now);
+    out.extend(cached.iter().filter_map(half_precision));
+    for d in &s.gpu.devices {
+        out.extend(empty_cuda_cache(d, warning_percent));
+        out.extend(check_cooling(d));
+    }
+    out.extend(swap_in_use(&s.host));
+    out.extend(reduce_batch(cached, host, warning_percent));
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.bytes_saved.cmp(&a.bytes_saved)));
+    out
+}
+
+/// Models nobody uses can go: every one under memory pressure, otherwise those idle for 10 minutes.
+fn evict_idle_models(
+    cached: &[CachedModel],
+    host: f64,
+    warning_percent: f64,
+    now: Instant,
+) -> Vec<Suggestion> {
+    let pressed = host >= warning_percent;
+    let severity = if pressed { Severity::Warning } else { Severity::Info };
+    cached
+        .iter()
+        .filter(|m| is_evictable(m))
+        .filter_map(|m| {
+            let idle_s = now.saturating_duration_since(m.last_used).as_secs();
+            (pressed || idle_s >= 600).then(|| Suggestion {
                 kind: "evict_idle_model",
-                severity: pressing,
+                severity,
                 message: format!(
                     "host memory at {host:.0} %: evicting idle `{}` (unused for {idle_s} s) frees {:.2} GB",
                     m.model,
@@ -44,77 +69,97 @@ pub fn suggest(s: &Snapshot, cached: &[CachedModel], warning_percent: f64, now: 
                 ),
                 resource: m.model.clone(),
                 bytes_saved: m.bytes(),
-            });
-        }
+            })
+        })
+        .collect()
+}
+
+/// An f32 model would take half the memory in f16.
+fn half_precision(m: &CachedModel) -> Option<Suggestion> {
+    if m.dtype != DType::F32 {
+        return None;
     }
-    for m in cached.iter().filter(|m| m.dtype == DType::F32) {
-        let saved = m.bytes() / 2;
-        out.push(Suggestion {
-            kind: "use_half_precision",
-            severity: Severity::Info,
-            message: format!(
-                "load `{}` with dtype f16 on {}: saves {:.2} GB of weights",
-                m.model,
-                m.device.name(),
-                gb(saved)
-            ),
-            resource: m.model.clone(),
-            bytes_saved: saved,
-        });
+    let saved = m.bytes() / 2;
+    Some(Suggestion {
+        kind: "use_half_precision",
+        severity: Severity::Info,
+        message: format!(
+            "load `{}` with dtype f16 on {}: saves {:.2} GB of weights",
+            m.model,
+            m.device.name(),
+            gb(saved)
+        ),
+        resource: m.model.clone(),
+        bytes_saved: saved,
+    })
+}
+
+/// A full GPU whose memory libtorch holds in its cache can get that memory back.
+fn empty_cuda_cache(d: &GpuDevice, warning_percent: f64) -> Option<Suggestion> {
+    if d.memory_used_percent() < warning_percent || d.torch_reserved_bytes == 0 {
+        return None;
     }
-    for d in &s.gpu.devices {
-        let resource = format!("gpu:{}", d.index);
-        if d.memory_used_percent() >= warning_percent && d.torch_reserved_bytes > 0 {
-            out.push(Suggestion {
-                kind: "empty_cuda_cache",
-                severity: Severity::Warning,
-                message: format!(
-                    "{resource} memory at {:.0} %: emptying libtorch's CUDA cache (Cleanup) can return up to {:.2} GB",
-                    d.memory_used_percent(),
-                    gb(d.torch_reserved_bytes)
-                ),
-                resource: resource.clone(),
-                bytes_saved: d.torch_reserved_bytes,
-            });
-        }
-        if d.temperature_celsius >= 85.0 {
-            out.push(Suggestion {
-                kind: "check_cooling",
-                severity: Severity::Warning,
-                message: format!(
-                    "{resource} at {:.0} °C: check cooling, or run fewer concurrent generations",
-                    d.temperature_celsius
-                ),
-                resource,
-                bytes_saved: 0,
-            });
-        }
+    let resource = format!("gpu:{}", d.index);
+    Some(Suggestion {
+        kind: "empty_cuda_cache",
+        severity: Severity::Warning,
+        message: format!(
+            "{resource} memory at {:.0} %: emptying libtorch's CUDA cache (Cleanup) can return up to {:.2} GB",
+            d.memory_used_percent(),
+            gb(d.torch_reserved_bytes)
+        ),
+        resource,
+        bytes_saved: d.torch_reserved_bytes,
+    })
+}
+
+/// A hot GPU (85 °C, where the temperature alert warns by default).
+fn check_cooling(d: &GpuDevice) -> Option<Suggestion> {
+    if d.temperature_celsius < 85.0 {
+        return None;
     }
-    if s.host.swap_used_bytes > 0 {
-        out.push(Suggestion {
-            kind: "swap_in_use",
-            severity: Severity::Info,
-            message: format!(
-                "{:.2} GB of swap in use: generation slows down sharply once weights are swapped out",
-                gb(s.host.swap_used_bytes)
-            ),
-            resource: "host".into(),
-            bytes_saved: 0,
-        });
-    }
-    if host >= warning_percent && !cached.iter().any(|m| m.in_flight == 0 && !m.pinned) {
-        out.push(Suggestion {
-            kind: "reduce_batch",
-            severity: Severity::Warning,
-            message: format!(
-                "host memory at {host:.0} % with nothing idle to evict: reduce batch size or duration, or use a smaller variant"
-            ),
-            resource: "host".into(),
-            bytes_saved: 0,
-        });
-    }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.bytes_saved.cmp(&a.bytes_saved)));
-    out
+    let resource = format!("gpu:{}", d.index);
+    Some(Suggestion {
+        kind: "check_cooling",
+        severity: Severity::Warning,
+        message: format!(
+            "{resource} at {:.0} °C: check cooling, or run fewer concurrent generations",
+            d.temperature_celsius
+        ),
+        resource,
+        bytes_saved: 0,
+    })
+}
+
+/// Any swap in use: weights paged out make every decoding step slow.
+fn swap_in_use(h: &HostStats) -> Option<Suggestion> {
+    (h.swap_used_bytes > 0).then(|| Suggestion {
+        kind: "swap_in_use",
+        severity: Severity::Info,
+        message: format!(
+            "{:.2} GB of swap in use: generation slows down sharply once weights are swapped out",
+            gb(h.swap_used_bytes)
+        ),
+        resource: "host".into(),
+        bytes_saved: 0,
+    })
+}
+
+/// Memory pressure with nothing to evict: the work itself has to shrink.
+fn reduce_batch(cached: &[CachedModel], host: f64, warning_percent: f64) -> Option<Suggestion> {
+    (host >= warning_percent && !cached.iter().any(is_evictable)).then(|| Suggestion {
+        kind: "reduce_batch",
+        severity: Severity::Warning,
+        message: format!(
+            "host memory at {host:.0} % with nothing idle to evict: reduce batch size or duration, or use a smaller variant"
+        ),
+        resource: "host".into(),
+        bytes_saved: 0,
+    })
+}
+
+fn is_evictable(m: &CachedModel) -> bool {
+    m.in_flight == 0 && !m.pinned
 }
 
 #[cfg(test)]
@@ -122,7 +167,10 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::{monitor::snapshot::EffectiveMemory, resources::validate::Device};
+    use crate::{
+        monitor::snapshot::{EffectiveMemory, GpuDevice, HostStats},
+        resources::validate::Device,
+    };
 
     fn model(name: &str, bytes: u64, in_flight: u32, last_used: Instant) -> CachedModel {
         CachedModel {
@@ -169,5 +217,49 @@ mod tests {
         };
         let got = suggest(&s, &[model("fresh", 10, 0, now)], 80.0, now);
         assert!(got.iter().all(|g| g.kind != "evict_idle_model" && g.kind != "reduce_batch"));
+    }
+
+    #[test]
+    fn a_full_hot_gpu_and_swap_get_their_own_advice() {
+        let now = Instant::now();
+        let gpu = GpuDevice {
+            index: 1,
+            memory_total_bytes: 100,
+            memory_used_bytes: 90,
+            torch_reserved_bytes: 3_000_000_000,
+            temperature_celsius: 88.0,
+            ..Default::default()
+        };
+        let s = Snapshot {
+            host: HostStats { swap_used_bytes: 500_000_000, ..Default::default() },
+            gpu: crate::monitor::snapshot::GpuStats { devices: vec![gpu], ..Default::default() },
+            ..Default::default()
+        };
+        let got = suggest(&s, &[], 80.0, now);
+        let kinds: Vec<_> = got.iter().map(|g| (g.kind, g.resource.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![("empty_cuda_cache", "gpu:1"), ("check_cooling", "gpu:1"), ("swap_in_use", "host")]
+        );
+        assert!(
+            got[0].message.contains("3.00 GB") && got[0].bytes_saved == 3_000_000_000,
+            "{}",
+            got[0].message
+        );
+        assert!(got[2].message.contains("0.50 GB"), "{}", got[2].message);
+    }
+
+    #[test]
+    fn pressure_with_nothing_idle_suggests_a_smaller_batch() {
+        let now = Instant::now();
+        let s = Snapshot {
+            effective: EffectiveMemory { limit_bytes: 100, used_bytes: 91, ..Default::default() },
+            ..Default::default()
+        };
+        let busy = CachedModel { dtype: DType::F16, ..model("busy", 10, 1, now) };
+        let got = suggest(&s, &[busy], 80.0, now);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].kind, got[0].severity), ("reduce_batch", Severity::Warning));
+        assert!(got[0].message.contains("91 %"), "{}", got[0].message);
     }
 }
