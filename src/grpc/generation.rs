@@ -173,9 +173,9 @@ mod generate_stream {
         error::Error,
         inference::{
             service::{Admitted, Generation},
-            worker::rss_bytes,
             Event,
         },
+        monitor::sampler::rss_bytes,
         musicgen::GenerationStats,
     };
 
