@@ -13,6 +13,7 @@ use crate::{
     musicgen::{GenerationRequest, SamplingParams},
     resources::{
         cache::CachedModel,
+        duration::{check_duration, MaxDuration},
         ledger::{LeaseKind, LeaseRequest},
         manager::{self, FitQuestion, LeaseGuard, ModelUse},
         model_id,
@@ -161,13 +162,7 @@ impl Generation {
 
     /// Validates against the model, takes the holds and queues the generation.
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
-        if p.duration_s > self.settings.max_duration_s {
-            let max = self.settings.max_duration_s;
-            return Err(Error::invalid(
-                "duration_s",
-                format!("must be > 0 and <= {max} seconds, got {}", p.duration_s),
-            ));
-        }
+        check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
@@ -217,13 +212,7 @@ fn musicgen_dtype(d: ReqDType) -> crate::musicgen::DType {
 
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.
 fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
-    if p.duration_s > facts.max_duration_s {
-        let max = facts.max_duration_s;
-        return Err(Error::invalid(
-            "duration_s",
-            format!("must be <= {max} seconds for {}, got {}", p.model, p.duration_s),
-        ));
-    }
+    check_duration(p.duration_s, MaxDuration::Model { model: &p.model, max_s: facts.max_duration_s })?;
     let k = p.top_k.unwrap_or(facts.defaults.top_k.max(0) as u32);
     if k > facts.codebook_size {
         return Err(Error::invalid(

@@ -19,10 +19,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    cache::{CacheError, CachedModel, ModelCache},
-    ledger::{Capacity, Lease, LeaseRequest, Ledger, LedgerError},
+    cache::{CachedModel, ModelCache},
+    duration::{check_duration, MaxDuration},
+    ledger::{Capacity, Lease, LeaseRequest, Ledger},
     memo::{Memo, Recall},
-    model_id::{self, ModelIdError},
+    model_id,
     requirements::{self, DType, Registry, Requirements},
     validate::{self, Device, FitInput, Verdict},
 };
@@ -125,37 +126,8 @@ pub struct Handle {
     monitor: monitor::Handle,
 }
 
-fn cache_error(e: CacheError) -> Error {
-    match e {
-        CacheError::NotLoaded(_) => Error::NotFound(e.to_string()),
-        CacheError::InUse { .. } => Error::FailedPrecondition(e.to_string()),
-    }
-}
-
 fn stopped() -> Error {
     Error::Unavailable("the resource manager has stopped".into())
-}
-
-impl From<ModelIdError> for Error {
-    fn from(e: ModelIdError) -> Self {
-        match e {
-            ModelIdError::Invalid { reason } => Error::invalid("model", reason),
-            _ => Error::NotFound(e.to_string()),
-        }
-    }
-}
-
-impl From<LedgerError> for Error {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Insufficient { .. } => Error::ResourceExhausted(e.to_string()),
-            LedgerError::UnknownLease { .. } => Error::NotFound(e.to_string()),
-            other => {
-                let message = other.to_string();
-                Error::invalid("gpu_index", message.trim_start_matches("gpu_index: ").to_string())
-            }
-        }
-    }
 }
 
 impl Handle {
@@ -205,7 +177,10 @@ impl Handle {
     /// Whether a model fits, with the numbers.
     pub async fn fit(&self, q: FitQuestion) -> Result<FitAnswer, Error> {
         let requirements = self.requirements(&q).await?;
-        check_duration(q.duration_s, requirements.max_duration_s)?;
+        check_duration(
+            q.duration_s,
+            MaxDuration::Model { model: &q.model, max_s: requirements.max_duration_s },
+        )?;
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
         let state = self.state.borrow().clone();
         let snapshot = self.monitor.latest();
@@ -349,22 +324,10 @@ impl Drop for ModelUse {
     }
 }
 
-/// `duration_s` must be a positive finite number of seconds up to the model's maximum.
-pub fn check_duration(duration_s: f64, max: f64) -> Result<(), Error> {
-    if !duration_s.is_finite() || duration_s <= 0.0 || duration_s > max {
-        return Err(Error::invalid(
-            "duration_s",
-            format!("must be > 0 and <= {max} seconds, got {duration_s}"),
-        ));
-    }
-    Ok(())
-}
-
 fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, Error> {
     model_id::validate(&q.model)?;
     match model_id::resolve(&q.model, &settings.roots) {
-        Ok(found) => requirements::from_checkpoint(&found.dir, q.dtype, q.batch, q.duration_s)
-            .map_err(|e| Error::invalid("model", e.to_string())),
+        Ok(found) => Ok(requirements::from_checkpoint(&found.dir, q.dtype, q.batch, q.duration_s)?),
         Err(e) => match settings.registry.table(&q.model) {
             Some(entry) => Ok(entry.requirements(q.dtype, q.duration_s)),
             None => Err(e.into()),
@@ -420,11 +383,11 @@ impl Actor {
                 self.publish_then(reply, ());
             }
             Command::Unregister { model, reply } => {
-                let out = self.cache.remove(&model).map_err(cache_error);
+                let out = self.cache.remove(&model).map_err(Error::from);
                 self.publish_then(reply, out);
             }
             Command::BeginUse { model, reply } => {
-                let out = self.cache.begin_use(&model, Instant::now()).map_err(cache_error);
+                let out = self.cache.begin_use(&model, Instant::now()).map_err(Error::from);
                 self.publish_then(reply, out);
             }
             Command::EndUse { model } => {

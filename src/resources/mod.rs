@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cleanup;
+pub mod duration;
 pub mod ledger;
 pub mod manager;
 pub mod memo;

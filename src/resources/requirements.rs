@@ -83,12 +83,12 @@ impl DType {
     }
 
     /// Parses `f32`, `f16` or `bf16` (any case); the empty string means `f32`.
-    pub fn parse(value: &str) -> Result<Self, RequirementsError> {
+    pub fn parse(value: &str) -> Result<Self, UnknownDType> {
         match value.to_ascii_lowercase().as_str() {
             "" | "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
             "bf16" => Ok(DType::Bf16),
-            _ => Err(RequirementsError::InvalidDType { value: value.to_owned() }),
+            _ => Err(UnknownDType { value: value.to_owned() }),
         }
     }
 
@@ -108,15 +108,18 @@ impl fmt::Display for DType {
     }
 }
 
+/// A dtype name that is none of those [`DType::parse`] knows; the message is the rule and the value,
+/// for whoever names the field (`dtype`, `--dtype`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of \"f32\", \"f16\", \"bf16\" (empty means \"f32\"), got {value:?}")]
+pub struct UnknownDType {
+    /// The value given.
+    pub value: String,
+}
+
 /// Why requirements could not be worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
-    /// An unknown dtype string.
-    #[error("dtype: must be one of \"f32\", \"f16\", \"bf16\" (empty means \"f32\"), got {value:?}")]
-    InvalidDType {
-        /// The value given.
-        value: String,
-    },
     /// A file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {

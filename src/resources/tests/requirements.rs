@@ -15,9 +15,13 @@ fn dtype_parses_case_insensitively_with_f32_default() {
     }
     assert_eq!([DType::F32, DType::F16, DType::Bf16].map(DType::bytes), [4, 2, 2]);
     assert_eq!(DType::Bf16.to_string(), "bf16");
-    let message = DType::parse("fp16").unwrap_err().to_string();
+    let err = DType::parse("fp16").unwrap_err();
+    assert_eq!(err, UnknownDType { value: "fp16".into() });
+    let message = err.to_string();
     assert!(
-        message.starts_with("dtype: ") && message.contains("\"bf16\"") && message.contains("got \"fp16\"")
+        message.starts_with("must be one of ")
+            && message.contains("\"bf16\"")
+            && message.ends_with("got \"fp16\"")
     );
 }
 
