@@ -28,8 +28,6 @@ pub const PROMPT_TOKENS: u64 = 64;
 pub const DEFAULT_FRAME_RATE: f64 = 50.0;
 /// Longest generation when neither the table nor `generation_config.json` says otherwise.
 pub const DEFAULT_MAX_DURATION_S: f64 = 30.0;
-/// Largest safetensors header accepted (the format's own limit).
-pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Lowest compute capability a checkpoint model is run on; bf16 needs 8.0 (Ampere).
 pub const MIN_COMPUTE_CAPABILITY: f64 = 6.0;
 
