@@ -9,15 +9,12 @@ use crate::{
     resources::{
         duration::{check_duration, MaxDuration},
         ledger::{LeaseKind, LeaseRequest},
-        manager::FitQuestion,
+        manager::{BatchQuestion, FitQuestion},
         model_id,
         requirements::DType,
-        validate::Device,
+        validate::{Device, MAX_BATCH},
     },
 };
-
-/// Largest batch any request may ask for.
-pub const MAX_BATCH: u32 = 64;
 
 /// A model id, syntax checked.
 pub fn model(id: &str) -> Result<String, Error> {
@@ -47,15 +44,16 @@ pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
     })
 }
 
-/// `GetOptimalBatchSize`'s request (batch 1, the answer scales it).
-pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<FitQuestion, Error> {
-    Ok(FitQuestion {
+/// `GetOptimalBatchSize`'s request (one sample is sized, the answer scales it).
+pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> {
+    let fit = FitQuestion {
         model: model(&r.model)?,
         batch: 1,
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         device: Device::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
-    })
+    };
+    Ok(BatchQuestion { fit, memory_bytes: r.gpu_memory_bytes, max_batch: MAX_BATCH })
 }
 
 /// `Allocate`'s request.

@@ -9,5 +9,6 @@ pub mod manager;
 pub mod memo;
 pub mod model_id;
 pub mod optimizer;
+pub mod report;
 pub mod requirements;
 pub mod validate;
