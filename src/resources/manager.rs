@@ -1,11 +1,11 @@
 //! The resource manager: a handle on the actor that owns the lease ledger and the model cache.
 //!
-//! The actor ([`actor`]) applies allocate, release and the cache's bookkeeping, and republishes what
-//! fit verdicts are decided from after every change, so a verdict (ValidateModel, admission, batch
-//! advice; [`fit`]) reads one consistent view of reservations and cache without queueing on the
-//! actor, and sees every change already acknowledged to anyone. The server's own holds are RAII
-//! guards ([`guards`]); model listings are in [`listing`]. The actor stops at shutdown or when every
-//! handle is gone.
+//! The actor (`manager/actor.rs`) applies allocate, release and the cache's bookkeeping, and
+//! republishes what fit verdicts are decided from after every change, so a verdict (ValidateModel,
+//! admission, batch advice: `manager/fit.rs`) reads one consistent view of reservations and cache
+//! without queueing on the actor, and sees every change already acknowledged to anyone. The server's
+//! own holds are RAII guards (`manager/guards.rs`); model listings are in `manager/listing.rs`. The
+//! actor stops at shutdown or when every handle is gone.
 
 mod actor;
 mod fit;

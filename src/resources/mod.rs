@@ -1,5 +1,6 @@
-//! The resource manager: what a model needs, which model directory an id names, and the ledger of
-//! leases that keeps reservations from over-committing memory.
+//! The resource manager: what a model needs, which model directory an id names, the ledger of leases
+//! that keeps reservations from over-committing memory, the model cache, the fit verdict and batch
+//! advice, cleanup, suggestions and reports, and the one rule for a requested duration.
 
 pub mod cache;
 pub mod cleanup;
