@@ -1,9 +1,17 @@
 //! The service-level error and its one mapping to gRPC status codes.
 //!
-//! Every layer's error converts into [`Error`]; [`Error::to_status`] is the only place that picks a
-//! `tonic::Code`, so the table in DESIGN.md lives here and nowhere else.
+//! Every layer's error converts into [`Error`] here, from its type rather than its text (a field
+//! error keeps its field, the message its limit and value); [`Error::to_status`] is the only place
+//! that picks a `tonic::Code`, so the table in DESIGN.md lives here and nowhere else.
 
 use tonic::{Code, Status};
+
+use crate::resources::{
+    cache::CacheError,
+    ledger::LedgerError,
+    model_id::ModelIdError,
+    requirements::{RequirementsError, UnknownDType},
+};
 
 /// What went wrong, in terms a client can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,5 +71,81 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         e.to_status()
+    }
+}
+
+impl From<ModelIdError> for Error {
+    fn from(e: ModelIdError) -> Self {
+        match e {
+            ModelIdError::Invalid { reason } => Error::invalid("model", reason),
+            ModelIdError::Incomplete { .. } | ModelIdError::NotFound { .. } => Error::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<LedgerError> for Error {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Insufficient { .. } => Error::ResourceExhausted(e.to_string()),
+            LedgerError::UnknownLease { .. } => Error::NotFound(e.to_string()),
+            LedgerError::GpuIndex(reason) => Error::invalid("gpu_index", reason.to_string()),
+        }
+    }
+}
+
+impl From<CacheError> for Error {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::NotLoaded(_) => Error::NotFound(e.to_string()),
+            CacheError::InUse { .. } => Error::FailedPrecondition(e.to_string()),
+        }
+    }
+}
+
+impl From<UnknownDType> for Error {
+    fn from(e: UnknownDType) -> Self {
+        Error::invalid("dtype", e.to_string())
+    }
+}
+
+/// A checkpoint that cannot be sized makes the `model` asked about unusable.
+impl From<RequirementsError> for Error {
+    fn from(e: RequirementsError) -> Self {
+        Error::invalid("model", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::ledger::GpuIndexError;
+
+    #[test]
+    fn field_errors_keep_their_field_and_message() {
+        let e = Error::from(LedgerError::GpuIndex(GpuIndexError::Unknown { index: 7, known: vec![0] }));
+        assert!(
+            matches!(&e, Error::InvalidArgument { field: "gpu_index", message }
+            if message == "must be one of the GPUs present [0], got 7"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_status().code(), Code::InvalidArgument);
+        let e = Error::from(UnknownDType { value: "f8".into() });
+        assert!(
+            matches!(&e, Error::InvalidArgument { field: "dtype", message } if message.ends_with("got \"f8\""))
+        );
+        assert_eq!(e.to_string(), format!("dtype: {}", UnknownDType { value: "f8".into() }));
+        let e = Error::from(ModelIdError::Invalid { reason: "must not be empty, got \"\"".into() });
+        assert!(matches!(&e, Error::InvalidArgument { field: "model", .. }), "{e:?}");
+    }
+
+    #[test]
+    fn state_errors_pick_their_codes() {
+        let in_use = Error::from(CacheError::InUse { model: "m".into(), in_flight: 2 });
+        assert_eq!(in_use.to_status().code(), Code::FailedPrecondition);
+        assert_eq!(Error::from(CacheError::NotLoaded("m".into())).to_status().code(), Code::NotFound);
+        let short = LedgerError::Insufficient { resource: "host memory".into(), requested: 2, available: 1 };
+        assert_eq!(Error::from(short).to_status().code(), Code::ResourceExhausted);
+        let gone = LedgerError::UnknownLease { id: "lease-1".into() };
+        assert_eq!(Error::from(gone).to_status().code(), Code::NotFound);
     }
 }

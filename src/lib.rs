@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod grpc;

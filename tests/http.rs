@@ -14,7 +14,7 @@ use std::{
 
 use common::{start_server, start_server_with, test_config, ScriptedSampler, TestServer};
 use futures::StreamExt;
-use maestro::pb;
+use maestro_proto as pb;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

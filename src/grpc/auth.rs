@@ -13,6 +13,7 @@ use std::{
 };
 
 use http::{Request, Response};
+use subtle::{Choice, ConstantTimeEq};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
@@ -77,21 +78,13 @@ impl Tokens {
         Ok(n)
     }
 
-    /// Whether `presented` equals one of the tokens (constant time in the token contents).
+    /// Whether `presented` equals one of the tokens. Every token is compared, each in time that does
+    /// not depend on where the bytes differ (only a token's length can show).
     pub fn accepts(&self, presented: &[u8]) -> bool {
         let tokens = self.tokens.read().expect("token lock");
-        tokens.iter().fold(false, |ok, t| ok | constant_time_eq(t, presented))
+        let any = tokens.iter().fold(Choice::from(0), |ok, t| ok | t.as_slice().ct_eq(presented));
+        any.into()
     }
-}
-
-/// Equality whose running time does not depend on where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..len {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
 }
 
 /// Re-reads the tokens on every SIGHUP until the process ends.
@@ -191,15 +184,14 @@ mod tests {
 
     #[test]
     fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens");
         std::fs::write(&file, "# ops\nalpha\n\n beta \n").unwrap();
         let t = Tokens::load(&file).unwrap();
         assert!(t.accepts(b"alpha") && t.accepts(b"beta") && !t.accepts(b"gamma") && !t.accepts(b"# ops"));
+        for near in [&b"alphA"[..], b"alpha2", b"alph", b"", b"alphabeta"] {
+            assert!(!t.accepts(near), "{near:?}");
+        }
         std::fs::write(&file, "gamma\n").unwrap();
         assert_eq!(t.reload().unwrap(), 1);
         assert!(t.accepts(b"gamma") && !t.accepts(b"alpha"));

@@ -1,4 +1,16 @@
-//! Every domain → wire conversion, in one place.
+//! Every domain → wire conversion, in one place: telemetry and alerts here, the resource manager's
+//! answers in [`resources`], generation streams in [`generation`].
+
+mod generation;
+mod resources;
+
+pub use generation::encode_pcm;
+#[cfg(feature = "torch")]
+pub use generation::{audio_chunk, generate_header, generate_summary};
+pub use resources::{
+    batch_advice, cached_model, cleanup, lease, model_info, report, requirement_comparison, requirements,
+    source, suggestion, validation,
+};
 
 use std::time::SystemTime;
 
@@ -167,180 +179,4 @@ pub fn min_severity(value: i32, field: &'static str) -> Result<Severity, crate::
             format!("must be one of SEVERITY_UNSPECIFIED..SEVERITY_CRITICAL (0..=3), got {value}"),
         )),
     }
-}
-
-/// Where requirements come from, on the wire.
-pub fn source(s: crate::resources::requirements::Source) -> pb::RequirementSource {
-    use crate::resources::requirements::Source;
-    match s {
-        Source::Table => pb::RequirementSource::Table,
-        Source::Checkpoint => pb::RequirementSource::Checkpoint,
-        Source::Measured => pb::RequirementSource::Measured,
-    }
-}
-
-/// Requirements on the wire.
-pub fn requirements(r: &crate::resources::requirements::Requirements, batch: u32) -> pb::Requirements {
-    pb::Requirements {
-        source: source(r.source) as i32,
-        dtype: r.dtype.as_str().into(),
-        weights_bytes: r.weights_bytes,
-        working_set_bytes: r.per_sample_bytes.saturating_mul(u64::from(batch)),
-        host_memory_bytes: r.host_bytes_for(batch, true),
-        gpu_memory_bytes: r.gpu_bytes_for(batch),
-        min_compute_capability: r.min_compute_capability,
-        default_batch_size: r.default_batch_size,
-        max_duration_s: r.max_duration_s,
-        per_sample_bytes: r.per_sample_bytes,
-        cuda_context_bytes: r.cuda_context_bytes,
-    }
-}
-
-/// A fit answer on the wire.
-pub fn validation(
-    model: &str,
-    duration_s: f64,
-    a: &crate::resources::manager::FitAnswer,
-) -> pb::ValidationResult {
-    let verdict = a.verdict();
-    pb::ValidationResult {
-        fits: verdict.fits,
-        model: model.into(),
-        device: verdict.device.name(),
-        requirements: Some(requirements(&a.requirements, a.batch)),
-        checks: verdict
-            .checks
-            .iter()
-            .map(|c| pb::ResourceCheck {
-                resource: c.resource.clone(),
-                ok: c.ok,
-                required: c.required,
-                available: c.available,
-                reserved: c.reserved,
-                headroom: c.headroom,
-                unit: c.unit.into(),
-                message: c.message.clone(),
-            })
-            .collect(),
-        eviction_candidates: a
-            .fit
-            .eviction_candidates
-            .iter()
-            .map(|e| pb::EvictionCandidate {
-                model: e.model.clone(),
-                device: e.device.name(),
-                bytes: e.bytes(),
-                last_used: Some(timestamp(crate::resources::manager::wall_clock(e.last_used))),
-            })
-            .collect(),
-        eviction_would_suffice: a.fit.eviction_would_suffice,
-        safety_margin: a.margin,
-        message: verdict.summary(model),
-        batch_size: a.batch,
-        duration_s,
-    }
-}
-
-/// A lease on the wire.
-pub fn lease(l: &crate::resources::ledger::Lease) -> pb::Lease {
-    use crate::resources::manager::wall_clock;
-    pb::Lease {
-        lease_id: l.id.as_str().into(),
-        owner: l.owner.clone(),
-        cpu_memory_bytes: l.cpu_bytes,
-        gpu_memory_bytes: l.gpu_bytes,
-        gpu_index: l.gpu_index,
-        created_at: Some(timestamp(wall_clock(l.created_at))),
-        expires_at: l.expires_at.map(|t| timestamp(wall_clock(t))),
-        age_ms: l.created_at.elapsed().as_millis() as u64,
-        kind: l.kind.as_str().into(),
-    }
-}
-
-/// A cached model on the wire.
-pub fn cached_model(e: &crate::resources::cache::CachedModel) -> pb::CachedModel {
-    pb::CachedModel {
-        model: e.model.clone(),
-        device: e.device.name(),
-        dtype: e.dtype.as_str().into(),
-        estimated_bytes: e.estimated_bytes,
-        measured_bytes: e.measured_bytes.unwrap_or(0),
-        loaded_at: Some(timestamp(e.loaded_at)),
-        last_used: Some(timestamp(crate::resources::manager::wall_clock(e.last_used))),
-        in_flight: e.in_flight,
-        pinned: e.pinned,
-    }
-}
-
-/// A model's listing on the wire.
-pub fn model_info(
-    id: &str,
-    root: &str,
-    requirements: Option<&crate::resources::requirements::Requirements>,
-    cached: Option<&crate::resources::cache::CachedModel>,
-) -> pb::ModelInfo {
-    pb::ModelInfo {
-        model: id.into(),
-        weights_present: !root.is_empty(),
-        loaded: cached.is_some(),
-        device: cached.map(|c| c.device.name()).unwrap_or_default(),
-        dtype: cached.map(|c| c.dtype.as_str().to_string()).unwrap_or_default(),
-        bytes: cached.map_or(0, |c| c.bytes()),
-        requirements: requirements.map(|r| self::requirements(r, r.default_batch_size)),
-        in_flight: cached.map_or(0, |c| c.in_flight),
-        last_used: cached.map(|c| timestamp(crate::resources::manager::wall_clock(c.last_used))),
-        loaded_at: cached.map(|c| timestamp(c.loaded_at)),
-        pinned: cached.is_some_and(|c| c.pinned),
-        root: root.into(),
-    }
-}
-
-/// A suggestion on the wire.
-pub fn suggestion(s: &crate::resources::optimizer::Suggestion) -> pb::Suggestion {
-    pb::Suggestion {
-        kind: s.kind.into(),
-        severity: severity(s.severity) as i32,
-        message: s.message.clone(),
-        resource: s.resource.clone(),
-        bytes_saved: s.bytes_saved,
-    }
-}
-
-/// A cleanup report on the wire.
-pub fn cleanup(r: &crate::resources::cleanup::Report) -> pb::CleanupResult {
-    pb::CleanupResult {
-        dry_run: r.dry_run,
-        actions: r
-            .actions
-            .iter()
-            .map(|a| pb::CleanupAction {
-                kind: a.kind.into(),
-                target: a.target.clone(),
-                host_bytes_freed: a.host_freed,
-                gpu_bytes_freed: a.gpu_freed,
-                estimated_bytes: a.estimated,
-                detail: a.detail.clone(),
-            })
-            .collect(),
-        host_bytes_freed: r.host_freed,
-        gpu_bytes_freed: r.gpu_freed,
-        duration_ms: r.duration.as_millis() as u64,
-    }
-}
-
-/// A cached model's estimate beside its measurement.
-pub fn requirement_comparison(e: &crate::resources::cache::CachedModel) -> pb::RequirementComparison {
-    let estimated = pb::Requirements {
-        source: pb::RequirementSource::Checkpoint as i32,
-        dtype: e.dtype.as_str().into(),
-        weights_bytes: e.estimated_bytes,
-        ..Default::default()
-    };
-    let measured = e.measured_bytes.map(|m| pb::Requirements {
-        source: pb::RequirementSource::Measured as i32,
-        dtype: e.dtype.as_str().into(),
-        weights_bytes: m,
-        ..Default::default()
-    });
-    pb::RequirementComparison { model: e.model.clone(), estimated: Some(estimated), measured }
 }

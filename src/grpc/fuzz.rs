@@ -7,14 +7,17 @@ use std::{path::PathBuf, time::Duration};
 use prost::Message;
 
 use super::{convert, pb, requests};
-use crate::resources::{model_id, validate::Device};
+use crate::resources::{
+    model_id,
+    validate::{Device, MAX_BATCH},
+};
 
 /// Decodes `bytes` as each request type and runs what decodes through validation and conversion;
 /// model ids resolve against `roots`.
 pub fn check(bytes: &[u8], roots: &[PathBuf]) {
     if let Ok(r) = pb::ValidateRequest::decode(bytes) {
         if let Ok(q) = requests::fit_question(r) {
-            assert!((1..=requests::MAX_BATCH).contains(&q.batch), "accepted batch {}", q.batch);
+            assert!((1..=MAX_BATCH).contains(&q.batch), "accepted batch {}", q.batch);
             assert!(q.duration_s.is_finite() && q.duration_s > 0.0, "accepted duration {}", q.duration_s);
         }
     }

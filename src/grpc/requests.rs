@@ -7,16 +7,14 @@ use super::pb;
 use crate::{
     error::Error,
     resources::{
+        duration::{check_duration, MaxDuration},
         ledger::{LeaseKind, LeaseRequest},
-        manager::FitQuestion,
+        manager::{BatchQuestion, FitQuestion},
         model_id,
         requirements::DType,
-        validate::Device,
+        validate::{Device, MAX_BATCH},
     },
 };
-
-/// Largest batch any request may ask for.
-pub const MAX_BATCH: u32 = 64;
 
 /// A model id, syntax checked.
 pub fn model(id: &str) -> Result<String, Error> {
@@ -26,8 +24,7 @@ pub fn model(id: &str) -> Result<String, Error> {
 
 /// A weight dtype (`f32` when empty).
 pub fn dtype(value: &str) -> Result<DType, Error> {
-    DType::parse(value)
-        .map_err(|e| Error::invalid("dtype", e.to_string().trim_start_matches("dtype: ").to_string()))
+    Ok(DType::parse(value)?)
 }
 
 /// `ValidateModel`'s request.
@@ -38,33 +35,25 @@ pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
             format!("must be within 1..={MAX_BATCH}, got {}", r.batch_size),
         ));
     }
-    positive_duration(r.duration_s)?;
     Ok(FitQuestion {
         model: model(&r.model)?,
         batch: r.batch_size,
-        duration_s: r.duration_s,
+        duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         device: Device::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
     })
 }
 
-/// `GetOptimalBatchSize`'s request (batch 1, the answer scales it).
-pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<FitQuestion, Error> {
-    positive_duration(r.duration_s)?;
-    Ok(FitQuestion {
+/// `GetOptimalBatchSize`'s request (one sample is sized, the answer scales it).
+pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> {
+    let fit = FitQuestion {
         model: model(&r.model)?,
         batch: 1,
-        duration_s: r.duration_s,
+        duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         device: Device::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
-    })
-}
-
-fn positive_duration(d: f64) -> Result<(), Error> {
-    if !d.is_finite() || d <= 0.0 {
-        return Err(Error::invalid("duration_s", format!("must be a finite number of seconds > 0, got {d}")));
-    }
-    Ok(())
+    };
+    Ok(BatchQuestion { fit, memory_bytes: r.gpu_memory_bytes, max_batch: MAX_BATCH })
 }
 
 /// `Allocate`'s request.
@@ -176,12 +165,6 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::Gene
     if r.prompt.contains('\0') {
         return Err(Error::invalid("prompt", "must not contain NUL characters"));
     }
-    if !r.duration_s.is_finite() || r.duration_s <= 0.0 {
-        return Err(Error::invalid(
-            "duration_s",
-            format!("must be a finite number of seconds > 0, got {}", r.duration_s),
-        ));
-    }
     if r.chunk_ms > 10_000 {
         return Err(Error::invalid(
             "chunk_ms",
@@ -191,7 +174,7 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::Gene
     Ok(crate::inference::GenerateParams {
         model: model(&r.model)?,
         prompt: r.prompt.clone(),
-        duration_s: r.duration_s,
+        duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         temperature: r.temperature.map(|t| finite("temperature", t, 0.0, true, 10.0, false)).transpose()?,
         top_k: r.top_k,
         top_p: r.top_p.map(|p| finite("top_p", p, 0.0, false, 1.0, true)).transpose()?,

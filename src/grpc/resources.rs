@@ -16,8 +16,7 @@ use crate::{
     monitor,
     resources::{
         cleanup::{self, Evictor},
-        manager, optimizer,
-        validate::{self, Device},
+        manager, report,
     },
 };
 
@@ -65,16 +64,6 @@ impl ResourceApi {
         Ok(streams::snapshots(rx, interval, self.shutdown.clone(), slot, message))
     }
 
-    async fn suggestions(
-        &self,
-        snapshot: &monitor::snapshot::Snapshot,
-    ) -> Result<Vec<pb::Suggestion>, Error> {
-        let cached = self.manager.cached().await?;
-        let warning = self.monitor.settings().health.warning_percent;
-        let list = optimizer::suggest(snapshot, &cached, warning, std::time::Instant::now());
-        Ok(list.iter().map(convert::suggestion).collect())
-    }
-
     fn history_limit(&self) -> u64 {
         self.monitor.settings().history.as_secs()
     }
@@ -90,25 +79,8 @@ impl ResourceService for ResourceApi {
         &self,
         _: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ResourceReport>, Status> {
-        let snapshot = self.monitor.latest();
-        let window = self.monitor.settings().history.min(Duration::from_secs(300));
-        let samples = self.monitor.history(window).await?;
-        let cached = self.manager.cached().await?;
-        let active = self.monitor.alerts(crate::alerts::Severity::Info, true, 0).await?;
-        Ok(Response::new(pb::ResourceReport {
-            snapshot: Some(convert::snapshot(&snapshot, 0)),
-            window_stats: monitor::history::window_stats(&samples)
-                .iter()
-                .map(convert::metric_stats)
-                .collect(),
-            window_seconds: window.as_secs() as u32,
-            leases: self.manager.leases().await?.iter().map(convert::lease).collect(),
-            cached_models: cached.iter().map(convert::cached_model).collect(),
-            active_alerts: active.iter().map(convert::alert).collect(),
-            health: convert::health(snapshot.health) as i32,
-            suggestions: self.suggestions(&snapshot).await?,
-            requirements: cached.iter().map(convert::requirement_comparison).collect(),
-        }))
+        let report = report::report(&self.manager, &self.monitor).await?;
+        Ok(Response::new(convert::report(&report)))
     }
 
     async fn get_history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::History>, Status> {
@@ -126,9 +98,8 @@ impl ResourceService for ResourceApi {
         req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidationResult>, Status> {
         let question = requests::fit_question(req.into_inner())?;
-        let (model, duration) = (question.model.clone(), question.duration_s);
         let answer = self.manager.fit(question).await?;
-        Ok(Response::new(convert::validation(&model, duration, &answer)))
+        Ok(Response::new(convert::validation(&answer)))
     }
 
     async fn allocate(&self, req: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
@@ -161,41 +132,20 @@ impl ResourceService for ResourceApi {
         _: Request<pb::SuggestionsRequest>,
     ) -> Result<Response<pb::Suggestions>, Status> {
         let snapshot = self.monitor.latest();
-        let suggestions = self.suggestions(&snapshot).await?;
-        Ok(Response::new(pb::Suggestions { suggestions, health: convert::health(snapshot.health) as i32 }))
+        let suggestions = report::suggestions(&self.manager, &self.monitor, &snapshot).await?;
+        Ok(Response::new(pb::Suggestions {
+            suggestions: suggestions.iter().map(convert::suggestion).collect(),
+            health: convert::health(snapshot.health) as i32,
+        }))
     }
 
     async fn get_optimal_batch_size(
         &self,
         req: Request<pb::BatchSizeRequest>,
     ) -> Result<Response<pb::BatchSizeAdvice>, Status> {
-        let req = req.into_inner();
-        let question = requests::batch_question(&req)?;
-        let answer = self.manager.fit(question.clone()).await?;
-        let snapshot = self.monitor.latest();
-        let (on_gpu, free) = match answer.verdict().device {
-            Device::Cuda(i) => {
-                (true, snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes))
-            }
-            _ => (false, snapshot.effective.available_bytes),
-        };
-        let memory = if req.gpu_memory_bytes > 0 { req.gpu_memory_bytes } else { free };
-        let r = &answer.requirements;
-        let advice = validate::optimal_batch(r, memory, answer.margin, on_gpu, requests::MAX_BATCH);
-        Ok(Response::new(pb::BatchSizeAdvice {
-            model: question.model,
-            batch_size: advice.batch,
-            memory_bytes: advice.memory_bytes,
-            usable_bytes: advice.usable_bytes,
-            weights_bytes: r.weights_bytes,
-            per_sample_bytes: r.per_sample_bytes,
-            safety_margin: answer.margin,
-            cfg_factor: 2,
-            duration_s: question.duration_s,
-            source: convert::source(r.source) as i32,
-            device: answer.verdict().device.name(),
-            reason: advice.reason,
-        }))
+        let question = requests::batch_question(&req.into_inner())?;
+        let answer = self.manager.batch_advice(question).await?;
+        Ok(Response::new(convert::batch_advice(&answer)))
     }
 
     async fn list_alerts(

@@ -2,17 +2,25 @@
 //! → generate → release, with every hold (lease, model use, queue slot) an RAII guard so no path can
 //! leak one.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+mod progress;
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use self::progress::{Chunk, Progress, Summary};
 use super::{Event, GenerateParams, ModelFacts, Pool};
 use crate::{
     error::Error,
     musicgen::{GenerationRequest, SamplingParams},
     resources::{
         cache::CachedModel,
+        duration::{check_duration, MaxDuration},
         ledger::{LeaseKind, LeaseRequest},
         manager::{self, FitQuestion, LeaseGuard, ModelUse},
         model_id,
@@ -32,7 +40,8 @@ pub struct GenerationSettings {
     pub dtype: ReqDType,
 }
 
-/// A generation that was admitted: what the header says, the event stream and the holds.
+/// A generation that was admitted: what the stream's header says, then its [`Progress`] through
+/// [`Admitted::next`]. Dropping it releases the lease and the model and cancels the work.
 pub struct Admitted {
     /// Request id.
     pub request_id: String,
@@ -44,14 +53,16 @@ pub struct Admitted {
     pub queue_position: usize,
     /// The request as run (defaults filled in).
     pub request: GenerationRequest,
-    /// Events from the worker.
-    pub events: mpsc::Receiver<Event>,
-    /// Held until the stream ends: dropping them releases the lease, the model and cancels the work.
-    pub holds: Holds,
+    /// The workers' device (`cpu`, `cuda:N`).
+    pub device: String,
+    events: mpsc::Receiver<Event>,
+    tracking: progress::Tracking,
+    generation: Generation,
+    _holds: Holds,
 }
 
 /// Everything a running generation holds.
-pub struct Holds {
+struct Holds {
     _lease: LeaseGuard,
     _model: ModelUse,
     _cancel: DropGuard,
@@ -94,6 +105,22 @@ impl Generation {
     /// The generation limits.
     pub fn settings(&self) -> &GenerationSettings {
         &self.settings
+    }
+
+    /// `LoadModel`: loads `model` on the workers' device (asking for another GPU is refused) unless it
+    /// is loaded, then pins or unpins it.
+    pub async fn load_model(
+        &self,
+        model: &str,
+        dtype: ReqDType,
+        device: Device,
+        pin: bool,
+    ) -> Result<(), Error> {
+        if let Device::Cuda(i) = device {
+            return Err(Error::invalid("device", format!("cuda:{i} is not served by this server's workers")));
+        }
+        self.ensure_loaded(model, dtype, pin).await?;
+        self.manager.pin(model, pin).await
     }
 
     /// Loads `model` unless it is loaded: validated against memory, leased while loading, recorded in
@@ -161,13 +188,8 @@ impl Generation {
 
     /// Validates against the model, takes the holds and queues the generation.
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
-        if p.duration_s > self.settings.max_duration_s {
-            let max = self.settings.max_duration_s;
-            return Err(Error::invalid(
-                "duration_s",
-                format!("must be > 0 and <= {max} seconds, got {}", p.duration_s),
-            ));
-        }
+        let started = Instant::now();
+        check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
@@ -190,8 +212,11 @@ impl Generation {
             facts,
             queue_position,
             request,
+            device: self.pool.device(),
             events,
-            holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
+            tracking: progress::Tracking::new(started),
+            generation: self.clone(),
+            _holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
         })
     }
 }
@@ -217,13 +242,7 @@ fn musicgen_dtype(d: ReqDType) -> crate::musicgen::DType {
 
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.
 fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
-    if p.duration_s > facts.max_duration_s {
-        let max = facts.max_duration_s;
-        return Err(Error::invalid(
-            "duration_s",
-            format!("must be <= {max} seconds for {}, got {}", p.model, p.duration_s),
-        ));
-    }
+    check_duration(p.duration_s, MaxDuration::Model { model: &p.model, max_s: facts.max_duration_s })?;
     let k = p.top_k.unwrap_or(facts.defaults.top_k.max(0) as u32);
     if k > facts.codebook_size {
         return Err(Error::invalid(

@@ -220,9 +220,9 @@ impl Worker {
             let injected = "CUDA out of memory. Tried to allocate 4.00 GiB (injected)";
             return Err(load_error(model, MusicgenError::Unsupported(injected.into())));
         }
-        let before = rss_bytes();
+        let before = crate::monitor::sampler::rss_bytes();
         let m = MusicGen::load(dir, self.device, dtype).map_err(|e| load_error(model, e))?;
-        let measured = rss_bytes().saturating_sub(before);
+        let measured = crate::monitor::sampler::rss_bytes().saturating_sub(before);
         let facts = ModelFacts {
             sample_rate: m.sample_rate(),
             channels: m.channels() as u32,
@@ -327,13 +327,4 @@ fn generation_error(model: &str, e: MusicgenError) -> Error {
         }
         _ => Error::Internal(format!("generation with {model} failed: {message}")),
     }
-}
-
-/// This process's resident set, from `/proc/self/statm`.
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
 }

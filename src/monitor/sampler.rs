@@ -4,10 +4,14 @@
 //! A sampler runs on the monitor's dedicated thread and may block. It refreshes only what it reports:
 //! memory, CPU and this one process, never the whole process table.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, OnceLock, PoisonError},
+};
 
 use sysinfo::{
-    CpuRefreshKind, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System,
+    CpuRefreshKind, MemoryRefreshKind, Pid, Process, ProcessRefreshKind, ProcessesToUpdate, RefreshKind,
+    System,
 };
 
 use super::snapshot::{ContainerStats, GpuDevice, GpuStats, HostStats, ProcessStats};
@@ -35,7 +39,6 @@ pub trait Sampler: Send + 'static {
 /// The real machine.
 pub struct SystemSampler {
     system: System,
-    pid: Pid,
     cgroup: Option<Cgroup>,
     gpus: Box<dyn GpuSource>,
 }
@@ -57,7 +60,7 @@ impl SystemSampler {
 
     /// Uses another GPU source (tests, or a machine with a different GPU library).
     pub fn with_gpus(gpus: Box<dyn GpuSource>) -> Self {
-        Self { system: Self::system(), pid: Pid::from_u32(std::process::id()), cgroup: Cgroup::find(), gpus }
+        Self { system: Self::system(), cgroup: Cgroup::find(), gpus }
     }
 
     fn host(&mut self) -> HostStats {
@@ -78,10 +81,9 @@ impl SystemSampler {
 
     fn process(&mut self) -> Result<ProcessStats, String> {
         let kind = ProcessRefreshKind::nothing().with_memory().with_cpu();
-        self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&[self.pid]), true, kind);
-        let p = self.system.process(self.pid).ok_or("own process not found in /proc")?;
+        let p = own_process(&mut self.system, kind).ok_or("own process not found in /proc")?;
         Ok(ProcessStats {
-            pid: self.pid.as_u32(),
+            pid: p.pid().as_u32(),
             rss_bytes: p.memory(),
             virtual_bytes: p.virtual_memory(),
             cpu_percent: f64::from(p.cpu_usage()),
@@ -105,6 +107,25 @@ impl Sampler for SystemSampler {
             gpu: self.gpus.read(),
         }
     }
+}
+
+/// This process's resident set in bytes, read as the sampler reads it (snapshots report the same
+/// figure as `process.rss_bytes`), for code that needs it between samples: a model load's growth, a
+/// generation's peak. 0 when sysinfo cannot read this process.
+pub fn rss_bytes() -> u64 {
+    // One handle for every caller: sysinfo keeps per-process state between refreshes.
+    static OWN: OnceLock<Mutex<Option<System>>> = OnceLock::new();
+    let mut own =
+        OWN.get_or_init(|| Mutex::new(System::new().ok())).lock().unwrap_or_else(PoisonError::into_inner);
+    let memory = ProcessRefreshKind::nothing().with_memory();
+    own.as_mut().and_then(|system| own_process(system, memory)).map_or(0, Process::memory)
+}
+
+/// Refreshes `kind` of this process, and nothing else, in `system`.
+fn own_process(system: &mut System, kind: ProcessRefreshKind) -> Option<&Process> {
+    let pid = Pid::from_u32(std::process::id());
+    system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
+    system.process(pid)
 }
 
 /// The number of threads of this process, from `/proc/self/status`.
@@ -300,6 +321,12 @@ mod tests {
         let p = r.process.unwrap();
         assert_eq!(p.pid, std::process::id());
         assert!(p.rss_bytes > 0 && p.threads >= 1);
+        // The standalone reading is the same measure: it grows with memory this process touches.
+        let before = rss_bytes();
+        let touched = std::hint::black_box(vec![1u8; 64 << 20]);
+        let after = rss_bytes();
+        assert!(before > 0 && after >= before + (32 << 20), "{before} -> {after} with 64 MiB touched");
+        drop(touched);
         let gpu = r.gpu.unwrap();
         if !gpu.available {
             assert!(!gpu.unavailable_reason.is_empty());

@@ -416,7 +416,7 @@ mod tests {
             let projected = x.linear(&w_ih, Some(&(&b_ih + &b_hh)));
             let fallback = lstm_layer_libtorch(&projected, &w_hh, h0.get(0), c0.get(0));
             let mut paths = vec![("fallback", fallback)];
-            if kernels::supported() {
+            if kernels::runs_here() {
                 let native = kernels::lstm_layer(&projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
                 paths.push(("native", native));
             }

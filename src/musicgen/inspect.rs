@@ -9,8 +9,9 @@ use std::path::Path;
 use super::config::{GenerationConfig, MusicgenConfig};
 use super::error::Result;
 use super::tokenizer::PromptTokenizer;
-use super::weights::{DType, SafetensorsFile};
+use super::weights::DType;
 use super::LoadOptions;
+use crate::checkpoint::{self, Checkpoint};
 
 /// Text tokens assumed per prompt when sizing the cross-attention cache.
 pub const ASSUMED_PROMPT_TOKENS: u64 = 64;
@@ -30,10 +31,10 @@ pub struct ParameterCounts {
 
 impl ParameterCounts {
     /// Counts the tensors of a checkpoint header by key prefix.
-    pub fn from_file(file: &SafetensorsFile) -> Self {
+    pub fn from_file(file: &Checkpoint) -> Self {
         let mut counts = Self::default();
-        for (key, entry) in file.entries() {
-            let n = entry.numel();
+        for (key, info) in file.tensors() {
+            let n = checkpoint::numel(info);
             let slot = if key.starts_with("text_encoder.") || key.starts_with("enc_to_dec_proj.") {
                 &mut counts.text_encoder
             } else if key.starts_with("decoder.") {
@@ -109,11 +110,11 @@ pub fn estimate_memory(
 pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
     let cfg = MusicgenConfig::from_file(&dir.join("config.json"))?;
     let gen = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
-    let file = SafetensorsFile::open(&dir.join("model.safetensors"))?;
+    let file = Checkpoint::open(&dir.join("model.safetensors"))?;
     let counts = ParameterCounts::from_file(&file);
-    let mut stored: BTreeMap<&str, u64> = BTreeMap::new();
-    for entry in file.entries().values() {
-        *stored.entry(entry.dtype.as_str()).or_default() += entry.numel();
+    let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+    for info in file.tensors().values() {
+        *stored.entry(info.dtype.to_string()).or_default() += checkpoint::numel(info);
     }
     let frames = ((duration_s * cfg.audio_encoder.frame_rate() as f64).round() as u64).max(1);
     let mut out = String::new();

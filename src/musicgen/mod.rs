@@ -34,7 +34,7 @@ use encodec::EncodecDecoder;
 use error::Result;
 use t5::T5Encoder;
 use tokenizer::{PromptBatch, PromptTokenizer};
-use weights::{SafetensorsFile, WeightLoader};
+use weights::WeightLoader;
 
 /// Where and in which precision each part runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl MusicGen {
         let config = MusicgenConfig::from_file(&dir.join("config.json"))?;
         let generation = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
         let tokenizer = PromptTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let file = SafetensorsFile::open(&dir.join("model.safetensors"))?;
+        let file = crate::checkpoint::Checkpoint::open(&dir.join("model.safetensors"))?;
         let w = WeightLoader::new(&file, options.device);
         let t5 = T5Encoder::load(&w, &config.text_encoder, options.text_dtype.kind())?;
         let (d_text, d_dec) = (config.text_encoder.d_model, config.decoder.hidden_size);

@@ -135,25 +135,33 @@ pub enum LedgerError {
         /// Bytes available minus other leases.
         available: u64,
     },
-    /// The GPU index is not one the monitor reports.
-    #[error("gpu_index: must be one of the GPUs present {known:?}, got {index}")]
-    UnknownGpu {
+    /// The request's `gpu_index` names no GPU it can use.
+    #[error("gpu_index: {0}")]
+    GpuIndex(GpuIndexError),
+    /// No such lease: never granted, already released or expired.
+    #[error("lease_id: no live lease {id:?} (unknown, released or expired)")]
+    UnknownLease {
+        /// The id given.
+        id: String,
+    },
+}
+
+/// What is wrong with a request's `gpu_index` (the message without the field's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuIndexError {
+    /// The index is not one the monitor reports.
+    #[error("must be one of the GPUs present {known:?}, got {index}")]
+    Unknown {
         /// The index given.
         index: u32,
         /// The indices present.
         known: Vec<u32>,
     },
     /// GPU bytes were requested without saying on which GPU.
-    #[error("gpu_index: required when gpu_memory_bytes > 0, got gpu_memory_bytes {requested} and no GPU")]
-    GpuIndexRequired {
+    #[error("required when gpu_memory_bytes > 0, got gpu_memory_bytes {requested} and no GPU")]
+    Required {
         /// GPU bytes asked for.
         requested: u64,
-    },
-    /// No such lease: never granted, already released or expired.
-    #[error("lease_id: no live lease {id:?} (unknown, released or expired)")]
-    UnknownLease {
-        /// The id given.
-        id: String,
     },
 }
 
@@ -182,15 +190,16 @@ impl Ledger {
         check("host memory".to_owned(), request.cpu_bytes, host_free)?;
         match request.gpu_index {
             Some(index) => {
-                let available = capacity.gpu(index).ok_or_else(|| LedgerError::UnknownGpu {
-                    index,
-                    known: capacity.gpu_available_bytes.iter().map(|&(i, _)| i).collect(),
+                let available = capacity.gpu(index).ok_or_else(|| {
+                    let known = capacity.gpu_available_bytes.iter().map(|&(i, _)| i).collect();
+                    LedgerError::GpuIndex(GpuIndexError::Unknown { index, known })
                 })?;
                 let free = available.saturating_sub(self.reserved_gpu(index));
                 check(format!("gpu:{index} memory"), request.gpu_bytes, free)?;
             }
             None if request.gpu_bytes > 0 => {
-                return Err(LedgerError::GpuIndexRequired { requested: request.gpu_bytes });
+                let requested = request.gpu_bytes;
+                return Err(LedgerError::GpuIndex(GpuIndexError::Required { requested }));
             }
             None => {}
         }

@@ -1,12 +1,15 @@
-//! The resource manager: what a model needs, which model directory an id names, and the ledger of
-//! leases that keeps reservations from over-committing memory.
+//! The resource manager: what a model needs, which model directory an id names, the ledger of leases
+//! that keeps reservations from over-committing memory, the model cache, the fit verdict and batch
+//! advice, cleanup, suggestions and reports, and the one rule for a requested duration.
 
 pub mod cache;
 pub mod cleanup;
+pub mod duration;
 pub mod ledger;
 pub mod manager;
 pub mod memo;
 pub mod model_id;
 pub mod optimizer;
+pub mod report;
 pub mod requirements;
 pub mod validate;

@@ -28,8 +28,6 @@ pub const PROMPT_TOKENS: u64 = 64;
 pub const DEFAULT_FRAME_RATE: f64 = 50.0;
 /// Longest generation when neither the table nor `generation_config.json` says otherwise.
 pub const DEFAULT_MAX_DURATION_S: f64 = 30.0;
-/// Largest safetensors header accepted (the format's own limit).
-pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Lowest compute capability a checkpoint model is run on; bf16 needs 8.0 (Ampere).
 pub const MIN_COMPUTE_CAPABILITY: f64 = 6.0;
 
@@ -83,12 +81,12 @@ impl DType {
     }
 
     /// Parses `f32`, `f16` or `bf16` (any case); the empty string means `f32`.
-    pub fn parse(value: &str) -> Result<Self, RequirementsError> {
+    pub fn parse(value: &str) -> Result<Self, UnknownDType> {
         match value.to_ascii_lowercase().as_str() {
             "" | "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
             "bf16" => Ok(DType::Bf16),
-            _ => Err(RequirementsError::InvalidDType { value: value.to_owned() }),
+            _ => Err(UnknownDType { value: value.to_owned() }),
         }
     }
 
@@ -108,15 +106,18 @@ impl fmt::Display for DType {
     }
 }
 
+/// A dtype name that is none of those [`DType::parse`] knows; the message is the rule and the value,
+/// for whoever names the field (`dtype`, `--dtype`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of \"f32\", \"f16\", \"bf16\" (empty means \"f32\"), got {value:?}")]
+pub struct UnknownDType {
+    /// The value given.
+    pub value: String,
+}
+
 /// Why requirements could not be worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
-    /// An unknown dtype string.
-    #[error("dtype: must be one of \"f32\", \"f16\", \"bf16\" (empty means \"f32\"), got {value:?}")]
-    InvalidDType {
-        /// The value given.
-        value: String,
-    },
     /// A file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {

@@ -202,6 +202,9 @@ fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
     }
 }
 
+/// Largest batch any request may ask for, and the cap of batch advice.
+pub const MAX_BATCH: u32 = 64;
+
 /// Batch advice: the largest batch whose working set fits in memory × (1 − margin) − weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchAdvice {

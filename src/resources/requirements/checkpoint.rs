@@ -1,19 +1,18 @@
 //! Requirements derived from a checkpoint on disk: exact weight bytes from the safetensors header
-//! (the weights themselves are never read) and a per-sample working set estimated from the Hugging
-//! Face MusicGen `config.json`. A damaged header is an error, never a panic or a wrong answer.
+//! (read by [`crate::checkpoint`]; the weights themselves are never read) and a per-sample working
+//! set estimated from the Hugging Face MusicGen `config.json`. A damaged header is an error, never a
+//! panic or a wrong answer.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{
     DType, Requirements, RequirementsError, Source, CFG_FACTOR, CUDA_CONTEXT_BYTES, DEFAULT_FRAME_RATE,
-    DEFAULT_MAX_DURATION_S, ENCODEC_CHANNEL_FACTOR, HOST_RUNTIME_BYTES, MAX_HEADER_BYTES,
-    MIN_COMPUTE_CAPABILITY, PROMPT_TOKENS,
+    DEFAULT_MAX_DURATION_S, ENCODEC_CHANNEL_FACTOR, HOST_RUNTIME_BYTES, MIN_COMPUTE_CAPABILITY,
+    PROMPT_TOKENS,
 };
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
 
 /// Sizes read from a safetensors header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,92 +24,31 @@ pub struct HeaderSizes {
     pub largest_tensor_bytes: u64,
 }
 
-/// One tensor's header entry.
-#[derive(Deserialize)]
-struct TensorInfo {
-    dtype: String,
-    shape: Vec<u64>,
-    data_offsets: [u64; 2],
-}
-
-/// Reads only the header of the safetensors file at `path` (8-byte little-endian length, then JSON)
-/// and sizes its tensors for `dtype`. Every tensor must lie inside the file with the byte length its
-/// shape and dtype imply, so a damaged file is [`RequirementsError::Corrupt`], not a wrong answer.
+/// Sizes the tensors of the safetensors file at `path` for `dtype`, from its header alone (see
+/// [`crate::checkpoint`]); a damaged header is [`RequirementsError::Corrupt`], not a wrong answer.
 pub fn weights_from_header(path: &Path, dtype: DType) -> Result<HeaderSizes, RequirementsError> {
-    let corrupt = |reason: String| RequirementsError::Corrupt { path: path.to_owned(), reason };
-    let io = |source| RequirementsError::Io { path: path.to_owned(), source };
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let mut prefix = [0u8; 8];
-    if file_len < 8 || file.read_exact(&mut prefix).is_err() {
-        return Err(corrupt(format!("{file_len} bytes, shorter than the 8-byte header length")));
-    }
-    let header_len = u64::from_le_bytes(prefix);
-    if header_len > MAX_HEADER_BYTES {
-        return Err(corrupt(format!(
-            "header of {header_len} bytes exceeds the {MAX_HEADER_BYTES}-byte limit"
-        )));
-    }
-    let mut header = Vec::new();
-    if header_len > file_len - 8 {
-        return Err(corrupt(format!("truncated: header of {header_len} bytes in a {file_len}-byte file")));
-    }
-    file.take(header_len).read_to_end(&mut header).map_err(io)?;
-    if header.len() as u64 != header_len {
-        return Err(corrupt(format!("truncated: header of {header_len} bytes in a {file_len}-byte file")));
-    }
-    let entries: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("header is not a JSON object: {e}")))?;
-    size_tensors(entries, dtype, file_len.saturating_sub(8 + header_len)).map_err(corrupt)
-}
-
-fn size_tensors(
-    entries: BTreeMap<String, serde_json::Value>,
-    dtype: DType,
-    data_len: u64,
-) -> Result<HeaderSizes, String> {
+    let checkpoint = Checkpoint::open(path)?;
     let mut sizes = HeaderSizes { weights_bytes: 0, largest_tensor_bytes: 0 };
-    for (key, value) in entries.into_iter().filter(|(key, _)| key != "__metadata__") {
-        let info: TensorInfo = serde_json::from_value(value).map_err(|e| format!("tensor `{key}`: {e}"))?;
-        let (element, float) = element_size(&info.dtype)
-            .ok_or_else(|| format!("tensor `{key}` has unsupported dtype {:?}", info.dtype))?;
-        let numel = info.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
-        let stored = numel.and_then(|n| n.checked_mul(element));
-        let (Some(numel), Some(stored)) = (numel, stored) else {
-            return Err(format!("tensor `{key}` has an impossibly large shape {:?}", info.shape));
+    for info in checkpoint.tensors().values() {
+        let stored = checkpoint::stored_bytes(info);
+        let loaded = if checkpoint::is_float(info.dtype) {
+            checkpoint::numel(info).saturating_mul(dtype.bytes())
+        } else {
+            stored
         };
-        let [begin, end] = info.data_offsets;
-        if begin > end || end > data_len {
-            return Err(format!(
-                "tensor `{key}` spans bytes {begin}..{end} of a {data_len}-byte data section"
-            ));
-        }
-        if end - begin != stored {
-            return Err(format!(
-                "tensor `{key}` needs {stored} bytes for its shape but spans {}",
-                end - begin
-            ));
-        }
-        let loaded = if float { numel.saturating_mul(dtype.bytes()) } else { stored };
         sizes.weights_bytes = sizes.weights_bytes.saturating_add(loaded);
         sizes.largest_tensor_bytes = sizes.largest_tensor_bytes.max(stored);
     }
     Ok(sizes)
 }
 
-/// Bytes per element of a safetensors dtype, and whether it is floating point.
-fn element_size(dtype: &str) -> Option<(u64, bool)> {
-    Some(match dtype {
-        "F64" => (8, true),
-        "F32" => (4, true),
-        "F16" | "BF16" => (2, true),
-        "F8_E4M3" | "F8_E5M2" => (1, true),
-        "I64" | "U64" => (8, false),
-        "I32" | "U32" => (4, false),
-        "I16" | "U16" => (2, false),
-        "I8" | "U8" | "BOOL" => (1, false),
-        _ => return None,
-    })
+impl From<CheckpointError> for RequirementsError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::Io { path, source } => RequirementsError::Io { path, source },
+            CheckpointError::Corrupt { path, reason } => RequirementsError::Corrupt { path, reason },
+        }
+    }
 }
 
 /// The parts of a Hugging Face MusicGen `config.json` the estimate needs.

@@ -85,10 +85,10 @@ fn live_usage_shrinks_what_is_available() {
 fn unknown_or_missing_gpu_is_an_error() {
     let (mut ledger, now) = (Ledger::new(), Instant::now());
     let err = ledger.reserve(request(0, GB, Some(7), None), &capacity(), now).unwrap_err();
-    assert_eq!(err, LedgerError::UnknownGpu { index: 7, known: vec![0, 1] });
+    assert_eq!(err, LedgerError::GpuIndex(GpuIndexError::Unknown { index: 7, known: vec![0, 1] }));
     assert!(err.to_string().contains("gpu_index") && err.to_string().contains("got 7"), "{err}");
     let err = ledger.reserve(request(0, GB, None, None), &capacity(), now).unwrap_err();
-    assert_eq!(err, LedgerError::GpuIndexRequired { requested: GB });
+    assert_eq!(err, LedgerError::GpuIndex(GpuIndexError::Required { requested: GB }));
     let cpu_only = Capacity { host_available_bytes: GB, gpu_available_bytes: vec![] };
     assert!(ledger.reserve(request(GB, 0, None, None), &cpu_only, now).is_ok());
 }

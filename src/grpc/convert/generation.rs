@@ -1,0 +1,88 @@
+//! Generation-side domain → wire conversions: a stream's header, its audio chunks encoded as PCM, and
+//! its summary.
+
+use crate::grpc::pb;
+#[cfg(feature = "torch")]
+use crate::inference::service::{Admitted, Chunk, Summary};
+
+/// Little-endian PCM of interleaved f32 samples: f32 as is, or 16-bit (clamped to ±1) otherwise.
+pub fn encode_pcm(samples: &[f32], format: pb::AudioFormat) -> Vec<u8> {
+    match format {
+        pb::AudioFormat::PcmF32le => samples.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        _ => samples
+            .iter()
+            .flat_map(|x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// The header that opens a generation's stream.
+#[cfg(feature = "torch")]
+pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
+    let (f, r) = (&a.facts, &a.request);
+    let hop = (f64::from(f.sample_rate) / f.frame_rate).round() as u64;
+    pb::Header {
+        request_id: a.request_id.clone(),
+        model: a.model.clone(),
+        sample_rate: f.sample_rate,
+        channels: f.channels,
+        format: format as i32,
+        expected_samples: r.frames as u64 * hop,
+        chunk_samples: (r.chunk_frames as u64 * hop) as u32,
+        queue_position: a.queue_position as u32,
+        device: a.device.clone(),
+        params: Some(pb::GenerationParams {
+            temperature: r.sampling.temperature,
+            top_k: r.sampling.top_k as u32,
+            top_p: r.sampling.top_p,
+            guidance_scale: r.guidance_scale,
+            seed: r.seed,
+            greedy: r.sampling.greedy,
+            duration_s: r.frames as f64 / f.frame_rate,
+        }),
+    }
+}
+
+/// A decoded chunk on the wire, in `format`.
+#[cfg(feature = "torch")]
+pub fn audio_chunk(c: &Chunk, format: pb::AudioFormat) -> pb::AudioChunk {
+    pb::AudioChunk {
+        index: c.index,
+        sample_offset: c.sample_offset,
+        data: encode_pcm(&c.samples, format),
+        frames_done: c.frames_done,
+        frames_total: c.frames_total,
+        progress: f64::from(c.frames_done) / f64::from(c.frames_total.max(1)),
+    }
+}
+
+/// The summary that closes a generation's stream; `device` is where it ran.
+#[cfg(feature = "torch")]
+pub fn generate_summary(s: &Summary, device: &str) -> pb::Summary {
+    pb::Summary {
+        time_to_first_chunk_ms: s.time_to_first_chunk_ms,
+        total_ms: s.total_ms,
+        frames: s.frames,
+        steps_per_second: s.steps_per_second,
+        real_time_factor: s.real_time_factor,
+        device: device.into(),
+        peak_host_memory_delta_bytes: s.peak_host_memory_delta_bytes,
+        peak_gpu_memory_delta_bytes: 0,
+        samples: s.samples,
+        queue_wait_ms: s.queue_wait_ms,
+        batch_size: s.batch_size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcm_is_little_endian_and_16_bit_clamps() {
+        let f32le = encode_pcm(&[0.5, -1.0], pb::AudioFormat::PcmF32le);
+        assert_eq!(f32le, [0.5f32.to_le_bytes(), (-1.0f32).to_le_bytes()].concat());
+        let s16 = encode_pcm(&[1.0, -2.0, 0.0], pb::AudioFormat::PcmS16le);
+        assert_eq!(s16, [32767i16.to_le_bytes(), (-32767i16).to_le_bytes(), 0i16.to_le_bytes()].concat());
+    }
+}

@@ -1,0 +1,140 @@
+//! A running generation as its caller sees it: decoded chunks with their place in the output, then a
+//! summary (timings, throughput, the host-memory peak while it ran) or an error.
+//!
+//! [`Admitted::next`] turns the worker's events into [`Progress`]: it keeps the sample offset, the
+//! time to the first chunk and the process's RSS peak (sampled at every chunk), turns a stop by
+//! shutdown into UNAVAILABLE, and reports an out-of-memory failure so an emergency cleanup runs.
+
+use std::time::Instant;
+
+use super::{Admitted, Error, Event};
+use crate::{monitor::sampler::rss_bytes, musicgen::GenerationStats};
+
+/// What a running generation reports next.
+#[derive(Debug)]
+pub enum Progress {
+    /// Decoded audio.
+    Chunk(Chunk),
+    /// Finished; nothing follows.
+    Finished(Summary),
+    /// Failed, stopped by shutdown, or lost its worker; nothing follows.
+    Failed(Error),
+}
+
+/// One decoded chunk and its place in the output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Chunk number, from 0.
+    pub index: u32,
+    /// Samples per channel sent before this chunk.
+    pub sample_offset: u64,
+    /// Interleaved f32 samples.
+    pub samples: Vec<f32>,
+    /// Frames decoded once this chunk is out.
+    pub frames_done: u32,
+    /// Frames the request asks for.
+    pub frames_total: u32,
+}
+
+/// How a finished generation went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// From the request's start to its first chunk (the total when none came).
+    pub time_to_first_chunk_ms: f64,
+    /// From the request's start to its end.
+    pub total_ms: f64,
+    /// Frames generated.
+    pub frames: u32,
+    /// Decoding steps per second of decoding time.
+    pub steps_per_second: f64,
+    /// Wall time over audio time.
+    pub real_time_factor: f64,
+    /// Highest process RSS seen while it ran, minus the RSS at its start.
+    pub peak_host_memory_delta_bytes: i64,
+    /// Samples per channel sent.
+    pub samples: u64,
+    /// Time spent queued before the worker started it.
+    pub queue_wait_ms: f64,
+    /// How many requests shared its batch.
+    pub batch_size: u32,
+}
+
+/// What [`Admitted::next`] keeps between events.
+#[derive(Debug)]
+pub(super) struct Tracking {
+    started: Instant,
+    samples_sent: u64,
+    first_chunk_ms: Option<f64>,
+    rss_start: u64,
+    rss_peak: u64,
+    done: bool,
+}
+
+impl Tracking {
+    /// Starts tracking a generation that began at `started`.
+    pub fn new(started: Instant) -> Self {
+        let rss = rss_bytes();
+        Self { started, samples_sent: 0, first_chunk_ms: None, rss_start: rss, rss_peak: rss, done: false }
+    }
+}
+
+impl Admitted {
+    /// The next chunk, the summary or the error; `None` once one of the last two was returned.
+    pub async fn next(&mut self) -> Option<Progress> {
+        if self.tracking.done {
+            return None;
+        }
+        let event = self.events.recv().await;
+        let progress = match event {
+            Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
+            Some(Event::Done(stats, _)) if stats.stopped => Progress::Failed(Error::Unavailable(
+                "generation cancelled: the server is shutting down".into(),
+            )),
+            Some(Event::Done(stats, batch)) => Progress::Finished(self.summary(&stats, batch)),
+            Some(Event::Failed(e)) => {
+                if let Error::ResourceExhausted(what) = &e {
+                    self.generation.out_of_memory(what.clone());
+                }
+                Progress::Failed(e)
+            }
+            None => {
+                Progress::Failed(Error::Internal("the inference worker stopped without an answer".into()))
+            }
+        };
+        self.tracking.done = true;
+        Some(progress)
+    }
+
+    fn chunk(&mut self, chunk: crate::musicgen::AudioChunkOut) -> Chunk {
+        let t = &mut self.tracking;
+        t.rss_peak = t.rss_peak.max(rss_bytes());
+        t.first_chunk_ms.get_or_insert_with(|| t.started.elapsed().as_secs_f64() * 1e3);
+        let sample_offset = t.samples_sent;
+        t.samples_sent += (chunk.samples.len() / chunk.channels.max(1)) as u64;
+        Chunk {
+            index: chunk.index as u32,
+            sample_offset,
+            frames_done: (chunk.start_frame + chunk.frames) as u32,
+            frames_total: self.request.frames as u32,
+            samples: chunk.samples,
+        }
+    }
+
+    fn summary(&self, stats: &GenerationStats, batch: usize) -> Summary {
+        let t = &self.tracking;
+        let total_ms = t.started.elapsed().as_secs_f64() * 1e3;
+        let audio_s = t.samples_sent as f64 / f64::from(self.facts.sample_rate.max(1));
+        let decode_s = stats.decode.as_secs_f64();
+        Summary {
+            time_to_first_chunk_ms: t.first_chunk_ms.unwrap_or(total_ms),
+            total_ms,
+            frames: stats.frames as u32,
+            steps_per_second: if decode_s > 0.0 { stats.steps as f64 / decode_s } else { 0.0 },
+            real_time_factor: if audio_s > 0.0 { total_ms / 1e3 / audio_s } else { 0.0 },
+            peak_host_memory_delta_bytes: t.rss_peak as i64 - t.rss_start as i64,
+            samples: t.samples_sent,
+            queue_wait_ms: (total_ms - stats.total.as_secs_f64() * 1e3).max(0.0),
+            batch_size: batch as u32,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The whole picture behind `GetReport`, and the advice behind `GetOptimizationSuggestions`: the
+//! latest sample, statistics over a recent window, leases, cached models, active alerts and
+//! suggestions, gathered from the monitor and the manager.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{cache::CachedModel, ledger::Lease, manager, optimizer};
+use crate::{
+    alerts::{Alert, Severity},
+    error::Error,
+    monitor::{self, history::MetricStats, snapshot::Snapshot},
+};
+
+/// The longest window a report's statistics cover (less when the history is shorter).
+pub const REPORT_WINDOW: Duration = Duration::from_secs(300);
+
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The latest sample.
+    pub snapshot: Arc<Snapshot>,
+    /// The window the statistics cover.
+    pub window: Duration,
+    /// Per-metric statistics over the window.
+    pub window_stats: Vec<MetricStats>,
+    /// Live leases.
+    pub leases: Vec<Lease>,
+    /// Cached models.
+    pub cached: Vec<CachedModel>,
+    /// Alerts active now, at every severity.
+    pub active_alerts: Vec<Alert>,
+    /// Advice for the latest sample.
+    pub suggestions: Vec<optimizer::Suggestion>,
+}
+
+/// Gathers a report now.
+pub async fn report(manager: &manager::Handle, monitor: &monitor::Handle) -> Result<Report, Error> {
+    let snapshot = monitor.latest();
+    let window = monitor.settings().history.min(REPORT_WINDOW);
+    let samples = monitor.history(window).await?;
+    let cached = manager.cached().await?;
+    let suggestions = suggest(monitor, &snapshot, &cached);
+    Ok(Report {
+        window,
+        window_stats: monitor::history::window_stats(&samples),
+        leases: manager.leases().await?,
+        active_alerts: monitor.alerts(Severity::Info, true, 0).await?,
+        snapshot,
+        cached,
+        suggestions,
+    })
+}
+
+/// Advice for `snapshot` given what is cached now.
+pub async fn suggestions(
+    manager: &manager::Handle,
+    monitor: &monitor::Handle,
+    snapshot: &Snapshot,
+) -> Result<Vec<optimizer::Suggestion>, Error> {
+    Ok(suggest(monitor, snapshot, &manager.cached().await?))
+}
+
+fn suggest(
+    monitor: &monitor::Handle,
+    snapshot: &Snapshot,
+    cached: &[CachedModel],
+) -> Vec<optimizer::Suggestion> {
+    let warning = monitor.settings().health.warning_percent;
+    optimizer::suggest(snapshot, cached, warning, Instant::now())
+}
