@@ -1,5 +1,6 @@
 //! Emits an rpath to libtorch so binaries and tests run without LD_LIBRARY_PATH, and compiles the
-//! C++ CPU kernels (`csrc/`) against libtorch when it is linked. The protos are `maestro-proto`'s.
+//! C++ CPU kernels and the CUDA allocator shim (`csrc/`) against libtorch when it is linked. The
+//! protos are `maestro-proto`'s.
 use std::env;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -8,7 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let version = libtorch_version(std::path::Path::new(&lib)).unwrap_or_else(|| "unknown".into());
         println!("cargo:rustc-env=MAESTRO_LIBTORCH_VERSION={version}");
         compile_cpu_kernels(std::path::Path::new(&lib));
+        compile_cuda_shim(std::path::Path::new(&lib));
     }
+    println!("cargo::rustc-check-cfg=cfg(maestro_cuda_shim)");
     Ok(())
 }
 
@@ -64,4 +67,70 @@ fn libtorch_version(lib: &std::path::Path) -> Option<String> {
         return Some(line.split(['\'', '"']).nth(1)?.to_string());
     }
     std::fs::read_to_string(root.join("build-version")).ok().map(|v| v.trim().to_string())
+}
+
+/// `csrc/cuda_alloc.cpp`, for `cuda_alloc`: only where libtorch ships its CUDA headers and
+/// `libc10_cuda`, and the CUDA runtime's headers are found (the PyPI wheels keep them in
+/// `nvidia/*/include` beside `torch`, a CUDA toolkit in `$CUDA_HOME/include`). Otherwise the build
+/// says why and goes on without it (`cfg(maestro_cuda_shim)` unset): the allocator's figures are
+/// then absent.
+fn compile_cuda_shim(lib: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let include = lib.parent().expect("libtorch's lib has a parent").join("include");
+    let allocator_header = include.join("c10/cuda/CUDACachingAllocator.h");
+    let runtime = cuda_runtime_include(lib);
+    let missing = if !allocator_header.exists() {
+        Some("libtorch has no CUDA headers (a CPU-only build)".to_string())
+    } else if !lib.join("libc10_cuda.so").exists() {
+        Some("libtorch has no libc10_cuda".to_string())
+    } else if runtime.is_none() {
+        Some("no CUDA runtime headers: cuda_runtime_api.h with crt/host_config.h (nvidia/*/include beside torch, $CUDA_HOME/include)".to_string())
+    } else {
+        None
+    };
+    println!("cargo:rustc-env=MAESTRO_CUDA_SHIM_HEADERS={}", u8::from(missing.is_none()));
+    if let Some(why) = missing {
+        println!("cargo:warning=CUDA allocator shim not built: {why}; allocator figures are absent");
+        return;
+    }
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let built = cc::Build::new()
+        .cpp(true)
+        .file("csrc/cuda_alloc.cpp")
+        .include(&include)
+        .include(runtime.expect("checked above"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .opt_level(2)
+        .warnings(false)
+        .try_compile("maestro_cuda_alloc");
+    match built {
+        Ok(()) => {
+            println!("cargo:rustc-cfg=maestro_cuda_shim");
+            println!("cargo:rustc-link-lib=dylib=c10_cuda");
+        }
+        Err(e) => println!("cargo:warning=CUDA allocator shim not built ({e}); allocator figures are absent"),
+    }
+}
+
+/// The directory holding the CUDA runtime headers: `$CUDA_HOME/include`, the NVIDIA wheels beside
+/// torch (`site-packages/nvidia/<pkg>/include`), or `/usr/local/cuda/include`.
+fn cuda_runtime_include(lib: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(home) = env::var_os("CUDA_HOME") {
+        candidates.push(std::path::PathBuf::from(home).join("include"));
+    }
+    if let Some(site) = lib.parent().and_then(|torch| torch.parent()) {
+        if let Ok(entries) = std::fs::read_dir(site.join("nvidia")) {
+            let mut dirs: Vec<_> = entries.flatten().map(|e| e.path().join("include")).collect();
+            dirs.sort();
+            candidates.extend(dirs);
+        }
+    }
+    candidates.push("/usr/local/cuda/include".into());
+    // cuda_runtime.h includes crt/host_config.h, which torch's runtime wheel leaves to nvidia-cuda-crt.
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("cuda_runtime_api.h").exists() && dir.join("crt/host_config.h").exists())
 }

@@ -5,6 +5,8 @@ pub mod alerts;
 pub mod app;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "torch")]
+pub mod cuda_alloc;
 pub mod error;
 pub mod grpc;
 pub mod http;
