@@ -26,6 +26,7 @@ test: check-deps
 	scripts/provision-tools.sh
 	$(ENV) $(CARGO) test --workspace
 	$(ENV) clients/python/run_tests.sh
+	scripts/gpu-check.sh self-test
 
 # The library, its tests and benches, and the fuzz target as `cargo fuzz` builds it: all without
 # libtorch, in the same target directory. Linting is a full type-check; only nightly links the
