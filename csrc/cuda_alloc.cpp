@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 
+#include <dlfcn.h>
+
 #include <cstdint>
 
 namespace {
@@ -73,6 +75,31 @@ int32_t maestro_cuda_reset_peak(int32_t device) {
     return kOk;
   } catch (...) {
     return kFailed;
+  }
+}
+
+// The PCI bus id ("0000:17:00.0") of CUDA device `device`, NUL-terminated in `buf`, so the
+// caller can match libtorch's indices to NVML's. The runtime's own function, found in the libcudart
+// that libc10_cuda already loaded (no second link to a versioned library); it reads the device's
+// attributes and creates no context.
+int32_t maestro_cuda_pci_bus_id(int32_t device, char* buf, int32_t len) {
+  try {
+    if (!valid_device(device)) return kNoDevice;
+    using GetBusId = int (*)(char*, int, int);
+    auto get = reinterpret_cast<GetBusId>(dlsym(RTLD_DEFAULT, "cudaDeviceGetPCIBusId"));
+    if (get == nullptr || get(buf, len, device) != 0) return kFailed;
+    return kOk;
+  } catch (...) {
+    return kFailed;
+  }
+}
+
+// CUDA devices libtorch sees (0 without a driver); asks the driver nothing beyond the count.
+int32_t maestro_cuda_device_count() {
+  try {
+    return static_cast<int32_t>(c10::cuda::device_count());
+  } catch (...) {
+    return 0;
   }
 }
 

@@ -74,6 +74,23 @@ pub fn reset_peak(device: usize) -> Result<(), Declined> {
     check(unsafe { ffi::maestro_cuda_reset_peak(index) }, device)
 }
 
+/// CUDA devices libtorch sees (0 without a driver, or without the shim).
+pub fn device_count() -> usize {
+    // SAFETY: no arguments; the shim catches every C++ exception.
+    usize::try_from(unsafe { ffi::maestro_cuda_device_count() }).unwrap_or(0)
+}
+
+/// The PCI bus id of CUDA device `device` as the runtime writes it (`0000:17:00.0`), to match
+/// libtorch's device indices with NVML's ([`crate::monitor::devices`]).
+pub fn pci_bus_id(device: usize) -> Result<String, Declined> {
+    let index = i32::try_from(device).map_err(|_| Declined::NoDevice(device))?;
+    let mut buf = [0u8; 32];
+    // SAFETY: `buf` holds `len` bytes; the runtime writes at most that many, NUL-terminated.
+    check(unsafe { ffi::maestro_cuda_pci_bus_id(index, buf.as_mut_ptr().cast(), 32) }, device)?;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 /// The shim's return codes (`csrc/cuda_alloc.cpp`).
 fn check(code: i32, device: usize) -> Result<(), Declined> {
     match code {
@@ -91,6 +108,8 @@ mod ffi {
         pub fn maestro_cuda_alloc_stats(device: i32, out: *mut i64) -> i32;
         pub fn maestro_cuda_empty_cache() -> i32;
         pub fn maestro_cuda_reset_peak(device: i32) -> i32;
+        pub fn maestro_cuda_pci_bus_id(device: i32, buf: *mut std::ffi::c_char, len: i32) -> i32;
+        pub fn maestro_cuda_device_count() -> i32;
     }
 }
 
@@ -106,6 +125,12 @@ mod ffi {
     }
     pub unsafe fn maestro_cuda_reset_peak(_device: i32) -> i32 {
         -1
+    }
+    pub unsafe fn maestro_cuda_pci_bus_id(_device: i32, _buf: *mut std::ffi::c_char, _len: i32) -> i32 {
+        -1
+    }
+    pub unsafe fn maestro_cuda_device_count() -> i32 {
+        0
     }
 }
 
@@ -130,6 +155,9 @@ mod tests {
             assert_eq!(stats(0), Err(unused));
             assert_eq!(empty_cache(), Err(unused));
             assert_eq!(reset_peak(0), Err(unused));
+            assert_eq!(device_count(), 0);
+            let absent = if built() { Declined::NoDevice(0) } else { Declined::NotBuilt };
+            assert_eq!(pci_bus_id(0), Err(absent));
             return;
         }
         // The GPU path: runs only on a host with CUDA.
@@ -140,5 +168,7 @@ mod tests {
         empty_cache().expect("CUDA was used");
         assert!(stats(0).expect("still used").reserved_bytes < s.reserved_bytes);
         assert_eq!(stats(usize::MAX), Err(Declined::NoDevice(usize::MAX)));
+        let bus = pci_bus_id(0).expect("device 0 exists");
+        assert!(crate::monitor::devices::normalise_bus_id(&bus).is_some(), "{bus}");
     }
 }

@@ -7,6 +7,7 @@
 //! sees the latest), alert events through a bounded `broadcast`. The task stops at shutdown or when
 //! every handle is gone; the thread stops with it.
 
+pub mod devices;
 pub mod health;
 pub mod history;
 pub mod sampler;
