@@ -116,7 +116,7 @@ fn half_precisions_run_without_nan() {
             3.0,
         );
         let scale = f32_logits.abs().max().double_value(&[]);
-        for dtype in [DType::F16, DType::BF16] {
+        for dtype in [DType::F16, DType::Bf16] {
             let model = load(name, dtype);
             let logits = model.guided_logits(
                 &r["tf.input_ids"],

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{eventually, start_server_with, test_config, ScriptedSampler, WITHIN};
+use maestro::resources::requirements::{Registry, GB, HOST_RUNTIME_BYTES};
 use maestro_proto as pb;
 use tonic::Code;
 
@@ -195,7 +196,8 @@ async fn batch_advice_shows_its_arithmetic() {
     };
     let a = s.resources.get_optimal_batch_size(req.clone()).await.unwrap().into_inner();
     assert_eq!(a.memory_bytes, 40_000_000_000);
-    assert_eq!(a.usable_bytes, (40e9 * 0.8) as u64 - a.weights_bytes);
+    // The CPU holds the weights and the host runtime whatever the batch.
+    assert_eq!(a.usable_bytes, (40e9 * 0.8) as u64 - a.weights_bytes - HOST_RUNTIME_BYTES);
     assert!(a.per_sample_bytes > 0 && a.cfg_factor == 2);
     let expected = (a.usable_bytes / a.per_sample_bytes).min(64) as u32;
     assert_eq!(a.batch_size, expected);
@@ -213,4 +215,49 @@ async fn batch_advice_shows_its_arithmetic() {
         .await
         .unwrap_err();
     assert_invalid(err, "duration_s");
+}
+
+/// A roomy machine: 64 GB, 20 % used, no GPU.
+async fn roomy() -> common::TestServer {
+    start_server_with(test_config(), Box::new(ScriptedSampler::with_total(64 * GB, 20.0))).await
+}
+
+#[tokio::test]
+async fn musicgen_large_on_the_cpu_counts_its_weights_once() {
+    let mut s = roomy().await;
+    let large = "facebook/musicgen-large";
+    let v = s.resources.validate_model(validate(large, 1, 10.0, "cpu")).await.unwrap().into_inner();
+    let host = v.checks.iter().find(|c| c.resource == "host_memory").unwrap();
+    let entry = Registry::default().table(large).cloned().unwrap();
+    let per_sample = v.requirements.unwrap().per_sample_bytes;
+    assert_eq!(per_sample, entry.requirements(Default::default(), 10.0).per_sample_bytes);
+    // The table's host figure (weights and runtime) plus one sample's working set: 16.17 GB, not 27.50.
+    assert_eq!(host.required, (12 * GB + per_sample) as f64);
+    assert!(host.message.contains("requires 16.17 GB"), "{}", host.message);
+    assert!(v.fits, "{}", v.message);
+}
+
+#[tokio::test]
+async fn advised_batches_validate_with_leases_held() {
+    let mut s = roomy().await;
+    let lease = s.resources.allocate(allocate("job", 10 * GB, 60)).await.unwrap().into_inner();
+    for (model, dtype) in [("facebook/musicgen-large", ""), ("facebook/musicgen-small", "f16")] {
+        let req = pb::BatchSizeRequest {
+            model: model.into(),
+            gpu_memory_bytes: 0,
+            duration_s: 10.0,
+            device: "cpu".into(),
+            dtype: dtype.into(),
+        };
+        let a = s.resources.get_optimal_batch_size(req).await.unwrap().into_inner();
+        assert!(a.batch_size >= 1 && a.batch_size < 64, "{model}: {a:?}");
+        let ask = |batch| pb::ValidateRequest { dtype: dtype.into(), ..validate(model, batch, 10.0, "cpu") };
+        let fits = s.resources.validate_model(ask(a.batch_size)).await.unwrap().into_inner();
+        assert!(fits.fits, "{model}: advised {} does not validate: {}", a.batch_size, fits.message);
+        let more = s.resources.validate_model(ask(a.batch_size + 1)).await.unwrap().into_inner();
+        assert!(!more.fits, "{model}: {} fits too: {}", a.batch_size + 1, a.reason);
+        let reserved = more.checks.iter().find(|c| c.resource == "host_memory").unwrap().reserved;
+        assert_eq!(reserved, (10 * GB) as f64, "the lease counts");
+    }
+    s.resources.release(pb::ReleaseRequest { lease_id: lease.lease_id }).await.unwrap();
 }

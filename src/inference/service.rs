@@ -141,12 +141,12 @@ impl Generation {
             return Err(Error::ResourceExhausted(answer.verdict().summary(model)));
         }
         let found = model_id::resolve(model, &self.roots)?;
-        let weights = answer.requirements.weights_bytes;
+        let weights = answer.requirements.weights_bytes();
         let lease = self
             .manager
             .lease(internal_lease(&format!("load:{model}"), LeaseKind::ModelLoad, weights))
             .await?;
-        let facts = match self.pool.load(model, found.dir, musicgen_dtype(dtype)).await {
+        let facts = match self.pool.load(model, found.dir, dtype).await {
             Err(Error::ResourceExhausted(what)) => {
                 self.out_of_memory(what.clone());
                 return Err(Error::ResourceExhausted(what));
@@ -193,17 +193,14 @@ impl Generation {
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
-        let question = FitQuestion {
-            model: p.model.clone(),
-            batch: 1,
-            duration_s: p.duration_s,
-            device: Device::Cpu,
-            dtype: self.settings.dtype,
-        };
-        let per_sample = self.manager.requirements(&question).await?.per_sample_bytes;
+        let answer = self.manager.fit_loaded(&p.model, 1, p.duration_s, self.settings.dtype).await?;
+        if !answer.verdict().fits {
+            return Err(Error::ResourceExhausted(answer.verdict().summary(&p.model)));
+        }
+        let working_set = answer.verdict().need.working_set_bytes;
         let lease = self
             .manager
-            .lease(internal_lease(&format!("generate:{}", p.model), LeaseKind::Generation, per_sample))
+            .lease(internal_lease(&format!("generate:{}", p.model), LeaseKind::Generation, working_set))
             .await?;
         let (queue_position, events) = self.pool.submit(&p.model, request.clone(), cancel.clone())?;
         Ok(Admitted {
@@ -229,14 +226,6 @@ fn internal_lease(owner: &str, kind: LeaseKind, bytes: u64) -> LeaseRequest {
         gpu_bytes: 0,
         gpu_index: None,
         ttl: None,
-    }
-}
-
-fn musicgen_dtype(d: ReqDType) -> crate::musicgen::DType {
-    match d {
-        ReqDType::F32 => crate::musicgen::DType::F32,
-        ReqDType::F16 => crate::musicgen::DType::F16,
-        ReqDType::Bf16 => crate::musicgen::DType::BF16,
     }
 }
 

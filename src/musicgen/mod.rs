@@ -48,10 +48,11 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// The decoder in `dtype`; T5 in f32 unless `dtype` is bf16; EnCodec always f32.
+    /// Each part in the type [`DType::parts`] gives it: the decoder in `dtype`, T5 in f32 unless
+    /// `dtype` is bf16, EnCodec always in f32.
     pub fn new(device: Device, dtype: DType) -> Self {
-        let text_dtype = if dtype == DType::BF16 { DType::BF16 } else { DType::F32 };
-        Self { device, decoder_dtype: dtype, text_dtype }
+        let parts = dtype.parts();
+        Self { device, decoder_dtype: parts.decoder, text_dtype: parts.text_encoder }
     }
 }
 
@@ -82,10 +83,10 @@ impl MusicGen {
         let tokenizer = PromptTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let file = crate::checkpoint::Checkpoint::open(&dir.join("model.safetensors"))?;
         let w = WeightLoader::new(&file, options.device);
-        let t5 = T5Encoder::load(&w, &config.text_encoder, options.text_dtype.kind())?;
+        let t5 = T5Encoder::load(&w, &config.text_encoder, weights::kind(options.text_dtype))?;
         let (d_text, d_dec) = (config.text_encoder.d_model, config.decoder.hidden_size);
         let enc_to_dec = if d_text != d_dec {
-            let kind = options.text_dtype.kind();
+            let kind = weights::kind(options.text_dtype);
             Some((
                 w.tensor("enc_to_dec_proj.weight", &[d_dec, d_text], kind)?,
                 w.tensor("enc_to_dec_proj.bias", &[d_dec], kind)?,
@@ -93,7 +94,8 @@ impl MusicGen {
         } else {
             None
         };
-        let decoder = Decoder::load(&w, &config.decoder, options.decoder_dtype.kind(), options.device)?;
+        let decoder =
+            Decoder::load(&w, &config.decoder, weights::kind(options.decoder_dtype), options.device)?;
         let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
         Ok(Self { config, generation, options, tokenizer, t5, enc_to_dec, decoder, codec })
     }
@@ -151,7 +153,7 @@ impl MusicGen {
         let per_layer = 6 * h * h + 2 * h * f + 6 * h;
         let params =
             d.num_hidden_layers as u64 * per_layer + d.num_codebooks as u64 * d.vocab_size as u64 * h;
-        params * self.options.decoder_dtype.size_bytes()
+        params * self.options.decoder_dtype.bytes()
     }
 
     /// The checkpoint's generation defaults.

@@ -1,48 +1,20 @@
 //! Reading `model.safetensors` into tch tensors. The file is opened through [`crate::checkpoint`],
 //! whose header check runs before any byte reaches libtorch, so a truncated or corrupt file is an error
 //! rather than a crash; tensors are read one at a time so loading never holds the whole file in memory.
+//! The dtype a model is asked for is the server's one [`DType`]; [`kind`] gives its libtorch kind.
 
 use tch::{Device, Kind, Tensor};
 
 use super::error::{MusicgenError, Result};
 use crate::checkpoint::{Checkpoint, CheckpointError, Dtype, TensorInfo};
+pub use crate::resources::requirements::DType;
 
-/// Element types a model can be run in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// 32-bit float.
-    F32,
-    /// IEEE half precision.
-    F16,
-    /// bfloat16.
-    BF16,
-}
-
-impl DType {
-    /// The matching libtorch kind.
-    pub fn kind(self) -> Kind {
-        match self {
-            DType::F32 => Kind::Float,
-            DType::F16 => Kind::Half,
-            DType::BF16 => Kind::BFloat16,
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size_bytes(self) -> u64 {
-        match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
-        }
-    }
-
-    /// The safetensors / PyTorch spelling (`f32`, `f16`, `bf16`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::BF16 => "bf16",
-        }
+/// The libtorch kind of a dtype.
+pub fn kind(dtype: DType) -> Kind {
+    match dtype {
+        DType::F32 => Kind::Float,
+        DType::F16 => Kind::Half,
+        DType::Bf16 => Kind::BFloat16,
     }
 }
 

@@ -30,11 +30,18 @@ fn gb(bytes: u64) -> f64 {
 }
 
 /// Suggestions for the current state, most pressing first. Each rule below adds its own; the sort is
-/// stable, so equal suggestions keep the order the rules produced them in.
-pub fn suggest(s: &Snapshot, cached: &[CachedModel], warning_percent: f64, now: Instant) -> Vec<Suggestion> {
+/// stable, so equal suggestions keep the order the rules produced them in. `f16_savings` holds, per
+/// cached f32 model, what f16 would save (the manager's `half_precision_savings`).
+pub fn suggest(
+    s: &Snapshot,
+    cached: &[CachedModel],
+    f16_savings: &[(String, u64)],
+    warning_percent: f64,
+    now: Instant,
+) -> Vec<Suggestion> {
     let host = s.effective.used_percent();
     let mut out = evict_idle_models(cached, host, warning_percent, now);
-    out.extend(cached.iter().filter_map(half_precision));
+    out.extend(cached.iter().filter_map(|m| half_precision(m, f16_savings)));
     for d in &s.gpu.devices {
         out.extend(empty_cuda_cache(d, warning_percent));
         out.extend(check_cooling(d));
@@ -74,17 +81,17 @@ fn evict_idle_models(
         .collect()
 }
 
-/// An f32 model would take half the memory in f16.
-fn half_precision(m: &CachedModel) -> Option<Suggestion> {
+/// An f32 model whose decoder would take half the memory in f16 (T5 and EnCodec stay f32).
+fn half_precision(m: &CachedModel, f16_savings: &[(String, u64)]) -> Option<Suggestion> {
     if m.dtype != DType::F32 {
         return None;
     }
-    let saved = m.bytes() / 2;
+    let saved = f16_savings.iter().find(|(model, _)| *model == m.model).map(|&(_, b)| b)?;
     Some(Suggestion {
         kind: "use_half_precision",
         severity: Severity::Info,
         message: format!(
-            "load `{}` with dtype f16 on {}: saves {:.2} GB of weights",
+            "load `{}` with dtype f16 on {}: saves {:.2} GB of decoder weights",
             m.model,
             m.device.name(),
             gb(saved)
@@ -194,7 +201,8 @@ mod tests {
             ..Default::default()
         };
         let cached = vec![model("idle", 2_400_000_000, 0, now), model("busy", 1_000_000_000, 1, now)];
-        let got = suggest(&s, &cached, 80.0, now + Duration::from_secs(5));
+        let savings = [("idle".to_owned(), 900_000_000), ("busy".to_owned(), 300_000_000)];
+        let got = suggest(&s, &cached, &savings, 80.0, now + Duration::from_secs(5));
         let evict: Vec<_> = got.iter().filter(|g| g.kind == "evict_idle_model").collect();
         assert_eq!(evict.len(), 1);
         assert!(
@@ -204,7 +212,9 @@ mod tests {
         );
         assert_eq!(evict[0].severity, Severity::Warning);
         let half: Vec<_> = got.iter().filter(|g| g.kind == "use_half_precision").collect();
-        assert_eq!(half.len(), 2);
+        let saved: Vec<_> = half.iter().map(|g| (g.resource.as_str(), g.bytes_saved)).collect();
+        assert_eq!(saved, [("idle", 900_000_000), ("busy", 300_000_000)], "the decoder's saving, as given");
+        assert!(half[0].message.contains("0.90 GB of decoder weights"), "{}", half[0].message);
         assert_eq!(got[0].kind, "evict_idle_model", "most pressing first");
     }
 
@@ -215,7 +225,7 @@ mod tests {
             effective: EffectiveMemory { limit_bytes: 100, used_bytes: 30, ..Default::default() },
             ..Default::default()
         };
-        let got = suggest(&s, &[model("fresh", 10, 0, now)], 80.0, now);
+        let got = suggest(&s, &[model("fresh", 10, 0, now)], &[], 80.0, now);
         assert!(got.iter().all(|g| g.kind != "evict_idle_model" && g.kind != "reduce_batch"));
     }
 
@@ -235,7 +245,7 @@ mod tests {
             gpu: crate::monitor::snapshot::GpuStats { devices: vec![gpu], ..Default::default() },
             ..Default::default()
         };
-        let got = suggest(&s, &[], 80.0, now);
+        let got = suggest(&s, &[], &[], 80.0, now);
         let kinds: Vec<_> = got.iter().map(|g| (g.kind, g.resource.as_str())).collect();
         assert_eq!(
             kinds,
@@ -257,7 +267,7 @@ mod tests {
             ..Default::default()
         };
         let busy = CachedModel { dtype: DType::F16, ..model("busy", 10, 1, now) };
-        let got = suggest(&s, &[busy], 80.0, now);
+        let got = suggest(&s, &[busy], &[], 80.0, now);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!((got[0].kind, got[0].severity), ("reduce_batch", Severity::Warning));
         assert!(got[0].message.contains("91 %"), "{}", got[0].message);

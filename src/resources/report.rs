@@ -42,7 +42,8 @@ pub async fn report(manager: &manager::Handle, monitor: &monitor::Handle) -> Res
     let window = monitor.settings().history.min(REPORT_WINDOW);
     let samples = monitor.history(window).await?;
     let cached = manager.cached().await?;
-    let suggestions = suggest(monitor, &snapshot, &cached);
+    let savings = manager.half_precision_savings(&cached).await;
+    let suggestions = suggest(monitor, &snapshot, &cached, &savings);
     Ok(Report {
         window,
         window_stats: monitor::history::window_stats(&samples),
@@ -60,14 +61,17 @@ pub async fn suggestions(
     monitor: &monitor::Handle,
     snapshot: &Snapshot,
 ) -> Result<Vec<optimizer::Suggestion>, Error> {
-    Ok(suggest(monitor, snapshot, &manager.cached().await?))
+    let cached = manager.cached().await?;
+    let savings = manager.half_precision_savings(&cached).await;
+    Ok(suggest(monitor, snapshot, &cached, &savings))
 }
 
 fn suggest(
     monitor: &monitor::Handle,
     snapshot: &Snapshot,
     cached: &[CachedModel],
+    f16_savings: &[(String, u64)],
 ) -> Vec<optimizer::Suggestion> {
     let warning = monitor.settings().health.warning_percent;
-    optimizer::suggest(snapshot, cached, warning, Instant::now())
+    optimizer::suggest(snapshot, cached, f16_savings, warning, Instant::now())
 }

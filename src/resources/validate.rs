@@ -1,16 +1,27 @@
-//! The fit verdict: does a model, for a batch and duration, fit on a device now? A pure function of
-//! the requirements, the latest snapshot, what leases reserve and the safety margin.
+//! The fit verdict: does a model's [`Need`] fit on a device now? [`fit`] is the one answer: free
+//! memory as measured, minus what leases reserve, minus the safety margin, against the need's host
+//! and GPU totals (a loaded model's weights are already out of the measured free memory, so the need
+//! does not count them again). [`verdict`] resolves the device and asks [`Requirements::need`] and
+//! [`fit`]; batch advice ([`optimal_batch`]) searches with [`verdict`] itself, so an advised batch
+//! always validates. Pure functions of the requirements, the latest snapshot, the leases and the
+//! cache.
 
-use crate::{error::Error, monitor::snapshot::Snapshot};
+use crate::{
+    error::Error,
+    monitor::snapshot::{GpuDevice, Snapshot},
+};
 
-use super::requirements::Requirements;
+use super::{
+    cache::CachedModel,
+    requirements::{describe, DType, Need, Requirements, Resident, Term},
+};
 
 /// Where a model should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     /// The GPU with most free memory that meets the compute capability, else the CPU.
     Auto,
-    /// The CPU (the model's GPU figure is then needed in host memory).
+    /// The CPU: weights, working set and runtime all in host memory.
     Cpu,
     /// CUDA device N.
     Cuda(u32),
@@ -55,7 +66,7 @@ pub struct Check {
     pub headroom: f64,
     /// `bytes` or `capability`.
     pub unit: &'static str,
-    /// A sentence with the numbers.
+    /// A sentence with the numbers: required (and its parts), free, reserved, margin, headroom.
     pub message: String,
 }
 
@@ -66,6 +77,8 @@ pub struct Verdict {
     pub fits: bool,
     /// The device the checks are for.
     pub device: Device,
+    /// What the model needs there, by part.
+    pub need: Need,
     /// One line per resource.
     pub checks: Vec<Check>,
 }
@@ -82,16 +95,10 @@ impl Verdict {
     }
 }
 
-/// What the verdict is computed from.
-#[derive(Debug, Clone)]
-pub struct FitInput<'a> {
-    /// The model's requirements.
-    pub requirements: &'a Requirements,
-    /// Batch size.
-    pub batch: u32,
-    /// Requested device.
-    pub device: Device,
-    /// The latest sample.
+/// What the devices have room for now: the latest sample, what leases hold, the margin kept back.
+#[derive(Debug, Clone, Copy)]
+pub struct Room<'a> {
+    /// The latest sample: host available memory and each GPU's free memory, as measured.
     pub snapshot: &'a Snapshot,
     /// Host bytes held by leases.
     pub reserved_host: u64,
@@ -101,46 +108,75 @@ pub struct FitInput<'a> {
     pub margin: f64,
 }
 
-/// Decides where the model runs and whether it fits there.
+/// What a verdict is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct FitInput<'a> {
+    /// The model id (to find it among the loaded models).
+    pub model: &'a str,
+    /// The model's requirements.
+    pub requirements: &'a Requirements,
+    /// Batch size.
+    pub batch: u32,
+    /// Requested device.
+    pub device: Device,
+    /// Free memory, leases and margin.
+    pub room: Room<'a>,
+    /// The loaded models.
+    pub cached: &'a [CachedModel],
+}
+
+/// What of `model` (in `dtype`) is already in memory on `device`, per the cache.
+pub fn resident(model: &str, dtype: DType, device: Device, cached: &[CachedModel]) -> Resident {
+    let loaded = cached.iter().any(|c| c.model == model && c.device == device && c.dtype == dtype);
+    let context = matches!(device, Device::Cuda(_)) && cached.iter().any(|c| c.device == device);
+    Resident { weights: loaded, runtime: loaded, cuda_context: context }
+}
+
+/// Resolves the device, works out the model's need there and whether it fits now.
 pub fn verdict(input: &FitInput<'_>) -> Result<Verdict, Error> {
     let device = resolve(input)?;
-    let mut checks = Vec::new();
-    let on_gpu = matches!(device, Device::Cuda(_));
-    let host_needed = input.requirements.host_bytes_for(input.batch, on_gpu);
-    let host_free = input.snapshot.effective.available_bytes;
-    checks.push(memory_check(
-        "host_memory".into(),
-        host_needed,
-        host_free,
-        input.reserved_host,
-        input.margin,
-    ));
+    let resident = resident(input.model, input.requirements.dtype, device, input.cached);
+    fit(input.requirements.need(device, input.batch, resident), &input.room)
+}
+
+/// Whether `need` fits on its device now: host memory (always), and on a GPU its memory and compute
+/// capability. Each memory check compares the need's total there with free × (1 − margin) − leases.
+pub fn fit(need: Need, room: &Room<'_>) -> Result<Verdict, Error> {
+    let device = need.device;
+    let host_free = room.snapshot.effective.available_bytes;
+    let host = (need.host_terms(), need.host_bytes());
+    let mut checks =
+        vec![memory_check("host_memory".into(), host, host_free, room.reserved_host, room.margin)];
     if let Device::Cuda(index) = device {
-        let gpu =
-            input.snapshot.gpu.devices.iter().find(|d| d.index == index).expect("resolved device exists");
-        let reserved = reserved_on(input.reserved_gpu, index);
-        let needed = input.requirements.gpu_bytes_for(input.batch);
-        checks.push(memory_check(
-            format!("gpu_memory:{index}"),
-            needed,
-            gpu.memory_free_bytes,
-            reserved,
-            input.margin,
-        ));
+        let gpu = gpu(room.snapshot, index)?;
+        let reserved = reserved_on(room.reserved_gpu, index);
+        let resource = format!("gpu_memory:{index}");
+        let needed = (need.gpu_terms(), need.gpu_bytes());
+        checks.push(memory_check(resource, needed, gpu.memory_free_bytes, reserved, room.margin));
         let have = capability(gpu.compute_capability);
-        let need = input.requirements.min_compute_capability;
+        let required = need.min_compute_capability;
         checks.push(Check {
             resource: format!("compute_capability:{index}"),
-            ok: have >= need,
-            required: need,
+            ok: have >= required,
+            required,
             available: have,
             reserved: 0.0,
-            headroom: have - need,
+            headroom: have - required,
             unit: "capability",
-            message: format!("cuda:{index} has compute capability {have:.1}, the model needs {need:.1}"),
+            message: format!("cuda:{index} has compute capability {have:.1}, the model needs {required:.1}"),
         });
     }
-    Ok(Verdict { fits: checks.iter().all(|c| c.ok), device, checks })
+    Ok(Verdict { fits: checks.iter().all(|c| c.ok), device, need, checks })
+}
+
+fn gpu(snapshot: &Snapshot, index: u32) -> Result<&GpuDevice, Error> {
+    let gpus = &snapshot.gpu.devices;
+    gpus.iter().find(|d| d.index == index).ok_or_else(|| {
+        Error::invalid(
+            "device",
+            format!("cuda:{index} does not exist: this machine has {} GPU(s) visible to NVML", gpus.len()),
+        )
+    })
 }
 
 fn reserved_on(reserved: &[(u32, u64)], index: u32) -> u64 {
@@ -156,14 +192,22 @@ pub fn usable(free: u64, reserved: u64, margin: f64) -> f64 {
     free as f64 * (1.0 - margin) - reserved as f64
 }
 
-fn memory_check(resource: String, required: u64, free: u64, reserved: u64, margin: f64) -> Check {
+/// A memory line: `required` bytes (the sum of `terms` not already in memory) against `free`.
+fn memory_check(
+    resource: String,
+    (terms, required): (Vec<Term>, u64),
+    free: u64,
+    reserved: u64,
+    margin: f64,
+) -> Check {
     let headroom = usable(free, reserved, margin) - required as f64;
     let gb = |b: f64| b / 1e9;
     Check {
         ok: headroom >= 0.0,
         message: format!(
-            "{resource}: requires {:.2} GB, {:.2} GB free, {:.2} GB reserved by leases, {:.0} % safety margin, headroom {:.2} GB",
+            "{resource}: requires {:.2} GB ({}), {:.2} GB free, {:.2} GB reserved by leases, {:.0} % safety margin, headroom {:.2} GB",
             gb(required as f64),
+            describe(&terms),
             gb(free as f64),
             gb(reserved as f64),
             margin * 100.0,
@@ -181,20 +225,18 @@ fn memory_check(resource: String, required: u64, free: u64, reserved: u64, margi
 /// `auto` → the GPU with most usable memory meeting the compute capability, else the CPU;
 /// `cuda:N` must exist.
 fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
-    let gpus = &input.snapshot.gpu.devices;
+    let (snapshot, room) = (input.room.snapshot, &input.room);
     match input.device {
         Device::Cpu => Ok(Device::Cpu),
-        Device::Cuda(i) if gpus.iter().any(|d| d.index == i) => Ok(Device::Cuda(i)),
-        Device::Cuda(i) => Err(Error::invalid(
-            "device",
-            format!("cuda:{i} does not exist: this machine has {} GPU(s) visible to NVML", gpus.len()),
-        )),
-        Device::Auto => Ok(gpus
+        Device::Cuda(i) => gpu(snapshot, i).map(|_| Device::Cuda(i)),
+        Device::Auto => Ok(snapshot
+            .gpu
+            .devices
             .iter()
             .filter(|d| capability(d.compute_capability) >= input.requirements.min_compute_capability)
             .max_by(|a, b| {
-                let free = |d: &crate::monitor::snapshot::GpuDevice| {
-                    usable(d.memory_free_bytes, reserved_on(input.reserved_gpu, d.index), input.margin)
+                let free = |d: &GpuDevice| {
+                    usable(d.memory_free_bytes, reserved_on(room.reserved_gpu, d.index), room.margin)
                 };
                 free(a).total_cmp(&free(b))
             })
@@ -205,41 +247,117 @@ fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
 /// Largest batch any request may ask for, and the cap of batch advice.
 pub const MAX_BATCH: u32 = 64;
 
-/// Batch advice: the largest batch whose working set fits in memory × (1 − margin) − weights.
+/// Batch advice: the largest batch whose verdict fits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchAdvice {
     /// The batch (0 when not even one sample fits).
     pub batch: u32,
-    /// The memory planned for.
+    /// The memory planned for: the device's free memory now, or the amount asked about.
     pub memory_bytes: u64,
-    /// memory × (1 − margin) − weights (− CUDA context on a GPU).
+    /// memory × (1 − margin) − leases − what the need holds whatever the batch (weights, runtime,
+    /// CUDA context, unless already in memory).
     pub usable_bytes: u64,
     /// Why this number.
     pub reason: String,
 }
 
-/// Computes [`BatchAdvice`] for `memory_bytes` on a GPU (`on_gpu`) or the CPU, capped at `max_batch`.
+/// The largest batch up to `max_batch` whose [`verdict`] fits, with that verdict (for batch 1 when
+/// none fits). With `plan_bytes` > 0 the chosen device is planned as having that much free, with
+/// nothing reserved or loaded on it; otherwise it is the device as it is now, leases and all.
 pub fn optimal_batch(
-    r: &Requirements,
-    memory_bytes: u64,
-    margin: f64,
-    on_gpu: bool,
+    input: &FitInput<'_>,
+    plan_bytes: u64,
     max_batch: u32,
-) -> BatchAdvice {
-    let fixed = r.weights_bytes + if on_gpu { r.cuda_context_bytes } else { 0 };
-    let usable = (memory_bytes as f64 * (1.0 - margin) - fixed as f64).max(0.0) as u64;
-    let fits = usable.checked_div(r.per_sample_bytes).unwrap_or(u64::from(max_batch));
-    let batch = fits.min(u64::from(max_batch)) as u32;
+) -> Result<(BatchAdvice, Verdict), Error> {
+    let device = resolve(input)?;
+    let mut plan = Plan {
+        snapshot: input.room.snapshot.clone(),
+        reserved_host: input.room.reserved_host,
+        reserved_gpu: input.room.reserved_gpu.to_vec(),
+        cached: input.cached,
+    };
+    if plan_bytes > 0 {
+        plan.assume_free(device, plan_bytes);
+    }
+    let room = Room {
+        snapshot: &plan.snapshot,
+        reserved_host: plan.reserved_host,
+        reserved_gpu: &plan.reserved_gpu,
+        margin: input.room.margin,
+    };
+    let at = |batch| verdict(&FitInput { batch, device, room, cached: plan.cached, ..*input });
+    let mut best = None;
+    for batch in 1..=max_batch {
+        let v = at(batch)?;
+        if !v.fits {
+            break;
+        }
+        best = Some((batch, v));
+    }
+    let (batch, verdict) = match best {
+        Some(found) => found,
+        None => (0, at(1)?),
+    };
+    Ok((advise(&verdict, &room, batch, max_batch, input.requirements), verdict))
+}
+
+/// The state a batch search runs against: the latest sample, or a device planned to be free.
+struct Plan<'a> {
+    snapshot: Snapshot,
+    reserved_host: u64,
+    reserved_gpu: Vec<(u32, u64)>,
+    cached: &'a [CachedModel],
+}
+
+impl Plan<'_> {
+    /// `device` with `bytes` free, nothing reserved and nothing loaded on it.
+    fn assume_free(&mut self, device: Device, bytes: u64) {
+        match device {
+            Device::Cuda(i) => {
+                for d in self.snapshot.gpu.devices.iter_mut().filter(|d| d.index == i) {
+                    d.memory_free_bytes = bytes;
+                }
+                self.reserved_gpu.retain(|(index, _)| *index != i);
+            }
+            _ => {
+                self.snapshot.effective.available_bytes = bytes;
+                self.reserved_host = 0;
+            }
+        }
+        self.cached = &[];
+    }
+}
+
+/// The arithmetic behind an advised batch, on the memory the batch grows in.
+fn advise(v: &Verdict, room: &Room<'_>, batch: u32, max_batch: u32, r: &Requirements) -> BatchAdvice {
+    let fixed = Need { batch: 0, working_set_bytes: 0, ..v.need.clone() };
+    let (memory, reserved, fixed_bytes) = match v.device {
+        Device::Cuda(i) => {
+            let free =
+                room.snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes);
+            (free, reserved_on(room.reserved_gpu, i), fixed.gpu_bytes())
+        }
+        _ => (room.snapshot.effective.available_bytes, room.reserved_host, fixed.host_bytes()),
+    };
+    let usable = (usable(memory, reserved, room.margin) - fixed_bytes as f64).max(0.0) as u64;
     let gb = |b: u64| b as f64 / 1e9;
-    let reason = format!(
-        "{:.2} GB × (1 − {:.0} % margin) − {:.2} GB fixed = {:.2} GB usable; {:.3} GB per sample (CFG included) → {} (cap {})",
-        gb(memory_bytes),
-        margin * 100.0,
-        gb(fixed),
+    let mut reason = format!(
+        "{:.2} GB free × (1 − {:.0} % margin) − {:.2} GB reserved by leases − {:.2} GB whatever the batch = {:.2} GB usable; {:.3} GB per sample (CFG included) → {} (cap {})",
+        gb(memory),
+        room.margin * 100.0,
+        gb(reserved),
+        gb(fixed_bytes),
         gb(usable),
         gb(r.per_sample_bytes),
-        fits,
+        batch,
         max_batch
     );
-    BatchAdvice { batch, memory_bytes, usable_bytes: usable, reason }
+    if batch == 0 {
+        reason.push_str(&format!("; one sample does not fit: {}", v.summary("the model")));
+    }
+    BatchAdvice { batch, memory_bytes: memory, usable_bytes: usable, reason }
 }
+
+#[cfg(test)]
+#[path = "tests/validate.rs"]
+mod tests;

@@ -30,7 +30,7 @@ pub fn requirements(r: &Requirements, batch: u32) -> pb::Requirements {
     pb::Requirements {
         source: source(r.source) as i32,
         dtype: r.dtype.as_str().into(),
-        weights_bytes: r.weights_bytes,
+        weights_bytes: r.weights_bytes(),
         working_set_bytes: r.per_sample_bytes.saturating_mul(u64::from(batch)),
         host_memory_bytes: r.host_bytes_for(batch, true),
         gpu_memory_bytes: r.gpu_bytes_for(batch),
@@ -90,7 +90,7 @@ pub fn batch_advice(a: &BatchAnswer) -> pb::BatchSizeAdvice {
         batch_size: advice.batch,
         memory_bytes: advice.memory_bytes,
         usable_bytes: advice.usable_bytes,
-        weights_bytes: r.weights_bytes,
+        weights_bytes: r.weights_bytes(),
         per_sample_bytes: r.per_sample_bytes,
         safety_margin: fit.margin,
         cfg_factor: CFG_FACTOR as u32,

@@ -34,7 +34,7 @@ fn native_step_matches_the_libtorch_step() {
     }
     let prompts = ["a calm piano melody with soft strings", "drums", "80s pop track with synth"];
     for name in ["musicgen-tiny", "musicgen-tiny2"] {
-        for (dtype, rows, tolerance) in [(DType::F32, 3, 1e-5), (DType::F16, 3, 5e-3), (DType::BF16, 2, 4e-2)]
+        for (dtype, rows, tolerance) in [(DType::F32, 3, 1e-5), (DType::F16, 3, 5e-3), (DType::Bf16, 2, 4e-2)]
         {
             let model = fixture(name, dtype);
             let d = &model.decoder;

@@ -1,22 +1,25 @@
 //! Fit questions: what a model needs (measured, else from its checkpoint, else from the table),
 //! whether it fits on a device now, what eviction could do about it, and the largest batch that fits.
+//! Both answers come from the same two functions, [`Requirements::need`] and [`validate::fit`]
+//! (through [`validate::verdict`]), over the same view of free memory, leases and loaded models.
 //!
 //! Requirements are looked up on the caller's side (a checkpoint header is read on a blocking thread,
 //! off the actor and off the runtime) and remembered briefly ([`crate::resources::memo`]); a verdict
 //! reads the state the actor published last, so it never queues behind other commands.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use super::{Handle, ManagerSettings};
 use crate::{
     error::Error,
+    monitor::snapshot::Snapshot,
     resources::{
         cache::CachedModel,
         duration::{check_duration, MaxDuration},
         memo::Recall,
         model_id,
         requirements::{self, DType, Requirements},
-        validate::{self, BatchAdvice, Device, FitInput, Verdict},
+        validate::{self, BatchAdvice, Device, FitInput, Room, Verdict},
     },
 };
 
@@ -70,12 +73,13 @@ impl FitAnswer {
     }
 }
 
-/// What `GetOptimalBatchSize` asks: a fit question for one sample, and the memory to plan for.
+/// What `GetOptimalBatchSize` asks: a fit question (its batch is searched), and the memory to plan
+/// for.
 #[derive(Debug, Clone)]
 pub struct BatchQuestion {
-    /// The model, duration, device and dtype (its batch is ignored: one sample is sized).
+    /// The model, duration, device and dtype (its batch is ignored: the search tries each).
     pub fit: FitQuestion,
-    /// Memory to plan for; 0 = what is free now on the device the verdict picks.
+    /// Memory to plan for on the device the question resolves to; 0 = what is free there now.
     pub memory_bytes: u64,
     /// The largest batch worth advising.
     pub max_batch: u32,
@@ -84,15 +88,16 @@ pub struct BatchQuestion {
 /// The largest batch that fits, with the verdict it was derived from.
 #[derive(Debug, Clone)]
 pub struct BatchAnswer {
-    /// The one-sample verdict (device, requirements, margin).
+    /// The verdict at the advised batch (at batch 1 when none fits): device, need, requirements,
+    /// margin.
     pub fit: FitAnswer,
     /// The advice.
     pub advice: BatchAdvice,
 }
 
 impl Handle {
-    /// The requirements of a model for a batch and duration: measured, else from its checkpoint, else
-    /// from the table. Reads at most a checkpoint header, on a blocking thread.
+    /// The estimated requirements of a model for a dtype and duration: from its checkpoint, else from
+    /// the table. Reads at most a checkpoint header, on a blocking thread.
     pub async fn requirements(&self, q: &FitQuestion) -> Result<Requirements, Error> {
         let key = (q.model.clone(), q.dtype, q.batch, q.duration_s.to_bits());
         match self.lookups.recall(&key, Instant::now()) {
@@ -125,51 +130,126 @@ impl Handle {
 
     /// Whether a model fits, with the numbers.
     pub async fn fit(&self, q: FitQuestion) -> Result<FitAnswer, Error> {
-        let requirements = self.requirements(&q).await?;
+        let (requirements, batch) = self.sized(&q).await?;
+        let view = self.view();
+        let verdict = validate::verdict(&view.input(&q, &requirements, batch))?;
+        let fit = with_eviction(verdict, &q.model, &view.evictable, view.margin);
+        Ok(FitAnswer {
+            model: q.model,
+            duration_s: q.duration_s,
+            requirements,
+            batch,
+            fit,
+            margin: view.margin,
+        })
+    }
+
+    /// Whether `batch` rows of `duration_s` fit for `model` where it is loaded (the device and dtype
+    /// its cache entry records; `dtype` on the CPU when it is not loaded): its weights are already in
+    /// memory, so the working set is what has to fit.
+    pub async fn fit_loaded(
+        &self,
+        model: &str,
+        batch: u32,
+        duration_s: f64,
+        dtype: DType,
+    ) -> Result<FitAnswer, Error> {
+        let entry = self.state.borrow().cache.get(model).map(|e| (e.device, e.dtype));
+        let (device, dtype) = entry.unwrap_or((Device::Cpu, dtype));
+        self.fit(FitQuestion { model: model.into(), batch, duration_s, device, dtype }).await
+    }
+
+    /// What loading each cached f32 model in f16 instead would save, from the same requirements a
+    /// verdict uses: the f32 weights less the f16 ones, which is half the decoder (T5 and EnCodec stay
+    /// f32). Models whose requirements cannot be worked out are left out.
+    pub async fn half_precision_savings(&self, cached: &[CachedModel]) -> Vec<(String, u64)> {
+        let mut savings = Vec::new();
+        for m in cached.iter().filter(|m| m.dtype == DType::F32) {
+            let ask = |dtype| FitQuestion {
+                model: m.model.clone(),
+                batch: 1,
+                duration_s: super::LISTING_DURATION_S,
+                device: m.device,
+                dtype,
+            };
+            let (Ok(f32), Ok(f16)) =
+                (self.requirements(&ask(DType::F32)).await, self.requirements(&ask(DType::F16)).await)
+            else {
+                continue;
+            };
+            savings.push((m.model.clone(), f32.weights_bytes().saturating_sub(f16.weights_bytes())));
+        }
+        savings
+    }
+
+    /// The largest batch that fits, searched with the verdict itself (so the advice validates): in
+    /// what is free now on the device the question resolves to, leases and loaded models counted, or,
+    /// for `memory_bytes` > 0, on that device planned as having that much free.
+    pub async fn batch_advice(&self, q: BatchQuestion) -> Result<BatchAnswer, Error> {
+        let (requirements, _) = self.sized(&q.fit).await?;
+        let view = self.view();
+        let input = view.input(&q.fit, &requirements, 1);
+        let (advice, verdict) = validate::optimal_batch(&input, q.memory_bytes, q.max_batch)?;
+        let fit = with_eviction(verdict, &q.fit.model, &view.evictable, view.margin);
+        let (model, duration_s, margin, batch) =
+            (q.fit.model, q.fit.duration_s, view.margin, advice.batch.max(1));
+        Ok(BatchAnswer { fit: FitAnswer { model, duration_s, requirements, batch, fit, margin }, advice })
+    }
+
+    /// The question's requirements (measured weights in place of the estimate once loaded), checked
+    /// against the model's longest duration, with the batch it asks about (0 → the default).
+    async fn sized(&self, q: &FitQuestion) -> Result<(Requirements, u32), Error> {
+        let requirements = self.requirements(q).await?;
         check_duration(
             q.duration_s,
             MaxDuration::Model { model: &q.model, max_s: requirements.max_duration_s },
         )?;
+        let state = self.state.borrow().clone();
+        let requirements = apply_measurement(state.cache.get(&q.model), requirements);
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
+        Ok((requirements, batch))
+    }
+
+    /// What a verdict is decided from now: the state the actor published last and the latest sample.
+    fn view(&self) -> View {
         let state = self.state.borrow().clone();
         let snapshot = self.monitor.latest();
-        let requirements = apply_measurement(state.cache.get(&q.model), requirements);
-        let reserved_gpu: Vec<(u32, u64)> = snapshot
+        let reserved_gpu = snapshot
             .gpu
             .devices
             .iter()
             .map(|d| (d.index, state.reserved_gpu.get(&d.index).copied().unwrap_or(0)))
             .collect();
-        let margin = self.settings.safety_margin;
-        let input = FitInput {
-            requirements: &requirements,
-            batch,
-            device: q.device,
-            snapshot: &snapshot,
+        View {
             reserved_host: state.reserved_host,
-            reserved_gpu: &reserved_gpu,
-            margin,
-        };
-        let evictable: Vec<CachedModel> =
-            state.cache.evictable(Instant::now(), false).into_iter().cloned().collect();
-        let fit = with_eviction(validate::verdict(&input)?, &evictable, margin);
-        Ok(FitAnswer { model: q.model, duration_s: q.duration_s, requirements, batch, fit, margin })
+            reserved_gpu,
+            cached: state.cache.entries().cloned().collect(),
+            evictable: state.cache.evictable(Instant::now(), false).into_iter().cloned().collect(),
+            margin: self.settings.safety_margin,
+            snapshot,
+        }
     }
+}
 
-    /// The largest batch that fits in the memory asked about (or, for 0, in what is free now on the
-    /// device the one-sample verdict picks: that GPU's free memory, or the host's available memory).
-    pub async fn batch_advice(&self, q: BatchQuestion) -> Result<BatchAnswer, Error> {
-        let fit = self.fit(FitQuestion { batch: 1, ..q.fit }).await?;
-        let snapshot = self.monitor.latest();
-        let (on_gpu, free) = match fit.verdict().device {
-            Device::Cuda(i) => {
-                (true, snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes))
-            }
-            _ => (false, snapshot.effective.available_bytes),
+/// One consistent view of free memory, leases and the cache.
+struct View {
+    snapshot: Arc<Snapshot>,
+    reserved_host: u64,
+    reserved_gpu: Vec<(u32, u64)>,
+    cached: Vec<CachedModel>,
+    evictable: Vec<CachedModel>,
+    margin: f64,
+}
+
+impl View {
+    fn input<'a>(&'a self, q: &'a FitQuestion, requirements: &'a Requirements, batch: u32) -> FitInput<'a> {
+        let room = Room {
+            snapshot: &self.snapshot,
+            reserved_host: self.reserved_host,
+            reserved_gpu: &self.reserved_gpu,
+            margin: self.margin,
         };
-        let memory = if q.memory_bytes > 0 { q.memory_bytes } else { free };
-        let advice = validate::optimal_batch(&fit.requirements, memory, fit.margin, on_gpu, q.max_batch);
-        Ok(BatchAnswer { fit, advice })
+        FitInput { model: &q.model, requirements, batch, device: q.device, room, cached: &self.cached }
     }
 }
 
@@ -177,7 +257,7 @@ impl Handle {
 fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, Error> {
     model_id::validate(&q.model)?;
     match model_id::resolve(&q.model, &settings.roots) {
-        Ok(found) => Ok(requirements::from_checkpoint(&found.dir, q.dtype, q.batch, q.duration_s)?),
+        Ok(found) => Ok(requirements::from_checkpoint(&found.dir, q.dtype, q.duration_s)?),
         Err(e) => match settings.registry.table(&q.model) {
             Some(entry) => Ok(entry.requirements(q.dtype, q.duration_s)),
             None => Err(e.into()),
@@ -185,11 +265,15 @@ fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, E
     }
 }
 
-/// Adds what evicting the idle models on the verdict's memory would do.
-fn with_eviction(verdict: Verdict, evictable: &[CachedModel], margin: f64) -> FitVerdict {
-    let same_memory = |e: &&CachedModel| match verdict.device {
-        Device::Cuda(i) => e.device == Device::Cuda(i),
-        _ => !matches!(e.device, Device::Cuda(_)),
+/// Adds what evicting the idle models on the verdict's memory would do; `model` itself is no
+/// candidate (evicting it would only mean loading it again).
+fn with_eviction(verdict: Verdict, model: &str, evictable: &[CachedModel], margin: f64) -> FitVerdict {
+    let same_memory = |e: &&CachedModel| {
+        e.model != model
+            && match verdict.device {
+                Device::Cuda(i) => e.device == Device::Cuda(i),
+                _ => !matches!(e.device, Device::Cuda(_)),
+            }
     };
     let candidates: Vec<CachedModel> = evictable.iter().filter(same_memory).cloned().collect();
     let freed: u64 = candidates.iter().map(CachedModel::bytes).sum();
@@ -206,10 +290,7 @@ fn with_eviction(verdict: Verdict, evictable: &[CachedModel], margin: f64) -> Fi
 fn apply_measurement(entry: Option<&CachedModel>, requirements: Requirements) -> Requirements {
     match entry {
         Some(e) if e.dtype == requirements.dtype => match e.measured_bytes {
-            Some(m) if m >= requirements.weights_bytes / 2 => {
-                let per_sample = requirements.per_sample_bytes;
-                requirements.measured(m, per_sample)
-            }
+            Some(m) if m >= requirements.weights_bytes() / 2 => requirements.measured(m),
             _ => requirements,
         },
         _ => requirements,
@@ -241,9 +322,9 @@ mod tests {
     fn a_measurement_replaces_the_estimate_unless_implausible() {
         let table = Registry::default();
         let r = table.table("facebook/musicgen-small").unwrap().requirements(DType::F32, 10.0);
-        let w = r.weights_bytes;
+        let w = r.weights_bytes();
         let measured = apply_measurement(Some(&entry(Some(w + 7), DType::F32)), r.clone());
-        assert_eq!((measured.source, measured.weights_bytes), (Source::Measured, w + 7));
+        assert_eq!((measured.source, measured.weights_bytes()), (Source::Measured, w + 7));
         assert_eq!(apply_measurement(Some(&entry(Some(w / 4), DType::F32)), r.clone()).source, r.source);
         assert_eq!(apply_measurement(Some(&entry(Some(w), DType::F16)), r.clone()).source, r.source);
         assert_eq!(apply_measurement(None, r.clone()).source, r.source);
