@@ -267,7 +267,7 @@ fn generation_api(
     config: &Config,
     manager: resources::manager::Handle,
     slots: StreamSlots,
-    emergency: tokio::sync::mpsc::Sender<String>,
+    emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GenerationParts> {
     use crate::inference::{
@@ -283,7 +283,11 @@ fn generation_api(
         torch_threads: if g.torch_threads > 0 { g.torch_threads } else { cores },
         queue_capacity: g.queue_capacity,
         device,
-        fault_injection: g.fault_injection,
+        faults: crate::inference::worker::Faults {
+            enabled: g.fault_injection,
+            oom_step: g.fault_oom_step,
+            oom_min_batch: g.fault_oom_min_batch,
+        },
         max_batch: g.max_batch,
     };
     let pool = Pool::start(&settings)?;
@@ -308,7 +312,7 @@ fn generation_api(
     _config: &Config,
     manager: resources::manager::Handle,
     slots: StreamSlots,
-    _emergency: tokio::sync::mpsc::Sender<String>,
+    _emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GenerationParts> {
     Ok(GenerationParts { api: GenerationApi::new(manager, slots, shutdown), evictor: None, workers: () })

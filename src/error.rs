@@ -30,6 +30,9 @@ pub enum Error {
     /// Not enough memory, a full queue or too many streams; says required vs available.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// libtorch could not allocate: the device, the bytes asked for and the bytes free.
+    #[error("{0}")]
+    OutOfMemory(Box<crate::inference::oom::OutOfMemory>),
     /// The thing is in a state that forbids the operation (a model in use).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -58,7 +61,7 @@ impl Error {
         let code = match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::ResourceExhausted(_) | Error::OutOfMemory(_) => Code::ResourceExhausted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Unimplemented(_) => Code::Unimplemented,
@@ -147,5 +150,14 @@ mod tests {
         assert_eq!(Error::from(short).to_status().code(), Code::ResourceExhausted);
         let gone = LedgerError::UnknownLease { id: "lease-1".into() };
         assert_eq!(Error::from(gone).to_status().code(), Code::NotFound);
+        let reported =
+            crate::inference::oom::classify("CUDA out of memory. Tried to allocate 2.00 GiB").unwrap();
+        let oom = crate::inference::oom::OutOfMemory::new(
+            crate::resources::validate::Device::Cuda(0),
+            "loading m".into(),
+            reported,
+        );
+        let status = Error::OutOfMemory(Box::new(oom.clone())).to_status();
+        assert_eq!((status.code(), status.message()), (Code::ResourceExhausted, oom.to_string().as_str()));
     }
 }

@@ -205,9 +205,9 @@ pub struct GenerationConfig {
     )]
     #[serde(with = "units::dtype")]
     pub dtype: DType,
-    /// Chaos testing only: the prompts `maestro:fault:panic` and `maestro:fault:oom` inject a worker
-    /// panic or an out-of-memory error, and loading a model whose id ends with `fault-oom-on-load`
-    /// fails with out-of-memory.
+    /// Chaos testing only: the prompt `maestro:fault:panic` panics the worker; a prompt containing
+    /// `maestro:fault:oom` makes a decoding step ask libtorch for 256 PiB, and loading a model whose
+    /// id ends with `fault-oom-on-load` does so before reading the weights: real out-of-memory failures.
     #[arg(
         id = "generation.fault_injection",
         long = "fault-injection",
@@ -217,4 +217,24 @@ pub struct GenerationConfig {
         action = clap::ArgAction::Set
     )]
     pub fault_injection: bool,
+    /// With fault injection: the decoding step (from 0) at which a batch holding a live
+    /// `maestro:fault:oom` request runs out of memory.
+    #[arg(
+        id = "generation.fault_oom_step",
+        long = "fault-oom-step",
+        env = "MAESTRO_FAULT_OOM_STEP",
+        value_name = "STEP",
+        default_value_t = 10
+    )]
+    pub fault_oom_step: usize,
+    /// With fault injection: only batches of at least this many requests run out of memory (0 or 1 =
+    /// every batch), so a retry at half the size can succeed.
+    #[arg(
+        id = "generation.fault_oom_min_batch",
+        long = "fault-oom-min-batch",
+        env = "MAESTRO_FAULT_OOM_MIN_BATCH",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub fault_oom_min_batch: usize,
 }

@@ -6,7 +6,9 @@
 //! model go to the worker that holds it; loads go to the least busy worker. Each worker's queue is
 //! bounded too. `Pool::shutdown` closes every queue, drops the jobs still queued and joins the
 //! threads after their current job; dropping the last handle closes the queues without joining.
+//! [`oom`] reads libtorch's out-of-memory messages (free of libtorch itself).
 
+pub mod oom;
 pub mod params;
 #[cfg(feature = "torch")]
 mod pool;

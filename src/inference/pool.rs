@@ -34,8 +34,8 @@ pub struct PoolSettings {
     pub queue_capacity: usize,
     /// Device of the workers.
     pub device: tch::Device,
-    /// Whether the fault-injection prompts are honoured (chaos tests only).
-    pub fault_injection: bool,
+    /// Fault injection (chaos tests only; off by default).
+    pub faults: worker::Faults,
     /// Most requests decoded together in one batch (dynamic batching; default 4).
     pub max_batch: usize,
 }
@@ -79,15 +79,9 @@ impl Pool {
         for index in 0..settings.workers.max(1) {
             let (tx, rx) = std_mpsc::sync_channel(capacity + CONTROL_JOBS);
             let load = Arc::new(WorkerLoad::default());
-            let thread = worker::spawn(
-                index,
-                settings.device,
-                rx,
-                load.clone(),
-                settings.max_batch,
-                settings.fault_injection,
-            )
-            .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
+            let thread =
+                worker::spawn(index, settings.device, rx, load.clone(), settings.max_batch, settings.faults)
+                    .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot {
                 jobs: Mutex::new(Some(tx)),
                 capacity: capacity + CONTROL_JOBS,
@@ -240,7 +234,7 @@ mod tests {
             torch_threads: 1,
             queue_capacity: 2,
             device: tch::Device::Cpu,
-            fault_injection: false,
+            faults: worker::Faults::default(),
             max_batch: 1,
         }
     }
@@ -284,7 +278,8 @@ mod tests {
         tx.send(Job::Load { model: "m".into(), dir: PathBuf::from("/nowhere"), dtype: DType::F32, reply })
             .unwrap();
         drop(tx);
-        let thread = worker::spawn(0, tch::Device::Cpu, rx, load.clone(), 1, false).unwrap();
+        let thread =
+            worker::spawn(0, tch::Device::Cpu, rx, load.clone(), 1, worker::Faults::default()).unwrap();
         thread.join().unwrap();
         // Run, the load would have answered "cannot load"; dropped, it never answers.
         assert!(answer.blocking_recv().is_err(), "the queued load ran");

@@ -17,6 +17,8 @@ pub use self::progress::{Chunk, Progress, Summary};
 use super::{Event, GenerateParams, ModelFacts, Pool};
 use crate::{
     error::Error,
+    inference::oom::{FreeSource, OutOfMemory},
+    monitor::snapshot::Snapshot,
     musicgen::{GenerationRequest, SamplingParams},
     resources::{
         cache::CachedModel,
@@ -76,7 +78,7 @@ pub struct Generation {
     settings: Arc<GenerationSettings>,
     roots: Arc<Vec<PathBuf>>,
     loading: Arc<Mutex<()>>,
-    emergency: mpsc::Sender<String>,
+    emergency: mpsc::Sender<(Device, String)>,
 }
 
 impl Generation {
@@ -85,16 +87,22 @@ impl Generation {
         pool: Pool,
         manager: manager::Handle,
         settings: GenerationSettings,
-        emergency: mpsc::Sender<String>,
+        emergency: mpsc::Sender<(Device, String)>,
     ) -> Self {
         let roots = Arc::new(manager.settings().roots.clone());
         Self { pool, manager, settings: Arc::new(settings), roots, loading: Arc::default(), emergency }
     }
 
-    /// Reports an out-of-memory failure so an emergency cleanup runs now.
-    pub fn out_of_memory(&self, what: String) {
+    /// A request that ran out of memory: completes its free figure from the monitor when libtorch's
+    /// message did not say, asks for an emergency cleanup of its device now, and returns its error.
+    pub fn out_of_memory(&self, mut oom: OutOfMemory) -> Error {
+        if oom.free.is_none() {
+            oom.free =
+                free_on(&self.manager.monitor().latest(), oom.device).map(|b| (b, FreeSource::Monitor));
+        }
         // A full channel means a cleanup is already pending; one is enough.
-        let _ = self.emergency.try_send(what);
+        let _ = self.emergency.try_send((oom.device, oom.to_string()));
+        Error::OutOfMemory(Box::new(oom))
     }
 
     /// The pool.
@@ -147,10 +155,7 @@ impl Generation {
             .lease(internal_lease(&format!("load:{model}"), LeaseKind::ModelLoad, weights))
             .await?;
         let facts = match self.pool.load(model, found.dir, dtype).await {
-            Err(Error::ResourceExhausted(what)) => {
-                self.out_of_memory(what.clone());
-                return Err(Error::ResourceExhausted(what));
-            }
+            Err(Error::OutOfMemory(oom)) => return Err(self.out_of_memory(*oom)),
             other => other?,
         };
         let entry = CachedModel {
@@ -215,6 +220,14 @@ impl Generation {
             generation: self.clone(),
             _holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
         })
+    }
+}
+
+/// Free bytes of `device` in `snapshot`: the effective host memory for the CPU, NVML's figure for a GPU.
+fn free_on(snapshot: &Snapshot, device: Device) -> Option<u64> {
+    match device {
+        Device::Cuda(i) => snapshot.gpu.devices.iter().find(|d| d.index == i).map(|d| d.memory_free_bytes),
+        _ => Some(snapshot.effective.available_bytes),
     }
 }
 

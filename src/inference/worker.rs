@@ -2,12 +2,14 @@
 //!
 //! The thread takes [`Job`]s from its own bounded queue until the queue closes; once the pool's
 //! shutdown sets [`WorkerLoad::stopping`] it drops what is still queued instead of running it. A
-//! panic inside a job is caught: that job's caller gets INTERNAL, the models stay, and the thread
-//! serves the next job.
+//! panic inside a job is caught: that job's caller gets INTERNAL (RESOURCE_EXHAUSTED when it carries
+//! libtorch's out-of-memory), the models stay, and the thread serves the next job. How a batch of
+//! generations runs, and how it survives running out of memory, is `batch`'s.
+
+mod batch;
 
 use std::{
     collections::{HashMap, VecDeque},
-    ops::ControlFlow,
     panic::{catch_unwind, AssertUnwindSafe},
     path::PathBuf,
     sync::{
@@ -22,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::Error,
+    inference::oom::{self, OutOfMemory},
     musicgen::{AudioChunkOut, DType, GenerationRequest, GenerationStats, MusicGen, MusicgenError},
+    resources::validate::Device,
 };
 
 /// What a loaded model is like, for validation and stream headers.
@@ -106,22 +110,46 @@ pub struct WorkerLoad {
 
 /// Prompts that inject a fault when fault injection is on (chaos tests; off by default).
 pub const FAULT_PANIC: &str = "maestro:fault:panic";
-/// See [`FAULT_PANIC`]: an out-of-memory error from libtorch.
+/// A prompt containing this makes libtorch really run out of memory inside a decoding step (see
+/// [`Faults`]).
 pub const FAULT_OOM: &str = "maestro:fault:oom";
-/// With fault injection, loading a model whose id ends with this fails with libtorch's out-of-memory.
+/// With fault injection, loading a model whose id ends with this makes libtorch really run out of
+/// memory before the weights are read.
 pub const FAULT_OOM_MODEL: &str = "fault-oom-on-load";
+/// What an injected out-of-memory asks libtorch for: 256 PiB, past the virtual address space of
+/// x86-64 (47 or 57 bits) and any device's memory, so the allocator fails even where the kernel
+/// overcommits.
+pub const IMPOSSIBLE_BYTES: i64 = 1 << 58;
+
+/// Fault injection for chaos tests (everything off by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Whether the fault prompts ([`FAULT_PANIC`], [`FAULT_OOM`]) and [`FAULT_OOM_MODEL`] are honoured.
+    pub enabled: bool,
+    /// The decoding step (from 0) at which a batch holding a live [`FAULT_OOM`] request asks libtorch
+    /// for [`IMPOSSIBLE_BYTES`] on the worker's device.
+    pub oom_step: usize,
+    /// Only batches of at least this many requests do (0 and 1: every batch), so a retry at half size
+    /// can succeed.
+    pub oom_min_batch: usize,
+}
+
+/// Asks libtorch for [`IMPOSSIBLE_BYTES`] on `device`: a real allocation failure, as an error.
+fn impossible_allocation(device: tch::Device) -> Result<tch::Tensor, tch::TchError> {
+    tch::Tensor::f_empty([IMPOSSIBLE_BYTES], (tch::Kind::Uint8, device))
+}
 
 /// Starts a worker thread on `device`; it ends when `jobs` closes, and the pool joins it. Generations for the same model
 /// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
-/// With `faults`, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or an out-of-memory
-/// error into the generation.
+/// With `faults` enabled, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or a real
+/// out-of-memory failure into the generation.
 pub fn spawn(
     index: usize,
     device: tch::Device,
     jobs: std_mpsc::Receiver<Job>,
     load: Arc<WorkerLoad>,
     max_batch: usize,
-    faults: bool,
+    faults: Faults,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("maestro-worker-{index}")).spawn(move || {
         let mut worker = Worker { device, models: HashMap::new(), faults };
@@ -183,7 +211,7 @@ fn gather(
 struct Worker {
     device: tch::Device,
     models: HashMap<String, MusicGen>,
-    faults: bool,
+    faults: Faults,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -197,9 +225,13 @@ impl Worker {
     fn run(&mut self, job: Job) {
         match job {
             Job::Load { model, dir, dtype, reply } => {
+                let device = self.device;
                 let result = catch_unwind(AssertUnwindSafe(|| self.load(&model, &dir, dtype)))
                     .unwrap_or_else(|p| {
-                        Err(Error::Internal(format!("loading {model} panicked: {}", panic_message(p))))
+                        let message = panic_message(p);
+                        Err(out_of_memory(device, format!("loading {model}"), &message).unwrap_or_else(
+                            || Error::Internal(format!("loading {model} panicked: {message}")),
+                        ))
                     });
                 let _ = reply.send(result);
             }
@@ -216,12 +248,12 @@ impl Worker {
     }
 
     fn load(&mut self, model: &str, dir: &std::path::Path, dtype: DType) -> Result<ModelFacts, Error> {
-        if self.faults && model.ends_with(FAULT_OOM_MODEL) {
-            let injected = "CUDA out of memory. Tried to allocate 4.00 GiB (injected)";
-            return Err(load_error(model, MusicgenError::Unsupported(injected.into())));
+        if self.faults.enabled && model.ends_with(FAULT_OOM_MODEL) {
+            // Fails; were it ever to succeed, the load would go on as without the fault.
+            drop(impossible_allocation(self.device).map_err(|e| self.load_error(model, e.into()))?);
         }
         let before = crate::monitor::sampler::rss_bytes();
-        let m = MusicGen::load(dir, self.device, dtype).map_err(|e| load_error(model, e))?;
+        let m = MusicGen::load(dir, self.device, dtype).map_err(|e| self.load_error(model, e))?;
         let measured = crate::monitor::sampler::rss_bytes().saturating_sub(before);
         let facts = ModelFacts {
             sample_rate: m.sample_rate(),
@@ -237,62 +269,10 @@ impl Worker {
         Ok(facts)
     }
 
-    /// Runs a batch; each request gets its own chunks and end event, and can stop alone.
-    fn generate_batch(&self, batch: Vec<GenerateJob>) {
-        let model = batch[0].model.clone();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(&model, &batch)));
-        let n = batch.len();
-        match outcome {
-            Ok(Ok(stats)) => {
-                for (job, stats) in batch.iter().zip(stats) {
-                    let _ = job.events.blocking_send(Event::Done(stats, n));
-                }
-            }
-            Ok(Err(e)) => {
-                for job in &batch {
-                    let _ = job.events.blocking_send(Event::Failed(e.clone()));
-                }
-            }
-            Err(p) => {
-                tracing::error!(model, panic = %panic_message(p), "generation panicked; worker continues");
-                for job in &batch {
-                    let e = Error::Internal(format!("generation with {model} failed inside the worker"));
-                    let _ = job.events.blocking_send(Event::Failed(e));
-                }
-            }
-        }
-    }
-
-    fn generate(&self, model: &str, batch: &[GenerateJob]) -> Result<Vec<GenerationStats>, Error> {
-        let m =
-            self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
-        if self.faults && batch.iter().any(|j| j.request.prompt == FAULT_PANIC) {
-            panic!("injected panic inside the worker");
-        }
-        if self.faults && batch.iter().any(|j| j.request.prompt == FAULT_OOM) {
-            let injected = "CUDA out of memory. Tried to allocate 2.00 GiB (injected)";
-            return Err(generation_error(model, MusicgenError::Unsupported(injected.into())));
-        }
-        let started = Instant::now();
-        let requests: Vec<GenerationRequest> = batch.iter().map(|j| j.request.clone()).collect();
-        let stop = |i: usize| batch[i].cancel.is_cancelled() || batch[i].events.is_closed();
-        let stats = m
-            .generate_until(&requests, stop, |chunk| {
-                let job = &batch[chunk.request];
-                if job.cancel.is_cancelled() || job.events.blocking_send(Event::Chunk(chunk)).is_err() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .map_err(|e| generation_error(model, e))?;
-        tracing::debug!(
-            model,
-            batch = batch.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "generation finished"
-        );
-        Ok(stats)
+    fn load_error(&self, model: &str, e: MusicgenError) -> Error {
+        let message = e.to_string();
+        out_of_memory(self.device, format!("loading {model}"), &message)
+            .unwrap_or_else(|| Error::FailedPrecondition(format!("cannot load {model}: {message}")))
     }
 }
 
@@ -304,27 +284,44 @@ pub fn device_name(device: tch::Device) -> String {
     }
 }
 
-fn is_oom(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("out of memory") || m.contains("can't allocate memory") || m.contains("cannot allocate memory")
-}
-
-fn load_error(model: &str, e: MusicgenError) -> Error {
-    let message = e.to_string();
-    if is_oom(&message) {
-        Error::ResourceExhausted(format!("out of memory while loading {model}: {message}"))
-    } else {
-        Error::FailedPrecondition(format!("cannot load {model}: {message}"))
+/// The device as the resource manager names it.
+fn device_of(device: tch::Device) -> Device {
+    match device {
+        tch::Device::Cuda(i) => Device::Cuda(i as u32),
+        _ => Device::Cpu,
     }
 }
 
-fn generation_error(model: &str, e: MusicgenError) -> Error {
-    let message = e.to_string();
-    match e {
-        MusicgenError::InvalidRequest { field, .. } => Error::invalid(field, message),
-        _ if is_oom(&message) => {
-            Error::ResourceExhausted(format!("out of memory while generating with {model}: {message}"))
-        }
-        _ => Error::Internal(format!("generation with {model} failed: {message}")),
+/// RESOURCE_EXHAUSTED when `message` is libtorch running out of memory on `device` while doing `during`.
+fn out_of_memory(device: tch::Device, during: String, message: &str) -> Option<Error> {
+    let reported = oom::classify(message)?;
+    Some(Error::OutOfMemory(Box::new(OutOfMemory::new(device_of(device), during, reported))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libtorch on this machine, not a string: the allocation fails with an error whose bytes are read.
+    #[test]
+    fn a_real_cpu_allocation_failure_is_out_of_memory_with_its_bytes() {
+        let e = impossible_allocation(tch::Device::Cpu).expect_err("256 PiB cannot be allocated");
+        let err = out_of_memory(tch::Device::Cpu, "testing".into(), &e.to_string()).expect("out of memory");
+        let Error::OutOfMemory(oom) = err else { panic!("{err:?}") };
+        assert_eq!((oom.device, oom.requested), (Device::Cpu, Some(IMPOSSIBLE_BYTES as u64)));
+        assert!(oom.detail.starts_with("DefaultCPUAllocator"), "{}", oom.detail);
+    }
+
+    /// The infallible op panics with libtorch's message inside, as a decoder op would.
+    #[test]
+    fn a_real_allocation_panic_is_out_of_memory_with_its_bytes() {
+        let p = catch_unwind(|| tch::Tensor::empty([IMPOSSIBLE_BYTES], (tch::Kind::Uint8, tch::Device::Cpu)))
+            .expect_err("256 PiB cannot be allocated");
+        let message = panic_message(p);
+        let err = out_of_memory(tch::Device::Cpu, "testing".into(), &message).expect("out of memory");
+        assert!(
+            matches!(&err, Error::OutOfMemory(o) if o.requested == Some(IMPOSSIBLE_BYTES as u64)),
+            "{err:?}"
+        );
     }
 }

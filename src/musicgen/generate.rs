@@ -1,6 +1,6 @@
 //! The generation loop: a batch of requests, each with its own prompt, length, sampling parameters and
 //! seed, decoded together (conditional rows, then unconditional rows for guidance) with the delay pattern
-//! applied exactly as transformers applies it, and each request's audio streamed as its frames settle.
+//! applied exactly as transformers applies it; each request's audio goes to an [`Observer`] as it settles.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 use super::error::{MusicgenError, Result};
+use super::observer::{Observer, OnChunk};
 use super::sampling::{draw, to_vec_f32, to_vec_i64, SamplingParams, SeededRng};
 use super::stream::{AudioStream, DecodedChunk};
 use super::{kernels, with_unconditional, MusicGen};
@@ -111,16 +112,15 @@ impl MusicGen {
         requests: &[GenerationRequest],
         on_chunk: impl FnMut(AudioChunkOut) -> ControlFlow<()>,
     ) -> Result<Vec<GenerationStats>> {
-        self.generate_until(requests, |_| false, on_chunk)
+        self.generate_observed(requests, &mut OnChunk(on_chunk))
     }
 
-    /// [`MusicGen::generate`], also asking `stop(request)` before every decoding step, so a request
-    /// (a disconnected client, a passed deadline) stops within one step even between chunks.
-    pub fn generate_until(
+    /// [`MusicGen::generate`] with an [`Observer`], which stops requests and hears each chunk and each
+    /// request's end as it happens (a short request ends before its batch).
+    pub fn generate_observed(
         &self,
         requests: &[GenerationRequest],
-        stop: impl Fn(usize) -> bool,
-        mut on_chunk: impl FnMut(AudioChunkOut) -> ControlFlow<()>,
+        observer: &mut impl Observer,
     ) -> Result<Vec<GenerationStats>> {
         let _guard = tch::no_grad_guard();
         let _inference = kernels::InferenceMode::enter();
@@ -140,17 +140,19 @@ impl MusicGen {
         let mut state = self.decoder.new_state(&states, &mask, max_steps);
         let picker = Picker::new(self, requests, any_cfg)?;
         let text_encode = start.elapsed();
+        rows.iter_mut().for_each(|r| r.stats.text_encode = text_encode);
         for step in 0..max_steps {
-            for (_, row) in rows.iter_mut().enumerate().filter(|(i, r)| r.live && stop(*i)) {
-                row.stats.stopped = true;
-                row.live = false;
-                row.stats.total = start.elapsed();
-                row.stats.codes = self.codes_of(row);
+            for (i, row) in rows.iter_mut().enumerate() {
+                if row.live && observer.stop(i) {
+                    row.stats.stopped = true;
+                    self.end_row(i, row, start, observer);
+                }
             }
             if rows.iter().all(|r| !r.live) {
                 break;
             }
             let t = Instant::now();
+            observer.step(step as usize);
             let input = self.input_column(&rows, step, any_cfg);
             let logits = self.decoder.forward(&input, &mut state).squeeze_dim(2);
             let picked = picker.pick(&logits, &mut rows)?;
@@ -159,10 +161,10 @@ impl MusicGen {
                 row.stats.decode += spent;
                 row.stats.steps += 1;
                 self.store(row, step + 1, &picked[i]);
-                self.stream_row(i, row, step + 1, start, &mut on_chunk)?;
+                self.stream_row(i, row, step + 1, start, observer)?;
             }
         }
-        Ok(rows.into_iter().map(|r| finish(r, text_encode)).collect())
+        Ok(rows.into_iter().map(|r| r.stats).collect())
     }
 
     fn validate(&self, r: &GenerationRequest) -> Result<()> {
@@ -257,7 +259,7 @@ impl MusicGen {
         row: &mut Row,
         column: i64,
         start: Instant,
-        on_chunk: &mut impl FnMut(AudioChunkOut) -> ControlFlow<()>,
+        observer: &mut impl Observer,
     ) -> Result<()> {
         let cc = self.config.decoder.channel_codebooks();
         let total = row.steps - cc + 1;
@@ -274,16 +276,22 @@ impl MusicGen {
             row.stats.first_chunk.get_or_insert_with(|| start.elapsed());
             row.stats.first_chunk_steps.get_or_insert(row.stats.steps);
             row.stats.frames = out.start_frame + out.frames;
-            if on_chunk(out).is_break() {
-                row.stats.stopped = true;
-                row.live = false;
-            }
+            // A live row had not stopped: `Break` is its first stop.
+            row.stats.stopped = observer.chunk(out).is_break();
+            row.live &= !row.stats.stopped;
         }
         if !row.live {
-            row.stats.total = start.elapsed();
-            row.stats.codes = self.codes_of(row);
+            self.end_row(index, row, start, observer);
         }
         Ok(())
+    }
+
+    /// Ends a request: its figures become final and the observer hears it.
+    fn end_row(&self, index: usize, row: &mut Row, start: Instant, observer: &mut impl Observer) {
+        row.live = false;
+        row.stats.total = start.elapsed();
+        row.stats.codes = self.codes_of(row);
+        observer.finished(index, &row.stats);
     }
 
     fn chunk_out(
@@ -315,11 +323,6 @@ impl MusicGen {
             })
             .collect()
     }
-}
-
-fn finish(mut row: Row, text_encode: Duration) -> GenerationStats {
-    row.stats.text_encode = text_encode;
-    row.stats
 }
 
 /// Guidance and code picking for a batch, with the per-request scales and temperatures as tensors.

@@ -2,7 +2,8 @@
 //! EnCodec decoder, streaming decode. Pure compute: no gRPC, no resource bookkeeping.
 //!
 //! [`MusicGen::load`] reads a Hugging Face `facebook/musicgen-*` directory; [`MusicGen::generate`] runs a
-//! batch of [`GenerationRequest`]s and streams their audio through a callback. Every entry point enters
+//! batch of [`GenerationRequest`]s and streams their audio through a callback (or an [`Observer`], which
+//! also hears each request's end and has a seam inside every decoding step). Every entry point enters
 //! `no_grad` itself, because grad mode is per thread in libtorch.
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 mod generate;
 pub mod inspect;
 pub mod kernels;
+mod observer;
 pub mod sampling;
 mod stream;
 mod t5;
@@ -26,6 +28,7 @@ pub use config::{GenerationConfig, MusicgenConfig};
 pub use error::MusicgenError;
 pub use generate::{AudioChunkOut, GenerationRequest, GenerationStats};
 pub use inspect::inspect;
+pub use observer::Observer;
 pub use sampling::SamplingParams;
 pub use weights::DType;
 

@@ -9,7 +9,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::{cache::CachedModel, manager};
+use super::{cache::CachedModel, manager, validate::Device};
 use crate::{error::Error, monitor, monitor::snapshot::Snapshot};
 
 /// Whoever owns the tensors: evicts a model when told.
@@ -184,24 +184,26 @@ pub struct AutoCleanup {
 }
 
 /// Watches snapshots and runs a pressure cleanup when memory passes the threshold, at most once per
-/// cooldown; runs an emergency cleanup at once when a request reports an out-of-memory error (the
-/// `emergency` channel). Stops at shutdown.
+/// cooldown; runs an emergency cleanup at once when a request reports an out-of-memory error on a
+/// device (the `emergency` channel), evicting idle models on that device only. Stops at shutdown.
 pub async fn watch(
     settings: AutoCleanup,
     manager: manager::Handle,
     monitor: monitor::Handle,
     evictor: Option<Arc<dyn Evictor>>,
-    mut emergency: tokio::sync::mpsc::Receiver<String>,
+    mut emergency: tokio::sync::mpsc::Receiver<(Device, String)>,
     shutdown: CancellationToken,
 ) {
     let mut snapshots = monitor.subscribe();
     let mut last_run: Option<tokio::time::Instant> = None;
     loop {
+        let mut on_device = None;
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
             changed = snapshots.changed() => if changed.is_err() { return } else { "auto" },
-            Some(what) = emergency.recv() => {
-                tracing::error!(%what, "out of memory reported; emergency cleanup");
+            Some((device, what)) = emergency.recv() => {
+                tracing::error!(%what, device = %device.name(), "out of memory reported; emergency cleanup");
+                on_device = Some(device);
                 "emergency"
             }
         };
@@ -224,7 +226,11 @@ pub async fn watch(
             (s.effective.used_bytes as f64 - target).max(0.0) as u64
         };
         last_run = Some(tokio::time::Instant::now());
-        let Ok(victims) = manager.pressure_victims(needed).await else { return };
+        let Ok(mut victims) = manager.pressure_victims(needed).await else { return };
+        if let Some(device) = on_device {
+            let Ok(cached) = manager.cached().await else { return };
+            victims.retain(|v| cached.iter().any(|m| &m.model == v && m.device == device));
+        }
         metrics::counter!("maestro_cleanups_total", "trigger" => trigger).increment(1);
         match run(&manager, &monitor, evictor.as_deref(), false, false, Some(victims)).await {
             Ok(r) => tracing::warn!(

@@ -69,6 +69,11 @@ impl Handle {
         &self.settings
     }
 
+    /// The monitor whose snapshots it decides by.
+    pub fn monitor(&self) -> &monitor::Handle {
+        &self.monitor
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| stopped())?;

@@ -3,7 +3,8 @@
 //!
 //! [`Admitted::next`] turns the worker's events into [`Progress`]: it keeps the sample offset, the
 //! time to the first chunk and the process's RSS peak (sampled at every chunk), turns a stop by
-//! shutdown into UNAVAILABLE, and reports an out-of-memory failure so an emergency cleanup runs.
+//! shutdown into UNAVAILABLE, and hands an out-of-memory failure to
+//! [`Generation::out_of_memory`](super::Generation::out_of_memory) (free figure, emergency cleanup).
 
 use std::time::Instant;
 
@@ -91,12 +92,10 @@ impl Admitted {
                 "generation cancelled: the server is shutting down".into(),
             )),
             Some(Event::Done(stats, batch)) => Progress::Finished(self.summary(&stats, batch)),
-            Some(Event::Failed(e)) => {
-                if let Error::ResourceExhausted(what) = &e {
-                    self.generation.out_of_memory(what.clone());
-                }
-                Progress::Failed(e)
+            Some(Event::Failed(Error::OutOfMemory(oom))) => {
+                Progress::Failed(self.generation.out_of_memory(*oom))
             }
+            Some(Event::Failed(e)) => Progress::Failed(e),
             None => {
                 Progress::Failed(Error::Internal("the inference worker stopped without an answer".into()))
             }

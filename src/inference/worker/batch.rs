@@ -1,0 +1,193 @@
+//! A batch of generations on one worker. Each request streams its own chunks and hears its own end
+//! as it comes (a short request is done before its batch is). When libtorch runs out of memory the
+//! requests that already streamed audio fail alone with RESOURCE_EXHAUSTED; those that have not
+//! streamed yet lose nothing by starting over, so a batch of more than one retries them once, in
+//! groups of half the batch's size. Any other failure fails every request not yet done.
+
+use std::{
+    ops::ControlFlow,
+    panic::{catch_unwind, AssertUnwindSafe},
+    time::Instant,
+};
+
+use super::{out_of_memory, panic_message, Event, Faults, GenerateJob, Worker, FAULT_OOM, FAULT_PANIC};
+use crate::{
+    error::Error,
+    musicgen::{AudioChunkOut, GenerationRequest, GenerationStats, MusicgenError, Observer},
+};
+
+/// How an attempt failed: the error, and the requests it leaves without an answer and without audio.
+struct Failure {
+    error: Error,
+    unstreamed: Vec<usize>,
+}
+
+impl Failure {
+    fn fail_unstreamed(self, batch: &[GenerateJob]) {
+        for &i in &self.unstreamed {
+            let _ = batch[i].events.blocking_send(Event::Failed(self.error.clone()));
+        }
+    }
+}
+
+impl Worker {
+    /// Runs a batch; on out-of-memory retries the requests that streamed nothing once, at half size.
+    pub(super) fn generate_batch(&self, batch: Vec<GenerateJob>) {
+        let all: Vec<usize> = (0..batch.len()).collect();
+        let Err(failure) = self.attempt(&batch, &all) else { return };
+        let oom = matches!(failure.error, Error::OutOfMemory(_));
+        if !oom || batch.len() < 2 || failure.unstreamed.is_empty() {
+            return failure.fail_unstreamed(&batch);
+        }
+        let half = batch.len().div_ceil(2);
+        tracing::warn!(
+            model = batch[0].model,
+            batch = batch.len(),
+            retried = failure.unstreamed.len(),
+            half,
+            error = %failure.error,
+            "out of memory before these requests streamed audio; retrying them at half the batch size"
+        );
+        for rows in failure.unstreamed.chunks(half) {
+            if let Err(again) = self.attempt(&batch, rows) {
+                again.fail_unstreamed(&batch);
+            }
+        }
+    }
+
+    /// Generates `rows` of `batch` as one batch. Every request it finishes hears its end; on failure
+    /// the requests that streamed audio hear the error and the others are returned to the caller.
+    fn attempt(&self, batch: &[GenerateJob], rows: &[usize]) -> Result<(), Failure> {
+        let model = &batch[0].model;
+        let mut observer = Rows::new(batch, rows, self.device, self.faults);
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(model, &mut observer)));
+        let error = match outcome {
+            Ok(Ok(stats)) => {
+                observer.finish_rest(stats);
+                return Ok(());
+            }
+            Ok(Err(e)) => e,
+            Err(p) => {
+                let message = panic_message(p);
+                out_of_memory(self.device, format!("generating with {model}"), &message).unwrap_or_else(
+                    || {
+                        tracing::error!(model, panic = %message, "generation panicked; worker continues");
+                        Error::Internal(format!("generation with {model} failed inside the worker"))
+                    },
+                )
+            }
+        };
+        let mut unstreamed = Vec::new();
+        for (local, &i) in rows.iter().enumerate() {
+            match (observer.finished[local], observer.streamed[local]) {
+                (true, _) => {}
+                (false, true) => {
+                    let _ = batch[i].events.blocking_send(Event::Failed(error.clone()));
+                }
+                (false, false) => unstreamed.push(i),
+            }
+        }
+        Err(Failure { error, unstreamed })
+    }
+
+    fn generate(&self, model: &str, observer: &mut Rows<'_>) -> Result<Vec<GenerationStats>, Error> {
+        let m =
+            self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        if self.faults.enabled && observer.jobs.iter().any(|j| j.request.prompt == FAULT_PANIC) {
+            panic!("injected panic inside the worker");
+        }
+        let started = Instant::now();
+        let requests: Vec<GenerationRequest> = observer.jobs.iter().map(|j| j.request.clone()).collect();
+        let stats = m.generate_observed(&requests, observer).map_err(|e| self.generation_error(model, e))?;
+        tracing::debug!(
+            model,
+            batch = requests.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "generation finished"
+        );
+        Ok(stats)
+    }
+
+    fn generation_error(&self, model: &str, e: MusicgenError) -> Error {
+        let message = e.to_string();
+        match e {
+            MusicgenError::InvalidRequest { field, .. } => Error::invalid(field, message),
+            _ => out_of_memory(self.device, format!("generating with {model}"), &message)
+                .unwrap_or_else(|| Error::Internal(format!("generation with {model} failed: {message}"))),
+        }
+    }
+}
+
+/// The requests of one attempt as the generation loop sees them, and what each has received.
+struct Rows<'a> {
+    jobs: Vec<&'a GenerateJob>,
+    streamed: Vec<bool>,
+    finished: Vec<bool>,
+    device: tch::Device,
+    faults: Faults,
+}
+
+impl<'a> Rows<'a> {
+    fn new(batch: &'a [GenerateJob], rows: &[usize], device: tch::Device, faults: Faults) -> Self {
+        let n = rows.len();
+        Self {
+            jobs: rows.iter().map(|&i| &batch[i]).collect(),
+            streamed: vec![false; n],
+            finished: vec![false; n],
+            device,
+            faults,
+        }
+    }
+
+    /// Ends the requests the loop returned without having reported their end.
+    fn finish_rest(&mut self, stats: Vec<GenerationStats>) {
+        for (i, stats) in stats.iter().enumerate() {
+            if !self.finished[i] {
+                self.finished(i, stats);
+            }
+        }
+    }
+
+    /// Whether the injected out-of-memory strikes at `step`.
+    fn oom_fires(&self, step: usize) -> bool {
+        let f = &self.faults;
+        f.enabled
+            && step == f.oom_step
+            && self.jobs.len() >= f.oom_min_batch
+            && self
+                .jobs
+                .iter()
+                .zip(&self.finished)
+                .any(|(j, done)| !done && j.request.prompt.contains(FAULT_OOM))
+    }
+}
+
+impl Observer for Rows<'_> {
+    fn stop(&mut self, request: usize) -> bool {
+        let job = self.jobs[request];
+        job.cancel.is_cancelled() || job.events.is_closed()
+    }
+
+    fn chunk(&mut self, chunk: AudioChunkOut) -> ControlFlow<()> {
+        let job = self.jobs[chunk.request];
+        self.streamed[chunk.request] = true;
+        if job.cancel.is_cancelled() || job.events.blocking_send(Event::Chunk(chunk)).is_err() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn finished(&mut self, request: usize, stats: &GenerationStats) {
+        self.finished[request] = true;
+        let _ = self.jobs[request].events.blocking_send(Event::Done(stats.clone(), self.jobs.len()));
+    }
+
+    fn step(&mut self, step: usize) {
+        if self.oom_fires(step) {
+            // The infallible op, as the decoder's own ops are: libtorch's failure arrives as the panic
+            // a real out-of-memory inside a forward pass raises.
+            let _ = tch::Tensor::empty([super::IMPOSSIBLE_BYTES], (tch::Kind::Uint8, self.device));
+        }
+    }
+}
