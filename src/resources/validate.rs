@@ -123,7 +123,8 @@ pub fn verdict(input: &FitInput<'_>) -> Result<Verdict, Error> {
         checks.push(memory_check(
             format!("gpu_memory:{index}"),
             needed,
-            gpu.memory_free_bytes,
+            // Memory that was not read: nothing counts as free.
+            gpu.memory_free_bytes.unwrap_or(0),
             reserved,
             input.margin,
         ));
@@ -194,7 +195,11 @@ fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
             .filter(|d| capability(d.compute_capability) >= input.requirements.min_compute_capability)
             .max_by(|a, b| {
                 let free = |d: &crate::monitor::snapshot::GpuDevice| {
-                    usable(d.memory_free_bytes, reserved_on(input.reserved_gpu, d.index), input.margin)
+                    usable(
+                        d.memory_free_bytes.unwrap_or(0),
+                        reserved_on(input.reserved_gpu, d.index),
+                        input.margin,
+                    )
                 };
                 free(a).total_cmp(&free(b))
             })

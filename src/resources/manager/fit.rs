@@ -162,9 +162,16 @@ impl Handle {
         let fit = self.fit(FitQuestion { batch: 1, ..q.fit }).await?;
         let snapshot = self.monitor.latest();
         let (on_gpu, free) = match fit.verdict().device {
-            Device::Cuda(i) => {
-                (true, snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes))
-            }
+            Device::Cuda(i) => (
+                true,
+                snapshot
+                    .gpu
+                    .devices
+                    .iter()
+                    .find(|d| d.index == i)
+                    .and_then(|d| d.memory_free_bytes)
+                    .unwrap_or(0),
+            ),
             _ => (false, snapshot.effective.available_bytes),
         };
         let memory = if q.memory_bytes > 0 { q.memory_bytes } else { free };
