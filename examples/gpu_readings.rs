@@ -21,13 +21,18 @@ fn main() {
             d.index,
             d.uuid,
             d.name,
-            d.memory_total_bytes,
-            d.memory_used_bytes,
-            d.temperature_celsius,
-            d.power_watts,
-            d.utilization_gpu_percent
+            show(d.memory_total_bytes),
+            show(d.memory_used_bytes),
+            show(d.temperature_celsius),
+            show(d.power_watts),
+            show(d.utilization_gpu_percent)
         );
     }
+}
+
+/// A reading, or `absent` for a sensor that did not answer.
+fn show<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "absent".to_string(), |v| v.to_string())
 }
 
 fn fail(reason: &str) -> ! {

@@ -3,8 +3,8 @@
 //! Rules: host memory %, GPU memory % and temperature per device, server RSS against a budget, and a
 //! leak rule on the least-squares slope of RSS over the history window. A rule moves to a new
 //! severity only after `min_samples` consecutive samples ask for it, escalates at its threshold and
-//! clears only below threshold − hysteresis, so a noisy metric never flaps. Stale figures are
-//! skipped: no alert is raised or resolved on data that was not read.
+//! clears only below threshold − hysteresis, so a noisy metric never flaps. Stale sources and
+//! absent sensors are skipped: no alert is raised or resolved on data that was not read.
 //!
 //! This module holds the types the rest of the server sees; `rule` says what each rule watches and
 //! tells a human, `engine` decides the transitions, `log` keeps the bounded history and `trend` fits

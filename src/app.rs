@@ -169,7 +169,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("listener address")?;
-        let pages = crate::http::router(crate::metrics::handle());
+        let pages = crate::http::router(crate::metrics::Exposition::new(self.monitor.subscribe()));
         let settings = crate::http::HttpSettings::default();
         let http =
             tokio::spawn(crate::http::serve(self.metrics_listener, pages, settings, self.shutdown.clone()));

@@ -1,5 +1,6 @@
 //! The HTTP port: an axum [`Router`] served by hyper over HTTP/1.1. It serves `GET /metrics` (the
-//! Prometheus exposition); any other path is 404. Later pages join the same router.
+//! Prometheus exposition, rendered at each scrape); any other path is 404. Later pages join the
+//! same router.
 //!
 //! Every connection must send a whole request head within [`HttpSettings::header_read_timeout`], on
 //! connect and between keep-alive requests, or hyper closes it: a client that connects and sends
@@ -16,12 +17,13 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{
     net::{TcpListener, TcpStream},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Exposition;
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,11 +45,11 @@ impl Default for HttpSettings {
 }
 
 /// The pages of the HTTP port: `GET /metrics` renders `metrics`; every other path is 404.
-pub fn router(metrics: PrometheusHandle) -> Router {
+pub fn router(metrics: Exposition) -> Router {
     Router::new().route("/metrics", get(render_metrics)).with_state(metrics)
 }
 
-async fn render_metrics(State(metrics): State<PrometheusHandle>) -> impl IntoResponse {
+async fn render_metrics(State(metrics): State<Exposition>) -> impl IntoResponse {
     ([(CONTENT_TYPE, PROMETHEUS_TEXT)], metrics.render())
 }
 

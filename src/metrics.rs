@@ -1,14 +1,18 @@
-//! Prometheus exposition: gauges for every snapshot field, RPC counters, active alerts by severity,
-//! each series with its HELP text. `crate::http` serves the rendered text on `GET /metrics`.
+//! Prometheus exposition: gauges for every snapshot figure, RPC counters, active alerts by severity,
+//! each series with its HELP text. `crate::http` serves an [`Exposition`] on `GET /metrics`.
 //!
-//! One recorder per process (the `metrics` facade is global); each server instance renders it on
-//! its own HTTP port. Series recorded elsewhere (RPCs, generations, cleanups) are described here
-//! too, so the whole exposition's HELP texts read in one place.
+//! The snapshot's series are rendered at each scrape from the server's latest snapshot, by a
+//! recorder that lives for that one rendering: a figure that is absent now (a sensor that did not
+//! answer) has no series, rather than the value it last had. Everything else goes through one
+//! process-wide recorder (the `metrics` facade is global): series recorded elsewhere (RPCs,
+//! generations, cleanups) are described here too, so the whole exposition's HELP texts read in one
+//! place.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
 
 use crate::{
     alerts::{Alert, AlertEvent, EventKind, Severity},
@@ -17,8 +21,42 @@ use crate::{
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide recorder and describes every series (once); returns its handle.
-pub fn handle() -> PrometheusHandle {
+/// What one server's `/metrics` serves: its latest snapshot, then the process-wide series.
+#[derive(Clone)]
+pub struct Exposition {
+    process: PrometheusHandle,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Exposition {
+    /// Renders the snapshots of `snapshots` (installing the process-wide recorder on first use).
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>) -> Self {
+        Self { process: handle(), snapshots }
+    }
+
+    /// The Prometheus text of this moment.
+    pub fn render(&self) -> String {
+        let snapshot = self.snapshots.borrow().clone();
+        let mut text = render_snapshot(&snapshot);
+        text.push_str(&self.process.render());
+        text
+    }
+}
+
+/// The series of one snapshot, each figure that was read with its HELP text.
+pub fn render_snapshot(s: &Snapshot) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || {
+        for (name, help) in SNAPSHOT_GAUGES {
+            describe_gauge!(*name, *help);
+        }
+        record_snapshot(s);
+    });
+    recorder.handle().render()
+}
+
+/// Installs the process-wide recorder and describes its series (once); returns its handle.
+fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
@@ -31,11 +69,9 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Gives every series the server records its HELP text (`promtool check metrics` wants one each).
+/// Gives every process-wide series its HELP text (`promtool check metrics` wants one each).
 fn describe() {
-    for (name, help) in GAUGES {
-        describe_gauge!(*name, *help);
-    }
+    describe_gauge!("maestro_alerts_active", "Alerts raised and not yet resolved, by severity.");
     for (name, help) in COUNTERS {
         describe_counter!(*name, *help);
     }
@@ -44,8 +80,8 @@ fn describe() {
     }
 }
 
-/// Gauges and their HELP texts.
-const GAUGES: &[(&str, &str)] = &[
+/// The snapshot's gauges and their HELP texts.
+const SNAPSHOT_GAUGES: &[(&str, &str)] = &[
     ("maestro_host_memory_total_bytes", "Host memory installed, in bytes."),
     ("maestro_host_memory_available_bytes", "Host memory available to new allocations, in bytes."),
     ("maestro_host_memory_used_bytes", "Host memory in use, in bytes."),
@@ -76,11 +112,21 @@ const GAUGES: &[(&str, &str)] = &[
     ("maestro_gpu_temperature_celsius", "GPU core temperature, in degrees Celsius."),
     ("maestro_gpu_power_watts", "GPU power draw, in watts."),
     ("maestro_gpu_power_limit_watts", "Enforced GPU power limit, in watts."),
+    (
+        "maestro_gpu_process_memory_used_bytes",
+        "GPU memory of the server process as the driver reports it, in bytes.",
+    ),
+    (
+        "maestro_gpu_torch_allocated_bytes",
+        "GPU memory libtorch's caching allocator has handed to tensors, in bytes.",
+    ),
     ("maestro_gpu_torch_reserved_bytes", "GPU memory libtorch's caching allocator holds, in bytes."),
     ("maestro_health_level", "Resource health: 1 healthy, 2 moderate, 3 warning, 4 critical."),
     ("maestro_sample_duration_seconds", "Time the last resource sample took to read, in seconds."),
-    ("maestro_stale_sources", "Resource sources whose last read failed (their figures are old)."),
-    ("maestro_alerts_active", "Alerts raised and not yet resolved, by severity."),
+    (
+        "maestro_stale_sources",
+        "Sources and sensors whose last read failed (a source's figures are old, a sensor has no series).",
+    ),
 ];
 
 /// Counters and their HELP texts.
@@ -105,8 +151,8 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ("maestro_generation_queue_wait_seconds", "Time a generation waited in the queue, in seconds."),
 ];
 
-/// Sets a gauge for every figure of a snapshot.
-pub fn record_snapshot(s: &Snapshot) {
+/// Sets a gauge, in the recorder of the moment, for every figure of a snapshot that was read.
+fn record_snapshot(s: &Snapshot) {
     let h = &s.host;
     gauge!("maestro_host_memory_total_bytes").set(h.memory_total_bytes as f64);
     gauge!("maestro_host_memory_available_bytes").set(h.memory_available_bytes as f64);
@@ -117,7 +163,7 @@ pub fn record_snapshot(s: &Snapshot) {
     for (i, c) in h.cpu_per_core_percent.iter().enumerate() {
         gauge!("maestro_host_cpu_core_percent", "core" => i.to_string()).set(*c);
     }
-    for (window, v) in ["1m", "5m", "15m"].iter().zip(h.load_average) {
+    for (window, v) in ["1m", "5m", "15m"].iter().zip(h.load_average.into_iter().flatten()) {
         gauge!("maestro_host_load_average", "window" => *window).set(v);
     }
     let e = &s.effective;
@@ -136,23 +182,40 @@ pub fn record_snapshot(s: &Snapshot) {
     gauge!("maestro_process_resident_memory_bytes").set(p.rss_bytes as f64);
     gauge!("maestro_process_virtual_memory_bytes").set(p.virtual_bytes as f64);
     gauge!("maestro_process_cpu_percent").set(p.cpu_percent);
-    gauge!("maestro_process_threads").set(f64::from(p.threads));
-    gauge!("maestro_gpu_available").set(if s.gpu.available { 1.0 } else { 0.0 });
-    for d in &s.gpu.devices {
-        let labels = [("gpu", d.index.to_string()), ("uuid", d.uuid.clone())];
-        gauge!("maestro_gpu_memory_total_bytes", &labels).set(d.memory_total_bytes as f64);
-        gauge!("maestro_gpu_memory_used_bytes", &labels).set(d.memory_used_bytes as f64);
-        gauge!("maestro_gpu_memory_free_bytes", &labels).set(d.memory_free_bytes as f64);
-        gauge!("maestro_gpu_utilization_percent", &labels).set(d.utilization_gpu_percent);
-        gauge!("maestro_gpu_memory_utilization_percent", &labels).set(d.utilization_memory_percent);
-        gauge!("maestro_gpu_temperature_celsius", &labels).set(d.temperature_celsius);
-        gauge!("maestro_gpu_power_watts", &labels).set(d.power_watts);
-        gauge!("maestro_gpu_power_limit_watts", &labels).set(d.power_limit_watts);
-        gauge!("maestro_gpu_torch_reserved_bytes", &labels).set(d.torch_reserved_bytes as f64);
+    if let Some(threads) = p.threads {
+        gauge!("maestro_process_threads").set(f64::from(threads));
     }
+    record_gpus(s);
     gauge!("maestro_health_level").set(s.health as u8 as f64 + 1.0);
     gauge!("maestro_sample_duration_seconds").set(s.sample_duration_us as f64 / 1e6);
-    gauge!("maestro_stale_sources").set(s.stale.len() as f64);
+    gauge!("maestro_stale_sources").set(s.stale_sources().len() as f64);
+}
+
+/// The per-device gauges, labelled by index and UUID; a figure that was not read has none.
+fn record_gpus(s: &Snapshot) {
+    gauge!("maestro_gpu_available").set(if s.gpu.available { 1.0 } else { 0.0 });
+    let bytes = |b: Option<u64>| b.map(|b| b as f64);
+    for d in &s.gpu.devices {
+        let labels = [("gpu", d.index.to_string()), ("uuid", d.uuid.clone())];
+        let figures = [
+            ("maestro_gpu_memory_total_bytes", bytes(d.memory_total_bytes)),
+            ("maestro_gpu_memory_used_bytes", bytes(d.memory_used_bytes)),
+            ("maestro_gpu_memory_free_bytes", bytes(d.memory_free_bytes)),
+            ("maestro_gpu_utilization_percent", d.utilization_gpu_percent),
+            ("maestro_gpu_memory_utilization_percent", d.utilization_memory_percent),
+            ("maestro_gpu_temperature_celsius", d.temperature_celsius),
+            ("maestro_gpu_power_watts", d.power_watts),
+            ("maestro_gpu_power_limit_watts", d.power_limit_watts),
+            ("maestro_gpu_process_memory_used_bytes", bytes(d.process_memory_used_bytes)),
+            ("maestro_gpu_torch_allocated_bytes", bytes(d.torch_allocated_bytes)),
+            ("maestro_gpu_torch_reserved_bytes", bytes(d.torch_reserved_bytes)),
+        ];
+        for (name, value) in figures {
+            if let Some(v) = value {
+                gauge!(name, &labels).set(v);
+            }
+        }
+    }
 }
 
 /// Counts alert transitions.
@@ -173,5 +236,46 @@ pub fn record_active_alerts(active: &[Alert]) {
     {
         let n = active.iter().filter(|a| a.severity == severity).count();
         gauge!("maestro_alerts_active", "severity" => name).set(n as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::snapshot::GpuDevice;
+
+    fn with_gpu(temperature: Option<f64>, power: Option<f64>) -> Snapshot {
+        let mut s = Snapshot::default();
+        (s.host.load_average, s.process.threads) = (Some([0.5; 3]), Some(3));
+        s.gpu.available = true;
+        s.gpu.devices.push(GpuDevice {
+            uuid: "GPU-render".into(),
+            memory_total_bytes: Some(100),
+            memory_used_bytes: Some(50),
+            memory_free_bytes: Some(50),
+            temperature_celsius: temperature,
+            power_watts: power,
+            ..GpuDevice::default()
+        });
+        s
+    }
+
+    #[test]
+    fn a_figure_that_was_not_read_has_no_series() {
+        let read = render_snapshot(&with_gpu(Some(61.0), Some(120.0)));
+        assert!(read.contains(r#"maestro_gpu_temperature_celsius{gpu="0",uuid="GPU-render"} 61"#), "{read}");
+        assert!(read.contains(r#"maestro_gpu_power_watts{gpu="0",uuid="GPU-render"} 120"#), "{read}");
+        let silent = render_snapshot(&with_gpu(None, None));
+        for gone in ["maestro_gpu_temperature_celsius", "maestro_gpu_power_watts", "maestro_gpu_torch_"] {
+            assert!(!silent.contains(gone), "{gone} in\n{silent}");
+        }
+        // The figures that were read stay, and the silent sensors are counted.
+        assert!(
+            silent.contains(r#"maestro_gpu_memory_used_bytes{gpu="0",uuid="GPU-render"} 50"#),
+            "{silent}"
+        );
+        assert!(silent.contains("# HELP maestro_gpu_memory_used_bytes"), "{silent}");
+        // utilization, temperature, power, power_limit and process_memory were never read here.
+        assert!(silent.contains("maestro_stale_sources 5\n"), "{silent}");
     }
 }

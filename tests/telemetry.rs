@@ -5,10 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_server, start_server_with, test_config, ScriptedSampler, Step, WITHIN};
+use common::{
+    eventually, scrape, start_server, start_server_with, test_config, ScriptedSampler, Step, WITHIN,
+};
 use futures::StreamExt;
 use maestro_proto::{self as pb, alert_event::Kind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
@@ -250,14 +251,6 @@ async fn shutdown_ends_open_streams_within_the_deadline() {
         assert!(item.is_ok() || item.unwrap_err().code() == Code::Unavailable);
     }
     assert!(alerts.next().await.is_none_or(|r| r.is_err()));
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 /// Checks the Prometheus text format line by line; returns the metric names.

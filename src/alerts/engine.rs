@@ -76,19 +76,20 @@ impl AlertEngine {
         events
     }
 
-    /// The memory and temperature rules of one GPU.
+    /// The memory and temperature rules of one GPU. A figure that was not read is not fed: its
+    /// rule's alert neither raises nor resolves until the sensor answers again.
     fn evaluate_gpu(&mut self, d: &GpuDevice, now: SystemTime) -> Vec<AlertEvent> {
         let resource = format!("gpu:{}", d.index);
-        let memory = thresholds(self.config.gpu_memory);
-        let temperature = thresholds(self.config.gpu_temperature);
-        let mut events = self.observe(Rule::GpuMemory, &resource, d.memory_used_percent(), &memory, now);
-        events.extend(self.observe(
-            Rule::GpuTemperature,
-            &resource,
-            d.temperature_celsius,
-            &temperature,
-            now,
-        ));
+        let rules = [
+            (Rule::GpuMemory, d.memory_used_percent(), thresholds(self.config.gpu_memory)),
+            (Rule::GpuTemperature, d.temperature_celsius, thresholds(self.config.gpu_temperature)),
+        ];
+        let mut events = Vec::new();
+        for (rule, value, levels) in rules {
+            if let Some(value) = value {
+                events.extend(self.observe(rule, &resource, value, &levels, now));
+            }
+        }
         events
     }
 

@@ -69,17 +69,50 @@ fn stale_data_neither_raises_nor_resolves() {
     assert!(e.active().is_empty());
 }
 
+/// GPU 1 at 95 % memory and 96 °C: both rules critical.
+fn hot_gpu() -> GpuDevice {
+    GpuDevice {
+        index: 1,
+        memory_total_bytes: Some(100),
+        memory_used_bytes: Some(95),
+        memory_free_bytes: Some(5),
+        temperature_celsius: Some(96.0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_sensor_that_goes_silent_neither_resolves_nor_raises() {
+    let mut e = AlertEngine::new(AlertConfig::default());
+    let mut s = host(10.0, 0);
+    s.gpu.devices.push(hot_gpu());
+    e.evaluate(&s, &[]);
+    assert_eq!(e.evaluate(&s, &[]).len(), 2, "memory and temperature raised");
+    // Both sensors stop answering: the alerts stay as they were, however long the silence.
+    let gpu = &mut s.gpu.devices[0];
+    (gpu.temperature_celsius, gpu.memory_used_bytes) = (None, None);
+    for _ in 0..5 {
+        assert!(e.evaluate(&s, &[]).is_empty());
+    }
+    assert_eq!(e.active().len(), 2);
+    // A card whose sensors are silent from the start raises nothing.
+    let mut fresh = AlertEngine::new(AlertConfig::default());
+    for _ in 0..5 {
+        assert!(fresh.evaluate(&s, &[]).is_empty());
+    }
+    // Back and cool: resolved on real readings.
+    s.gpu.devices[0] =
+        GpuDevice { temperature_celsius: Some(40.0), memory_used_bytes: Some(10), ..hot_gpu() };
+    e.evaluate(&s, &[]);
+    let resolved = e.evaluate(&s, &[]);
+    assert!(resolved.iter().all(|ev| ev.kind == EventKind::Resolved) && resolved.len() == 2, "{resolved:?}");
+}
+
 #[test]
 fn gpu_rules_name_the_device() {
     let mut e = AlertEngine::new(AlertConfig::default());
     let mut s = host(10.0, 0);
-    s.gpu.devices.push(GpuDevice {
-        index: 1,
-        memory_total_bytes: 100,
-        memory_used_bytes: 95,
-        temperature_celsius: 96.0,
-        ..Default::default()
-    });
+    s.gpu.devices.push(hot_gpu());
     e.evaluate(&s, &[]);
     let events = e.evaluate(&s, &[]);
     let mut got: Vec<_> =

@@ -62,9 +62,9 @@ pub fn snapshot(s: &Snapshot, skipped: u64) -> pb::Snapshot {
             swap_used_bytes: h.swap_used_bytes,
             cpu_percent: h.cpu_percent,
             cpu_per_core_percent: h.cpu_per_core_percent.clone(),
-            load_average_1m: h.load_average[0],
-            load_average_5m: h.load_average[1],
-            load_average_15m: h.load_average[2],
+            load_average_1m: h.load_average.map(|l| l[0]),
+            load_average_5m: h.load_average.map(|l| l[1]),
+            load_average_15m: h.load_average.map(|l| l[2]),
             cpu_count: h.cpu_per_core_percent.len() as u32,
         }),
         container: Some(match &s.container {
@@ -101,7 +101,7 @@ pub fn snapshot(s: &Snapshot, skipped: u64) -> pb::Snapshot {
         }),
         health: health(s.health) as i32,
         skipped,
-        stale_sources: s.stale.iter().map(|src| src.name().to_string()).collect(),
+        stale_sources: s.stale_sources(),
         sample_duration_us: s.sample_duration_us,
     }
 }
@@ -124,6 +124,7 @@ fn gpu(d: &GpuDevice) -> pb::GpuDevice {
         compute_capability_minor: d.compute_capability.1,
         torch_allocated_bytes: d.torch_allocated_bytes,
         torch_reserved_bytes: d.torch_reserved_bytes,
+        process_memory_used_bytes: d.process_memory_used_bytes,
     }
 }
 

@@ -226,7 +226,9 @@ impl Generation {
 /// Free bytes of `device` in `snapshot`: the effective host memory for the CPU, NVML's figure for a GPU.
 fn free_on(snapshot: &Snapshot, device: Device) -> Option<u64> {
     match device {
-        Device::Cuda(i) => snapshot.gpu.devices.iter().find(|d| d.index == i).map(|d| d.memory_free_bytes),
+        Device::Cuda(i) => {
+            snapshot.gpu.devices.iter().find(|d| d.index == i).and_then(|d| d.memory_free_bytes)
+        }
         _ => Some(snapshot.effective.available_bytes),
     }
 }

@@ -1,4 +1,7 @@
 //! Health level of a snapshot and the readiness it implies, as pure functions of the figures.
+//!
+//! An absent figure (a GPU sensor that did not answer) counts for nothing: it neither raises the
+//! level nor, once readiness is lost, brings it back.
 
 use super::snapshot::{HealthLevel, Snapshot, Source};
 
@@ -33,7 +36,8 @@ impl Default for HealthThresholds {
 }
 
 impl HealthThresholds {
-    /// The level of a snapshot: the worst of host memory %, each GPU's memory % and temperature.
+    /// The level of a snapshot: the worst of host memory %, each GPU's memory % and temperature
+    /// that was read.
     pub fn level(&self, s: &Snapshot) -> HealthLevel {
         let memory = |p: f64| {
             if p >= self.critical_percent {
@@ -56,20 +60,23 @@ impl HealthThresholds {
             }
         };
         let host = memory(s.effective.used_percent());
-        let gpus = s
-            .gpu
-            .devices
-            .iter()
-            .map(|d| memory(d.memory_used_percent()).max(temperature(d.temperature_celsius)));
+        let gpus = s.gpu.devices.iter().flat_map(|d| {
+            let memory = d.memory_used_percent().map(memory);
+            memory.into_iter().chain(d.temperature_celsius.map(temperature))
+        });
         gpus.fold(host, HealthLevel::max)
     }
 
-    /// Whether every figure is below its critical threshold minus the hysteresis.
+    /// Whether every figure that was read is below its critical threshold minus the hysteresis.
     fn recovered(&self, s: &Snapshot) -> bool {
         let mem = self.critical_percent - self.hysteresis;
         let temp = self.gpu_temp_critical_c - self.hysteresis;
+        let below = |value: Option<f64>, limit: f64| value.is_none_or(|v| v < limit);
         s.effective.used_percent() < mem
-            && s.gpu.devices.iter().all(|d| d.memory_used_percent() < mem && d.temperature_celsius < temp)
+            && s.gpu
+                .devices
+                .iter()
+                .all(|d| below(d.memory_used_percent(), mem) && below(d.temperature_celsius, temp))
     }
 }
 
@@ -77,11 +84,14 @@ impl HealthThresholds {
 #[derive(Debug, Clone)]
 pub struct Readiness {
     ready: bool,
+    /// What could not be read when readiness was lost: a sensor absent now but not then may be the
+    /// one that was critical, so its silence cannot count as recovery.
+    absent_at_loss: Vec<String>,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
-        Self { ready: true }
+        Self { ready: true, absent_at_loss: Vec::new() }
     }
 }
 
@@ -96,9 +106,17 @@ impl Readiness {
         if s.is_stale(Source::Host) {
             return None;
         }
-        let next = if self.ready { s.health < HealthLevel::Critical } else { thresholds.recovered(s) };
+        let next = if self.ready {
+            s.health < HealthLevel::Critical
+        } else {
+            let newly_absent = s.stale_sources().iter().any(|name| !self.absent_at_loss.contains(name));
+            !newly_absent && thresholds.recovered(s)
+        };
         (next != self.ready).then(|| {
             self.ready = next;
+            if !next {
+                self.absent_at_loss = s.stale_sources();
+            }
             next
         })
     }
@@ -120,8 +138,10 @@ mod tests {
         };
         if let Some(t) = gpu_temp {
             s.gpu.devices.push(GpuDevice {
-                memory_total_bytes: 100,
-                temperature_celsius: t,
+                memory_total_bytes: Some(100),
+                memory_used_bytes: Some(0),
+                memory_free_bytes: Some(100),
+                temperature_celsius: Some(t),
                 ..Default::default()
             });
         }
@@ -148,5 +168,29 @@ mod tests {
         assert_eq!(r.update(&t, &snap(91.0, None)), Some(false));
         assert_eq!(r.update(&t, &snap(87.0, None)), None, "below critical but within the hysteresis");
         assert_eq!(r.update(&t, &snap(84.0, None)), Some(true));
+    }
+
+    /// A snapshot whose one GPU has lost its temperature sensor.
+    fn silent(host_percent: f64) -> Snapshot {
+        let mut s = snap(host_percent, Some(0.0));
+        s.gpu.devices[0].temperature_celsius = None;
+        s.health = HealthThresholds::default().level(&s);
+        s
+    }
+
+    #[test]
+    fn an_absent_temperature_is_skipped_not_read_as_cool() {
+        let t = HealthThresholds::default();
+        assert_eq!(t.level(&silent(10.0)), HealthLevel::Healthy);
+        assert_eq!(t.level(&silent(82.0)), HealthLevel::Warning, "the figures that were read still count");
+        let mut r = Readiness::default();
+        assert_eq!(r.update(&t, &snap(10.0, Some(97.0))), Some(false));
+        // The critical card goes silent: that is not recovery.
+        assert_eq!(r.update(&t, &silent(10.0)), None);
+        assert_eq!(r.update(&t, &snap(10.0, Some(91.0))), None, "within the hysteresis");
+        assert_eq!(r.update(&t, &snap(10.0, Some(80.0))), Some(true));
+        // A sensor already silent when readiness was lost does not hold recovery back.
+        assert_eq!(r.update(&t, &silent(95.0)), Some(false));
+        assert_eq!(r.update(&t, &silent(50.0)), Some(true));
     }
 }

@@ -62,33 +62,39 @@ impl History {
     }
 }
 
-type Extract = fn(&Snapshot) -> f64;
+/// A metric's value in one sample; `None` when its sensor was not read.
+type Extract = fn(&Snapshot) -> Option<f64>;
 
 const HOST_METRICS: [(&str, &str, Extract); 7] = [
-    ("host_memory_used_bytes", "bytes", |s| s.effective.used_bytes as f64),
-    ("host_memory_used_percent", "percent", |s| s.effective.used_percent()),
-    ("host_memory_available_bytes", "bytes", |s| s.effective.available_bytes as f64),
-    ("host_cpu_percent", "percent", |s| s.host.cpu_percent),
-    ("process_rss_bytes", "bytes", |s| s.process.rss_bytes as f64),
-    ("process_cpu_percent", "percent", |s| s.process.cpu_percent),
-    ("host_load_average_1m", "load", |s| s.host.load_average[0]),
+    ("host_memory_used_bytes", "bytes", |s| Some(s.effective.used_bytes as f64)),
+    ("host_memory_used_percent", "percent", |s| Some(s.effective.used_percent())),
+    ("host_memory_available_bytes", "bytes", |s| Some(s.effective.available_bytes as f64)),
+    ("host_cpu_percent", "percent", |s| Some(s.host.cpu_percent)),
+    ("process_rss_bytes", "bytes", |s| Some(s.process.rss_bytes as f64)),
+    ("process_cpu_percent", "percent", |s| Some(s.process.cpu_percent)),
+    ("host_load_average_1m", "load", |s| s.host.load_average.map(|l| l[0])),
 ];
 
-/// Statistics of every metric over `samples` (host and process metrics, then each GPU's).
+/// Statistics of every metric over `samples` (host and process metrics, then each GPU's), each
+/// over the samples where it was read.
 pub fn window_stats(samples: &[Arc<Snapshot>]) -> Vec<MetricStats> {
     let mut out: Vec<MetricStats> = HOST_METRICS
         .iter()
-        .filter_map(|(name, unit, f)| stats(name.to_string(), unit, samples.iter().map(|s| f(s))))
+        .filter_map(|(name, unit, f)| stats(name.to_string(), unit, samples.iter().filter_map(|s| f(s))))
         .collect();
     let gpus = samples.iter().flat_map(|s| s.gpu.devices.iter().map(|d| d.index)).max();
     for index in gpus.into_iter().flat_map(|max| 0..=max) {
         let devices = || samples.iter().filter_map(move |s| s.gpu.devices.iter().find(|d| d.index == index));
         let per_gpu: [(&str, &'static str, Vec<f64>); 5] = [
-            ("memory_used_bytes", "bytes", devices().map(|d| d.memory_used_bytes as f64).collect()),
-            ("memory_used_percent", "percent", devices().map(|d| d.memory_used_percent()).collect()),
-            ("utilization_percent", "percent", devices().map(|d| d.utilization_gpu_percent).collect()),
-            ("temperature_celsius", "celsius", devices().map(|d| d.temperature_celsius).collect()),
-            ("power_watts", "watts", devices().map(|d| d.power_watts).collect()),
+            (
+                "memory_used_bytes",
+                "bytes",
+                devices().filter_map(|d| d.memory_used_bytes.map(|b| b as f64)).collect(),
+            ),
+            ("memory_used_percent", "percent", devices().filter_map(|d| d.memory_used_percent()).collect()),
+            ("utilization_percent", "percent", devices().filter_map(|d| d.utilization_gpu_percent).collect()),
+            ("temperature_celsius", "celsius", devices().filter_map(|d| d.temperature_celsius).collect()),
+            ("power_watts", "watts", devices().filter_map(|d| d.power_watts).collect()),
         ];
         for (name, unit, values) in per_gpu {
             out.extend(stats(format!("gpu{index}_{name}"), unit, values.into_iter()));
@@ -143,5 +149,26 @@ mod tests {
         let s = window_stats(&samples).into_iter().find(|m| m.metric == "process_rss_bytes").unwrap();
         assert_eq!((s.min, s.max, s.p95, s.count), (1.0, 100.0, 95.0, 100));
         assert!((s.mean - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_figure_is_summed_up_over_the_samples_that_read_it() {
+        let samples: Vec<_> = [Some(60.0), None, Some(70.0), None]
+            .into_iter()
+            .map(|t| {
+                let mut s = Snapshot::default();
+                s.gpu.devices.push(crate::monitor::snapshot::GpuDevice {
+                    temperature_celsius: t,
+                    ..Default::default()
+                });
+                Arc::new(s)
+            })
+            .collect();
+        let stats = window_stats(&samples);
+        let t = stats.iter().find(|m| m.metric == "gpu0_temperature_celsius").unwrap();
+        assert_eq!((t.min, t.max, t.count), (60.0, 70.0, 2), "the silent samples are not 0 °C");
+        for never in ["gpu0_power_watts", "gpu0_memory_used_bytes", "host_load_average_1m"] {
+            assert!(stats.iter().all(|m| m.metric != never), "{never} has no reading to sum up");
+        }
     }
 }

@@ -247,7 +247,6 @@ impl State {
         snapshots: &watch::Sender<Arc<Snapshot>>,
         ready: &watch::Sender<bool>,
     ) {
-        crate::metrics::record_snapshot(&s);
         snapshots.send_replace(s);
         if let Some(now_ready) = self.readiness.update(&self.settings.health, &self.last) {
             tracing::warn!(ready = now_ready, level = ?self.last.health, "generation readiness changed");

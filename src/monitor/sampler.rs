@@ -1,5 +1,5 @@
 //! Reading the machine: the [`Sampler`] trait and its real implementation over sysinfo, the cgroup
-//! files, `/proc/self` and NVML.
+//! files, `/proc/self` and NVML (`nvml`: the GPUs, sensor by sensor).
 //!
 //! A sampler runs on the monitor's dedicated thread and may block. It refreshes only what it reports:
 //! memory, CPU and this one process, never the whole process table.
@@ -14,10 +14,15 @@ use sysinfo::{
     System,
 };
 
-use super::snapshot::{ContainerStats, GpuDevice, GpuStats, HostStats, ProcessStats};
+use super::snapshot::{ContainerStats, GpuStats, HostStats, ProcessStats};
+
+mod nvml;
+
+pub use nvml::NvmlSource;
 
 /// One reading of every source; a failed source carries its error and the monitor keeps its last
-/// good figures, marked stale.
+/// good figures, marked stale. A single sensor that fails inside a source that reads (a GPU's
+/// temperature, the load average) is `None` in that source's figures.
 #[derive(Debug, Clone)]
 pub struct Reading {
     /// Host memory and CPU.
@@ -66,7 +71,7 @@ impl SystemSampler {
     fn host(&mut self) -> HostStats {
         self.system.refresh_memory();
         self.system.refresh_cpu_usage();
-        let load = System::load_average().map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]);
+        let load = System::load_average().ok().map(|l| [l.one, l.five, l.fifteen]);
         HostStats {
             memory_total_bytes: self.system.total_memory(),
             memory_available_bytes: self.system.available_memory(),
@@ -87,7 +92,7 @@ impl SystemSampler {
             rss_bytes: p.memory(),
             virtual_bytes: p.virtual_memory(),
             cpu_percent: f64::from(p.cpu_usage()),
-            threads: threads().unwrap_or(0),
+            threads: threads(),
         })
     }
 }
@@ -201,82 +206,6 @@ pub trait GpuSource: Send {
     fn read(&mut self) -> Result<GpuStats, String>;
 }
 
-/// NVML through `nvml-wrapper`.
-pub struct NvmlSource {
-    nvml: Result<nvml_wrapper::Nvml, String>,
-}
-
-impl NvmlSource {
-    /// Initialises NVML once; without it, logs one warning and reports the reason in every snapshot.
-    pub fn init() -> Self {
-        let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML unavailable: {e}"));
-        if let Err(reason) = &nvml {
-            tracing::warn!(%reason, "no GPU telemetry; GPU figures will read as unavailable");
-        }
-        Self { nvml }
-    }
-}
-
-impl GpuSource for NvmlSource {
-    fn read(&mut self) -> Result<GpuStats, String> {
-        let nvml = match &self.nvml {
-            Ok(nvml) => nvml,
-            Err(reason) => return Ok(GpuStats { unavailable_reason: reason.clone(), ..GpuStats::default() }),
-        };
-        let count = nvml.device_count().map_err(|e| format!("NVML device count: {e}"))?;
-        let devices = (0..count).map(|i| read_device(nvml, i)).collect::<Result<Vec<_>, _>>()?;
-        Ok(GpuStats {
-            available: true,
-            unavailable_reason: String::new(),
-            driver_version: nvml.sys_driver_version().unwrap_or_default(),
-            devices,
-        })
-    }
-}
-
-fn read_device(nvml: &nvml_wrapper::Nvml, index: u32) -> Result<GpuDevice, String> {
-    use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
-    let d = nvml.device_by_index(index).map_err(|e| format!("NVML device {index}: {e}"))?;
-    let memory = d.memory_info().map_err(|e| format!("NVML device {index} memory: {e}"))?;
-    // Utilisation, power and temperature are optional on some boards: absent reads as 0.
-    let util = d.utilization_rates().ok();
-    let cc = d.cuda_compute_capability().ok();
-    // This process's device memory as the driver sees it: libtorch's caching-allocator reservation
-    // plus the CUDA context. libtorch's own allocated/reserved split needs c10_cuda, which this build
-    // does not link, so `torch_allocated_bytes` stays 0 (see README, "GPU telemetry").
-    let own = own_process_gpu_bytes(&d);
-    Ok(GpuDevice {
-        index,
-        name: d.name().unwrap_or_default(),
-        uuid: d.uuid().unwrap_or_default(),
-        memory_total_bytes: memory.total,
-        memory_used_bytes: memory.used,
-        memory_free_bytes: memory.free,
-        utilization_gpu_percent: util.as_ref().map_or(0.0, |u| f64::from(u.gpu)),
-        utilization_memory_percent: util.as_ref().map_or(0.0, |u| f64::from(u.memory)),
-        temperature_celsius: d.temperature(TemperatureSensor::Gpu).map_or(0.0, f64::from),
-        power_watts: d.power_usage().map_or(0.0, |mw| f64::from(mw) / 1000.0),
-        power_limit_watts: d.enforced_power_limit().map_or(0.0, |mw| f64::from(mw) / 1000.0),
-        compute_capability: cc.map_or((0, 0), |c| (c.major as u32, c.minor as u32)),
-        torch_allocated_bytes: 0,
-        torch_reserved_bytes: own,
-    })
-}
-
-fn own_process_gpu_bytes(d: &nvml_wrapper::Device<'_>) -> u64 {
-    use nvml_wrapper::enums::device::UsedGpuMemory;
-    let pid = std::process::id();
-    d.running_compute_processes()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.pid == pid)
-        .map(|p| match p.used_gpu_memory {
-            UsedGpuMemory::Used(bytes) => bytes,
-            UsedGpuMemory::Unavailable => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,7 +249,7 @@ mod tests {
         assert_eq!(host.memory_total_bytes, kib * 1024);
         let p = r.process.unwrap();
         assert_eq!(p.pid, std::process::id());
-        assert!(p.rss_bytes > 0 && p.threads >= 1);
+        assert!(p.rss_bytes > 0 && p.threads >= Some(1));
         // The standalone reading is the same measure: it grows with memory this process touches.
         let before = rss_bytes();
         let touched = std::hint::black_box(vec![1u8; 64 << 20]);
@@ -335,9 +264,10 @@ mod tests {
         // --no-default-features) every device must report real figures.
         for d in &gpu.devices {
             assert!(!d.name.is_empty() && !d.uuid.is_empty(), "{d:?}");
-            assert!(d.memory_total_bytes > 0 && d.memory_used_bytes <= d.memory_total_bytes, "{d:?}");
+            let (total, used) = (d.memory_total_bytes.unwrap_or(0), d.memory_used_bytes.unwrap_or(u64::MAX));
+            assert!(total > 0 && used <= total, "{d:?}");
             assert!(d.compute_capability.0 >= 3, "{d:?}");
-            assert!(d.temperature_celsius > 0.0 && d.power_limit_watts > 0.0, "{d:?}");
+            assert!(d.temperature_celsius > Some(0.0) && d.power_limit_watts > Some(0.0), "{d:?}");
         }
     }
 }

@@ -57,7 +57,7 @@ fn host(s: &Snapshot) -> i64 {
 }
 
 fn gpu(s: &Snapshot) -> i64 {
-    s.gpu.devices.iter().map(|d| d.memory_used_bytes as i64).sum()
+    s.gpu.devices.iter().filter_map(|d| d.memory_used_bytes).map(|b| b as i64).sum()
 }
 
 /// Runs a cleanup: `force` also evicts recently used and pinned models (never ones in use);
@@ -215,7 +215,7 @@ pub async fn watch(
                 .gpu
                 .devices
                 .iter()
-                .map(|d| d.memory_used_percent())
+                .filter_map(|d| d.memory_used_percent())
                 .fold(s.effective.used_percent(), f64::max);
             let cooling = last_run.is_some_and(|t| t.elapsed() < settings.cooldown);
             let stale = s.is_stale(crate::monitor::snapshot::Source::Host);

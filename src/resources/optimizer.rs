@@ -103,7 +103,9 @@ fn half_precision(m: &CachedModel, f16_savings: &[(String, u64)]) -> Option<Sugg
 
 /// A full GPU whose memory libtorch holds in its cache can get that memory back.
 fn empty_cuda_cache(d: &GpuDevice, warning_percent: f64) -> Option<Suggestion> {
-    if d.memory_used_percent() < warning_percent || d.torch_reserved_bytes == 0 {
+    // Absent figures (no allocator reader, an unread memory sensor) promise nothing.
+    let (used_percent, reserved) = (d.memory_used_percent()?, d.torch_reserved_bytes?);
+    if used_percent < warning_percent || reserved == 0 {
         return None;
     }
     let resource = format!("gpu:{}", d.index);
@@ -112,17 +114,19 @@ fn empty_cuda_cache(d: &GpuDevice, warning_percent: f64) -> Option<Suggestion> {
         severity: Severity::Warning,
         message: format!(
             "{resource} memory at {:.0} %: emptying libtorch's CUDA cache (Cleanup) can return up to {:.2} GB",
-            d.memory_used_percent(),
-            gb(d.torch_reserved_bytes)
+            used_percent,
+            gb(reserved)
         ),
         resource,
-        bytes_saved: d.torch_reserved_bytes,
+        bytes_saved: reserved,
     })
 }
 
 /// A hot GPU (85 °C, where the temperature alert warns by default).
 fn check_cooling(d: &GpuDevice) -> Option<Suggestion> {
-    if d.temperature_celsius < 85.0 {
+    // An unread temperature is no reason to check the cooling.
+    let temperature = d.temperature_celsius?;
+    if temperature < 85.0 {
         return None;
     }
     let resource = format!("gpu:{}", d.index);
@@ -130,8 +134,7 @@ fn check_cooling(d: &GpuDevice) -> Option<Suggestion> {
         kind: "check_cooling",
         severity: Severity::Warning,
         message: format!(
-            "{resource} at {:.0} °C: check cooling, or run fewer concurrent generations",
-            d.temperature_celsius
+            "{resource} at {temperature:.0} °C: check cooling, or run fewer concurrent generations"
         ),
         resource,
         bytes_saved: 0,
@@ -234,10 +237,11 @@ mod tests {
         let now = Instant::now();
         let gpu = GpuDevice {
             index: 1,
-            memory_total_bytes: 100,
-            memory_used_bytes: 90,
-            torch_reserved_bytes: 3_000_000_000,
-            temperature_celsius: 88.0,
+            memory_total_bytes: Some(100),
+            memory_used_bytes: Some(90),
+            memory_free_bytes: Some(10),
+            torch_reserved_bytes: Some(3_000_000_000),
+            temperature_celsius: Some(88.0),
             ..Default::default()
         };
         let s = Snapshot {
@@ -257,6 +261,11 @@ mod tests {
             got[0].message
         );
         assert!(got[2].message.contains("0.50 GB"), "{}", got[2].message);
+        // The same card with its temperature and allocator unread gets no GPU advice at all.
+        let silent =
+            GpuDevice { temperature_celsius: None, torch_reserved_bytes: None, ..s.gpu.devices[0].clone() };
+        let s = Snapshot { gpu: crate::monitor::snapshot::GpuStats { devices: vec![silent], ..s.gpu }, ..s };
+        assert!(suggest(&s, &[], &[], 80.0, now).iter().all(|g| g.resource != "gpu:1"));
     }
 
     #[test]

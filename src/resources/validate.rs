@@ -152,7 +152,9 @@ pub fn fit(need: Need, room: &Room<'_>) -> Result<Verdict, Error> {
         let reserved = reserved_on(room.reserved_gpu, index);
         let resource = format!("gpu_memory:{index}");
         let needed = (need.gpu_terms(), need.gpu_bytes());
-        checks.push(memory_check(resource, needed, gpu.memory_free_bytes, reserved, room.margin));
+        // Memory that was not read: nothing counts as free.
+        let free = gpu.memory_free_bytes.unwrap_or(0);
+        checks.push(memory_check(resource, needed, free, reserved, room.margin));
         let have = capability(gpu.compute_capability);
         let required = need.min_compute_capability;
         checks.push(Check {
@@ -236,7 +238,11 @@ fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
             .filter(|d| capability(d.compute_capability) >= input.requirements.min_compute_capability)
             .max_by(|a, b| {
                 let free = |d: &GpuDevice| {
-                    usable(d.memory_free_bytes, reserved_on(room.reserved_gpu, d.index), room.margin)
+                    usable(
+                        d.memory_free_bytes.unwrap_or(0),
+                        reserved_on(room.reserved_gpu, d.index),
+                        room.margin,
+                    )
                 };
                 free(a).total_cmp(&free(b))
             })
@@ -315,7 +321,7 @@ impl Plan<'_> {
         match device {
             Device::Cuda(i) => {
                 for d in self.snapshot.gpu.devices.iter_mut().filter(|d| d.index == i) {
-                    d.memory_free_bytes = bytes;
+                    d.memory_free_bytes = Some(bytes);
                 }
                 self.reserved_gpu.retain(|(index, _)| *index != i);
             }
@@ -333,8 +339,14 @@ fn advise(v: &Verdict, room: &Room<'_>, batch: u32, max_batch: u32, r: &Requirem
     let fixed = Need { batch: 0, working_set_bytes: 0, ..v.need.clone() };
     let (memory, reserved, fixed_bytes) = match v.device {
         Device::Cuda(i) => {
-            let free =
-                room.snapshot.gpu.devices.iter().find(|d| d.index == i).map_or(0, |d| d.memory_free_bytes);
+            let free = room
+                .snapshot
+                .gpu
+                .devices
+                .iter()
+                .find(|d| d.index == i)
+                .and_then(|d| d.memory_free_bytes)
+                .unwrap_or(0);
             (free, reserved_on(room.reserved_gpu, i), fixed.gpu_bytes())
         }
         _ => (room.snapshot.effective.available_bytes, room.reserved_host, fixed.host_bytes()),

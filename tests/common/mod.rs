@@ -17,12 +17,17 @@ use maestro::{
     app::App,
     config::Config,
     monitor::sampler::{Reading, Sampler},
-    monitor::snapshot::{GpuStats, HostStats, ProcessStats},
+    monitor::snapshot::{GpuDevice, GpuStats, HostStats, ProcessStats},
 };
 use maestro_proto::{
     generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinHandle,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -117,12 +122,22 @@ pub async fn eventually<T>(what: &str, deadline: Duration, mut check: impl Async
     }
 }
 
+/// The whole HTTP response (head and body) of one `GET /metrics` on `addr`.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 /// RSS the scripted process starts at.
 const SCRIPTED_RSS: u64 = 100_000_000;
 
 /// A sampler that replays host-memory percentages pushed by the test, then holds the last one.
-/// Memory is out of 1000 MB unless given; the GPU reads as absent and the process's RSS as
-/// constant unless [`ScriptedSampler::rss_falling_by`] makes it drop.
+/// Memory is out of 1000 MB unless given; there is no GPU unless [`ScriptedSampler::with_gpu`]
+/// adds one, and the process's RSS is constant unless [`ScriptedSampler::rss_falling_by`] makes it
+/// drop.
 #[derive(Clone)]
 pub struct ScriptedSampler {
     queue: Arc<Mutex<VecDeque<Step>>>,
@@ -130,6 +145,7 @@ pub struct ScriptedSampler {
     total: u64,
     rss: Arc<AtomicU64>,
     rss_step: u64,
+    gpu: Arc<Mutex<Option<GpuDevice>>>,
 }
 
 /// One scripted reading.
@@ -155,6 +171,30 @@ impl ScriptedSampler {
             total,
             rss: Arc::new(AtomicU64::new(SCRIPTED_RSS)),
             rss_step: 0,
+            gpu: Arc::default(),
+        }
+    }
+
+    /// Every reading reports `device` as the one GPU, as it stands when read.
+    pub fn with_gpu(self, device: GpuDevice) -> Self {
+        *self.gpu.lock().unwrap() = Some(device);
+        self
+    }
+
+    /// Changes the GPU for the readings from now on (a sensor that stops answering: `None`).
+    pub fn set_gpu(&self, change: impl FnOnce(&mut GpuDevice)) {
+        change(self.gpu.lock().unwrap().as_mut().expect("a scripted GPU (with_gpu)"));
+    }
+
+    fn gpus(&self) -> GpuStats {
+        match self.gpu.lock().unwrap().clone() {
+            Some(device) => GpuStats {
+                available: true,
+                driver_version: "scripted".into(),
+                devices: vec![device],
+                ..GpuStats::default()
+            },
+            None => GpuStats { unavailable_reason: "scripted: no GPU".into(), ..GpuStats::default() },
         }
     }
 
@@ -198,6 +238,7 @@ impl Sampler for ScriptedSampler {
                 memory_available_bytes: ((100.0 - p) / 100.0 * self.total as f64) as u64,
                 memory_used_bytes: (p / 100.0 * self.total as f64) as u64,
                 cpu_per_core_percent: vec![0.0, 0.0],
+                load_average: Some([0.0; 3]),
                 ..HostStats::default()
             }),
             Step::HostError => Err("injected host read failure".to_string()),
@@ -208,10 +249,10 @@ impl Sampler for ScriptedSampler {
             process: Ok(ProcessStats {
                 pid: 1,
                 rss_bytes: self.next_rss(),
-                threads: 4,
+                threads: Some(4),
                 ..ProcessStats::default()
             }),
-            gpu: Ok(GpuStats { unavailable_reason: "scripted: no GPU".into(), ..GpuStats::default() }),
+            gpu: Ok(self.gpus()),
         }
     }
 }

@@ -50,6 +50,19 @@ pub fn signed_bytes(n: i64) -> String {
     }
 }
 
+/// What a table shows for a figure the server could not read.
+pub const NOT_READ: &str = "n/a";
+
+/// A sensor's figure as `show` writes it, or [`NOT_READ`] when the snapshot has none.
+pub fn or_na<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
+    value.map_or_else(|| NOT_READ.into(), show)
+}
+
+/// A GPU's memory as `used / total`, or [`NOT_READ`].
+pub fn gpu_memory(d: &pb::GpuDevice) -> String {
+    or_na(d.memory_used_bytes.zip(d.memory_total_bytes), |(used, total)| used_of(used, total))
+}
+
 /// `51.2 %`.
 pub fn percent(p: f64) -> String {
     format!("{p:.1} %")
@@ -205,5 +218,18 @@ mod tests {
         assert_eq!(in_unit(64.4, "celsius"), "64 °C");
         assert_eq!(in_unit(2e9, "bytes"), "2.00 GB");
         assert_eq!(millis(125_000.0), "2m05s");
+    }
+
+    #[test]
+    fn an_unread_figure_reads_n_a_not_zero() {
+        assert_eq!(or_na(Some(64.4), celsius), "64 °C");
+        assert_eq!(or_na(None, celsius), "n/a");
+        let half = pb::GpuDevice {
+            memory_used_bytes: Some(500_000_000),
+            memory_total_bytes: Some(1_000_000_000),
+            ..Default::default()
+        };
+        assert_eq!(gpu_memory(&half), "0.50 GB / 1.00 GB");
+        assert_eq!(gpu_memory(&pb::GpuDevice { memory_total_bytes: None, ..half }), "n/a");
     }
 }

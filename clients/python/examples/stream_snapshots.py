@@ -14,16 +14,25 @@ from maestro_client.errors import exit_code
 GB = 1e9
 
 
+def figure(message, field: str, fmt: str) -> str:
+    """``message.field`` formatted, or ``n/a`` when the server could not read that sensor."""
+    return format(getattr(message, field), fmt) if message.HasField(field) else "n/a"
+
+
 def line(snapshot) -> str:
-    """One line: sequence, health, effective memory, CPU and each GPU."""
+    """One line: sequence, health, effective memory, CPU and each GPU (``n/a`` for a sensor that
+    did not answer)."""
     mem = snapshot.effective_memory
     health = snapshot.DESCRIPTOR.fields_by_name["health"].enum_type.values_by_number[snapshot.health].name
     text = (f"#{snapshot.sequence:<6} {health.removeprefix('HEALTH_LEVEL_'):<8} "
             f"mem {mem.used_bytes / GB:.2f} / {mem.limit_bytes / GB:.2f} GB ({mem.used_percent:.1f} %)  "
             f"cpu {snapshot.host.cpu_percent:.1f} %")
     for gpu in snapshot.gpu.devices:
-        text += (f"  gpu{gpu.index} {gpu.memory_used_bytes / GB:.2f} GB ({gpu.memory_used_percent:.1f} %) "
-                 f"{gpu.utilization_gpu_percent:.0f} % {gpu.temperature_celsius:.0f} °C")
+        used = f"{gpu.memory_used_bytes / GB:.2f} GB" if gpu.HasField("memory_used_bytes") else "n/a"
+        percent = figure(gpu, "memory_used_percent", ".1f")
+        busy = figure(gpu, "utilization_gpu_percent", ".0f")
+        temperature = figure(gpu, "temperature_celsius", ".0f")
+        text += f"  gpu{gpu.index} {used} ({percent} %) {busy} % {temperature} °C"
     return text
 
 

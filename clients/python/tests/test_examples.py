@@ -23,6 +23,20 @@ def test_stream_snapshots_prints_one_line_per_snapshot(target: str) -> None:
     assert len(lines) == 3 and all(line.startswith("#") and " GB (" in line for line in lines), lines
 
 
+def test_a_gpu_sensor_that_did_not_answer_prints_n_a_not_zero() -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    from stream_snapshots import line
+    from maestro.v1 import resources_pb2 as pb
+
+    snapshot = pb.Snapshot(sequence=7)
+    snapshot.gpu.devices.add(index=0, memory_used_bytes=40_000_000_000, memory_total_bytes=80_000_000_000,
+                             memory_used_percent=50.0, utilization_gpu_percent=30.0)
+    text = line(snapshot)
+    assert text.endswith("gpu0 40.00 GB (50.0 %) 30 % n/a °C"), text
+    snapshot.gpu.devices[0].temperature_celsius = 0.0
+    assert line(snapshot).endswith("30 % 0 °C"), "a read 0 is shown as 0"
+
+
 def test_generate_wav_writes_a_playable_file(target: str, tmp_path) -> None:
     out = tmp_path / "out.wav"
     done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--prompt", "drums",

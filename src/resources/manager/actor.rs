@@ -158,7 +158,7 @@ impl Actor {
                 .gpu
                 .devices
                 .iter()
-                .map(|d| (d.index, d.memory_free_bytes))
+                .map(|d| (d.index, d.memory_free_bytes.unwrap_or(0)))
                 .collect(),
         }
     }

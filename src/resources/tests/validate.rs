@@ -18,8 +18,8 @@ fn machine(host_free: u64, gpus: &[(u64, (u32, u32))]) -> Snapshot {
         .enumerate()
         .map(|(i, &(free, cc))| GpuDevice {
             index: i as u32,
-            memory_total_bytes: free,
-            memory_free_bytes: free,
+            memory_total_bytes: Some(free),
+            memory_free_bytes: Some(free),
             compute_capability: cc,
             ..Default::default()
         })

@@ -8,7 +8,7 @@ use crate::{
     args::{HistoryArgs, WatchArgs},
     client::Clients,
     table::{pairs, Table},
-    units::{self, bytes, celsius, percent},
+    units::{self, bytes, celsius, or_na, percent},
     Failure,
 };
 
@@ -71,10 +71,10 @@ pub fn snapshot_line(s: &pb::Snapshot) -> String {
         line.push_str(&format!(
             "  gpu{} {} ({}) {} {}",
             d.index,
-            bytes(d.memory_used_bytes),
-            percent(d.memory_used_percent),
-            percent(d.utilization_gpu_percent),
-            celsius(d.temperature_celsius)
+            or_na(d.memory_used_bytes, bytes),
+            or_na(d.memory_used_percent, percent),
+            or_na(d.utilization_gpu_percent, percent),
+            or_na(d.temperature_celsius, celsius)
         ));
     }
     line
@@ -117,17 +117,7 @@ pub fn render_snapshot(s: &pb::Snapshot) -> String {
                 units::used_of(host.swap_used_bytes, host.swap_total_bytes)
             ),
         ),
-        (
-            "cpu",
-            format!(
-                "{} on {} cores, load {:.2} / {:.2} / {:.2}",
-                percent(host.cpu_percent),
-                host.cpu_count,
-                host.load_average_1m,
-                host.load_average_5m,
-                host.load_average_15m
-            ),
-        ),
+        ("cpu", format!("{} on {} cores, load {}", percent(host.cpu_percent), host.cpu_count, load(&host))),
         ("container", container_line(s.container.as_ref())),
         (
             "process",
@@ -137,12 +127,13 @@ pub fn render_snapshot(s: &pb::Snapshot) -> String {
                 bytes(proc_.rss_bytes),
                 bytes(proc_.virtual_bytes),
                 percent(proc_.cpu_percent),
-                proc_.threads
+                or_na(proc_.threads, |t| t.to_string())
             ),
         ),
     ];
     if !s.stale_sources.is_empty() {
-        rows.push(("stale", format!("{} (figures from the last good read)", s.stale_sources.join(", "))));
+        let note = "not read: a source shows its last good figures, a sensor n/a";
+        rows.push(("stale", format!("{} ({note})", s.stale_sources.join(", "))));
     }
     let gpu = s.gpu.clone().unwrap_or_default();
     if !gpu.gpu_available {
@@ -156,6 +147,14 @@ pub fn render_snapshot(s: &pb::Snapshot) -> String {
         text.push_str(&gpu_table(&gpu.devices));
     }
     text
+}
+
+/// The three load averages, or `n/a` when the server could not read them.
+fn load(host: &pb::HostStatus) -> String {
+    let all = [host.load_average_1m, host.load_average_5m, host.load_average_15m];
+    or_na(all.into_iter().collect::<Option<Vec<f64>>>(), |l| {
+        l.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ")
+    })
 }
 
 fn container_line(c: Option<&pb::ContainerStatus>) -> String {
@@ -172,18 +171,19 @@ fn container_line(c: Option<&pb::ContainerStatus>) -> String {
 }
 
 fn gpu_table(devices: &[pb::GpuDevice]) -> String {
-    let mut t = Table::new(&["GPU", "NAME", "MEMORY", "MEM", "UTIL", "TEMP", "POWER", "TORCH RESERVED"])
-        .right(&[0, 2, 3, 4, 5, 6, 7]);
+    let header = ["GPU", "NAME", "MEMORY", "MEM", "UTIL", "TEMP", "POWER", "SERVER", "TORCH RESERVED"];
+    let mut t = Table::new(&header).right(&[0, 2, 3, 4, 5, 6, 7, 8]);
     for d in devices {
         t.row(vec![
             d.index.to_string(),
             d.name.clone(),
-            units::used_of(d.memory_used_bytes, d.memory_total_bytes),
-            percent(d.memory_used_percent),
-            percent(d.utilization_gpu_percent),
-            celsius(d.temperature_celsius),
-            format!("{} / {}", units::watts(d.power_watts), units::watts(d.power_limit_watts)),
-            bytes(d.torch_reserved_bytes),
+            units::gpu_memory(d),
+            or_na(d.memory_used_percent, percent),
+            or_na(d.utilization_gpu_percent, percent),
+            or_na(d.temperature_celsius, celsius),
+            format!("{} / {}", or_na(d.power_watts, units::watts), or_na(d.power_limit_watts, units::watts)),
+            or_na(d.process_memory_used_bytes, bytes),
+            or_na(d.torch_reserved_bytes, bytes),
         ]);
     }
     t.render()
@@ -249,4 +249,33 @@ pub fn cached_table(models: &[pb::CachedModel]) -> Option<String> {
         ]);
     }
     Some(t.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_whose_sensors_did_not_answer_shows_n_a() {
+        let gpu = pb::GpuDevice {
+            index: 0,
+            memory_total_bytes: Some(80_000_000_000),
+            memory_used_bytes: Some(40_000_000_000),
+            memory_used_percent: Some(50.0),
+            power_limit_watts: Some(700.0),
+            ..Default::default()
+        };
+        let s = pb::Snapshot {
+            host: Some(pb::HostStatus { load_average_1m: Some(0.5), ..Default::default() }),
+            gpu: Some(pb::GpuStatus { gpu_available: true, devices: vec![gpu], ..Default::default() }),
+            stale_sources: vec!["gpu:0/temperature".into(), "gpu:0/power".into()],
+            ..Default::default()
+        };
+        let line = snapshot_line(&s);
+        assert!(line.ends_with("gpu0 40.00 GB (50.0 %) n/a n/a"), "{line}");
+        let text = render_snapshot(&s);
+        assert!(text.contains("n/a / 700 W") && text.contains("load n/a"), "{text}");
+        assert!(text.contains("gpu:0/temperature, gpu:0/power (not read"), "{text}");
+        assert!(!text.contains("0 °C"), "{text}");
+    }
 }

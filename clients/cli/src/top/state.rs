@@ -118,7 +118,10 @@ impl Dashboard {
         let host = s.host.clone().unwrap_or_default();
         push(&mut self.cpu, host.cpu_percent);
         for d in s.gpu.iter().flat_map(|g| &g.devices) {
-            push(self.gpu.entry(d.index).or_default(), d.utilization_gpu_percent);
+            // An unread utilisation is a gap, not a 0 % point.
+            if let Some(utilization) = d.utilization_gpu_percent {
+                push(self.gpu.entry(d.index).or_default(), utilization);
+            }
         }
         self.snapshot = Some(s);
     }
@@ -181,5 +184,16 @@ mod tests {
         }
         assert_eq!(d.cpu.len(), HISTORY_POINTS);
         assert_eq!(*d.cpu.back().unwrap(), ((HISTORY_POINTS + 9) % 100) as u64);
+    }
+
+    #[test]
+    fn an_unread_utilisation_is_a_gap_not_zero() {
+        let mut d = Dashboard::new("http://x");
+        for utilization in [Some(40.0), None, Some(60.0)] {
+            let device = pb::GpuDevice { utilization_gpu_percent: utilization, ..Default::default() };
+            let gpu = pb::GpuStatus { devices: vec![device], ..Default::default() };
+            d.apply(Event::Snapshot(pb::Snapshot { gpu: Some(gpu), ..Default::default() }));
+        }
+        assert_eq!(d.gpu[&0], [40, 60]);
     }
 }

@@ -14,7 +14,7 @@ use ratatui::{
 };
 
 use super::state::{Dashboard, Link};
-use crate::units::{self, bytes, celsius, percent};
+use crate::units::{self, bytes, celsius, or_na, percent};
 
 /// Draws the whole dashboard into the frame.
 pub fn render(frame: &mut Frame, d: &Dashboard) {
@@ -132,13 +132,13 @@ fn render_memory(frame: &mut Frame, area: Rect, d: &Dashboard) {
         "server rss {} ({} of the limit), {} threads",
         bytes(proc_.rss_bytes),
         percent(rss_percent),
-        proc_.threads
+        or_na(proc_.threads, |t| t.to_string())
     );
     frame.render_widget(gauge(rss, rss_percent), rows[1]);
     for (g, row) in gpus.iter().zip(rows.iter().skip(2)) {
-        let used = units::used_of(g.memory_used_bytes, g.memory_total_bytes);
-        let label = format!("gpu{} memory {used} ({})", g.index, percent(g.memory_used_percent));
-        frame.render_widget(gauge(label, g.memory_used_percent), *row);
+        let used = units::gpu_memory(g);
+        let label = format!("gpu{} memory {used} ({})", g.index, or_na(g.memory_used_percent, percent));
+        frame.render_widget(gauge(label, g.memory_used_percent.unwrap_or(0.0)), *row);
     }
 }
 
@@ -153,10 +153,10 @@ fn render_sparklines(frame: &mut Frame, area: Rect, d: &Dashboard) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
     let host = d.snapshot.as_ref().and_then(|s| s.host.clone()).unwrap_or_default();
     let title = format!(
-        " CPU {} on {} cores, load {:.2} ",
+        " CPU {} on {} cores, load {} ",
         percent(host.cpu_percent),
         host.cpu_count,
-        host.load_average_1m
+        or_na(host.load_average_1m, |l| format!("{l:.2}"))
     );
     let cpu = tail(&d.cpu, left.width.saturating_sub(2));
     let spark = Sparkline::default()
@@ -167,9 +167,9 @@ fn render_sparklines(frame: &mut Frame, area: Rect, d: &Dashboard) {
     frame.render_widget(spark, left);
     match d.gpu.iter().next() {
         Some((index, series)) => {
-            let now = series.back().copied().unwrap_or(0);
+            let now = devices(d).iter().find(|g| g.index == *index).and_then(|g| g.utilization_gpu_percent);
             let data = tail(series, right.width.saturating_sub(2));
-            let title = format!(" GPU{index} utilisation {now} % ");
+            let title = format!(" GPU{index} utilisation {} ", or_na(now, |u| format!("{u:.0} %")));
             let spark = Sparkline::default()
                 .block(Block::bordered().title(title))
                 .data(&data)
@@ -195,19 +195,19 @@ fn gpu_table(d: &Dashboard) -> Table<'static> {
         .iter()
         .take(4)
         .map(|g| {
-            let temp = Cell::from(celsius(g.temperature_celsius))
-                .style(Style::new().fg(temp_color(g.temperature_celsius)));
+            let temp = Cell::from(or_na(g.temperature_celsius, celsius))
+                .style(Style::new().fg(g.temperature_celsius.map_or(Color::DarkGray, temp_color)));
             Row::new(vec![
                 Cell::from(format!("gpu{}", g.index)),
                 Cell::from(g.name.clone()),
                 temp,
                 Cell::from(format!(
                     "{} / {}",
-                    units::watts(g.power_watts),
-                    units::watts(g.power_limit_watts)
+                    or_na(g.power_watts, units::watts),
+                    or_na(g.power_limit_watts, units::watts)
                 )),
-                Cell::from(percent(g.utilization_gpu_percent)),
-                Cell::from(bytes(g.torch_reserved_bytes)),
+                Cell::from(or_na(g.utilization_gpu_percent, percent)),
+                Cell::from(or_na(g.torch_reserved_bytes, bytes)),
             ])
         })
         .collect();

@@ -50,11 +50,15 @@ impl Sampler for Machine {
             memory_used_bytes: used,
             cpu_percent: 37.0,
             cpu_per_core_percent: vec![30.0, 44.0],
-            load_average: [0.5, 0.4, 0.3],
+            load_average: Some([0.5, 0.4, 0.3]),
             ..HostStats::default()
         };
-        let process =
-            ProcessStats { pid: 4242, rss_bytes: 150 * 1024 * 1024, threads: 9, ..ProcessStats::default() };
+        let process = ProcessStats {
+            pid: 4242,
+            rss_bytes: 150 * 1024 * 1024,
+            threads: Some(9),
+            ..ProcessStats::default()
+        };
         Reading { host: Ok(host), container: Ok(None), process: Ok(process), gpu: Ok(self.gpus()) }
     }
 }
@@ -68,13 +72,15 @@ impl Machine {
             index: 0,
             name: "Scripted H100".into(),
             uuid: "GPU-scripted".into(),
-            memory_total_bytes: self.gpu_bytes,
-            memory_used_bytes: self.gpu_bytes / 2,
-            memory_free_bytes: self.gpu_bytes / 2,
-            utilization_gpu_percent: 40.0,
-            temperature_celsius: 61.0,
-            power_watts: 120.0,
-            power_limit_watts: 700.0,
+            memory_total_bytes: Some(self.gpu_bytes),
+            memory_used_bytes: Some(self.gpu_bytes / 2),
+            memory_free_bytes: Some(self.gpu_bytes / 2),
+            utilization_gpu_percent: Some(40.0),
+            utilization_memory_percent: Some(10.0),
+            temperature_celsius: Some(61.0),
+            power_watts: Some(120.0),
+            power_limit_watts: Some(700.0),
+            process_memory_used_bytes: Some(0),
             compute_capability: (9, 0),
             ..GpuDevice::default()
         };
