@@ -71,10 +71,20 @@ type Workers = crate::inference::Pool;
 #[cfg(not(feature = "torch"))]
 type Workers = ();
 
+/// The real machine's sampler: NVML, plus libtorch's CUDA allocator figures where it is linked.
+fn system_sampler() -> SystemSampler {
+    let nvml = crate::monitor::sampler::NvmlSource::init();
+    #[cfg(feature = "torch")]
+    let gpus = crate::monitor::devices::WithAllocator::new(nvml, Box::new(crate::cuda_alloc::Probe));
+    #[cfg(not(feature = "torch"))]
+    let gpus = nvml;
+    SystemSampler::with_gpus(Box::new(gpus))
+}
+
 impl App {
     /// Builds every part from the configuration, sampling the real machine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, Box::new(SystemSampler::new())).await
+        Self::build_with(config, Box::new(system_sampler())).await
     }
 
     /// Builds every part with another sampler (tests inject scripted readings).

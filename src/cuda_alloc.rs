@@ -91,6 +91,19 @@ pub fn pci_bus_id(device: usize) -> Result<String, Declined> {
     Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
+/// The allocator as the monitor reads it: libtorch's devices by PCI address and their figures.
+pub struct Probe;
+
+impl crate::monitor::devices::AllocatorProbe for Probe {
+    fn cuda_bus_ids(&mut self) -> Vec<String> {
+        (0..device_count()).map(|i| pci_bus_id(i).unwrap_or_default()).collect()
+    }
+
+    fn allocator_bytes(&mut self, cuda_index: usize) -> Option<(u64, u64)> {
+        stats(cuda_index).ok().map(|s| (s.allocated_bytes, s.reserved_bytes))
+    }
+}
+
 /// The shim's return codes (`csrc/cuda_alloc.cpp`).
 fn check(code: i32, device: usize) -> Result<(), Declined> {
     match code {

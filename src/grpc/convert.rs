@@ -124,6 +124,7 @@ fn gpu(d: &GpuDevice) -> pb::GpuDevice {
         compute_capability_minor: d.compute_capability.1,
         torch_allocated_bytes: d.torch_allocated_bytes,
         torch_reserved_bytes: d.torch_reserved_bytes,
+        pci_bus_id: d.pci_bus_id.clone(),
         process_memory_used_bytes: d.process_memory_used_bytes,
     }
 }

@@ -2,7 +2,55 @@
 //! unless `CUDA_DEVICE_ORDER=PCI_BUS_ID`, and `CUDA_VISIBLE_DEVICES` renumbers them, so the two
 //! indices can differ even on a host that sets neither; the PCI address is the same on both sides.
 //! NVML writes it with an 8-digit domain (`00000000:17:00.0`), the CUDA runtime with 4
-//! (`0000:17:00.0`), so they are compared parsed.
+//! (`0000:17:00.0`), so they are compared parsed. [`WithAllocator`] uses the match to put
+//! libtorch's allocator figures on the NVML device they belong to.
+
+use super::{sampler::GpuSource, snapshot::GpuStats};
+
+/// libtorch's side of the devices: its CUDA devices' PCI addresses and its allocator's figures.
+/// Implemented over the CUDA allocator shim (`cuda_alloc::Probe`); scripted in tests.
+pub trait AllocatorProbe: Send {
+    /// The PCI bus id of every CUDA device, by libtorch index (empty without CUDA).
+    fn cuda_bus_ids(&mut self) -> Vec<String>;
+    /// (allocated, reserved) bytes of libtorch's CUDA device `cuda_index`; `None` when the
+    /// allocator does not answer (CUDA unused so far, no shim).
+    fn allocator_bytes(&mut self, cuda_index: usize) -> Option<(u64, u64)>;
+}
+
+/// A GPU source whose devices also carry libtorch's allocator figures, matched by PCI address.
+/// A device libtorch does not see, or whose allocator does not answer, keeps them absent.
+pub struct WithAllocator<S> {
+    inner: S,
+    probe: Box<dyn AllocatorProbe>,
+    /// CUDA bus ids, read once: the set of devices a process sees does not change.
+    cuda: Option<Vec<String>>,
+}
+
+impl<S: GpuSource> WithAllocator<S> {
+    /// `inner`'s readings plus `probe`'s allocator figures.
+    pub fn new(inner: S, probe: Box<dyn AllocatorProbe>) -> Self {
+        Self { inner, probe, cuda: None }
+    }
+}
+
+impl<S: GpuSource> GpuSource for WithAllocator<S> {
+    fn read(&mut self) -> Result<GpuStats, String> {
+        let mut stats = self.inner.read()?;
+        let cuda = self.cuda.get_or_insert_with(|| self.probe.cuda_bus_ids());
+        let nvml: Vec<(u32, String)> =
+            stats.devices.iter().map(|d| (d.index, d.pci_bus_id.clone())).collect();
+        for (cuda_index, nvml_index) in cuda_to_nvml(&nvml, cuda).into_iter().enumerate() {
+            let Some(device) = nvml_index.and_then(|i| stats.devices.iter_mut().find(|d| d.index == i))
+            else {
+                continue;
+            };
+            let figures = self.probe.allocator_bytes(cuda_index);
+            device.torch_allocated_bytes = figures.map(|f| f.0);
+            device.torch_reserved_bytes = figures.map(|f| f.1);
+        }
+        Ok(stats)
+    }
+}
 
 /// A PCI address: domain, bus, device, function.
 pub type PciAddress = (u32, u8, u8, u8);
@@ -35,6 +83,36 @@ pub fn cuda_to_nvml(nvml: &[(u32, String)], cuda: &[String]) -> Vec<Option<u32>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::snapshot::GpuDevice;
+
+    struct Nvml(Vec<GpuDevice>);
+    impl GpuSource for Nvml {
+        fn read(&mut self) -> Result<GpuStats, String> {
+            Ok(GpuStats { available: true, devices: self.0.clone(), ..GpuStats::default() })
+        }
+    }
+
+    /// CUDA sees bus 0xb3 first and 0x17 second; only CUDA device 1 has allocated.
+    struct Torch;
+    impl AllocatorProbe for Torch {
+        fn cuda_bus_ids(&mut self) -> Vec<String> {
+            vec!["0000:B3:00.0".into(), "0000:17:00.0".into()]
+        }
+        fn allocator_bytes(&mut self, cuda_index: usize) -> Option<(u64, u64)> {
+            (cuda_index == 1).then_some((5, 8))
+        }
+    }
+
+    #[test]
+    fn allocator_figures_land_on_the_nvml_device_with_the_same_address() {
+        let gpu = |index, bus: &str| GpuDevice { index, pci_bus_id: bus.into(), ..GpuDevice::default() };
+        let nvml = Nvml(vec![gpu(0, "00000000:17:00.0"), gpu(1, "00000000:B3:00.0"), gpu(2, "")]);
+        let devices = WithAllocator::new(nvml, Box::new(Torch)).read().unwrap().devices;
+        let figures: Vec<_> =
+            devices.iter().map(|d| (d.torch_allocated_bytes, d.torch_reserved_bytes)).collect();
+        // NVML 0 is CUDA 1 (allocated); NVML 1 is CUDA 0 (allocator silent); NVML 2 is unmatched.
+        assert_eq!(figures, vec![(Some(5), Some(8)), (None, None), (None, None)]);
+    }
 
     #[test]
     fn nvml_and_cuda_spellings_of_one_address_are_equal() {

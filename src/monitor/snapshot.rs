@@ -85,6 +85,8 @@ pub struct GpuDevice {
     /// libtorch caching allocator: bytes handed to tensors (`None` without an allocator reader,
     /// which is not a failed sensor).
     pub torch_allocated_bytes: Option<u64>,
+    /// PCI address as NVML writes it (empty when not read): how libtorch's index is matched to this one.
+    pub pci_bus_id: String,
     /// libtorch caching allocator: bytes held from the driver (as `torch_allocated_bytes`).
     pub torch_reserved_bytes: Option<u64>,
 }

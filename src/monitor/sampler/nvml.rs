@@ -53,6 +53,7 @@ pub(super) type MemoryFigures = (u64, u64, u64);
 pub(super) trait Sensors {
     fn name(&self) -> Result<String, NvmlError>;
     fn uuid(&self) -> Result<String, NvmlError>;
+    fn pci_bus_id(&self) -> Result<String, NvmlError>;
     fn compute_capability(&self) -> Result<(u32, u32), NvmlError>;
     fn memory(&self) -> Result<MemoryFigures, NvmlError>;
     /// GPU and memory-controller utilisation, percent.
@@ -70,6 +71,9 @@ impl Sensors for Device<'_> {
     }
     fn uuid(&self) -> Result<String, NvmlError> {
         Device::uuid(self)
+    }
+    fn pci_bus_id(&self) -> Result<String, NvmlError> {
+        self.pci_info().map(|p| p.bus_id)
     }
     fn compute_capability(&self) -> Result<(u32, u32), NvmlError> {
         self.cuda_compute_capability().map(|c| (c.major as u32, c.minor as u32))
@@ -104,8 +108,8 @@ impl Sensors for Device<'_> {
 }
 
 /// Reads every figure of device `index`; a sensor that fails leaves its figure `None` (the
-/// snapshot then names it among its stale sources). libtorch's allocator figures stay `None`:
-/// this build does not read the allocator.
+/// snapshot then names it among its stale sources). libtorch's allocator figures stay `None` here:
+/// [`crate::monitor::devices::WithAllocator`] fills them where the allocator is read.
 pub(super) fn read_device(index: u32, d: &impl Sensors) -> GpuDevice {
     let memory = answered(index, GpuSensor::Memory, d.memory());
     let utilization = answered(index, GpuSensor::Utilization, d.utilization());
@@ -114,6 +118,7 @@ pub(super) fn read_device(index: u32, d: &impl Sensors) -> GpuDevice {
         index,
         name: d.name().unwrap_or_default(),
         uuid: d.uuid().unwrap_or_default(),
+        pci_bus_id: d.pci_bus_id().unwrap_or_default(),
         memory_total_bytes: memory.map(|m| m.0),
         memory_used_bytes: memory.map(|m| m.1),
         memory_free_bytes: memory.map(|m| m.2),
@@ -161,6 +166,9 @@ mod tests {
         }
         fn uuid(&self) -> Result<String, NvmlError> {
             Ok("GPU-scripted".into())
+        }
+        fn pci_bus_id(&self) -> Result<String, NvmlError> {
+            Ok("00000000:17:00.0".into())
         }
         fn compute_capability(&self) -> Result<(u32, u32), NvmlError> {
             Ok((8, 0))
