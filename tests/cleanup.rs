@@ -163,10 +163,50 @@ async fn the_report_shows_leases_models_and_suggestions() {
     assert!(m.estimated_bytes > 0 && m.loaded_at.is_some());
     let cmp = r.requirements.iter().find(|c| c.model == TINY).expect("estimate beside measurement");
     assert!(cmp.estimated.is_some() && cmp.measured.is_some());
-    assert!(r.suggestions.iter().any(|x| x.kind == "use_half_precision" && x.bytes_saved > 0));
+    let half = r.suggestions.iter().find(|x| x.kind == "use_half_precision").expect("f16 advice");
+    assert_eq!(half.bytes_saved, decoder_f32_bytes() / 2, "f16 halves the decoder only: {half:?}");
+    assert!(r.suggestions.iter().all(|x| x.kind != "evict_idle_model"), "just loaded, memory calm: {r:?}");
     assert_eq!(r.health(), pb::HealthLevel::Healthy);
     let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
     assert!(!sug.suggestions.is_empty());
+}
+
+/// The tiny model's decoder weights in f32, from its header: every floating tensor under `decoder.`.
+fn decoder_f32_bytes() -> u64 {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(TINY).join("model.safetensors");
+    let file = maestro::checkpoint::Checkpoint::open(&path).unwrap();
+    let decoder = file
+        .tensors()
+        .iter()
+        .filter(|(k, i)| k.starts_with("decoder.") && maestro::checkpoint::is_float(i.dtype));
+    decoder.map(|(_, i)| maestro::checkpoint::numel(i) * 4).sum()
+}
+
+#[tokio::test]
+async fn suggestions_follow_the_configured_thresholds() {
+    let mut c = config();
+    c.resources.suggest_evict_idle = Duration::ZERO;
+    let mut s = start_server_with(c, Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    load(&mut s).await;
+    let entry = cached_entry(&mut s).await;
+    let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
+    let evict = sug.suggestions.iter().find(|x| x.kind == "evict_idle_model").expect("advised at once");
+    assert!(evict.message.contains("unused for 0 s or more"), "{}", evict.message);
+    assert!(
+        evict.message.contains("Cleanup with force"),
+        "just used: only a forced Cleanup takes it: {evict:?}"
+    );
+    assert_eq!(evict.bytes_saved, accounted(&entry), "what Cleanup frees");
+
+    let mut c = config();
+    c.health.warning_percent = 30.0;
+    let mut s = start_server_with(c, Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    load(&mut s).await;
+    let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
+    let evict =
+        sug.suggestions.iter().find(|x| x.kind == "evict_idle_model").expect("advised under pressure");
+    assert!(evict.message.contains("host memory at 40 % (pressure from 30 %)"), "{}", evict.message);
 }
 
 #[tokio::test]
