@@ -123,6 +123,7 @@ impl App {
             roots: config.models.roots.clone(),
             registry: Arc::new(Registry::new(config.resources.requirements.clone())),
             max_ttl: config.resources.max_lease_ttl,
+            suggest_evict_idle: config.resources.suggest_evict_idle,
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);

@@ -46,6 +46,21 @@ async fn auto_cleanups(s: &TestServer) -> f64 {
 /// The scripted process's RSS drop between two readings.
 const RSS_STEP: u64 = 4096;
 
+/// The tiny model's cache record, as `GetReport` lists it.
+async fn cached_entry(s: &mut TestServer) -> pb::CachedModel {
+    let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+    report.cached_models.into_iter().find(|m| m.model == TINY).expect("the tiny model is cached")
+}
+
+/// The bytes the cache accounts an entry at: measured at load (0 on the wire when not), else estimated.
+fn accounted(entry: &pb::CachedModel) -> u64 {
+    if entry.measured_bytes > 0 {
+        entry.measured_bytes
+    } else {
+        entry.estimated_bytes
+    }
+}
+
 #[tokio::test]
 async fn cleanup_lists_and_evicts_idle_models_and_reports_measured_bytes() {
     let sampler = ScriptedSampler::with_total(GB16, 40.0).rss_falling_by(RSS_STEP);
@@ -63,38 +78,81 @@ async fn cleanup_lists_and_evicts_idle_models_and_reports_measured_bytes() {
     assert!(evict.estimated_bytes > 0);
     assert!(loaded(&mut s).await, "a dry run changes nothing");
     assert_eq!(forced.host_bytes_freed, 0, "a dry run measures nothing: {forced:?}");
+    assert!(forced.actions.iter().all(|a| a.host_bytes_freed == 0), "{forced:?}");
 
+    let entry = cached_entry(&mut s).await;
+    let accounted = accounted(&entry) as i64;
     let done =
         s.resources.cleanup(pb::CleanupRequest { force: true, dry_run: false }).await.unwrap().into_inner();
     assert!(!done.dry_run);
-    let kinds: Vec<&str> = done.actions.iter().map(|a| a.kind.as_str()).collect();
-    assert!(kinds.contains(&"evict_model") && kinds.contains(&"malloc_trim"), "{kinds:?}");
     assert!(!loaded(&mut s).await, "the forced cleanup evicted the idle model");
-    // The RSS falls at every reading, so each figure is a positive whole number of steps, and the
-    // whole run (first reading to last) spans at least the readings around each action.
-    for a in done.actions.iter().filter(|a| ["evict_model", "malloc_trim"].contains(&a.kind.as_str())) {
-        let freed = a.host_bytes_freed;
-        assert!(freed > 0 && freed as u64 % RSS_STEP == 0, "{} measured {freed} B: {a:?}", a.kind);
-    }
-    let by_actions: i64 = done.actions.iter().map(|a| a.host_bytes_freed).sum();
+    // The eviction counts what the cache entry it removed accounted, not a difference of readings.
+    let evicted = done.actions.iter().find(|a| a.kind == "evict_model").expect("eviction listed");
+    assert_eq!((evicted.host_bytes_freed, evicted.gpu_bytes_freed), (accounted, 0), "{evicted:?}");
+    // The trim and the whole run are measured: the scripted RSS falls at every reading, so each is a
+    // positive whole number of steps, and the run (first reading to last) spans the trim's readings.
+    let trim = done.actions.iter().find(|a| a.kind == "malloc_trim").expect("trim listed");
+    let trimmed = trim.host_bytes_freed;
+    assert!(trimmed > 0 && trimmed as u64 % RSS_STEP == 0, "trim measured {trimmed} B: {trim:?}");
     let freed = done.host_bytes_freed;
-    assert!(
-        freed >= by_actions && freed as u64 % RSS_STEP == 0,
-        "{freed} B overall, {by_actions} B by actions"
-    );
+    assert!(freed > trimmed && freed as u64 % RSS_STEP == 0, "{freed} B overall, {trimmed} B by the trim");
+}
+
+/// A ten-minute lease of 1 MB of host memory.
+fn host_lease(owner: &str) -> pb::AllocateRequest {
+    pb::AllocateRequest {
+        owner: owner.into(),
+        cpu_memory_bytes: 1_000_000,
+        gpu_memory_bytes: 0,
+        gpu_index: None,
+        ttl_seconds: 600,
+    }
+}
+
+/// The samples of the whole history, as `(sequence, sampled_at)`.
+async fn history(s: &mut TestServer) -> (u32, Vec<(u64, std::time::SystemTime)>) {
+    let h = s.resources.get_history(pb::HistoryRequest { window_seconds: 300 }).await.unwrap().into_inner();
+    let at = |p: &pb::Snapshot| std::time::SystemTime::try_from(p.sampled_at.unwrap()).unwrap();
+    (h.window_seconds, h.samples.iter().map(|p| (p.sequence, at(p))).collect())
+}
+
+#[tokio::test]
+async fn cleanup_leaves_the_history_and_the_alerts_as_they_were() {
+    // Scheduled samples a minute apart; memory above the alert threshold from the first sample on,
+    // which takes five samples in a row to raise an alert: only off-schedule samples could raise it
+    // while the test runs.
+    let interval = Duration::from_secs(60);
+    let mut c = config();
+    c.monitor.sample_interval = interval;
+    c.alerts.host_memory_warning_percent = 30.0;
+    c.alerts.min_samples = 5;
+    let mut s = start_server_with(c, Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    load(&mut s).await;
+    let req = host_lease("history-test");
+    s.resources.allocate(req).await.unwrap();
+    let (window, before) = history(&mut s).await;
+
+    for _ in 0..3 {
+        s.resources.cleanup(pb::CleanupRequest { force: true, dry_run: false }).await.unwrap();
+    }
+    assert!(!loaded(&mut s).await, "the cleanups did their work");
+    let (window_after, after) = history(&mut s).await;
+    assert_eq!(window_after, window);
+    // Only scheduled samples, an interval apart, may have joined the ones seen before.
+    assert!(after.starts_with(&before[..before.len().min(after.len())]), "{before:?} then {after:?}");
+    for pair in after.windows(2) {
+        let gap = pair[1].1.duration_since(pair[0].1).unwrap_or_default();
+        assert!(gap >= interval / 2, "an off-schedule sample entered the history: {after:?}");
+    }
+    let alerts = s.resources.list_alerts(pb::ListAlertsRequest::default()).await.unwrap().into_inner().alerts;
+    assert!(alerts.is_empty(), "cleanup readings counted towards an alert: {alerts:?}");
 }
 
 #[tokio::test]
 async fn the_report_shows_leases_models_and_suggestions() {
     let mut s = start_server_with(config(), Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
     load(&mut s).await;
-    let req = pb::AllocateRequest {
-        owner: "dashboard-test".into(),
-        cpu_memory_bytes: 1_000_000,
-        gpu_memory_bytes: 0,
-        gpu_index: None,
-        ttl_seconds: 600,
-    };
+    let req = host_lease("dashboard-test");
     let lease = s.resources.allocate(req).await.unwrap().into_inner();
     let r = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
     assert!(r.snapshot.is_some() && !r.window_stats.is_empty() && r.window_seconds > 0);
@@ -105,10 +163,50 @@ async fn the_report_shows_leases_models_and_suggestions() {
     assert!(m.estimated_bytes > 0 && m.loaded_at.is_some());
     let cmp = r.requirements.iter().find(|c| c.model == TINY).expect("estimate beside measurement");
     assert!(cmp.estimated.is_some() && cmp.measured.is_some());
-    assert!(r.suggestions.iter().any(|x| x.kind == "use_half_precision" && x.bytes_saved > 0));
+    let half = r.suggestions.iter().find(|x| x.kind == "use_half_precision").expect("f16 advice");
+    assert_eq!(half.bytes_saved, decoder_f32_bytes() / 2, "f16 halves the decoder only: {half:?}");
+    assert!(r.suggestions.iter().all(|x| x.kind != "evict_idle_model"), "just loaded, memory calm: {r:?}");
     assert_eq!(r.health(), pb::HealthLevel::Healthy);
     let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
     assert!(!sug.suggestions.is_empty());
+}
+
+/// The tiny model's decoder weights in f32, from its header: every floating tensor under `decoder.`.
+fn decoder_f32_bytes() -> u64 {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(TINY).join("model.safetensors");
+    let file = maestro::checkpoint::Checkpoint::open(&path).unwrap();
+    let decoder = file
+        .tensors()
+        .iter()
+        .filter(|(k, i)| k.starts_with("decoder.") && maestro::checkpoint::is_float(i.dtype));
+    decoder.map(|(_, i)| maestro::checkpoint::numel(i) * 4).sum()
+}
+
+#[tokio::test]
+async fn suggestions_follow_the_configured_thresholds() {
+    let mut c = config();
+    c.resources.suggest_evict_idle = Duration::ZERO;
+    let mut s = start_server_with(c, Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    load(&mut s).await;
+    let entry = cached_entry(&mut s).await;
+    let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
+    let evict = sug.suggestions.iter().find(|x| x.kind == "evict_idle_model").expect("advised at once");
+    assert!(evict.message.contains("unused for 0 s or more"), "{}", evict.message);
+    assert!(
+        evict.message.contains("Cleanup with force"),
+        "just used: only a forced Cleanup takes it: {evict:?}"
+    );
+    assert_eq!(evict.bytes_saved, accounted(&entry), "what Cleanup frees");
+
+    let mut c = config();
+    c.health.warning_percent = 30.0;
+    let mut s = start_server_with(c, Box::new(ScriptedSampler::with_total(GB16, 40.0))).await;
+    load(&mut s).await;
+    let sug = s.resources.get_optimization_suggestions(pb::SuggestionsRequest {}).await.unwrap().into_inner();
+    let evict =
+        sug.suggestions.iter().find(|x| x.kind == "evict_idle_model").expect("advised under pressure");
+    assert!(evict.message.contains("host memory at 40 % (pressure from 30 %)"), "{}", evict.message);
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest}
 fn fast_config() -> maestro::config::Config {
     let mut config = test_config();
     config.monitor.sample_interval = Duration::from_millis(100);
+    // No automatic cleanup: its measuring reads would take the scripted steps meant for the schedule.
+    config.resources.cleanup_threshold = 100.0;
     config
 }
 

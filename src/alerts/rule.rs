@@ -36,19 +36,24 @@ impl Rule {
         }
     }
 
+    /// What to do about it. Each one names what the server does when followed: `Cleanup` evicts
+    /// idle models (a forced one also pinned and recently used ones) and trims the heap, and does
+    /// not empty libtorch's CUDA cache (no allocator shim is linked), so no advice says it does; f16
+    /// halves the decoder's weights only. No text carries a model size: `ValidateModel` answers what
+    /// a variant needs on this host, from the configured requirements table.
     pub(super) fn recommendations(self) -> Vec<String> {
         let r: &[&str] = match self {
             Rule::HostMemory => &[
-                "Evict idle models from the cache (ResourceService.Cleanup)",
-                "Load models in f16 or bf16 to halve their weights",
-                "Use a smaller variant (musicgen-small needs 3 GB of host memory)",
+                "Evict idle models (ResourceService.Cleanup; force also takes pinned and recently used ones)",
+                "Reload models with dtype f16: the decoder's weights halve (T5 and EnCodec stay f32)",
+                "Use a smaller variant (ValidateModel gives what each needs on this host)",
                 "Reduce batch size or duration of generations",
             ],
             Rule::GpuMemory => &[
-                "Empty libtorch's CUDA cache (ResourceService.Cleanup)",
-                "Evict or offload idle models to the CPU",
-                "Use f16 weights on the GPU",
-                "Use a smaller variant or a smaller batch",
+                "Evict idle models on this GPU (ResourceService.Cleanup)",
+                "Reload idle models on the CPU (UnloadModel, then LoadModel with device cpu)",
+                "Reload models with dtype f16: the decoder's weights halve (T5 and EnCodec stay f32)",
+                "Use a smaller variant or a smaller batch (ValidateModel gives what each needs)",
             ],
             Rule::GpuTemperature => &[
                 "Check cooling and airflow of the card",
@@ -57,10 +62,10 @@ impl Rule {
             ],
             Rule::ProcessRss => &[
                 "Reduce the model cache (UnloadModel or Cleanup)",
-                "Raise the RSS budget if this footprint is expected",
+                "Raise the RSS budget (--alerts-rss-budget-bytes) if this footprint is expected",
             ],
             Rule::MemoryLeak => &[
-                "Run Cleanup and check whether RSS falls back",
+                "Run Cleanup (it returns freed heap to the OS) and check whether RSS falls back",
                 "Compare process_rss_bytes in GetHistory before and after traffic",
                 "Restart the server in a quiet period if growth continues",
             ],
@@ -77,6 +82,36 @@ impl Rule {
             Rule::ProcessRss => format!("server RSS at {value:.0} % of its budget"),
             Rule::MemoryLeak => {
                 format!("possible memory leak: server RSS rising {value:.1} MB/min (threshold {threshold} MB/min)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    const ALL: [Rule; 5] =
+        [Rule::HostMemory, Rule::GpuMemory, Rule::GpuTemperature, Rule::ProcessRss, Rule::MemoryLeak];
+
+    #[test]
+    fn no_advice_promises_what_cleanup_does_not_do_or_quotes_a_size() {
+        for rule in ALL {
+            for advice in rule.recommendations() {
+                let lower = advice.to_lowercase();
+                assert!(
+                    !lower.contains("cuda cache"),
+                    "{}: Cleanup does not empty it: {advice}",
+                    rule.name()
+                );
+                assert!(!lower.contains(" gb"), "{}: sizes come from ValidateModel: {advice}", rule.name());
+                if lower.contains("f16") {
+                    assert!(
+                        lower.contains("decoder"),
+                        "{}: f16 halves the decoder only: {advice}",
+                        rule.name()
+                    );
+                }
             }
         }
     }

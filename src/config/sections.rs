@@ -136,6 +136,18 @@ pub struct ResourcesConfig {
     )]
     #[serde(rename = "cleanup_cooldown_s", with = "units::secs")]
     pub cleanup_cooldown: Duration,
+    /// Seconds a cached model must go unused before suggestions advise evicting it (under memory
+    /// pressure every idle unpinned model is advised at once).
+    #[arg(
+        id = "resources.suggest_evict_idle_s",
+        long = "suggest-evict-idle-s",
+        env = "MAESTRO_SUGGEST_EVICT_IDLE_S",
+        value_name = "SECONDS",
+        default_value = "600",
+        value_parser = units::secs::parse
+    )]
+    #[serde(rename = "suggest_evict_idle_s", with = "units::secs")]
+    pub suggest_evict_idle: Duration,
     /// Requirements table entries that override or extend the built-in table
     /// (`[resources.requirements."<id>"]`; a table, so the file is its only source).
     #[arg(skip)]

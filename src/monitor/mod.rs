@@ -4,8 +4,10 @@
 //! Actor: [`Handle`] (cheap to clone) sends [`Command`]s to a task that owns the history and the alert
 //! engine. Ticks come from a tokio interval (so tests can pause time); the blocking read itself runs on
 //! the `maestro-sampler` thread. Snapshots fan out through a `watch` channel (a slow reader only ever
-//! sees the latest), alert events through a bounded `broadcast`. The task stops at shutdown or when
-//! every handle is gone; the thread stops with it.
+//! sees the latest), alert events through a bounded `broadcast`. [`Handle::measure`] reads through the
+//! same sampler but records nothing: no history entry, no snapshot published, no alert evaluated, so
+//! whoever measures an effect (a cleanup) leaves the schedule's samples as they were. The task stops
+//! at shutdown or when every handle is gone; the thread stops with it.
 
 pub mod devices;
 pub mod health;
@@ -54,6 +56,7 @@ enum Command {
     Alerts { min: Severity, active_only: bool, limit: usize, reply: oneshot::Sender<Vec<Alert>> },
     WatchAlerts { reply: oneshot::Sender<(Vec<Alert>, broadcast::Receiver<AlertEvent>)> },
     SampleNow { reply: oneshot::Sender<Arc<Snapshot>> },
+    Measure { reply: oneshot::Sender<Result<Reading, Error>> },
 }
 
 /// A handle on the monitor.
@@ -112,9 +115,17 @@ impl Handle {
         self.ask(|reply| Command::WatchAlerts { reply }).await
     }
 
-    /// Takes a sample now (outside the schedule) and publishes it.
+    /// Takes a sample now (outside the schedule) and publishes it: it enters the history and the
+    /// alert engine like a scheduled one.
     pub async fn sample_now(&self) -> Result<Arc<Snapshot>, Error> {
         self.ask(|reply| Command::SampleNow { reply }).await
+    }
+
+    /// Reads every source now through the sampler and returns the raw reading, recording nothing:
+    /// the history, the published snapshot, readiness and the alert engine are left as they were.
+    /// For measuring an effect without adding off-schedule samples.
+    pub async fn measure(&self) -> Result<Reading, Error> {
+        self.ask(|reply| Command::Measure { reply }).await?
     }
 }
 
@@ -237,6 +248,9 @@ impl State {
                     self.publish(s.clone(), snapshots, ready);
                     let _ = reply.send(s);
                 }
+            }
+            Command::Measure { reply } => {
+                let _ = reply.send(self.reader.read().await.map(|(reading, _)| reading));
             }
         }
     }

@@ -1,6 +1,12 @@
-//! Cleanup: release expired leases, evict idle models, return freed memory to the OS — each action's
-//! effect measured by a fresh sample before and after it. Runs on demand (`Cleanup`) and automatically
-//! when memory passes the cleanup threshold (at most once per cooldown).
+//! Cleanup: release expired leases, evict idle models, return freed memory to the OS. Runs on demand
+//! (`Cleanup`) and automatically when memory passes the cleanup threshold (at most once per cooldown).
+//!
+//! Each action reports what it freed by its own account: a released lease the bytes it held, an
+//! eviction the bytes the evicted cache entry accounted (measured at load, else estimated), and
+//! `malloc_trim` the drop in this process's RSS around it. Only the trim and the run as a whole are
+//! measured, with [`monitor::Handle::measure`]: a read that enters neither the history nor the alert
+//! engine, so a cleanup never adds off-schedule samples (which would shrink `GetHistory`'s window and
+//! count towards an alert's minimum samples).
 
 use std::{
     sync::Arc,
@@ -9,8 +15,8 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::{cache::CachedModel, manager, validate::Device};
-use crate::{error::Error, monitor, monitor::snapshot::Snapshot};
+use super::{cache::CachedModel, ledger::Lease, manager, validate::Device};
+use crate::{error::Error, monitor, monitor::sampler::Reading};
 
 /// Whoever owns the tensors: evicts a model when told.
 #[tonic::async_trait]
@@ -26,14 +32,21 @@ pub struct Action {
     pub kind: &'static str,
     /// A lease id, a model id or `process`.
     pub target: String,
-    /// Host memory freed, measured (negative when usage grew meanwhile).
+    /// Host memory freed: a lease's or cache entry's bytes, or the RSS drop measured around the
+    /// trim (negative when usage grew meanwhile); 0 in a dry run.
     pub host_freed: i64,
-    /// GPU memory freed, measured.
+    /// GPU memory freed, likewise.
     pub gpu_freed: i64,
-    /// What the bookkeeping expected to free.
+    /// What the bookkeeping expected to free (a cache entry's estimate).
     pub estimated: u64,
     /// Details (why skipped, errors).
     pub detail: String,
+}
+
+impl Action {
+    fn new(kind: &'static str, target: impl Into<String>, estimated: u64, detail: String) -> Self {
+        Self { kind, target: target.into(), host_freed: 0, gpu_freed: 0, estimated, detail }
+    }
 }
 
 /// What a cleanup did.
@@ -43,21 +56,43 @@ pub struct Report {
     pub dry_run: bool,
     /// Each action.
     pub actions: Vec<Action>,
-    /// Host memory freed overall, measured.
+    /// Drop in this process's RSS from before the first action to after the last, measured.
     pub host_freed: i64,
-    /// GPU memory freed overall, measured.
+    /// Drop in GPU memory used (every device) over the same span, measured.
     pub gpu_freed: i64,
     /// How long it took.
     pub duration: Duration,
 }
 
-/// Host-side figure a cleanup is measured by: this process's RSS.
-fn host(s: &Snapshot) -> i64 {
-    s.process.rss_bytes as i64
+/// The figures a cleanup is measured by: this process's RSS and the GPUs' used memory, each absent
+/// when its source could not be read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Footprint {
+    host: Option<i64>,
+    gpu: Option<i64>,
 }
 
-fn gpu(s: &Snapshot) -> i64 {
-    s.gpu.devices.iter().filter_map(|d| d.memory_used_bytes).map(|b| b as i64).sum()
+impl Footprint {
+    pub(crate) fn of(r: &Reading) -> Self {
+        Self {
+            host: r.process.as_ref().ok().map(|p| p.rss_bytes as i64),
+            gpu: r
+                .gpu
+                .as_ref()
+                .ok()
+                .map(|g| g.devices.iter().filter_map(|d| d.memory_used_bytes).map(|b| b as i64).sum()),
+        }
+    }
+
+    async fn measure(monitor: &monitor::Handle) -> Result<Self, Error> {
+        Ok(Self::of(&monitor.measure().await?))
+    }
+
+    /// `(host, gpu)` freed from `self` to `after`; 0 where either reading lacks the figure.
+    pub(crate) fn freed_until(&self, after: &Footprint) -> (i64, i64) {
+        let drop = |a: Option<i64>, b: Option<i64>| a.zip(b).map_or(0, |(a, b)| a - b);
+        (drop(self.host, after.host), drop(self.gpu, after.gpu))
+    }
 }
 
 /// Runs a cleanup: `force` also evicts recently used and pinned models (never ones in use);
@@ -71,93 +106,72 @@ pub async fn run(
     victims: Option<Vec<String>>,
 ) -> Result<Report, Error> {
     let start = Instant::now();
-    let first = monitor.sample_now().await?;
-    let mut actions = Vec::new();
-    for lease in manager.expire_now(dry_run).await? {
-        let bytes = lease.cpu_bytes + lease.gpu_bytes;
-        let detail = format!("owner {}, expired", lease.owner);
-        actions.push(Action {
-            kind: "release_expired_lease",
-            target: lease.id.as_str().into(),
-            host_freed: 0,
-            gpu_freed: 0,
-            estimated: bytes,
-            detail,
-        });
-    }
+    let first = if dry_run { None } else { Some(Footprint::measure(monitor).await?) };
+    let expired = manager.expire_now(dry_run).await?;
+    let mut actions: Vec<Action> = expired.iter().map(|lease| released(lease, dry_run)).collect();
     let candidates: Vec<CachedModel> = match victims {
         Some(names) => manager.cached().await?.into_iter().filter(|m| names.contains(&m.model)).collect(),
         None => manager.evictable(force).await?,
     };
     for m in candidates {
-        actions.push(evict(monitor, evictor, &m, dry_run).await?);
+        let outcome = match evictor.filter(|_| !dry_run) {
+            Some(evictor) => Some(evictor.evict(&m.model).await),
+            None => None,
+        };
+        actions.push(evicted(&m, outcome));
     }
-    actions.push(Action {
-        kind: "empty_cuda_cache",
-        target: "cuda".into(),
-        host_freed: 0,
-        gpu_freed: 0,
-        estimated: 0,
-        detail: if first.gpu.devices.is_empty() {
-            "skipped: no GPU".into()
-        } else {
-            "skipped: this build does not link libtorch's CUDA allocator API".into()
-        },
-    });
+    let detail = if monitor.latest().gpu.devices.is_empty() {
+        "skipped: no GPU"
+    } else {
+        "skipped: this build does not link libtorch's CUDA allocator API"
+    };
+    actions.push(Action::new("empty_cuda_cache", "cuda", 0, detail.into()));
     actions.push(trim(monitor, dry_run).await?);
-    let last = if dry_run { first.clone() } else { monitor.sample_now().await? };
-    Ok(Report {
-        dry_run,
-        actions,
-        host_freed: host(&first) - host(&last),
-        gpu_freed: gpu(&first) - gpu(&last),
-        duration: start.elapsed(),
-    })
+    let (host_freed, gpu_freed) = match first {
+        Some(first) => first.freed_until(&Footprint::measure(monitor).await?),
+        None => (0, 0),
+    };
+    Ok(Report { dry_run, actions, host_freed, gpu_freed, duration: start.elapsed() })
 }
 
-async fn evict(
-    monitor: &monitor::Handle,
-    evictor: Option<&dyn Evictor>,
-    m: &CachedModel,
-    dry_run: bool,
-) -> Result<Action, Error> {
-    let mut action = Action {
-        kind: "evict_model",
-        target: m.model.clone(),
-        host_freed: 0,
-        gpu_freed: 0,
-        estimated: m.bytes(),
-        detail: format!("idle on {}, {} in flight", m.device.name(), m.in_flight),
-    };
-    let Some(evictor) = evictor.filter(|_| !dry_run) else {
-        return Ok(action);
-    };
-    let before = monitor.sample_now().await?;
-    match evictor.evict(&m.model).await {
-        Ok(_) => {
-            let after = monitor.sample_now().await?;
-            action.host_freed = host(&before) - host(&after);
-            action.gpu_freed = gpu(&before) - gpu(&after);
-        }
-        Err(e) => action.detail = format!("not evicted: {e}"),
+/// A lease released for having expired frees the bytes it held (nothing in a dry run).
+pub(crate) fn released(lease: &Lease, dry_run: bool) -> Action {
+    let detail = format!("owner {}, expired", lease.owner);
+    let held = lease.cpu_bytes + lease.gpu_bytes;
+    let mut action = Action::new("release_expired_lease", lease.id.as_str(), held, detail);
+    if !dry_run {
+        action.host_freed = lease.cpu_bytes as i64;
+        action.gpu_freed = lease.gpu_bytes as i64;
     }
-    Ok(action)
+    action
 }
 
-/// Gives freed heap pages back to the OS (glibc keeps them otherwise).
+/// An eviction of candidate `m`: `outcome` is the evictor's answer (`None`: a dry run, or no
+/// evictor). Evicted, it frees the bytes the cache entry it removed accounted, on that entry's device.
+pub(crate) fn evicted(m: &CachedModel, outcome: Option<Result<CachedModel, Error>>) -> Action {
+    let detail = format!("idle on {}, {} in flight", m.device.name(), m.in_flight);
+    let mut action = Action::new("evict_model", m.model.as_str(), m.estimated_bytes, detail);
+    match outcome {
+        Some(Ok(entry)) => {
+            let bytes = entry.bytes() as i64;
+            match entry.device {
+                Device::Cuda(_) => action.gpu_freed = bytes,
+                Device::Cpu | Device::Auto => action.host_freed = bytes,
+            }
+        }
+        Some(Err(e)) => action.detail = format!("not evicted: {e}"),
+        None => {}
+    }
+    action
+}
+
+/// Gives freed heap pages back to the OS (glibc keeps them otherwise), measuring the RSS drop.
 async fn trim(monitor: &monitor::Handle, dry_run: bool) -> Result<Action, Error> {
-    let mut action = Action {
-        kind: "malloc_trim",
-        target: "process".into(),
-        host_freed: 0,
-        gpu_freed: 0,
-        estimated: 0,
-        detail: String::new(),
-    };
+    let mut action = Action::new("malloc_trim", "process", 0, String::new());
     if dry_run {
         return Ok(action);
     }
-    let before = monitor.sample_now().await?;
+    let before = Footprint::measure(monitor).await?;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only walks glibc's own heap metadata.
@@ -169,8 +183,11 @@ async fn trim(monitor: &monitor::Handle, dry_run: bool) -> Result<Action, Error>
     {
         action.detail = "skipped: not glibc".into();
     }
-    let after = monitor.sample_now().await?;
-    action.host_freed = host(&before) - host(&after);
+    let after = Footprint::measure(monitor).await?;
+    if before.host.is_none() || after.host.is_none() {
+        action.detail.push_str("; RSS not read, nothing measured");
+    }
+    action.host_freed = before.freed_until(&after).0;
     Ok(action)
 }
 
@@ -235,7 +252,11 @@ pub async fn watch(
         match run(&manager, &monitor, evictor.as_deref(), false, false, Some(victims)).await {
             Ok(r) => tracing::warn!(
                 trigger,
-                evicted = r.actions.iter().filter(|a| a.kind == "evict_model" && a.host_freed != 0).count(),
+                evicted = r
+                    .actions
+                    .iter()
+                    .filter(|a| a.kind == "evict_model" && (a.host_freed, a.gpu_freed) != (0, 0))
+                    .count(),
                 host_freed = r.host_freed,
                 "cleanup under memory pressure"
             ),
@@ -243,3 +264,7 @@ pub async fn watch(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tests/cleanup.rs"]
+mod tests;

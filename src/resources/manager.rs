@@ -46,6 +46,8 @@ pub struct ManagerSettings {
     pub registry: Arc<Registry>,
     /// Longest lease a client may ask for (default 24 h).
     pub max_ttl: Duration,
+    /// Time unused after which suggestions advise evicting an idle model (default 10 min).
+    pub suggest_evict_idle: Duration,
 }
 
 /// A handle on the manager.

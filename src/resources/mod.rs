@@ -13,3 +13,7 @@ pub mod optimizer;
 pub mod report;
 pub mod requirements;
 pub mod validate;
+
+#[cfg(test)]
+#[path = "tests/fixtures.rs"]
+mod fixtures;

@@ -1,6 +1,8 @@
 //! The whole picture behind `GetReport`, and the advice behind `GetOptimizationSuggestions`: the
 //! latest sample, statistics over a recent window, leases, cached models, active alerts and
-//! suggestions, gathered from the monitor and the manager.
+//! suggestions, gathered from the monitor and the manager. Suggestions compare against the configured
+//! thresholds (the health WARNING levels, `--suggest-evict-idle-s`) and size f16 advice from each f32
+//! model's requirements, worked out by the one memory model.
 
 use std::{
     sync::Arc,
@@ -42,8 +44,7 @@ pub async fn report(manager: &manager::Handle, monitor: &monitor::Handle) -> Res
     let window = monitor.settings().history.min(REPORT_WINDOW);
     let samples = monitor.history(window).await?;
     let cached = manager.cached().await?;
-    let savings = manager.half_precision_savings(&cached).await;
-    let suggestions = suggest(monitor, &snapshot, &cached, &savings);
+    let suggestions = suggest(manager, monitor, &snapshot, &cached).await;
     Ok(Report {
         window,
         window_stats: monitor::history::window_stats(&samples),
@@ -61,17 +62,21 @@ pub async fn suggestions(
     monitor: &monitor::Handle,
     snapshot: &Snapshot,
 ) -> Result<Vec<optimizer::Suggestion>, Error> {
-    let cached = manager.cached().await?;
-    let savings = manager.half_precision_savings(&cached).await;
-    Ok(suggest(monitor, snapshot, &cached, &savings))
+    Ok(suggest(manager, monitor, snapshot, &manager.cached().await?).await)
 }
 
-fn suggest(
+async fn suggest(
+    manager: &manager::Handle,
     monitor: &monitor::Handle,
     snapshot: &Snapshot,
     cached: &[CachedModel],
-    f16_savings: &[(String, u64)],
 ) -> Vec<optimizer::Suggestion> {
-    let warning = monitor.settings().health.warning_percent;
-    optimizer::suggest(snapshot, cached, f16_savings, warning, Instant::now())
+    let health = &monitor.settings().health;
+    let thresholds = optimizer::Thresholds {
+        pressure_percent: health.warning_percent,
+        hot_gpu_celsius: health.gpu_temp_warning_c,
+        evict_idle_after: manager.settings().suggest_evict_idle,
+    };
+    let savings = manager.half_precision_savings(cached).await.into_iter().collect();
+    optimizer::suggest(snapshot, cached, &savings, &thresholds, Instant::now())
 }
