@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{start_server, start_server_with, test_config, ScriptedSampler, TestServer};
+use common::{eventually, start_server, start_server_with, test_config, ScriptedSampler, TestServer};
 use futures::StreamExt;
 use maestro_proto as pb;
 use tokio::{
@@ -132,7 +132,13 @@ async fn exercise(server: &mut TestServer, sampler: &ScriptedSampler) {
     let raised = tokio::time::timeout(DEADLINE, alerts.next()).await.expect("an alert in time");
     assert!(raised.unwrap().is_ok());
     sampler.push_memory(&[40.0]);
-    server.resources.get_status(pb::StatusRequest {}).await.unwrap();
+    // The generation's fit reads the published sample: wait for the one at 40 %.
+    let resources = server.resources.clone();
+    eventually("a sample at 40 % memory", DEADLINE, async || {
+        let s = resources.clone().get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+        (s.host?.memory_used_percent < 50.0).then_some(())
+    })
+    .await;
     server.resources.cleanup(pb::CleanupRequest { force: false, dry_run: true }).await.unwrap();
     #[cfg(feature = "torch")]
     {
