@@ -245,3 +245,42 @@ async fn memory_pressure_evicts_idle_models_but_never_one_in_use() {
     })
     .await;
 }
+
+/// Emptying libtorch's CUDA cache is its own action: skipped with "no GPU" on a host without one;
+/// with a GPU, asked of libtorch's allocator, which declines until this process has allocated on CUDA
+/// (nothing here does, on any host: the scripted GPU is NVML's only) and then reports the bytes it
+/// measured the cache give back.
+#[cfg(feature = "torch")]
+#[tokio::test]
+async fn the_cuda_cache_action_says_what_the_allocator_did() {
+    let cuda_action = |r: &pb::CleanupResult| {
+        r.actions.iter().find(|a| a.kind == "empty_cuda_cache").expect("the action is listed").clone()
+    };
+    let mut s = start_server_with(config(), Box::new(ScriptedSampler::with_total(GB16, 20.0))).await;
+    let r =
+        s.resources.cleanup(pb::CleanupRequest { force: false, dry_run: false }).await.unwrap().into_inner();
+    assert_eq!(cuda_action(&r).detail, "skipped: no GPU");
+
+    let gpu = maestro::monitor::snapshot::GpuDevice {
+        index: 0,
+        memory_total_bytes: Some(GB16),
+        memory_used_bytes: Some(1_000_000_000),
+        memory_free_bytes: Some(GB16 - 1_000_000_000),
+        compute_capability: (8, 0),
+        ..Default::default()
+    };
+    let sampler = ScriptedSampler::with_total(GB16, 20.0).with_gpu(gpu);
+    let mut s = start_server_with(config(), Box::new(sampler)).await;
+    let r =
+        s.resources.cleanup(pb::CleanupRequest { force: false, dry_run: false }).await.unwrap().into_inner();
+    let action = cuda_action(&r);
+    let why = if !maestro::cuda_alloc::built() {
+        "the CUDA allocator shim is not built into this binary"
+    } else if maestro::cuda_alloc::device_count() == 0 {
+        "libtorch sees no CUDA device" // this CPU-only build machine: the scripted GPU is NVML's only
+    } else {
+        "CUDA is unused in this process"
+    };
+    assert_eq!(action.detail, format!("skipped: {why}"), "{action:?}");
+    assert_eq!(action.gpu_bytes_freed, 0, "nothing was cached: {action:?}");
+}

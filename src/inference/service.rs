@@ -293,4 +293,25 @@ impl crate::resources::cleanup::Evictor for Generation {
     async fn evict(&self, model: &str) -> Result<CachedModel, Error> {
         self.unload(model, false).await
     }
+
+    async fn empty_cuda_cache(&self, dry_run: bool) -> Result<u64, String> {
+        use crate::cuda_alloc;
+        let reserved = || -> Result<Vec<cuda_alloc::AllocatorStats>, String> {
+            let stats: Vec<_> = (0..cuda_alloc::device_count()).map(cuda_alloc::stats).collect();
+            if let Some(Err(why)) = stats.iter().find(|s| s.is_err()) {
+                return Err(why.to_string());
+            }
+            Ok(stats.into_iter().flatten().collect())
+        };
+        let before = reserved()?;
+        if before.is_empty() {
+            return Err("libtorch sees no CUDA device".into());
+        }
+        if dry_run {
+            return Ok(before.iter().map(cuda_alloc::AllocatorStats::cached_bytes).sum());
+        }
+        cuda_alloc::empty_cache().map_err(|e| e.to_string())?;
+        let sum = |s: &[cuda_alloc::AllocatorStats]| s.iter().map(|s| s.reserved_bytes).sum::<u64>();
+        Ok(sum(&before).saturating_sub(sum(&reserved()?)))
+    }
 }

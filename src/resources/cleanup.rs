@@ -23,6 +23,13 @@ use crate::{error::Error, monitor, monitor::sampler::Reading};
 pub trait Evictor: Send + Sync {
     /// Drops an idle model's tensors and its cache record; refused (FAILED_PRECONDITION) while in use.
     async fn evict(&self, model: &str) -> Result<CachedModel, Error>;
+
+    /// Empties libtorch's CUDA cache and returns the bytes it gave back to the driver, measured from
+    /// the allocator (reserved before less reserved after); in a dry run, the bytes it would give back
+    /// (reserved less allocated). `Err` says why it declined (no allocator shim, CUDA unused so far).
+    async fn empty_cuda_cache(&self, _dry_run: bool) -> Result<u64, String> {
+        Err("this build does not read libtorch's CUDA allocator".into())
+    }
 }
 
 /// One thing a cleanup did (or would do).
@@ -120,18 +127,40 @@ pub async fn run(
         };
         actions.push(evicted(&m, outcome));
     }
-    let detail = if monitor.latest().gpu.devices.is_empty() {
-        "skipped: no GPU"
-    } else {
-        "skipped: this build does not link libtorch's CUDA allocator API"
-    };
-    actions.push(Action::new("empty_cuda_cache", "cuda", 0, detail.into()));
+    actions.push(empty_cuda_cache(monitor, evictor, dry_run).await);
     actions.push(trim(monitor, dry_run).await?);
     let (host_freed, gpu_freed) = match first {
         Some(first) => first.freed_until(&Footprint::measure(monitor).await?),
         None => (0, 0),
     };
     Ok(Report { dry_run, actions, host_freed, gpu_freed, duration: start.elapsed() })
+}
+
+/// libtorch's CUDA cache emptied through the evictor (which owns libtorch), its bytes measured by the
+/// allocator; skipped, with the reason, on a host without GPUs or where the allocator declines.
+async fn empty_cuda_cache(monitor: &monitor::Handle, evictor: Option<&dyn Evictor>, dry_run: bool) -> Action {
+    let mut action = Action::new("empty_cuda_cache", "cuda", 0, String::new());
+    if monitor.latest().gpu.devices.is_empty() {
+        action.detail = "skipped: no GPU".into();
+        return action;
+    }
+    let Some(evictor) = evictor else {
+        action.detail = "skipped: this build has no libtorch".into();
+        return action;
+    };
+    match evictor.empty_cuda_cache(dry_run).await {
+        Ok(bytes) if dry_run => {
+            action.estimated = bytes;
+            action.detail = "dry run: the allocator's cached blocks (reserved less allocated)".into();
+        }
+        Ok(bytes) => {
+            action.estimated = bytes;
+            action.gpu_freed = i64::try_from(bytes).unwrap_or(i64::MAX);
+            action.detail = "measured by libtorch's allocator (reserved before less after)".into();
+        }
+        Err(why) => action.detail = format!("skipped: {why}"),
+    }
+    action
 }
 
 /// A lease released for having expired frees the bytes it held (nothing in a dry run).

@@ -153,12 +153,14 @@ fn half_precision(m: &CachedModel, saving: Option<u64>) -> Option<Suggestion> {
     })
 }
 
-/// The allocator's figures for `d`, for the CUDA-cache advice. Snapshots now carry them where the
-/// allocator shim is linked and CUDA is in use (`cuda_alloc`), but `Cleanup` does not empty the
-/// cache yet, and a suggestion promises only what `Cleanup` does: until it does, no CUDA-cache
-/// advice is given.
-fn allocator_stats(_d: &GpuDevice) -> Option<AllocatorStats> {
-    None
+/// The allocator's figures for `d`, for the CUDA-cache advice: snapshots carry them where the
+/// allocator shim is linked and CUDA is in use (`cuda_alloc`), which is also when `Cleanup` can empty
+/// the cache. Absent otherwise, and then no CUDA-cache advice is given.
+fn allocator_stats(d: &GpuDevice) -> Option<AllocatorStats> {
+    Some(AllocatorStats {
+        allocated_bytes: d.torch_allocated_bytes?,
+        reserved_bytes: d.torch_reserved_bytes?,
+    })
 }
 
 /// A full GPU whose memory libtorch's allocator holds unused can get it back from `Cleanup`: the

@@ -115,6 +115,15 @@ fn no_cuda_cache_advice_without_the_allocators_figures() {
     };
     let got = suggest(&with_gpu(full.clone()), &[], &no_decoders(), &DEFAULT, Instant::now());
     assert!(kinds(&got, "empty_cuda_cache").is_empty(), "the snapshot has no allocator reading: {got:?}");
+    let read = GpuDevice {
+        torch_allocated_bytes: Some(1_000_000_000),
+        torch_reserved_bytes: Some(3_500_000_000),
+        ..full.clone()
+    };
+    let got = suggest(&with_gpu(read), &[], &no_decoders(), &DEFAULT, Instant::now());
+    let advice = kinds(&got, "empty_cuda_cache");
+    assert_eq!(advice.len(), 1, "the allocator's figures are in the snapshot: {got:?}");
+    assert_eq!(advice[0].bytes_saved, 2_500_000_000, "reserved minus allocated");
     let stats = AllocatorStats { allocated_bytes: 1_000_000_000, reserved_bytes: 3_500_000_000 };
     let advice = empty_cuda_cache(&full, Some(stats), &DEFAULT).expect("with the allocator's figures");
     assert_eq!(advice.bytes_saved, 2_500_000_000, "reserved minus allocated");
