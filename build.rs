@@ -23,19 +23,13 @@ fn compile_cpu_kernels(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib.parent().expect("libtorch's lib has a parent").join("include");
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     let x86_64 = env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
     let built = x86_64
-        && cc::Build::new()
-            .cpp(true)
+        && libtorch_cpp(&include)
             .file("csrc/cpu_kernels.cpp")
             .file("csrc/decoder_step.cpp")
             .file("csrc/lstm.cpp")
-            .include(&include)
             .include(include.join("torch/csrc/api/include"))
-            .flag("-std=c++17")
-            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-            .flag("-DGLOG_USE_GLOG_EXPORT")
             .flag_if_supported("-fopenmp")
             .opt_level(3)
             .warnings(false)
@@ -69,6 +63,19 @@ fn libtorch_version(lib: &std::path::Path) -> Option<String> {
     std::fs::read_to_string(root.join("build-version")).ok().map(|v| v.trim().to_string())
 }
 
+/// A C++17 build against libtorch's headers in `include`, with libtorch's own ABI and glog settings.
+fn libtorch_cpp(include: &std::path::Path) -> cc::Build {
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .include(include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT");
+    build
+}
+
 /// `csrc/cuda_alloc.cpp`, for `cuda_alloc`: only where libtorch ships its CUDA headers and
 /// `libc10_cuda`, and the CUDA runtime's headers are found (the PyPI wheels keep them in
 /// `nvidia/*/include` beside `torch`, a CUDA toolkit in `$CUDA_HOME/include`). Otherwise the build
@@ -93,15 +100,9 @@ fn compile_cuda_shim(lib: &std::path::Path) {
         println!("cargo:warning=CUDA allocator shim not built: {why}; allocator figures are absent");
         return;
     }
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    let built = cc::Build::new()
-        .cpp(true)
+    let built = libtorch_cpp(&include)
         .file("csrc/cuda_alloc.cpp")
-        .include(&include)
         .include(runtime.expect("checked above"))
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
         .opt_level(2)
         .warnings(false)
         .try_compile("maestro_cuda_alloc");

@@ -55,7 +55,6 @@ enum Command {
     History { samples: usize, reply: oneshot::Sender<Vec<Arc<Snapshot>>> },
     Alerts { min: Severity, active_only: bool, limit: usize, reply: oneshot::Sender<Vec<Alert>> },
     WatchAlerts { reply: oneshot::Sender<(Vec<Alert>, broadcast::Receiver<AlertEvent>)> },
-    SampleNow { reply: oneshot::Sender<Arc<Snapshot>> },
     Measure { reply: oneshot::Sender<Result<Reading, Error>> },
 }
 
@@ -113,12 +112,6 @@ impl Handle {
     /// The active alerts and a receiver of every later event, taken atomically.
     pub async fn watch_alerts(&self) -> Result<(Vec<Alert>, broadcast::Receiver<AlertEvent>), Error> {
         self.ask(|reply| Command::WatchAlerts { reply }).await
-    }
-
-    /// Takes a sample now (outside the schedule) and publishes it: it enters the history and the
-    /// alert engine like a scheduled one.
-    pub async fn sample_now(&self) -> Result<Arc<Snapshot>, Error> {
-        self.ask(|reply| Command::SampleNow { reply }).await
     }
 
     /// Reads every source now through the sampler and returns the raw reading, recording nothing:
@@ -220,19 +213,14 @@ impl State {
                 },
                 cmd = commands.recv() => match cmd {
                     None => break,
-                    Some(cmd) => self.handle(cmd, &snapshots, &readiness).await,
+                    Some(cmd) => self.handle(cmd).await,
                 },
             }
         }
         tracing::debug!("monitor stopped");
     }
 
-    async fn handle(
-        &mut self,
-        cmd: Command,
-        snapshots: &watch::Sender<Arc<Snapshot>>,
-        ready: &watch::Sender<bool>,
-    ) {
+    async fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::History { samples, reply } => {
                 let _ = reply.send(self.history.last(samples));
@@ -242,12 +230,6 @@ impl State {
             }
             Command::WatchAlerts { reply } => {
                 let _ = reply.send((self.engine.active(), self.events.subscribe()));
-            }
-            Command::SampleNow { reply } => {
-                if let Ok(s) = self.tick().await {
-                    self.publish(s.clone(), snapshots, ready);
-                    let _ = reply.send(s);
-                }
             }
             Command::Measure { reply } => {
                 let _ = reply.send(self.reader.read().await.map(|(reading, _)| reading));
