@@ -28,6 +28,7 @@ use crate::{
         streams::StreamSlots,
         GenerationApi, ResourceApi,
     },
+    inventory::{Compute, Inventory},
     monitor::{
         self,
         sampler::{Sampler, SystemSampler},
@@ -71,6 +72,35 @@ type Workers = crate::inference::Pool;
 #[cfg(not(feature = "torch"))]
 type Workers = ();
 
+/// Where the generation side places its workers.
+struct Placement<'a> {
+    inventory: &'a Inventory,
+    executor: crate::inventory::Executor,
+}
+
+/// libtorch's CUDA devices by PCI address, read through the allocator shim (`cudaGetDeviceCount`
+/// and `cudaDeviceGetPCIBusId` start the runtime but create no context). Without the shim they cannot
+/// be matched to NVML's, so no GPU is placed on (and the log says why).
+#[cfg(feature = "torch")]
+fn native_compute() -> Compute {
+    let cuda_bus_ids: Vec<String> = (0..crate::cuda_alloc::device_count())
+        .filter_map(|i| crate::cuda_alloc::pci_bus_id(i).ok())
+        .collect();
+    let seen = tch::Cuda::device_count();
+    if cuda_bus_ids.is_empty() && seen > 0 {
+        tracing::warn!(
+            devices = seen,
+            "libtorch sees CUDA devices but this build lacks the CUDA allocator shim: they cannot be matched to NVML's, so work stays on the CPU"
+        );
+    }
+    Compute { cuda_bus_ids, executor: crate::inventory::Executor::Native }
+}
+
+#[cfg(not(feature = "torch"))]
+fn native_compute() -> Compute {
+    Compute::default()
+}
+
 /// The real machine's sampler: NVML, plus libtorch's CUDA allocator figures where it is linked.
 fn system_sampler() -> SystemSampler {
     let nvml = crate::monitor::sampler::NvmlSource::init();
@@ -87,8 +117,19 @@ impl App {
         Self::build_with(config, Box::new(system_sampler())).await
     }
 
-    /// Builds every part with another sampler (tests inject scripted readings).
+    /// Builds every part with another sampler (tests inject scripted readings), computing on what
+    /// libtorch finds here.
     pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
+        Self::build_on(config, sampler, native_compute()).await
+    }
+
+    /// Builds every part with another sampler and another view of libtorch's devices: the tests'
+    /// executor seam ([`Compute::cpu_stand_in`]) places work on scripted GPUs and computes on the CPU.
+    pub async fn build_on(
+        config: Config,
+        sampler: Box<dyn Sampler>,
+        compute: Compute,
+    ) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let tls = config.server.tls().as_ref().map(tls_config).transpose()?;
         let tokens = match &config.server.auth_token_file {
@@ -117,6 +158,11 @@ impl App {
             alerts: config.alerts.rules(),
         };
         let monitor = monitor::spawn(settings, sampler, shutdown.clone()).await?;
+        let inventory =
+            Inventory::discover(&monitor.latest().gpu, &compute.cuda_bus_ids, &config.generation.devices)?;
+        for line in inventory.describe() {
+            tracing::info!("{line}");
+        }
         let slots = StreamSlots::new(config.server.max_streams);
         let manager_settings = ManagerSettings {
             safety_margin: config.resources.safety_margin,
@@ -124,11 +170,13 @@ impl App {
             registry: Arc::new(Registry::new(config.resources.requirements.clone())),
             max_ttl: config.resources.max_lease_ttl,
             suggest_evict_idle: config.resources.suggest_evict_idle,
+            placeable_gpus: inventory.placeable(),
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
+        let placement = Placement { inventory: &inventory, executor: compute.executor };
         let GenerationParts { api: generation, evictor, workers } =
-            generation_api(&config, manager.clone(), slots.clone(), emergency, shutdown.clone())?;
+            generation_api(&config, placement, manager.clone(), slots.clone(), emergency, shutdown.clone())?;
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
             cooldown: config.resources.cleanup_cooldown,
@@ -276,24 +324,26 @@ async fn follow_readiness(
 #[cfg(feature = "torch")]
 fn generation_api(
     config: &Config,
+    placement: Placement<'_>,
     manager: resources::manager::Handle,
     slots: StreamSlots,
     emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GenerationParts> {
     use crate::inference::{
+        pin,
         service::{Generation, GenerationSettings},
         Pool, PoolSettings,
     };
-    let cuda = tch::Cuda::device_count().max(0) as usize;
-    let device = if cuda > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let g = &config.generation;
+    let devices =
+        placement.inventory.worker_devices().into_iter().map(|d| pin(placement.executor, d)).collect();
     let settings = PoolSettings {
-        workers: if g.workers > 0 { g.workers } else { cuda.max(1) },
+        devices,
+        workers_per_device: g.per_device_workers(),
         torch_threads: if g.torch_threads > 0 { g.torch_threads } else { cores },
         queue_capacity: g.queue_capacity,
-        device,
         faults: crate::inference::worker::Faults {
             enabled: g.fault_injection,
             oom_step: g.fault_oom_step,
@@ -302,7 +352,9 @@ fn generation_api(
         max_batch: g.max_batch,
     };
     let pool = Pool::start(&settings)?;
-    tracing::info!(workers = settings.workers, torch_threads = settings.torch_threads, device = %pool.device(), "inference pool started");
+    let names: Vec<String> =
+        pool.devices().iter().map(|p| format!("{} on {:?}", p.device.name(), p.compute)).collect();
+    tracing::info!(workers_per_device = settings.workers_per_device, torch_threads = settings.torch_threads, devices = %names.join(", "), "inference pool started");
     let generation = Generation::new(
         pool.clone(),
         manager.clone(),
@@ -321,6 +373,7 @@ fn generation_api(
 #[cfg(not(feature = "torch"))]
 fn generation_api(
     _config: &Config,
+    _placement: Placement<'_>,
     manager: resources::manager::Handle,
     slots: StreamSlots,
     _emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod inference;
+pub mod inventory;
 pub mod metrics;
 pub mod monitor;
 #[cfg(feature = "torch")]

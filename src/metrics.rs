@@ -59,7 +59,7 @@ pub fn render_snapshot(s: &Snapshot) -> String {
 fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = with_buckets(PrometheusBuilder::new()).build_recorder();
             let handle = recorder.handle();
             // Another recorder may be installed by an embedding program; then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
@@ -69,9 +69,26 @@ fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Bucket bounds, in the histogram's unit, for each histogram: real histograms (not summaries), so
+/// dashboards and alerts aggregate them across replicas with `histogram_quantile`.
+fn with_buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    const SECONDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+    const FACTOR: &[f64] = &[0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 25.0];
+    HISTOGRAMS.iter().fold(builder, |b, (name, _)| {
+        let bounds = if name.ends_with("_seconds") { SECONDS } else { FACTOR };
+        b.set_buckets_for_metric(Matcher::Full((*name).to_string()), bounds)
+            .expect("the bucket lists are not empty")
+    })
+}
+
 /// Gives every process-wide series its HELP text (`promtool check metrics` wants one each).
 fn describe() {
     describe_gauge!("maestro_alerts_active", "Alerts raised and not yet resolved, by severity.");
+    for (name, help) in PROCESS_GAUGES {
+        describe_gauge!(*name, *help);
+        gauge!(*name).increment(0.0);
+    }
     for (name, help) in COUNTERS {
         describe_counter!(*name, *help);
     }
@@ -97,6 +114,10 @@ const SNAPSHOT_GAUGES: &[(&str, &str)] = &[
     ("maestro_memory_used_bytes", "Memory used against the effective limit, in bytes."),
     ("maestro_memory_available_bytes", "Memory left under the effective limit, in bytes."),
     ("maestro_memory_used_percent", "Memory used against the effective limit, 0-100."),
+    (
+        "maestro_memory_pressure_percent",
+        "Memory used per device, 0-100: cpu against the effective limit, cuda:N (NVML index) of the GPU.",
+    ),
     ("maestro_container_memory_usage_bytes", "Memory the container's cgroup charges, in bytes."),
     ("maestro_container_memory_limit_bytes", "Memory limit of the container's cgroup, in bytes."),
     ("maestro_process_resident_memory_bytes", "Resident set size of the server process, in bytes."),
@@ -129,6 +150,20 @@ const SNAPSHOT_GAUGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Gauges the generation side sets, and their HELP texts (each also set to 0 at start, so an idle
+/// server exports them: an autoscaler reads 0, not "no data").
+pub const PROCESS_GAUGES: &[(&str, &str)] = &[
+    (
+        "maestro_generation_queue_depth",
+        "Generations admitted and waiting for a worker (not yet running). Drives the HPA (Pods metric).",
+    ),
+    ("maestro_generations_running", "Generations a worker is running now."),
+    (
+        "maestro_generations_in_flight",
+        "Generations admitted and not finished: queued plus running (at most --queue-capacity).",
+    ),
+];
+
 /// Counters and their HELP texts.
 const COUNTERS: &[(&str, &str)] = &[
     ("maestro_alert_events_total", "Alert transitions, by rule and kind (raised, resolved)."),
@@ -137,7 +172,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("maestro_cleanups_total", "Cleanups run, by trigger (manual, auto, emergency)."),
 ];
 
-/// Histograms (rendered as summaries) and their HELP texts.
+/// Histograms and their HELP texts.
 const HISTOGRAMS: &[(&str, &str)] = &[
     (
         "maestro_generation_time_to_first_chunk_seconds",
@@ -146,7 +181,7 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ("maestro_generation_seconds", "Wall-clock time of a generation until its summary, in seconds."),
     (
         "maestro_generation_real_time_factor",
-        "Wall-clock seconds a generation took per second of audio (below 1 is faster than real time).",
+        "Generation seconds per second of audio (below 1 is faster than real time).",
     ),
     ("maestro_generation_queue_wait_seconds", "Time a generation waited in the queue, in seconds."),
 ];
@@ -172,6 +207,7 @@ fn record_snapshot(s: &Snapshot) {
     gauge!("maestro_memory_used_bytes").set(e.used_bytes as f64);
     gauge!("maestro_memory_available_bytes").set(e.available_bytes as f64);
     gauge!("maestro_memory_used_percent").set(e.used_percent());
+    gauge!("maestro_memory_pressure_percent", "device" => "cpu").set(e.used_percent());
     if let Some(c) = &s.container {
         gauge!("maestro_container_memory_usage_bytes").set(c.memory_usage_bytes as f64);
         if let Some(limit) = c.memory_limit_bytes {
@@ -214,6 +250,9 @@ fn record_gpus(s: &Snapshot) {
             if let Some(v) = value {
                 gauge!(name, &labels).set(v);
             }
+        }
+        if let Some(p) = d.memory_used_percent() {
+            gauge!("maestro_memory_pressure_percent", "device" => format!("cuda:{}", d.index)).set(p);
         }
     }
 }

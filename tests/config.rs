@@ -326,3 +326,29 @@ fn readme_table_matches_the_declared_options() {
         expected.join("\n")
     );
 }
+
+#[test]
+fn workers_is_a_deprecated_alias_of_workers_per_device_and_devices_is_a_list() {
+    let _env = clean_env();
+    let args = |extra: &[&str]| {
+        let mut v = vec!["maestro-server".to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    assert_eq!(load(args(&[])).generation.per_device_workers(), 1);
+    assert_eq!(load(args(&["--workers-per-device", "3"])).generation.per_device_workers(), 3);
+    assert_eq!(load(args(&["--workers", "2"])).generation.per_device_workers(), 2);
+    // Its old 0 ("one per device") is one per device still.
+    assert_eq!(load(args(&["--workers", "0"])).generation.per_device_workers(), 1);
+    let err = load_err(args(&["--workers", "2", "--workers-per-device", "3"]));
+    assert!(err.contains("--workers (MAESTRO_WORKERS, file generation.workers)"), "{err}");
+    assert!(err.contains("which says 3; got 2"), "{err}");
+
+    let c = load(args(&["--devices", "1,GPU-5a1e"]));
+    assert_eq!(c.generation.devices, ["1", "GPU-5a1e"]);
+    let f = file("[generation]\nworkers = 4\ndevices = [\"0\"]\n");
+    let c = load(with_file(&f, &[]));
+    assert_eq!((c.generation.per_device_workers(), c.generation.devices.clone()), (4, vec!["0".to_string()]));
+    let err = load_err(args(&["--devices", "0,0"]));
+    assert!(err.contains("--devices") && err.contains("once each, got \"0,0\""), "{err}");
+}

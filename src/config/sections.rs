@@ -160,15 +160,31 @@ pub struct ResourcesConfig {
 #[serde(deny_unknown_fields)]
 #[command(next_help_heading = "Generation (file section [generation])")]
 pub struct GenerationConfig {
-    /// Inference worker threads; 0 = 1 on CPU, one per GPU otherwise.
+    /// Inference worker threads per device Maestro places work on (each GPU, and the CPU).
     #[arg(
-        id = "generation.workers",
-        long = "workers",
-        env = "MAESTRO_WORKERS",
+        id = "generation.workers_per_device",
+        long = "workers-per-device",
+        env = "MAESTRO_WORKERS_PER_DEVICE",
         value_name = "N",
-        default_value_t = 0
+        default_value_t = 1
     )]
-    pub workers: usize,
+    pub workers_per_device: usize,
+    /// Deprecated alias of `--workers-per-device`, with the same meaning (0 = 1); used only when that
+    /// one is not given.
+    #[arg(id = "generation.workers", long = "workers", env = "MAESTRO_WORKERS", value_name = "N")]
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// GPUs Maestro places work on, by NVML index or UUID (comma-separated); empty = every GPU libtorch
+    /// can use. The sampler still reports the others.
+    #[arg(
+        id = "generation.devices",
+        long = "devices",
+        env = "MAESTRO_DEVICES",
+        value_name = "INDEX|UUID",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// libtorch intra-op threads; 0 = every core.
     #[arg(
         id = "generation.torch_threads",
@@ -249,4 +265,21 @@ pub struct GenerationConfig {
         default_value_t = 1
     )]
     pub fault_oom_min_batch: usize,
+}
+
+impl GenerationConfig {
+    /// Workers per device: `--workers-per-device`, or the deprecated `--workers` where only it is given
+    /// (its 0 meant one per device).
+    pub fn per_device_workers(&self) -> usize {
+        match self.workers {
+            Some(n) if self.workers_per_device == 1 => {
+                tracing::warn!(
+                    workers = n,
+                    "--workers (MAESTRO_WORKERS) is deprecated: use --workers-per-device"
+                );
+                n.max(1)
+            }
+            _ => self.workers_per_device,
+        }
+    }
 }

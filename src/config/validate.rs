@@ -45,6 +45,27 @@ fn resources(c: &Config) -> Result<(), ConfigError> {
 fn generation(c: &Config) -> Result<(), ConfigError> {
     let g = &c.generation;
     within("generation.max_batch", g.max_batch, 1..=64)?;
+    within("generation.workers_per_device", g.workers_per_device, 1..=64)?;
+    if let Some(n) = g.workers {
+        within("generation.workers", n, 0..=64)?;
+        if g.workers_per_device != 1 && n.max(1) != g.workers_per_device {
+            return Err(invalid(
+                "generation.workers",
+                format!(
+                    "is the deprecated alias of --workers-per-device, which says {}; got {n}: give only --workers-per-device",
+                    g.workers_per_device
+                ),
+            ));
+        }
+    }
+    for (i, d) in g.devices.iter().enumerate() {
+        if d.trim().is_empty() || g.devices[..i].contains(d) {
+            return Err(invalid(
+                "generation.devices",
+                format!("must list NVML indices or UUIDs once each, got {:?}", g.devices.join(",")),
+            ));
+        }
+    }
     at_least_one("generation.queue_capacity", g.queue_capacity)?;
     let d = g.max_duration_s;
     if !d.is_finite() || d <= 0.0 || d > 600.0 {

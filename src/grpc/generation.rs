@@ -112,7 +112,7 @@ impl GenerationApi {
         device: Device,
         pin: bool,
     ) -> Result<(), Error> {
-        self.generation.load_model(model, dtype, device, pin).await
+        self.generation.load_model(model, dtype, device, pin).await.map(drop)
     }
 
     async fn unload(&self, model: &str, force: bool) -> Result<u64, Error> {

@@ -21,19 +21,33 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::worker::{self, Event, GenerateJob, Job, ModelFacts, WorkerLoad};
-use crate::{error::Error, musicgen::DType};
+use crate::{
+    error::Error,
+    inventory::{Executor, WorkerDevice},
+    musicgen::DType,
+    resources::validate::Device,
+};
+
+/// Where a worker for `device` runs under `executor`.
+pub fn pin(executor: Executor, device: WorkerDevice) -> worker::Pinned {
+    let compute = match (executor, device.cuda_ordinal) {
+        (Executor::Native, Some(n)) => tch::Device::Cuda(n),
+        _ => tch::Device::Cpu,
+    };
+    worker::Pinned { device: device.device, compute }
+}
 
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    /// Worker threads (default 1 on CPU, one per GPU otherwise).
-    pub workers: usize,
+    /// The devices worker sets are pinned to (the inventory's [`crate::inventory::Inventory::worker_devices`]).
+    pub devices: Vec<worker::Pinned>,
+    /// Worker threads per device (default 1).
+    pub workers_per_device: usize,
     /// libtorch intra-op threads (default: every core).
     pub torch_threads: usize,
     /// Requests queued or running at most (default 16).
     pub queue_capacity: usize,
-    /// Device of the workers.
-    pub device: tch::Device,
     /// Fault injection (chaos tests only; off by default).
     pub faults: worker::Faults,
     /// Most requests decoded together in one batch (dynamic batching; default 4).
@@ -44,6 +58,8 @@ pub struct PoolSettings {
 pub const CONTROL_JOBS: usize = 8;
 
 struct WorkerSlot {
+    /// The device it is pinned to.
+    pinned: worker::Pinned,
     /// The queue; `None` once the pool shuts down, which closes it.
     jobs: Mutex<Option<std_mpsc::SyncSender<Job>>>,
     /// Jobs the queue holds at most.
@@ -66,7 +82,6 @@ pub struct Pool {
     placement: Arc<Mutex<Placement>>,
     admission: Arc<Semaphore>,
     capacity: usize,
-    device: tch::Device,
 }
 
 impl Pool {
@@ -76,29 +91,33 @@ impl Pool {
         tch::set_num_threads(settings.torch_threads.max(1) as i32);
         let capacity = settings.queue_capacity.max(1);
         let mut workers = Vec::new();
-        for index in 0..settings.workers.max(1) {
+        let per_device = settings.workers_per_device.max(1);
+        for pinned in settings.devices.iter().flat_map(|p| std::iter::repeat_n(*p, per_device)) {
+            let index = workers.len();
             let (tx, rx) = std_mpsc::sync_channel(capacity + CONTROL_JOBS);
             let load = Arc::new(WorkerLoad::default());
-            let thread =
-                worker::spawn(index, settings.device, rx, load.clone(), settings.max_batch, settings.faults)
-                    .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
+            let thread = worker::spawn(index, pinned, rx, load.clone(), settings.max_batch, settings.faults)
+                .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot {
+                pinned,
                 jobs: Mutex::new(Some(tx)),
                 capacity: capacity + CONTROL_JOBS,
                 load,
                 thread: Mutex::new(Some(thread)),
             });
         }
-        Ok(Self::over(workers, settings.device, capacity))
+        if workers.is_empty() {
+            return Err(Error::Internal("the inference pool was given no device".into()));
+        }
+        Ok(Self::over(workers, capacity))
     }
 
-    fn over(workers: Vec<WorkerSlot>, device: tch::Device, capacity: usize) -> Self {
+    fn over(workers: Vec<WorkerSlot>, capacity: usize) -> Self {
         Self {
             workers: Arc::new(workers),
             placement: Arc::default(),
             admission: Arc::new(Semaphore::new(capacity)),
             capacity,
-            device,
         }
     }
 
@@ -135,9 +154,15 @@ impl Pool {
         }
     }
 
-    /// The workers' device name.
-    pub fn device(&self) -> String {
-        worker::device_name(self.device)
+    /// The devices workers are pinned to, each once, in start order.
+    pub fn devices(&self) -> Vec<worker::Pinned> {
+        let mut devices: Vec<worker::Pinned> = Vec::new();
+        for slot in self.workers.iter() {
+            if !devices.contains(&slot.pinned) {
+                devices.push(slot.pinned);
+            }
+        }
+        devices
     }
 
     /// Facts of a loaded model.
@@ -166,15 +191,34 @@ impl Pool {
         })
     }
 
-    fn least_busy(&self) -> usize {
+    /// The least busy worker pinned to `device`; a device no worker is pinned to is INVALID_ARGUMENT
+    /// naming those that are.
+    fn least_busy(&self, device: Device) -> Result<usize, Error> {
         (0..self.workers.len())
+            .filter(|&i| self.workers[i].pinned.device == device)
             .min_by_key(|&i| self.workers[i].load.pending.load(Ordering::Relaxed))
-            .unwrap_or(0)
+            .ok_or_else(|| {
+                let served: Vec<String> = self.devices().iter().map(|p| p.device.name()).collect();
+                Error::invalid(
+                    "device",
+                    format!(
+                        "{} is not a device this server places work on (it places on {}; see --devices)",
+                        device.name(),
+                        served.join(", ")
+                    ),
+                )
+            })
     }
 
-    /// Loads a model on the least busy worker.
-    pub async fn load(&self, model: &str, dir: PathBuf, dtype: DType) -> Result<ModelFacts, Error> {
-        let index = self.least_busy();
+    /// Loads a model on the least busy worker pinned to `device` (resolved: `cpu` or `cuda:N`).
+    pub async fn load(
+        &self,
+        model: &str,
+        dir: PathBuf,
+        dtype: DType,
+        device: Device,
+    ) -> Result<ModelFacts, Error> {
+        let index = self.least_busy(device)?;
         let (reply, answer) = oneshot::channel();
         self.send(index, Job::Load { model: model.into(), dir, dtype, reply })?;
         let facts =
@@ -218,7 +262,13 @@ impl Pool {
         let (events, rx) = mpsc::channel(64);
         self.send(
             index,
-            Job::Generate(GenerateJob { model: model.into(), request, events, cancel, permit }),
+            Job::Generate(GenerateJob {
+                model: model.into(),
+                request,
+                events,
+                cancel,
+                admission: worker::Admission::queued(permit),
+            }),
         )?;
         Ok((ahead, rx))
     }
@@ -229,11 +279,12 @@ mod tests {
     use super::*;
 
     fn settings(workers: usize) -> PoolSettings {
+        let cpu = worker::Pinned { device: Device::Cpu, compute: tch::Device::Cpu };
         PoolSettings {
-            workers,
+            devices: vec![cpu],
+            workers_per_device: workers,
             torch_threads: 1,
             queue_capacity: 2,
-            device: tch::Device::Cpu,
             faults: worker::Faults::default(),
             max_batch: 1,
         }
@@ -243,12 +294,13 @@ mod tests {
     fn unread_pool(queue_capacity: usize) -> (Pool, std_mpsc::Receiver<Job>) {
         let (tx, rx) = std_mpsc::sync_channel(queue_capacity + CONTROL_JOBS);
         let slot = WorkerSlot {
+            pinned: worker::Pinned { device: Device::Cpu, compute: tch::Device::Cpu },
             jobs: Mutex::new(Some(tx)),
             capacity: queue_capacity + CONTROL_JOBS,
             load: Arc::default(),
             thread: Mutex::new(None),
         };
-        (Pool::over(vec![slot], tch::Device::Cpu, queue_capacity), rx)
+        (Pool::over(vec![slot], queue_capacity), rx)
     }
 
     fn unload(model: &str) -> Job {
@@ -263,7 +315,7 @@ mod tests {
             // The thread's clone of its counters is gone only once the thread has returned.
             assert_eq!(Arc::strong_count(&slot.load), 1, "a worker thread is still running");
         }
-        let err = pool.load("m", PathBuf::from("/nowhere"), DType::F32).await.unwrap_err();
+        let err = pool.load("m", PathBuf::from("/nowhere"), DType::F32, Device::Cpu).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(ref m) if m.contains("has stopped")), "{err}");
         pool.shutdown(Duration::from_secs(60)).await.expect("a second shutdown has nothing to join");
     }
@@ -278,8 +330,8 @@ mod tests {
         tx.send(Job::Load { model: "m".into(), dir: PathBuf::from("/nowhere"), dtype: DType::F32, reply })
             .unwrap();
         drop(tx);
-        let thread =
-            worker::spawn(0, tch::Device::Cpu, rx, load.clone(), 1, worker::Faults::default()).unwrap();
+        let cpu = worker::Pinned { device: Device::Cpu, compute: tch::Device::Cpu };
+        let thread = worker::spawn(0, cpu, rx, load.clone(), 1, worker::Faults::default()).unwrap();
         thread.join().unwrap();
         // Run, the load would have answered "cannot load"; dropped, it never answers.
         assert!(answer.blocking_recv().is_err(), "the queued load ran");

@@ -26,7 +26,7 @@ use crate::{
         ledger::{LeaseKind, LeaseRequest},
         manager::{self, FitQuestion, LeaseGuard, ModelUse},
         model_id,
-        requirements::DType as ReqDType,
+        requirements::{DType as ReqDType, Need},
         validate::Device,
     },
 };
@@ -55,7 +55,7 @@ pub struct Admitted {
     pub queue_position: usize,
     /// The request as run (defaults filled in).
     pub request: GenerationRequest,
-    /// The workers' device (`cpu`, `cuda:N`).
+    /// The device the model lives on and the generation runs on (`cpu`, `cuda:N`).
     pub device: String,
     events: mpsc::Receiver<Event>,
     tracking: progress::Tracking,
@@ -115,52 +115,58 @@ impl Generation {
         &self.settings
     }
 
-    /// `LoadModel`: loads `model` on the workers' device (asking for another GPU is refused) unless it
-    /// is loaded, then pins or unpins it.
+    /// `LoadModel`: loads `model` on `device` (`auto` places it as `ValidateModel` would) unless it is
+    /// loaded, then pins or unpins it.
     pub async fn load_model(
         &self,
         model: &str,
         dtype: ReqDType,
         device: Device,
         pin: bool,
-    ) -> Result<(), Error> {
-        if let Device::Cuda(i) = device {
-            return Err(Error::invalid("device", format!("cuda:{i} is not served by this server's workers")));
-        }
-        self.ensure_loaded(model, dtype, pin).await?;
-        self.manager.pin(model, pin).await
+    ) -> Result<ModelFacts, Error> {
+        let facts = self.ensure_loaded(model, dtype, device, pin).await?;
+        self.manager.pin(model, pin).await?;
+        Ok(facts)
     }
 
-    /// Loads `model` unless it is loaded: validated against memory, leased while loading, recorded in
-    /// the cache with its measured size.
-    pub async fn ensure_loaded(&self, model: &str, dtype: ReqDType, pin: bool) -> Result<ModelFacts, Error> {
-        if let Some(facts) = self.pool.facts(model) {
+    /// Loads `model` on `device` unless it is loaded: placed and validated by the fit verdict, leased
+    /// on the device it goes to while loading, recorded in the cache with its measured size. A model
+    /// loaded on another device than the one asked for is FAILED_PRECONDITION: a server holds one copy
+    /// of a model, and moving it is an unload and a load.
+    pub async fn ensure_loaded(
+        &self,
+        model: &str,
+        dtype: ReqDType,
+        device: Device,
+        pin: bool,
+    ) -> Result<ModelFacts, Error> {
+        if let Some(facts) = self.loaded(model, device)? {
             return Ok(facts);
         }
         // One load at a time: two requests for an absent model must not both load it.
         let _loading = self.loading.lock().await;
-        if let Some(facts) = self.pool.facts(model) {
+        if let Some(facts) = self.loaded(model, device)? {
             return Ok(facts);
         }
-        let question =
-            FitQuestion { model: model.into(), batch: 1, duration_s: 1.0, device: Device::Cpu, dtype };
+        let question = FitQuestion { model: model.into(), batch: 1, duration_s: 1.0, device, dtype };
         let answer = self.manager.fit(question).await?;
-        if !answer.verdict().fits {
-            return Err(Error::ResourceExhausted(answer.verdict().summary(model)));
+        let verdict = answer.verdict();
+        if !verdict.fits {
+            return Err(Error::ResourceExhausted(verdict.summary(model)));
         }
         let found = model_id::resolve(model, &self.roots)?;
-        let weights = answer.requirements.weights_bytes();
-        let lease = self
-            .manager
-            .lease(internal_lease(&format!("load:{model}"), LeaseKind::ModelLoad, weights))
-            .await?;
-        let facts = match self.pool.load(model, found.dir, dtype).await {
+        // The weights, the runtime and a first CUDA context; the working set is a generation's.
+        let load = Need { batch: 0, working_set_bytes: 0, ..verdict.need.clone() };
+        let lease =
+            self.manager.lease(lease_for(&format!("load:{model}"), LeaseKind::ModelLoad, &load)).await?;
+        let facts = match self.pool.load(model, found.dir, dtype, verdict.device).await {
             Err(Error::OutOfMemory(oom)) => return Err(self.out_of_memory(*oom)),
             other => other?,
         };
+        let weights = answer.requirements.weights_bytes();
         let entry = CachedModel {
             model: model.into(),
-            device: if facts.device == "cpu" { Device::Cpu } else { Device::Cuda(0) },
+            device: facts.device,
             dtype,
             estimated_bytes: weights,
             measured_bytes: Some(facts.measured_bytes),
@@ -170,10 +176,35 @@ impl Generation {
             pinned: pin,
         };
         self.manager.register(entry).await?;
-        // The weights now show in the monitor's live usage; keeping the lease would count them twice.
-        drop(lease);
-        tracing::info!(model, measured = facts.measured_bytes, estimated = weights, "model loaded");
+        self.release_when_measured(lease);
+        tracing::info!(model, device = %facts.device.name(), measured = facts.measured_bytes, estimated = weights, "model loaded");
         Ok(facts)
+    }
+
+    /// The facts of `model` when it is loaded where `device` asks (`auto`: anywhere).
+    fn loaded(&self, model: &str, device: Device) -> Result<Option<ModelFacts>, Error> {
+        match self.pool.facts(model) {
+            Some(facts) if device == Device::Auto || device == facts.device => Ok(Some(facts)),
+            Some(facts) => Err(Error::FailedPrecondition(format!(
+                "{model} is loaded on {}, and a server holds one copy of a model: unload it to load it on {}",
+                facts.device.name(),
+                device.name()
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps a load's lease until a sample taken after the load shows its weights in the device's
+    /// measured usage (at most five sampling intervals), so no verdict in between counts them nowhere.
+    fn release_when_measured(&self, lease: LeaseGuard) {
+        let monitor = self.manager.monitor().clone();
+        let (loaded, within) = (std::time::SystemTime::now(), monitor.settings().interval * 5);
+        tokio::spawn(async move {
+            if !monitor.sampled_after(loaded, within).await {
+                tracing::warn!(lease = %lease.lease().id.as_str(), "no sample after the load; releasing its lease anyway");
+            }
+            drop(lease);
+        });
     }
 
     /// Unloads `model`; in use → FAILED_PRECONDITION, or with `force` waits up to the unload deadline.
@@ -195,26 +226,26 @@ impl Generation {
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
-        let facts = self.ensure_loaded(&p.model, self.settings.dtype, false).await?;
+        let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
         let answer = self.manager.fit_loaded(&p.model, 1, p.duration_s, self.settings.dtype).await?;
         if !answer.verdict().fits {
             return Err(Error::ResourceExhausted(answer.verdict().summary(&p.model)));
         }
-        let working_set = answer.verdict().need.working_set_bytes;
-        let lease = self
-            .manager
-            .lease(internal_lease(&format!("generate:{}", p.model), LeaseKind::Generation, working_set))
-            .await?;
+        // Weights, runtime and context are resident: what is left is the working set, on the device
+        // the model lives on.
+        let owner = format!("generate:{}", p.model);
+        let lease =
+            self.manager.lease(lease_for(&owner, LeaseKind::Generation, &answer.verdict().need)).await?;
         let (queue_position, events) = self.pool.submit(&p.model, request.clone(), cancel.clone())?;
         Ok(Admitted {
             request_id: uuid::Uuid::new_v4().to_string(),
             model: p.model.clone(),
-            facts,
             queue_position,
             request,
-            device: self.pool.device(),
+            device: facts.device.name(),
+            facts,
             events,
             tracking: progress::Tracking::new(started),
             generation: self.clone(),
@@ -233,13 +264,19 @@ fn free_on(snapshot: &Snapshot, device: Device) -> Option<u64> {
     }
 }
 
-fn internal_lease(owner: &str, kind: LeaseKind, bytes: u64) -> LeaseRequest {
+/// What `need` still has to find, reserved where it lives: its host bytes as host memory, its GPU
+/// bytes on its GPU.
+fn lease_for(owner: &str, kind: LeaseKind, need: &Need) -> LeaseRequest {
+    let gpu_index = match need.device {
+        Device::Cuda(i) => Some(i),
+        _ => None,
+    };
     LeaseRequest {
         owner: owner.into(),
         kind,
-        cpu_bytes: bytes.max(1),
-        gpu_bytes: 0,
-        gpu_index: None,
+        cpu_bytes: need.host_bytes(),
+        gpu_bytes: need.gpu_bytes(),
+        gpu_index,
         ttl: None,
     }
 }

@@ -42,8 +42,8 @@ pub struct ModelFacts {
     pub codebook_size: u32,
     /// Longest generation in seconds.
     pub max_duration_s: f64,
-    /// Device name (`cpu`, `cuda:0`).
-    pub device: String,
+    /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
+    pub device: Device,
     /// Host RSS growth caused by the load, in bytes.
     pub measured_bytes: u64,
     /// The checkpoint's generation defaults.
@@ -55,10 +55,23 @@ pub struct ModelFacts {
 pub enum Event {
     /// A decoded chunk of f32 samples.
     Chunk(AudioChunkOut),
-    /// Finished (or stopped by cancellation), with the size of the batch it ran in.
-    Done(GenerationStats, usize),
+    /// Finished (or stopped by cancellation).
+    Done(Finished),
     /// Failed.
     Failed(Error),
+}
+
+/// How a generation ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The generation loop's figures.
+    pub stats: GenerationStats,
+    /// The size of the batch it ran in.
+    pub batch: usize,
+    /// libtorch's CUDA allocator peak since its attempt began, less what was allocated then; `None`
+    /// off CUDA (or where the allocator does not answer). Covers the whole batch, and every worker
+    /// on the same GPU: the allocator keeps one peak per device.
+    pub peak_gpu_delta_bytes: Option<i64>,
 }
 
 /// Work for a worker.
@@ -96,7 +109,40 @@ pub struct GenerateJob {
     /// Cancelled on client disconnect, deadline or shutdown.
     pub cancel: CancellationToken,
     /// The queue slot, given back when the job ends.
-    pub permit: OwnedSemaphorePermit,
+    pub admission: Admission,
+}
+
+/// A generation's queue slot, counted in the `maestro_generations_in_flight` gauge while it lives and
+/// in `maestro_generation_queue_depth` (then `maestro_generations_running`) until a worker starts it.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    running: bool,
+}
+
+impl Admission {
+    /// Counts a slot just queued.
+    pub fn queued(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("maestro_generations_in_flight").increment(1.0);
+        metrics::gauge!("maestro_generation_queue_depth").increment(1.0);
+        Self { _permit: permit, running: false }
+    }
+
+    /// A worker has started it (again, for a retry: counted once).
+    pub fn start(&mut self) {
+        if !std::mem::replace(&mut self.running, true) {
+            metrics::gauge!("maestro_generation_queue_depth").decrement(1.0);
+            metrics::gauge!("maestro_generations_running").increment(1.0);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let was = if self.running { "maestro_generations_running" } else { "maestro_generation_queue_depth" };
+        metrics::gauge!(was).decrement(1.0);
+        metrics::gauge!("maestro_generations_in_flight").decrement(1.0);
+    }
 }
 
 /// The running worker's shared counters and flags.
@@ -139,20 +185,32 @@ fn impossible_allocation(device: tch::Device) -> Result<tch::Tensor, tch::TchErr
     tch::Tensor::f_empty([IMPOSSIBLE_BYTES], (tch::Kind::Uint8, device))
 }
 
-/// Starts a worker thread on `device`; it ends when `jobs` closes, and the pool joins it. Generations for the same model
+/// Where a worker runs: the device its models, leases and out-of-memory errors are accounted on, and
+/// the libtorch device it computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    /// The device as the resource manager names it.
+    pub device: Device,
+    /// That GPU's libtorch ordinal, or the CPU (a CPU worker, or a GPU worker behind the
+    /// [`super::Executor::CpuStandIn`] seam).
+    pub compute: tch::Device,
+}
+
+/// Starts a worker thread pinned to `pinned`; it ends when `jobs` closes, and the pool joins it. Generations for the same model
 /// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
 /// With `faults` enabled, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or a real
 /// out-of-memory failure into the generation.
 pub fn spawn(
     index: usize,
-    device: tch::Device,
+    pinned: Pinned,
     jobs: std_mpsc::Receiver<Job>,
     load: Arc<WorkerLoad>,
     max_batch: usize,
     faults: Faults,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("maestro-worker-{index}")).spawn(move || {
-        let mut worker = Worker { device, models: HashMap::new(), faults };
+    let name = format!("maestro-worker-{index}-{}", pinned.device.name());
+    std::thread::Builder::new().name(name).spawn(move || {
+        let mut worker = Worker { pinned, device: pinned.compute, models: HashMap::new(), faults };
         let mut pending: VecDeque<Job> = VecDeque::new();
         while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
             let done = match job {
@@ -209,6 +267,8 @@ fn gather(
 }
 
 struct Worker {
+    pinned: Pinned,
+    /// What libtorch computes on (`pinned.compute`).
     device: tch::Device,
     models: HashMap<String, MusicGen>,
     faults: Faults,
@@ -225,7 +285,7 @@ impl Worker {
     fn run(&mut self, job: Job) {
         match job {
             Job::Load { model, dir, dtype, reply } => {
-                let device = self.device;
+                let device = self.pinned.device;
                 let result = catch_unwind(AssertUnwindSafe(|| self.load(&model, &dir, dtype)))
                     .unwrap_or_else(|p| {
                         let message = panic_message(p);
@@ -261,7 +321,7 @@ impl Worker {
             frame_rate: m.frame_rate(),
             codebook_size: m.codebook_size() as u32,
             max_duration_s: m.max_duration_s(),
-            device: device_name(self.device),
+            device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),
         };
@@ -271,31 +331,15 @@ impl Worker {
 
     fn load_error(&self, model: &str, e: MusicgenError) -> Error {
         let message = e.to_string();
-        out_of_memory(self.device, format!("loading {model}"), &message)
+        out_of_memory(self.pinned.device, format!("loading {model}"), &message)
             .unwrap_or_else(|| Error::FailedPrecondition(format!("cannot load {model}: {message}")))
     }
 }
 
-/// `cpu` or `cuda:N`.
-pub fn device_name(device: tch::Device) -> String {
-    match device {
-        tch::Device::Cuda(i) => format!("cuda:{i}"),
-        _ => "cpu".into(),
-    }
-}
-
-/// The device as the resource manager names it.
-fn device_of(device: tch::Device) -> Device {
-    match device {
-        tch::Device::Cuda(i) => Device::Cuda(i as u32),
-        _ => Device::Cpu,
-    }
-}
-
 /// RESOURCE_EXHAUSTED when `message` is libtorch running out of memory on `device` while doing `during`.
-fn out_of_memory(device: tch::Device, during: String, message: &str) -> Option<Error> {
+fn out_of_memory(device: Device, during: String, message: &str) -> Option<Error> {
     let reported = oom::classify(message)?;
-    Some(Error::OutOfMemory(Box::new(OutOfMemory::new(device_of(device), during, reported))))
+    Some(Error::OutOfMemory(Box::new(OutOfMemory::new(device, during, reported))))
 }
 
 #[cfg(test)]
@@ -306,7 +350,7 @@ mod tests {
     #[test]
     fn a_real_cpu_allocation_failure_is_out_of_memory_with_its_bytes() {
         let e = impossible_allocation(tch::Device::Cpu).expect_err("256 PiB cannot be allocated");
-        let err = out_of_memory(tch::Device::Cpu, "testing".into(), &e.to_string()).expect("out of memory");
+        let err = out_of_memory(Device::Cpu, "testing".into(), &e.to_string()).expect("out of memory");
         let Error::OutOfMemory(oom) = err else { panic!("{err:?}") };
         assert_eq!((oom.device, oom.requested), (Device::Cpu, Some(IMPOSSIBLE_BYTES as u64)));
         assert!(oom.detail.starts_with("DefaultCPUAllocator"), "{}", oom.detail);
@@ -318,7 +362,7 @@ mod tests {
         let p = catch_unwind(|| tch::Tensor::empty([IMPOSSIBLE_BYTES], (tch::Kind::Uint8, tch::Device::Cpu)))
             .expect_err("256 PiB cannot be allocated");
         let message = panic_message(p);
-        let err = out_of_memory(tch::Device::Cpu, "testing".into(), &message).expect("out of memory");
+        let err = out_of_memory(Device::Cpu, "testing".into(), &message).expect("out of memory");
         assert!(
             matches!(&err, Error::OutOfMemory(o) if o.requested == Some(IMPOSSIBLE_BYTES as u64)),
             "{err:?}"

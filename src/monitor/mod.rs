@@ -82,6 +82,16 @@ impl Handle {
         self.snapshots.clone()
     }
 
+    /// Waits until a snapshot sampled after `after` is published, for at most `within`; false when
+    /// none came (the monitor stopped, or fell behind). For holding a reservation until what it
+    /// reserved shows in the measured usage.
+    pub async fn sampled_after(&self, after: std::time::SystemTime, within: Duration) -> bool {
+        let mut snapshots = self.snapshots.clone();
+        let newer =
+            async move { snapshots.wait_for(|s| s.sampled_at.is_some_and(|t| t > after)).await.is_ok() };
+        tokio::time::timeout(within, newer).await.unwrap_or(false)
+    }
+
     /// Readiness of the generation service (false at CRITICAL until recovery).
     pub fn readiness(&self) -> watch::Receiver<bool> {
         self.readiness.clone()

@@ -48,6 +48,9 @@ pub struct ManagerSettings {
     pub max_ttl: Duration,
     /// Time unused after which suggestions advise evicting an idle model (default 10 min).
     pub suggest_evict_idle: Duration,
+    /// NVML indices of the GPUs work is placed on (the inventory's
+    /// [`crate::inventory::Inventory::placeable`]).
+    pub placeable_gpus: Vec<u32>,
 }
 
 /// A handle on the manager.

@@ -30,6 +30,8 @@ pub struct Report {
     pub window_stats: Vec<MetricStats>,
     /// Live leases.
     pub leases: Vec<Lease>,
+    /// What the leases hold on each device.
+    pub reservations: Vec<Reservation>,
     /// Cached models.
     pub cached: Vec<CachedModel>,
     /// Alerts active now, at every severity.
@@ -45,15 +47,48 @@ pub async fn report(manager: &manager::Handle, monitor: &monitor::Handle) -> Res
     let samples = monitor.history(window).await?;
     let cached = manager.cached().await?;
     let suggestions = suggest(manager, monitor, &snapshot, &cached).await;
+    let leases = manager.leases().await?;
     Ok(Report {
         window,
         window_stats: monitor::history::window_stats(&samples),
-        leases: manager.leases().await?,
+        reservations: reservations(&leases, &snapshot),
+        leases,
         active_alerts: monitor.alerts(Severity::Info, true, 0).await?,
         snapshot,
         cached,
         suggestions,
     })
+}
+
+/// What leases hold on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// `cpu` (host memory) or `cuda:N`.
+    pub device: String,
+    /// Bytes reserved there.
+    pub reserved_bytes: u64,
+    /// Leases reserving something there.
+    pub leases: u32,
+}
+
+/// What `leases` hold on the host and on each GPU: every GPU the snapshot lists (nothing reserved
+/// included), then any other index a lease names, by index.
+pub fn reservations(leases: &[Lease], snapshot: &Snapshot) -> Vec<Reservation> {
+    let on = |device: String, held: &dyn Fn(&Lease) -> u64| Reservation {
+        device,
+        reserved_bytes: leases.iter().map(held).sum(),
+        leases: leases.iter().filter(|l| held(l) > 0).count() as u32,
+    };
+    let mut gpus: Vec<u32> = snapshot.gpu.devices.iter().map(|d| d.index).collect();
+    gpus.extend(leases.iter().filter_map(|l| l.gpu_index));
+    gpus.sort_unstable();
+    gpus.dedup();
+    let mut all = vec![on("cpu".into(), &|l: &Lease| l.cpu_bytes)];
+    for i in gpus {
+        let held = move |l: &Lease| if l.gpu_index == Some(i) { l.gpu_bytes } else { 0 };
+        all.push(on(format!("cuda:{i}"), &held));
+    }
+    all
 }
 
 /// Advice for `snapshot` given what is cached now.

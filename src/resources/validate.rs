@@ -81,17 +81,27 @@ pub struct Verdict {
     pub need: Need,
     /// One line per resource.
     pub checks: Vec<Check>,
+    /// For `auto` that fits nowhere: the other GPUs it could have gone to, their memory and compute
+    /// lines (none fits either), so a refusal names every device's numbers.
+    pub elsewhere: Vec<Check>,
 }
 
 impl Verdict {
     /// A one-line summary: what failed, with required and available numbers.
     pub fn summary(&self, model: &str) -> String {
-        let failed: Vec<&str> = self.checks.iter().filter(|c| !c.ok).map(|c| c.message.as_str()).collect();
-        if failed.is_empty() {
-            format!("{model} fits on {}", self.device.name())
-        } else {
-            format!("{model} does not fit on {}: {}", self.device.name(), failed.join("; "))
+        let failed = |checks: &[Check]| -> Vec<String> {
+            checks.iter().filter(|c| !c.ok).map(|c| c.message.clone()).collect()
+        };
+        let here = failed(&self.checks);
+        if here.is_empty() {
+            return format!("{model} fits on {}", self.device.name());
         }
+        let mut text = format!("{model} does not fit on {}: {}", self.device.name(), here.join("; "));
+        let elsewhere = failed(&self.elsewhere);
+        if !elsewhere.is_empty() {
+            text.push_str(&format!("; nor on any other GPU: {}", elsewhere.join("; ")));
+        }
+        text
     }
 }
 
@@ -106,6 +116,9 @@ pub struct Room<'a> {
     pub reserved_gpu: &'a [(u32, u64)],
     /// Safety margin, 0..1.
     pub margin: f64,
+    /// NVML indices of the GPUs work may be placed on (`--devices`, and libtorch's reach): `auto`
+    /// chooses among them, and `cuda:N` must be one.
+    pub placeable: &'a [u32],
 }
 
 /// What a verdict is computed from.
@@ -132,9 +145,23 @@ pub fn resident(model: &str, dtype: DType, device: Device, cached: &[CachedModel
     Resident { weights: loaded, runtime: loaded, cuda_context: context }
 }
 
-/// Resolves the device, works out the model's need there and whether it fits now.
+/// Resolves the device, works out the model's need there and whether it fits now. An `auto` that fits
+/// nowhere carries the other candidate GPUs' lines in [`Verdict::elsewhere`].
 pub fn verdict(input: &FitInput<'_>) -> Result<Verdict, Error> {
     let device = resolve(input)?;
+    let mut v = verdict_on(input, device)?;
+    if !v.fits && input.device == Device::Auto {
+        for other in candidates(input).into_iter().filter(|&d| d != device) {
+            let gpu_lines =
+                verdict_on(input, other)?.checks.into_iter().filter(|c| c.resource != "host_memory");
+            v.elsewhere.extend(gpu_lines);
+        }
+    }
+    Ok(v)
+}
+
+/// The need of the input's model on `device` (resolved) and whether it fits there.
+fn verdict_on(input: &FitInput<'_>, device: Device) -> Result<Verdict, Error> {
     let resident = resident(input.model, input.requirements.dtype, device, input.cached);
     fit(input.requirements.need(device, input.batch, resident), &input.room)
 }
@@ -148,7 +175,7 @@ pub fn fit(need: Need, room: &Room<'_>) -> Result<Verdict, Error> {
     let mut checks =
         vec![memory_check("host_memory".into(), host, host_free, room.reserved_host, room.margin)];
     if let Device::Cuda(index) = device {
-        let gpu = gpu(room.snapshot, index)?;
+        let gpu = gpu(room, index)?;
         let reserved = reserved_on(room.reserved_gpu, index);
         let resource = format!("gpu_memory:{index}");
         let needed = (need.gpu_terms(), need.gpu_bytes());
@@ -168,17 +195,27 @@ pub fn fit(need: Need, room: &Room<'_>) -> Result<Verdict, Error> {
             message: format!("cuda:{index} has compute capability {have:.1}, the model needs {required:.1}"),
         });
     }
-    Ok(Verdict { fits: checks.iter().all(|c| c.ok), device, need, checks })
+    Ok(Verdict { fits: checks.iter().all(|c| c.ok), device, need, checks, elsewhere: Vec::new() })
 }
 
-fn gpu(snapshot: &Snapshot, index: u32) -> Result<&GpuDevice, Error> {
-    let gpus = &snapshot.gpu.devices;
-    gpus.iter().find(|d| d.index == index).ok_or_else(|| {
+/// GPU `index` as sampled; one NVML does not list, or one work is not placed on, is INVALID_ARGUMENT.
+fn gpu<'a>(room: &Room<'a>, index: u32) -> Result<&'a GpuDevice, Error> {
+    let gpus = &room.snapshot.gpu.devices;
+    let found = gpus.iter().find(|d| d.index == index).ok_or_else(|| {
         Error::invalid(
             "device",
             format!("cuda:{index} does not exist: this machine has {} GPU(s) visible to NVML", gpus.len()),
         )
-    })
+    })?;
+    if !room.placeable.contains(&index) {
+        let placed: Vec<String> = room.placeable.iter().map(|i| format!("cuda:{i}")).collect();
+        let placed = if placed.is_empty() { "none".to_owned() } else { placed.join(", ") };
+        return Err(Error::invalid(
+            "device",
+            format!("cuda:{index} is not a GPU this server places work on (it places on: {placed}; see --devices)"),
+        ));
+    }
+    Ok(found)
 }
 
 fn reserved_on(reserved: &[(u32, u64)], index: u32) -> u64 {
@@ -224,30 +261,44 @@ fn memory_check(
     }
 }
 
-/// `auto` → the GPU with most usable memory meeting the compute capability, else the CPU;
-/// `cuda:N` must exist.
+/// `auto` → among the placeable GPUs meeting the compute capability, the one with most memory left
+/// once the model's need there is met (usable memory less what it still needs: the same need on every
+/// card, but for a CUDA context one of them may already have), else the CPU. The ranking does not
+/// depend on the batch, so a batch search stays on one device. `cuda:N` must exist and be placeable.
 fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
-    let (snapshot, room) = (input.room.snapshot, &input.room);
     match input.device {
         Device::Cpu => Ok(Device::Cpu),
-        Device::Cuda(i) => gpu(snapshot, i).map(|_| Device::Cuda(i)),
-        Device::Auto => Ok(snapshot
-            .gpu
-            .devices
-            .iter()
-            .filter(|d| capability(d.compute_capability) >= input.requirements.min_compute_capability)
-            .max_by(|a, b| {
-                let free = |d: &GpuDevice| {
-                    usable(
-                        d.memory_free_bytes.unwrap_or(0),
-                        reserved_on(room.reserved_gpu, d.index),
-                        room.margin,
-                    )
-                };
-                free(a).total_cmp(&free(b))
-            })
-            .map_or(Device::Cpu, |d| Device::Cuda(d.index))),
+        Device::Cuda(i) => gpu(&input.room, i).map(|_| Device::Cuda(i)),
+        Device::Auto => {
+            let room = &input.room;
+            let left = |device: Device| -> f64 {
+                let Device::Cuda(i) = device else { return f64::MIN };
+                let free = gpu(room, i).ok().and_then(|d| d.memory_free_bytes).unwrap_or(0);
+                let resident = resident(input.model, input.requirements.dtype, device, input.cached);
+                let need = input.requirements.need(device, 1, resident).gpu_bytes();
+                usable(free, reserved_on(room.reserved_gpu, i), room.margin) - need as f64
+            };
+            Ok(candidates(input)
+                .into_iter()
+                .max_by(|a, b| left(*a).total_cmp(&left(*b)))
+                .unwrap_or(Device::Cpu))
+        }
     }
+}
+
+/// The GPUs `auto` chooses among: placeable, sampled, meeting the model's compute capability.
+fn candidates(input: &FitInput<'_>) -> Vec<Device> {
+    let required = input.requirements.min_compute_capability;
+    input
+        .room
+        .snapshot
+        .gpu
+        .devices
+        .iter()
+        .filter(|d| input.room.placeable.contains(&d.index))
+        .filter(|d| capability(d.compute_capability) >= required)
+        .map(|d| Device::Cuda(d.index))
+        .collect()
 }
 
 /// Largest batch any request may ask for, and the cap of batch advice.
@@ -290,6 +341,7 @@ pub fn optimal_batch(
         reserved_host: plan.reserved_host,
         reserved_gpu: &plan.reserved_gpu,
         margin: input.room.margin,
+        placeable: input.room.placeable,
     };
     let at = |batch| verdict(&FitInput { batch, device, room, cached: plan.cached, ..*input });
     let mut best = None;

@@ -63,11 +63,43 @@ pub async fn start_server(config: Config) -> TestServer {
     start_server_with(config, Box::new(maestro::monitor::sampler::SystemSampler::new())).await
 }
 
+/// A scripted GPU at NVML `index` with `total` bytes, `free` of them free, compute capability `cc`,
+/// every sensor answering.
+pub fn scripted_gpu(index: u32, total: u64, free: u64, cc: (u32, u32)) -> GpuDevice {
+    GpuDevice {
+        index,
+        name: format!("Scripted GPU {index}"),
+        uuid: format!("GPU-5c819fed-0000-0000-0000-00000000000{index}"),
+        memory_total_bytes: Some(total),
+        memory_used_bytes: Some(total - free),
+        memory_free_bytes: Some(free),
+        utilization_gpu_percent: Some(0.0),
+        utilization_memory_percent: Some(0.0),
+        temperature_celsius: Some(40.0),
+        power_watts: Some(60.0),
+        power_limit_watts: Some(300.0),
+        compute_capability: cc,
+        process_memory_used_bytes: Some(0),
+        pci_bus_id: format!("00000000:{:02X}:00.0", 0x17 + index),
+        ..GpuDevice::default()
+    }
+}
+
+/// Starts a server over `sampler`'s scripted GPUs through the executor seam: work is placed on them
+/// (leases, cache, verdicts, out-of-memory handling as on a GPU host) and computed on the CPU.
+pub async fn start_server_on_scripted_gpus(config: Config, sampler: ScriptedSampler) -> TestServer {
+    let compute = maestro::inventory::Compute::cpu_stand_in(sampler.bus_ids());
+    start(App::build_on(config, Box::new(sampler), compute).await.unwrap()).await
+}
+
 /// Starts a server that reads resources from `sampler`.
 pub async fn start_server_with(config: Config, sampler: Box<dyn Sampler>) -> TestServer {
+    start(App::build_with(config, sampler).await.unwrap()).await
+}
+
+async fn start(app: App) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::build_with(config, sampler).await.unwrap();
     let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(app.serve(listener, async {
@@ -145,7 +177,7 @@ pub struct ScriptedSampler {
     total: u64,
     rss: Arc<AtomicU64>,
     rss_step: u64,
-    gpu: Arc<Mutex<Option<GpuDevice>>>,
+    gpus: Arc<Mutex<Vec<GpuDevice>>>,
 }
 
 /// One scripted reading.
@@ -171,31 +203,43 @@ impl ScriptedSampler {
             total,
             rss: Arc::new(AtomicU64::new(SCRIPTED_RSS)),
             rss_step: 0,
-            gpu: Arc::default(),
+            gpus: Arc::default(),
         }
     }
 
     /// Every reading reports `device` as the one GPU, as it stands when read.
     pub fn with_gpu(self, device: GpuDevice) -> Self {
-        *self.gpu.lock().unwrap() = Some(device);
+        self.with_gpus(vec![device])
+    }
+
+    /// Every reading reports `devices` as the GPUs, as they stand when read.
+    pub fn with_gpus(self, devices: Vec<GpuDevice>) -> Self {
+        *self.gpus.lock().unwrap() = devices;
         self
     }
 
-    /// Changes the GPU for the readings from now on (a sensor that stops answering: `None`).
+    /// Changes the first GPU for the readings from now on (a sensor that stops answering: `None`).
     pub fn set_gpu(&self, change: impl FnOnce(&mut GpuDevice)) {
-        change(self.gpu.lock().unwrap().as_mut().expect("a scripted GPU (with_gpu)"));
+        self.set_gpu_at(0, change);
+    }
+
+    /// Changes GPU `index` (its position) for the readings from now on.
+    pub fn set_gpu_at(&self, index: usize, change: impl FnOnce(&mut GpuDevice)) {
+        change(self.gpus.lock().unwrap().get_mut(index).expect("a scripted GPU (with_gpus)"));
+    }
+
+    /// The scripted GPUs' PCI addresses, as libtorch would list them (in reverse: CUDA's order need
+    /// not be NVML's).
+    pub fn bus_ids(&self) -> Vec<String> {
+        self.gpus.lock().unwrap().iter().rev().map(|d| d.pci_bus_id.clone()).collect()
     }
 
     fn gpus(&self) -> GpuStats {
-        match self.gpu.lock().unwrap().clone() {
-            Some(device) => GpuStats {
-                available: true,
-                driver_version: "scripted".into(),
-                devices: vec![device],
-                ..GpuStats::default()
-            },
-            None => GpuStats { unavailable_reason: "scripted: no GPU".into(), ..GpuStats::default() },
+        let devices = self.gpus.lock().unwrap().clone();
+        if devices.is_empty() {
+            return GpuStats { unavailable_reason: "scripted: no GPU".into(), ..GpuStats::default() };
         }
+        GpuStats { available: true, driver_version: "scripted".into(), devices, ..GpuStats::default() }
     }
 
     /// Each reading's RSS is `step` bytes below the one before: whatever two readings a cleanup

@@ -67,7 +67,7 @@ pub fn generate_summary(s: &Summary, device: &str) -> pb::Summary {
         real_time_factor: s.real_time_factor,
         device: device.into(),
         peak_host_memory_delta_bytes: s.peak_host_memory_delta_bytes,
-        peak_gpu_memory_delta_bytes: 0,
+        peak_gpu_memory_delta_bytes: s.peak_gpu_memory_delta_bytes,
         samples: s.samples,
         queue_wait_ms: s.queue_wait_ms,
         batch_size: s.batch_size,

@@ -50,7 +50,7 @@ pub fn validation(a: &FitAnswer) -> pb::ValidationResult {
         model: a.model.clone(),
         device: verdict.device.name(),
         requirements: Some(requirements(&a.requirements, a.batch)),
-        checks: verdict.checks.iter().map(check).collect(),
+        checks: verdict.checks.iter().chain(&verdict.elsewhere).map(check).collect(),
         eviction_candidates: a.fit.eviction_candidates.iter().map(eviction_candidate).collect(),
         eviction_would_suffice: a.fit.eviction_would_suffice,
         safety_margin: a.margin,
@@ -212,5 +212,14 @@ pub fn report(r: &Report) -> pb::ResourceReport {
         health: health(r.snapshot.health) as i32,
         suggestions: r.suggestions.iter().map(suggestion).collect(),
         requirements: r.cached.iter().map(requirement_comparison).collect(),
+        reservations: r
+            .reservations
+            .iter()
+            .map(|d| pb::DeviceReservation {
+                device: d.device.clone(),
+                reserved_bytes: d.reserved_bytes,
+                leases: d.leases,
+            })
+            .collect(),
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::{Admitted, Error, Event};
-use crate::{monitor::sampler::rss_bytes, musicgen::GenerationStats};
+use crate::{inference::worker::Finished, monitor::sampler::rss_bytes};
 
 /// What a running generation reports next.
 #[derive(Debug)]
@@ -52,6 +52,9 @@ pub struct Summary {
     pub real_time_factor: f64,
     /// Highest process RSS seen while it ran, minus the RSS at its start.
     pub peak_host_memory_delta_bytes: i64,
+    /// libtorch's CUDA allocator peak during the generation less what was allocated when it began;
+    /// `None` on the CPU or where the allocator does not answer.
+    pub peak_gpu_memory_delta_bytes: Option<i64>,
     /// Samples per channel sent.
     pub samples: u64,
     /// Time spent queued before the worker started it.
@@ -88,10 +91,10 @@ impl Admitted {
         let event = self.events.recv().await;
         let progress = match event {
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
-            Some(Event::Done(stats, _)) if stats.stopped => Progress::Failed(Error::Unavailable(
+            Some(Event::Done(done)) if done.stats.stopped => Progress::Failed(Error::Unavailable(
                 "generation cancelled: the server is shutting down".into(),
             )),
-            Some(Event::Done(stats, batch)) => Progress::Finished(self.summary(&stats, batch)),
+            Some(Event::Done(done)) => Progress::Finished(self.summary(&done)),
             Some(Event::Failed(Error::OutOfMemory(oom))) => {
                 Progress::Failed(self.generation.out_of_memory(*oom))
             }
@@ -119,8 +122,8 @@ impl Admitted {
         }
     }
 
-    fn summary(&self, stats: &GenerationStats, batch: usize) -> Summary {
-        let t = &self.tracking;
+    fn summary(&self, done: &Finished) -> Summary {
+        let (t, stats) = (&self.tracking, &done.stats);
         let total_ms = t.started.elapsed().as_secs_f64() * 1e3;
         let audio_s = t.samples_sent as f64 / f64::from(self.facts.sample_rate.max(1));
         let decode_s = stats.decode.as_secs_f64();
@@ -133,7 +136,8 @@ impl Admitted {
             peak_host_memory_delta_bytes: t.rss_peak as i64 - t.rss_start as i64,
             samples: t.samples_sent,
             queue_wait_ms: (total_ms - stats.total.as_secs_f64() * 1e3).max(0.0),
-            batch_size: batch as u32,
+            batch_size: done.batch as u32,
+            peak_gpu_memory_delta_bytes: done.peak_gpu_delta_bytes,
         }
     }
 }

@@ -10,7 +10,9 @@ use std::{
     time::Instant,
 };
 
-use super::{out_of_memory, panic_message, Event, Faults, GenerateJob, Worker, FAULT_OOM, FAULT_PANIC};
+use super::{
+    out_of_memory, panic_message, Event, Faults, Finished, GenerateJob, Worker, FAULT_OOM, FAULT_PANIC,
+};
 use crate::{
     error::Error,
     musicgen::{AudioChunkOut, GenerationRequest, GenerationStats, MusicgenError, Observer},
@@ -32,7 +34,8 @@ impl Failure {
 
 impl Worker {
     /// Runs a batch; on out-of-memory retries the requests that streamed nothing once, at half size.
-    pub(super) fn generate_batch(&self, batch: Vec<GenerateJob>) {
+    pub(super) fn generate_batch(&self, mut batch: Vec<GenerateJob>) {
+        batch.iter_mut().for_each(|job| job.admission.start());
         let all: Vec<usize> = (0..batch.len()).collect();
         let Err(failure) = self.attempt(&batch, &all) else { return };
         let oom = matches!(failure.error, Error::OutOfMemory(_));
@@ -60,6 +63,7 @@ impl Worker {
     fn attempt(&self, batch: &[GenerateJob], rows: &[usize]) -> Result<(), Failure> {
         let model = &batch[0].model;
         let mut observer = Rows::new(batch, rows, self.device, self.faults);
+        observer.peak = GpuPeak::start(self.device);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(model, &mut observer)));
         let error = match outcome {
             Ok(Ok(stats)) => {
@@ -69,12 +73,11 @@ impl Worker {
             Ok(Err(e)) => e,
             Err(p) => {
                 let message = panic_message(p);
-                out_of_memory(self.device, format!("generating with {model}"), &message).unwrap_or_else(
-                    || {
+                out_of_memory(self.pinned.device, format!("generating with {model}"), &message)
+                    .unwrap_or_else(|| {
                         tracing::error!(model, panic = %message, "generation panicked; worker continues");
                         Error::Internal(format!("generation with {model} failed inside the worker"))
-                    },
-                )
+                    })
             }
         };
         let mut unstreamed = Vec::new();
@@ -112,7 +115,7 @@ impl Worker {
         let message = e.to_string();
         match e {
             MusicgenError::InvalidRequest { field, .. } => Error::invalid(field, message),
-            _ => out_of_memory(self.device, format!("generating with {model}"), &message)
+            _ => out_of_memory(self.pinned.device, format!("generating with {model}"), &message)
                 .unwrap_or_else(|| Error::Internal(format!("generation with {model} failed: {message}"))),
         }
     }
@@ -125,6 +128,28 @@ struct Rows<'a> {
     finished: Vec<bool>,
     device: tch::Device,
     faults: Faults,
+    peak: Option<GpuPeak>,
+}
+
+/// libtorch's CUDA allocator peak over one attempt: reset as it starts, read as each request ends.
+struct GpuPeak {
+    ordinal: usize,
+    allocated_at_start: u64,
+}
+
+impl GpuPeak {
+    /// `None` off CUDA, and where the allocator declines (no shim, CUDA not used there yet).
+    fn start(device: tch::Device) -> Option<Self> {
+        let tch::Device::Cuda(ordinal) = device else { return None };
+        crate::cuda_alloc::reset_peak(ordinal).ok()?;
+        let allocated_at_start = crate::cuda_alloc::stats(ordinal).ok()?.allocated_bytes;
+        Some(Self { ordinal, allocated_at_start })
+    }
+
+    fn delta(&self) -> Option<i64> {
+        let peak = crate::cuda_alloc::stats(self.ordinal).ok()?.peak_allocated_bytes;
+        Some(peak as i64 - self.allocated_at_start as i64)
+    }
 }
 
 impl<'a> Rows<'a> {
@@ -136,6 +161,7 @@ impl<'a> Rows<'a> {
             finished: vec![false; n],
             device,
             faults,
+            peak: None,
         }
     }
 
@@ -180,7 +206,12 @@ impl Observer for Rows<'_> {
 
     fn finished(&mut self, request: usize, stats: &GenerationStats) {
         self.finished[request] = true;
-        let _ = self.jobs[request].events.blocking_send(Event::Done(stats.clone(), self.jobs.len()));
+        let done = Finished {
+            stats: stats.clone(),
+            batch: self.jobs.len(),
+            peak_gpu_delta_bytes: self.peak.as_ref().and_then(GpuPeak::delta),
+        };
+        let _ = self.jobs[request].events.blocking_send(Event::Done(done));
     }
 
     fn step(&mut self, step: usize) {

@@ -226,6 +226,7 @@ impl Handle {
             cached: state.cache.entries().cloned().collect(),
             evictable: state.cache.evictable(Instant::now(), false).into_iter().cloned().collect(),
             margin: self.settings.safety_margin,
+            placeable: self.settings.placeable_gpus.clone(),
             snapshot,
         }
     }
@@ -239,6 +240,7 @@ struct View {
     cached: Vec<CachedModel>,
     evictable: Vec<CachedModel>,
     margin: f64,
+    placeable: Vec<u32>,
 }
 
 impl View {
@@ -248,6 +250,7 @@ impl View {
             reserved_host: self.reserved_host,
             reserved_gpu: &self.reserved_gpu,
             margin: self.margin,
+            placeable: &self.placeable,
         };
         FitInput { model: &q.model, requirements, batch, device: q.device, room, cached: &self.cached }
     }

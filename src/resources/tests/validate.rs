@@ -56,7 +56,8 @@ fn input<'a>(
     snapshot: &'a Snapshot,
     cached: &'a [CachedModel],
 ) -> FitInput<'a> {
-    let room = Room { snapshot, reserved_host: 0, reserved_gpu: &[], margin: 0.2 };
+    let all: &'static [u32] = &[0, 1, 2, 3];
+    let room = Room { snapshot, reserved_host: 0, reserved_gpu: &[], margin: 0.2, placeable: all };
     FitInput { model, requirements: r, batch: 1, device, room, cached }
 }
 
@@ -156,6 +157,38 @@ fn a_gpu_that_lacks_host_memory_for_the_runtime_advises_nothing() {
 }
 
 #[test]
+fn auto_takes_the_card_with_most_room_and_a_refusal_names_every_card() {
+    let r = table(LARGE, DType::F32, 10.0);
+    let snapshot = machine(100 * GB, &[(24 * GB, (8, 0)), (80 * GB, (9, 0))]);
+    let v = verdict(&input(LARGE, &r, Device::Auto, &snapshot, &[])).unwrap();
+    assert_eq!((v.device, v.fits), (Device::Cuda(1), true));
+    let tight = machine(100 * GB, &[(GB, (8, 0)), (2 * GB, (9, 0))]);
+    let v = verdict(&input(LARGE, &r, Device::Auto, &tight, &[])).unwrap();
+    assert_eq!((v.device, v.fits), (Device::Cuda(1), false));
+    let summary = v.summary(LARGE);
+    assert!(
+        summary.contains("gpu_memory:1: requires") && summary.contains("gpu_memory:0: requires"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_gpu_not_placed_on_is_a_bad_device_and_auto_skips_it() {
+    let r = table(LARGE, DType::F32, 10.0);
+    let snapshot = machine(100 * GB, &[(24 * GB, (8, 0)), (80 * GB, (9, 0))]);
+    let mut only_first = input(LARGE, &r, Device::Auto, &snapshot, &[]);
+    only_first.room.placeable = &[0];
+    assert_eq!(verdict(&only_first).unwrap().device, Device::Cuda(0));
+    let err = verdict(&FitInput { device: Device::Cuda(1), ..only_first }).unwrap_err();
+    assert!(
+        err.to_string().contains("cuda:1 is not a GPU this server places work on (it places on: cuda:0"),
+        "{err}"
+    );
+    only_first.room.placeable = &[];
+    assert_eq!(verdict(&only_first).unwrap().device, Device::Cpu);
+}
+
+#[test]
 fn an_absent_gpu_is_a_bad_device() {
     let r = table(LARGE, DType::F32, 10.0);
     let snapshot = machine(GB, &[]);
@@ -185,6 +218,7 @@ proptest! {
         device in 0usize..5,
         loaded_on in 0usize..4,
         margin in 0.0f64..0.5,
+        placed in 0u32..8,
     ) {
         let r = table(model, dtype, duration_s);
         let snapshot = machine(host_free, &gpus);
@@ -201,9 +235,21 @@ proptest! {
             2 if !gpus.is_empty() => vec![loaded("other/model", Device::Cuda(0), DType::F32)],
             _ => Vec::new(),
         };
-        let room = Room { snapshot: &snapshot, reserved_host: host_lease, reserved_gpu: &reserved, margin };
+        let placeable: Vec<u32> = (0..gpus.len() as u32).filter(|i| placed & (1 << i) != 0).collect();
+        let room = Room { snapshot: &snapshot, reserved_host: host_lease, reserved_gpu: &reserved, margin, placeable: &placeable };
         let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached };
-        let (advice, v) = optimal_batch(&fit_input, 0, MAX_BATCH).unwrap();
+        let result = optimal_batch(&fit_input, 0, MAX_BATCH);
+        if let Device::Cuda(i) = device {
+            if !placeable.contains(&i) {
+                // A GPU work is not placed on is no answer but a bad device.
+                prop_assert!(result.is_err(), "cuda:{} is not placeable: {:?}", i, result);
+                return Ok(());
+            }
+        }
+        let (advice, v) = result.unwrap();
+        if let Device::Cuda(i) = v.device {
+            prop_assert!(placeable.contains(&i), "placed on cuda:{} outside {:?}", i, placeable);
+        }
         let at = |batch| verdict(&FitInput { batch, ..fit_input }).unwrap();
         prop_assert_eq!(at(advice.batch.max(1)).device, v.device);
         if advice.batch > 0 {
