@@ -1,33 +1,17 @@
-//! Wires the configuration into the running server and owns its ordered shutdown.
-//!
-//! Shutdown order: health NOT_SERVING → cancel every open stream (the [`CancellationToken`] each
-//! stream watches; it also closes the HTTP port) → stop accepting and drain in-flight calls → give
-//! up after the drain deadline → join the inference workers (within the drain deadline again) and
-//! wait for the HTTP port to close its connections.
+//! Wires the configuration into the running server; [`serve`] serves it and owns its ordered
+//! shutdown (the drain).
 
-use std::future::Future;
+mod serve;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
 
 use crate::{
     config::Config,
-    grpc::{
-        self,
-        auth::{AuthLayer, Tokens},
-        observe::ObserveLayer,
-        pb::{
-            generation_service_server::GenerationServiceServer,
-            resource_service_server::ResourceServiceServer,
-        },
-        streams::StreamSlots,
-        GenerationApi, ResourceApi,
-    },
+    grpc::{auth::Tokens, health::HealthTable, streams::StreamSlots, GenerationApi, ResourceApi},
     inventory::{Compute, Inventory},
     monitor::{
         self,
@@ -45,25 +29,43 @@ use crate::{
 /// A configured server, ready to serve on a listener.
 pub struct App {
     config: Config,
+    /// Cancelled last, once the gRPC server has drained: the monitor, the manager, cleanup, the HTTP
+    /// port and the watchdog stop.
     shutdown: CancellationToken,
-    health: HealthReporter,
-    health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    /// Cancelled when the server stops accepting: snapshot, alert and health watches end with OK.
+    watches: CancellationToken,
+    /// Cancelled at the drain deadline: the generations still running end with UNAVAILABLE.
+    generations: CancellationToken,
+    health: HealthTable,
+    readiness: ReadinessInputs,
     monitor: monitor::Handle,
-    metrics_listener: TcpListener,
+    /// The HTTP port's listener, until `serve` takes it.
+    metrics_listener: Option<TcpListener>,
     tokens: Option<Tokens>,
     tls: Option<tonic::transport::ServerTlsConfig>,
     metrics_addr: std::net::SocketAddr,
+    /// The plaintext health port (`--health-listen`), bound at build so a bad address fails the start.
+    health_listener: Option<TcpListener>,
     resources: ResourceApi,
     generation: GenerationApi,
     workers: Workers,
 }
 
 /// What the generation side is made of: its gRPC service, the evictor cleanup uses (none without
-/// libtorch) and the workers to join at shutdown.
+/// libtorch), the workers to join at shutdown and what readiness reads from it.
 struct GenerationParts {
     api: GenerationApi,
     evictor: Option<Arc<dyn Evictor>>,
     workers: Workers,
+    readiness: ReadinessInputs,
+}
+
+/// What the generation side tells readiness: whether its queue has room, whether the warm model is
+/// loaded.
+#[derive(Clone)]
+struct ReadinessInputs {
+    queue_has_room: Arc<dyn Fn() -> bool + Send + Sync>,
+    warm: watch::Receiver<bool>,
 }
 
 /// The inference worker threads, joined last at shutdown; nothing to join without libtorch.
@@ -130,7 +132,8 @@ impl App {
         sampler: Box<dyn Sampler>,
         compute: Compute,
     ) -> anyhow::Result<Self> {
-        let shutdown = CancellationToken::new();
+        let (shutdown, watches, generations) =
+            (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
         let tls = config.server.tls().as_ref().map(tls_config).transpose()?;
         let tokens = match &config.server.auth_token_file {
             Some(file) => Some(
@@ -144,13 +147,15 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {metrics_listen} for metrics"))?;
         let metrics_addr = metrics_listener.local_addr()?;
-        let health = HealthReporter::new();
-        let health_service = tonic_health::pb::health_server::HealthServer::new(
-            tonic_health::server::HealthService::from_health_reporter(health.clone()),
-        );
-        health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-        health.set_serving::<ResourceServiceServer<ResourceApi>>().await;
-        health.set_serving::<GenerationServiceServer<GenerationApi>>().await;
+        let health_listener = match config.server.health_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} for --health-listen"))?,
+            ),
+            None => None,
+        };
+        let health = HealthTable::new(watches.clone());
         let settings = MonitorSettings {
             interval: config.monitor.sample_interval,
             history: config.monitor.history,
@@ -175,8 +180,14 @@ impl App {
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
         let placement = Placement { inventory: &inventory, executor: compute.executor };
-        let GenerationParts { api: generation, evictor, workers } =
-            generation_api(&config, placement, manager.clone(), slots.clone(), emergency, shutdown.clone())?;
+        let GenerationParts { api: generation, evictor, workers, readiness } = generation_api(
+            &config,
+            placement,
+            manager.clone(),
+            slots.clone(),
+            emergency,
+            generations.clone(),
+        )?;
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
             cooldown: config.resources.cleanup_cooldown,
@@ -189,18 +200,26 @@ impl App {
             emergencies,
             shutdown.clone(),
         ));
+        crate::probes::Watchdog::for_interval(config.monitor.sample_interval).spawn(
+            health.clone(),
+            monitor.clone(),
+            shutdown.clone(),
+        )?;
         Ok(Self {
-            resources: ResourceApi::new(monitor.clone(), manager, slots, shutdown.clone())
+            resources: ResourceApi::new(monitor.clone(), manager, slots, watches.clone())
                 .with_evictor(evictor),
             generation,
             workers,
             config,
             shutdown,
+            watches,
+            generations,
             health,
-            health_service,
+            readiness,
             monitor,
-            metrics_listener,
+            metrics_listener: Some(metrics_listener),
             metrics_addr,
+            health_listener,
             tokens,
             tls,
         })
@@ -211,113 +230,14 @@ impl App {
         self.metrics_addr
     }
 
+    /// Where the plaintext health port listens (`--health-listen`), if it is on.
+    pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The monitor (tests read its state directly).
     pub fn monitor(&self) -> &monitor::Handle {
         &self.monitor
-    }
-
-    /// The token every long stream watches; cancelled at shutdown.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Serves until `shutdown` completes, then shuts down in order within the drain deadline.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
-        let addr = listener.local_addr().context("listener address")?;
-        let pages = crate::http::router(crate::metrics::Exposition::new(self.monitor.subscribe()));
-        let settings = crate::http::HttpSettings::default();
-        let http =
-            tokio::spawn(crate::http::serve(self.metrics_listener, pages, settings, self.shutdown.clone()));
-        tracing::info!(addr = %self.metrics_addr, "serving HTTP (Prometheus /metrics)");
-        tokio::spawn(follow_readiness(self.monitor.readiness(), self.health.clone(), self.shutdown.clone()));
-        let (reflection_v1, reflection_v1alpha) = grpc::reflection();
-        if let Some(tokens) = &self.tokens {
-            grpc::auth::reload_on_sighup(tokens.clone()).context("SIGHUP handler")?;
-        }
-        let server = &self.config.server;
-        let max_message = server.max_message_bytes;
-        let mut builder = Server::builder();
-        if let Some(tls) = self.tls {
-            builder = builder.tls_config(tls).context("TLS configuration")?;
-        }
-        let router = builder
-            .http2_keepalive_interval(Some(server.keepalive))
-            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-            .max_concurrent_streams(Some(server.max_streams_per_connection))
-            .layer(ObserveLayer)
-            .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry))
-            .add_service(self.health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(grpc::ResourceRoutes::new(self.resources, max_message))
-            .add_service(
-                GenerationServiceServer::new(self.generation).max_decoding_message_size(max_message),
-            );
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let incoming = grpc::transport::incoming(listener);
-        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
-            let _ = stop_rx.await;
-        }));
-        tracing::info!(%addr, "serving gRPC");
-
-        tokio::select! {
-            () = shutdown => {}
-            result = &mut server => {
-                return result.context("server task")?.context("gRPC server failed");
-            }
-        }
-        grpc::set_all_not_serving(&self.health).await;
-        self.shutdown.cancel();
-        let _ = stop_tx.send(());
-        let deadline = self.config.server.drain_deadline;
-        match tokio::time::timeout(deadline, &mut server).await {
-            Ok(result) => result.context("server task")?.context("gRPC server failed")?,
-            Err(_) => {
-                tracing::warn!(?deadline, "drain deadline passed with calls still open; closing them");
-                server.abort();
-            }
-        }
-        join_workers(&self.workers, deadline).await;
-        // Bounded by the HTTP port's own grace period.
-        let _ = http.await;
-        tracing::info!("server stopped");
-        Ok(())
-    }
-}
-
-#[cfg(feature = "torch")]
-async fn join_workers(pool: &Workers, deadline: std::time::Duration) {
-    match pool.shutdown(deadline).await {
-        Ok(()) => tracing::info!("inference workers stopped"),
-        Err(e) => tracing::warn!(error = %e, "inference workers left running"),
-    }
-}
-
-#[cfg(not(feature = "torch"))]
-async fn join_workers(_: &Workers, _: std::time::Duration) {}
-
-/// Keeps the generation service's health in step with the monitor's readiness until shutdown.
-async fn follow_readiness(
-    mut ready: tokio::sync::watch::Receiver<bool>,
-    health: HealthReporter,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let serving = *ready.borrow_and_update();
-        let status = if serving {
-            tonic_health::ServingStatus::Serving
-        } else {
-            tonic_health::ServingStatus::NotServing
-        };
-        health.set_service_status(grpc::GENERATION_SERVICE, status).await;
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = ready.changed() => if changed.is_err() { return },
-        }
     }
 }
 
@@ -366,20 +286,59 @@ fn generation_api(
         emergency,
     );
     let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
+    let warm = warm_up(&generation, g.warm_model.clone(), g.dtype);
+    let queue = pool.clone();
+    let readiness = ReadinessInputs { queue_has_room: Arc::new(move || queue.has_room()), warm };
     let api = GenerationApi::new(generation, manager, slots, shutdown);
-    Ok(GenerationParts { api, evictor: Some(evictor), workers: pool })
+    Ok(GenerationParts { api, evictor: Some(evictor), workers: pool, readiness })
+}
+
+/// Loads (and pins) the warm model in the background; the receiver turns true once it is loaded, at
+/// once when there is none. A load that fails is logged and keeps the server unready: a replica that
+/// cannot serve its model should not take traffic.
+#[cfg(feature = "torch")]
+fn warm_up(
+    generation: &crate::inference::service::Generation,
+    model: Option<String>,
+    dtype: crate::resources::requirements::DType,
+) -> watch::Receiver<bool> {
+    let Some(model) = model else { return watch::channel(true).1 };
+    let (warm, rx) = watch::channel(false);
+    let generation = generation.clone();
+    tokio::spawn(async move {
+        let device = crate::resources::validate::Device::Auto;
+        match generation.load_model(&model, dtype, device, true).await {
+            Ok(facts) => {
+                tracing::info!(model, device = %facts.device.name(), "warm model loaded");
+                let _ = warm.send(true);
+            }
+            Err(e) => {
+                tracing::error!(model, error = %e, "cannot load the warm model; the server stays unready")
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(not(feature = "torch"))]
 fn generation_api(
-    _config: &Config,
+    config: &Config,
     _placement: Placement<'_>,
     manager: resources::manager::Handle,
     slots: StreamSlots,
     _emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GenerationParts> {
-    Ok(GenerationParts { api: GenerationApi::new(manager, slots, shutdown), evictor: None, workers: () })
+    // Nothing generates here, so no warm model can be loaded: one that is configured keeps the
+    // generation service unready, as a failed load does.
+    let warm = watch::channel(config.generation.warm_model.is_none()).1;
+    let readiness = ReadinessInputs { queue_has_room: Arc::new(|| true), warm };
+    Ok(GenerationParts {
+        api: GenerationApi::new(manager, slots, shutdown),
+        evictor: None,
+        workers: (),
+        readiness,
+    })
 }
 
 /// Reads the TLS files (at build time, so a bad path is a start-up error naming it).

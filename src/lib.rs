@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod monitor;
 #[cfg(feature = "torch")]
 pub mod musicgen;
+pub mod probes;
 pub mod resources;
 pub mod shutdown;
 pub mod telemetry;

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let signals = match shutdown::signals() {
+    let signals = match shutdown::Signals::os() {
         Ok(s) => s,
         Err(e) => return fail(1, &format!("cannot install signal handlers: {e}")),
     };

@@ -120,6 +120,18 @@ async fn promtool_finds_nothing_to_lint_in_a_busy_servers_metrics() {
     for family in ["maestro_alert_events_total", "maestro_cleanups_total", "maestro_rpc_requests_total"] {
         assert!(body.contains(family), "{family} missing: the check would not cover it");
     }
+    // The autoscaling signals: gauges an idle server exports as 0, histograms with real buckets.
+    for series in [
+        "maestro_generation_queue_depth 0",
+        "maestro_generations_in_flight 0",
+        "maestro_generations_running 0",
+        "maestro_memory_pressure_percent{device=\"cpu\"}",
+        "maestro_generation_queue_wait_seconds_bucket{",
+        "maestro_generation_real_time_factor_bucket{",
+        "maestro_generation_time_to_first_chunk_seconds_bucket{",
+    ] {
+        assert!(body.contains(series), "{series} missing:\n{body}");
+    }
     let (code, output) = promtool_check_metrics(&body);
     assert!(code == Some(0) && output.is_empty(), "promtool check metrics: exit {code:?}\n{output}");
 }

@@ -123,15 +123,3 @@ async fn health_is_serving_for_the_server_and_each_service() {
     let unknown = server.health.check(HealthCheckRequest { service: "nope".into() }).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
-
-#[tokio::test]
-async fn health_goes_not_serving_when_shutdown_starts() {
-    let mut server = start_server(test_config()).await;
-    let mut watch =
-        server.health.watch(HealthCheckRequest { service: "".into() }).await.unwrap().into_inner();
-    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
-    let done = tokio::spawn(server.shutdown());
-    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::NotServing);
-    drop(watch);
-    done.await.unwrap().unwrap();
-}

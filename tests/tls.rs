@@ -29,18 +29,17 @@ fn pki() -> Pki {
     Pki { ca: ca.pem(), server: leaf("localhost"), client: leaf("maestro-client") }
 }
 
-async fn serve(tls: TlsFiles) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn serve(tls: TlsFiles) -> (std::net::SocketAddr, maestro::shutdown::Trigger) {
     let mut config = Config::default();
     config.server.metrics_listen = "127.0.0.1:0".parse().unwrap();
     config.server.drain_deadline = Duration::from_secs(2);
+    config.server.drain_grace = Duration::ZERO;
     config.server.set_tls(tls);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::build(config).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (stop, signals) = maestro::shutdown::Signals::channel();
+    tokio::spawn(app.serve(listener, signals));
     (addr, stop)
 }
 

@@ -185,6 +185,10 @@ pub struct GenerationConfig {
     )]
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Model loaded (and pinned) at start, before the generation service reports SERVING; unset =
+    /// ready at once.
+    #[arg(id = "generation.warm_model", long = "warm-model", env = "MAESTRO_WARM_MODEL", value_name = "ID")]
+    pub warm_model: Option<String>,
     /// libtorch intra-op threads; 0 = every core.
     #[arg(
         id = "generation.torch_threads",

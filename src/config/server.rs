@@ -30,7 +30,29 @@ pub struct ServerConfig {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
-    /// Seconds shutdown waits for in-flight calls before closing anyway (0..=3600).
+    /// Plaintext address serving the gRPC health service alone, for kubelet probes when the main port
+    /// speaks TLS; unset = off.
+    #[arg(
+        id = "server.health_listen",
+        long = "health-listen",
+        env = "MAESTRO_HEALTH_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub health_listen: Option<SocketAddr>,
+    /// Seconds between SIGTERM and the end of accepting: every service but liveness is NOT_SERVING
+    /// meanwhile while the server still serves, so traffic moves away first (0..=3600).
+    #[arg(
+        id = "server.drain_grace_s",
+        long = "drain-grace-s",
+        env = "MAESTRO_DRAIN_GRACE_S",
+        value_name = "SECONDS",
+        default_value = "5",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "drain_grace_s", with = "units::secs_f64")]
+    pub drain_grace: Duration,
+    /// Seconds in-flight generations get to finish once the server stops accepting; those still
+    /// running then are cancelled with UNAVAILABLE (0..=3600).
     #[arg(
         id = "server.drain_deadline_s",
         long = "drain-deadline-s",

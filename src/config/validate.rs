@@ -23,6 +23,7 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
 fn server(c: &Config) -> Result<(), ConfigError> {
     let s = &c.server;
     within("server.drain_deadline_s", s.drain_deadline.as_secs_f64(), 0.0..=3600.0)?;
+    within("server.drain_grace_s", s.drain_grace.as_secs_f64(), 0.0..=3600.0)?;
     at_least_one("server.max_streams", s.max_streams)?;
     match (&s.tls_cert, &s.tls_key, &s.tls_client_ca) {
         (Some(_), None, _) => Err(invalid("server.tls_key", "the TLS certificate needs its key".into())),

@@ -8,13 +8,12 @@ pub mod convert;
 mod fanout;
 pub mod fuzz;
 mod generation;
+pub mod health;
 pub mod observe;
 pub mod requests;
 mod resources;
 pub mod streams;
 pub mod transport;
-
-use tonic_health::server::HealthReporter;
 
 pub use fanout::ResourceRoutes;
 pub use generation::GenerationApi;
@@ -48,11 +47,4 @@ pub fn reflection() -> (
     let v1 = builder().build_v1().expect("embedded descriptor sets are valid");
     let v1alpha = builder().build_v1alpha().expect("embedded descriptor sets are valid");
     (v1, v1alpha)
-}
-
-/// Marks every service NOT_SERVING (at shutdown).
-pub async fn set_all_not_serving(health: &HealthReporter) {
-    for service in ["", RESOURCE_SERVICE, GENERATION_SERVICE] {
-        health.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
-    }
 }

@@ -165,6 +165,11 @@ impl Pool {
         devices
     }
 
+    /// Whether the generation queue has a free slot (readiness reads it).
+    pub fn has_room(&self) -> bool {
+        self.admission.available_permits() > 0
+    }
+
     /// Facts of a loaded model.
     pub fn facts(&self, model: &str) -> Option<ModelFacts> {
         self.placement.lock().expect("placement lock").models.get(model).map(|(_, f)| f.clone())

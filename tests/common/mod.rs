@@ -18,6 +18,7 @@ use maestro::{
     config::Config,
     monitor::sampler::{Reading, Sampler},
     monitor::snapshot::{GpuDevice, GpuStats, HostStats, ProcessStats},
+    shutdown::{Signals, Trigger},
 };
 use maestro_proto::{
     generation_service_client::GenerationServiceClient, resource_service_client::ResourceServiceClient,
@@ -25,7 +26,6 @@ use maestro_proto::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::oneshot,
     task::JoinHandle,
 };
 use tonic::transport::Channel;
@@ -45,7 +45,9 @@ pub struct TestServer {
     pub generation: GenerationServiceClient<Channel>,
     /// Health client.
     pub health: HealthClient<Channel>,
-    stop: Option<oneshot::Sender<()>>,
+    /// The plaintext health port, when `--health-listen` is on.
+    pub health_addr: Option<SocketAddr>,
+    stop: Trigger,
     join: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -55,6 +57,8 @@ pub fn test_config() -> Config {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.metrics_listen = "127.0.0.1:0".parse().unwrap();
     config.server.drain_deadline = Duration::from_secs(5);
+    // No clients to move away in a test: stop accepting at once.
+    config.server.drain_grace = Duration::ZERO;
     config
 }
 
@@ -101,10 +105,9 @@ async fn start(app: App) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics_addr = app.metrics_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let join = tokio::spawn(app.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (stop, signals) = Signals::channel();
+    let health_addr = app.health_addr();
+    let join = tokio::spawn(app.serve(listener, signals));
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     TestServer {
         addr,
@@ -113,7 +116,8 @@ async fn start(app: App) -> TestServer {
         generation: GenerationServiceClient::new(channel.clone()),
         health: HealthClient::new(channel.clone()),
         channel,
-        stop: Some(stop),
+        health_addr,
+        stop,
         join: Some(join),
     }
 }
@@ -121,15 +125,25 @@ async fn start(app: App) -> TestServer {
 impl TestServer {
     /// Triggers the shutdown and waits for the server to return.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().unwrap().send(());
+        self.stop.request();
+        self.join.take().unwrap().await?
+    }
+
+    /// Sends one shutdown request (a SIGTERM) without waiting: the drain begins.
+    pub fn request_shutdown(&self) {
+        self.stop.request();
+    }
+
+    /// Waits for the server to return after [`TestServer::request_shutdown`].
+    pub async fn stopped(mut self) -> anyhow::Result<()> {
         self.join.take().unwrap().await?
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if self.join.is_some() {
+            self.stop.request();
         }
     }
 }
@@ -178,6 +192,7 @@ pub struct ScriptedSampler {
     rss: Arc<AtomicU64>,
     rss_step: u64,
     gpus: Arc<Mutex<Vec<GpuDevice>>>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One scripted reading.
@@ -204,7 +219,18 @@ impl ScriptedSampler {
             rss: Arc::new(AtomicU64::new(SCRIPTED_RSS)),
             rss_step: 0,
             gpus: Arc::default(),
+            stalled: Arc::default(),
         }
+    }
+
+    /// From now on a reading does not return (a wedged sensor read) until [`ScriptedSampler::resume`].
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Readings return again.
+    pub fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
     }
 
     /// Every reading reports `device` as the one GPU, as it stands when read.
@@ -269,6 +295,9 @@ impl ScriptedSampler {
 
 impl Sampler for ScriptedSampler {
     fn sample(&mut self) -> Reading {
+        while self.stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let step = match self.queue.lock().unwrap().pop_front() {
             Some(step) => {
                 *self.last.lock().unwrap() = step.clone();

@@ -92,7 +92,7 @@ impl Admitted {
         let progress = match event {
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
             Some(Event::Done(done)) if done.stats.stopped => Progress::Failed(Error::Unavailable(
-                "generation cancelled: the server is shutting down".into(),
+                "generation cancelled: the server is shutting down and its drain deadline (--drain-deadline-s) passed while this generation ran".into(),
             )),
             Some(Event::Done(done)) => Progress::Finished(self.summary(&done)),
             Some(Event::Failed(Error::OutOfMemory(oom))) => {

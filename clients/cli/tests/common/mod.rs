@@ -16,7 +16,6 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     net::TcpListener,
     process::Command,
-    sync::oneshot,
     task::JoinHandle,
 };
 
@@ -104,6 +103,7 @@ pub fn test_config() -> Config {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.metrics_listen = "127.0.0.1:0".parse().unwrap();
     config.server.drain_deadline = Duration::from_secs(5);
+    config.server.drain_grace = Duration::ZERO;
     config.monitor.sample_interval = Duration::from_millis(100);
     config.models.roots = vec![fixtures()];
     config
@@ -113,7 +113,7 @@ pub fn test_config() -> Config {
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<maestro::shutdown::Trigger>,
     join: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -125,7 +125,7 @@ impl Server {
 
     /// Shuts the server down and waits until it no longer listens.
     pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
+        self.stop.take().unwrap().request();
         self.join.take().unwrap().await.unwrap().unwrap();
     }
 }
@@ -133,7 +133,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.request();
         }
     }
 }
@@ -148,10 +148,8 @@ pub async fn start_on(addr: SocketAddr, machine: Machine) -> Server {
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::build_with(test_config(), Box::new(machine)).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let join = tokio::spawn(app.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (stop, signals) = maestro::shutdown::Signals::channel();
+    let join = tokio::spawn(app.serve(listener, signals));
     Server { addr, stop: Some(stop), join: Some(join) }
 }
 

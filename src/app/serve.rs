@@ -1,0 +1,198 @@
+//! Serving, and the drain that a rolling update relies on. The first shutdown request (SIGTERM,
+//! SIGINT):
+//!
+//! 1. every service but liveness (`""`) goes NOT_SERVING at once, on the main and the health port,
+//!    while the server keeps serving for `--drain-grace-s`, so endpoint controllers and clients'
+//!    health watches move traffic away;
+//! 2. the server stops accepting (new connections are refused, open ones get GOAWAY), and every
+//!    watch stream (snapshots, alerts, health) ends with OK;
+//! 3. in-flight `Generate` streams finish, for at most `--drain-deadline-s`; those still running then
+//!    are cancelled and end with UNAVAILABLE saying so;
+//! 4. the monitor, the manager, cleanup, the HTTP port and the health port stop, the inference workers
+//!    are joined, and `serve` returns Ok (the process exits 0).
+//!
+//! A second request skips whatever waiting is left (the grace, then the deadline).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use super::{App, Workers};
+use crate::{
+    grpc::{
+        self, auth::AuthLayer, health::HealthTable, observe::ObserveLayer,
+        pb::generation_service_server::GenerationServiceServer,
+    },
+    shutdown::Signals,
+};
+
+/// How long streams cancelled at the deadline get to send their status before connections close.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+type GrpcServer = JoinHandle<Result<(), tonic::transport::Error>>;
+
+impl App {
+    /// Serves until the first shutdown request, then drains (see the module's steps).
+    pub async fn serve(mut self, listener: TcpListener, mut signals: Signals) -> anyhow::Result<()> {
+        let pages = crate::http::router(crate::metrics::Exposition::new(self.monitor.subscribe()));
+        let metrics_listener = self.metrics_listener.take().context("served once")?;
+        let http = tokio::spawn(crate::http::serve(
+            metrics_listener,
+            pages,
+            crate::http::HttpSettings::default(),
+            self.shutdown.clone(),
+        ));
+        tracing::info!(addr = %self.metrics_addr, "serving HTTP (Prometheus /metrics)");
+        let health_port =
+            self.health_listener.take().map(|l| serve_health(l, &self.health, self.shutdown.clone()));
+        // Decided before the first call can ask, then followed.
+        let first = crate::probes::decide(
+            &mut self.monitor.readiness(),
+            self.readiness.queue_has_room.as_ref(),
+            &mut self.readiness.warm.clone(),
+        );
+        self.health.set(grpc::GENERATION_SERVICE, first.is_ok());
+        let draining = CancellationToken::new();
+        tokio::spawn(crate::probes::follow_readiness(
+            self.health.clone(),
+            self.monitor.readiness(),
+            self.readiness.queue_has_room.clone(),
+            self.readiness.warm.clone(),
+            draining.clone(),
+        ));
+        if let Some(tokens) = &self.tokens {
+            grpc::auth::reload_on_sighup(tokens.clone()).context("SIGHUP handler")?;
+        }
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let mut server = self.grpc_server(listener, stop_rx)?;
+
+        let first = tokio::select! {
+            name = signals.next() => name,
+            result = &mut server => return result.context("server task")?.context("gRPC server failed"),
+        };
+        draining.cancel();
+        self.drain(first, &mut signals, stop_tx, &mut server).await?;
+        self.shutdown.cancel();
+        join_workers(&self.workers, self.config.server.drain_deadline).await;
+        // Bounded by the HTTP port's own grace period.
+        let _ = http.await;
+        if let Some(port) = health_port {
+            let _ = port.await;
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+
+    /// Steps 1 to 3: not ready while still serving, stop accepting and end the watches, let the
+    /// generations finish within the deadline.
+    async fn drain(
+        &self,
+        first: &str,
+        signals: &mut Signals,
+        stop_accepting: oneshot::Sender<()>,
+        server: &mut GrpcServer,
+    ) -> anyhow::Result<()> {
+        self.health.not_ready();
+        let (grace, deadline) = (self.config.server.drain_grace, self.config.server.drain_deadline);
+        tracing::info!(
+            signal = first,
+            ?grace,
+            ?deadline,
+            "draining: NOT_SERVING, still serving for the grace"
+        );
+        let mut skip = tokio::select! {
+            () = tokio::time::sleep(grace) => false,
+            name = signals.next() => {
+                tracing::warn!(signal = name, "second shutdown request: skipping the drain's waiting");
+                true
+            }
+        };
+        let _ = stop_accepting.send(());
+        self.watches.cancel();
+        if !skip {
+            skip = tokio::select! {
+                result = &mut *server => return result.context("server task")?.context("gRPC server failed"),
+                () = tokio::time::sleep(deadline) => false,
+                name = signals.next() => {
+                    tracing::warn!(signal = name, "second shutdown request: not waiting for the generations");
+                    true
+                }
+            };
+        }
+        tracing::warn!(skipped = skip, ?deadline, "cancelling the generations still running");
+        self.generations.cancel();
+        match tokio::time::timeout(LAST_WORDS, &mut *server).await {
+            Ok(result) => result.context("server task")?.context("gRPC server failed"),
+            Err(_) => {
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+
+    /// The gRPC server on `listener`, until `stop` (then it drains its open calls).
+    fn grpc_server(
+        &mut self,
+        listener: TcpListener,
+        stop: oneshot::Receiver<()>,
+    ) -> anyhow::Result<GrpcServer> {
+        let addr = listener.local_addr().context("listener address")?;
+        let (reflection_v1, reflection_v1alpha) = grpc::reflection();
+        let server = &self.config.server;
+        let max_message = server.max_message_bytes;
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls.take() {
+            builder = builder.tls_config(tls).context("TLS configuration")?;
+        }
+        let generation =
+            GenerationServiceServer::new(self.generation.clone()).max_decoding_message_size(max_message);
+        let router = builder
+            .http2_keepalive_interval(Some(server.keepalive))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(server.max_streams_per_connection))
+            .layer(ObserveLayer)
+            .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry))
+            .add_service(self.health.service())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(grpc::ResourceRoutes::new(self.resources.clone(), max_message))
+            .add_service(generation);
+        let incoming = grpc::transport::incoming(listener);
+        tracing::info!(%addr, "serving gRPC");
+        Ok(tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop.await;
+        })))
+    }
+}
+
+/// Serves the health service alone, in plaintext, on `listener` (kubelet's gRPC probes speak neither
+/// TLS nor mTLS), until `stop`.
+fn serve_health(listener: TcpListener, health: &HealthTable, stop: CancellationToken) -> JoinHandle<()> {
+    let service = health.service();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving the gRPC health service (plaintext)");
+    }
+    let incoming = grpc::transport::incoming(listener);
+    tokio::spawn(async move {
+        let serve = Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "the health port failed");
+        }
+    })
+}
+
+#[cfg(feature = "torch")]
+async fn join_workers(pool: &Workers, deadline: Duration) {
+    match pool.shutdown(deadline).await {
+        Ok(()) => tracing::info!("inference workers stopped"),
+        Err(e) => tracing::warn!(error = %e, "inference workers left running"),
+    }
+}
+
+#[cfg(not(feature = "torch"))]
+async fn join_workers(_: &Workers, _: Duration) {}
