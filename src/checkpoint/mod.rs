@@ -126,7 +126,7 @@ pub struct TensorInfo {
 }
 
 /// Where a tensor's bytes are in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Place {
     /// Row-major bytes starting at this absolute offset.
     Contiguous(u64),
@@ -211,6 +211,17 @@ impl Checkpoint {
     /// Every tensor, by name (`__metadata__` is not a tensor).
     pub fn tensors(&self) -> &HashMap<String, TensorInfo> {
         &self.tensors
+    }
+
+    /// Every tensor once, by name: a name whose entry is the very bytes of an earlier name (two
+    /// names over one pickle storage, as tied weights are saved) is left out, so sizes count what a
+    /// load reads.
+    pub fn distinct_tensors(&self) -> Vec<(&str, &TensorInfo)> {
+        let mut names: Vec<(&str, &TensorInfo)> = self.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        names.sort_by_key(|(name, _)| *name);
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|(_, info)| seen.insert((info.file, &info.place, info.dtype.to_string(), &info.shape)));
+        names
     }
 
     /// The entry of `name`.

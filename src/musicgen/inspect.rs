@@ -75,7 +75,7 @@ pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
 fn write_layout(out: &mut String, dir: &Path, file: &Checkpoint) {
     let files: Vec<String> =
         file.files().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-    let bytes: u64 = file.tensors().values().map(checkpoint::stored_bytes).sum();
+    let bytes: u64 = file.distinct_tensors().into_iter().map(|(_, info)| checkpoint::stored_bytes(info)).sum();
     let _ = writeln!(
         out,
         "weights: {} ({}), {} tensors, {} bytes stored",
@@ -98,7 +98,7 @@ fn write_layout(out: &mut String, dir: &Path, file: &Checkpoint) {
 fn write_parameters(out: &mut String, file: &Checkpoint) {
     let counts = ParameterCounts::of(file);
     let mut stored: BTreeMap<String, u64> = BTreeMap::new();
-    for info in file.tensors().values() {
+    for (_, info) in file.distinct_tensors() {
         *stored.entry(info.dtype.to_string()).or_default() += checkpoint::numel(info);
     }
     let _ = writeln!(out, "parameters:");

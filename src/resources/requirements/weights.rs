@@ -61,10 +61,11 @@ pub struct ParameterCounts {
 }
 
 impl ParameterCounts {
-    /// Counts the elements of every tensor of `file` by part.
+    /// Counts the elements of every distinct tensor of `file` by part (a storage two names share
+    /// counts once).
     pub fn of(file: &Checkpoint) -> Self {
         let mut counts = Self::default();
-        for (key, info) in file.tensors() {
+        for (key, info) in file.distinct_tensors() {
             *counts.slot(Part::of(key)) += checkpoint::numel(info);
         }
         counts
@@ -170,7 +171,7 @@ pub fn weights_from_dir(dir: &Path, dtype: DType) -> Result<HeaderSizes, Require
 pub fn sizes_of(file: &Checkpoint, dtype: DType) -> HeaderSizes {
     let dtypes = dtype.parts();
     let mut sizes = HeaderSizes { weights: WeightBytes::default(), largest_tensor_bytes: 0 };
-    for (key, info) in file.tensors() {
+    for (key, info) in file.distinct_tensors() {
         let part = Part::of(key);
         let Some(element) = part.dtype(dtypes) else { continue };
         let stored = checkpoint::stored_bytes(info);
