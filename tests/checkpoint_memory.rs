@@ -29,7 +29,10 @@ fn write_shards(dir: &Path, tensors: &[(&str, &str, usize, usize)]) {
         let mut offset = 0;
         for &(key, dtype, numel, element) in shard.iter() {
             let end = offset + numel * element;
-            header.insert(key.into(), serde_json::json!({"dtype": dtype, "shape": [numel], "data_offsets": [offset, end]}));
+            header.insert(
+                key.into(),
+                serde_json::json!({"dtype": dtype, "shape": [numel], "data_offsets": [offset, end]}),
+            );
             weight_map.insert(key.into(), name.clone().into());
             offset = end;
         }
@@ -76,15 +79,44 @@ fn peak_rss_of_a_sharded_load_is_the_weights_plus_one_tensor() {
     let dir = tempfile::tempdir().unwrap();
     // 224 MiB in f32 (largest 64 MiB), then the same sizes stored in f16 and loaded as f32.
     let m = MIB as usize / 4;
-    write_shards(dir.path(), &[("a", "F32", 16 * m, 4), ("b", "F32", 64 * m, 4), ("c", "F32", 32 * m, 4), ("d", "F32", 48 * m, 4), ("e", "F32", 16 * m, 4), ("f", "F32", 48 * m, 4)]);
+    write_shards(
+        dir.path(),
+        &[
+            ("a", "F32", 16 * m, 4),
+            ("b", "F32", 64 * m, 4),
+            ("c", "F32", 32 * m, 4),
+            ("d", "F32", 48 * m, 4),
+            ("e", "F32", 16 * m, 4),
+            ("f", "F32", 48 * m, 4),
+        ],
+    );
     let (peak, kept, largest) = measure_load(dir.path());
-    eprintln!("f32 shards: peak {} MiB for {} MiB kept, largest tensor {} MiB", peak / MIB, kept / MIB, largest / MIB);
-    assert!(peak as f64 <= (kept + largest) as f64 * 1.1, "peak {peak} over kept {kept} + largest {largest} + 10 %");
+    eprintln!(
+        "f32 shards: peak {} MiB for {} MiB kept, largest tensor {} MiB",
+        peak / MIB,
+        kept / MIB,
+        largest / MIB
+    );
+    assert!(
+        peak as f64 <= (kept + largest) as f64 * 1.1,
+        "peak {peak} over kept {kept} + largest {largest} + 10 %"
+    );
     assert!(peak >= kept / 2, "the measurement saw the load ({peak} of {kept})");
 
     let dir = tempfile::tempdir().unwrap();
-    write_shards(dir.path(), &[("a", "F16", 16 * m, 2), ("b", "F16", 64 * m, 2), ("c", "F16", 32 * m, 2), ("d", "F16", 48 * m, 2)]);
+    write_shards(
+        dir.path(),
+        &[("a", "F16", 16 * m, 2), ("b", "F16", 64 * m, 2), ("c", "F16", 32 * m, 2), ("d", "F16", 48 * m, 2)],
+    );
     let (peak, kept, largest) = measure_load(dir.path());
-    eprintln!("f16 shards loaded as f32: peak {} MiB for {} MiB kept, largest stored tensor {} MiB", peak / MIB, kept / MIB, largest / MIB);
-    assert!(peak as f64 <= (kept + largest) as f64 * 1.1, "peak {peak} over kept {kept} + largest {largest} + 10 %");
+    eprintln!(
+        "f16 shards loaded as f32: peak {} MiB for {} MiB kept, largest stored tensor {} MiB",
+        peak / MIB,
+        kept / MIB,
+        largest / MIB
+    );
+    assert!(
+        peak as f64 <= (kept + largest) as f64 * 1.1,
+        "peak {peak} over kept {kept} + largest {largest} + 10 %"
+    );
 }

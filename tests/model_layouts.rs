@@ -31,7 +31,8 @@ fn extra_root() -> tempfile::TempDir {
     config["architectures"] = serde_json::json!(["MusicgenMelodyForConditionalGeneration"]);
     fs::write(&path, config.to_string()).unwrap();
     fs::create_dir_all(root.path().join("config-only")).unwrap();
-    fs::copy(fixtures().join("musicgen-tiny/config.json"), root.path().join("config-only/config.json")).unwrap();
+    fs::copy(fixtures().join("musicgen-tiny/config.json"), root.path().join("config-only/config.json"))
+        .unwrap();
     root
 }
 
@@ -50,12 +51,20 @@ async fn every_layout_is_listed_sized_alike_and_loads() {
     let single = weights("musicgen-tiny");
     assert!(single > 0);
     for layout in ["safetensors-shards", "pickle", "pickle-shards", "both"] {
-        assert_eq!(weights(&format!("layouts/{layout}")), single, "{layout}: the same bytes as the single file");
+        assert_eq!(
+            weights(&format!("layouts/{layout}")),
+            single,
+            "{layout}: the same bytes as the single file"
+        );
     }
     let config_only = list.iter().find(|m| m.model == "config-only").expect("a config-only folder is listed");
     assert!(!config_only.weights_present, "{config_only:?}");
 
-    let req = pb::LoadModelRequest { model: "layouts/pickle-shards".into(), device: "cpu".into(), ..Default::default() };
+    let req = pb::LoadModelRequest {
+        model: "layouts/pickle-shards".into(),
+        device: "cpu".into(),
+        ..Default::default()
+    };
     let info = s.generation.load_model(req).await.unwrap().into_inner();
     assert!(info.loaded && info.device == "cpu", "{info:?}");
     s.shutdown().await.unwrap();
@@ -75,10 +84,21 @@ async fn a_melody_checkpoint_is_refused_up_front_naming_its_type() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("\"musicgen_melody\" is not served"), "{:?}", err.message());
-    let validate = pb::ValidateRequest { model: model.into(), batch_size: 1, duration_s: 5.0, device: "cpu".into(), ..Default::default() };
+    let validate = pb::ValidateRequest {
+        model: model.into(),
+        batch_size: 1,
+        duration_s: 5.0,
+        device: "cpu".into(),
+        ..Default::default()
+    };
     let err = s.resources.validate_model(validate).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    let generate = pb::GenerateRequest { model: model.into(), prompt: "calm piano".into(), duration_s: 0.2, ..Default::default() };
+    let generate = pb::GenerateRequest {
+        model: model.into(),
+        prompt: "calm piano".into(),
+        duration_s: 0.2,
+        ..Default::default()
+    };
     let err = match s.generation.generate(generate).await {
         Err(e) => e,
         Ok(stream) => stream.into_inner().message().await.unwrap_err(),

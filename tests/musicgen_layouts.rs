@@ -84,7 +84,11 @@ fn a_converted_pickle_folder_generates_the_same_codes() {
         let dir = copy_dir(&layout_dir(name));
         let done = convert::convert_dir(dir.path()).unwrap();
         assert_eq!(done.from, LAYOUTS.iter().find(|(n, _)| *n == name).unwrap().1);
-        for bin in fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "bin")) {
+        for bin in fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        {
             // Proof the new file is what loads: the pickles are gone.
             fs::remove_file(bin.path()).unwrap();
         }
@@ -109,15 +113,23 @@ fn a_melody_config_is_refused_before_any_weight_is_read() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a melody checkpoint loaded"),
     }
-    let report = maestro::musicgen::inspect(dir.path(), 1, 1.0).err().expect("inspect refuses it too");
+    let report = maestro::musicgen::inspect(dir.path(), 1, 1.0).expect_err("inspect refuses it too");
     assert!(report.to_string().contains("musicgen_melody"), "{report}");
 }
 
 #[test]
 fn inspect_names_the_layout_and_suggests_converting_pickles() {
     let report = maestro::musicgen::inspect(&layout_dir("pickle-shards"), 1, 5.0).unwrap();
-    assert!(report.contains("weights: pickle shards (pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin)"), "{report}");
+    assert!(
+        report.contains(
+            "weights: pickle shards (pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin)"
+        ),
+        "{report}"
+    );
     assert!(report.contains("maestro-server convert-checkpoint"), "{report}");
     let report = maestro::musicgen::inspect(&layout_dir("safetensors-shards"), 1, 5.0).unwrap();
-    assert!(report.contains("weights: safetensors shards") && !report.contains("convert-checkpoint"), "{report}");
+    assert!(
+        report.contains("weights: safetensors shards") && !report.contains("convert-checkpoint"),
+        "{report}"
+    );
 }

@@ -27,7 +27,10 @@ pub(super) fn open(path: &Path, file: usize) -> Result<(File, HashMap<String, Te
         let mut text = String::new();
         let _ = order.by_ref().take(16).read_to_string(&mut text);
         if text.trim() != "little" {
-            return Err(CheckpointError::corrupt(path, format!("byteorder {text:?} (only little-endian is read)")));
+            return Err(CheckpointError::corrupt(
+                path,
+                format!("byteorder {text:?} (only little-endian is read)"),
+            ));
         }
     }
     let pickled = {
@@ -86,8 +89,13 @@ fn data_pickle_prefix(path: &Path, zip: &ZipArchive<File>) -> Result<String, Che
     let mut found = zip.file_names().filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1);
     match (found.next(), found.next()) {
         (Some(name), None) => Ok(name.trim_end_matches("data.pkl").to_owned()),
-        (None, _) => Err(CheckpointError::corrupt(path, "a zip archive without <folder>/data.pkl: not a torch.save file")),
-        (Some(_), Some(_)) => Err(CheckpointError::corrupt(path, "a zip archive with several data.pkl records")),
+        (None, _) => Err(CheckpointError::corrupt(
+            path,
+            "a zip archive without <folder>/data.pkl: not a torch.save file",
+        )),
+        (Some(_), Some(_)) => {
+            Err(CheckpointError::corrupt(path, "a zip archive with several data.pkl records"))
+        }
     }
 }
 
@@ -101,11 +109,16 @@ fn storage_record(
 ) -> Result<(u64, u64), CheckpointError> {
     let name = format!("{prefix}data/{}", tensor.storage.key);
     let record = zip.by_name(&name).map_err(|e| match e {
-        ZipError::FileNotFound => CheckpointError::corrupt(path, format!("data.pkl names storage {name}, which the archive lacks")),
+        ZipError::FileNotFound => {
+            CheckpointError::corrupt(path, format!("data.pkl names storage {name}, which the archive lacks"))
+        }
         other => zip_error(path, other),
     })?;
     if record.compression() != CompressionMethod::Stored {
-        let reason = format!("storage {name} is compressed ({}); torch.save stores them uncompressed", record.compression());
+        let reason = format!(
+            "storage {name} is compressed ({}); torch.save stores them uncompressed",
+            record.compression()
+        );
         return Err(CheckpointError::corrupt(path, reason));
     }
     Ok((record.data_start(), record.size()))

@@ -30,7 +30,10 @@ pub struct Converted {
 pub fn convert_dir(dir: &Path) -> Result<Converted, CheckpointError> {
     let out = dir.join(Layout::Safetensors.entry_file());
     if out.exists() {
-        return Err(CheckpointError::corrupt(&out, "already exists: the folder loads from it, nothing to convert"));
+        return Err(CheckpointError::corrupt(
+            &out,
+            "already exists: the folder loads from it, nothing to convert",
+        ));
     }
     let source = Checkpoint::open_dir(dir)?;
     let partial = dir.join(".model.safetensors.partial");
@@ -74,7 +77,8 @@ pub fn write_safetensors(source: &Checkpoint, path: &Path) -> Result<u64, Checkp
         source.read_into(info, &mut buffer)?;
         w.write_all(&buffer).map_err(CheckpointError::io(path))?;
     }
-    let file = w.into_inner().map_err(|e| CheckpointError::Io { path: path.to_owned(), source: e.into_error() })?;
+    let file =
+        w.into_inner().map_err(|e| CheckpointError::Io { path: path.to_owned(), source: e.into_error() })?;
     file.sync_all().map_err(CheckpointError::io(path))?;
     Ok(offset)
 }

@@ -38,12 +38,17 @@ pub fn check_config(config: &Value) -> Result<(), String> {
         }
     }
     if let Some(architectures) = config.get("architectures").filter(|a| !a.is_null()) {
-        let names: Vec<&str> = architectures.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let names: Vec<&str> =
+            architectures.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         if names != [SERVED_ARCHITECTURE] {
-            return Err(format!("architectures {architectures} (Maestro serves [\"{SERVED_ARCHITECTURE}\"])"));
+            return Err(format!(
+                "architectures {architectures} (Maestro serves [\"{SERVED_ARCHITECTURE}\"])"
+            ));
         }
     }
-    for (part, want) in [("text_encoder", "t5"), ("audio_encoder", "encodec"), ("decoder", "musicgen_decoder")] {
+    for (part, want) in
+        [("text_encoder", "t5"), ("audio_encoder", "encodec"), ("decoder", "musicgen_decoder")]
+    {
         let found = config.get(part).and_then(|p| p.get("model_type"));
         if let Some(found) = found.filter(|f| f.as_str() != Some(want)) {
             return Err(format!("{part}.model_type {found} (Maestro reads \"{want}\")"));
@@ -58,11 +63,14 @@ fn check_codec(codec: &Value) -> Result<(), String> {
     if let Some(mode) = codec.get("pad_mode").filter(|m| m.as_str() != Some("reflect")) {
         return Err(format!("audio_encoder.pad_mode {mode} (only \"reflect\" is implemented)"));
     }
-    if let Some(normalize) = codec.get("normalize").filter(|n| !matches!(n, Value::Bool(false) | Value::Null)) {
+    if let Some(normalize) = codec.get("normalize").filter(|n| !matches!(n, Value::Bool(false) | Value::Null))
+    {
         return Err(format!("audio_encoder.normalize {normalize} (normalized codecs are not implemented)"));
     }
     if let Some(chunk) = codec.get("chunk_length_s").filter(|c| !c.is_null()) {
-        return Err(format!("audio_encoder.chunk_length_s {chunk} (chunked codecs are not implemented; null is)"));
+        return Err(format!(
+            "audio_encoder.chunk_length_s {chunk} (chunked codecs are not implemented; null is)"
+        ));
     }
     Ok(())
 }
@@ -76,7 +84,9 @@ fn check_decoder(config: &Value) -> Result<(), String> {
     if let Some(f) = decoder.get("activation_function").filter(|f| f.as_str() != Some("gelu")) {
         return Err(format!("decoder.activation_function {f} (only \"gelu\" is implemented)"));
     }
-    let Some(cross) = decoder.get("cross_attention_hidden_size").filter(|c| !c.is_null()) else { return Ok(()) };
+    let Some(cross) = decoder.get("cross_attention_hidden_size").filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
     let text = config.get("text_encoder").and_then(|t| t.get("d_model").or_else(|| t.get("hidden_size")));
     let hidden = decoder.get("hidden_size");
     if Some(cross) != text {
@@ -136,12 +146,15 @@ mod tests {
 
     #[test]
     fn unimplemented_codec_and_decoder_settings_are_refused_by_name() {
-        let cases: [(&str, fn(&mut Value)); 5] = [
+        type Edit = fn(&mut Value);
+        let cases: [(&str, Edit); 5] = [
             ("audio_encoder.pad_mode \"constant\"", |c| c["audio_encoder"]["pad_mode"] = json!("constant")),
             ("audio_encoder.normalize true", |c| c["audio_encoder"]["normalize"] = json!(true)),
             ("audio_encoder.chunk_length_s 1.0", |c| c["audio_encoder"]["chunk_length_s"] = json!(1.0)),
             ("decoder.activation_function \"relu\"", |c| c["decoder"]["activation_function"] = json!("relu")),
-            ("cross_attention_hidden_size 40 differs", |c| c["decoder"]["cross_attention_hidden_size"] = json!(40)),
+            ("cross_attention_hidden_size 40 differs", |c| {
+                c["decoder"]["cross_attention_hidden_size"] = json!(40)
+            }),
         ];
         for (needle, edit) in cases {
             let reason = refused(edit);

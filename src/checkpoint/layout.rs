@@ -27,12 +27,17 @@ pub enum Layout {
 }
 
 /// The files layouts start from, in the order [`Layout::detect`] prefers them.
-pub const ENTRY_FILES: [&str; 4] =
-    ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
+pub const ENTRY_FILES: [&str; 4] = [
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+];
 
 impl Layout {
     /// Every layout, in the order of [`ENTRY_FILES`].
-    pub const ALL: [Layout; 4] = [Layout::Safetensors, Layout::SafetensorsShards, Layout::Pickle, Layout::PickleShards];
+    pub const ALL: [Layout; 4] =
+        [Layout::Safetensors, Layout::SafetensorsShards, Layout::Pickle, Layout::PickleShards];
 
     /// The layout of the weights in `dir`: the first of [`ENTRY_FILES`] present.
     pub fn detect(dir: &Path) -> Option<Layout> {

@@ -100,7 +100,9 @@ impl CheckpointError {
             | CheckpointError::Refused { path, .. }
             | CheckpointError::Unsupported { path, .. } => path,
             CheckpointError::NoWeights { dir } => dir,
-            CheckpointError::MissingShard { index, .. } | CheckpointError::KeyNotInShard { index, .. } => index,
+            CheckpointError::MissingShard { index, .. } | CheckpointError::KeyNotInShard { index, .. } => {
+                index
+            }
         }
     }
 
@@ -174,7 +176,11 @@ impl Checkpoint {
         for (n, (shard, keys)) in index.shards().into_iter().enumerate() {
             let path = dir.join(shard);
             if !path.is_file() {
-                return Err(CheckpointError::MissingShard { index: entry, shard: shard.into(), key: keys[0].into() });
+                return Err(CheckpointError::MissingShard {
+                    index: entry,
+                    shard: shard.into(),
+                    key: keys[0].into(),
+                });
             }
             let (file, mut found) = match layout {
                 Layout::PickleShards => archive::open(&path, n)?,
@@ -262,7 +268,8 @@ impl Checkpoint {
                 let element = element_bytes(info.dtype);
                 let span = pickle::span(&info.shape, strides);
                 let mut source = vec![0u8; (span * element) as usize];
-                file.read_exact_at(&mut source, storage + offset * element).map_err(CheckpointError::io(path))?;
+                file.read_exact_at(&mut source, storage + offset * element)
+                    .map_err(CheckpointError::io(path))?;
                 gather(&source, &info.shape, strides, element as usize, out);
                 Ok(())
             }

@@ -93,6 +93,9 @@ enum Global {
     Storage(Dtype),
 }
 
+/// A dict's entries, in insertion order, shared between the stack and the memo.
+type Entries = Rc<RefCell<Vec<(Value, Value)>>>;
+
 #[derive(Debug, Clone)]
 enum Value {
     None,
@@ -103,7 +106,7 @@ enum Value {
     Bytes,
     Tuple(Rc<[Value]>),
     List(Rc<RefCell<Vec<Value>>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Dict(Entries),
     Global(Global),
     Storage(Rc<StorageRef>),
     Tensor(Rc<PickledTensor>),
@@ -341,7 +344,8 @@ impl Machine<'_> {
 
     fn line(&mut self) -> Result<String, PickleError> {
         let rest = &self.data[self.at..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| malformed("GLOBAL without a newline"))?;
+        let end =
+            rest.iter().position(|&b| b == b'\n').ok_or_else(|| malformed("GLOBAL without a newline"))?;
         let text = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.at += end + 1;
         Ok(text)
@@ -392,12 +396,13 @@ impl Machine<'_> {
     }
 
     fn get(&mut self, i: usize) -> Result<(), PickleError> {
-        let value = self.memo.get(i).cloned().flatten().ok_or_else(|| malformed(format!("memo {i} unset")))?;
+        let value =
+            self.memo.get(i).cloned().flatten().ok_or_else(|| malformed(format!("memo {i} unset")))?;
         self.push(value);
         Ok(())
     }
 
-    fn dict(&self) -> Result<Rc<RefCell<Vec<(Value, Value)>>>, PickleError> {
+    fn dict(&self) -> Result<Entries, PickleError> {
         match self.stack.last() {
             Some(Value::Dict(d)) => Ok(d.clone()),
             _ => Err(malformed("setting an item on something other than a dict")),
@@ -502,9 +507,10 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value, PickleError> {
     let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
     let end = numel.and_then(|_| {
-        let span = shape.iter().zip(&strides).try_fold(0u64, |s, (&d, &st)| {
-            s.checked_add((d as u64).saturating_sub(1).checked_mul(st)?)
-        })?;
+        let span = shape
+            .iter()
+            .zip(&strides)
+            .try_fold(0u64, |s, (&d, &st)| s.checked_add((d as u64).saturating_sub(1).checked_mul(st)?))?;
         (*offset as u64).checked_add(span)
     });
     let Some(end) = end else { return Err(bad(&format!("size {shape:?} that overflows"))) };

@@ -45,10 +45,7 @@ fn a_valid_file_gives_its_tensors_and_their_bytes() {
 #[test]
 fn a_header_longer_than_the_file_is_an_error() {
     let reason = corrupt(&(1000u64).to_le_bytes());
-    assert!(
-        reason.contains("invalid header length") && reason.contains("declaring a 1000-byte"),
-        "{reason}"
-    );
+    assert!(reason.contains("invalid header length") && reason.contains("declaring a 1000-byte"), "{reason}");
     let reason = corrupt(&u64::MAX.to_le_bytes());
     assert!(reason.contains("header too large") && reason.contains(&u64::MAX.to_string()), "{reason}");
     let mut cut = file(br#"{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#, 8);
@@ -135,7 +132,10 @@ mod layouts {
         // The pickle holds both T5 embedding names over one storage, as the published .bin files do.
         let pickle = Checkpoint::open_dir(&layout_dir("pickle")).unwrap();
         assert_eq!(pickle.tensors().len(), original().tensors().len() + 1);
-        let (a, b) = (&pickle.tensors()["text_encoder.shared.weight"], &pickle.tensors()["text_encoder.encoder.embed_tokens.weight"]);
+        let (a, b) = (
+            &pickle.tensors()["text_encoder.shared.weight"],
+            &pickle.tensors()["text_encoder.encoder.embed_tokens.weight"],
+        );
         assert_eq!(a, b, "one storage, read twice");
     }
 
@@ -145,7 +145,11 @@ mod layouts {
         fs::copy(fixtures().join("pickles/views.bin"), dir.path().join("pytorch_model.bin")).unwrap();
         let c = Checkpoint::open_dir(dir.path()).unwrap();
         let f32s = |name: &str| -> Vec<f32> {
-            c.read(&c.tensors()[name]).unwrap().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+            c.read(&c.tensors()[name])
+                .unwrap()
+                .chunks(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
         };
         assert_eq!(f32s("contiguous"), (0..12).map(|i| i as f32).collect::<Vec<_>>());
         assert_eq!(c.tensors()["transposed"].shape, [4, 3]);
@@ -153,11 +157,18 @@ mod layouts {
         assert_eq!(f32s("row"), [4., 5., 6., 7.]);
         assert_eq!(f32s("column"), [2., 6., 10.]);
         assert_eq!((f32s("scalar"), c.tensors()["scalar"].shape.len()), (vec![3.5], 0));
-        assert_eq!((c.tensors()["empty"].shape.as_slice(), stored_bytes(&c.tensors()["empty"])), (&[0, 3][..], 0));
+        assert_eq!(
+            (c.tensors()["empty"].shape.as_slice(), stored_bytes(&c.tensors()["empty"])),
+            (&[0, 3][..], 0)
+        );
         let bytes = |name: &str| c.read(&c.tensors()[name]).unwrap();
         assert_eq!((c.tensors()["half"].dtype, bytes("half")[2..4].to_vec()), (Dtype::F16, vec![0x00, 0x3c]));
-        assert_eq!((c.tensors()["bf16"].dtype, bytes("bf16")[2..4].to_vec()), (Dtype::BF16, vec![0x80, 0x3f]));
-        let longs: Vec<i64> = bytes("long").chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(
+            (c.tensors()["bf16"].dtype, bytes("bf16")[2..4].to_vec()),
+            (Dtype::BF16, vec![0x80, 0x3f])
+        );
+        let longs: Vec<i64> =
+            bytes("long").chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
         assert_eq!((c.tensors()["long"].dtype, longs), (Dtype::I64, vec![-2, -1, 0, 1]));
         assert_eq!((c.tensors()["bool"].dtype, bytes("bool")), (Dtype::BOOL, vec![1, 0, 1]));
     }
@@ -178,23 +189,32 @@ mod layouts {
 
     #[test]
     fn a_missing_shard_or_a_key_it_lacks_names_both() {
-        for (layout, shard) in
-            [("safetensors-shards", "model-00002-of-00002.safetensors"), ("pickle-shards", "pytorch_model-00002-of-00002.bin")]
-        {
+        for (layout, shard) in [
+            ("safetensors-shards", "model-00002-of-00002.safetensors"),
+            ("pickle-shards", "pytorch_model-00002-of-00002.bin"),
+        ] {
             let dir = copy(layout);
             fs::remove_file(dir.path().join(shard)).unwrap();
             let err = Checkpoint::open_dir(dir.path()).unwrap_err();
             assert!(matches!(err, CheckpointError::MissingShard { .. }), "{err}");
             let message = err.to_string();
-            assert!(message.contains(shard) && message.contains("routes `") && message.contains("missing"), "{message}");
+            assert!(
+                message.contains(shard) && message.contains("routes `") && message.contains("missing"),
+                "{message}"
+            );
 
             let dir = copy(layout);
-            let index = dir.path().join(Layout::ALL.iter().find(|l| l.as_str() == layout.replace('-', " ")).unwrap().entry_file());
-            let mut json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&index).unwrap()).unwrap();
+            let index = dir.path().join(
+                Layout::ALL.iter().find(|l| l.as_str() == layout.replace('-', " ")).unwrap().entry_file(),
+            );
+            let mut json: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(&index).unwrap()).unwrap();
             json["weight_map"]["decoder.not_stored"] = serde_json::json!(shard);
             fs::write(&index, json.to_string()).unwrap();
             match Checkpoint::open_dir(dir.path()) {
-                Err(CheckpointError::KeyNotInShard { key, shard: s, .. }) => assert_eq!((key.as_str(), s.as_str()), ("decoder.not_stored", shard)),
+                Err(CheckpointError::KeyNotInShard { key, shard: s, .. }) => {
+                    assert_eq!((key.as_str(), s.as_str()), ("decoder.not_stored", shard))
+                }
                 other => panic!("{layout}: {other:?}"),
             }
         }

@@ -75,7 +75,8 @@ pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
 fn write_layout(out: &mut String, dir: &Path, file: &Checkpoint) {
     let files: Vec<String> =
         file.files().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-    let bytes: u64 = file.distinct_tensors().into_iter().map(|(_, info)| checkpoint::stored_bytes(info)).sum();
+    let bytes: u64 =
+        file.distinct_tensors().into_iter().map(|(_, info)| checkpoint::stored_bytes(info)).sum();
     let _ = writeln!(
         out,
         "weights: {} ({}), {} tensors, {} bytes stored",

@@ -28,7 +28,9 @@ impl From<CheckpointError> for MusicgenError {
             CheckpointError::Io { path, source } => MusicgenError::Io { path, source },
             CheckpointError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
             CheckpointError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
-            other => MusicgenError::CorruptWeights { path: other.path().to_owned(), reason: other.to_string() },
+            other => {
+                MusicgenError::CorruptWeights { path: other.path().to_owned(), reason: other.to_string() }
+            }
         }
     }
 }

@@ -170,7 +170,8 @@ fn inside_root(id: &str, file: &Path, canonical_root: &Path) -> Result<Option<Pa
     match file.canonicalize() {
         Ok(found) if !found.starts_with(canonical_root) => {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
-            let rule = format!("must stay inside its model root, but its {name} is a symlink leading outside");
+            let rule =
+                format!("must stay inside its model root, but its {name} is a symlink leading outside");
             Err(invalid(&rule, id))
         }
         Ok(found) => Ok(Some(found)),

@@ -176,7 +176,9 @@ pub use checkpoint::from_checkpoint;
 pub use dtype::{DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};
 pub use table::{Registry, TableEntry, TABLE_AUDIO_DECODER_PARAMS, TABLE_TEXT_ENCODER_PARAMS};
-pub use weights::{sizes_of, weights_from_dir, weights_from_header, HeaderSizes, ParameterCounts, Part, WeightBytes};
+pub use weights::{
+    sizes_of, weights_from_dir, weights_from_header, HeaderSizes, ParameterCounts, Part, WeightBytes,
+};
 pub use working_set::{CodecShape, DecoderShape, ModelShape, TextShape, WorkingSet, CODEC_CONTEXT_FRAMES};
 
 use super::validate;

@@ -73,9 +73,13 @@ fn a_state_dict_as_torch_writes_it_is_read() {
 
 #[test]
 fn globals_outside_the_allowlist_are_refused_by_name() {
-    let call = |callable: Vec<u8>| [vec![0x80, 2], callable, text("echo pwned"), vec![0x85, b'R', b'.']].concat();
+    let call =
+        |callable: Vec<u8>| [vec![0x80, 2], callable, text("echo pwned"), vec![0x85, b'R', b'.']].concat();
     assert_eq!(read_state_dict(&call(global("os", "system"))), Err(PickleError::Refused("os.system".into())));
-    assert_eq!(read_state_dict(&call(global("posix", "system"))), Err(PickleError::Refused("posix.system".into())));
+    assert_eq!(
+        read_state_dict(&call(global("posix", "system"))),
+        Err(PickleError::Refused("posix.system".into()))
+    );
     let stack_global = [vec![0x80, 4], text("builtins"), text("eval"), vec![0x93]].concat();
     assert_eq!(read_state_dict(&call(stack_global)), Err(PickleError::Refused("builtins.eval".into())));
     let torch_other = call(global("torch", "load"));
@@ -95,15 +99,18 @@ fn malformed_pickles_are_errors_naming_the_problem() {
     for cut in [0, 1, 10, valid.len() - 1] {
         let _ = reason(&valid[..cut]);
     }
-    assert!(reason(&state_dict(&[("w", tensor("0", 5, 0, &[2, 3], &[3, 1]))])).contains("past its 5-element storage"));
-    assert!(reason(&state_dict(&[("w", tensor("0", 6, 0, &[2, 3], &[1]))])).contains("size [2, 3], stride [1]"));
+    assert!(reason(&state_dict(&[("w", tensor("0", 5, 0, &[2, 3], &[3, 1]))]))
+        .contains("past its 5-element storage"));
+    assert!(
+        reason(&state_dict(&[("w", tensor("0", 6, 0, &[2, 3], &[1]))])).contains("size [2, 3], stride [1]")
+    );
     assert!(reason(&[0x80, 2, b'K', 1, b'.']).contains("holds an int, not a state dict"));
     assert!(reason(&state_dict(&[("w", vec![b'K', 1])])).contains("maps a str to an int"));
     assert!(reason(&[0x80, 2, b'p', b'0', b'\n', b'.']).contains("unsupported opcode 0x70"));
     assert!(reason(&[0x80, 2, b'h', 3, b'.']).contains("memo 3 unset"));
     assert!(reason(&[0x80, 2, b'.']).contains("stack is empty"));
     assert!(reason(&[0x80, 9, b'.']).contains("protocol 9"));
-    assert!(reason(&[b'(', b'Q', b'.']).contains("stack is empty"));
+    assert!(reason(b"(Q.").contains("stack is empty"));
 }
 
 #[test]

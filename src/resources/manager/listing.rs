@@ -40,8 +40,10 @@ impl Handle {
         let settings = self.settings();
         let cached = self.cached().await?;
         let weights = |m: &model_id::ResolvedModel| Layout::detect(&m.dir).is_some();
-        let mut ids: Vec<(String, Option<PathBuf>)> =
-            model_id::list(&settings.roots).into_iter().map(|m| (m.id.clone(), weights(&m).then_some(m.root))).collect();
+        let mut ids: Vec<(String, Option<PathBuf>)> = model_id::list(&settings.roots)
+            .into_iter()
+            .map(|m| (m.id.clone(), weights(&m).then_some(m.root)))
+            .collect();
         for (id, _) in settings.registry.entries() {
             if !ids.iter().any(|(i, _)| i == id) {
                 ids.push((id.to_string(), None));

@@ -90,11 +90,7 @@ fn missing_files_are_named() {
     let err = resolve("m", &[root.path().to_owned()]).unwrap_err();
     assert_eq!(
         err,
-        ModelIdError::Incomplete {
-            id: "m".into(),
-            dir: dir.canonicalize().unwrap(),
-            missing: vec![WEIGHTS]
-        }
+        ModelIdError::Incomplete { id: "m".into(), dir: dir.canonicalize().unwrap(), missing: vec![WEIGHTS] }
     );
     assert!(err.to_string().contains("lacks weights (model.safetensors, "), "{err}");
     for layout in ["model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"] {
