@@ -73,6 +73,20 @@ fn measure_load(dir: &Path) -> (u64, u64, u64) {
     (peak, bytes, largest)
 }
 
+/// Loads `dir`, prints the figures and checks the bound; returns (peak growth, kept bytes).
+fn check_load(dir: &Path, what: &str) -> (u64, u64) {
+    let (peak, kept, largest) = measure_load(dir);
+    eprintln!(
+        "{what}: peak {} MiB for {} MiB kept, largest stored tensor {} MiB",
+        peak / MIB,
+        kept / MIB,
+        largest / MIB
+    );
+    let bound = (kept + largest) as f64 * 1.1;
+    assert!(peak as f64 <= bound, "{what}: peak {peak} over kept {kept} + largest {largest} + 10 %");
+    (peak, kept)
+}
+
 #[test]
 fn peak_rss_of_a_sharded_load_is_the_weights_plus_one_tensor() {
     let _warm = Tensor::ones([1024], (Kind::Float, Device::Cpu)).sum(Kind::Float).double_value(&[]);
@@ -90,17 +104,7 @@ fn peak_rss_of_a_sharded_load_is_the_weights_plus_one_tensor() {
             ("f", "F32", 48 * m, 4),
         ],
     );
-    let (peak, kept, largest) = measure_load(dir.path());
-    eprintln!(
-        "f32 shards: peak {} MiB for {} MiB kept, largest tensor {} MiB",
-        peak / MIB,
-        kept / MIB,
-        largest / MIB
-    );
-    assert!(
-        peak as f64 <= (kept + largest) as f64 * 1.1,
-        "peak {peak} over kept {kept} + largest {largest} + 10 %"
-    );
+    let (peak, kept) = check_load(dir.path(), "f32 shards");
     assert!(peak >= kept / 2, "the measurement saw the load ({peak} of {kept})");
 
     let dir = tempfile::tempdir().unwrap();
@@ -108,15 +112,5 @@ fn peak_rss_of_a_sharded_load_is_the_weights_plus_one_tensor() {
         dir.path(),
         &[("a", "F16", 16 * m, 2), ("b", "F16", 64 * m, 2), ("c", "F16", 32 * m, 2), ("d", "F16", 48 * m, 2)],
     );
-    let (peak, kept, largest) = measure_load(dir.path());
-    eprintln!(
-        "f16 shards loaded as f32: peak {} MiB for {} MiB kept, largest stored tensor {} MiB",
-        peak / MIB,
-        kept / MIB,
-        largest / MIB
-    );
-    assert!(
-        peak as f64 <= (kept + largest) as f64 * 1.1,
-        "peak {peak} over kept {kept} + largest {largest} + 10 %"
-    );
+    check_load(dir.path(), "f16 shards loaded as f32");
 }
