@@ -7,7 +7,9 @@ Usage:
 
 Each fixture directory gets config.json, generation_config.json, model.safetensors (weight norm stored as
 weight_g / weight_v, like the published files), tokenizer.json and reference.safetensors. Seeds are fixed
-and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes.
+and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes. Then
+reference_layouts.py writes musicgen-tiny's weights in every published layout under layouts/ and the
+pickle reader's cases under pickles/.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from reference_layouts import write_layouts
 from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
 
 PROMPTS = [
@@ -281,6 +284,7 @@ def main():
         return
     for name, spec in TINY.items():
         make_fixture(os.path.join(args.out, name), spec)
+    write_layouts(args.out)
 
 
 if __name__ == "__main__":

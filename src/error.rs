@@ -111,10 +111,15 @@ impl From<UnknownDType> for Error {
     }
 }
 
-/// A checkpoint that cannot be sized makes the `model` asked about unusable.
+/// A checkpoint that cannot be sized makes the `model` asked about unusable; one whose config
+/// describes a model that is not served (a melody checkpoint) is a state of the folder the request
+/// cannot change: FAILED_PRECONDITION naming the type.
 impl From<RequirementsError> for Error {
     fn from(e: RequirementsError) -> Self {
-        Error::invalid("model", e.to_string())
+        match e {
+            RequirementsError::Unsupported { .. } => Error::FailedPrecondition(e.to_string()),
+            other => Error::invalid("model", other.to_string()),
+        }
     }
 }
 
@@ -150,6 +155,13 @@ mod tests {
         assert_eq!(Error::from(short).to_status().code(), Code::ResourceExhausted);
         let gone = LedgerError::UnknownLease { id: "lease-1".into() };
         assert_eq!(Error::from(gone).to_status().code(), Code::NotFound);
+        let melody = RequirementsError::Unsupported {
+            path: "m/config.json".into(),
+            reason: "model_type \"musicgen_melody\" is not served".into(),
+        };
+        let status = Error::from(melody).to_status();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("musicgen_melody"), "{status:?}");
         let reported =
             crate::inference::oom::classify("CUDA out of memory. Tried to allocate 2.00 GiB").unwrap();
         let oom = crate::inference::oom::OutOfMemory::new(

@@ -91,6 +91,19 @@ fn run_command(command: Command) -> ExitCode {
         }
         #[cfg(not(feature = "torch"))]
         Command::InspectModel { .. } => fail(EXIT_USAGE, "inspect-model needs a build with libtorch"),
+        Command::ConvertCheckpoint { dir } => match maestro::checkpoint::convert::convert_dir(&dir) {
+            Ok(done) => {
+                println!(
+                    "wrote {} ({} tensors, {} bytes of data) from {} weights; the folder now loads from it",
+                    done.path.display(),
+                    done.tensors,
+                    done.bytes,
+                    done.from.as_str()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, &format!("convert-checkpoint {}: {e}", dir.display())),
+        },
     }
 }
 

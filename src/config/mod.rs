@@ -49,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Print a model directory's parameters, dtypes, predicted memory and tokenizer state.
     InspectModel {
-        /// The model directory (config.json, model.safetensors, tokenizer.json).
+        /// The model directory (config.json, tokenizer.json and the weights in any layout).
         dir: PathBuf,
         /// Batch size for the memory prediction.
         #[arg(long, default_value_t = 1)]
@@ -57,6 +57,12 @@ pub enum Command {
         /// Duration in seconds for the memory prediction.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+    },
+    /// Write a model directory's weights (pickle, or shards) as one model.safetensors beside them,
+    /// which then loads instead (memory-mapped header, no pickle); the originals are kept.
+    ConvertCheckpoint {
+        /// The model directory.
+        dir: PathBuf,
     },
 }
 

@@ -135,6 +135,11 @@ pub struct DecoderConfig {
     /// Pad id (defaults to `vocab_size`).
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+    /// Width of the encoder states cross-attention takes; set, transformers builds no
+    /// `enc_to_dec_proj` (it must then equal the text encoder's width, see
+    /// [`crate::checkpoint::kind`]).
+    #[serde(default)]
+    pub cross_attention_hidden_size: Option<i64>,
 }
 
 impl EncodecConfig {

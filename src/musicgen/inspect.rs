@@ -2,7 +2,8 @@
 //! option, the weights per part, the working set of a batch of a given duration, and what the CPU or
 //! a GPU then needs. The figures are the server's own memory model
 //! ([`crate::resources::requirements`]), so this report and `ValidateModel` agree. Reads only the
-//! config files and the safetensors header.
+//! config files and the weights' headers (safetensors header, shard index, pickle records), and
+//! says how the weights are laid out; for pickle weights it suggests `convert-checkpoint`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,6 +27,7 @@ impl From<RequirementsError> for MusicgenError {
             RequirementsError::Io { path, source } => MusicgenError::Io { path, source },
             RequirementsError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
             RequirementsError::Config { path, reason } => MusicgenError::Config { path, message: reason },
+            e @ RequirementsError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
             RequirementsError::Table { id, reason } => {
                 MusicgenError::Unsupported(format!("requirements table entry {id:?}: {reason}"))
             }
@@ -37,7 +39,8 @@ impl From<RequirementsError> for MusicgenError {
 pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
     let cfg = MusicgenConfig::from_file(&dir.join("config.json"))?;
     let gen = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
-    let file = Checkpoint::open(&dir.join("model.safetensors"))?;
+    crate::checkpoint::kind::check_config_file(&dir.join("config.json"))?;
+    let file = Checkpoint::open_dir(dir)?;
     let mut out = String::new();
     let d = &cfg.decoder;
     let _ = writeln!(out, "model: {}", dir.display());
@@ -55,6 +58,7 @@ pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
         cfg.audio_encoder.frame_rate(),
         gen.max_length as f64 / cfg.audio_encoder.frame_rate() as f64
     );
+    write_layout(&mut out, dir, &file);
     write_parameters(&mut out, &file);
     write_memory(&mut out, dir, batch as u32, duration_s)?;
     let tokenizer = match PromptTokenizer::from_file(&dir.join("tokenizer.json")) {
@@ -67,11 +71,35 @@ pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
     Ok(out)
 }
 
+/// The layout, its files and, for pickle weights, the conversion that makes them load faster.
+fn write_layout(out: &mut String, dir: &Path, file: &Checkpoint) {
+    let files: Vec<String> =
+        file.files().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    let bytes: u64 =
+        file.distinct_tensors().into_iter().map(|(_, info)| checkpoint::stored_bytes(info)).sum();
+    let _ = writeln!(
+        out,
+        "weights: {} ({}), {} tensors, {} bytes stored",
+        file.layout().as_str(),
+        files.join(", "),
+        file.tensors().len(),
+        bytes
+    );
+    if file.layout().is_pickle() {
+        let _ = writeln!(
+            out,
+            "  pickle weights are read without running pickle code, but not mapped: \
+             `maestro-server convert-checkpoint {}` writes model.safetensors beside them, which loads faster",
+            dir.display()
+        );
+    }
+}
+
 /// Parameters per part and the stored dtypes.
 fn write_parameters(out: &mut String, file: &Checkpoint) {
     let counts = ParameterCounts::of(file);
     let mut stored: BTreeMap<String, u64> = BTreeMap::new();
-    for info in file.tensors().values() {
+    for (_, info) in file.distinct_tensors() {
         *stored.entry(info.dtype.to_string()).or_default() += checkpoint::numel(info);
     }
     let _ = writeln!(out, "parameters:");

@@ -72,23 +72,27 @@ pub struct MusicGen {
 }
 
 impl MusicGen {
-    /// Loads `dir` (config.json, generation_config.json, model.safetensors, tokenizer.json) with the
-    /// decoder in `dtype` (see [`LoadOptions::new`]).
+    /// Loads `dir` (config.json, generation_config.json, tokenizer.json and the weights in any layout
+    /// [`crate::checkpoint`] reads) with the decoder in `dtype` (see [`LoadOptions::new`]).
     pub fn load(dir: &Path, device: Device, dtype: DType) -> Result<Self> {
         Self::load_with(dir, LoadOptions::new(device, dtype))
     }
 
-    /// Loads `dir` with explicit per-part options.
+    /// Loads `dir` with explicit per-part options. What the folder is comes first: a config Maestro
+    /// does not serve is [`MusicgenError::Unsupported`] before any weight is read.
     pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Self> {
         let _guard = tch::no_grad_guard();
+        crate::checkpoint::kind::check_config_file(&dir.join("config.json"))?;
         let config = MusicgenConfig::from_file(&dir.join("config.json"))?;
         let generation = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
         let tokenizer = PromptTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let file = crate::checkpoint::Checkpoint::open(&dir.join("model.safetensors"))?;
+        let file = crate::checkpoint::Checkpoint::open_dir(dir)?;
         let w = WeightLoader::new(&file, options.device);
         let t5 = T5Encoder::load(&w, &config.text_encoder, weights::kind(options.text_dtype))?;
         let (d_text, d_dec) = (config.text_encoder.d_model, config.decoder.hidden_size);
-        let enc_to_dec = if d_text != d_dec {
+        // As transformers: the projection exists when the widths differ and the decoder does not
+        // declare a cross-attention width (the config check refuses the combinations it cannot run).
+        let enc_to_dec = if d_text != d_dec && config.decoder.cross_attention_hidden_size.is_none() {
             let kind = weights::kind(options.text_dtype);
             Some((
                 w.tensor("enc_to_dec_proj.weight", &[d_dec, d_text], kind)?,

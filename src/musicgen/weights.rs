@@ -1,6 +1,8 @@
-//! Reading `model.safetensors` into tch tensors. The file is opened through [`crate::checkpoint`],
-//! whose header check runs before any byte reaches libtorch, so a truncated or corrupt file is an error
-//! rather than a crash; tensors are read one at a time so loading never holds the whole file in memory.
+//! Reading a checkpoint's tensors into tch tensors. The folder is opened through
+//! [`crate::checkpoint`], whose header checks run before any byte reaches libtorch, so a truncated or
+//! corrupt file is an error rather than a crash, whatever the layout. Each tensor is read straight
+//! into the tensor that keeps it (a staging copy only when its stored type is converted), so a load
+//! holds the weights it has loaded plus at most one stored tensor.
 //! The dtype a model is asked for is the server's one [`DType`]; [`kind`] gives its libtorch kind.
 
 use tch::{Device, Kind, Tensor};
@@ -18,12 +20,17 @@ pub fn kind(dtype: DType) -> Kind {
     }
 }
 
-/// The checkpoint's errors as the module's own: I/O stays I/O, a bad header is corrupt weights.
+/// The checkpoint's errors as the module's own: I/O stays I/O, an unserved config is unsupported,
+/// everything else (a bad header, a missing shard, a refused pickle) is corrupt weights.
 impl From<CheckpointError> for MusicgenError {
     fn from(e: CheckpointError) -> Self {
         match e {
             CheckpointError::Io { path, source } => MusicgenError::Io { path, source },
             CheckpointError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
+            CheckpointError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
+            other => {
+                MusicgenError::CorruptWeights { path: other.path().to_owned(), reason: other.to_string() }
+            }
         }
     }
 }
@@ -70,10 +77,24 @@ impl<'a> WeightLoader<'a> {
             });
         }
         let stored = stored_kind(info.dtype).ok_or_else(|| MusicgenError::CorruptWeights {
-            path: self.file.path().to_owned(),
+            path: self.file.file_of(info).to_owned(),
             reason: format!("tensor `{key}` has unsupported dtype {}", info.dtype),
         })?;
-        let cpu = Tensor::f_from_data_size(&self.file.read(info)?, &found, stored)?;
+        let cpu = Tensor::f_empty(&found, (stored, Device::Cpu))?;
+        let bytes = crate::checkpoint::stored_bytes(info) as usize;
+        if bytes != cpu.numel() * stored.elt_size_in_bytes() {
+            return Err(MusicgenError::CorruptWeights {
+                path: self.file.file_of(info).to_owned(),
+                reason: format!("tensor `{key}` stores {bytes} bytes for shape {found:?} of {stored:?}"),
+            });
+        }
+        if bytes > 0 {
+            // SAFETY: `cpu` is a fresh contiguous CPU tensor of `found` elements of `stored`, whose
+            // byte size is the checkpoint's stored size for this entry (same shape, same dtype); the
+            // slice lives only for this read, during which nothing else touches the tensor.
+            let out = unsafe { std::slice::from_raw_parts_mut(cpu.data_ptr() as *mut u8, bytes) };
+            self.file.read_into(info, out)?;
+        }
         Ok(cpu.f_to_kind(kind)?.f_to_device(self.device)?)
     }
 

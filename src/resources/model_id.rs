@@ -7,14 +7,21 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::layout;
+
 /// Longest id accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
 /// Deepest directory [`list`] looks at, in `/`-separated segments of the id.
 pub const MAX_LIST_DEPTH: usize = 3;
 
-/// Files a model directory must hold before it can be loaded.
-pub const REQUIRED_FILES: [&str; 2] = ["config.json", "model.safetensors"];
+/// What a model directory must hold before it can be loaded: `config.json` and [`WEIGHTS`].
+pub const REQUIRED_FILES: [&str; 2] = ["config.json", WEIGHTS];
+
+/// How messages name the weights a model directory needs: the entry file of any layout
+/// [`crate::checkpoint::layout`] reads.
+pub const WEIGHTS: &str = "weights (model.safetensors, model.safetensors.index.json, pytorch_model.bin or \
+                           pytorch_model.bin.index.json)";
 
 /// Values longer than this are shortened in error messages, so a hostile id cannot flood the logs.
 const SHOWN_CHARS: usize = 64;
@@ -136,21 +143,40 @@ fn locate(id: &str, canonical_root: &Path) -> Result<Option<PathBuf>, ModelIdErr
     Ok(dir.is_dir().then_some(dir))
 }
 
-/// The required files `dir` lacks; a required file that is a symlink out of the root is an error.
+/// What `dir` lacks of [`REQUIRED_FILES`]; `config.json` or a weights file (an index's shards
+/// included) that is a symlink out of the root is an error. A damaged index counts as present: the
+/// load names what is wrong with it.
 fn missing_files(id: &str, dir: &Path, canonical_root: &Path) -> Result<Vec<&'static str>, ModelIdError> {
     let mut missing = Vec::new();
-    for name in REQUIRED_FILES {
-        match dir.join(name).canonicalize() {
-            Ok(file) if !file.starts_with(canonical_root) => {
-                let rule =
-                    format!("must stay inside its model root, but its {name} is a symlink leading outside");
-                return Err(invalid(&rule, id));
+    let config = dir.join(REQUIRED_FILES[0]);
+    match inside_root(id, &config, canonical_root)? {
+        Some(file) if file.is_file() => {}
+        _ => missing.push(REQUIRED_FILES[0]),
+    }
+    match layout::weight_files(dir) {
+        Ok(Some((_, files))) => {
+            for file in files {
+                inside_root(id, &file, canonical_root)?;
             }
-            Ok(file) if file.is_file() => {}
-            _ => missing.push(name),
         }
+        Ok(None) => missing.push(WEIGHTS),
+        Err(_) => {}
     }
     Ok(missing)
+}
+
+/// The canonical `file` when it exists; an error when it is a symlink leading out of the root.
+fn inside_root(id: &str, file: &Path, canonical_root: &Path) -> Result<Option<PathBuf>, ModelIdError> {
+    match file.canonicalize() {
+        Ok(found) if !found.starts_with(canonical_root) => {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let rule =
+                format!("must stay inside its model root, but its {name} is a symlink leading outside");
+            Err(invalid(&rule, id))
+        }
+        Ok(found) => Ok(Some(found)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Collects `(id, canonical dir)` for model directories below `dir`; `prefix` is `dir`'s id.

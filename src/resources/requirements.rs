@@ -85,6 +85,15 @@ pub enum RequirementsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `config.json` describes a model or a setting that is not served (a melody checkpoint, a
+    /// chunked codec); the message names the type or the field and its value.
+    #[error("{} describes a model Maestro does not serve: {reason}", path.display())]
+    Unsupported {
+        /// The config file.
+        path: PathBuf,
+        /// What is not served.
+        reason: String,
+    },
     /// A table entry from the config file has an impossible value.
     #[error("requirements table entry {id:?}: {reason}")]
     Table {
@@ -167,7 +176,9 @@ pub use checkpoint::from_checkpoint;
 pub use dtype::{DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};
 pub use table::{Registry, TableEntry, TABLE_AUDIO_DECODER_PARAMS, TABLE_TEXT_ENCODER_PARAMS};
-pub use weights::{weights_from_header, HeaderSizes, ParameterCounts, Part, WeightBytes};
+pub use weights::{
+    sizes_of, weights_from_dir, weights_from_header, HeaderSizes, ParameterCounts, Part, WeightBytes,
+};
 pub use working_set::{CodecShape, DecoderShape, ModelShape, TextShape, WorkingSet, CODEC_CONTEXT_FRAMES};
 
 use super::validate;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{FitQuestion, Handle};
 use crate::{
+    checkpoint::Layout,
     error::Error,
     resources::{
         cache::CachedModel,
@@ -23,7 +24,8 @@ pub const LISTING_DURATION_S: f64 = 10.0;
 pub struct ModelListing {
     /// Model id.
     pub id: String,
-    /// The model root holding its weights; `None` when only the requirements table knows it.
+    /// The model root holding its weights; `None` when only the requirements table knows it or its
+    /// folder holds no weights in any layout.
     pub root: Option<PathBuf>,
     /// What one sample of [`LISTING_DURATION_S`] needs in the default dtype on the CPU, when it can
     /// be worked out.
@@ -37,8 +39,11 @@ impl Handle {
     pub async fn models(&self) -> Result<Vec<ModelListing>, Error> {
         let settings = self.settings();
         let cached = self.cached().await?;
-        let mut ids: Vec<(String, Option<PathBuf>)> =
-            model_id::list(&settings.roots).into_iter().map(|m| (m.id, Some(m.root))).collect();
+        let weights = |m: &model_id::ResolvedModel| Layout::detect(&m.dir).is_some();
+        let mut ids: Vec<(String, Option<PathBuf>)> = model_id::list(&settings.roots)
+            .into_iter()
+            .map(|m| (m.id.clone(), weights(&m).then_some(m.root)))
+            .collect();
         for (id, _) in settings.registry.entries() {
             if !ids.iter().any(|(i, _)| i == id) {
                 ids.push((id.to_string(), None));

@@ -1,13 +1,16 @@
-//! Requirements derived from a checkpoint on disk: exact weight bytes per part from the safetensors
-//! header ([`super::weights_from_header`]) and the working set from the sizes in `config.json`
+//! Requirements derived from a checkpoint on disk: what the folder is, first ([`kind`]: a melody or
+//! otherwise unserved config is refused before anything is sized), exact weight bytes per part from
+//! the checkpoint's headers in whichever layout ([`super::weights_from_dir`]) and the working set from the sizes in `config.json`
 //! ([`super::ModelShape`]). A damaged header or config is an error, never a panic or a wrong answer.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::checkpoint::{kind, CheckpointError};
+
 use super::{
-    read_json, weights_from_header, DType, ModelShape, Requirements, RequirementsError, Source,
+    read_json, weights_from_dir, DType, ModelShape, Requirements, RequirementsError, Source,
     BF16_COMPUTE_CAPABILITY, CUDA_CONTEXT_BYTES, DEFAULT_MAX_DURATION_S, HOST_RUNTIME_BYTES,
     MIN_COMPUTE_CAPABILITY,
 };
@@ -18,14 +21,18 @@ struct GenerationConfig {
 }
 
 /// Requirements derived from the checkpoint in `dir` for generations of `duration_s` seconds in
-/// `dtype`. Reads `config.json`, the safetensors header and, when present, `generation_config.json`
+/// `dtype`. Reads `config.json`, the weights' headers and, when present, `generation_config.json`
 /// (its `max_length` in frames, when > 0, sets the maximum duration; default 30 s).
 ///
 /// The host runtime is [`HOST_RUNTIME_BYTES`] plus the largest stored tensor (loads go tensor by
 /// tensor); the CUDA context is [`CUDA_CONTEXT_BYTES`]; bf16 needs compute capability 8.0. The
 /// default batch is 1.
 pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requirements, RequirementsError> {
-    let sizes = weights_from_header(&dir.join("model.safetensors"), dtype)?;
+    kind::check_config_file(&dir.join("config.json")).map_err(|e| match e {
+        CheckpointError::Corrupt { path, reason } => RequirementsError::Config { path, reason },
+        other => other.into(),
+    })?;
+    let sizes = weights_from_dir(dir, dtype)?;
     let shape = ModelShape::read(&dir.join("config.json"))?;
     let generation = dir.join("generation_config.json");
     let max_frames = if generation.is_file() {

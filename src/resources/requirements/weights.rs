@@ -1,7 +1,8 @@
 //! A model's weights by part: which part a checkpoint tensor belongs to (by its key), how many
 //! parameters each part holds, and the bytes each part takes once loaded in the dtype
-//! [`DType::parts`] gives it. Sizes come from the safetensors header alone (read by
-//! [`crate::checkpoint`]); the weights themselves are never read.
+//! [`DType::parts`] gives it. Sizes come from the checkpoint's headers alone (a safetensors header,
+//! a shard index, a pickle's tensor records, all read by [`crate::checkpoint`]); the weights
+//! themselves are never read.
 
 use std::path::Path;
 
@@ -60,10 +61,11 @@ pub struct ParameterCounts {
 }
 
 impl ParameterCounts {
-    /// Counts the elements of every tensor of `file` by part.
+    /// Counts the elements of every distinct tensor of `file` by part (a storage two names share
+    /// counts once).
     pub fn of(file: &Checkpoint) -> Self {
         let mut counts = Self::default();
-        for (key, info) in file.tensors() {
+        for (key, info) in file.distinct_tensors() {
             *counts.slot(Part::of(key)) += checkpoint::numel(info);
         }
         counts
@@ -144,7 +146,7 @@ impl WeightBytes {
     }
 }
 
-/// Sizes read from a safetensors header.
+/// Sizes read from a checkpoint's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderSizes {
     /// Loaded weight bytes per part: floating tensors in their part's dtype, integer and bool tensors
@@ -157,10 +159,19 @@ pub struct HeaderSizes {
 /// Sizes the tensors of the safetensors file at `path` for `dtype`, from its header alone; a damaged
 /// header is [`RequirementsError::Corrupt`], not a wrong answer.
 pub fn weights_from_header(path: &Path, dtype: DType) -> Result<HeaderSizes, RequirementsError> {
-    let file = Checkpoint::open(path)?;
+    Ok(sizes_of(&Checkpoint::open(path)?, dtype))
+}
+
+/// Sizes the weights of the model folder `dir`, in whichever layout it holds them, for `dtype`.
+pub fn weights_from_dir(dir: &Path, dtype: DType) -> Result<HeaderSizes, RequirementsError> {
+    Ok(sizes_of(&Checkpoint::open_dir(dir)?, dtype))
+}
+
+/// Sizes the tensors of `file` for `dtype`.
+pub fn sizes_of(file: &Checkpoint, dtype: DType) -> HeaderSizes {
     let dtypes = dtype.parts();
     let mut sizes = HeaderSizes { weights: WeightBytes::default(), largest_tensor_bytes: 0 };
-    for (key, info) in file.tensors() {
+    for (key, info) in file.distinct_tensors() {
         let part = Part::of(key);
         let Some(element) = part.dtype(dtypes) else { continue };
         let stored = checkpoint::stored_bytes(info);
@@ -172,14 +183,25 @@ pub fn weights_from_header(path: &Path, dtype: DType) -> Result<HeaderSizes, Req
         sizes.weights.add(part, loaded);
         sizes.largest_tensor_bytes = sizes.largest_tensor_bytes.max(stored);
     }
-    Ok(sizes)
+    sizes
+}
+
+/// The files a folder without weights was searched for.
+fn no_weights_message() -> String {
+    format!("no weights: looked for {}", crate::checkpoint::layout::ENTRY_FILES.join(", "))
 }
 
 impl From<CheckpointError> for RequirementsError {
     fn from(e: CheckpointError) -> Self {
         match e {
             CheckpointError::Io { path, source } => RequirementsError::Io { path, source },
+            CheckpointError::Unsupported { path, reason } => RequirementsError::Unsupported { path, reason },
             CheckpointError::Corrupt { path, reason } => RequirementsError::Corrupt { path, reason },
+            CheckpointError::NoWeights { dir } => {
+                let source = std::io::Error::new(std::io::ErrorKind::NotFound, no_weights_message());
+                RequirementsError::Io { path: dir, source }
+            }
+            other => RequirementsError::Corrupt { path: other.path().to_owned(), reason: other.to_string() },
         }
     }
 }

@@ -17,7 +17,7 @@ fn model(root: &Path, id: &str, files: &[&str]) -> PathBuf {
 }
 
 fn complete(root: &Path, id: &str) -> PathBuf {
-    model(root, id, &REQUIRED_FILES)
+    model(root, id, &["config.json", "model.safetensors"])
 }
 
 fn reason(id: &str) -> String {
@@ -90,13 +90,14 @@ fn missing_files_are_named() {
     let err = resolve("m", &[root.path().to_owned()]).unwrap_err();
     assert_eq!(
         err,
-        ModelIdError::Incomplete {
-            id: "m".into(),
-            dir: dir.canonicalize().unwrap(),
-            missing: vec!["model.safetensors"]
-        }
+        ModelIdError::Incomplete { id: "m".into(), dir: dir.canonicalize().unwrap(), missing: vec![WEIGHTS] }
     );
-    assert!(err.to_string().contains("lacks model.safetensors"), "{err}");
+    assert!(err.to_string().contains("lacks weights (model.safetensors, "), "{err}");
+    for layout in ["model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"] {
+        let id = format!("with-{layout}");
+        model(root.path(), &id, &["config.json", layout]);
+        assert!(resolve(&id, &[root.path().to_owned()]).is_ok(), "{layout} is weights");
+    }
     model(root.path(), "empty", &[]);
     match resolve("empty", &[root.path().to_owned()]) {
         Err(ModelIdError::Incomplete { missing, .. }) => assert_eq!(missing, REQUIRED_FILES.to_vec()),
@@ -155,6 +156,13 @@ fn a_required_file_linking_outside_is_invalid() {
     symlink(outside.path().join("w"), dir.join("model.safetensors")).unwrap();
     let err = resolve("m", &[root.path().to_owned()]).unwrap_err();
     assert!(err.to_string().contains("model.safetensors is a symlink"), "{err}");
+    // A shard the index names, linking outside, is refused like the index itself would be.
+    let dir = model(root.path(), "sharded", &["config.json"]);
+    let index = r#"{"weight_map": {"a": "model-00001-of-00002.safetensors"}}"#;
+    fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+    symlink(outside.path().join("w"), dir.join("model-00001-of-00002.safetensors")).unwrap();
+    let err = resolve("sharded", &[root.path().to_owned()]).unwrap_err();
+    assert!(err.to_string().contains("model-00001-of-00002.safetensors is a symlink"), "{err}");
 }
 
 #[test]
