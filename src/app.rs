@@ -74,7 +74,9 @@ type Workers = crate::inference::Pool;
 #[cfg(not(feature = "torch"))]
 type Workers = ();
 
-/// Where the generation side places its workers.
+/// Where the generation side places its workers (nothing reads it in a build without libtorch, which
+/// has none).
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 struct Placement<'a> {
     inventory: &'a Inventory,
     executor: crate::inventory::Executor,
