@@ -100,6 +100,8 @@ pub async fn follow_readiness(
     draining: CancellationToken,
 ) {
     let mut last: Option<Result<(), &str>> = None;
+    // A closed feed (its sender gone: a warm flag that will never change) stays as it last was.
+    let (mut memory_open, mut warm_open) = (true, true);
     loop {
         let now = decide(&mut memory, queue_has_room.as_ref(), &mut warm);
         if last != Some(now) {
@@ -112,8 +114,8 @@ pub async fn follow_readiness(
         }
         tokio::select! {
             () = draining.cancelled() => return,
-            _ = memory.changed() => {}
-            _ = warm.changed() => {}
+            changed = memory.changed(), if memory_open => memory_open = changed.is_ok(),
+            changed = warm.changed(), if warm_open => warm_open = changed.is_ok(),
             () = tokio::time::sleep(RECHECK) => {}
         }
     }
