@@ -60,6 +60,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// A live full-screen dashboard (q or Ctrl-C quits).
     Top(TopArgs),
+    /// grpc.health.v1 Check of one service: exit 0 when SERVING, 3 otherwise (container health checks).
+    Health(HealthArgs),
 }
 
 /// `history`.
@@ -282,6 +284,15 @@ pub struct TopArgs {
     /// Milliseconds between snapshots (0 = the server's sample interval).
     #[arg(long, default_value_t = 0)]
     pub interval_ms: u32,
+}
+
+/// `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The service asked about: "" (default) is the whole server (liveness),
+    /// `maestro.v1.GenerationService` whether it can take generations now (readiness).
+    #[arg(long, default_value = "")]
+    pub service: String,
 }
 
 #[cfg(test)]

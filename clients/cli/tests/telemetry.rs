@@ -130,3 +130,39 @@ async fn help_documents_the_exit_codes() {
         assert!(run.stdout.contains(line), "{line:?} missing from:\n{}", run.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_exits_0_when_serving_and_3_when_not() {
+    let roomy = start(ROOMY).await;
+    let run = maestro(&roomy.url(), &["health"]).await.expect(0);
+    assert_eq!(run.stdout, "\"\" (server) SERVING\n");
+    let args = ["health", "--service", "maestro.v1.GenerationService", "--json"];
+    let v = maestro(&roomy.url(), &args).await.expect(0).json();
+    assert_eq!(v, serde_json::json!({"service": "maestro.v1.GenerationService", "status": "SERVING"}));
+
+    // 95 % of host memory is CRITICAL: not ready for generations, while the server itself lives.
+    let pressed = start(PRESSED).await;
+    let mut run = maestro(&pressed.url(), &args[..3]).await;
+    for _ in 0..600 {
+        if run.code != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        run = maestro(&pressed.url(), &args[..3]).await;
+    }
+    let run = run.expect(3);
+    assert_eq!(run.stdout, "maestro.v1.GenerationService NOT_SERVING\n");
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    maestro(&pressed.url(), &["health"]).await.expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_of_an_unknown_service_exits_4_and_of_no_server_3() {
+    let s = start(ROOMY).await;
+    let run = maestro(&s.url(), &["health", "--service", "no.such.Service"]).await.expect(4);
+    assert!(run.stderr.starts_with("maestro: NOT_FOUND"), "{}", run.stderr);
+    let addr = s.addr;
+    s.stop().await;
+    let run = maestro(&format!("http://{addr}"), &["health"]).await.expect(3);
+    assert!(run.stderr.starts_with("maestro: UNAVAILABLE: cannot connect"), "{}", run.stderr);
+}

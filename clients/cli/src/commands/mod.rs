@@ -3,6 +3,7 @@
 
 mod alerts;
 mod generate;
+mod health;
 mod models;
 mod resources;
 pub mod telemetry;
@@ -18,6 +19,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     if let Command::Top(args) = &cli.command {
         // The dashboard connects, and reconnects, by itself.
         return top::run(&cli.addr, args).await;
+    }
+    if let Command::Health(args) = &cli.command {
+        // Health has its own client (grpc.health.v1), not the Maestro services.
+        return health::check(&cli.addr, out, args).await;
     }
     let mut c = client::connect(&cli.addr).await?;
     match cli.command {
@@ -37,7 +42,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Load(a) => models::load(&mut c, out, a).await,
         Command::Unload(a) => models::unload(&mut c, out, a).await,
         Command::Generate(a) => generate::run(&mut c, out, a).await,
-        Command::Top(_) => unreachable!("handled above"),
+        Command::Top(_) | Command::Health(_) => unreachable!("handled above"),
     }
 }
 
