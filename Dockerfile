@@ -8,7 +8,8 @@
 #            (and the CUDA libraries the wheel depends on), non-root, read-only friendly, the tiny test
 #            model baked in for a smoke run, a HEALTHCHECK through `maestro health`.
 
-FROM rust:1.85-bookworm AS build
+# The toolchain `make test` is run with (rustc 1.95).
+FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-venv \
  && rm -rf /var/lib/apt/lists/*

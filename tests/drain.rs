@@ -65,7 +65,7 @@ async fn end(mut stream: tonic::Streaming<pb::GenerateResponse>) -> Result<pb::S
 #[tokio::test]
 async fn a_drain_lets_running_generations_finish_and_ends_watches_with_ok() {
     // Long enough a grace to look at the server while it is draining and still serving.
-    let mut s = start_server(config(1500, 60_000)).await;
+    let mut s = start_server(config(3000, 60_000)).await;
     let mut ready =
         s.health.watch(HealthCheckRequest { service: GENERATION.into() }).await.unwrap().into_inner();
     let mut alive = s.health.watch(HealthCheckRequest { service: "".into() }).await.unwrap().into_inner();
