@@ -157,7 +157,9 @@ async fn readiness_waits_for_the_warm_model_and_the_health_port_answers_alone_in
     let list = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner();
     let warm = list.models.iter().find(|m| m.model == TINY).unwrap();
     assert!(warm.loaded && warm.pinned, "{warm:?}");
-    // The health service alone: nothing else answers there.
+    // The health service alone: this port is meant to refuse every other service, so UNIMPLEMENTED
+    // is the behaviour under test (the same call succeeds on the main port).
+    assert!(s.resources.get_status(pb::StatusRequest::default()).await.is_ok());
     let mut resources = maestro_proto::resource_service_client::ResourceServiceClient::new(port);
     let err = resources.get_status(pb::StatusRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");

@@ -15,9 +15,11 @@ use std::{
     time::Duration,
 };
 
+mod common;
+
+use common::{eventually, scrape, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generation_service_client::GenerationServiceClient};
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 use tonic::transport::{channel::Change, Channel, Endpoint};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
@@ -115,24 +117,12 @@ async fn follow(
 
 /// Generations the replica at `metrics` has completed, from its `/metrics`.
 async fn completed(metrics: std::net::SocketAddr) -> u64 {
-    let mut s = TcpStream::connect(metrics).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    text.lines()
+    scrape(metrics)
+        .await
+        .lines()
         .filter(|l| l.starts_with("maestro_generations_total{") && l.contains("outcome=\"OK\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: still not the case after a minute");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +137,10 @@ async fn a_replica_sigtermed_under_load_fails_no_call_and_exits_0() {
     for (id, r) in replicas.iter().enumerate() {
         tokio::spawn(follow(id, r.grpc.clone(), balance.clone(), serving.clone(), heard.clone()));
     }
-    eventually("every replica SERVING (warm)", || serving.lock().unwrap().len() == 3).await;
+    eventually("every replica SERVING (warm)", WITHIN, async || {
+        (serving.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
@@ -177,7 +170,7 @@ async fn a_replica_sigtermed_under_load_fails_no_call_and_exits_0() {
             }
         }));
     }
-    eventually("calls flowing", || ok.load(Ordering::SeqCst) >= 12).await;
+    eventually("calls flowing", WITHIN, async || (ok.load(Ordering::SeqCst) >= 12).then_some(())).await;
 
     let others_before = [completed(replicas[1].metrics).await, completed(replicas[2].metrics).await];
     let calls_before = ok.load(Ordering::SeqCst);
@@ -187,8 +180,10 @@ async fn a_replica_sigtermed_under_load_fails_no_call_and_exits_0() {
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     // Calls go on after it left.
     let after_exit = ok.load(Ordering::SeqCst);
-    eventually("calls keep flowing after the replica left", || ok.load(Ordering::SeqCst) >= after_exit + 12)
-        .await;
+    eventually("calls keep flowing after the replica left", WITHIN, async || {
+        (ok.load(Ordering::SeqCst) >= after_exit + 12).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     for c in callers {
         c.await.unwrap();
