@@ -6,7 +6,10 @@ Usage:
     python3 scripts/make_reference.py --small-shape DIR   # musicgen-small-shaped random checkpoint (~590M)
 
 Each fixture directory gets config.json, generation_config.json, model.safetensors (weight norm stored as
-weight_g / weight_v, like the published files), tokenizer.json and reference.safetensors. Seeds are fixed
+weight_g / weight_v, like the published files), tokenizer.json, reference.safetensors and
+conditioning.safetensors (unconditional and negative-prompt generations). musicgen-stereo-tiny is stereo
+(8 interleaved codebooks) stored in f16 like the published stereo files; its references run in f32 on
+the f16-rounded weights, which is what Maestro computes from them. Seeds are fixed
 and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes. Then
 reference_layouts.py writes musicgen-tiny's weights in every published layout under layouts/ and the
 pickle reader's cases under pickles/.
@@ -29,6 +32,9 @@ PROMPTS = [
     "calm piano",
     "a  lofi   beat with rain, vinyl crackle and a slow jazzy piano melody over soft drums",
 ]
+# Negative prompts of the first two prompts' generation: the first gets one, the second keeps the null
+# condition, so one batch mixes both.
+NEGATIVE = ["calm piano", ""]
 GUIDANCE = 3.0
 MAX_NEW_TOKENS = 24
 TEACHER_STEPS = 9
@@ -62,6 +68,9 @@ TINY = {
         tied_key="text_encoder.encoder.embed_tokens.weight",
     ),
 }
+
+# musicgen-tiny's shapes in stereo, stored in f16 like the published stereo checkpoints.
+TINY["musicgen-stereo-tiny"] = dict(TINY["musicgen-tiny"], seed=2468, channels=2, stored=torch.float16)
 
 SMALL = dict(
     seed=7,
@@ -104,9 +113,11 @@ def build_config(spec):
                         pad_mode="reflect", audio_channels=1, codebook_dim=spec["encodec"]["hidden_size"])
     assert enc.num_quantizers == 4, enc.num_quantizers
     vocab = spec["decoder"]["vocab_size"]
-    dec = MusicgenDecoderConfig(**spec["decoder"], num_codebooks=4, activation_function="gelu", dropout=0.0,
-                                scale_embedding=False, pad_token_id=vocab, bos_token_id=vocab,
-                                decoder_start_token_id=vocab, audio_channels=1)
+    channels = spec.get("channels", 1)
+    # Stereo interleaves left and right codebooks; the codec stays mono and decodes each channel.
+    dec = MusicgenDecoderConfig(**spec["decoder"], num_codebooks=4 * channels, activation_function="gelu",
+                                dropout=0.0, scale_embedding=False, pad_token_id=vocab, bos_token_id=vocab,
+                                decoder_start_token_id=vocab, audio_channels=channels)
     cfg = MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)
     cfg.decoder_start_token_id = vocab
     cfg.pad_token_id = vocab
@@ -158,8 +169,9 @@ def randomize(model, seed):
             layer.encoder_attn.v_proj.weight.mul_(0.4)  # let past codes, not only the text, steer the picks
 
 
-def published_state_dict(model, tied_key):
-    """State dict spelled like the published checkpoints: weight_g / weight_v, one copy of the T5 embedding."""
+def published_state_dict(model, tied_key, stored=torch.float32):
+    """State dict spelled like the published checkpoints: weight_g / weight_v, one copy of the T5 embedding,
+    in the stored dtype (integer buffers keep theirs)."""
     out = {}
     for name, value in model.state_dict().items():
         if name.endswith("embed_positions.weights"):
@@ -168,16 +180,23 @@ def published_state_dict(model, tied_key):
             continue
         name = name.replace(".parametrizations.weight.original0", ".weight_g")
         name = name.replace(".parametrizations.weight.original1", ".weight_v")
-        out[name] = value.detach().contiguous().clone()
+        value = value.detach()
+        if value.is_floating_point():
+            value = value.to(stored)
+        out[name] = value.contiguous().clone()
     return out
 
 
 def write_model(out_dir, model, cfg, spec, tok):
     os.makedirs(out_dir, exist_ok=True)
-    save_file(published_state_dict(model, spec["tied_key"]), os.path.join(out_dir, "model.safetensors"),
+    stored = spec.get("stored", torch.float32)
+    save_file(published_state_dict(model, spec["tied_key"], stored), os.path.join(out_dir, "model.safetensors"),
               metadata={"format": "pt"})
+    config = cfg.to_dict()
+    if stored != torch.float32:
+        config["torch_dtype"] = str(stored).removeprefix("torch.")
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+        json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
     pad = cfg.decoder.pad_token_id
     gen_cfg = {"bos_token_id": pad, "decoder_start_token_id": pad, "do_sample": True, "guidance_scale": GUIDANCE,
@@ -213,19 +232,67 @@ def teacher_forced(model, ids, mask, gen):
     return codes, uncond + (cond - uncond) * GUIDANCE
 
 
-def greedy(model, ids, mask):
-    captured = {}
+def captured_generate(model, **kwargs):
+    """generate()'s audio and the codes it decoded `(batch, codebooks, frames)`; a stereo model decodes
+    its even (left) and odd (right) codebooks in two calls, put back interleaved here."""
+    calls = []
     decode = model.audio_encoder.decode
 
-    def capture(audio_codes, *args, **kwargs):
-        captured["codes"] = audio_codes[0].clone()
-        return decode(audio_codes, *args, **kwargs)
+    def capture(audio_codes, *args, **kw):
+        calls.append(audio_codes[0].clone())
+        return decode(audio_codes, *args, **kw)
 
     model.audio_encoder.decode = capture
-    audio = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, guidance_scale=GUIDANCE,
-                           max_new_tokens=MAX_NEW_TOKENS)
-    model.audio_encoder.decode = decode
-    return captured["codes"], audio
+    try:
+        audio = model.generate(do_sample=False, max_new_tokens=MAX_NEW_TOKENS, **kwargs)
+    finally:
+        model.audio_encoder.decode = decode
+    if len(calls) == 1:
+        return calls[0], audio
+    left, right = calls
+    codes = torch.stack([left, right], dim=2).flatten(1, 2)
+    return codes, audio
+
+
+def greedy(model, ids, mask):
+    return captured_generate(model, input_ids=ids, attention_mask=mask, guidance_scale=GUIDANCE)
+
+
+def decode_codes(model, codes):
+    """The codec's decode of `(1, codebooks, frames)` codes, per channel for a stereo model."""
+    if model.config.decoder.audio_channels == 1:
+        return model.audio_encoder.decode(codes[None], [None]).audio_values
+    left = model.audio_encoder.decode(codes[None, :, ::2], [None]).audio_values
+    right = model.audio_encoder.decode(codes[None, :, 1::2], [None]).audio_values
+    return torch.cat([left, right], dim=1)
+
+
+def unconditional(model):
+    """transformers' own null inputs: zero states under a zero mask, guidance 1."""
+    return captured_generate(model, **model.get_unconditional_inputs(num_samples=1))
+
+
+def negative(model, tok, prompts, negatives):
+    """Guided generation whose unconditional half is each negative prompt's T5 states (the null condition
+    where it is empty), swapped in where transformers builds that half."""
+    ids, mask = encode(tok, prompts + [n or "</s>" for n in negatives])
+    n = len(prompts)
+    keep = torch.tensor([1 if neg else 0 for neg in negatives])[:, None]
+    neg_states = model.text_encoder(input_ids=ids[n:], attention_mask=mask[n:]).last_hidden_state
+    prepare = model._prepare_text_encoder_kwargs_for_generation
+
+    def swap(*args, **kwargs):
+        out = prepare(*args, **kwargs)
+        states = out["encoder_outputs"].last_hidden_state
+        states[n:] = neg_states * keep[..., None]
+        out["attention_mask"][n:] = mask[n:] * keep
+        return out
+
+    model._prepare_text_encoder_kwargs_for_generation = swap
+    try:
+        return captured_generate(model, input_ids=ids[:n], attention_mask=mask[:n], guidance_scale=GUIDANCE)
+    finally:
+        del model._prepare_text_encoder_kwargs_for_generation
 
 
 def make_fixture(out_dir, spec):
@@ -235,6 +302,14 @@ def make_fixture(out_dir, spec):
     model = MusicgenForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
     randomize(model, spec["seed"])
     write_model(out_dir, model, cfg, spec, tok)
+    stored = spec.get("stored", torch.float32)
+    if stored != torch.float32:
+        # The references see the weights as stored; computed buffers (sinusoidal positions) stay f32, as
+        # when transformers loads the published f16 files in f32.
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.copy_(value.to(stored).float())
 
     gen = torch.Generator().manual_seed(spec["seed"] + 1)
     ref = {}
@@ -248,16 +323,29 @@ def make_fixture(out_dir, spec):
         ref["gen.input_ids"], ref["gen.attention_mask"] = tf_ids, tf_mask
         ref["gen.codes"], ref["gen.audio"] = greedy(model, tf_ids, tf_mask)
         codebook = cfg.audio_encoder.codebook_size
-        codes = torch.randint(0, codebook, (1, 4, CODEC_FRAMES), generator=gen)
+        codes = torch.randint(0, codebook, (1, cfg.decoder.num_codebooks, CODEC_FRAMES), generator=gen)
         ref["codec.codes"] = codes
-        ref["codec.audio"] = model.audio_encoder.decode(codes[None], [None]).audio_values
+        ref["codec.audio"] = decode_codes(model, codes)
     ref["gen.max_new_tokens"] = torch.tensor([MAX_NEW_TOKENS])
     ref["guidance_scale"] = torch.tensor([GUIDANCE])
     ref = {k: v.contiguous().clone() for k, v in ref.items()}
     save_file(ref, os.path.join(out_dir, "reference.safetensors"), metadata={"prompts": json.dumps(PROMPTS)})
+    write_conditioning(out_dir, model, tok)
     audio = ref["gen.audio"]
     print(f"{out_dir}: audio {tuple(audio.shape)} std {audio.std():.3f} max {audio.abs().max():.3f}, "
           f"codes {ref['gen.codes'].flatten()[:8].tolist()}", file=sys.stderr)
+
+
+def write_conditioning(out_dir, model, tok):
+    """conditioning.safetensors: an unconditional generation and a batch with negative prompts."""
+    ref = {}
+    with torch.no_grad():
+        ref["uncond.codes"], ref["uncond.audio"] = unconditional(model)
+        ref["neg.codes"], ref["neg.audio"] = negative(model, tok, PROMPTS[:2], NEGATIVE)
+    ref = {k: v.contiguous().clone() for k, v in ref.items()}
+    # One metadata key: safetensors writes several in no fixed order, and the bytes must not change.
+    meta = {"prompts": json.dumps({"prompts": PROMPTS[:2], "negative_prompts": NEGATIVE})}
+    save_file(ref, os.path.join(out_dir, "conditioning.safetensors"), metadata=meta)
 
 
 def make_small_shape(out_dir):

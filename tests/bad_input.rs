@@ -187,6 +187,25 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
         ("generate empty model", Generate(gen(|r| r.model.clear()), true), Bad, "model".into()),
         ("generate long prompt", Generate(gen(|r| r.prompt = "p".repeat(2001)), true), Bad, "prompt".into()),
         (
+            "generate long negative prompt",
+            Generate(gen(|r| r.negative_prompt = "n".repeat(2001)), true),
+            Bad,
+            "negative_prompt: must be at most 2000 characters, got 2001".into(),
+        ),
+        (
+            "generate NUL negative prompt",
+            Generate(gen(|r| r.negative_prompt = "a\0b".into()), true),
+            Bad,
+            "negative_prompt".into(),
+        ),
+        (
+            "generate sampling mode",
+            Generate(gen(|r| r.sampling_mode = 9), true),
+            Bad,
+            "sampling_mode: must be SAMPLING_MODE_TRANSFORMERS (1) or SAMPLING_MODE_AUDIOCRAFT (2), got 9"
+                .into(),
+        ),
+        (
             "generate NaN temperature",
             Generate(gen(|r| r.temperature = Some(f64::NAN)), true),
             Bad,

@@ -284,3 +284,46 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_audio() {
         assert!(worst <= 4, "batched and alone differ by {worst} steps");
     }
 }
+
+#[tokio::test]
+async fn the_header_reports_the_conditioning_and_sampling_that_ran() {
+    let mut s = start_server(config()).await;
+    let params = |run: &Run| run.header.params.unwrap();
+    let guided = pb::GenerateRequest { guidance_scale: Some(3.0), ..request(0.2, 5) };
+    let p = params(&generate(&mut s, guided.clone()).await.unwrap());
+    assert_eq!((p.guidance_scale, p.sampling_mode()), (3.0, pb::SamplingMode::Transformers));
+    // An empty prompt is the null condition: nothing for guidance to contrast.
+    let uncond = pb::GenerateRequest { prompt: String::new(), ..guided.clone() };
+    assert_eq!(params(&generate(&mut s, uncond.clone()).await.unwrap()).guidance_scale, 1.0);
+    let steered = pb::GenerateRequest { negative_prompt: "drums".into(), ..uncond };
+    assert_eq!(params(&generate(&mut s, steered).await.unwrap()).guidance_scale, 3.0);
+    // audiocraft's rules: top-k 250 (at most the codebook) unless top-p is on, which replaces it.
+    let audiocraft = pb::GenerateRequest { sampling_mode: pb::SamplingMode::Audiocraft as i32, ..guided };
+    let p = params(&generate(&mut s, audiocraft.clone()).await.unwrap());
+    assert_eq!((p.sampling_mode(), p.top_k, p.top_p), (pb::SamplingMode::Audiocraft, 64, 1.0));
+    let nucleus = pb::GenerateRequest { top_p: Some(0.9), top_k: Some(10), ..audiocraft };
+    let p = params(&generate(&mut s, nucleus).await.unwrap());
+    assert_eq!((p.top_k, p.top_p), (0, 0.9));
+}
+
+#[tokio::test]
+async fn a_stereo_checkpoint_streams_interleaved_channels() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("maestro/musicgen-stereo-tiny");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/musicgen-stereo-tiny");
+    for file in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    let mut c = config();
+    c.models.roots = vec![root.path().to_owned()];
+    let mut s = start_server(c).await;
+    let req = pb::GenerateRequest { model: "maestro/musicgen-stereo-tiny".into(), ..request(0.4, 3) };
+    let run = generate(&mut s, req).await.unwrap();
+    assert_eq!(run.header.channels, 2);
+    let samples = samples_i16(&run.audio());
+    assert_eq!(samples.len() as u64, 2 * run.header.expected_samples, "two samples per instant");
+    let (left, right): (Vec<i16>, Vec<i16>) = samples.chunks(2).map(|lr| (lr[0], lr[1])).unzip();
+    assert_ne!(left, right, "each channel has its own codebooks");
+}

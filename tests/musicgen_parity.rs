@@ -1,6 +1,7 @@
-//! Parity of the native MusicGen with transformers on the two tiny random fixtures made by
-//! `scripts/make_reference.py`: T5 states, guided teacher-forced logits, greedy codes, decoded and
-//! streamed audio; plus precision, seeding, batching and stopping behaviour.
+//! Parity of the native MusicGen with transformers on the tiny random fixtures made by
+//! `scripts/make_reference.py` (mono, and stereo stored in f16): T5 states, guided teacher-forced
+//! logits, greedy codes, decoded and streamed audio (channel-interleaved); plus precision, seeding,
+//! batching and stopping behaviour.
 #![cfg(feature = "torch")]
 
 mod musicgen_common;
@@ -8,7 +9,7 @@ mod musicgen_common;
 use std::ops::ControlFlow;
 
 use maestro::musicgen::{DType, GenerationRequest, MusicGen};
-use musicgen_common::{fixture, max_diff, reference, FIXTURES, PROMPTS};
+use musicgen_common::{fixture, interleaved, max_diff, reference, FIXTURES, PROMPTS};
 use tch::{Device, Kind, Tensor};
 
 fn load(name: &str, dtype: DType) -> MusicGen {
@@ -75,11 +76,13 @@ fn greedy_codes_and_audio_match() {
         let r = reference(name);
         let want_codes = &r["gen.codes"];
         let frames = want_codes.size()[2] as usize;
+        let c = model.num_codebooks() as i64;
+        assert_eq!(want_codes.size()[1], c, "{name}: codebooks");
         let requests: Vec<_> = PROMPTS[..2].iter().map(|p| greedy_request(&model, p, frames, 5)).collect();
         for (row, (stats, audio)) in run(&model, &requests).into_iter().enumerate() {
-            let codes = Tensor::from_slice(&stats.codes.concat()).view([4, frames as i64]);
+            let codes = Tensor::from_slice(&stats.codes.concat()).view([c, frames as i64]);
             assert!(codes.equal(&want_codes.get(row as i64)), "{name} row {row}: greedy codes differ");
-            let want_audio = r["gen.audio"].get(row as i64).flatten(0, -1);
+            let want_audio = interleaved(&r["gen.audio"].get(row as i64));
             let diff = max_diff(&Tensor::from_slice(&audio), &want_audio);
             assert!(diff <= 1e-4, "{name} row {row}: streamed audio differs by {diff}");
             assert_eq!(stats.frames, frames);

@@ -45,7 +45,12 @@ async fn validation_gives_the_numbers_behind_the_verdict() {
     assert_eq!(host.available, 800_000_000.0, "80 % of the scripted 1 GB is free");
     assert!((v.safety_margin - 0.2).abs() < 1e-9);
     assert!(v.message.contains("does not fit") && v.message.contains("GB"), "{}", v.message);
-    for model in ["facebook/musicgen-medium", "facebook/musicgen-large"] {
+    let stereo = [
+        "facebook/musicgen-stereo-small",
+        "facebook/musicgen-stereo-medium",
+        "facebook/musicgen-stereo-large",
+    ];
+    for model in ["facebook/musicgen-medium", "facebook/musicgen-large"].into_iter().chain(stereo) {
         let v = s.resources.validate_model(validate(model, 1, 5.0, "cpu")).await.unwrap().into_inner();
         assert_eq!(v.requirements.unwrap().source(), pb::RequirementSource::Table);
     }

@@ -38,7 +38,9 @@ pub fn check(bytes: &[u8], roots: &[PathBuf]) {
             assert!(p.temperature.is_none_or(|t| t > 0.0 && t <= 10.0), "accepted {:?}", p.temperature);
             assert!(p.top_p.is_none_or(|v| (0.0..1.0).contains(&v)), "accepted top_p {:?}", p.top_p);
             assert!(p.guidance_scale.is_none_or(|g| (1.0..=20.0).contains(&g)));
-            assert!(!p.prompt.contains('\0') && p.prompt.chars().count() <= requests::MAX_PROMPT_CHARS);
+            for text in [&p.prompt, &p.negative_prompt] {
+                assert!(!text.contains('\0') && text.chars().count() <= requests::MAX_PROMPT_CHARS);
+            }
         }
         let _ = requests::audio_format(r.format);
     }
@@ -98,6 +100,8 @@ pub fn seeds() -> Vec<Vec<u8>> {
             greedy: false,
             chunk_ms: 500,
             format: 2,
+            negative_prompt: "drums".into(),
+            sampling_mode: 2,
         }
         .encode_to_vec(),
         pb::LoadModelRequest {

@@ -155,16 +155,8 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
 
 /// `Generate`'s request, with every model-independent limit checked.
 pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::GenerateParams, Error> {
-    let chars = r.prompt.chars().count();
-    if chars > MAX_PROMPT_CHARS {
-        return Err(Error::invalid(
-            "prompt",
-            format!("must be at most {MAX_PROMPT_CHARS} characters, got {chars}"),
-        ));
-    }
-    if r.prompt.contains('\0') {
-        return Err(Error::invalid("prompt", "must not contain NUL characters"));
-    }
+    check_text("prompt", &r.prompt)?;
+    check_text("negative_prompt", &r.negative_prompt)?;
     if r.chunk_ms > 10_000 {
         return Err(Error::invalid(
             "chunk_ms",
@@ -174,6 +166,7 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::Gene
     Ok(crate::inference::GenerateParams {
         model: model(&r.model)?,
         prompt: r.prompt.clone(),
+        negative_prompt: r.negative_prompt.clone(),
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         temperature: r.temperature.map(|t| finite("temperature", t, 0.0, true, 10.0, false)).transpose()?,
         top_k: r.top_k,
@@ -185,5 +178,33 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::Gene
         seed: r.seed,
         greedy: r.greedy,
         chunk_ms: r.chunk_ms,
+        audiocraft_sampling: sampling_mode(r.sampling_mode)? == pb::SamplingMode::Audiocraft,
     })
+}
+
+/// A prompt-like text: at most [`MAX_PROMPT_CHARS`] characters, no NUL.
+fn check_text(field: &'static str, text: &str) -> Result<(), Error> {
+    let chars = text.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_PROMPT_CHARS} characters, got {chars}"),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(Error::invalid(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// The sampling mode of a request (unspecified = transformers).
+fn sampling_mode(value: i32) -> Result<pb::SamplingMode, Error> {
+    match pb::SamplingMode::try_from(value) {
+        Ok(pb::SamplingMode::Unspecified) => Ok(pb::SamplingMode::Transformers),
+        Ok(m) => Ok(m),
+        Err(_) => Err(Error::invalid(
+            "sampling_mode",
+            format!("must be SAMPLING_MODE_TRANSFORMERS (1) or SAMPLING_MODE_AUDIOCRAFT (2), got {value}"),
+        )),
+    }
 }

@@ -6,8 +6,10 @@
 pub struct GenerateParams {
     /// Model id.
     pub model: String,
-    /// Prompt (may be empty).
+    /// Prompt (may be empty: unconditional).
     pub prompt: String,
+    /// Guidance's unconditional text (empty: the null condition).
+    pub negative_prompt: String,
     /// Seconds of audio.
     pub duration_s: f64,
     /// Overrides of the checkpoint's defaults.
@@ -24,4 +26,6 @@ pub struct GenerateParams {
     pub greedy: bool,
     /// Audio per chunk in ms.
     pub chunk_ms: u32,
+    /// audiocraft's filtering (top-p replaces top-k, top-k 250 by default) instead of transformers'.
+    pub audiocraft_sampling: bool,
 }

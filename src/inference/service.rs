@@ -19,7 +19,7 @@ use crate::{
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
     monitor::snapshot::Snapshot,
-    musicgen::{GenerationRequest, SamplingParams},
+    musicgen::{GenerationRequest, SamplingMode, SamplingParams},
     resources::{
         cache::CachedModel,
         duration::{check_duration, MaxDuration},
@@ -284,7 +284,12 @@ fn lease_for(owner: &str, kind: LeaseKind, need: &Need) -> LeaseRequest {
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.
 fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
     check_duration(p.duration_s, MaxDuration::Model { model: &p.model, max_s: facts.max_duration_s })?;
-    let k = p.top_k.unwrap_or(facts.defaults.top_k.max(0) as u32);
+    let mode = if p.audiocraft_sampling { SamplingMode::Audiocraft } else { SamplingMode::Transformers };
+    let default_k = match mode {
+        SamplingMode::Audiocraft => SamplingMode::AUDIOCRAFT_TOP_K.min(i64::from(facts.codebook_size)),
+        SamplingMode::Transformers => facts.defaults.top_k.max(0),
+    };
+    let k = p.top_k.unwrap_or(default_k as u32);
     if k > facts.codebook_size {
         return Err(Error::invalid(
             "top_k",
@@ -305,14 +310,18 @@ fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationR
         Some(_) => 1.0,
         None => d.top_p,
     };
+    // What the header reports is what runs: in audiocraft's rules an active top-p leaves no top-k.
+    let k = if mode == SamplingMode::Audiocraft && top_p < 1.0 { 0 } else { k };
     Ok(GenerationRequest {
         prompt: p.prompt.clone(),
+        negative_prompt: p.negative_prompt.clone(),
         frames: ((p.duration_s * facts.frame_rate).round() as usize).max(1),
         sampling: SamplingParams {
             greedy: p.greedy || !d.do_sample,
             temperature: p.temperature.unwrap_or(d.temperature),
             top_k: i64::from(k),
             top_p,
+            mode,
         },
         guidance_scale: p.guidance_scale.unwrap_or(d.guidance_scale),
         seed: p.seed.unwrap_or_else(rand_seed),

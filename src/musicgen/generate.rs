@@ -9,20 +9,24 @@ use tch::{Kind, Tensor};
 
 use super::error::{MusicgenError, Result};
 use super::observer::{Observer, OnChunk};
-use super::sampling::{draw, to_vec_f32, to_vec_i64, SamplingParams, SeededRng};
+use super::sampling::{draw, to_vec_f32, to_vec_i64, SamplingMode, SamplingParams, SeededRng};
 use super::stream::{AudioStream, DecodedChunk};
-use super::{kernels, with_unconditional, MusicGen};
+use super::{kernels, MusicGen};
 
 /// One text-to-music request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationRequest {
-    /// The text prompt.
+    /// The text prompt; empty is the null condition (unconditional generation).
     pub prompt: String,
+    /// Text whose conditioning replaces the null condition in guidance's unconditional row; empty
+    /// keeps the null condition.
+    pub negative_prompt: String,
     /// Audio frames to produce (see [`MusicGen::frames_for`]).
     pub frames: usize,
     /// How codes are picked.
     pub sampling: SamplingParams,
-    /// Classifier-free guidance scale; ≤ 1 turns guidance off for this request.
+    /// Classifier-free guidance scale; ≤ 1 turns guidance off for this request (see
+    /// [`GenerationRequest::effective_guidance`]).
     pub guidance_scale: f64,
     /// Seed of the request's own generator: the same seed gives the same codes on the same device.
     pub seed: u64,
@@ -91,12 +95,14 @@ impl MusicGen {
         let g = self.generation_defaults();
         GenerationRequest {
             prompt: prompt.to_owned(),
+            negative_prompt: String::new(),
             frames: self.frames_for(duration_s),
             sampling: SamplingParams {
                 greedy: !g.do_sample,
                 temperature: g.temperature,
                 top_k: g.top_k,
                 top_p: g.top_p,
+                mode: SamplingMode::Transformers,
             },
             guidance_scale: g.guidance_scale,
             seed: 0,
@@ -126,18 +132,11 @@ impl MusicGen {
         let _inference = kernels::InferenceMode::enter();
         requests.iter().try_for_each(|r| self.validate(r))?;
         let start = Instant::now();
-        let prompts: Vec<&str> = requests.iter().map(|r| r.prompt.as_str()).collect();
-        let batch = self.tokenize(&prompts)?;
-        let cond = self.conditioning(&batch.input_ids, &batch.attention_mask);
-        let any_cfg = requests.iter().any(|r| r.guidance_scale > 1.0);
-        let (states, mask) = if any_cfg {
-            with_unconditional(&cond, &batch.attention_mask)
-        } else {
-            (cond, batch.attention_mask.shallow_clone())
-        };
+        let any_cfg = requests.iter().any(GenerationRequest::guided);
+        let cond = self.condition(requests, any_cfg)?;
         let mut rows: Vec<Row> = requests.iter().map(|r| self.new_row(r)).collect();
         let max_steps = rows.iter().map(|r| r.steps).max().unwrap_or(0);
-        let mut state = self.decoder.new_state(&states, &mask, max_steps);
+        let mut state = self.decoder.new_state(&cond.states, &cond.mask, max_steps);
         let picker = Picker::new(self, requests, any_cfg)?;
         let text_encode = start.elapsed();
         rows.iter_mut().for_each(|r| r.stats.text_encode = text_encode);
@@ -340,14 +339,14 @@ impl Picker {
         let dev = model.options.device;
         let n = requests.len() as i64;
         let column = |v: Vec<f64>| Tensor::from_slice(&v).to_kind(Kind::Float).view([n, 1, 1]).to_device(dev);
-        let all_cfg = requests.iter().all(|r| r.guidance_scale > 1.0);
+        let all_cfg = requests.iter().all(GenerationRequest::guided);
         let cfg_rows = (any_cfg && !all_cfg).then(|| {
-            let rows: Vec<bool> = requests.iter().map(|r| r.guidance_scale > 1.0).collect();
+            let rows: Vec<bool> = requests.iter().map(GenerationRequest::guided).collect();
             Tensor::from_slice(&rows).view([n, 1, 1]).to_device(dev)
         });
         Ok(Self {
             n,
-            cfg_scale: any_cfg.then(|| column(requests.iter().map(|r| r.guidance_scale).collect())),
+            cfg_scale: any_cfg.then(|| column(requests.iter().map(|r| r.effective_guidance()).collect())),
             cfg_rows,
             temperature: column(requests.iter().map(|r| r.sampling.temperature).collect()),
             params: requests.iter().map(|r| r.sampling).collect(),
@@ -390,7 +389,7 @@ impl Picker {
                 (Some((vals, idx, w)), false) => {
                     let span = i * c * w..(i + 1) * c * w;
                     let keep = p.candidates(self.vocab) as usize;
-                    draw(&vals[span.clone()], &idx[span], *w, keep, p.top_p, &mut row.rng)
+                    draw(&vals[span.clone()], &idx[span], *w, keep, (p.top_p, p.mode), &mut row.rng)
                 }
                 _ => greedy[i * c..(i + 1) * c].to_vec(),
             });

@@ -6,6 +6,7 @@
 //! also hears each request's end and has a seam inside every decoding step). Every entry point enters
 //! `no_grad` itself, because grad mode is per thread in libtorch.
 
+mod conditioning;
 pub mod config;
 mod decoder;
 mod encodec;
@@ -29,7 +30,7 @@ pub use error::MusicgenError;
 pub use generate::{AudioChunkOut, GenerationRequest, GenerationStats};
 pub use inspect::inspect;
 pub use observer::Observer;
-pub use sampling::SamplingParams;
+pub use sampling::{SamplingMode, SamplingParams};
 pub use weights::DType;
 
 use decoder::Decoder;

@@ -1,5 +1,5 @@
-//! Turning guided logits into codes: greedy argmax, or temperature → top-k → top-p → a draw from a
-//! per-request seeded generator. The draw happens on the host from the few surviving candidates, so a seed
+//! Turning guided logits into codes: greedy argmax, or temperature → top-k → top-p (transformers'
+//! order) or temperature → top-p else top-k (audiocraft's) → a draw from a per-request seeded generator. The draw happens on the host from the few surviving candidates, so a seed
 //! gives the same codes whatever else shares the batch, and on any device that computes the same logits.
 
 use tch::{Kind, Tensor};
@@ -17,12 +17,40 @@ pub struct SamplingParams {
     pub top_k: i64,
     /// Keep the smallest set of codes whose probability reaches `top_p`; 1.0 keeps all.
     pub top_p: f64,
+    /// Which library's filtering rules apply.
+    pub mode: SamplingMode,
+}
+
+/// The filtering rules of a sampled request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SamplingMode {
+    /// transformers' `generate`: top-k, then top-p on what is left; a code goes when the mass of it and
+    /// every less likely code is ≤ 1 − top_p.
+    #[default]
+    Transformers,
+    /// audiocraft's `sample_top_p` / `sample_top_k`: with top-p on (< 1) top-k is ignored; a code goes
+    /// when the mass of the codes more likely than it exceeds top_p.
+    Audiocraft,
+}
+
+impl SamplingMode {
+    /// audiocraft's default top-k (`LMModel.generate`'s `top_k=250`).
+    pub const AUDIOCRAFT_TOP_K: i64 = 250;
+
+    /// The name users give and headers report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transformers => "transformers",
+            Self::Audiocraft => "audiocraft",
+        }
+    }
 }
 
 impl SamplingParams {
     /// Candidates kept before top-p for a vocabulary of `vocab` codes.
     pub fn candidates(&self, vocab: i64) -> i64 {
-        if self.top_k > 0 {
+        let nucleus_only = self.mode == SamplingMode::Audiocraft && self.top_p < 1.0;
+        if self.top_k > 0 && !nucleus_only {
             self.top_k.min(vocab)
         } else {
             vocab
@@ -70,20 +98,20 @@ impl SeededRng {
 }
 
 /// Draws one code per row from `values` (sorted descending, already divided by the temperature) and the
-/// matching `indices`, both `rows × width`, keeping `keep` candidates and applying `top_p`.
+/// matching `indices`, both `rows × width`, keeping `keep` candidates and applying `top_p` by `mode`.
 pub fn draw(
     values: &[f32],
     indices: &[i64],
     width: usize,
     keep: usize,
-    top_p: f64,
+    (top_p, mode): (f64, SamplingMode),
     rng: &mut SeededRng,
 ) -> Vec<i64> {
     values
         .chunks(width)
         .zip(indices.chunks(width))
         .map(|(vals, idx)| {
-            let probs = nucleus(&vals[..keep], top_p);
+            let probs = nucleus(&vals[..keep], top_p, mode);
             let total: f64 = probs.iter().sum();
             let mut target = rng.next_f64() * total;
             for (p, &code) in probs.iter().zip(idx) {
@@ -97,19 +125,34 @@ pub fn draw(
         .collect()
 }
 
-/// Softmax of descending `vals` with transformers' top-p rule: drop a code when the probability of it and
-/// every less likely code is ≤ 1 − top_p, always keeping the most likely one.
-fn nucleus(vals: &[f32], top_p: f64) -> Vec<f64> {
+/// Softmax of descending `vals` with `mode`'s top-p rule (see [`SamplingMode`]), always keeping the
+/// most likely code.
+fn nucleus(vals: &[f32], top_p: f64, mode: SamplingMode) -> Vec<f64> {
     let max = f64::from(vals[0]);
     let mut probs: Vec<f64> = vals.iter().map(|&v| (f64::from(v) - max).exp()).collect();
     let sum: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= sum);
-    if top_p < 1.0 {
-        let mut tail = 0.0;
-        for i in (1..probs.len()).rev() {
-            tail += probs[i];
-            if tail <= 1.0 - top_p {
-                probs[i] = 0.0;
+    if top_p >= 1.0 {
+        return probs;
+    }
+    match mode {
+        SamplingMode::Transformers => {
+            let mut tail = 0.0;
+            for i in (1..probs.len()).rev() {
+                tail += probs[i];
+                if tail <= 1.0 - top_p {
+                    probs[i] = 0.0;
+                }
+            }
+        }
+        SamplingMode::Audiocraft => {
+            let mut before = 0.0;
+            for p in probs.iter_mut() {
+                let mass = *p;
+                if before > top_p {
+                    *p = 0.0;
+                }
+                before += mass;
             }
         }
     }
@@ -145,10 +188,29 @@ mod tests {
 
     #[test]
     fn top_p_keeps_the_head() {
-        let probs = nucleus(&[3.0, 1.0, 0.0, -1.0], 0.5);
+        let probs = nucleus(&[3.0, 1.0, 0.0, -1.0], 0.5, SamplingMode::Transformers);
         assert!(probs[0] > 0.0 && probs[1..].iter().all(|&p| p == 0.0));
-        let all = nucleus(&[3.0, 1.0, 0.0, -1.0], 1.0);
+        let all = nucleus(&[3.0, 1.0, 0.0, -1.0], 1.0, SamplingMode::Transformers);
         assert!(all.iter().all(|&p| p > 0.0));
+    }
+
+    /// Both rules keep the codes whose more likely codes hold less than top_p of the mass (they part
+    /// only where that mass equals top_p exactly).
+    #[test]
+    fn top_p_rules_keep_the_nucleus() {
+        let vals: Vec<f32> = [0.4f32, 0.3, 0.2, 0.1].iter().map(|p| p.ln()).collect();
+        for mode in [SamplingMode::Transformers, SamplingMode::Audiocraft] {
+            assert_eq!(nucleus(&vals, 0.8, mode).iter().filter(|&&p| p > 0.0).count(), 3, "{mode:?}");
+            assert_eq!(nucleus(&vals, 0.35, mode).iter().filter(|&&p| p > 0.0).count(), 1, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn audiocraft_top_p_replaces_top_k() {
+        let p = |mode, top_p| SamplingParams { greedy: false, temperature: 1.0, top_k: 2, top_p, mode };
+        assert_eq!(p(SamplingMode::Transformers, 0.9).candidates(64), 2);
+        assert_eq!(p(SamplingMode::Audiocraft, 0.9).candidates(64), 64);
+        assert_eq!(p(SamplingMode::Audiocraft, 1.0).candidates(64), 2);
     }
 
     #[test]
@@ -157,7 +219,7 @@ mod tests {
         let vals = [1.0f32, 0.9, 0.8, 0.7];
         let idx = [10i64, 11, 12, 13];
         for _ in 0..50 {
-            let code = draw(&vals, &idx, 4, 2, 1.0, &mut rng)[0];
+            let code = draw(&vals, &idx, 4, 2, (1.0, SamplingMode::Transformers), &mut rng)[0];
             assert!(code == 10 || code == 11);
         }
     }

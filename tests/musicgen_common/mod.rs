@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use tch::{Kind, Tensor};
 
-/// The two tiny configurations made by `scripts/make_reference.py`.
-pub const FIXTURES: [&str; 2] = ["musicgen-tiny", "musicgen-tiny2"];
+/// The tiny configurations made by `scripts/make_reference.py`: two mono, and a stereo one stored in
+/// f16 like the published stereo checkpoints.
+pub const FIXTURES: [&str; 3] = ["musicgen-tiny", "musicgen-tiny2", "musicgen-stereo-tiny"];
 
 /// The prompts `scripts/make_reference.py` encodes (keep in sync with `PROMPTS` there).
 pub const PROMPTS: [&str; 3] = [
@@ -25,6 +26,17 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn reference(name: &str) -> HashMap<String, Tensor> {
     let path = fixture(name).join("reference.safetensors");
     Tensor::read_safetensors(&path).expect("reference.safetensors loads").into_iter().collect()
+}
+
+/// Another file of reference tensors (`conditioning.safetensors`, …) of a fixture.
+pub fn reference_file(name: &str, file: &str) -> HashMap<String, Tensor> {
+    let path = fixture(name).join(file);
+    Tensor::read_safetensors(&path).unwrap_or_else(|e| panic!("{file} loads: {e}")).into_iter().collect()
+}
+
+/// transformers' audio `(channels, samples)` as Maestro streams it: channel-interleaved, flat.
+pub fn interleaved(audio: &Tensor) -> Tensor {
+    audio.transpose(0, 1).flatten(0, -1)
 }
 
 /// Largest absolute difference, computed in f32 after flattening both sides.

@@ -237,6 +237,15 @@ pub enum FormatArg {
     F32,
 }
 
+/// Whose rules filter sampled codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplingModeArg {
+    /// transformers': top-k, then top-p.
+    Transformers,
+    /// audiocraft's: top-p when set, otherwise top-k (250 by default).
+    Audiocraft,
+}
+
 /// `generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -246,6 +255,9 @@ pub struct GenerateArgs {
     /// What to play (empty = unconditional).
     #[arg(long, default_value = "")]
     pub prompt: String,
+    /// What to steer away from (replaces guidance's unconditional condition).
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
     /// Seconds of audio.
     #[arg(long, default_value_t = 8.0)]
     pub duration: f64,
@@ -267,6 +279,9 @@ pub struct GenerateArgs {
     /// Argmax instead of sampling.
     #[arg(long)]
     pub greedy: bool,
+    /// Whose sampling rules apply.
+    #[arg(long, value_enum, default_value_t = SamplingModeArg::Transformers)]
+    pub sampling_mode: SamplingModeArg,
     /// Sample encoding of the WAV.
     #[arg(long, value_enum, default_value_t = FormatArg::S16)]
     pub format: FormatArg,

@@ -4,6 +4,8 @@
 use crate::grpc::pb;
 #[cfg(feature = "torch")]
 use crate::inference::service::{Admitted, Chunk, Summary};
+#[cfg(feature = "torch")]
+use crate::musicgen::SamplingMode;
 
 /// Little-endian PCM of interleaved f32 samples: f32 as is, or 16-bit (clamped to ±1) otherwise.
 pub fn encode_pcm(samples: &[f32], format: pb::AudioFormat) -> Vec<u8> {
@@ -35,10 +37,14 @@ pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
             temperature: r.sampling.temperature,
             top_k: r.sampling.top_k as u32,
             top_p: r.sampling.top_p,
-            guidance_scale: r.guidance_scale,
+            guidance_scale: r.effective_guidance(),
             seed: r.seed,
             greedy: r.sampling.greedy,
             duration_s: r.frames as f64 / f.frame_rate,
+            sampling_mode: match r.sampling.mode {
+                SamplingMode::Transformers => pb::SamplingMode::Transformers,
+                SamplingMode::Audiocraft => pb::SamplingMode::Audiocraft,
+            } as i32,
         }),
     }
 }

@@ -117,10 +117,15 @@ fn gb(value: f64) -> u64 {
 }
 
 /// The published MusicGen checkpoints: `(id, host GB, GPU GB, min compute capability, default batch)`.
-const BUILTIN: [(&str, f64, f64, f64, u32); 3] = [
+/// A stereo row is its mono sibling plus four more codebooks' embeddings and LM heads (vocab 2048 ×
+/// hidden 1024 / 1536 / 2048, f32) and a second EnCodec pass, rounded up to 0.1 GB.
+const BUILTIN: [(&str, f64, f64, f64, u32); 6] = [
     ("facebook/musicgen-small", 3.0, 6.0, 6.0, 2),
     ("facebook/musicgen-medium", 6.0, 12.0, 7.0, 1),
     ("facebook/musicgen-large", 12.0, 24.0, 8.0, 1),
+    ("facebook/musicgen-stereo-small", 3.1, 6.2, 6.0, 2),
+    ("facebook/musicgen-stereo-medium", 6.1, 12.2, 7.0, 1),
+    ("facebook/musicgen-stereo-large", 12.2, 24.2, 8.0, 1),
 ];
 
 /// The requirements table: the built-in rows, replaced or extended by the config file's.

@@ -49,7 +49,9 @@ fn builtin_table_holds_the_published_models() {
         (large.host_gb, large.gpu_gb, large.min_compute_capability, large.default_batch_size),
         (12.0, 24.0, 8.0, 1)
     );
-    assert_eq!(registry.entries().count(), 3);
+    let stereo = registry.table("facebook/musicgen-stereo-medium").unwrap();
+    assert_eq!((stereo.host_gb, stereo.gpu_gb, stereo.default_batch_size), (6.1, 12.2, 1));
+    assert_eq!(registry.entries().count(), 6);
     assert!(registry.table("maestro/musicgen-tiny").is_none());
 }
 
@@ -70,7 +72,7 @@ fn overrides_replace_and_extend_the_table() {
     assert_eq!(registry.table("maestro/musicgen-tiny"), Some(&tiny));
     assert_eq!(registry.table("facebook/musicgen-medium").unwrap().gpu_gb, 12.0);
     let ids: Vec<&str> = registry.entries().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(ids.len(), 7);
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 }
 

@@ -10,7 +10,7 @@ use tonic::Streaming;
 
 use super::Output;
 use crate::{
-    args::{FormatArg, GenerateArgs},
+    args::{FormatArg, GenerateArgs, SamplingModeArg},
     client::Clients,
     exit, units,
     wav::WavSink,
@@ -35,6 +35,11 @@ pub fn request(a: &GenerateArgs) -> pb::GenerateRequest {
         greedy: a.greedy,
         chunk_ms: a.chunk_ms,
         format: format as i32,
+        negative_prompt: a.negative_prompt.clone(),
+        sampling_mode: match a.sampling_mode {
+            SamplingModeArg::Transformers => pb::SamplingMode::Transformers,
+            SamplingModeArg::Audiocraft => pb::SamplingMode::Audiocraft,
+        } as i32,
     }
 }
 
