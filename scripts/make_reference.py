@@ -7,7 +7,8 @@ Usage:
 
 Each fixture directory gets config.json, generation_config.json, model.safetensors (weight norm stored as
 weight_g / weight_v, like the published files), tokenizer.json, reference.safetensors and
-conditioning.safetensors (unconditional and negative-prompt generations). musicgen-stereo-tiny is stereo
+conditioning.safetensors (unconditional and negative-prompt generations) and longform.safetensors
+(generations past the window, extended as audiocraft extends them). musicgen-stereo-tiny is stereo
 (8 interleaved codebooks) stored in f16 like the published stereo files; its references run in f32 on
 the f16-rounded weights, which is what Maestro computes from them. Seeds are fixed
 and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes. Then
@@ -32,6 +33,13 @@ PROMPTS = [
     "calm piano",
     "a  lofi   beat with rain, vinyl crackle and a slow jazzy piano melody over soft drums",
 ]
+# Long-form generation at tiny scale: a window of LONG_WINDOW frames (the checkpoint's max_length in the
+# test's copy), windows every LONG_STRIDE frames (30 s and 18 s at the published scale), one request per
+# length of LONG_FRAMES.
+LONG_WINDOW = 40
+LONG_STRIDE = 24
+LONG_FRAMES = [100, 70]
+
 # Negative prompts of the first two prompts' generation: the first gets one, the second keeps the null
 # condition, so one batch mixes both.
 NEGATIVE = ["calm piano", ""]
@@ -232,7 +240,7 @@ def teacher_forced(model, ids, mask, gen):
     return codes, uncond + (cond - uncond) * GUIDANCE
 
 
-def captured_generate(model, **kwargs):
+def captured_generate(model, max_new_tokens=MAX_NEW_TOKENS, **kwargs):
     """generate()'s audio and the codes it decoded `(batch, codebooks, frames)`; a stereo model decodes
     its even (left) and odd (right) codebooks in two calls, put back interleaved here."""
     calls = []
@@ -244,7 +252,7 @@ def captured_generate(model, **kwargs):
 
     model.audio_encoder.decode = capture
     try:
-        audio = model.generate(do_sample=False, max_new_tokens=MAX_NEW_TOKENS, **kwargs)
+        audio = model.generate(do_sample=False, max_new_tokens=max_new_tokens, **kwargs)
     finally:
         model.audio_encoder.decode = decode
     if len(calls) == 1:
@@ -331,6 +339,7 @@ def make_fixture(out_dir, spec):
     ref = {k: v.contiguous().clone() for k, v in ref.items()}
     save_file(ref, os.path.join(out_dir, "reference.safetensors"), metadata={"prompts": json.dumps(PROMPTS)})
     write_conditioning(out_dir, model, tok)
+    write_longform(out_dir, model, tok)
     audio = ref["gen.audio"]
     print(f"{out_dir}: audio {tuple(audio.shape)} std {audio.std():.3f} max {audio.abs().max():.3f}, "
           f"codes {ref['gen.codes'].flatten()[:8].tolist()}", file=sys.stderr)
@@ -346,6 +355,41 @@ def write_conditioning(out_dir, model, tok):
     # One metadata key: safetensors writes several in no fixed order, and the bytes must not change.
     meta = {"prompts": json.dumps({"prompts": PROMPTS[:2], "negative_prompts": NEGATIVE})}
     save_file(ref, os.path.join(out_dir, "conditioning.safetensors"), metadata=meta)
+
+
+def extended(model, ids, mask, frames):
+    """audiocraft's window-by-window extension over transformers' generate: each window after the first
+    is prompted (decoder_input_ids) with the previous window's codes past the stride."""
+    channels = model.config.decoder.audio_channels
+    cc = model.config.decoder.num_codebooks // channels
+    codes, prompt, offset = None, None, 0
+    while offset + (0 if prompt is None else prompt.shape[-1]) < frames:
+        plen = 0 if prompt is None else prompt.shape[-1]
+        total = min(frames - offset, LONG_WINDOW)
+        kwargs = dict(input_ids=ids, attention_mask=mask, guidance_scale=GUIDANCE,
+                      max_new_tokens=total + cc - 1 - plen)
+        if prompt is not None:
+            kwargs["decoder_input_ids"] = prompt.reshape(-1, plen)
+        window, _ = captured_generate(model, **kwargs)
+        assert window.shape[-1] == total, (window.shape, total)
+        codes = window if codes is None else torch.cat([codes, window[..., plen:]], dim=-1)
+        prompt = window[..., LONG_STRIDE:]
+        offset += LONG_STRIDE
+    return codes
+
+
+def write_longform(out_dir, model, tok):
+    """longform.safetensors: greedy generations longer than the window, each request alone."""
+    ref = {}
+    with torch.no_grad():
+        for i, frames in enumerate(LONG_FRAMES):
+            ids, mask = encode(tok, [PROMPTS[i]])
+            codes = extended(model, ids, mask, frames)
+            ref[f"long{i}.codes"] = codes[0]
+            ref[f"long{i}.audio"] = decode_codes(model, codes)[0]
+    ref = {k: v.contiguous().clone() for k, v in ref.items()}
+    meta = {"longform": json.dumps({"window": LONG_WINDOW, "stride": LONG_STRIDE, "frames": LONG_FRAMES})}
+    save_file(ref, os.path.join(out_dir, "longform.safetensors"), metadata=meta)
 
 
 def make_small_shape(out_dir):

@@ -178,6 +178,7 @@ impl App {
             max_ttl: config.resources.max_lease_ttl,
             suggest_evict_idle: config.resources.suggest_evict_idle,
             placeable_gpus: inventory.placeable(),
+            max_duration_s: config.generation.max_duration_s,
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
@@ -272,6 +273,7 @@ fn generation_api(
             oom_min_batch: g.fault_oom_min_batch,
         },
         max_batch: g.max_batch,
+        extend_stride_s: g.extend_stride_s,
     };
     let pool = Pool::start(&settings)?;
     let names: Vec<String> =

@@ -116,7 +116,12 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
             "duration_s".into(),
         ),
         ("negative duration", Validate(validate(small, 1, -3.0, "auto", "")), Bad, "duration_s".into()),
-        ("too long duration", Validate(validate(small, 1, 31.0, "auto", "")), Bad, "duration_s".into()),
+        (
+            "too long duration",
+            Validate(validate(small, 1, 121.0, "auto", "")),
+            Bad,
+            "<= 120 (--max-duration-s)".into(),
+        ),
         ("bad device", Validate(validate(small, 1, 10.0, "tpu", "")), Bad, "device".into()),
         ("absent GPU", Validate(validate(small, 1, 10.0, "cuda:3", "")), Bad, "device".into()),
         ("bad dtype", Validate(validate(small, 1, 10.0, "auto", "int8")), Bad, "dtype".into()),

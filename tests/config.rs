@@ -251,6 +251,10 @@ fn out_of_range_values_name_the_flag_the_variable_and_the_key() {
     assert!(err.contains("--drain-deadline-s") && err.contains("3600") && err.contains("4000"), "{err}");
     let err = load_err(vec!["maestro-server".into(), "--queue-capacity".into(), "0".into()]);
     assert!(err.contains("--queue-capacity") && err.contains("at least 1, got 0"), "{err}");
+    let err = load_err(vec!["maestro-server".into(), "--extend-stride-s".into(), "0".into()]);
+    assert!(err.contains("--extend-stride-s") && err.contains("(0, 600], got 0"), "{err}");
+    let defaults = Config::default().generation;
+    assert_eq!((defaults.max_duration_s, defaults.extend_stride_s), (120.0, 18.0), "audiocraft's stride");
 }
 
 #[test]

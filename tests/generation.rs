@@ -132,7 +132,11 @@ async fn bad_generation_requests_name_the_field() {
         (pb::GenerateRequest { prompt: "x".repeat(2001), ..base.clone() }, "prompt", Code::InvalidArgument),
         (pb::GenerateRequest { duration_s: 0.0, ..base.clone() }, "duration_s", Code::InvalidArgument),
         (pb::GenerateRequest { duration_s: f64::NAN, ..base.clone() }, "duration_s", Code::InvalidArgument),
-        (pb::GenerateRequest { duration_s: 31.0, ..base.clone() }, "duration_s", Code::InvalidArgument),
+        (
+            pb::GenerateRequest { duration_s: 121.0, ..base.clone() },
+            "<= 120 (--max-duration-s)",
+            Code::InvalidArgument,
+        ),
         (
             pb::GenerateRequest { temperature: Some(0.0), ..base.clone() },
             "temperature",
@@ -326,4 +330,37 @@ async fn a_stereo_checkpoint_streams_interleaved_channels() {
     assert_eq!(samples.len() as u64, 2 * run.header.expected_samples, "two samples per instant");
     let (left, right): (Vec<i16>, Vec<i16>) = samples.chunks(2).map(|lr| (lr[0], lr[1])).unzip();
     assert_ne!(left, right, "each channel has its own codebooks");
+}
+
+#[tokio::test]
+async fn a_generation_past_the_window_streams_it_all_and_is_sized_as_one_window() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("maestro/short-window");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(TINY);
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.join(file), dir.join(file)).unwrap();
+    }
+    // A one-second window (50 frames), so a short request already spans three windows.
+    let generation = r#"{"do_sample": true, "guidance_scale": 3.0, "max_length": 50, "pad_token_id": 64}"#;
+    std::fs::write(dir.join("generation_config.json"), generation).unwrap();
+    let mut c = config();
+    c.models.roots = vec![root.path().to_owned()];
+    c.generation.extend_stride_s = 0.6;
+    let mut s = start_server(c).await;
+    let model = "maestro/short-window";
+    let run = generate(&mut s, pb::GenerateRequest { model: model.into(), ..request(2.5, 9) }).await.unwrap();
+    assert_eq!(run.header.expected_samples, 2 * 32_000 + 16_000);
+    assert_eq!(samples_i16(&run.audio()).len() as u64, run.header.expected_samples);
+    assert_eq!(run.summary.frames, 125);
+    let verdict = |duration_s: f64| {
+        let mut resources = s.resources.clone();
+        let req =
+            pb::ValidateRequest { model: model.into(), batch_size: 1, duration_s, ..Default::default() };
+        async move { resources.validate_model(req).await.unwrap().into_inner().requirements.unwrap() }
+    };
+    let (window, long) = (verdict(1.0).await, verdict(100.0).await);
+    assert_eq!(window.max_duration_s, 1.0);
+    assert_eq!(long.working_set_bytes, window.working_set_bytes, "one window's working set");
+    assert!(verdict(0.5).await.working_set_bytes < window.working_set_bytes);
 }

@@ -207,15 +207,27 @@ pub struct GenerationConfig {
         default_value_t = 16
     )]
     pub queue_capacity: usize,
-    /// Longest generation a request may ask for, in seconds (at most 600).
+    /// Longest generation a request may ask for, in seconds (at most 600). Beyond a model's window
+    /// (its `max_length`, 30 s for the published models) generation extends window by window.
     #[arg(
         id = "generation.max_duration_s",
         long = "max-duration-s",
         env = "MAESTRO_MAX_DURATION_S",
         value_name = "SECONDS",
-        default_value_t = 30.0
+        default_value_t = 120.0
     )]
     pub max_duration_s: f64,
+    /// Seconds each window past the first adds to a long generation (audiocraft's `extend_stride`):
+    /// the new window is prompted with the last window − stride seconds of codes. Above 0; a stride
+    /// not shorter than a model's window is cut to leave a one-frame prompt.
+    #[arg(
+        id = "generation.extend_stride_s",
+        long = "extend-stride-s",
+        env = "MAESTRO_EXTEND_STRIDE_S",
+        value_name = "SECONDS",
+        default_value_t = 18.0
+    )]
+    pub extend_stride_s: f64,
     /// Most concurrent requests for one model decoded together in one batch (1 = no batching; 1..=64).
     #[arg(
         id = "generation.max_batch",

@@ -72,6 +72,10 @@ fn generation(c: &Config) -> Result<(), ConfigError> {
     if !d.is_finite() || d <= 0.0 || d > 600.0 {
         return Err(invalid("generation.max_duration_s", format!("must be within (0, 600], got {d}")));
     }
+    let s = g.extend_stride_s;
+    if !s.is_finite() || s <= 0.0 || s > 600.0 {
+        return Err(invalid("generation.extend_stride_s", format!("must be within (0, 600], got {s}")));
+    }
     Ok(())
 }
 

@@ -52,6 +52,8 @@ pub struct PoolSettings {
     pub faults: worker::Faults,
     /// Most requests decoded together in one batch (dynamic batching; default 4).
     pub max_batch: usize,
+    /// Seconds each window past a model's first adds to a long generation (default 18).
+    pub extend_stride_s: f64,
 }
 
 /// Loads and unloads a worker's queue holds besides a full generation queue.
@@ -96,8 +98,14 @@ impl Pool {
             let index = workers.len();
             let (tx, rx) = std_mpsc::sync_channel(capacity + CONTROL_JOBS);
             let load = Arc::new(WorkerLoad::default());
-            let thread = worker::spawn(index, pinned, rx, load.clone(), settings.max_batch, settings.faults)
-                .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
+            let thread = worker::spawn(
+                index,
+                pinned,
+                rx,
+                load.clone(),
+                (settings.max_batch, settings.faults, settings.extend_stride_s),
+            )
+            .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot {
                 pinned,
                 jobs: Mutex::new(Some(tx)),
@@ -292,6 +300,7 @@ mod tests {
             queue_capacity: 2,
             faults: worker::Faults::default(),
             max_batch: 1,
+            extend_stride_s: crate::musicgen::DEFAULT_EXTEND_STRIDE_S,
         }
     }
 
@@ -336,7 +345,8 @@ mod tests {
             .unwrap();
         drop(tx);
         let cpu = worker::Pinned { device: Device::Cpu, compute: tch::Device::Cpu };
-        let thread = worker::spawn(0, cpu, rx, load.clone(), 1, worker::Faults::default()).unwrap();
+        let defaults = (1, worker::Faults::default(), crate::musicgen::DEFAULT_EXTEND_STRIDE_S);
+        let thread = worker::spawn(0, cpu, rx, load.clone(), defaults).unwrap();
         thread.join().unwrap();
         // Run, the load would have answered "cannot load"; dropped, it never answers.
         assert!(answer.blocking_recv().is_err(), "the queued load ran");

@@ -229,7 +229,9 @@ impl Generation {
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
         let request = resolve_request(&p, &facts)?;
         let model = self.manager.use_model(&p.model).await?;
-        let answer = self.manager.fit_loaded(&p.model, 1, p.duration_s, self.settings.dtype).await?;
+        // One window is decoded at a time, whatever the duration: its working set is what is held.
+        let window_s = p.duration_s.min(facts.window_s);
+        let answer = self.manager.fit_loaded(&p.model, 1, window_s, self.settings.dtype).await?;
         if !answer.verdict().fits {
             return Err(Error::ResourceExhausted(answer.verdict().summary(&p.model)));
         }
@@ -283,7 +285,6 @@ fn lease_for(owner: &str, kind: LeaseKind, need: &Need) -> LeaseRequest {
 
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.
 fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
-    check_duration(p.duration_s, MaxDuration::Model { model: &p.model, max_s: facts.max_duration_s })?;
     let mode = if p.audiocraft_sampling { SamplingMode::Audiocraft } else { SamplingMode::Transformers };
     let default_k = match mode {
         SamplingMode::Audiocraft => SamplingMode::AUDIOCRAFT_TOP_K.min(i64::from(facts.codebook_size)),

@@ -40,8 +40,9 @@ pub struct ModelFacts {
     pub frame_rate: f64,
     /// Codes per codebook (`top_k` limit).
     pub codebook_size: u32,
-    /// Longest generation in seconds.
-    pub max_duration_s: f64,
+    /// One window in seconds (the checkpoint's `max_length`): what one pass decodes and what a
+    /// generation's working set is sized for, however long it is.
+    pub window_s: f64,
     /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
     pub device: Device,
     /// Host RSS growth caused by the load, in bytes.
@@ -205,12 +206,12 @@ pub fn spawn(
     pinned: Pinned,
     jobs: std_mpsc::Receiver<Job>,
     load: Arc<WorkerLoad>,
-    max_batch: usize,
-    faults: Faults,
+    (max_batch, faults, extend_stride_s): (usize, Faults, f64),
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let name = format!("maestro-worker-{index}-{}", pinned.device.name());
     std::thread::Builder::new().name(name).spawn(move || {
-        let mut worker = Worker { pinned, device: pinned.compute, models: HashMap::new(), faults };
+        let models = HashMap::new();
+        let mut worker = Worker { pinned, device: pinned.compute, models, faults, extend_stride_s };
         let mut pending: VecDeque<Job> = VecDeque::new();
         while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
             let done = match job {
@@ -272,6 +273,8 @@ struct Worker {
     device: tch::Device,
     models: HashMap<String, MusicGen>,
     faults: Faults,
+    /// Seconds each window past a model's first adds (`--extend-stride-s`).
+    extend_stride_s: f64,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -313,14 +316,15 @@ impl Worker {
             drop(impossible_allocation(self.device).map_err(|e| self.load_error(model, e.into()))?);
         }
         let before = crate::monitor::sampler::rss_bytes();
-        let m = MusicGen::load(dir, self.device, dtype).map_err(|e| self.load_error(model, e))?;
+        let mut m = MusicGen::load(dir, self.device, dtype).map_err(|e| self.load_error(model, e))?;
+        m.set_extend_stride_s(self.extend_stride_s);
         let measured = crate::monitor::sampler::rss_bytes().saturating_sub(before);
         let facts = ModelFacts {
             sample_rate: m.sample_rate(),
             channels: m.channels() as u32,
             frame_rate: m.frame_rate(),
             codebook_size: m.codebook_size() as u32,
-            max_duration_s: m.max_duration_s(),
+            window_s: m.window_s(),
             device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),

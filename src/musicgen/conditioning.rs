@@ -41,7 +41,7 @@ impl GenerationRequest {
 impl MusicGen {
     /// The batch's conditioning; `guided` adds the unconditional rows (a negative prompt where the
     /// request has one, the null condition otherwise).
-    pub(crate) fn condition(&self, requests: &[GenerationRequest], guided: bool) -> Result<Conditioning> {
+    pub(crate) fn condition(&self, requests: &[&GenerationRequest], guided: bool) -> Result<Conditioning> {
         let mut slots: Vec<&str> = requests.iter().map(|r| r.prompt.as_str()).collect();
         if guided {
             slots.extend(requests.iter().map(|r| if r.guided() { r.negative_prompt.as_str() } else { "" }));

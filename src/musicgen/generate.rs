@@ -1,16 +1,25 @@
 //! The generation loop: a batch of requests, each with its own prompt, length, sampling parameters and
 //! seed, decoded together (conditional rows, then unconditional rows for guidance) with the delay pattern
 //! applied exactly as transformers applies it; each request's audio goes to an [`Observer`] as it settles.
+//!
+//! A request longer than the checkpoint's window (`max_length` frames, 30 s for the published models)
+//! extends as audiocraft's `MusicGen.generate` does: windows start every `extend_stride` frames, and each
+//! after the first is prompted with the last `window − extend_stride` frames of codes so far and adds
+//! what follows them. The audio stream runs over the concatenated codes, so it has no seam. Every
+//! continuing request of a batch has the same prompt length, so each pass over the windows is one
+//! batch again, prefilled in one decoder call.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::error::{MusicgenError, Result};
 use super::observer::{Observer, OnChunk};
-use super::sampling::{draw, to_vec_f32, to_vec_i64, SamplingMode, SamplingParams, SeededRng};
-use super::stream::{AudioStream, DecodedChunk};
+use super::picker::Picker;
+use super::rows::Row;
+use super::sampling::{to_vec_f32, SamplingMode, SamplingParams};
+use super::stream::DecodedChunk;
 use super::{kernels, MusicGen};
 
 /// One text-to-music request.
@@ -78,17 +87,6 @@ pub struct GenerationStats {
     pub stopped: bool,
 }
 
-/// Per-request loop state.
-struct Row {
-    steps: i64,
-    tokens: Vec<i64>,
-    rng: SeededRng,
-    stream: AudioStream,
-    chunks: usize,
-    live: bool,
-    stats: GenerationStats,
-}
-
 impl MusicGen {
     /// A request for `duration_s` seconds with the checkpoint's defaults (sampling as `do_sample` says).
     pub fn request(&self, prompt: &str, duration_s: f64) -> GenerationRequest {
@@ -131,46 +129,88 @@ impl MusicGen {
         let _guard = tch::no_grad_guard();
         let _inference = kernels::InferenceMode::enter();
         requests.iter().try_for_each(|r| self.validate(r))?;
-        let start = Instant::now();
-        let any_cfg = requests.iter().any(GenerationRequest::guided);
-        let cond = self.condition(requests, any_cfg)?;
+        let mut run = Run { start: Instant::now(), steps: 0 };
         let mut rows: Vec<Row> = requests.iter().map(|r| self.new_row(r)).collect();
-        let max_steps = rows.iter().map(|r| r.steps).max().unwrap_or(0);
-        let mut state = self.decoder.new_state(&cond.states, &cond.mask, max_steps);
-        let picker = Picker::new(self, requests, any_cfg)?;
-        let text_encode = start.elapsed();
-        rows.iter_mut().for_each(|r| r.stats.text_encode = text_encode);
-        for step in 0..max_steps {
-            for (i, row) in rows.iter_mut().enumerate() {
-                if row.live && observer.stop(i) {
-                    row.stats.stopped = true;
-                    self.end_row(i, row, start, observer);
-                }
-            }
-            if rows.iter().all(|r| !r.live) {
+        let (window, stride) = (self.window_frames(), self.extend_stride_frames());
+        for pass in 0.. {
+            let active: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].wants_frames()).collect();
+            if active.is_empty() {
                 break;
             }
-            let t = Instant::now();
-            observer.step(step as usize);
-            let input = self.input_column(&rows, step, any_cfg);
-            let logits = self.decoder.forward(&input, &mut state).squeeze_dim(2);
-            let picked = picker.pick(&logits, &mut rows)?;
-            let spent = t.elapsed();
-            for (i, row) in rows.iter_mut().enumerate().filter(|(_, r)| r.live) {
-                row.stats.decode += spent;
-                row.stats.steps += 1;
-                self.store(row, step + 1, &picked[i]);
-                self.stream_row(i, row, step + 1, start, observer)?;
+            let (offset, prompt) = if pass == 0 { (0, 0) } else { (pass * stride, window - stride) };
+            for &i in &active {
+                debug_assert_eq!(rows[i].codes[0].len(), offset + prompt, "windows follow the stride");
+                self.open_window(&mut rows[i], offset, prompt, window);
             }
+            self.run_window(requests, &mut rows, &active, &mut run, observer)?;
         }
         Ok(rows.into_iter().map(|r| r.stats).collect())
+    }
+
+    /// Decodes the open windows of the `active` rows as one batch: the prompt columns in one call,
+    /// then one column per step.
+    fn run_window(
+        &self,
+        requests: &[GenerationRequest],
+        rows: &mut [Row],
+        active: &[usize],
+        run: &mut Run,
+        observer: &mut impl Observer,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let batch: Vec<&GenerationRequest> = active.iter().map(|&i| &requests[i]).collect();
+        let any_cfg = batch.iter().any(|r| r.guided());
+        let cond = self.condition(&batch, any_cfg)?;
+        let picker = Picker::new(self, &batch, any_cfg)?;
+        let window = |i: usize| rows[i].window.as_ref().expect("an active row has a window");
+        let max_steps = active.iter().map(|&i| window(i).steps).max().unwrap_or(0);
+        let prompt = window(active[0]).prompt as i64;
+        let mut state = self.decoder.new_state(&cond.states, &cond.mask, max_steps);
+        let spent = t.elapsed();
+        active.iter().for_each(|&i| rows[i].stats.text_encode += spent);
+        let (n, c) = (active.len() as i64, self.num_codebooks() as i64);
+        let mut column = 0;
+        while column < max_steps {
+            for &i in active {
+                if rows[i].live && observer.stop(i) {
+                    rows[i].stats.stopped = true;
+                    self.end_row(i, &mut rows[i], run.start, observer);
+                }
+            }
+            if active.iter().all(|&i| !rows[i].decoding(column + 1)) {
+                break;
+            }
+            let width = if column == 0 { prompt + 1 } else { 1 };
+            let t = Instant::now();
+            observer.step(run.steps);
+            run.steps += 1;
+            let inputs: Vec<&Row> = active.iter().map(|&i| &rows[i]).collect();
+            let input = Tensor::from_slice(&self.input_columns(&inputs, column, width)).view([n, c, width]);
+            let input = if any_cfg { input.repeat([2, 1, 1]) } else { input };
+            let logits = self.decoder.forward(&input.to_device(self.options.device), &mut state);
+            let mut picking: Vec<&mut Row> = select_mut(rows, active);
+            let picked = picker.pick(&logits.select(2, width - 1), &mut picking)?;
+            let spent = t.elapsed();
+            column += width;
+            for (slot, &i) in active.iter().enumerate() {
+                let row = &mut rows[i];
+                if !row.decoding(column) {
+                    continue;
+                }
+                row.stats.decode += spent;
+                row.stats.steps += 1;
+                let settled = self.store(row, column, &picked[slot]);
+                self.stream_row(i, row, settled, run.start, observer)?;
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, r: &GenerationRequest) -> Result<()> {
         let bad = |field, message: String| Err(MusicgenError::InvalidRequest { field, message });
         let s = &r.sampling;
-        if r.frames == 0 || r.frames > self.max_frames() {
-            return bad("frames", format!("must be 1..={}, got {}", self.max_frames(), r.frames));
+        if r.frames == 0 {
+            return bad("frames", format!("must be >= 1, got {}", r.frames));
         }
         let temperature_ok = s.temperature > 0.0 && s.temperature.is_finite();
         if !s.greedy && !temperature_ok {
@@ -191,82 +231,19 @@ impl MusicGen {
         Ok(())
     }
 
-    fn new_row(&self, r: &GenerationRequest) -> Row {
-        let (c, cc) = (self.num_codebooks(), self.config.decoder.channel_codebooks());
-        let steps = r.frames as i64 + cc - 1;
-        let stream =
-            AudioStream::new(self.channels(), r.frames as i64, r.chunk_frames as i64, self.options.device);
-        Row {
-            steps,
-            tokens: vec![self.config.decoder.pad_id(); c * (steps as usize + 1)],
-            rng: SeededRng::new(r.seed),
-            stream,
-            chunks: 0,
-            live: true,
-            stats: GenerationStats::default(),
-        }
-    }
-
-    /// Delay of codebook `k`: stereo models interleave left/right, which share a delay.
-    fn delay(&self, k: usize) -> i64 {
-        (k / self.channels()) as i64
-    }
-
-    /// Column `step` of every row as the decoder input `(rows, codebooks, 1)`, with the delay pattern
-    /// forcing pad at positions still inside the leading or trailing delay; duplicated for guidance.
-    fn input_column(&self, rows: &[Row], step: i64, any_cfg: bool) -> Tensor {
-        let (c, cc, pad) =
-            (self.num_codebooks(), self.config.decoder.channel_codebooks(), self.config.decoder.pad_id());
-        let mut ids = Vec::with_capacity(rows.len() * c);
-        for row in rows {
-            let len = row.steps + 1;
-            for k in 0..c {
-                let d = self.delay(k);
-                let valid = step > d && step < len - cc + 1 + d && step <= row.steps;
-                ids.push(if valid { row.tokens[k * len as usize + step as usize] } else { pad });
-            }
-        }
-        let input = Tensor::from_slice(&ids).view([rows.len() as i64, c as i64, 1]);
-        let input = if any_cfg { input.repeat([2, 1, 1]) } else { input };
-        input.to_device(self.options.device)
-    }
-
-    fn store(&self, row: &mut Row, column: i64, codes: &[i64]) {
-        if column > row.steps {
-            return;
-        }
-        let len = row.steps as usize + 1;
-        for (k, &code) in codes.iter().enumerate() {
-            row.tokens[k * len + column as usize] = code;
-        }
-    }
-
-    /// Codes of `channel` for frames `from..to`, `(quantizers, to − from)` row-major.
-    fn frame_codes(&self, tokens: &[i64], steps: i64, channel: usize, from: i64, to: i64) -> Vec<i64> {
-        let (c, channels, len) = (self.num_codebooks(), self.channels(), steps as usize + 1);
-        let mut out = Vec::with_capacity(c / channels * (to - from) as usize);
-        for k in (channel..c).step_by(channels) {
-            let shift = 1 + self.delay(k);
-            out.extend((from..to).map(|f| tokens[k * len + (f + shift) as usize]));
-        }
-        out
-    }
-
+    /// Streams what the row's `settled` frames add to its audio; ends the row with its last chunk.
     fn stream_row(
         &self,
         index: usize,
         row: &mut Row,
-        column: i64,
+        settled: usize,
         start: Instant,
         observer: &mut impl Observer,
     ) -> Result<()> {
-        let cc = self.config.decoder.channel_codebooks();
-        let total = row.steps - cc + 1;
-        let available = (column - cc + 1).clamp(0, total);
         let t = Instant::now();
-        let (tokens, steps) = (&row.tokens, row.steps);
-        let codes = |ch: usize, from: i64, to: i64| self.frame_codes(tokens, steps, ch, from, to);
-        let chunk = row.stream.advance(&self.codec, available, &codes);
+        let codes = &row.codes;
+        let read = |ch: usize, from: i64, to: i64| self.frame_codes(codes, ch, from, to);
+        let chunk = row.stream.advance(&self.codec, settled as i64, &read);
         row.stats.codec += t.elapsed();
         row.live = !row.stream.finished();
         if let Some(chunk) = chunk {
@@ -289,7 +266,8 @@ impl MusicGen {
     fn end_row(&self, index: usize, row: &mut Row, start: Instant, observer: &mut impl Observer) {
         row.live = false;
         row.stats.total = start.elapsed();
-        row.stats.codes = self.codes_of(row);
+        let frames = row.stats.frames;
+        row.stats.codes = row.codes.iter().map(|codes| codes[..frames].to_vec()).collect();
         observer.finished(index, &row.stats);
     }
 
@@ -311,89 +289,15 @@ impl MusicGen {
             is_last,
         })
     }
-
-    fn codes_of(&self, row: &Row) -> Vec<Vec<i64>> {
-        let frames = row.stats.frames as i64;
-        (0..self.num_codebooks())
-            .map(|k| {
-                let channel_codes = self.frame_codes(&row.tokens, row.steps, k % self.channels(), 0, frames);
-                let j = k / self.channels();
-                channel_codes[j * frames as usize..(j + 1) * frames as usize].to_vec()
-            })
-            .collect()
-    }
 }
 
-/// Guidance and code picking for a batch, with the per-request scales and temperatures as tensors.
-struct Picker {
-    n: i64,
-    cfg_scale: Option<Tensor>,
-    cfg_rows: Option<Tensor>,
-    temperature: Tensor,
-    params: Vec<SamplingParams>,
-    vocab: i64,
+/// The clock and step count of one `generate` call, across its windows.
+struct Run {
+    start: Instant,
+    steps: usize,
 }
 
-impl Picker {
-    fn new(model: &MusicGen, requests: &[GenerationRequest], any_cfg: bool) -> Result<Self> {
-        let dev = model.options.device;
-        let n = requests.len() as i64;
-        let column = |v: Vec<f64>| Tensor::from_slice(&v).to_kind(Kind::Float).view([n, 1, 1]).to_device(dev);
-        let all_cfg = requests.iter().all(GenerationRequest::guided);
-        let cfg_rows = (any_cfg && !all_cfg).then(|| {
-            let rows: Vec<bool> = requests.iter().map(GenerationRequest::guided).collect();
-            Tensor::from_slice(&rows).view([n, 1, 1]).to_device(dev)
-        });
-        Ok(Self {
-            n,
-            cfg_scale: any_cfg.then(|| column(requests.iter().map(|r| r.effective_guidance()).collect())),
-            cfg_rows,
-            temperature: column(requests.iter().map(|r| r.sampling.temperature).collect()),
-            params: requests.iter().map(|r| r.sampling).collect(),
-            vocab: model.codebook_size() as i64,
-        })
-    }
-
-    /// Codes `[row][codebook]` from decoder logits `(rows[·2], codebooks, vocab)`.
-    fn pick(&self, logits: &Tensor, rows: &mut [Row]) -> Result<Vec<Vec<i64>>> {
-        let logits = logits.to_kind(Kind::Float);
-        let cond = logits.narrow(0, 0, self.n);
-        let guided = match &self.cfg_scale {
-            Some(scale) => {
-                let uncond = logits.narrow(0, self.n, self.n);
-                let mixed = &uncond + (&cond - &uncond) * scale;
-                match &self.cfg_rows {
-                    Some(rows) => mixed.where_self(rows, &cond),
-                    None => mixed,
-                }
-            }
-            None => cond,
-        };
-        let c = guided.size()[1] as usize;
-        let greedy = if self.params.iter().any(|p| p.greedy) {
-            to_vec_i64(&guided.argmax(-1, false))?
-        } else {
-            vec![]
-        };
-        let width = self.params.iter().filter(|p| !p.greedy).map(|p| p.candidates(self.vocab)).max();
-        let sampled = match width {
-            Some(width) => {
-                let (values, indices) = (guided / &self.temperature).topk(width, -1, true, true);
-                Some((to_vec_f32(&values)?, to_vec_i64(&indices)?, width as usize))
-            }
-            None => None,
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for (i, (row, p)) in rows.iter_mut().zip(&self.params).enumerate() {
-            out.push(match (&sampled, p.greedy) {
-                (Some((vals, idx, w)), false) => {
-                    let span = i * c * w..(i + 1) * c * w;
-                    let keep = p.candidates(self.vocab) as usize;
-                    draw(&vals[span.clone()], &idx[span], *w, keep, (p.top_p, p.mode), &mut row.rng)
-                }
-                _ => greedy[i * c..(i + 1) * c].to_vec(),
-            });
-        }
-        Ok(out)
-    }
+/// Mutable references to `rows[i]` for each `i` of the ascending `picks`.
+fn select_mut<'a>(rows: &'a mut [Row], picks: &[usize]) -> Vec<&'a mut Row> {
+    rows.iter_mut().enumerate().filter(|(i, _)| picks.binary_search(i).is_ok()).map(|(_, r)| r).collect()
 }

@@ -15,6 +15,8 @@ mod generate;
 pub mod inspect;
 pub mod kernels;
 mod observer;
+mod picker;
+mod rows;
 pub mod sampling;
 mod stream;
 mod t5;
@@ -70,7 +72,11 @@ pub struct MusicGen {
     enc_to_dec: Option<(Tensor, Tensor)>,
     decoder: Decoder,
     codec: EncodecDecoder,
+    extend_stride_s: f64,
 }
+
+/// audiocraft's default `extend_stride`: a window past the first adds this many seconds.
+pub const DEFAULT_EXTEND_STRIDE_S: f64 = 18.0;
 
 impl MusicGen {
     /// Loads `dir` (config.json, generation_config.json, tokenizer.json and the weights in any layout
@@ -105,7 +111,8 @@ impl MusicGen {
         let decoder =
             Decoder::load(&w, &config.decoder, weights::kind(options.decoder_dtype), options.device)?;
         let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
-        Ok(Self { config, generation, options, tokenizer, t5, enc_to_dec, decoder, codec })
+        let extend_stride_s = DEFAULT_EXTEND_STRIDE_S;
+        Ok(Self { config, generation, options, tokenizer, t5, enc_to_dec, decoder, codec, extend_stride_s })
     }
 
     /// Output sample rate in Hz.
@@ -138,14 +145,28 @@ impl MusicGen {
         self.config.decoder.vocab_size as usize
     }
 
-    /// Most frames one request may ask for (`max_length` of the generation config).
-    pub fn max_frames(&self) -> usize {
+    /// Frames of one window, the longest stretch decoded in one go (`max_length` of the generation
+    /// config); longer requests extend window by window.
+    pub fn window_frames(&self) -> usize {
         self.generation.max_length.max(1) as usize
     }
 
-    /// Longest audio one request may ask for, in seconds.
-    pub fn max_duration_s(&self) -> f64 {
-        self.max_frames() as f64 / self.frame_rate()
+    /// One window in seconds (30 for the published models).
+    pub fn window_s(&self) -> f64 {
+        self.window_frames() as f64 / self.frame_rate()
+    }
+
+    /// Sets how far each window past the first advances, in seconds (audiocraft's `extend_stride`,
+    /// [`DEFAULT_EXTEND_STRIDE_S`] by default).
+    pub fn set_extend_stride_s(&mut self, seconds: f64) {
+        self.extend_stride_s = seconds;
+    }
+
+    /// The extend stride in frames: at least one, and short enough to leave the next window a prompt
+    /// of at least one frame.
+    pub fn extend_stride_frames(&self) -> usize {
+        let frames = (self.extend_stride_s * self.frame_rate()).round().max(1.0) as usize;
+        frames.min(self.window_frames().saturating_sub(1)).max(1)
     }
 
     /// Frames for `duration_s` seconds of audio (at least one).

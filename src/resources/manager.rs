@@ -51,6 +51,9 @@ pub struct ManagerSettings {
     /// NVML indices of the GPUs work is placed on (the inventory's
     /// [`crate::inventory::Inventory::placeable`]).
     pub placeable_gpus: Vec<u32>,
+    /// Longest generation a request may ask for (`--max-duration-s`): what a question's duration is
+    /// checked against. Past a model's window it is sized as one window.
+    pub max_duration_s: f64,
 }
 
 /// A handle on the manager.

@@ -197,13 +197,15 @@ impl Handle {
     }
 
     /// The question's requirements (measured weights in place of the estimate once loaded), checked
-    /// against the model's longest duration, with the batch it asks about (0 → the default).
+    /// against the server's longest duration, with the batch it asks about (0 → the default). A
+    /// duration past the model's window is sized as one window: generation decodes one at a time.
     async fn sized(&self, q: &FitQuestion) -> Result<(Requirements, u32), Error> {
-        let requirements = self.requirements(q).await?;
-        check_duration(
-            q.duration_s,
-            MaxDuration::Model { model: &q.model, max_s: requirements.max_duration_s },
-        )?;
+        check_duration(q.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
+        let mut requirements = self.requirements(q).await?;
+        if q.duration_s > requirements.max_duration_s {
+            let window = FitQuestion { duration_s: requirements.max_duration_s, ..q.clone() };
+            requirements = self.requirements(&window).await?;
+        }
         let state = self.state.borrow().clone();
         let requirements = apply_measurement(state.cache.get(&q.model), requirements);
         let batch = if q.batch == 0 { requirements.default_batch_size } else { q.batch };
