@@ -115,6 +115,17 @@ pub fn snapshot_interval(interval_ms: u32, sample: Duration) -> Result<Option<Du
     }
 }
 
+/// `WatchReport`'s interval: 0 = one second, otherwise 100..=60000 ms.
+pub fn report_interval(interval_ms: u32) -> Result<Duration, Error> {
+    match interval_ms {
+        0 => Ok(Duration::from_secs(1)),
+        100..=60_000 => Ok(Duration::from_millis(interval_ms.into())),
+        ms => {
+            Err(Error::invalid("interval_ms", format!("must be 0 (1000) or within 100..=60000 ms, got {ms}")))
+        }
+    }
+}
+
 /// `Release`'s lease id.
 pub fn lease_id(r: &pb::ReleaseRequest) -> Result<String, Error> {
     let id = &r.lease_id;

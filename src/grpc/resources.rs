@@ -122,8 +122,9 @@ impl ResourceService for ResourceApi {
         let req = req.into_inner();
         metrics::counter!("maestro_cleanups_total", "trigger" => "manual").increment(1);
         let evictor = self.evictor.as_deref();
-        let report =
-            cleanup::run(&self.manager, &self.monitor, evictor, req.force, req.dry_run, None).await?;
+        let reason = if req.force { "Cleanup requested (force)" } else { "Cleanup requested" };
+        let flags = (req.force, req.dry_run);
+        let report = cleanup::run(&self.manager, &self.monitor, evictor, flags, None, reason).await?;
         Ok(Response::new(convert::cleanup(&report)))
     }
 
@@ -175,5 +176,17 @@ impl ResourceService for ResourceApi {
         let slot = self.slots.acquire()?;
         let (active, events) = self.monitor.watch_alerts().await?;
         Ok(Response::new(streams::alerts(active, events, min, self.shutdown.clone(), slot)))
+    }
+
+    type WatchReportStream = BoxStream<pb::ResourceReport>;
+    async fn watch_report(
+        &self,
+        req: Request<pb::WatchReportRequest>,
+    ) -> Result<Response<Self::WatchReportStream>, Status> {
+        let interval = requests::report_interval(req.into_inner().interval_ms)?;
+        let slot = self.slots.acquire()?;
+        let (manager, monitor, shutdown) =
+            (self.manager.clone(), self.monitor.clone(), self.shutdown.clone());
+        Ok(Response::new(streams::reports(manager, monitor, interval, shutdown, slot)))
     }
 }

@@ -1,4 +1,4 @@
-//! Server streams: a cap on how many are open, and the snapshot and alert streams themselves.
+//! Server streams: a cap on how many are open, and the snapshot, alert and report streams themselves.
 //!
 //! Every stream ends when the client goes (tonic drops it, freeing its slot) and when the server
 //! shuts down (the shutdown token).
@@ -14,7 +14,8 @@ use super::{convert, pb};
 use crate::{
     alerts::{Alert, AlertEvent, EventKind, Severity},
     error::Error,
-    monitor::snapshot::Snapshot,
+    monitor::{self, snapshot::Snapshot},
+    resources::{manager, report},
 };
 
 /// A boxed server stream.
@@ -136,6 +137,28 @@ pub fn alerts(
             }
         });
     Box::pin(replay.chain(live))
+}
+
+/// A report every `interval` (the first at once) until the client goes or the server shuts down.
+pub fn reports(
+    manager: manager::Handle,
+    monitor: monitor::Handle,
+    interval: Duration,
+    shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) -> BoxStream<pb::ResourceReport> {
+    let mut ticks = tokio::time::interval(interval);
+    // A slow reader gets the next report when it reads, not a burst of old ones.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (ticks, manager, monitor, shutdown, slot);
+    Box::pin(futures::stream::unfold(state, |(mut ticks, manager, monitor, shutdown, slot)| async move {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            _ = ticks.tick() => {}
+        }
+        let report = report::report(&manager, &monitor).await.map(|r| convert::report(&r));
+        Some((report.map_err(Status::from), (ticks, manager, monitor, shutdown, slot)))
+    }))
 }
 
 #[cfg(test)]

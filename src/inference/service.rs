@@ -23,6 +23,7 @@ use crate::{
     resources::{
         cache::CachedModel,
         duration::{check_duration, MaxDuration},
+        journal::QueuedGeneration,
         ledger::{LeaseKind, LeaseRequest},
         manager::{self, FitQuestion, LeaseGuard, ModelUse},
         model_id,
@@ -59,6 +60,7 @@ pub struct Admitted {
     pub device: String,
     events: mpsc::Receiver<Event>,
     tracking: progress::Tracking,
+    journal: progress::JournalEntry,
     generation: Generation,
     _holds: Holds,
 }
@@ -241,8 +243,18 @@ impl Generation {
         let lease =
             self.manager.lease(lease_for(&owner, LeaseKind::Generation, &answer.verdict().need)).await?;
         let (queue_position, events) = self.pool.submit(&p.model, request.clone(), cancel.clone())?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let queued = QueuedGeneration {
+            request_id: request_id.clone(),
+            model: p.model.clone(),
+            device: facts.device.name(),
+            duration_s: p.duration_s,
+            admitted: started,
+            started: None,
+        };
+        let journal = progress::JournalEntry::admit(self.manager.journal().clone(), queued);
         Ok(Admitted {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id,
             model: p.model.clone(),
             queue_position,
             request,
@@ -250,6 +262,7 @@ impl Generation {
             facts,
             events,
             tracking: progress::Tracking::new(started),
+            journal,
             generation: self.clone(),
             _holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
         })

@@ -54,6 +54,8 @@ pub struct ModelFacts {
 /// Progress of a generation, sent to the request's stream.
 #[derive(Debug)]
 pub enum Event {
+    /// The worker started decoding it (it waited in the queue until now).
+    Started,
     /// A decoded chunk of f32 samples.
     Chunk(AudioChunkOut),
     /// Finished (or stopped by cancellation).

@@ -103,14 +103,15 @@ impl Footprint {
 }
 
 /// Runs a cleanup: `force` also evicts recently used and pinned models (never ones in use);
-/// `victims`, when given, replaces the usual candidates (pressure eviction).
+/// `victims`, when given, replaces the usual candidates (pressure eviction). Each model evicted goes
+/// into the journal with `reason`.
 pub async fn run(
     manager: &manager::Handle,
     monitor: &monitor::Handle,
     evictor: Option<&dyn Evictor>,
-    force: bool,
-    dry_run: bool,
+    (force, dry_run): (bool, bool),
     victims: Option<Vec<String>>,
+    reason: &str,
 ) -> Result<Report, Error> {
     let start = Instant::now();
     let first = if dry_run { None } else { Some(Footprint::measure(monitor).await?) };
@@ -125,6 +126,9 @@ pub async fn run(
             Some(evictor) => Some(evictor.evict(&m.model).await),
             None => None,
         };
+        if let Some(Ok(entry)) = &outcome {
+            manager.journal().evicted(&entry.model, entry.device, entry.bytes(), reason);
+        }
         actions.push(evicted(&m, outcome));
     }
     actions.push(empty_cuda_cache(monitor, evictor, dry_run).await);
@@ -254,8 +258,9 @@ pub async fn watch(
             }
         };
         let s = snapshots.borrow_and_update().clone();
-        let needed = if trigger == "emergency" {
-            u64::MAX
+        let (needed, reason) = if trigger == "emergency" {
+            let device = on_device.map_or_else(|| "?".into(), Device::name);
+            (u64::MAX, format!("emergency cleanup: out of memory on {device}"))
         } else {
             let worst = s
                 .gpu
@@ -268,8 +273,12 @@ pub async fn watch(
             if worst < settings.threshold_percent || cooling || stale {
                 continue;
             }
+            let reason = format!(
+                "automatic cleanup: memory at {worst:.1} % >= --cleanup-threshold {} %",
+                settings.threshold_percent
+            );
             let target = s.effective.limit_bytes as f64 * settings.threshold_percent / 100.0;
-            (s.effective.used_bytes as f64 - target).max(0.0) as u64
+            ((s.effective.used_bytes as f64 - target).max(0.0) as u64, reason)
         };
         last_run = Some(tokio::time::Instant::now());
         let Ok(mut victims) = manager.pressure_victims(needed).await else { return };
@@ -278,7 +287,7 @@ pub async fn watch(
             victims.retain(|v| cached.iter().any(|m| &m.model == v && m.device == device));
         }
         metrics::counter!("maestro_cleanups_total", "trigger" => trigger).increment(1);
-        match run(&manager, &monitor, evictor.as_deref(), false, false, Some(victims)).await {
+        match run(&manager, &monitor, evictor.as_deref(), (false, false), Some(victims), &reason).await {
             Ok(r) => tracing::warn!(
                 trigger,
                 evicted = r

@@ -29,6 +29,7 @@ pub use self::{
 };
 use super::{
     cache::CachedModel,
+    journal::Journal,
     ledger::{Lease, LeaseRequest},
     memo::Memo,
     requirements::Registry,
@@ -65,6 +66,7 @@ pub struct Handle {
     lookups: Arc<Memo>,
     state: watch::Receiver<Arc<FitState>>,
     monitor: monitor::Handle,
+    journal: Journal,
 }
 
 fn stopped() -> Error {
@@ -80,6 +82,11 @@ impl Handle {
     /// The monitor whose snapshots it decides by.
     pub fn monitor(&self) -> &monitor::Handle {
         &self.monitor
+    }
+
+    /// What happened recently: the generation queue, ended generations, evictions.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
@@ -145,7 +152,8 @@ pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: Canc
     let (tx, rx) = mpsc::channel(256);
     let (state_tx, state) = watch::channel(Arc::default());
     tokio::spawn(Actor::new(monitor.clone(), state_tx).run(rx, shutdown));
-    Handle { commands: tx, settings: Arc::new(settings), lookups: Arc::default(), state, monitor }
+    let journal = Journal::default();
+    Handle { commands: tx, settings: Arc::new(settings), lookups: Arc::default(), state, monitor, journal }
 }
 
 /// When a lease was made, as wall-clock time (the ledger keeps monotonic instants).

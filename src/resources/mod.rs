@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cleanup;
 pub mod duration;
+pub mod journal;
 pub mod ledger;
 pub mod manager;
 pub mod memo;

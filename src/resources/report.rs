@@ -9,7 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{cache::CachedModel, ledger::Lease, manager, optimizer};
+use super::{
+    cache::CachedModel,
+    journal::{Eviction, QueuedGeneration, RecentGeneration},
+    ledger::Lease,
+    manager, optimizer,
+};
 use crate::{
     alerts::{Alert, Severity},
     error::Error,
@@ -38,6 +43,52 @@ pub struct Report {
     pub active_alerts: Vec<Alert>,
     /// Advice for the latest sample.
     pub suggestions: Vec<optimizer::Suggestion>,
+    /// Generations admitted and not ended, in admission order.
+    pub queue: Vec<QueuedGeneration>,
+    /// The last generations that ended, newest first.
+    pub recent: Vec<RecentGeneration>,
+    /// The last evictions, newest first.
+    pub evictions: Vec<Eviction>,
+    /// The health and alert thresholds in force.
+    pub thresholds: Vec<Threshold>,
+}
+
+/// A threshold in force: what crossing `value` (in `unit`) of `metric` raises.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The metric it applies to.
+    pub metric: &'static str,
+    /// The alert severity or health level it raises.
+    pub kind: &'static str,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+}
+
+/// The thresholds of `settings`: alert rules first, then health levels.
+pub fn thresholds(settings: &monitor::MonitorSettings) -> Vec<Threshold> {
+    let (a, h) = (&settings.alerts, &settings.health);
+    let t = |metric, kind, value, unit| Threshold { metric, kind, value, unit };
+    let mut all = Vec::new();
+    for (metric, unit, [warning, critical]) in [
+        ("host_memory_percent", "%", a.host_memory),
+        ("gpu_memory_percent", "%", a.gpu_memory),
+        ("gpu_temperature_celsius", "celsius", a.gpu_temperature),
+    ] {
+        all.push(t(metric, "alert_warning", warning, unit));
+        all.push(t(metric, "alert_critical", critical, unit));
+    }
+    if a.rss_budget_bytes > 0 {
+        all.push(t("rss_bytes", "alert_warning", a.rss_budget_bytes as f64, "bytes"));
+    }
+    all.push(t("rss_slope_mb_per_min", "alert_warning", a.leak_slope_mb_per_min, "MB/min"));
+    all.push(t("memory_percent", "health_moderate", h.moderate_percent, "%"));
+    all.push(t("memory_percent", "health_warning", h.warning_percent, "%"));
+    all.push(t("memory_percent", "health_critical", h.critical_percent, "%"));
+    all.push(t("gpu_temperature_celsius", "health_warning", h.gpu_temp_warning_c, "celsius"));
+    all.push(t("gpu_temperature_celsius", "health_critical", h.gpu_temp_critical_c, "celsius"));
+    all
 }
 
 /// Gathers a report now.
@@ -48,7 +99,12 @@ pub async fn report(manager: &manager::Handle, monitor: &monitor::Handle) -> Res
     let cached = manager.cached().await?;
     let suggestions = suggest(manager, monitor, &snapshot, &cached).await;
     let leases = manager.leases().await?;
+    let journal = manager.journal();
     Ok(Report {
+        queue: journal.queue(),
+        recent: journal.recent(),
+        evictions: journal.evictions(),
+        thresholds: thresholds(monitor.settings()),
         window,
         window_stats: monitor::history::window_stats(&samples),
         reservations: reservations(&leases, &snapshot),

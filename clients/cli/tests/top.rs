@@ -34,9 +34,13 @@ async fn a_frame_shows_memory_gpu_and_alerts_from_a_real_snapshot() {
     let alert = tokio::time::timeout(Duration::from_secs(30), alerts.next()).await.unwrap().unwrap().unwrap();
     d.apply(Event::Alert(alert));
     for _ in 0..3 {
-        d.apply(Event::Snapshot(c.resources.get_status(pb::StatusRequest {}).await.unwrap().into_inner()));
+        d.apply(Event::Snapshot(Box::new(
+            c.resources.get_status(pb::StatusRequest {}).await.unwrap().into_inner(),
+        )));
     }
-    d.apply(Event::Report(c.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner()));
+    d.apply(Event::Report(Box::new(
+        c.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner(),
+    )));
     let screen = draw(&d);
     for text in [
         "maestro top",

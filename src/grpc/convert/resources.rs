@@ -7,6 +7,7 @@ use crate::{
     resources::{
         cache::CachedModel,
         cleanup,
+        journal::{Eviction, Outcome, QueuedGeneration, RecentGeneration},
         ledger::Lease,
         manager::{wall_clock, BatchAnswer, FitAnswer, ModelListing},
         optimizer::Suggestion,
@@ -221,5 +222,73 @@ pub fn report(r: &Report) -> pb::ResourceReport {
                 leases: d.leases,
             })
             .collect(),
+        queue: queue(&r.queue),
+        recent_generations: r.recent.iter().map(recent_generation).collect(),
+        evictions: r.evictions.iter().map(eviction).collect(),
+        thresholds: r
+            .thresholds
+            .iter()
+            .map(|t| pb::Threshold {
+                metric: t.metric.into(),
+                kind: t.kind.into(),
+                value: t.value,
+                unit: t.unit.into(),
+            })
+            .collect(),
+    }
+}
+
+/// The queue on the wire: running generations at position 0, waiting ones numbered from 1.
+fn queue(entries: &[QueuedGeneration]) -> Vec<pb::QueuedGeneration> {
+    let now = std::time::Instant::now();
+    let mut waiting = 0;
+    entries
+        .iter()
+        .map(|e| {
+            let position = if e.started.is_some() {
+                0
+            } else {
+                waiting += 1;
+                waiting
+            };
+            pb::QueuedGeneration {
+                request_id: e.request_id.clone(),
+                model: e.model.clone(),
+                device: e.device.clone(),
+                duration_s: e.duration_s,
+                running: e.started.is_some(),
+                position,
+                waited_ms: (e.started.unwrap_or(now) - e.admitted).as_secs_f64() * 1e3,
+            }
+        })
+        .collect()
+}
+
+fn recent_generation(g: &RecentGeneration) -> pb::RecentGeneration {
+    let (outcome, error) = match &g.outcome {
+        Outcome::Completed => ("completed", String::new()),
+        Outcome::Cancelled => ("cancelled", String::new()),
+        Outcome::Failed(e) => ("failed", e.clone()),
+    };
+    pb::RecentGeneration {
+        request_id: g.request_id.clone(),
+        model: g.model.clone(),
+        device: g.device.clone(),
+        duration_s: g.duration_s,
+        ended_at: Some(timestamp(g.ended_at)),
+        time_to_first_audio_ms: g.time_to_first_audio_ms,
+        real_time_factor: g.real_time_factor,
+        outcome: outcome.into(),
+        error,
+    }
+}
+
+fn eviction(e: &Eviction) -> pb::Eviction {
+    pb::Eviction {
+        model: e.model.clone(),
+        device: e.device.name(),
+        bytes: e.bytes,
+        at: Some(timestamp(e.at)),
+        reason: e.reason.clone(),
     }
 }

@@ -9,7 +9,46 @@
 use std::time::Instant;
 
 use super::{Admitted, Error, Event};
-use crate::{inference::worker::Finished, monitor::sampler::rss_bytes};
+use crate::{
+    inference::worker::Finished,
+    monitor::sampler::rss_bytes,
+    resources::journal::{Journal, Outcome, QueuedGeneration},
+};
+
+/// A generation's line in the journal: in the queue from admission, ended once; dropped before it
+/// ended (the client went away), it ends as cancelled.
+#[derive(Debug)]
+pub(super) struct JournalEntry {
+    journal: Journal,
+    request_id: String,
+    ended: bool,
+}
+
+impl JournalEntry {
+    /// Puts `entry` in the journal's queue.
+    pub fn admit(journal: Journal, entry: QueuedGeneration) -> Self {
+        let request_id = entry.request_id.clone();
+        journal.admitted(entry);
+        Self { journal, request_id, ended: false }
+    }
+
+    fn started(&self) {
+        self.journal.started(&self.request_id);
+    }
+
+    fn ended(&mut self, first_audio_ms: Option<f64>, real_time_factor: f64, outcome: Outcome) {
+        self.ended = true;
+        self.journal.ended(&self.request_id, first_audio_ms, real_time_factor, outcome);
+    }
+}
+
+impl Drop for JournalEntry {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.journal.ended(&self.request_id, None, 0.0, Outcome::Cancelled);
+        }
+    }
+}
 
 /// What a running generation reports next.
 #[derive(Debug)]
@@ -88,8 +127,13 @@ impl Admitted {
         if self.tracking.done {
             return None;
         }
-        let event = self.events.recv().await;
+        let mut event = self.events.recv().await;
+        while let Some(Event::Started) = event {
+            self.journal.started();
+            event = self.events.recv().await;
+        }
         let progress = match event {
+            Some(Event::Started) => unreachable!("skipped above"),
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
             Some(Event::Done(done)) if done.stats.stopped => Progress::Failed(Error::Unavailable(
                 "generation cancelled: the server is shutting down and its drain deadline (--drain-deadline-s) passed while this generation ran".into(),
@@ -104,6 +148,14 @@ impl Admitted {
             }
         };
         self.tracking.done = true;
+        let first_audio_ms = self.tracking.first_chunk_ms;
+        match &progress {
+            Progress::Finished(s) => {
+                self.journal.ended(first_audio_ms, s.real_time_factor, Outcome::Completed)
+            }
+            Progress::Failed(e) => self.journal.ended(first_audio_ms, 0.0, Outcome::Failed(e.to_string())),
+            Progress::Chunk(_) => {}
+        }
         Some(progress)
     }
 

@@ -62,6 +62,9 @@ impl Worker {
     /// the requests that streamed audio hear the error and the others are returned to the caller.
     fn attempt(&self, batch: &[GenerateJob], rows: &[usize]) -> Result<(), Failure> {
         let model = &batch[0].model;
+        for &i in rows {
+            let _ = batch[i].events.blocking_send(Event::Started);
+        }
         let mut observer = Rows::new(batch, rows, self.device, self.faults);
         observer.peak = GpuPeak::start(self.device);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(model, &mut observer)));

@@ -96,7 +96,7 @@ async fn streams(
     loop {
         let event = tokio::select! {
             m = snapshots.message() => match m {
-                Ok(Some(s)) => Event::Snapshot(s),
+                Ok(Some(s)) => Event::Snapshot(Box::new(s)),
                 Ok(None) => return "the server closed the snapshot stream".into(),
                 Err(e) => return Failure::from(e).message,
             },
@@ -124,7 +124,7 @@ async fn streams(
 
 async fn report(c: &mut client::Clients) -> Event {
     match c.resources.get_report(pb::ReportRequest {}).await {
-        Ok(r) => Event::Report(r.into_inner()),
+        Ok(r) => Event::Report(Box::new(r.into_inner())),
         Err(e) if e.code() == Code::Unimplemented => Event::ReportUnavailable(
             "leases and cached models: this server does not implement GetReport".into(),
         ),

@@ -18,11 +18,11 @@ pub enum Event {
     /// Both streams are open.
     Connected,
     /// A new snapshot.
-    Snapshot(pb::Snapshot),
+    Snapshot(Box<pb::Snapshot>),
     /// An alert was replayed, raised or resolved.
     Alert(pb::AlertEvent),
     /// A fresh report (leases, cached models).
-    Report(pb::ResourceReport),
+    Report(Box<pb::ResourceReport>),
     /// The report could not be had (the server may not implement it yet).
     ReportUnavailable(String),
     /// The connection ended; the feed retries after `retry_in`.
@@ -98,10 +98,10 @@ impl Dashboard {
                 // The alert stream replays every active alert on (re)connection.
                 self.alerts.clear();
             }
-            Event::Snapshot(s) => self.push_snapshot(s),
+            Event::Snapshot(s) => self.push_snapshot(*s),
             Event::Alert(e) => self.push_alert(e),
             Event::Report(r) => {
-                self.report = Some(r);
+                self.report = Some(*r);
                 self.report_note = None;
             }
             Event::ReportUnavailable(why) => {
@@ -180,7 +180,7 @@ mod tests {
         let mut d = Dashboard::new("http://x");
         for i in 0..(HISTORY_POINTS + 10) {
             let host = pb::HostStatus { cpu_percent: (i % 100) as f64, ..Default::default() };
-            d.apply(Event::Snapshot(pb::Snapshot { host: Some(host), ..Default::default() }));
+            d.apply(Event::Snapshot(Box::new(pb::Snapshot { host: Some(host), ..Default::default() })));
         }
         assert_eq!(d.cpu.len(), HISTORY_POINTS);
         assert_eq!(*d.cpu.back().unwrap(), ((HISTORY_POINTS + 9) % 100) as u64);
@@ -192,7 +192,7 @@ mod tests {
         for utilization in [Some(40.0), None, Some(60.0)] {
             let device = pb::GpuDevice { utilization_gpu_percent: utilization, ..Default::default() };
             let gpu = pb::GpuStatus { devices: vec![device], ..Default::default() };
-            d.apply(Event::Snapshot(pb::Snapshot { gpu: Some(gpu), ..Default::default() }));
+            d.apply(Event::Snapshot(Box::new(pb::Snapshot { gpu: Some(gpu), ..Default::default() })));
         }
         assert_eq!(d.gpu[&0], [40, 60]);
     }
