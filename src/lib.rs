@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "torch")]
 pub mod cuda_alloc;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod http;

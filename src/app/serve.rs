@@ -37,7 +37,13 @@ type GrpcServer = JoinHandle<Result<(), tonic::transport::Error>>;
 impl App {
     /// Serves until the first shutdown request, then drains (see the module's steps).
     pub async fn serve(mut self, listener: TcpListener, mut signals: Signals) -> anyhow::Result<()> {
-        let pages = crate::http::router(crate::metrics::Exposition::new(self.monitor.subscribe()));
+        let dashboard = crate::dashboard::DashboardInfo {
+            scheme: if self.tls.is_some() { "https" } else { "http" },
+            port: listener.local_addr().context("gRPC listener address")?.port(),
+            history_seconds: self.config.monitor.history.as_secs(),
+        };
+        let exposition = crate::metrics::Exposition::new(self.monitor.subscribe());
+        let pages = crate::http::router(exposition, dashboard);
         let metrics_listener = self.metrics_listener.take().context("served once")?;
         let http = tokio::spawn(crate::http::serve(
             metrics_listener,
@@ -153,6 +159,10 @@ impl App {
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
+            // gRPC-Web for the dashboard: HTTP/1.1 accepted, CORS for the HTTP port's pages only.
+            .accept_http1(true)
+            .layer(crate::dashboard::cors(self.metrics_addr.port()))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(ObserveLayer)
             .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry))
             .add_service(self.health.service())

@@ -21,7 +21,7 @@ pub struct ServerConfig {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: SocketAddr,
-    /// Address of the Prometheus `/metrics` endpoint.
+    /// Address of the HTTP port: the Prometheus `/metrics` endpoint and the dashboard at `/`.
     #[arg(
         id = "server.metrics_listen",
         long = "metrics-listen",

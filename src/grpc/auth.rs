@@ -3,7 +3,9 @@
 //! With `--auth-token-file`, the mutating RPCs need `authorization: Bearer <token>`; read-only
 //! telemetry needs it only when `--public-telemetry false`; health and reflection stay open so probes
 //! and grpcurl discovery work. Tokens are compared in constant time, never logged, and re-read on
-//! SIGHUP.
+//! SIGHUP. A browser page (any request with an `Origin` header, which browsers always send across
+//! origins and native gRPC clients never do) reaches only the read-only RPCs: the mutating ones are
+//! PERMISSION_DENIED to it whatever its token, so the dashboard can change nothing.
 
 use std::{
     path::{Path, PathBuf},
@@ -161,6 +163,11 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if req.headers().contains_key(http::header::ORIGIN) && access(req.uri().path()) == Access::Mutating {
+            let message = "state-changing RPCs are not served to browser pages";
+            let response = tonic::Status::permission_denied(message).into_http();
+            return Box::pin(async move { Ok(response) });
+        }
         if let Some(message) = self.refusal(&req) {
             let response = tonic::Status::unauthenticated(message).into_http();
             return Box::pin(async move { Ok(response) });

@@ -92,8 +92,18 @@ pub fn scripted_gpu(index: u32, total: u64, free: u64, cc: (u32, u32)) -> GpuDev
 /// Starts a server over `sampler`'s scripted GPUs through the executor seam: work is placed on them
 /// (leases, cache, verdicts, out-of-memory handling as on a GPU host) and computed on the CPU.
 pub async fn start_server_on_scripted_gpus(config: Config, sampler: ScriptedSampler) -> TestServer {
+    start_scripted_on(config, sampler, TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+}
+
+/// [`start_server_on_scripted_gpus`] serving gRPC on `listener`: a port chosen up front, say to
+/// restart a server where its clients expect it.
+pub async fn start_scripted_on(
+    config: Config,
+    sampler: ScriptedSampler,
+    listener: TcpListener,
+) -> TestServer {
     let compute = maestro::inventory::Compute::cpu_stand_in(sampler.bus_ids());
-    start(App::build_on(config, Box::new(sampler), compute).await.unwrap()).await
+    start_on(App::build_on(config, Box::new(sampler), compute).await.unwrap(), listener).await
 }
 
 /// Starts a server that reads resources from `sampler`.
@@ -102,7 +112,10 @@ pub async fn start_server_with(config: Config, sampler: Box<dyn Sampler>) -> Tes
 }
 
 async fn start(app: App) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(app, TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+}
+
+async fn start_on(app: App, listener: TcpListener) -> TestServer {
     let addr = listener.local_addr().unwrap();
     let metrics_addr = app.metrics_addr();
     let (stop, signals) = Signals::channel();

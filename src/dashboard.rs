@@ -1,0 +1,80 @@
+//! The live dashboard at `/` of the HTTP port: the bundle `make dashboard` builds into
+//! `dashboard/dist/` (committed, so neither `make run` nor `make test` needs node), embedded in the
+//! binary, and `dashboard.json`, which tells the page where the gRPC port is. The page calls the
+//! read-only ResourceService RPCs there through gRPC-Web (see [`cors`]).
+
+use axum::{
+    http::{header, HeaderValue, Method},
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// What the page needs to reach the gRPC port from wherever it was loaded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DashboardInfo {
+    /// `http`, or `https` when the gRPC port serves TLS.
+    pub scheme: &'static str,
+    /// The gRPC port (the page keeps the host it was loaded from).
+    pub port: u16,
+    /// Seconds of history the server keeps (the charts' first fill).
+    pub history_seconds: u64,
+}
+
+const INDEX: &str = include_str!("../dashboard/dist/index.html");
+const APP: &str = include_str!("../dashboard/dist/app.js");
+const STYLE: &str = include_str!("../dashboard/dist/style.css");
+const UPLOT: &str = include_str!("../dashboard/dist/uplot.css");
+
+/// Only what the bundle loads: itself and the gRPC port (`connect-src`), nothing from elsewhere.
+const CSP: &str = "default-src 'self'; connect-src 'self' http: https:; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse + Clone {
+    ([(header::CONTENT_TYPE, content_type), (header::CONTENT_SECURITY_POLICY, CSP)], body)
+}
+
+/// The dashboard's routes.
+pub fn routes(info: DashboardInfo) -> Router {
+    let html = asset("text/html; charset=utf-8", INDEX);
+    Router::new()
+        .route("/", get(html.clone()))
+        .route("/index.html", get(html))
+        .route("/app.js", get(asset("text/javascript; charset=utf-8", APP)))
+        .route("/style.css", get(asset("text/css; charset=utf-8", STYLE)))
+        .route("/uplot.css", get(asset("text/css; charset=utf-8", UPLOT)))
+        .route("/dashboard.json", get(move || async move { config_json(&info) }))
+}
+
+fn config_json(info: &DashboardInfo) -> impl IntoResponse {
+    let body = serde_json::to_string(info).expect("plain fields serialise");
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body)
+}
+
+/// CORS on the gRPC port for the dashboard: a page whose origin is the HTTP port (any host name,
+/// since users reach a server by many) may send gRPC-Web POSTs with the `authorization` header and
+/// read the gRPC status. Any other origin gets no CORS headers, so browsers keep its pages out.
+pub fn cors(http_port: u16) -> CorsLayer {
+    let port = format!(":{http_port}");
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| (o.starts_with("http://") || o.starts_with("https://")) && o.ends_with(&port))
+        }))
+        .allow_methods([Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "x-grpc-web".parse().expect("header name"),
+            "x-user-agent".parse().expect("header name"),
+            "grpc-timeout".parse().expect("header name"),
+        ])
+        .expose_headers([
+            "grpc-status".parse().expect("header name"),
+            "grpc-message".parse().expect("header name"),
+            "grpc-status-details-bin".parse().expect("header name"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}

@@ -1,0 +1,217 @@
+//! The dashboard in a real browser: headless Chromium (Debian's), driven by Playwright through
+//! `tests/dashboard/drive.py`, opens the page a real server serves on loopback and follows it live:
+//! the host memory matches `GetStatus`, `sampled-at` advances without a reload, an alert raised
+//! through the scripted sampler appears, and after the server restarts on the same ports the page
+//! reconnects by itself. A screenshot lands in `target/dashboard.png`. With tokens on telemetry the
+//! page asks for one; browser pages reach no state-changing RPC, and CORS answers only the HTTP
+//! port's own pages.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use common::{scripted_gpu, start_scripted_on, test_config, ScriptedSampler, TestServer};
+use maestro_proto as pb;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tonic::{Code, Request};
+
+/// Longest wait for the driver's next line (its own steps time out sooner).
+const LINE_WITHIN: Duration = Duration::from_secs(90);
+const GIB: u64 = 1 << 30;
+
+/// Two loopback ports free now: the server comes back on them after its restart.
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+async fn serve(grpc: u16, http: u16, sampler: ScriptedSampler) -> TestServer {
+    serve_with(test_config(), grpc, http, sampler).await
+}
+
+async fn serve_with(
+    mut config: maestro::config::Config,
+    grpc: u16,
+    http: u16,
+    sampler: ScriptedSampler,
+) -> TestServer {
+    config.server.metrics_listen = format!("127.0.0.1:{http}").parse().unwrap();
+    let listener = TcpListener::bind(("127.0.0.1", grpc)).await.unwrap();
+    start_scripted_on(config, sampler, listener).await
+}
+
+fn sampler() -> ScriptedSampler {
+    ScriptedSampler::new(50.0).with_gpu(scripted_gpu(0, 24 * GIB, 16 * GIB, (8, 0)))
+}
+
+/// The driver, its stdin, and its stdout as lines.
+struct Driver {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl Driver {
+    fn start(url: &str, args: &[&str]) -> Self {
+        let venv = std::env::var("MAESTRO_VENV").expect(
+            "MAESTRO_VENV: run through `make test` or `source scripts/env.sh` (the venv has playwright)",
+        );
+        let mut child = Command::new(format!("{venv}/bin/python3"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dashboard/drive.py"))
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the browser driver starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, stdin, lines }
+    }
+
+    /// The next line, which must start with `word`; its other words.
+    async fn expect(&mut self, word: &str) -> Vec<String> {
+        let line = tokio::time::timeout(LINE_WITHIN, self.lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {word:?} from the driver within {LINE_WITHIN:?}"))
+            .unwrap_or_else(|| panic!("the driver ended before {word:?}"));
+        let mut words = line.split_whitespace().map(str::to_owned);
+        let first = words.next().unwrap_or_default();
+        assert_eq!(first, word, "driver said {line:?}");
+        words.collect()
+    }
+
+    fn tell(&mut self, word: &str) {
+        writeln!(self.stdin, "{word}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_follows_a_live_server_in_chromium() {
+    let (grpc, http) = free_ports();
+    let first = sampler();
+    let mut server = serve(grpc, http, first.clone()).await;
+    let screenshot = concat!(env!("CARGO_MANIFEST_DIR"), "/target/dashboard.png");
+    let mut driver = Driver::start(&format!("http://127.0.0.1:{http}/"), &[screenshot]);
+
+    let shown = driver.expect("host-memory").await;
+    let shown: u64 = shown[0].parse().unwrap();
+    let status = server.resources.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+    let actual = status.host.unwrap().memory_used_bytes;
+    let off = (shown as f64 - actual as f64).abs() / actual as f64;
+    assert!(off <= 0.10, "the page shows {shown} bytes, GetStatus {actual}");
+    let times = driver.expect("sampled-at").await;
+    assert!(times[1] > times[0], "sampled-at advanced: {times:?}");
+    driver.expect("panels").await;
+
+    first.push_memory(&[95.0; 4]);
+    driver.tell("alert");
+    assert_eq!(driver.expect("alert-shown").await, ["True"], "a critical host_memory alert");
+    driver.expect("screenshot").await;
+
+    driver.expect("ready-for-restart").await;
+    server.shutdown().await.unwrap();
+    driver.expect("disconnected").await;
+    let _server = serve(grpc, http, sampler()).await;
+    driver.tell("restarted");
+    driver.expect("reconnected").await;
+    driver.expect("done").await;
+    let status = driver.child.wait().unwrap();
+    assert!(status.success(), "driver exited {status}");
+    assert!(std::fs::metadata(screenshot).unwrap().len() > 10_000, "a screenshot of the page");
+}
+
+#[tokio::test]
+async fn with_tokens_on_telemetry_the_page_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "page-token\n").unwrap();
+    let mut config = test_config();
+    config.server.auth_token_file = Some(file);
+    config.server.public_telemetry = false;
+    let (grpc, http) = free_ports();
+    let _server = serve_with(config, grpc, http, sampler()).await;
+    let mut driver = Driver::start(&format!("http://127.0.0.1:{http}/"), &["--token", "page-token"]);
+    driver.expect("asked").await;
+    assert_eq!(driver.expect("connected").await, ["True"], "the form goes once the token works");
+    driver.expect("done").await;
+    assert!(driver.child.wait().unwrap().success());
+}
+
+/// The response head of a raw HTTP/1.1 request.
+async fn http_head(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 16 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_lowercase()
+}
+
+/// `msg` as a browser page on the HTTP port sends it: with that origin.
+fn from_origin<T>(msg: T, http: u16) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("origin", format!("http://127.0.0.1:{http}").parse().unwrap());
+    r
+}
+
+fn preflight(origin: &str) -> String {
+    format!(
+        "OPTIONS /maestro.v1.ResourceService/GetStatus HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\
+         Access-Control-Request-Method: POST\r\n\
+         Access-Control-Request-Headers: authorization,content-type,x-grpc-web\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn browser_pages_get_read_only_rpcs_from_their_own_origin_only() {
+    let (grpc, http) = free_ports();
+    let mut server = serve(grpc, http, sampler()).await;
+    // The HTTP port serves the page and tells it where the gRPC port is.
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let page = http_head(http_addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(page.starts_with("http/1.1 200") && page.contains("content-security-policy"), "{page}");
+    let info =
+        http_head(http_addr, "GET /dashboard.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(info.contains(&format!("\"port\":{grpc}")), "{info}");
+    // CORS: the page's origin (any host, the HTTP port) may call with a token; no other origin.
+    let grpc_addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    for origin in [format!("http://127.0.0.1:{http}"), format!("http://maestro.internal:{http}")] {
+        let head = http_head(grpc_addr, &preflight(&origin)).await;
+        assert!(head.contains(&format!("access-control-allow-origin: {origin}")), "{origin}: {head}");
+        assert!(head.contains("authorization"), "{head}");
+    }
+    for origin in ["http://evil.example", "http://127.0.0.1:1", &format!("http://127.0.0.1:{grpc}")] {
+        let head = http_head(grpc_addr, &preflight(origin)).await;
+        assert!(!head.contains("access-control-allow-origin"), "{origin} allowed: {head}");
+    }
+    // What a browser sends (an Origin) reaches telemetry, never a state-changing RPC.
+    server.resources.get_status(from_origin(pb::StatusRequest {}, http)).await.unwrap();
+    let err = server.resources.cleanup(from_origin(pb::CleanupRequest::default(), http)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let req = pb::AllocateRequest {
+        owner: "page".into(),
+        cpu_memory_bytes: 1,
+        ttl_seconds: 10,
+        ..Default::default()
+    };
+    let err = server.resources.allocate(from_origin(req.clone(), http)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Without an Origin (a native client) the same call works.
+    let lease = server.resources.allocate(req).await.unwrap().into_inner();
+    server.resources.release(pb::ReleaseRequest { lease_id: lease.lease_id }).await.unwrap();
+}
