@@ -7,8 +7,9 @@ Usage:
 
 Each fixture directory gets config.json, generation_config.json, model.safetensors (weight norm stored as
 weight_g / weight_v, like the published files), tokenizer.json, reference.safetensors and
-conditioning.safetensors (unconditional and negative-prompt generations) and longform.safetensors
-(generations past the window, extended as audiocraft extends them). musicgen-stereo-tiny is stereo
+conditioning.safetensors (unconditional and negative-prompt generations), longform.safetensors
+(generations past the window, extended as audiocraft extends them) and audio_in.safetensors (a clip,
+its EnCodec codes and a continuation of it). musicgen-stereo-tiny is stereo
 (8 interleaved codebooks) stored in f16 like the published stereo files; its references run in f32 on
 the f16-rounded weights, which is what Maestro computes from them. Seeds are fixed
 and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes. Then
@@ -39,6 +40,11 @@ PROMPTS = [
 LONG_WINDOW = 40
 LONG_STRIDE = 24
 LONG_FRAMES = [100, 70]
+
+# Audio in: a clip of AUDIO_FRAMES frames (a chord with a little noise, at the codec's rate), encoded by
+# EnCodec, then continued by CONTINUE_TOKENS decoder steps after it.
+AUDIO_FRAMES = 12
+CONTINUE_TOKENS = 20
 
 # Negative prompts of the first two prompts' generation: the first gets one, the second keeps the null
 # condition, so one batch mixes both.
@@ -340,6 +346,7 @@ def make_fixture(out_dir, spec):
     save_file(ref, os.path.join(out_dir, "reference.safetensors"), metadata={"prompts": json.dumps(PROMPTS)})
     write_conditioning(out_dir, model, tok)
     write_longform(out_dir, model, tok)
+    write_audio_in(out_dir, model, cfg, tok)
     audio = ref["gen.audio"]
     print(f"{out_dir}: audio {tuple(audio.shape)} std {audio.std():.3f} max {audio.abs().max():.3f}, "
           f"codes {ref['gen.codes'].flatten()[:8].tolist()}", file=sys.stderr)
@@ -390,6 +397,38 @@ def write_longform(out_dir, model, tok):
     ref = {k: v.contiguous().clone() for k, v in ref.items()}
     meta = {"longform": json.dumps({"window": LONG_WINDOW, "stride": LONG_STRIDE, "frames": LONG_FRAMES})}
     save_file(ref, os.path.join(out_dir, "longform.safetensors"), metadata=meta)
+
+
+def clip(cfg, gen):
+    """`(1, channels, samples)`: a chord per channel and a little noise, below full scale."""
+    rate, channels = cfg.audio_encoder.sampling_rate, cfg.decoder.audio_channels
+    n = AUDIO_FRAMES * math.prod(cfg.audio_encoder.upsampling_ratios)
+    t = torch.arange(n) / rate
+    rows = []
+    for c in range(channels):
+        f0 = 220.0 * (1.5 ** c)
+        tone = sum(torch.sin(2 * math.pi * f0 * m * t) / m for m in (1, 1.25, 1.5))
+        rows.append(0.3 * tone + 0.02 * torch.randn(n, generator=gen))
+    return torch.stack(rows)[None].float()
+
+
+def write_audio_in(out_dir, model, cfg, tok):
+    """audio_in.safetensors: a clip, its EnCodec codes, and a continuation of it (greedy, guided)."""
+    gen = torch.Generator().manual_seed(99)
+    ref = {}
+    with torch.no_grad():
+        audio = clip(cfg, gen)
+        ref["clip.audio"] = audio
+        channels = [audio[:, c : c + 1] for c in range(audio.shape[1])]
+        per_channel = [model.audio_encoder.encode(x).audio_codes[0] for x in channels]
+        ref["clip.codes"] = torch.stack(per_channel, dim=2).flatten(1, 2)[0]  # interleaved like stereo codebooks
+        ids, mask = encode(tok, [PROMPTS[1]])
+        codes, out = captured_generate(model, input_ids=ids, attention_mask=mask, input_values=audio,
+                                       guidance_scale=GUIDANCE, max_new_tokens=CONTINUE_TOKENS)
+        ref["continue.codes"], ref["continue.audio"] = codes[0], out[0]
+    ref = {k: v.contiguous().clone() for k, v in ref.items()}
+    meta = {"audio_in": json.dumps({"prompt": PROMPTS[1], "max_new_tokens": CONTINUE_TOKENS})}
+    save_file(ref, os.path.join(out_dir, "audio_in.safetensors"), metadata=meta)
 
 
 def make_small_shape(out_dir):

@@ -83,10 +83,12 @@ async fn a_client_that_stops_inside_its_request_head_is_dropped() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_no_prefix_matches() {
     let server = start_server(test_config()).await;
-    for path in ["/", "/nope", "/metricsx", "/metrics/x"] {
+    for path in ["/nope", "/metricsx", "/metrics/x", "/app.js/x", "/dashboard.jsonx"] {
         let r = get(server.metrics_addr, path).await;
         assert_eq!(r.status, 404, "{path}: {}", r.head);
     }
+    // `/` is the dashboard.
+    assert_eq!(get(server.metrics_addr, "/").await.status, 200);
 }
 
 #[tokio::test]

@@ -330,6 +330,8 @@ fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationR
         prompt: p.prompt.clone(),
         negative_prompt: p.negative_prompt.clone(),
         frames: ((p.duration_s * facts.frame_rate).round() as usize).max(1),
+        prompt_codes: Vec::new(),
+        include_prompt: false,
         sampling: SamplingParams {
             greedy: p.greedy || !d.do_sample,
             temperature: p.temperature.unwrap_or(d.temperature),

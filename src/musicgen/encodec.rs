@@ -157,6 +157,18 @@ struct ResBlock {
     shortcut: Option<Conv>,
 }
 
+impl ResBlock {
+    /// ELU, dilated convolution, ELU, 1×1 convolution, plus the input (or its 1×1 shortcut).
+    fn forward(&self, h: &Tensor) -> Tensor {
+        let inner = self.inner.forward(&h.elu());
+        let outer = self.outer.forward(&inner.elu());
+        match &self.shortcut {
+            Some(conv) => conv.forward(h) + outer,
+            None => h + outer,
+        }
+    }
+}
+
 enum Stage {
     Elu,
     Up(ConvT),
@@ -269,37 +281,7 @@ impl EncodecDecoder {
 
     /// The LSTM with its residual over `(batch, dim, n)`, continuing from `state` when given.
     pub fn lstm(&self, x: &Tensor, state: Option<&LstmState>) -> (Tensor, LstmState) {
-        let seq = x.permute([2, 0, 1]);
-        let zeros =
-            || Tensor::zeros([self.lstm_layers, x.size()[0], self.lstm_dim], (Kind::Float, x.device()));
-        let (h0, c0) =
-            state.map_or_else(|| (zeros(), zeros()), |(h, c)| (h.shallow_clone(), c.shallow_clone()));
-        let (out, h, c) = if seq.device() == tch::Device::Cpu {
-            self.lstm_stepwise(&seq, &h0, &c0)
-        } else {
-            seq.lstm(&[h0, c0], &self.lstm_params, true, self.lstm_layers, 0.0, false, false, false)
-        };
-        ((out + seq).permute([1, 2, 0]), (h, c))
-    }
-
-    /// torch's LSTM recurrence, layer by layer: the input projections of the whole window in one
-    /// product, then the frames in one native call (`kernels::lstm_layer`: the hidden-to-hidden
-    /// product and the gates), or op by op where that does not apply. The codec's time per
-    /// generation is in the MusicGen benchmark's breakdown table.
-    fn lstm_stepwise(&self, seq: &Tensor, h0: &Tensor, c0: &Tensor) -> (Tensor, Tensor, Tensor) {
-        let mut input = seq.shallow_clone();
-        let (mut hs, mut cs) = (Vec::new(), Vec::new());
-        for (l, p) in self.lstm_params.chunks(4).enumerate() {
-            let (w_ih, w_hh, bias) = (&p[0], &p[1], &p[2] + &p[3]);
-            let projected = input.linear(w_ih, Some(&bias));
-            let (h, c) = (h0.get(l as i64), c0.get(l as i64));
-            let (out, h, c) = kernels::lstm_layer(&projected, w_hh, &h, &c)
-                .unwrap_or_else(|| lstm_layer_libtorch(&projected, w_hh, h, c));
-            input = out;
-            hs.push(h);
-            cs.push(c);
-        }
-        (input, Tensor::stack(&hs, 0), Tensor::stack(&cs, 0))
+        lstm_forward(&self.lstm_params, (self.lstm_layers, self.lstm_dim), x, state)
     }
 
     /// Upsampling stages and last convolution: `(batch, dim, n)` → `(batch, channels, n·hop)`.
@@ -309,14 +291,7 @@ impl EncodecDecoder {
             h = match stage {
                 Stage::Elu => h.elu(),
                 Stage::Up(conv) => conv.forward(&h),
-                Stage::Res(block) => {
-                    let inner = block.inner.forward(&h.elu());
-                    let outer = block.outer.forward(&inner.elu());
-                    match &block.shortcut {
-                        Some(conv) => conv.forward(&h) + outer,
-                        None => h + outer,
-                    }
-                }
+                Stage::Res(block) => block.forward(&h),
             };
         }
         self.last.forward(&h)
@@ -349,6 +324,40 @@ impl EncodecDecoder {
         reach += conv_reach(&self.last, rate);
         reach.floor() as i64 + 1
     }
+}
+
+/// EnCodec's LSTM with its residual over `(batch, dim, n)` (`layers` deep, `dim` wide), continuing
+/// from `state` when given: on the CPU layer by layer, the input projections of the whole window in
+/// one product, then the frames in one native call (`kernels::lstm_layer`: the hidden-to-hidden
+/// product and the gates), or op by op where that does not apply; elsewhere libtorch's own LSTM.
+/// The codec's time per generation is in the MusicGen benchmark's breakdown table.
+fn lstm_forward(
+    params: &[Tensor],
+    (layers, dim): (i64, i64),
+    x: &Tensor,
+    state: Option<&LstmState>,
+) -> (Tensor, LstmState) {
+    let seq = x.permute([2, 0, 1]);
+    let zeros = || Tensor::zeros([layers, x.size()[0], dim], (Kind::Float, x.device()));
+    let (h0, c0) = state.map_or_else(|| (zeros(), zeros()), |(h, c)| (h.shallow_clone(), c.shallow_clone()));
+    let (out, h, c) = if seq.device() == tch::Device::Cpu {
+        let mut input = seq.shallow_clone();
+        let (mut hs, mut cs) = (Vec::new(), Vec::new());
+        for (l, p) in params.chunks(4).enumerate() {
+            let (w_ih, w_hh, bias) = (&p[0], &p[1], &p[2] + &p[3]);
+            let projected = input.linear(w_ih, Some(&bias));
+            let (h, c) = (h0.get(l as i64), c0.get(l as i64));
+            let (out, h, c) = kernels::lstm_layer(&projected, w_hh, &h, &c)
+                .unwrap_or_else(|| lstm_layer_libtorch(&projected, w_hh, h, c));
+            input = out;
+            hs.push(h);
+            cs.push(c);
+        }
+        (input, Tensor::stack(&hs, 0), Tensor::stack(&cs, 0))
+    } else {
+        seq.lstm(&[h0, c0], params, true, layers, 0.0, false, false, false)
+    };
+    ((out + seq).permute([1, 2, 0]), (h, c))
 }
 
 /// One LSTM layer frame by frame through libtorch ops: [`kernels::lstm_layer`]'s fallback, with the
@@ -396,6 +405,8 @@ fn load_lstm(w: &WeightLoader<'_>, p: &str, layers: i64, dim: i64) -> Result<Vec
     }
     Ok(params)
 }
+
+pub mod encoder;
 
 #[cfg(test)]
 mod tests;

@@ -30,8 +30,15 @@ pub struct GenerationRequest {
     /// Text whose conditioning replaces the null condition in guidance's unconditional row; empty
     /// keeps the null condition.
     pub negative_prompt: String,
-    /// Audio frames to produce (see [`MusicGen::frames_for`]).
+    /// Audio frames to produce after the prompt codes (see [`MusicGen::frames_for`]).
     pub frames: usize,
+    /// Codes `[codebook][frame]` the generation continues (an encoded clip, see
+    /// [`crate::musicgen::AudioEncoder`]); empty for none. They prefill the decoder with the delay
+    /// pattern transformers builds for `input_values`.
+    pub prompt_codes: Vec<Vec<i64>>,
+    /// Stream the decode of the prompt too, not only what follows it. EnCodec's decoder is not
+    /// causal, so either way the audio is the decode of prompt and new codes together.
+    pub include_prompt: bool,
     /// How codes are picked.
     pub sampling: SamplingParams,
     /// Classifier-free guidance scale; ≤ 1 turns guidance off for this request (see
@@ -65,11 +72,12 @@ pub struct AudioChunkOut {
 /// What one request cost and produced.
 #[derive(Debug, Clone, Default)]
 pub struct GenerationStats {
-    /// Frames of audio produced (fewer than asked when stopped).
+    /// Frames of audio streamed (fewer than asked when stopped; the prompt's only with
+    /// `include_prompt`).
     pub frames: usize,
     /// Decoder steps run while the request was live.
     pub steps: usize,
-    /// The codes, codebook-major: `codes[k][frame]`.
+    /// The codes, codebook-major: `codes[k][frame]`, prompt codes first.
     pub codes: Vec<Vec<i64>>,
     /// Tokenization, T5 and cross-attention K/V (shared by the batch).
     pub text_encode: Duration,
@@ -95,6 +103,8 @@ impl MusicGen {
             prompt: prompt.to_owned(),
             negative_prompt: String::new(),
             frames: self.frames_for(duration_s),
+            prompt_codes: Vec::new(),
+            include_prompt: false,
             sampling: SamplingParams {
                 greedy: !g.do_sample,
                 temperature: g.temperature,
@@ -137,9 +147,12 @@ impl MusicGen {
             if active.is_empty() {
                 break;
             }
-            let (offset, prompt) = if pass == 0 { (0, 0) } else { (pass * stride, window - stride) };
             for &i in &active {
-                debug_assert_eq!(rows[i].codes[0].len(), offset + prompt, "windows follow the stride");
+                // The first window is prompted with the request's own codes, if any.
+                let settled = rows[i].codes[0].len();
+                let (offset, prompt) =
+                    if pass == 0 { (0, settled) } else { (pass * stride, window - stride) };
+                debug_assert_eq!(settled, offset + prompt, "windows follow the stride");
                 self.open_window(&mut rows[i], offset, prompt, window);
             }
             self.run_window(requests, &mut rows, &active, &mut run, observer)?;
@@ -147,8 +160,8 @@ impl MusicGen {
         Ok(rows.into_iter().map(|r| r.stats).collect())
     }
 
-    /// Decodes the open windows of the `active` rows as one batch: the prompt columns in one call,
-    /// then one column per step.
+    /// Decodes the open windows of the `active` rows as one batch: the prompt columns every row has
+    /// in one call, then one column per step (a longer prompt's columns forced from its codes).
     fn run_window(
         &self,
         requests: &[GenerationRequest],
@@ -164,7 +177,7 @@ impl MusicGen {
         let picker = Picker::new(self, &batch, any_cfg)?;
         let window = |i: usize| rows[i].window.as_ref().expect("an active row has a window");
         let max_steps = active.iter().map(|&i| window(i).steps).max().unwrap_or(0);
-        let prompt = window(active[0]).prompt as i64;
+        let prompt = active.iter().map(|&i| window(i).prompt).min().unwrap_or(0) as i64;
         let mut state = self.decoder.new_state(&cond.states, &cond.mask, max_steps);
         let spent = t.elapsed();
         active.iter().for_each(|&i| rows[i].stats.text_encode += spent);
@@ -212,6 +225,23 @@ impl MusicGen {
         if r.frames == 0 {
             return bad("frames", format!("must be >= 1, got {}", r.frames));
         }
+        if let Some(first) = r.prompt_codes.first() {
+            let (c, vocab, window) =
+                (self.num_codebooks(), self.codebook_size() as i64, self.window_frames());
+            if r.prompt_codes.len() != c || r.prompt_codes.iter().any(|k| k.len() != first.len()) {
+                return bad("prompt_codes", format!("must be {c} codebooks of equal length"));
+            }
+            if first.len() >= window {
+                let got = first.len();
+                return bad(
+                    "audio_prompt",
+                    format!("must be shorter than the window ({window} frames), got {got}"),
+                );
+            }
+            if r.prompt_codes.iter().flatten().any(|&code| !(0..vocab).contains(&code)) {
+                return bad("prompt_codes", format!("codes must be within 0..{vocab}"));
+            }
+        }
         let temperature_ok = s.temperature > 0.0 && s.temperature.is_finite();
         if !s.greedy && !temperature_ok {
             return bad("temperature", format!("must be > 0, got {}", s.temperature));
@@ -246,8 +276,8 @@ impl MusicGen {
         let chunk = row.stream.advance(&self.codec, settled as i64, &read);
         row.stats.codec += t.elapsed();
         row.live = !row.stream.finished();
-        if let Some(chunk) = chunk {
-            let out = self.chunk_out(index, row.chunks, chunk, row.stream.finished())?;
+        if let Some(chunk) = chunk.and_then(|c| c.after(row.skip)) {
+            let out = self.chunk_out(index, row.chunks, chunk, row.stream.finished(), row.skip)?;
             row.chunks += 1;
             row.stats.first_chunk.get_or_insert_with(|| start.elapsed());
             row.stats.first_chunk_steps.get_or_insert(row.stats.steps);
@@ -266,7 +296,7 @@ impl MusicGen {
     fn end_row(&self, index: usize, row: &mut Row, start: Instant, observer: &mut impl Observer) {
         row.live = false;
         row.stats.total = start.elapsed();
-        let frames = row.stats.frames;
+        let frames = (row.skip + row.stats.frames).min(row.codes[0].len());
         row.stats.codes = row.codes.iter().map(|codes| codes[..frames].to_vec()).collect();
         observer.finished(index, &row.stats);
     }
@@ -277,12 +307,13 @@ impl MusicGen {
         index: usize,
         chunk: DecodedChunk,
         is_last: bool,
+        skip: usize,
     ) -> Result<AudioChunkOut> {
         let channels = chunk.audio.size()[0] as usize;
         Ok(AudioChunkOut {
             request,
             index,
-            start_frame: chunk.start_frame as usize,
+            start_frame: chunk.start_frame as usize - skip,
             frames: chunk.frames as usize,
             channels,
             samples: to_vec_f32(&chunk.audio.transpose(0, 1))?,

@@ -6,6 +6,7 @@
 //! also hears each request's end and has a seam inside every decoding step). Every entry point enters
 //! `no_grad` itself, because grad mode is per thread in libtorch.
 
+pub mod audio_in;
 mod conditioning;
 pub mod config;
 mod decoder;
@@ -27,6 +28,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+pub use audio_in::AudioEncoder;
 pub use config::{GenerationConfig, MusicgenConfig};
 pub use error::MusicgenError;
 pub use generate::{AudioChunkOut, GenerationRequest, GenerationStats};

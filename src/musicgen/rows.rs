@@ -26,8 +26,10 @@ pub(super) struct Window {
 
 /// Per-request loop state.
 pub(super) struct Row {
-    /// Frames the request asked for.
+    /// Frames of the whole sequence: the prompt codes and what follows them.
     pub frames: usize,
+    /// Leading frames whose audio is not streamed (the prompt's, unless it is asked for).
+    pub skip: usize,
     /// Settled codes `[codebook][frame]` of the whole request so far.
     pub codes: Vec<Vec<i64>>,
     /// The window being decoded.
@@ -54,11 +56,18 @@ impl Row {
 
 impl MusicGen {
     pub(super) fn new_row(&self, r: &GenerationRequest) -> Row {
+        let prompt = r.prompt_codes.first().map_or(0, Vec::len);
+        let frames = prompt + r.frames;
         let stream =
-            AudioStream::new(self.channels(), r.frames as i64, r.chunk_frames as i64, self.options.device);
+            AudioStream::new(self.channels(), frames as i64, r.chunk_frames as i64, self.options.device);
+        let mut codes = vec![Vec::with_capacity(frames); self.num_codebooks()];
+        for (row, given) in codes.iter_mut().zip(&r.prompt_codes) {
+            row.extend_from_slice(given);
+        }
         Row {
-            frames: r.frames,
-            codes: vec![Vec::with_capacity(r.frames); self.num_codebooks()],
+            frames,
+            skip: if r.include_prompt { 0 } else { prompt },
+            codes,
             window: None,
             rng: SeededRng::new(r.seed),
             stream,

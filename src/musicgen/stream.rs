@@ -35,6 +35,24 @@ pub struct DecodedChunk {
     pub audio: Tensor,
 }
 
+impl DecodedChunk {
+    /// The part from frame `skip` on; `None` when the chunk ends before it.
+    pub fn after(self, skip: usize) -> Option<Self> {
+        let skip = skip as i64;
+        let end = self.start_frame + self.frames;
+        if end <= skip {
+            return None;
+        }
+        if self.start_frame >= skip {
+            return Some(self);
+        }
+        let (cut, samples) = (skip - self.start_frame, self.audio.size()[1]);
+        let hop = samples / self.frames;
+        let audio = self.audio.narrow(1, cut * hop, samples - cut * hop);
+        Some(Self { start_frame: skip, frames: end - skip, audio })
+    }
+}
+
 impl AudioStream {
     /// A stream for `total_frames` frames of `channels` channels, emitting every `chunk_frames` frames.
     pub fn new(channels: usize, total_frames: i64, chunk_frames: i64, device: Device) -> Self {
