@@ -8,6 +8,7 @@
 //!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
 //!
 //! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
+//! what a 10 s audio prompt costs on the small shape (EnCodec encode, then the decoder's prefill),
 //! the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices, and the kernel
 //! in passes of up to 16 rows beside libtorch on T5's matrices at a prompt's row counts.
 //!
@@ -27,7 +28,7 @@ mod common;
 mod stats;
 
 use common::{python, repo, small_shape_dir};
-use maestro::musicgen::{kernels, DType, MusicGen};
+use maestro::musicgen::{kernels, AudioEncoder, DType, MusicGen};
 use tch::{Device, Kind, Tensor};
 
 const THREADS: i32 = 2;
@@ -252,7 +253,9 @@ fn small_shape(table: &mut Table, steps: usize) {
             Round { f32, f16, bandwidth }
         })
         .collect();
-    drop((f32_model, f16_model));
+    drop(f16_model);
+    audio_prompt(&dir, &f32_model, med_step_ms(&rounds));
+    drop(f32_model);
     let theirs = transformers(&dir, steps);
     let med = |f: &dyn Fn(&Round) -> f64| stats::percentile(&rounds.iter().map(f).collect::<Vec<_>>(), 50.0);
     let floor = |bytes: u64| med(&|r| r.bandwidth) / bytes as f64;
@@ -310,4 +313,37 @@ fn small_shape(table: &mut Table, steps: usize) {
             );
         }
     }
+}
+
+fn med_step_ms(rounds: &[Round]) -> f64 {
+    stats::percentile(&rounds.iter().map(|r| r.f32.step_ms).collect::<Vec<_>>(), 50.0)
+}
+
+/// A 10 s clip continued on the small shape (f32): the EnCodec encode, then the prefill, which
+/// feeds the clip's 500 frames to the decoder in one call. A continuation of one frame decodes the
+/// prefill and the delay pattern's three single steps; those are taken off at the per-step time the
+/// runs above measured, and the prefill is set beside 500 single steps.
+fn audio_prompt(dir: &Path, model: &MusicGen, step_ms: f64) {
+    let encoder = AudioEncoder::load(dir, Device::Cpu).expect("the encoder loads");
+    let samples = 10 * model.sample_rate() as i64;
+    let t = Tensor::arange(samples, (Kind::Float, Device::Cpu)) / f64::from(model.sample_rate());
+    let clip = ((t * (2.0 * std::f64::consts::PI * 220.0)).sin() * 0.3).view([1, samples]);
+    let started = Instant::now();
+    let codes = encoder.encode(&clip).expect("the clip encodes");
+    let encode_ms = started.elapsed().as_secs_f64() * 1e3;
+    let prompt = codes[0].len();
+    let mut req = model.request(PROMPT, 1.0);
+    (req.frames, req.prompt_codes, req.sampling.greedy) = (1, codes, true);
+    let stats = model.generate(&[req], |_| ControlFlow::Continue(())).expect("the continuation runs");
+    let delay_steps = (model.num_codebooks() / model.channels() - 1) as f64;
+    let prefill_ms = stats[0].decode.as_secs_f64() * 1e3 - delay_steps * step_ms;
+    let stepwise_ms = prompt as f64 * step_ms;
+    println!("\n| 10 s audio prompt, small shape f32 | ms |");
+    println!("|---|---:|");
+    println!("| EnCodec encode + RVQ ({samples} samples) | {encode_ms:.0} |");
+    println!("| decoder prefill ({prompt} frames in one call) | {prefill_ms:.0} |");
+    println!(
+        "| {prompt} single decode steps ({step_ms:.1} ms each, from the runs above) | {stepwise_ms:.0} |"
+    );
+    println!("| prefill vs single steps | {:.2}x faster |", stepwise_ms / prefill_ms.max(1e-9));
 }

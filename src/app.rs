@@ -293,8 +293,14 @@ fn generation_api(
     let warm = warm_up(&generation, g.warm_model.clone(), g.dtype);
     let queue = pool.clone();
     let readiness = ReadinessInputs { queue_has_room: Arc::new(move || queue.has_room()), warm };
-    let api = GenerationApi::new(generation, manager, slots, shutdown);
+    let api =
+        GenerationApi::new(generation, manager, slots, shutdown).with_audio_limits(audio_limits(config));
     Ok(GenerationParts { api, evictor: Some(evictor), workers: pool, readiness })
+}
+
+fn audio_limits(config: &Config) -> crate::audio_input::AudioLimits {
+    let g = &config.generation;
+    crate::audio_input::AudioLimits { max_seconds: g.max_audio_input_s, max_bytes: g.max_audio_input_bytes }
 }
 
 /// Loads (and pins) the warm model in the background; the receiver turns true once it is loaded, at
@@ -338,7 +344,7 @@ fn generation_api(
     let warm = watch::channel(config.generation.warm_model.is_none()).1;
     let readiness = ReadinessInputs { queue_has_room: Arc::new(|| true), warm };
     Ok(GenerationParts {
-        api: GenerationApi::new(manager, slots, shutdown),
+        api: GenerationApi::new(manager, slots, shutdown).with_audio_limits(audio_limits(config)),
         evictor: None,
         workers: (),
         readiness,

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod audio_input;
 pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "torch")]

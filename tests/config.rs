@@ -255,6 +255,14 @@ fn out_of_range_values_name_the_flag_the_variable_and_the_key() {
     assert!(err.contains("--extend-stride-s") && err.contains("(0, 600], got 0"), "{err}");
     let defaults = Config::default().generation;
     assert_eq!((defaults.max_duration_s, defaults.extend_stride_s), (120.0, 18.0), "audiocraft's stride");
+    // The message limit must let audio up to its own limit through.
+    let err = load_err(vec!["maestro-server".into(), "--max-message-bytes".into(), "4194304".into()]);
+    assert!(
+        err.contains("--max-message-bytes") && err.contains("--max-audio-input-bytes (8388608)"),
+        "{err}"
+    );
+    let fits = ["maestro-server", "--max-message-bytes", "5000000", "--max-audio-input-bytes", "4000000"];
+    assert_eq!(load(fits.iter().map(|s| s.to_string()).collect()).server.max_message_bytes, 5_000_000);
 }
 
 #[test]

@@ -73,7 +73,7 @@ proptest! {
             format,
             ..Default::default()
         };
-        if let Ok(p) = requests::generate_params(&r) {
+        if let Ok(p) = requests::generate_params(&r, maestro::audio_input::AudioLimits::default()) {
             prop_assert!(p.duration_s.is_finite() && p.duration_s > 0.0);
             prop_assert!(p.temperature.is_none_or(|t| t > 0.0 && t <= 10.0));
             prop_assert!(p.guidance_scale.is_none_or(|g| (1.0..=20.0).contains(&g)));

@@ -228,6 +228,25 @@ pub struct GenerationConfig {
         default_value_t = 18.0
     )]
     pub extend_stride_s: f64,
+    /// Longest audio a request may send (audio_prompt, melody), in seconds (at most 600).
+    #[arg(
+        id = "generation.max_audio_input_s",
+        long = "max-audio-input-s",
+        env = "MAESTRO_MAX_AUDIO_INPUT_S",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub max_audio_input_s: f64,
+    /// Most bytes of audio one request may send, all its inputs together; --max-message-bytes must
+    /// exceed it by at least 64 KiB.
+    #[arg(
+        id = "generation.max_audio_input_bytes",
+        long = "max-audio-input-bytes",
+        env = "MAESTRO_MAX_AUDIO_INPUT_BYTES",
+        value_name = "BYTES",
+        default_value_t = 8 << 20
+    )]
+    pub max_audio_input_bytes: usize,
     /// Most concurrent requests for one model decoded together in one batch (1 = no batching; 1..=64).
     #[arg(
         id = "generation.max_batch",

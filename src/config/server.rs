@@ -105,13 +105,14 @@ pub struct ServerConfig {
         action = clap::ArgAction::Set
     )]
     pub public_telemetry: bool,
-    /// Largest request message the server decodes, in bytes.
+    /// Largest request message the server decodes, in bytes: by default the audio limit
+    /// (--max-audio-input-bytes, 8 MiB) and 1 MiB for the rest.
     #[arg(
         id = "server.max_message_bytes",
         long = "max-message-bytes",
         env = "MAESTRO_MAX_MESSAGE_BYTES",
         value_name = "BYTES",
-        default_value_t = 4 * 1024 * 1024
+        default_value_t = 9 * 1024 * 1024
     )]
     pub max_message_bytes: usize,
     /// Concurrent streams one HTTP/2 connection may open.

@@ -72,6 +72,21 @@ fn generation(c: &Config) -> Result<(), ConfigError> {
     if !d.is_finite() || d <= 0.0 || d > 600.0 {
         return Err(invalid("generation.max_duration_s", format!("must be within (0, 600], got {d}")));
     }
+    let a = g.max_audio_input_s;
+    if !a.is_finite() || a <= 0.0 || a > 600.0 {
+        return Err(invalid("generation.max_audio_input_s", format!("must be within (0, 600], got {a}")));
+    }
+    at_least_one("generation.max_audio_input_bytes", g.max_audio_input_bytes)?;
+    let needed = g.max_audio_input_bytes.saturating_add(AUDIO_MESSAGE_HEADROOM);
+    if c.server.max_message_bytes < needed {
+        return Err(invalid(
+            "server.max_message_bytes",
+            format!(
+                "must be at least --max-audio-input-bytes ({}) + 64 KiB = {needed} so that audio up to the limit arrives, got {}",
+                g.max_audio_input_bytes, c.server.max_message_bytes
+            ),
+        ));
+    }
     let s = g.extend_stride_s;
     if !s.is_finite() || s <= 0.0 || s > 600.0 {
         return Err(invalid("generation.extend_stride_s", format!("must be within (0, 600], got {s}")));
@@ -92,6 +107,9 @@ fn within<T: PartialOrd + Display>(key: &str, value: T, range: RangeInclusive<T>
     let (lo, hi) = range.into_inner();
     Err(invalid(key, format!("must be within {lo}..={hi}, got {value}")))
 }
+
+/// What a request message needs besides its audio (model, prompts, fields).
+const AUDIO_MESSAGE_HEADROOM: usize = 64 << 10;
 
 fn at_least_one<T: PartialOrd + Display + From<u8>>(key: &str, value: T) -> Result<(), ConfigError> {
     if value >= T::from(1) {

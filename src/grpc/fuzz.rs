@@ -33,11 +33,14 @@ pub fn check(bytes: &[u8], roots: &[PathBuf]) {
         }
     }
     if let Ok(r) = pb::GenerateRequest::decode(bytes) {
-        if let Ok(p) = requests::generate_params(&r) {
+        if let Ok(p) = requests::generate_params(&r, crate::audio_input::AudioLimits::default()) {
             assert!(p.duration_s.is_finite() && p.duration_s > 0.0, "accepted duration {}", p.duration_s);
             assert!(p.temperature.is_none_or(|t| t > 0.0 && t <= 10.0), "accepted {:?}", p.temperature);
             assert!(p.top_p.is_none_or(|v| (0.0..1.0).contains(&v)), "accepted top_p {:?}", p.top_p);
             assert!(p.guidance_scale.is_none_or(|g| (1.0..=20.0).contains(&g)));
+            if let Some(clip) = &p.audio_prompt {
+                assert!(clip.samples.iter().all(|s| s.is_finite()) && clip.seconds() <= 30.0);
+            }
             for text in [&p.prompt, &p.negative_prompt] {
                 assert!(!text.contains('\0') && text.chars().count() <= requests::MAX_PROMPT_CHARS);
             }
@@ -102,6 +105,14 @@ pub fn seeds() -> Vec<Vec<u8>> {
             format: 2,
             negative_prompt: "drums".into(),
             sampling_mode: 2,
+            audio_prompt: Some(pb::AudioInput {
+                data: [0i16, 1000, -1000, 0].iter().flat_map(|s| s.to_le_bytes()).collect(),
+                encoding: pb::AudioEncoding::PcmS16le as i32,
+                sample_rate: 32_000,
+                channels: 1,
+            }),
+            melody: None,
+            include_prompt: true,
         }
         .encode_to_vec(),
         pb::LoadModelRequest {

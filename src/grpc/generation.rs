@@ -10,6 +10,7 @@ use super::{
     streams::{BoxStream, StreamSlots},
 };
 use crate::{
+    audio_input::AudioLimits,
     error::Error,
     resources::{manager, validate::Device},
 };
@@ -23,6 +24,7 @@ pub struct GenerationApi {
     generation: crate::inference::service::Generation,
     slots: StreamSlots,
     shutdown: CancellationToken,
+    audio: AudioLimits,
 }
 
 impl GenerationApi {
@@ -34,13 +36,19 @@ impl GenerationApi {
         slots: StreamSlots,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { manager, generation, slots, shutdown }
+        Self { manager, generation, slots, shutdown, audio: AudioLimits::default() }
     }
 
     /// Handlers of a build without libtorch: models can be listed, not run.
     #[cfg(not(feature = "torch"))]
     pub fn new(manager: manager::Handle, slots: StreamSlots, shutdown: CancellationToken) -> Self {
-        Self { manager, slots, shutdown }
+        Self { manager, slots, shutdown, audio: AudioLimits::default() }
+    }
+
+    /// What audio requests may send (default [`AudioLimits::default`]).
+    pub fn with_audio_limits(mut self, audio: AudioLimits) -> Self {
+        self.audio = audio;
+        self
     }
 }
 
@@ -57,7 +65,7 @@ impl GenerationService for GenerationApi {
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let req = req.into_inner();
         let format = requests::audio_format(req.format)?;
-        let params = requests::generate_params(&req)?;
+        let params = requests::generate_params(&req, self.audio)?;
         Ok(Response::new(self.start(params, format).await?))
     }
 

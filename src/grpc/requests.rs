@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::pb;
+use crate::audio_input::{self, AudioLimits, Clip, Encoding};
 use crate::{
     error::Error,
     resources::{
@@ -165,7 +166,10 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
 }
 
 /// `Generate`'s request, with every model-independent limit checked.
-pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::GenerateParams, Error> {
+pub fn generate_params(
+    r: &pb::GenerateRequest,
+    audio: AudioLimits,
+) -> Result<crate::inference::GenerateParams, Error> {
     check_text("prompt", &r.prompt)?;
     check_text("negative_prompt", &r.negative_prompt)?;
     if r.chunk_ms > 10_000 {
@@ -190,7 +194,53 @@ pub fn generate_params(r: &pb::GenerateRequest) -> Result<crate::inference::Gene
         greedy: r.greedy,
         chunk_ms: r.chunk_ms,
         audiocraft_sampling: sampling_mode(r.sampling_mode)? == pb::SamplingMode::Audiocraft,
+        audio_prompt: audio_inputs(r, audio)?,
+        include_prompt: r.include_prompt,
     })
+}
+
+/// The request's clip to continue, with both audio inputs checked (together within the byte limit).
+/// A melody is refused once it is known to be good audio: no served checkpoint conditions on one.
+fn audio_inputs(r: &pb::GenerateRequest, limits: AudioLimits) -> Result<Option<Clip>, Error> {
+    let size = |a: &Option<pb::AudioInput>| a.as_ref().map_or(0, |a| a.data.len());
+    let total = size(&r.audio_prompt) + size(&r.melody);
+    if r.audio_prompt.is_some() && r.melody.is_some() && total > limits.max_bytes {
+        return Err(Error::invalid(
+            "melody",
+            format!(
+                "audio_prompt and melody together must be at most {} bytes, got {total}",
+                limits.max_bytes
+            ),
+        ));
+    }
+    let clip = |field, a: &pb::AudioInput| -> Result<Clip, Error> {
+        let encoding =
+            match pb::AudioEncoding::try_from(a.encoding) {
+                Ok(pb::AudioEncoding::PcmS16le) => Encoding::PcmS16le,
+                Ok(pb::AudioEncoding::PcmF32le) => Encoding::PcmF32le,
+                Ok(pb::AudioEncoding::Wav) => Encoding::Wav,
+                _ => return Err(Error::invalid(
+                    field,
+                    format!(
+                        "encoding must be AUDIO_ENCODING_PCM_S16LE (1), _PCM_F32LE (2) or _WAV (3), got {}",
+                        a.encoding
+                    ),
+                )),
+            };
+        audio_input::decode(field, &a.data, encoding, (a.sample_rate, a.channels), limits)
+    };
+    let prompt = r.audio_prompt.as_ref().map(|a| clip("audio_prompt", a)).transpose()?;
+    if let Some(melody) = &r.melody {
+        clip("melody", melody)?;
+        return Err(Error::FailedPrecondition(
+            "melody: conditioning on a melody needs a musicgen_melody checkpoint, which this version does not serve yet"
+                .into(),
+        ));
+    }
+    if r.include_prompt && prompt.is_none() {
+        return Err(Error::invalid("include_prompt", "needs an audio_prompt"));
+    }
+    Ok(prompt)
 }
 
 /// A prompt-like text: at most [`MAX_PROMPT_CHARS`] characters, no NUL.

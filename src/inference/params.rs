@@ -28,4 +28,8 @@ pub struct GenerateParams {
     pub chunk_ms: u32,
     /// audiocraft's filtering (top-p replaces top-k, top-k 250 by default) instead of transformers'.
     pub audiocraft_sampling: bool,
+    /// A clip to continue, as sent (converted to the model's rate and channels once it is known).
+    pub audio_prompt: Option<crate::audio_input::Clip>,
+    /// Stream the clip's decode too.
+    pub include_prompt: bool,
 }

@@ -254,7 +254,7 @@ impl Pool {
     pub fn submit(
         &self,
         model: &str,
-        request: crate::musicgen::GenerationRequest,
+        (request, audio_prompt): (crate::musicgen::GenerationRequest, Option<Vec<f32>>),
         cancel: CancellationToken,
     ) -> Result<(usize, mpsc::Receiver<Event>), Error> {
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| {
@@ -278,6 +278,7 @@ impl Pool {
             Job::Generate(GenerateJob {
                 model: model.into(),
                 request,
+                audio_prompt,
                 events,
                 cancel,
                 admission: worker::Admission::queued(permit),

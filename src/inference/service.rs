@@ -58,6 +58,10 @@ pub struct Admitted {
     pub request: GenerationRequest,
     /// The device the model lives on and the generation runs on (`cpu`, `cuda:N`).
     pub device: String,
+    /// What was done to the audio prompt to fit the model.
+    pub input_conversions: Vec<String>,
+    /// Frames of the audio prompt the generation continues.
+    pub prompt_frames: usize,
     events: mpsc::Receiver<Event>,
     tracking: progress::Tracking,
     journal: progress::JournalEntry,
@@ -229,7 +233,9 @@ impl Generation {
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
-        let request = resolve_request(&p, &facts)?;
+        let mut request = resolve_request(&p, &facts)?;
+        let audio = prompt_audio(p.audio_prompt.clone(), &facts)?;
+        request.include_prompt = p.include_prompt;
         let model = self.manager.use_model(&p.model).await?;
         // One window is decoded at a time, whatever the duration: its working set is what is held.
         let window_s = p.duration_s.min(facts.window_s);
@@ -240,9 +246,19 @@ impl Generation {
         // Weights, runtime and context are resident: what is left is the working set, on the device
         // the model lives on.
         let owner = format!("generate:{}", p.model);
-        let lease =
-            self.manager.lease(lease_for(&owner, LeaseKind::Generation, &answer.verdict().need)).await?;
-        let (queue_position, events) = self.pool.submit(&p.model, request.clone(), cancel.clone())?;
+        let mut lease_request = lease_for(&owner, LeaseKind::Generation, &answer.verdict().need);
+        // Encoding the clip needs the encoder and its activations for a while: the lease (which
+        // refuses what the device cannot hold) counts them.
+        if let Some(a) = &audio {
+            match facts.device {
+                Device::Cuda(_) => lease_request.gpu_bytes += a.bytes,
+                _ => lease_request.cpu_bytes += a.bytes,
+            }
+        }
+        let lease = self.manager.lease(lease_request).await?;
+        let prompt_frames = audio.as_ref().map_or(0, |a| a.frames);
+        let job = (request.clone(), audio.as_ref().map(|a| a.samples.clone()));
+        let (queue_position, events) = self.pool.submit(&p.model, job, cancel.clone())?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let queued = QueuedGeneration {
             request_id: request_id.clone(),
@@ -254,6 +270,8 @@ impl Generation {
         };
         let journal = progress::JournalEntry::admit(self.manager.journal().clone(), queued);
         Ok(Admitted {
+            input_conversions: audio.map(|a| a.notes).unwrap_or_default(),
+            prompt_frames,
             request_id,
             model: p.model.clone(),
             queue_position,
@@ -267,6 +285,41 @@ impl Generation {
             _holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
         })
     }
+}
+
+/// An audio prompt brought to the model: samples at its rate and channels, the frames they encode
+/// to, what encoding them costs, and what was converted.
+struct PromptAudio {
+    samples: Vec<f32>,
+    frames: usize,
+    bytes: u64,
+    notes: Vec<String>,
+}
+
+/// `clip` at the model's rate and channels, shorter than one window, with what encoding it costs.
+fn prompt_audio(
+    clip: Option<crate::audio_input::Clip>,
+    facts: &ModelFacts,
+) -> Result<Option<PromptAudio>, Error> {
+    let Some(clip) = clip else { return Ok(None) };
+    let (clip, notes) = clip.conform(facts.sample_rate, facts.channels as usize)?;
+    let hop = (f64::from(facts.sample_rate) / facts.frame_rate).round() as usize;
+    let frames = clip.frames().div_ceil(hop.max(1));
+    let window = (facts.window_s * facts.frame_rate).round() as usize;
+    if frames >= window {
+        return Err(Error::invalid(
+            "audio_prompt",
+            format!(
+                "must be shorter than the model's window ({} s), got {:.3} s",
+                facts.window_s,
+                clip.seconds()
+            ),
+        ));
+    }
+    let cost = facts.audio_in;
+    let samples = clip.samples.len() as u64;
+    let bytes = cost.weight_bytes + samples * (cost.bytes_per_sample + 4);
+    Ok(Some(PromptAudio { samples: clip.samples, frames, bytes, notes }))
 }
 
 /// Free bytes of `device` in `snapshot`: the effective host memory for the CPU, NVML's figure for a GPU.

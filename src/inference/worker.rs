@@ -43,12 +43,45 @@ pub struct ModelFacts {
     /// One window in seconds (the checkpoint's `max_length`): what one pass decodes and what a
     /// generation's working set is sized for, however long it is.
     pub window_s: f64,
+    /// What an audio prompt adds while it is encoded: the EnCodec encoder's weights and codebooks
+    /// (f32, loaded for the encode and dropped after), and activation bytes per sample and channel.
+    pub audio_in: AudioInCost,
     /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
     pub device: Device,
     /// Host RSS growth caused by the load, in bytes.
     pub measured_bytes: u64,
     /// The checkpoint's generation defaults.
     pub defaults: crate::musicgen::GenerationConfig,
+}
+
+/// What encoding an audio prompt costs on a model's device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudioInCost {
+    /// The encoder's weights and the quantizer's codebooks, f32.
+    pub weight_bytes: u64,
+    /// Peak activations per input sample and channel: the widest stage's input, output and ELU
+    /// copy at the full rate (3 × 4 bytes × filters), plus a quarter for the residual blocks.
+    pub bytes_per_sample: u64,
+}
+
+impl AudioInCost {
+    /// What `dir`'s checkpoint needs to encode audio, from its headers alone.
+    pub fn of(dir: &std::path::Path, config: &crate::musicgen::MusicgenConfig) -> Self {
+        let quantizers = config.decoder.channel_codebooks();
+        let used = |name: &str| {
+            name.starts_with("audio_encoder.encoder.")
+                || (0..quantizers)
+                    .any(|q| name == format!("audio_encoder.quantizer.layers.{q}.codebook.embed"))
+        };
+        let weight_bytes = crate::checkpoint::Checkpoint::open_dir(dir).map_or(0, |c| {
+            c.distinct_tensors()
+                .into_iter()
+                .filter(|(n, _)| used(n))
+                .map(|(_, t)| crate::checkpoint::numel(t) * 4)
+                .sum()
+        });
+        Self { weight_bytes, bytes_per_sample: 15 * config.audio_encoder.num_filters as u64 }
+    }
 }
 
 /// Progress of a generation, sent to the request's stream.
@@ -107,6 +140,9 @@ pub struct GenerateJob {
     pub model: String,
     /// The request.
     pub request: GenerationRequest,
+    /// A clip to continue, channel-interleaved at the model's rate and channels: encoded on the
+    /// worker into the request's prompt codes right before its batch runs.
+    pub audio_prompt: Option<Vec<f32>>,
     /// Chunks and the end go here; a closed channel stops the generation.
     pub events: mpsc::Sender<Event>,
     /// Cancelled on client disconnect, deadline or shutdown.
@@ -212,8 +248,8 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let name = format!("maestro-worker-{index}-{}", pinned.device.name());
     std::thread::Builder::new().name(name).spawn(move || {
-        let models = HashMap::new();
-        let mut worker = Worker { pinned, device: pinned.compute, models, faults, extend_stride_s };
+        let (models, dirs) = (HashMap::new(), HashMap::new());
+        let mut worker = Worker { pinned, device: pinned.compute, models, dirs, faults, extend_stride_s };
         let mut pending: VecDeque<Job> = VecDeque::new();
         while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
             let done = match job {
@@ -274,6 +310,8 @@ struct Worker {
     /// What libtorch computes on (`pinned.compute`).
     device: tch::Device,
     models: HashMap<String, MusicGen>,
+    /// Where each loaded model came from (its EnCodec encoder is loaded from there when audio comes in).
+    dirs: HashMap<String, std::path::PathBuf>,
     faults: Faults,
     /// Seconds each window past a model's first adds (`--extend-stride-s`).
     extend_stride_s: f64,
@@ -302,6 +340,7 @@ impl Worker {
             }
             Job::Unload { model, reply } => {
                 let found = self.models.remove(&model).is_some();
+                self.dirs.remove(&model);
                 let _ = reply.send(if found {
                     Ok(())
                 } else {
@@ -327,11 +366,13 @@ impl Worker {
             frame_rate: m.frame_rate(),
             codebook_size: m.codebook_size() as u32,
             window_s: m.window_s(),
+            audio_in: AudioInCost::of(dir, m.config()),
             device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),
         };
         self.models.insert(model.to_string(), m);
+        self.dirs.insert(model.to_string(), dir.to_owned());
         Ok(facts)
     }
 

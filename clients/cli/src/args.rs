@@ -282,6 +282,15 @@ pub struct GenerateArgs {
     /// Whose sampling rules apply.
     #[arg(long, value_enum, default_value_t = SamplingModeArg::Transformers)]
     pub sampling_mode: SamplingModeArg,
+    /// A WAV clip to continue (any rate and channel count: the server converts it).
+    #[arg(long = "continue", value_name = "WAV")]
+    pub continue_from: Option<PathBuf>,
+    /// With --continue: write the clip's decode too, not only what follows it.
+    #[arg(long, requires = "continue_from")]
+    pub include_prompt: bool,
+    /// A WAV melody to follow (needs a melody checkpoint).
+    #[arg(long, value_name = "WAV")]
+    pub melody: Option<PathBuf>,
     /// Sample encoding of the WAV.
     #[arg(long, value_enum, default_value_t = FormatArg::S16)]
     pub format: FormatArg,

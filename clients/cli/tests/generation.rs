@@ -78,3 +78,43 @@ async fn generate_writes_a_wav_that_matches_the_summary() {
     assert!(run.stdout.starts_with(&format!("wrote {}", human.display())), "{}", run.stdout);
     assert!(run.stdout.contains("RTF"), "{}", run.stdout);
 }
+
+/// `--continue` sends a WAV clip; `--include-prompt` writes its decode too; `--melody` is refused
+/// by the server until melody checkpoints are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_continues_a_wav_clip() {
+    let s = start(ROOMY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&clip, spec).unwrap();
+    for i in 0..24_000 {
+        let v = ((i as f32 * 0.05).sin() * 6000.0) as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(-v).unwrap();
+    }
+    w.finalize().unwrap();
+    let (out, whole) = (dir.path().join("more.wav"), dir.path().join("whole.wav"));
+    let args =
+        ["generate", "--model", TINY, "--continue", clip.to_str().unwrap(), "--duration", "0.4", "--json"];
+    let summary =
+        maestro(&s.url(), &[&args[..], &["-o", out.to_str().unwrap()]].concat()).await.expect(0).json();
+    assert_eq!(summary["samples"].as_u64(), Some(20 * 640), "{summary}");
+    assert_eq!(u64::from(hound::WavReader::open(&out).unwrap().duration()), 20 * 640);
+    let with_clip = [&args[..], &["--include-prompt", "-o", whole.to_str().unwrap()]].concat();
+    let summary = maestro(&s.url(), &with_clip).await.expect(0).json();
+    assert_eq!(summary["samples"].as_u64(), Some((25 + 20) * 640), "{summary}");
+    let melody =
+        ["generate", "--model", TINY, "--melody", clip.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let run = maestro(&s.url(), &melody).await;
+    assert!(
+        run.stderr.contains("FAILED_PRECONDITION") && run.stderr.contains("musicgen_melody"),
+        "{}",
+        run.stderr
+    );
+}

@@ -6,7 +6,7 @@
 files as they stream in.
 """
 
-from maestro_client.client import GenerationResult, MaestroClient
+from maestro_client.client import GenerationResult, MaestroClient, audio_input
 from maestro_client.errors import (
     InvalidRequest,
     MaestroError,
@@ -25,4 +25,5 @@ __all__ = [
     "ResourceRefused",
     "ServerUnavailable",
     "WavWriter",
+    "audio_input",
 ]

@@ -7,9 +7,10 @@ exception, garbage collection) cancels the call on the server.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import grpc
 
@@ -173,16 +174,23 @@ class MaestroClient:
         return self._call(self.generation.UnloadModel, gen.UnloadModelRequest(model=model, force=force))
 
     def generate(self, model: str, prompt: str = "", duration_s: float = 8.0, *, format: str = "s16",
-                 chunk_ms: int = 0, greedy: bool = False, **sampling: float) -> Iterator["gen.GenerateResponse"]:
+                 chunk_ms: int = 0, greedy: bool = False, audio_prompt: "AudioLike" = None,
+                 audio_rate: Optional[int] = None, include_prompt: bool = False,
+                 **sampling) -> Iterator["gen.GenerateResponse"]:
         """The raw stream: a header, audio chunks, a summary. ``sampling`` takes ``temperature``,
-        ``top_k``, ``top_p``, ``guidance_scale`` and ``seed``."""
+        ``top_k``, ``top_p``, ``guidance_scale``, ``seed``, ``negative_prompt`` and ``sampling_mode``.
+        ``audio_prompt`` is a clip to continue: a WAV file's path, or samples (one float per frame,
+        or a sequence of channels per frame) at ``audio_rate`` Hz; the server converts it to the
+        model's rate and channels. ``duration_s`` is what follows it."""
+        clip = audio_input(audio_prompt, audio_rate) if audio_prompt is not None else None
         req = gen.GenerateRequest(model=model, prompt=prompt, duration_s=duration_s, format=FORMATS[format],
-                                  chunk_ms=chunk_ms, greedy=greedy, **sampling)
+                                  chunk_ms=chunk_ms, greedy=greedy, audio_prompt=clip,
+                                  include_prompt=include_prompt, **sampling)
         return self._stream(self.generation.Generate, req)
 
     def generate_to_wav(self, path: str | Path, model: str, prompt: str = "", duration_s: float = 8.0, *,
                         format: str = "s16", on_progress: Optional[Callable[["gen.AudioChunk"], None]] = None,
-                        **options: float) -> GenerationResult:
+                        **options) -> GenerationResult:
         """Streams a generation into a WAV file written as chunks arrive. On ``KeyboardInterrupt``
         the request is cancelled and the file keeps what arrived (``cancelled`` is then true)."""
         stream = self.generate(model, prompt, duration_s, format=format, **options)
@@ -214,6 +222,26 @@ class MaestroClient:
         if result is None:
             raise MaestroError(grpc.StatusCode.DATA_LOSS, "the stream ended before its header")
         return result
+
+
+AudioLike = Union[str, Path, Sequence[float], Sequence[Sequence[float]], None]
+
+
+def audio_input(audio: AudioLike, sample_rate: Optional[int] = None) -> "gen.AudioInput":
+    """A clip for ``GenerateRequest.audio_prompt``: a WAV file as it is (the server reads its header),
+    or samples as 32-bit float PCM at ``sample_rate`` (frames of one float, or of one per channel;
+    numpy arrays of shape ``(frames,)`` or ``(frames, channels)`` work too)."""
+    if isinstance(audio, (str, Path)):
+        return gen.AudioInput(data=Path(audio).read_bytes(), encoding=gen.AUDIO_ENCODING_WAV)
+    if not sample_rate:
+        raise ValueError("samples need their sample_rate")
+    frames = [list(f) if hasattr(f, "__len__") else [f] for f in audio]
+    channels = len(frames[0]) if frames else 1
+    if any(len(f) != channels for f in frames):
+        raise ValueError("every frame needs the same number of channels")
+    flat = [float(v) for f in frames for v in f]
+    return gen.AudioInput(data=struct.pack(f"<{len(flat)}f", *flat), encoding=gen.AUDIO_ENCODING_PCM_F32LE,
+                          sample_rate=sample_rate, channels=channels)
 
 
 class _Failed(grpc.RpcError):

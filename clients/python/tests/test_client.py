@@ -139,3 +139,25 @@ def test_generate_to_wav_matches_the_summary(client: MaestroClient, tmp_path, fm
         with wave.open(str(path)) as w:
             assert w.getnframes() == result.summary.samples
             assert w.getframerate() == result.header.sample_rate
+
+
+def test_a_clip_is_continued_from_a_wav_path_or_samples(client: MaestroClient, tmp_path) -> None:
+    import math
+    rate = 16_000
+    tone = [0.3 * math.sin(2 * math.pi * 330 * i / rate) for i in range(rate // 2)]
+    clip = tmp_path / "clip.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(int(v * 32767).to_bytes(2, "little", signed=True) for v in tone))
+    from_path = client.generate_to_wav(tmp_path / "a.wav", TINY, "calm piano", 0.4, seed=3, greedy=True,
+                                       audio_prompt=clip)
+    assert list(from_path.header.input_conversions) == ["resampled from 16000 Hz to 32000 Hz"]
+    assert abs(from_path.header.prompt_s - 0.5) < 0.021
+    assert from_path.frames == from_path.summary.samples == 20 * 640
+    from_samples = client.generate_to_wav(tmp_path / "b.wav", TINY, "calm piano", 0.4, seed=3, greedy=True,
+                                          audio_prompt=[[v, v] for v in tone], audio_rate=rate)
+    assert "2 channels made 1" in from_samples.header.input_conversions
+    with pytest.raises(ValueError):
+        client.generate(TINY, audio_prompt=tone)

@@ -47,3 +47,17 @@ def test_generate_wav_writes_a_playable_file(target: str, tmp_path) -> None:
         assert w.getnframes() > 0
         seconds = w.getnframes() / w.getframerate()
         assert abs(seconds - 0.5) < 0.1, f"asked for 0.5 s, got {seconds} s"
+
+
+def test_generate_wav_continues_a_clip(target: str, tmp_path) -> None:
+    clip, out = tmp_path / "clip.wav", tmp_path / "more.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(32_000)
+        w.writeframes(bytes(2 * 8000))
+    done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--continue", str(clip),
+               "--duration", "0.3", "--seed", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(out)) as w:
+        assert abs(w.getnframes() / w.getframerate() - 0.3) < 0.05

@@ -29,7 +29,7 @@ pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
         sample_rate: f.sample_rate,
         channels: f.channels,
         format: format as i32,
-        expected_samples: r.frames as u64 * hop,
+        expected_samples: (r.frames + if r.include_prompt { a.prompt_frames } else { 0 }) as u64 * hop,
         chunk_samples: (r.chunk_frames as u64 * hop) as u32,
         queue_position: a.queue_position as u32,
         device: a.device.clone(),
@@ -46,6 +46,8 @@ pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
                 SamplingMode::Audiocraft => pb::SamplingMode::Audiocraft,
             } as i32,
         }),
+        input_conversions: a.input_conversions.clone(),
+        prompt_s: a.prompt_frames as f64 / f.frame_rate,
     }
 }
 

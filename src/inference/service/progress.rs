@@ -169,7 +169,9 @@ impl Admitted {
             index: chunk.index as u32,
             sample_offset,
             frames_done: (chunk.start_frame + chunk.frames) as u32,
-            frames_total: self.request.frames as u32,
+            frames_total: (self.request.frames
+                + if self.request.include_prompt { self.prompt_frames } else { 0 })
+                as u32,
             samples: chunk.samples,
         }
     }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     error::Error,
-    musicgen::{AudioChunkOut, GenerationRequest, GenerationStats, MusicgenError, Observer},
+    musicgen::{AudioChunkOut, AudioEncoder, GenerationRequest, GenerationStats, MusicgenError, Observer},
 };
 
 /// How an attempt failed: the error, and the requests it leaves without an answer and without audio.
@@ -103,7 +103,8 @@ impl Worker {
             panic!("injected panic inside the worker");
         }
         let started = Instant::now();
-        let requests: Vec<GenerationRequest> = observer.jobs.iter().map(|j| j.request.clone()).collect();
+        let mut requests: Vec<GenerationRequest> = observer.jobs.iter().map(|j| j.request.clone()).collect();
+        self.encode_prompts(model, m, observer.jobs.as_slice(), &mut requests)?;
         let stats = m.generate_observed(&requests, observer).map_err(|e| self.generation_error(model, e))?;
         tracing::debug!(
             model,
@@ -112,6 +113,30 @@ impl Worker {
             "generation finished"
         );
         Ok(stats)
+    }
+
+    /// The audio prompts of `jobs` as their requests' prompt codes, through the model's EnCodec
+    /// encoder, loaded for this and dropped after: a model without audio input keeps no encoder.
+    fn encode_prompts(
+        &self,
+        model: &str,
+        m: &crate::musicgen::MusicGen,
+        jobs: &[&GenerateJob],
+        requests: &mut [GenerationRequest],
+    ) -> Result<(), Error> {
+        if jobs.iter().all(|j| j.audio_prompt.is_none()) {
+            return Ok(());
+        }
+        let dir =
+            self.dirs.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        let encoder = AudioEncoder::load(dir, self.device).map_err(|e| self.generation_error(model, e))?;
+        let channels = m.channels() as i64;
+        for (job, request) in jobs.iter().zip(requests) {
+            let Some(samples) = &job.audio_prompt else { continue };
+            let audio = tch::Tensor::from_slice(samples).view([-1, channels]).transpose(0, 1);
+            request.prompt_codes = encoder.encode(&audio).map_err(|e| self.generation_error(model, e))?;
+        }
+        Ok(())
     }
 
     fn generation_error(&self, model: &str, e: MusicgenError) -> Error {

@@ -17,13 +17,20 @@ use crate::{
     Failure,
 };
 
-/// The request for these arguments.
-pub fn request(a: &GenerateArgs) -> pb::GenerateRequest {
+/// A WAV file as an audio input (the server reads rate and channels from its header).
+fn wav_input(path: &std::path::Path) -> Result<pb::AudioInput, Failure> {
+    let data = std::fs::read(path)
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot read {}: {e}", path.display())))?;
+    Ok(pb::AudioInput { data, encoding: pb::AudioEncoding::Wav as i32, sample_rate: 0, channels: 0 })
+}
+
+/// The request for these arguments (reading the WAV files they name).
+pub fn request(a: &GenerateArgs) -> Result<pb::GenerateRequest, Failure> {
     let format = match a.format {
         FormatArg::S16 => pb::AudioFormat::PcmS16le,
         FormatArg::F32 => pb::AudioFormat::PcmF32le,
     };
-    pb::GenerateRequest {
+    Ok(pb::GenerateRequest {
         model: a.model.clone(),
         prompt: a.prompt.clone(),
         duration_s: a.duration,
@@ -40,7 +47,10 @@ pub fn request(a: &GenerateArgs) -> pb::GenerateRequest {
             SamplingModeArg::Transformers => pb::SamplingMode::Transformers,
             SamplingModeArg::Audiocraft => pb::SamplingMode::Audiocraft,
         } as i32,
-    }
+        audio_prompt: a.continue_from.as_deref().map(wav_input).transpose()?,
+        melody: a.melody.as_deref().map(wav_input).transpose()?,
+        include_prompt: a.include_prompt,
+    })
 }
 
 /// What ended the stream.
@@ -54,7 +64,7 @@ enum End {
 /// `generate`.
 pub async fn run(c: &mut Clients, out: Output, a: GenerateArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut stream = c.generation.generate(request(&a)).await?.into_inner();
+    let mut stream = c.generation.generate(request(&a)?).await?.into_inner();
     let header = match next(&mut stream).await {
         Ok(Some(Payload::Header(h))) => h,
         Ok(Some(_)) => return Err(Failure::new(exit::GENERAL, "the server sent audio before its header")),
