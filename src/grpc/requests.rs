@@ -214,19 +214,20 @@ fn audio_inputs(r: &pb::GenerateRequest, limits: AudioLimits) -> Result<Option<C
         ));
     }
     let clip = |field, a: &pb::AudioInput| -> Result<Clip, Error> {
-        let encoding =
-            match pb::AudioEncoding::try_from(a.encoding) {
-                Ok(pb::AudioEncoding::PcmS16le) => Encoding::PcmS16le,
-                Ok(pb::AudioEncoding::PcmF32le) => Encoding::PcmF32le,
-                Ok(pb::AudioEncoding::Wav) => Encoding::Wav,
-                _ => return Err(Error::invalid(
+        let encoding = match pb::AudioEncoding::try_from(a.encoding) {
+            Ok(pb::AudioEncoding::PcmS16le) => Encoding::PcmS16le,
+            Ok(pb::AudioEncoding::PcmF32le) => Encoding::PcmF32le,
+            Ok(pb::AudioEncoding::Wav) => Encoding::Wav,
+            _ => {
+                return Err(Error::invalid(
                     field,
                     format!(
                         "encoding must be AUDIO_ENCODING_PCM_S16LE (1), _PCM_F32LE (2) or _WAV (3), got {}",
                         a.encoding
                     ),
-                )),
-            };
+                ))
+            }
+        };
         audio_input::decode(field, &a.data, encoding, (a.sample_rate, a.channels), limits)
     };
     let prompt = r.audio_prompt.as_ref().map(|a| clip("audio_prompt", a)).transpose()?;

@@ -1,6 +1,8 @@
 //! Tests of `musicgen::encodec` against libtorch's own operations.
 
+use super::lstm::lstm_layer_libtorch;
 use super::*;
+use crate::musicgen::kernels;
 use tch::Device;
 
 /// The native layer and the op-by-op fallback against libtorch's own LSTM, on a size that is

@@ -1,0 +1,94 @@
+//! A wire request made a run: the checkpoint's defaults filled in, the model's limits checked, an
+//! audio prompt brought to the model's rate and channels with what encoding it costs.
+
+use super::{Error, GenerateParams, ModelFacts};
+use crate::musicgen::{GenerationRequest, SamplingMode, SamplingParams};
+
+/// An audio prompt brought to the model: samples at its rate and channels, the frames they encode
+/// to, what encoding them costs, and what was converted.
+pub(super) struct PromptAudio {
+    pub samples: Vec<f32>,
+    pub frames: usize,
+    pub bytes: u64,
+    pub notes: Vec<String>,
+}
+
+/// `clip` at the model's rate and channels, shorter than one window, with what encoding it costs.
+pub(super) fn prompt_audio(
+    clip: Option<crate::audio_input::Clip>,
+    facts: &ModelFacts,
+) -> Result<Option<PromptAudio>, Error> {
+    let Some(clip) = clip else { return Ok(None) };
+    let (clip, notes) = clip.conform(facts.sample_rate, facts.channels as usize)?;
+    let hop = (f64::from(facts.sample_rate) / facts.frame_rate).round() as usize;
+    let frames = clip.frames().div_ceil(hop.max(1));
+    let window = (facts.window_s * facts.frame_rate).round() as usize;
+    if frames >= window {
+        return Err(Error::invalid(
+            "audio_prompt",
+            format!(
+                "must be shorter than the model's window ({} s), got {:.3} s",
+                facts.window_s,
+                clip.seconds()
+            ),
+        ));
+    }
+    let cost = facts.audio_in;
+    let samples = clip.samples.len() as u64;
+    let bytes = cost.weight_bytes + samples * (cost.bytes_per_sample + 4);
+    Ok(Some(PromptAudio { samples: clip.samples, frames, bytes, notes }))
+}
+
+/// Fills defaults from the checkpoint and checks the limits that depend on the model.
+pub(super) fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<GenerationRequest, Error> {
+    let mode = if p.audiocraft_sampling { SamplingMode::Audiocraft } else { SamplingMode::Transformers };
+    let default_k = match mode {
+        SamplingMode::Audiocraft => SamplingMode::AUDIOCRAFT_TOP_K.min(i64::from(facts.codebook_size)),
+        SamplingMode::Transformers => facts.defaults.top_k.max(0),
+    };
+    let k = p.top_k.unwrap_or(default_k as u32);
+    if k > facts.codebook_size {
+        return Err(Error::invalid(
+            "top_k",
+            format!("must be 0 (off) ..= {} (the codebook size), got {k}", facts.codebook_size),
+        ));
+    }
+    let frame_ms = 1000.0 / facts.frame_rate;
+    let chunk_ms = if p.chunk_ms == 0 { 1000 } else { p.chunk_ms };
+    if f64::from(chunk_ms) < frame_ms.floor() {
+        return Err(Error::invalid(
+            "chunk_ms",
+            format!("must be >= one frame ({frame_ms:.0} ms) and <= 10000, got {chunk_ms}"),
+        ));
+    }
+    let d = &facts.defaults;
+    let top_p = match p.top_p {
+        Some(v) if v > 0.0 => v,
+        Some(_) => 1.0,
+        None => d.top_p,
+    };
+    // What the header reports is what runs: in audiocraft's rules an active top-p leaves no top-k.
+    let k = if mode == SamplingMode::Audiocraft && top_p < 1.0 { 0 } else { k };
+    Ok(GenerationRequest {
+        prompt: p.prompt.clone(),
+        negative_prompt: p.negative_prompt.clone(),
+        frames: ((p.duration_s * facts.frame_rate).round() as usize).max(1),
+        prompt_codes: Vec::new(),
+        include_prompt: false,
+        sampling: SamplingParams {
+            greedy: p.greedy || !d.do_sample,
+            temperature: p.temperature.unwrap_or(d.temperature),
+            top_k: i64::from(k),
+            top_p,
+            mode,
+        },
+        guidance_scale: p.guidance_scale.unwrap_or(d.guidance_scale),
+        seed: p.seed.unwrap_or_else(rand_seed),
+        chunk_frames: ((f64::from(chunk_ms) / frame_ms).round() as usize).max(1),
+    })
+}
+
+fn rand_seed() -> u64 {
+    let id = uuid::Uuid::new_v4();
+    u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
+}
