@@ -49,6 +49,10 @@ fn gen(f: impl FnOnce(&mut pb::GenerateRequest)) -> pb::GenerateRequest {
     r
 }
 
+fn pcm_s16(data: Vec<u8>, sample_rate: u32, channels: u32) -> pb::AudioInput {
+    pb::AudioInput { data, encoding: pb::AudioEncoding::PcmS16le as i32, sample_rate, channels }
+}
+
 enum Call {
     Validate(pb::ValidateRequest),
     Allocate(pb::AllocateRequest, bool),
@@ -224,6 +228,24 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
             "guidance_scale".into(),
         ),
         ("generate format", Generate(gen(|r| r.format = 99), true), Bad, "format".into()),
+        (
+            "generate audio channels",
+            Generate(gen(|r| r.audio_prompt = Some(pcm_s16(vec![0; 4], 32_000, 0))), true),
+            Bad,
+            "audio_prompt: channels must be 1..=8, got 0".into(),
+        ),
+        (
+            "generate audio frames",
+            Generate(gen(|r| r.audio_prompt = Some(pcm_s16(vec![0; 5], 32_000, 2))), true),
+            Bad,
+            "audio_prompt: data must hold whole frames".into(),
+        ),
+        (
+            "generate melody",
+            Generate(gen(|r| r.melody = Some(pcm_s16(vec![0; 4], 32_000, 1))), true),
+            Code::FailedPrecondition,
+            "musicgen_melody".into(),
+        ),
         ("generate chunk", Generate(gen(|r| r.chunk_ms = 50_000), true), Bad, "chunk_ms".into()),
         ("generate duration", Generate(gen(|r| r.duration_s = -1.0), true), Bad, "duration_s".into()),
         (
