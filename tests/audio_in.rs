@@ -163,3 +163,31 @@ async fn a_cancelled_continuation_gives_everything_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn requirements_report_what_an_audio_prompt_adds() {
+    let mut s = start_server(config()).await;
+    let ask = |model: &str| pb::ValidateRequest {
+        model: model.into(),
+        batch_size: 1,
+        duration_s: 5.0,
+        ..Default::default()
+    };
+    let tiny = s.resources.validate_model(ask(TINY)).await.unwrap().into_inner().requirements.unwrap();
+    // The encoder and the four codebooks the decoder predicts, f32, as stored.
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(TINY).join("model.safetensors");
+    let stored = tch::Tensor::read_safetensors(&file).unwrap();
+    let codebook =
+        |k: &str| (0..4).any(|q| k == format!("audio_encoder.quantizer.layers.{q}.codebook.embed"));
+    let want: i64 = stored
+        .iter()
+        .filter(|(k, _)| k.starts_with("audio_encoder.encoder.") || codebook(k))
+        .map(|(_, t)| t.numel() as i64 * 4)
+        .sum();
+    assert_eq!(tiny.audio_encoder_bytes as i64, want);
+    assert_eq!(tiny.audio_input_bytes_per_sample, 15 * 4, "15 bytes per filter (4 in the tiny codec)");
+    let small = s.resources.validate_model(ask("facebook/musicgen-small")).await.unwrap().into_inner();
+    let small = small.requirements.unwrap();
+    assert_eq!(small.audio_encoder_bytes, maestro::resources::requirements::TABLE_AUDIO_DECODER_PARAMS * 4);
+}

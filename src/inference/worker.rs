@@ -6,10 +6,9 @@
 //! libtorch's out-of-memory), the models stay, and the thread serves the next job. How a batch of
 //! generations runs, and how it survives running out of memory, is `batch`'s.
 
-mod audio_in;
 mod batch;
 
-pub use audio_in::AudioInCost;
+pub use crate::resources::requirements::AudioInCost;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -55,6 +54,13 @@ pub struct ModelFacts {
     pub measured_bytes: u64,
     /// The checkpoint's generation defaults.
     pub defaults: crate::musicgen::GenerationConfig,
+}
+
+/// What encoding audio costs the model in `dir` (nothing known when its headers cannot be read
+/// again, which a load that just read them makes unlikely).
+fn audio_in_cost(dir: &std::path::Path) -> AudioInCost {
+    let shape = crate::resources::requirements::ModelShape::read(&dir.join("config.json"));
+    shape.ok().and_then(|shape| AudioInCost::from_checkpoint(dir, &shape).ok()).unwrap_or_default()
 }
 
 /// Progress of a generation, sent to the request's stream.
@@ -339,7 +345,7 @@ impl Worker {
             frame_rate: m.frame_rate(),
             codebook_size: m.codebook_size() as u32,
             window_s: m.window_s(),
-            audio_in: AudioInCost::of(dir, m.config()),
+            audio_in: audio_in_cost(dir),
             device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),

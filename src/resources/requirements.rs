@@ -126,8 +126,11 @@ pub struct Requirements {
     pub min_compute_capability: f64,
     /// The batch a request without one gets.
     pub default_batch_size: u32,
-    /// Longest generation the model supports, in seconds.
+    /// One window in seconds (its `max_length`): longer generations decode window by window and are
+    /// sized as one.
     pub max_duration_s: f64,
+    /// What encoding an audio prompt adds while a generation that has one holds its lease.
+    pub audio_in: AudioInCost,
 }
 
 impl Requirements {
@@ -165,6 +168,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Requireme
         .map_err(|e| RequirementsError::Config { path: path.to_owned(), reason: e.to_string() })
 }
 
+mod audio_in;
 mod checkpoint;
 mod dtype;
 mod need;
@@ -172,6 +176,7 @@ mod table;
 mod weights;
 mod working_set;
 
+pub use audio_in::AudioInCost;
 pub use checkpoint::from_checkpoint;
 pub use dtype::{DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};

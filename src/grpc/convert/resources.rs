@@ -40,6 +40,8 @@ pub fn requirements(r: &Requirements, batch: u32) -> pb::Requirements {
         max_duration_s: r.max_duration_s,
         per_sample_bytes: r.per_sample_bytes,
         cuda_context_bytes: r.cuda_context_bytes,
+        audio_encoder_bytes: r.audio_in.weight_bytes,
+        audio_input_bytes_per_sample: r.audio_in.bytes_per_sample,
     }
 }
 

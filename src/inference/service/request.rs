@@ -33,9 +33,7 @@ pub(super) fn prompt_audio(
             ),
         ));
     }
-    let cost = facts.audio_in;
-    let samples = clip.samples.len() as u64;
-    let bytes = cost.weight_bytes + samples * (cost.bytes_per_sample + 4);
+    let bytes = facts.audio_in.bytes_for(clip.samples.len() as u64);
     Ok(Some(PromptAudio { samples: clip.samples, frames, bytes, notes }))
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::checkpoint::{kind, CheckpointError};
 
 use super::{
-    read_json, weights_from_dir, DType, ModelShape, Requirements, RequirementsError, Source,
+    read_json, weights_from_dir, AudioInCost, DType, ModelShape, Requirements, RequirementsError, Source,
     BF16_COMPUTE_CAPABILITY, CUDA_CONTEXT_BYTES, DEFAULT_MAX_DURATION_S, HOST_RUNTIME_BYTES,
     MIN_COMPUTE_CAPABILITY,
 };
@@ -55,5 +55,6 @@ pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requ
         },
         default_batch_size: 1,
         max_duration_s: max_frames.map_or(DEFAULT_MAX_DURATION_S, |f| f as f64 / shape.frame_rate()),
+        audio_in: AudioInCost::from_checkpoint(dir, &shape)?,
     })
 }

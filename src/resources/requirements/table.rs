@@ -107,6 +107,7 @@ impl TableEntry {
             min_compute_capability,
             default_batch_size: batch,
             max_duration_s: self.max_duration_s,
+            audio_in: super::AudioInCost::published(TABLE_AUDIO_DECODER_PARAMS),
         }
     }
 }
