@@ -191,3 +191,25 @@ async fn requirements_report_what_an_audio_prompt_adds() {
     let small = small.requirements.unwrap();
     assert_eq!(small.audio_encoder_bytes, maestro::resources::requirements::TABLE_AUDIO_DECODER_PARAMS * 4);
 }
+
+/// Out of memory inside the prefill (the first decoder call, where the clip's frames go in at once,
+/// through the fault-injection seam at step 0): the request fails with RESOURCE_EXHAUSTED and gives
+/// back its lease (encoder cost included), its queue slot and its model.
+#[tokio::test]
+async fn out_of_memory_in_the_prefill_gives_everything_back() {
+    let mut c = config();
+    (c.generation.fault_injection, c.generation.fault_oom_step) = (true, 0);
+    let mut s = start_server(c).await;
+    let clip = pcm(wav(32_000, 1.0), pb::AudioEncoding::Wav, 0, 0);
+    let req = pb::GenerateRequest { prompt: "maestro:fault:oom".into(), ..continuation(clip) };
+    let err = run(&mut s, req).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    eventually("everything given back", WITHIN, async || {
+        let r = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        let idle = r.cached_models.iter().all(|m| m.in_flight == 0);
+        (r.leases.is_empty() && idle && r.queue.is_empty()).then_some(())
+    })
+    .await;
+    // The worker lives: a continuation right after runs.
+    run(&mut s, continuation(pcm(vec![0; 6400], pb::AudioEncoding::PcmS16le, 32_000, 1))).await.unwrap();
+}
