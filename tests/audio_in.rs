@@ -6,18 +6,12 @@
 
 mod common;
 
-use common::{eventually, start_server, test_config, TestServer, WITHIN};
+use common::{eventually, model_config, start_server, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
 
 const TINY: &str = "maestro/musicgen-tiny";
-
-fn config() -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
-    c
-}
 
 /// A stereo 16-bit WAV of `seconds` at `rate`: a different tone per channel.
 fn wav(rate: u32, seconds: f64) -> Vec<u8> {
@@ -74,7 +68,7 @@ async fn run(
 
 #[tokio::test]
 async fn a_clip_at_another_rate_is_converted_encoded_and_continued() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let clip = pcm(wav(44_100, 0.5), pb::AudioEncoding::Wav, 0, 0);
     let (header, audio, summary) = run(&mut s, continuation(clip.clone())).await.unwrap();
     assert_eq!(header.input_conversions, ["2 channels made 1", "resampled from 44100 Hz to 32000 Hz"]);
@@ -97,7 +91,7 @@ async fn a_clip_at_another_rate_is_converted_encoded_and_continued() {
 
 #[tokio::test]
 async fn bad_audio_is_refused_naming_field_limit_and_value() {
-    let mut c = config();
+    let mut c = model_config();
     c.generation.max_audio_input_s = 2.0;
     let mut s = start_server(c).await;
     let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
@@ -133,7 +127,7 @@ async fn bad_audio_is_refused_naming_field_limit_and_value() {
 
 #[tokio::test]
 async fn a_clip_must_be_shorter_than_the_window() {
-    let mut c = config();
+    let mut c = model_config();
     c.generation.max_audio_input_s = 40.0;
     let mut s = start_server(c).await;
     let clip = pcm(vec![0; 2 * 32_000 * 30], pb::AudioEncoding::PcmS16le, 32_000, 1);
@@ -147,7 +141,7 @@ async fn a_clip_must_be_shorter_than_the_window() {
 
 #[tokio::test]
 async fn a_cancelled_continuation_gives_everything_back() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let req = pb::GenerateRequest {
         duration_s: 20.0,
         chunk_ms: 20,
@@ -166,7 +160,7 @@ async fn a_cancelled_continuation_gives_everything_back() {
 
 #[tokio::test]
 async fn requirements_report_what_an_audio_prompt_adds() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let ask = |model: &str| pb::ValidateRequest {
         model: model.into(),
         batch_size: 1,
@@ -197,7 +191,7 @@ async fn requirements_report_what_an_audio_prompt_adds() {
 /// back its lease (encoder cost included), its queue slot and its model.
 #[tokio::test]
 async fn out_of_memory_in_the_prefill_gives_everything_back() {
-    let mut c = config();
+    let mut c = model_config();
     (c.generation.fault_injection, c.generation.fault_oom_step) = (true, 0);
     let mut s = start_server(c).await;
     let clip = pcm(wav(32_000, 1.0), pb::AudioEncoding::Wav, 0, 0);

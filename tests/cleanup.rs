@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_server_with, test_config, ScriptedSampler, TestServer, WITHIN};
+use common::{eventually, model_config, start_server_with, ScriptedSampler, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto as pb;
 
@@ -13,8 +13,7 @@ const TINY: &str = "maestro/musicgen-tiny";
 const GB16: u64 = 16_000_000_000;
 
 fn config() -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    let mut c = model_config();
     c.monitor.sample_interval = Duration::from_millis(100);
     c.resources.cleanup_cooldown = Duration::ZERO;
     c

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_server, test_config, ScriptedSampler, TestServer, WITHIN};
+use common::{eventually, model_config, start_server, ScriptedSampler, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::{transport::Channel, Code};
@@ -20,8 +20,7 @@ const TINY: &str = "maestro/musicgen-tiny";
 const GENERATION: &str = "maestro.v1.GenerationService";
 
 fn config(grace_ms: u64, deadline_ms: u64) -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    let mut c = model_config();
     c.server.drain_grace = Duration::from_millis(grace_ms);
     c.server.drain_deadline = Duration::from_millis(deadline_ms);
     c.generation.torch_threads = 1;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, start_server, test_config, TestServer, WITHIN};
+use common::{eventually, model_config, start_server, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
@@ -13,8 +13,7 @@ use tonic::Code;
 const TINY: &str = "maestro/musicgen-tiny";
 
 fn config() -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    let mut c = model_config();
     c.generation.fault_injection = true;
     c
 }

@@ -2,18 +2,12 @@
 
 mod common;
 
-use common::{eventually, start_server, test_config, TestServer, WITHIN};
+use common::{eventually, model_config, start_server, TestServer, WITHIN};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
 
 const TINY: &str = "maestro/musicgen-tiny";
-
-fn config() -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
-    c
-}
 
 fn request(duration: f64, seed: u64) -> pb::GenerateRequest {
     pb::GenerateRequest {
@@ -60,7 +54,7 @@ async fn generate(server: &mut TestServer, req: pb::GenerateRequest) -> Result<R
 
 #[tokio::test]
 async fn generate_streams_header_chunks_and_summary() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let run = generate(&mut s, request(1.0, 7)).await.unwrap();
     let h = &run.header;
     assert_eq!((h.model.as_str(), h.format()), (TINY, pb::AudioFormat::PcmS16le));
@@ -88,7 +82,7 @@ async fn generate_streams_header_chunks_and_summary() {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_bytes_and_formats_agree() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let a = generate(&mut s, request(0.6, 42)).await.unwrap();
     let b = generate(&mut s, request(0.6, 42)).await.unwrap();
     assert!(a.audio() == b.audio(), "the same seed gives the same bytes");
@@ -123,7 +117,7 @@ fn samples_i16(bytes: &[u8]) -> Vec<i16> {
 
 #[tokio::test]
 async fn bad_generation_requests_name_the_field() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let base = request(1.0, 1);
     let cases: Vec<(pb::GenerateRequest, &str, Code)> = vec![
         (pb::GenerateRequest { model: String::new(), ..base.clone() }, "model", Code::InvalidArgument),
@@ -183,7 +177,7 @@ async fn bad_generation_requests_name_the_field() {
 
 #[tokio::test]
 async fn models_load_unload_and_list() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let list = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
     let tiny = list.iter().find(|m| m.model == TINY).expect("tiny model listed");
     assert!(tiny.weights_present && !tiny.loaded);
@@ -208,7 +202,7 @@ async fn models_load_unload_and_list() {
 
 #[tokio::test]
 async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
-    let mut c = config();
+    let mut c = model_config();
     c.generation.queue_capacity = 1;
     let mut s = start_server(c).await;
     let mut running = s.generation.generate(request(20.0, 3)).await.unwrap().into_inner();
@@ -244,7 +238,7 @@ async fn a_model_in_use_cannot_be_unloaded_and_a_full_queue_refuses_at_once() {
 
 #[tokio::test]
 async fn concurrent_requests_are_batched_and_each_gets_its_own_audio() {
-    let mut c = config();
+    let mut c = model_config();
     c.generation.max_batch = 4;
     let mut s = start_server(c).await;
     // A blocker fills its stream buffer (one frame per chunk, never read), so the worker waits inside it
@@ -291,7 +285,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_audio() {
 
 #[tokio::test]
 async fn the_header_reports_the_conditioning_and_sampling_that_ran() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let params = |run: &Run| run.header.params.unwrap();
     let guided = pb::GenerateRequest { guidance_scale: Some(3.0), ..request(0.2, 5) };
     let p = params(&generate(&mut s, guided.clone()).await.unwrap());
@@ -320,7 +314,7 @@ async fn a_stereo_checkpoint_streams_interleaved_channels() {
     for file in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"] {
         std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
     }
-    let mut c = config();
+    let mut c = model_config();
     c.models.roots = vec![root.path().to_owned()];
     let mut s = start_server(c).await;
     let req = pb::GenerateRequest { model: "maestro/musicgen-stereo-tiny".into(), ..request(0.4, 3) };
@@ -344,7 +338,7 @@ async fn a_generation_past_the_window_streams_it_all_and_is_sized_as_one_window(
     // A one-second window (50 frames), so a short request already spans three windows.
     let generation = r#"{"do_sample": true, "guidance_scale": 3.0, "max_length": 50, "pad_token_id": 64}"#;
     std::fs::write(dir.join("generation_config.json"), generation).unwrap();
-    let mut c = config();
+    let mut c = model_config();
     c.models.roots = vec![root.path().to_owned()];
     c.generation.extend_stride_s = 0.6;
     let mut s = start_server(c).await;

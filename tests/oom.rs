@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{start_server, test_config, TestServer};
+use common::{model_config, start_server, TestServer};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::{codec::Streaming, Code};
@@ -19,8 +19,7 @@ const STEP: usize = 10;
 const ASKED: &str = "288230376151711744 bytes";
 
 fn config(max_batch: usize, oom_min_batch: usize) -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    let mut c = model_config();
     c.generation.fault_injection = true;
     c.generation.max_batch = max_batch;
     c.generation.fault_oom_min_batch = oom_min_batch;

@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{start_server, test_config, TestServer};
+use common::{model_config, start_server, TestServer};
 use futures::StreamExt;
 use maestro_proto::{self as pb, generate_response::Payload};
 use tonic::Code;
 
 const TINY: &str = "maestro/musicgen-tiny";
-
-fn config() -> maestro::config::Config {
-    let mut c = test_config();
-    c.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
-    c
-}
 
 fn request(duration_s: f64, chunk_ms: u32) -> pb::GenerateRequest {
     pb::GenerateRequest {
@@ -35,7 +29,7 @@ async fn report(s: &mut TestServer) -> pb::ResourceReport {
 
 #[tokio::test]
 async fn the_queue_and_recent_generations_show_what_runs_waits_and_ended() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     // The blocker never reads its one-frame chunks, so the worker stays inside it.
     let mut blocked = s.generation.generate(request(20.0, 20)).await.unwrap().into_inner();
     assert!(blocked.next().await.unwrap().is_ok(), "header");
@@ -79,7 +73,7 @@ async fn the_queue_and_recent_generations_show_what_runs_waits_and_ended() {
 
 #[tokio::test]
 async fn evictions_keep_their_reason_and_thresholds_are_reported() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let load = pb::LoadModelRequest { model: TINY.into(), device: "cpu".into(), ..Default::default() };
     s.generation.load_model(load).await.unwrap();
     let cleanup = pb::CleanupRequest { force: true, dry_run: false };
@@ -102,7 +96,7 @@ async fn evictions_keep_their_reason_and_thresholds_are_reported() {
 
 #[tokio::test]
 async fn watch_report_streams_reports_and_refuses_bad_intervals() {
-    let mut s = start_server(config()).await;
+    let mut s = start_server(model_config()).await;
     let req = pb::WatchReportRequest { interval_ms: 100 };
     let mut stream = s.resources.watch_report(req).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();

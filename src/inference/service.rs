@@ -252,9 +252,10 @@ impl Generation {
         // Encoding the clip needs the encoder and its activations for a while: the lease (which
         // refuses what the device cannot hold) counts them.
         if let Some(a) = &audio {
+            let bytes = answer.requirements.audio_in.bytes_for(a.samples.len() as u64);
             match facts.device {
-                Device::Cuda(_) => lease_request.gpu_bytes += a.bytes,
-                _ => lease_request.cpu_bytes += a.bytes,
+                Device::Cuda(_) => lease_request.gpu_bytes += bytes,
+                _ => lease_request.cpu_bytes += bytes,
             }
         }
         let lease = self.manager.lease(lease_request).await?;

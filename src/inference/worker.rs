@@ -8,8 +8,6 @@
 
 mod batch;
 
-pub use crate::resources::requirements::AudioInCost;
-
 use std::{
     collections::{HashMap, VecDeque},
     panic::{catch_unwind, AssertUnwindSafe},
@@ -45,22 +43,12 @@ pub struct ModelFacts {
     /// One window in seconds (the checkpoint's `max_length`): what one pass decodes and what a
     /// generation's working set is sized for, however long it is.
     pub window_s: f64,
-    /// What an audio prompt adds while it is encoded: the EnCodec encoder's weights and codebooks
-    /// (f32, loaded for the encode and dropped after), and activation bytes per sample and channel.
-    pub audio_in: AudioInCost,
     /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
     pub device: Device,
     /// Host RSS growth caused by the load, in bytes.
     pub measured_bytes: u64,
     /// The checkpoint's generation defaults.
     pub defaults: crate::musicgen::GenerationConfig,
-}
-
-/// What encoding audio costs the model in `dir` (nothing known when its headers cannot be read
-/// again, which a load that just read them makes unlikely).
-fn audio_in_cost(dir: &std::path::Path) -> AudioInCost {
-    let shape = crate::resources::requirements::ModelShape::read(&dir.join("config.json"));
-    shape.ok().and_then(|shape| AudioInCost::from_checkpoint(dir, &shape).ok()).unwrap_or_default()
 }
 
 /// Progress of a generation, sent to the request's stream.
@@ -345,7 +333,6 @@ impl Worker {
             frame_rate: m.frame_rate(),
             codebook_size: m.codebook_size() as u32,
             window_s: m.window_s(),
-            audio_in: audio_in_cost(dir),
             device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),

@@ -62,6 +62,13 @@ pub fn test_config() -> Config {
     config
 }
 
+/// [`test_config`] serving the repository's `models/` (the tiny random model).
+pub fn model_config() -> Config {
+    let mut config = test_config();
+    config.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
+    config
+}
+
 /// Starts a server with `config` on an ephemeral port, sampling the real machine.
 pub async fn start_server(config: Config) -> TestServer {
     start_server_with(config, Box::new(maestro::monitor::sampler::SystemSampler::new())).await

@@ -5,15 +5,14 @@ use super::{Error, GenerateParams, ModelFacts};
 use crate::musicgen::{GenerationRequest, SamplingMode, SamplingParams};
 
 /// An audio prompt brought to the model: samples at its rate and channels, the frames they encode
-/// to, what encoding them costs, and what was converted.
+/// to, and what was converted.
 pub(super) struct PromptAudio {
     pub samples: Vec<f32>,
     pub frames: usize,
-    pub bytes: u64,
     pub notes: Vec<String>,
 }
 
-/// `clip` at the model's rate and channels, shorter than one window, with what encoding it costs.
+/// `clip` at the model's rate and channels, shorter than one window.
 pub(super) fn prompt_audio(
     clip: Option<crate::audio_input::Clip>,
     facts: &ModelFacts,
@@ -33,8 +32,7 @@ pub(super) fn prompt_audio(
             ),
         ));
     }
-    let bytes = facts.audio_in.bytes_for(clip.samples.len() as u64);
-    Ok(Some(PromptAudio { samples: clip.samples, frames, bytes, notes }))
+    Ok(Some(PromptAudio { samples: clip.samples, frames, notes }))
 }
 
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.

@@ -2,9 +2,7 @@
 //! its codebooks in f32, loaded for the encode and dropped after, and the encoder's activations.
 //! One estimate for the lease a generation takes and for what requirements report.
 
-use std::path::Path;
-
-use crate::checkpoint::{numel, Checkpoint, CheckpointError};
+use crate::checkpoint::{numel, Checkpoint};
 
 use super::ModelShape;
 
@@ -25,21 +23,20 @@ pub struct AudioInCost {
 }
 
 impl AudioInCost {
-    /// From the checkpoint in `dir` (headers only) and its shape.
-    pub fn from_checkpoint(dir: &Path, shape: &ModelShape) -> Result<Self, CheckpointError> {
+    /// From an open checkpoint's headers and its shape.
+    pub fn of(checkpoint: &Checkpoint, shape: &ModelShape) -> Self {
         let d = &shape.decoder;
         let quantizers = d.num_codebooks.checked_div(d.audio_channels).unwrap_or(d.num_codebooks);
         let codebook = |name: &str| {
             (0..quantizers).any(|q| name == format!("audio_encoder.quantizer.layers.{q}.codebook.embed"))
         };
-        let checkpoint = Checkpoint::open_dir(dir)?;
         let weight_bytes = checkpoint
             .distinct_tensors()
             .into_iter()
             .filter(|(name, _)| name.starts_with("audio_encoder.encoder.") || codebook(name))
             .map(|(_, t)| numel(t) * 4)
             .sum();
-        Ok(Self { weight_bytes, bytes_per_sample: bytes_per_sample(shape.audio_encoder.num_filters) })
+        Self { weight_bytes, bytes_per_sample: bytes_per_sample(shape.audio_encoder.num_filters) }
     }
 
     /// A published checkpoint's, estimated from the table: an EnCodec encoder about the decoder's

@@ -1,16 +1,16 @@
 //! Requirements derived from a checkpoint on disk: what the folder is, first ([`kind`]: a melody or
 //! otherwise unserved config is refused before anything is sized), exact weight bytes per part from
-//! the checkpoint's headers in whichever layout ([`super::weights_from_dir`]) and the working set from the sizes in `config.json`
+//! the checkpoint's headers in whichever layout ([`super::sizes_of`]) and the working set from the sizes in `config.json`
 //! ([`super::ModelShape`]). A damaged header or config is an error, never a panic or a wrong answer.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::checkpoint::{kind, CheckpointError};
+use crate::checkpoint::{kind, Checkpoint, CheckpointError};
 
 use super::{
-    read_json, weights_from_dir, AudioInCost, DType, ModelShape, Requirements, RequirementsError, Source,
+    read_json, sizes_of, AudioInCost, DType, ModelShape, Requirements, RequirementsError, Source,
     BF16_COMPUTE_CAPABILITY, CUDA_CONTEXT_BYTES, DEFAULT_MAX_DURATION_S, HOST_RUNTIME_BYTES,
     MIN_COMPUTE_CAPABILITY,
 };
@@ -32,7 +32,9 @@ pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requ
         CheckpointError::Corrupt { path, reason } => RequirementsError::Config { path, reason },
         other => other.into(),
     })?;
-    let sizes = weights_from_dir(dir, dtype)?;
+    // One read of the headers for the weights and for what audio input costs.
+    let file = Checkpoint::open_dir(dir)?;
+    let sizes = sizes_of(&file, dtype);
     let shape = ModelShape::read(&dir.join("config.json"))?;
     let generation = dir.join("generation_config.json");
     let max_frames = if generation.is_file() {
@@ -55,6 +57,6 @@ pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requ
         },
         default_batch_size: 1,
         max_duration_s: max_frames.map_or(DEFAULT_MAX_DURATION_S, |f| f as f64 / shape.frame_rate()),
-        audio_in: AudioInCost::from_checkpoint(dir, &shape)?,
+        audio_in: AudioInCost::of(&file, &shape),
     })
 }
