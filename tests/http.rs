@@ -118,7 +118,14 @@ async fn promtool_finds_nothing_to_lint_in_a_busy_servers_metrics() {
     config.models.roots = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
     let mut server = start_server_with(config, Box::new(sampler.clone())).await;
     exercise(&mut server, &sampler).await;
-    let body = get(server.metrics_addr, "/metrics").await.body;
+    // The stream ends at the summary; the worker gives the queue slot back just after, so the
+    // idle gauges settle a moment later.
+    let metrics_addr = server.metrics_addr;
+    let body = eventually("the generation's queue slot given back", DEADLINE, async || {
+        let body = get(metrics_addr, "/metrics").await.body;
+        body.contains("maestro_generations_in_flight 0").then_some(body)
+    })
+    .await;
     for family in ["maestro_alert_events_total", "maestro_cleanups_total", "maestro_rpc_requests_total"] {
         assert!(body.contains(family), "{family} missing: the check would not cover it");
     }
