@@ -13,7 +13,8 @@ its EnCodec codes and a continuation of it). musicgen-stereo-tiny is stereo
 (8 interleaved codebooks) stored in f16 like the published stereo files; its references run in f32 on
 the f16-rounded weights, which is what Maestro computes from them. Seeds are fixed
 and everything runs single-threaded on the CPU, so a rerun rewrites the same bytes. Then
-reference_layouts.py writes musicgen-tiny's weights in every published layout under layouts/ and the
+reference_melody.py writes musicgen-melody-tiny (a melody checkpoint and its chroma and generation
+references) and reference_layouts.py writes musicgen-tiny's weights in every published layout under layouts/ and the
 pickle reader's cases under pickles/.
 """
 
@@ -27,6 +28,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from reference_layouts import write_layouts
+from reference_melody import write_melody
 from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
 
 PROMPTS = [
@@ -455,6 +457,7 @@ def main():
         return
     for name, spec in TINY.items():
         make_fixture(os.path.join(args.out, name), spec)
+    write_melody(args.out, TINY["musicgen-tiny"], sys.modules[__name__])
     write_layouts(args.out)
 
 

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod app;
 pub mod audio_input;
 pub mod checkpoint;
+pub mod chroma;
 pub mod config;
 #[cfg(feature = "torch")]
 pub mod cuda_alloc;

@@ -1,7 +1,8 @@
 //! What a model folder is, from its `config.json`, before anything is sized or loaded: a
-//! text-conditioned MusicGen (`model_type` `musicgen`, `MusicgenForConditionalGeneration`) with no
-//! setting that would change the maths in a way Maestro does not implement. Anything else is
-//! [`CheckpointError::Unsupported`] naming the type or the field and its value, so a melody
+//! text-conditioned MusicGen (`model_type` `musicgen`, `MusicgenForConditionalGeneration`) or a melody
+//! one (`musicgen_melody`, `MusicgenMelodyForConditionalGeneration`), with no setting that would
+//! change the maths in a way Maestro does not implement. Anything else is
+//! [`CheckpointError::Unsupported`] naming the type or the field and its value, so an unknown
 //! checkpoint is refused up front rather than with a missing tensor half-way through a load.
 //!
 //! A config that gives neither `model_type` nor `architectures` (a hand-written one) is read as
@@ -13,11 +14,11 @@ use serde_json::Value;
 
 use super::CheckpointError;
 
-/// The `model_type` Maestro serves.
-pub const SERVED_TYPE: &str = "musicgen";
-
-/// The architecture Maestro serves.
-pub const SERVED_ARCHITECTURE: &str = "MusicgenForConditionalGeneration";
+/// The `model_type`s Maestro serves, each with its architecture and its decoder's `model_type`.
+pub const SERVED: [(&str, &str, &str); 2] = [
+    ("musicgen", "MusicgenForConditionalGeneration", "musicgen_decoder"),
+    ("musicgen_melody", "MusicgenMelodyForConditionalGeneration", "musicgen_melody_decoder"),
+];
 
 /// Checks the `config.json` at `path`; an unreadable file is I/O, unparsable JSON is corrupt.
 pub fn check_config_file(path: &Path) -> Result<(), CheckpointError> {
@@ -29,26 +30,22 @@ pub fn check_config_file(path: &Path) -> Result<(), CheckpointError> {
 
 /// Why the composite config `config` is not served, naming the field and its value.
 pub fn check_config(config: &Value) -> Result<(), String> {
-    if let Some(model_type) = config.get("model_type") {
-        if model_type.as_str() != Some(SERVED_TYPE) {
-            return Err(format!(
-                "model_type {model_type} is not served{} (Maestro serves \"{SERVED_TYPE}\", text-conditioned MusicGen)",
-                if model_type.as_str() == Some("musicgen_melody") { " yet: melody conditioning is not implemented" } else { "" }
-            ));
-        }
-    }
+    let types = || SERVED.iter().map(|(t, _, _)| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    let (_, architecture, decoder_type) = match config.get("model_type") {
+        None => SERVED[0],
+        Some(model_type) => SERVED
+            .into_iter()
+            .find(|(t, _, _)| model_type.as_str() == Some(*t))
+            .ok_or_else(|| format!("model_type {model_type} is not served (Maestro serves {})", types()))?,
+    };
     if let Some(architectures) = config.get("architectures").filter(|a| !a.is_null()) {
         let names: Vec<&str> =
             architectures.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        if names != [SERVED_ARCHITECTURE] {
-            return Err(format!(
-                "architectures {architectures} (Maestro serves [\"{SERVED_ARCHITECTURE}\"])"
-            ));
+        if names != [architecture] {
+            return Err(format!("architectures {architectures} (this model_type is [\"{architecture}\"])"));
         }
     }
-    for (part, want) in
-        [("text_encoder", "t5"), ("audio_encoder", "encodec"), ("decoder", "musicgen_decoder")]
-    {
+    for (part, want) in [("text_encoder", "t5"), ("audio_encoder", "encodec"), ("decoder", decoder_type)] {
         let found = config.get(part).and_then(|p| p.get("model_type"));
         if let Some(found) = found.filter(|f| f.as_str() != Some(want)) {
             return Err(format!("{part}.model_type {found} (Maestro reads \"{want}\")"));
@@ -131,17 +128,24 @@ mod tests {
 
     #[test]
     fn other_model_types_are_refused_by_name() {
-        let melody = refused(|c| c["model_type"] = json!("musicgen_melody"));
-        assert!(melody.contains("\"musicgen_melody\"") && melody.contains("melody conditioning"), "{melody}");
         let other = refused(|c| c["model_type"] = json!("bark"));
-        assert!(other.contains("\"bark\" is not served"), "{other}");
+        assert!(other.contains("\"bark\" is not served") && other.contains("\"musicgen_melody\""), "{other}");
         let arch = refused(|c| c["architectures"] = json!(["MusicgenMelodyForConditionalGeneration"]));
         assert!(arch.contains("MusicgenMelodyForConditionalGeneration"), "{arch}");
         let sub = refused(|c| c["text_encoder"]["model_type"] = json!("mt5"));
         assert!(sub.contains("text_encoder.model_type \"mt5\""), "{sub}");
+        // A melody type over a text-conditioned decoder is neither kind.
+        let mixed = refused(|c| c["model_type"] = json!("musicgen_melody"));
+        assert!(mixed.contains("decoder.model_type \"musicgen_decoder\""), "{mixed}");
         let mut with_arch = tiny();
-        with_arch["architectures"] = json!([SERVED_ARCHITECTURE]);
+        with_arch["architectures"] = json!([SERVED[0].1]);
         assert_eq!(check_config(&with_arch), Ok(()));
+    }
+
+    #[test]
+    fn the_melody_fixture_is_served() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/musicgen-melody-tiny/config.json");
+        assert!(check_config_file(Path::new(path)).is_ok());
     }
 
     #[test]
@@ -176,7 +180,7 @@ mod tests {
         let path = dir.path().join("config.json");
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(check_config_file(&path), Err(CheckpointError::Corrupt { .. })));
-        std::fs::write(&path, r#"{"model_type": "musicgen_melody"}"#).unwrap();
+        std::fs::write(&path, r#"{"model_type": "bark"}"#).unwrap();
         assert!(matches!(check_config_file(&path), Err(CheckpointError::Unsupported { .. })));
     }
 }

@@ -178,6 +178,7 @@ pub fn generate_params(
             format!("must be >= one frame and <= 10000, got {}", r.chunk_ms),
         ));
     }
+    let inputs = audio_inputs(r, audio)?;
     Ok(crate::inference::GenerateParams {
         model: model(&r.model)?,
         prompt: r.prompt.clone(),
@@ -194,14 +195,14 @@ pub fn generate_params(
         greedy: r.greedy,
         chunk_ms: r.chunk_ms,
         audiocraft_sampling: sampling_mode(r.sampling_mode)? == pb::SamplingMode::Audiocraft,
-        audio_prompt: audio_inputs(r, audio)?,
+        audio_prompt: inputs.0,
         include_prompt: r.include_prompt,
+        melody: inputs.1,
     })
 }
 
-/// The request's clip to continue, with both audio inputs checked (together within the byte limit).
-/// A melody is refused once it is known to be good audio: no served checkpoint conditions on one.
-fn audio_inputs(r: &pb::GenerateRequest, limits: AudioLimits) -> Result<Option<Clip>, Error> {
+/// The request's clip to continue and melody, each checked (together within the byte limit).
+fn audio_inputs(r: &pb::GenerateRequest, limits: AudioLimits) -> Result<(Option<Clip>, Option<Clip>), Error> {
     let size = |a: &Option<pb::AudioInput>| a.as_ref().map_or(0, |a| a.data.len());
     let total = size(&r.audio_prompt) + size(&r.melody);
     if r.audio_prompt.is_some() && r.melody.is_some() && total > limits.max_bytes {
@@ -231,17 +232,11 @@ fn audio_inputs(r: &pb::GenerateRequest, limits: AudioLimits) -> Result<Option<C
         audio_input::decode(field, &a.data, encoding, (a.sample_rate, a.channels), limits)
     };
     let prompt = r.audio_prompt.as_ref().map(|a| clip("audio_prompt", a)).transpose()?;
-    if let Some(melody) = &r.melody {
-        clip("melody", melody)?;
-        return Err(Error::FailedPrecondition(
-            "melody: conditioning on a melody needs a musicgen_melody checkpoint, which this version does not serve yet"
-                .into(),
-        ));
-    }
+    let melody = r.melody.as_ref().map(|a| clip("melody", a)).transpose()?;
     if r.include_prompt && prompt.is_none() {
         return Err(Error::invalid("include_prompt", "needs an audio_prompt"));
     }
-    Ok(prompt)
+    Ok((prompt, melody))
 }
 
 /// A prompt-like text: at most [`MAX_PROMPT_CHARS`] characters, no NUL.

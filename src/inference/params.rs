@@ -32,4 +32,6 @@ pub struct GenerateParams {
     pub audio_prompt: Option<crate::audio_input::Clip>,
     /// Stream the clip's decode too.
     pub include_prompt: bool,
+    /// A melody to condition on, as sent (a melody checkpoint's chroma once the model is known).
+    pub melody: Option<crate::audio_input::Clip>,
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use self::progress::{Chunk, Progress, Summary};
-use self::request::{prompt_audio, resolve_request};
+use self::request::{check_melody_use, melody_chroma, prompt_audio, resolve_request};
 use super::{Event, GenerateParams, ModelFacts, Pool};
 use crate::{
     error::Error,
@@ -235,9 +235,15 @@ impl Generation {
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
+        check_melody_use(&p, &facts)?;
         let mut request = resolve_request(&p, &facts)?;
         let audio = prompt_audio(p.audio_prompt.clone(), &facts)?;
         request.include_prompt = p.include_prompt;
+        let mut input_conversions = Vec::new();
+        if let Some((chroma, notes)) = melody_chroma(p.melody.clone(), &facts).await? {
+            request.melody = chroma;
+            input_conversions = notes;
+        }
         let model = self.manager.use_model(&p.model).await?;
         // One window is decoded at a time, whatever the duration: its working set is what is held.
         let window_s = p.duration_s.min(facts.window_s);
@@ -273,7 +279,12 @@ impl Generation {
         };
         let journal = progress::JournalEntry::admit(self.manager.journal().clone(), queued);
         Ok(Admitted {
-            input_conversions: audio.map(|a| a.notes).unwrap_or_default(),
+            input_conversions: audio
+                .map(|a| a.notes)
+                .unwrap_or_default()
+                .into_iter()
+                .chain(input_conversions)
+                .collect(),
             prompt_frames,
             request_id,
             model: p.model.clone(),

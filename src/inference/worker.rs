@@ -49,6 +49,8 @@ pub struct ModelFacts {
     pub measured_bytes: u64,
     /// The checkpoint's generation defaults.
     pub defaults: crate::musicgen::GenerationConfig,
+    /// A melody checkpoint's chroma extractor settings; `None` for a text-only checkpoint.
+    pub chroma: Option<crate::chroma::ChromaConfig>,
 }
 
 /// Progress of a generation, sent to the request's stream.
@@ -336,6 +338,7 @@ impl Worker {
             device: self.pinned.device,
             measured_bytes: measured,
             defaults: m.generation_defaults().clone(),
+            chroma: m.chroma_config().cloned(),
         };
         self.models.insert(model.to_string(), m);
         self.dirs.insert(model.to_string(), dir.to_owned());

@@ -23,9 +23,9 @@ pub(crate) struct Conditioning {
 
 impl GenerationRequest {
     /// The guidance scale this request really gets: guidance needs something to contrast, so an empty
-    /// prompt without a negative prompt runs unguided (1.0), whatever was asked.
+    /// prompt without a negative prompt or a melody runs unguided (1.0), whatever was asked.
     pub fn effective_guidance(&self) -> f64 {
-        if self.prompt.is_empty() && self.negative_prompt.is_empty() {
+        if self.prompt.is_empty() && self.negative_prompt.is_empty() && self.melody.is_empty() {
             1.0
         } else {
             self.guidance_scale

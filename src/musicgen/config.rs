@@ -16,6 +16,15 @@ pub struct MusicgenConfig {
     pub audio_encoder: EncodecConfig,
     /// The MusicGen decoder.
     pub decoder: DecoderConfig,
+    /// `musicgen` or `musicgen_melody` (absent in a hand-written config: `musicgen`).
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// Melody checkpoints: pitch classes of the chroma conditioning.
+    #[serde(default = "twelve")]
+    pub num_chroma: i64,
+    /// Melody checkpoints: chroma frames the decoder is prefixed with (235 ≈ 30 s published).
+    #[serde(default = "default_chroma_length")]
+    pub chroma_length: i64,
 }
 
 /// T5 encoder sizes.
@@ -140,6 +149,13 @@ pub struct DecoderConfig {
     /// [`crate::checkpoint::kind`]).
     #[serde(default)]
     pub cross_attention_hidden_size: Option<i64>,
+}
+
+impl MusicgenConfig {
+    /// A melody checkpoint: decoder-only, its conditioning (chroma, then text) prefixed to the codes.
+    pub fn is_melody(&self) -> bool {
+        self.model_type.as_deref() == Some("musicgen_melody")
+    }
 }
 
 impl EncodecConfig {
@@ -295,6 +311,12 @@ fn default_max_length() -> i64 {
 }
 fn default_top_k() -> i64 {
     50
+}
+fn twelve() -> i64 {
+    12
+}
+fn default_chroma_length() -> i64 {
+    235
 }
 fn one() -> i64 {
     1

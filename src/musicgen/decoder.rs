@@ -1,6 +1,11 @@
 //! The MusicGen decoder: summed codebook embeddings, sinusoidal positions, pre-LN layers (causal
 //! self-attention over a preallocated KV cache, cross-attention whose K/V are computed once, GELU FFN) and
 //! one LM head per codebook, with all heads fused into a single matrix.
+//!
+//! A melody checkpoint's decoder has no cross-attention: its conditioning (projected chroma, then
+//! projected text) is a prefix of the decoder's own sequence, fed with the first codes. Rows of a
+//! batch whose prefixes differ in length are left-padded, the padding masked from every query and the
+//! positions shifted, so each row computes what it would alone.
 
 use tch::{Device, Kind, Tensor};
 
@@ -31,14 +36,19 @@ impl Norm {
     }
 }
 
+struct Cross {
+    norm: Norm,
+    q: Tensor,
+    kv: Tensor,
+    out: Tensor,
+}
+
 struct Layer {
     self_norm: Norm,
     qkv: Tensor,
     self_out: Tensor,
-    cross_norm: Norm,
-    cross_q: Tensor,
-    cross_kv: Tensor,
-    cross_out: Tensor,
+    /// None in a melody decoder.
+    cross: Option<Cross>,
     ffn_norm: Norm,
     fc1: Tensor,
     fc2: Tensor,
@@ -56,6 +66,17 @@ pub struct DecoderState {
     positions: Tensor,
     pos: i64,
     capacity: i64,
+    prefix: Option<Prefix>,
+}
+
+/// A melody decoder's conditioning, prepended by the first forward call.
+struct Prefix {
+    /// `(batch, len, hidden)`, each row left-padded with zeros.
+    states: Tensor,
+    /// `(batch, 1)` i64: each row's padding, masked as keys and subtracted from its positions.
+    pads: Tensor,
+    padded: bool,
+    pending: bool,
 }
 
 /// The decoder weights.
@@ -70,8 +91,15 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Loads `decoder.*` in `kind`.
-    pub fn load(w: &WeightLoader<'_>, cfg: &DecoderConfig, kind: Kind, device: Device) -> Result<Self> {
+    /// Loads `decoder.*` in `kind`; `cross` says whether the layers cross-attend (not in a melody
+    /// checkpoint).
+    pub fn load(
+        w: &WeightLoader<'_>,
+        cfg: &DecoderConfig,
+        kind: Kind,
+        device: Device,
+        cross: bool,
+    ) -> Result<Self> {
         let (h, f, v, c) = (cfg.hidden_size, cfg.ffn_dim, cfg.vocab_size, cfg.num_codebooks);
         let p = "decoder.model.decoder";
         let embeds = (0..c)
@@ -81,7 +109,7 @@ impl Decoder {
             .map(|k| w.tensor(&format!("decoder.lm_heads.{k}.weight"), &[v, h], kind))
             .collect::<Result<Vec<_>>>()?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), h, f, kind))
+            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), h, f, kind, cross))
             .collect::<Result<Vec<_>>>()?;
         let codebook_offsets = (Tensor::arange(c, (Kind::Int64, device)) * (v + 1)).view([1, c, 1]);
         Ok(Self {
@@ -114,8 +142,8 @@ impl Decoder {
         let all_live = live.size()[0] == b;
         let enc_live = if all_live { enc.shallow_clone() } else { enc.index_select(0, &live) };
         let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
-        for layer in &self.layers {
-            let projected = kernels::linear_blocked(&enc_live, &layer.cross_kv);
+        for layer in self.layers.iter().filter_map(|l| l.cross.as_ref()) {
+            let projected = kernels::linear_blocked(&enc_live, &layer.kv);
             let kv = if all_live {
                 projected
             } else {
@@ -139,6 +167,36 @@ impl Decoder {
                 .to_kind(self.kind),
             pos: 0,
             capacity,
+            prefix: None,
+        }
+    }
+
+    /// A melody decoder's state: `states` `(batch, len, hidden)` holds each row's conditioning in its
+    /// last `lens[row]` positions, and the cache has room for it and `steps` more positions.
+    pub fn new_prefixed_state(&self, states: &Tensor, lens: &[i64], steps: i64) -> DecoderState {
+        let (b, len, dev) = (states.size()[0], states.size()[1], states.device());
+        let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
+        let capacity = len + steps;
+        let pads: Vec<i64> = lens.iter().map(|l| len - l).collect();
+        let cache = || Tensor::zeros([b, heads, capacity, hd], (self.kind, dev));
+        let none = Tensor::zeros([b, 1], (Kind::Float, dev));
+        DecoderState {
+            self_k: self.layers.iter().map(|_| cache()).collect(),
+            self_v: self.layers.iter().map(|_| cache()).collect(),
+            cross_k: Vec::new(),
+            cross_v: Vec::new(),
+            cross_mask: none.view([b, 1, 1, 1]).to_kind(self.kind),
+            cross_mask_f32: none,
+            positions: sinusoids(capacity.max(self.cfg.max_position_embeddings), self.cfg.hidden_size, dev)
+                .to_kind(self.kind),
+            pos: 0,
+            capacity,
+            prefix: Some(Prefix {
+                states: states.to_kind(self.kind),
+                padded: pads.iter().any(|&p| p > 0),
+                pads: Tensor::from_slice(&pads).to_device(dev).view([b, 1]),
+                pending: true,
+            }),
         }
     }
 
@@ -146,8 +204,9 @@ impl Decoder {
     /// state's position. Panics if the cache capacity would be exceeded (callers size it up front).
     pub fn forward(&self, codes: &Tensor, state: &mut DecoderState) -> Tensor {
         let steps = codes.size()[2];
-        assert!(state.pos + steps <= state.capacity, "decoder cache overflow");
-        if steps == 1 {
+        let prefix = state.prefix.as_ref().filter(|p| p.pending).map_or(0, |p| p.states.size()[1]);
+        assert!(state.pos + prefix + steps <= state.capacity, "decoder cache overflow");
+        if steps == 1 && state.prefix.is_none() {
             if let Some(logits) = self.native_step(codes, state) {
                 state.pos += 1;
                 return logits;
@@ -161,15 +220,27 @@ impl Decoder {
         let steps = codes.size()[2];
         // transformers computes `embed_scale` but never applies it, so neither do we.
         let embedded = Tensor::embedding(&self.embed, &(codes + &self.codebook_offsets), -1, false, false);
-        let mut h =
-            embedded.sum_dim_intlist(1, false, self.kind) + state.positions.narrow(0, state.pos, steps);
+        let mut h = embedded.sum_dim_intlist(1, false, self.kind);
+        let mut prefixed = 0;
+        if let Some(prefix) = state.prefix.as_mut().filter(|p| p.pending) {
+            prefix.pending = false;
+            prefixed = prefix.states.size()[1];
+            h = Tensor::cat(&[&prefix.states, &h], 1);
+        }
+        let len = prefixed + steps;
+        h += self.positions(state, len);
+        let key_mask = self.key_mask(state, len);
         for (i, layer) in self.layers.iter().enumerate() {
-            h = &h + self.self_attention(layer, i, &layer.self_norm.forward(&h), state);
-            h = &h + self.cross_attention(layer, i, &layer.cross_norm.forward(&h), state);
+            let normed = layer.self_norm.forward(&h);
+            h = &h + self.self_attention(layer, i, &normed, key_mask.as_ref(), state);
+            if let Some(cross) = &layer.cross {
+                h = &h + self.cross_attention(cross, i, &cross.norm.forward(&h), state);
+            }
             let ffn = linear(&layer.ffn_norm.forward(&h), &layer.fc1).gelu("none");
             h += linear(&ffn, &layer.fc2);
         }
-        state.pos += steps;
+        state.pos += len;
+        let h = if prefixed > 0 { h.narrow(1, prefixed, steps) } else { h };
         let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
         let logits = linear(&self.final_norm.forward(&h), &self.heads);
         logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
@@ -184,6 +255,10 @@ impl Decoder {
             [codes.device(), self.embed.device(), state.positions.device()].iter().all(|d| *d == Device::Cpu);
         // The kernel trusts these shapes: a mismatch goes to libtorch, which reports it.
         let shapes_agree = codes.size()[1] == c && state.cross_mask_f32.size()[0] == batch;
+        let cross: Vec<&Cross> = self.layers.iter().filter_map(|l| l.cross.as_ref()).collect();
+        if cross.len() != self.layers.len() {
+            return None;
+        }
         if !on_cpu || !shapes_agree || batch > kernels::max_rows(self.kind) || !kernels::supported() {
             return None;
         }
@@ -191,15 +266,16 @@ impl Decoder {
         let logits = Tensor::empty([batch, c * v], (self.kind, Device::Cpu));
         let p = |t: &Tensor| t.data_ptr() as *const std::ffi::c_void;
         let layers: Vec<_> = (self.layers.iter().enumerate())
-            .map(|(i, l)| kernels::DecoderLayer {
+            .map(|(i, l)| (i, l, cross[i]))
+            .map(|(i, l, x)| kernels::DecoderLayer {
                 self_norm_weight: p(&l.self_norm.weight),
                 self_norm_bias: p(&l.self_norm.bias),
                 qkv: p(&l.qkv),
                 self_out: p(&l.self_out),
-                cross_norm_weight: p(&l.cross_norm.weight),
-                cross_norm_bias: p(&l.cross_norm.bias),
-                cross_q: p(&l.cross_q),
-                cross_out: p(&l.cross_out),
+                cross_norm_weight: p(&x.norm.weight),
+                cross_norm_bias: p(&x.norm.bias),
+                cross_q: p(&x.q),
+                cross_out: p(&x.out),
                 ffn_norm_weight: p(&l.ffn_norm.weight),
                 ffn_norm_bias: p(&l.ffn_norm.bias),
                 fc1: p(&l.fc1),
@@ -241,7 +317,36 @@ impl Decoder {
         ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
     }
 
-    fn self_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &mut DecoderState) -> Tensor {
+    /// Sinusoidal positions of the next `len` positions: one table slice, or per row where rows are
+    /// left-padded (the padding's own positions clamp to 0; nothing attends to them).
+    fn positions(&self, state: &DecoderState, len: i64) -> Tensor {
+        match state.prefix.as_ref().filter(|p| p.padded) {
+            None => state.positions.narrow(0, state.pos, len),
+            Some(p) => {
+                let at = Tensor::arange_start(state.pos, state.pos + len, (Kind::Int64, p.pads.device()));
+                let index = (at.unsqueeze(0) - &p.pads).clamp_min(0);
+                let b = index.size()[0];
+                state.positions.index_select(0, &index.view([-1])).view([b, len, -1])
+            }
+        }
+    }
+
+    /// `(batch, 1, 1, keys)` additive mask hiding each row's left padding, where there is any.
+    fn key_mask(&self, state: &DecoderState, len: i64) -> Option<Tensor> {
+        let p = state.prefix.as_ref().filter(|p| p.padded)?;
+        let keys = Tensor::arange(state.pos + len, (Kind::Int64, p.pads.device())).unsqueeze(0);
+        let hidden = keys.lt_tensor(&p.pads).to_kind(Kind::Float) * mask_value(self.kind);
+        Some(hidden.to_kind(self.kind).unsqueeze(1).unsqueeze(1))
+    }
+
+    fn self_attention(
+        &self,
+        layer: &Layer,
+        i: usize,
+        x: &Tensor,
+        key_mask: Option<&Tensor>,
+        state: &mut DecoderState,
+    ) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
         let (pos, steps) = (state.pos, x.size()[1]);
         let qkv = linear(x, &layer.qkv).chunk(3, -1);
@@ -251,8 +356,12 @@ impl Decoder {
         let values = state.self_v[i].narrow(2, 0, pos + steps);
         let q = split_heads(&qkv[0], heads, hd);
         let scale = (hd as f64).powf(-0.5);
-        let out = if steps > 1 && pos > 0 {
-            let mask = causal_mask(pos, steps, x.device(), self.kind);
+        let mask = match (steps > 1 && (pos > 0 || key_mask.is_some()), key_mask) {
+            (true, Some(keys)) => Some(causal_mask(pos, steps, x.device(), self.kind) + keys),
+            (true, None) => Some(causal_mask(pos, steps, x.device(), self.kind)),
+            (false, keys) => keys.map(Tensor::shallow_clone),
+        };
+        let out = if let Some(mask) = mask {
             Tensor::scaled_dot_product_attention(&q, &keys, &values, Some(mask), 0.0, false, scale, false)
         } else {
             Tensor::scaled_dot_product_attention::<Tensor>(
@@ -269,9 +378,9 @@ impl Decoder {
         linear(&merge_heads(&out), &layer.self_out)
     }
 
-    fn cross_attention(&self, layer: &Layer, i: usize, x: &Tensor, state: &DecoderState) -> Tensor {
+    fn cross_attention(&self, layer: &Cross, i: usize, x: &Tensor, state: &DecoderState) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
-        let q = split_heads(&linear(x, &layer.cross_q), heads, hd);
+        let q = split_heads(&linear(x, &layer.q), heads, hd);
         let scale = (hd as f64).powf(-0.5);
         let out = Tensor::scaled_dot_product_attention(
             &q,
@@ -283,13 +392,23 @@ impl Decoder {
             scale,
             false,
         );
-        linear(&merge_heads(&out), &layer.cross_out)
+        linear(&merge_heads(&out), &layer.out)
     }
 }
 
-fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Result<Layer> {
+fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind, cross: bool) -> Result<Layer> {
     let proj = |name: &str| -> Result<Tensor> {
         Ok(w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind)?.contiguous())
+    };
+    let cross = if cross {
+        Some(Cross {
+            norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
+            q: proj("encoder_attn.q_proj")?,
+            kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
+            out: proj("encoder_attn.out_proj")?,
+        })
+    } else {
+        None
     };
     Ok(Layer {
         self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
@@ -298,10 +417,7 @@ fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind) -> Resu
             0,
         ),
         self_out: proj("self_attn.out_proj")?,
-        cross_norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
-        cross_q: proj("encoder_attn.q_proj")?,
-        cross_kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
-        cross_out: proj("encoder_attn.out_proj")?,
+        cross,
         ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
         fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?.contiguous(),
         fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?.contiguous(),

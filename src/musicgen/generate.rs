@@ -36,6 +36,9 @@ pub struct GenerationRequest {
     /// [`crate::musicgen::AudioEncoder`]); empty for none. They prefill the decoder with the delay
     /// pattern transformers builds for `input_values`.
     pub prompt_codes: Vec<Vec<i64>>,
+    /// A melody checkpoint's chroma conditioning, one-hot frames of `num_chroma` (see
+    /// [`MusicGen::chroma`]); empty for the null chroma.
+    pub melody: Vec<Vec<f32>>,
     /// Stream the decode of the prompt too, not only what follows it. EnCodec's decoder is not
     /// causal, so either way the audio is the decode of prompt and new codes together.
     pub include_prompt: bool,
@@ -104,6 +107,7 @@ impl MusicGen {
             negative_prompt: String::new(),
             frames: self.frames_for(duration_s),
             prompt_codes: Vec::new(),
+            melody: Vec::new(),
             include_prompt: false,
             sampling: SamplingParams {
                 greedy: !g.do_sample,
@@ -173,12 +177,17 @@ impl MusicGen {
         let t = Instant::now();
         let batch: Vec<&GenerationRequest> = active.iter().map(|&i| &requests[i]).collect();
         let any_cfg = batch.iter().any(|r| r.guided());
-        let cond = self.condition(&batch, any_cfg)?;
         let picker = Picker::new(self, &batch, any_cfg)?;
         let window = |i: usize| rows[i].window.as_ref().expect("an active row has a window");
         let max_steps = active.iter().map(|&i| window(i).steps).max().unwrap_or(0);
         let prompt = active.iter().map(|&i| window(i).prompt).min().unwrap_or(0) as i64;
-        let mut state = self.decoder.new_state(&cond.states, &cond.mask, max_steps);
+        let mut state = match &self.melody {
+            Some(melody) => self.melody_state(melody, &batch, any_cfg, max_steps)?,
+            None => {
+                let cond = self.condition(&batch, any_cfg)?;
+                self.decoder.new_state(&cond.states, &cond.mask, max_steps)
+            }
+        };
         let spent = t.elapsed();
         active.iter().for_each(|&i| rows[i].stats.text_encode += spent);
         let (n, c) = (active.len() as i64, self.num_codebooks() as i64);
@@ -242,6 +251,7 @@ impl MusicGen {
                 return bad("prompt_codes", format!("codes must be within 0..{vocab}"));
             }
         }
+        self.validate_melody(r)?;
         let temperature_ok = s.temperature > 0.0 && s.temperature.is_finite();
         if !s.greedy && !temperature_ok {
             return bad("temperature", format!("must be > 0, got {}", s.temperature));

@@ -15,6 +15,7 @@ pub mod error;
 mod generate;
 pub mod inspect;
 pub mod kernels;
+mod melody;
 mod observer;
 mod picker;
 mod rows;
@@ -75,6 +76,8 @@ pub struct MusicGen {
     decoder: Decoder,
     codec: EncodecDecoder,
     extend_stride_s: f64,
+    /// A melody checkpoint's chroma projection and extractor.
+    melody: Option<melody::Melody>,
 }
 
 /// audiocraft's default `extend_stride`: a window past the first adds this many seconds.
@@ -110,11 +113,27 @@ impl MusicGen {
         } else {
             None
         };
-        let decoder =
-            Decoder::load(&w, &config.decoder, weights::kind(options.decoder_dtype), options.device)?;
+        let melody = if config.is_melody() {
+            Some(melody::Melody::load(&w, &config, dir, weights::kind(options.text_dtype))?)
+        } else {
+            None
+        };
+        let decoder_kind = weights::kind(options.decoder_dtype);
+        let decoder = Decoder::load(&w, &config.decoder, decoder_kind, options.device, melody.is_none())?;
         let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
         let extend_stride_s = DEFAULT_EXTEND_STRIDE_S;
-        Ok(Self { config, generation, options, tokenizer, t5, enc_to_dec, decoder, codec, extend_stride_s })
+        Ok(Self {
+            config,
+            generation,
+            options,
+            tokenizer,
+            t5,
+            enc_to_dec,
+            decoder,
+            codec,
+            extend_stride_s,
+            melody,
+        })
     }
 
     /// Output sample rate in Hz.
@@ -181,7 +200,10 @@ impl MusicGen {
     pub fn decoder_step_bytes(&self) -> u64 {
         let d = &self.config.decoder;
         let (h, f) = (d.hidden_size as u64, d.ffn_dim as u64);
-        let per_layer = 6 * h * h + 2 * h * f + 6 * h;
+        // Self-attention's four projections, and cross-attention's query and output but for a melody
+        // decoder.
+        let projections = if self.melody.is_some() { 4 } else { 6 };
+        let per_layer = projections * h * h + 2 * h * f + 6 * h;
         let params =
             d.num_hidden_layers as u64 * per_layer + d.num_codebooks as u64 * d.vocab_size as u64 * h;
         params * self.options.decoder_dtype.bytes()

@@ -1,5 +1,6 @@
 //! A wire request made a run: the checkpoint's defaults filled in, the model's limits checked, an
-//! audio prompt brought to the model's rate and channels with what encoding it costs.
+//! audio prompt brought to the model's rate and channels with what encoding it costs, a melody made
+//! the model's chroma.
 
 use super::{Error, GenerateParams, ModelFacts};
 use crate::musicgen::{GenerationRequest, SamplingMode, SamplingParams};
@@ -33,6 +34,47 @@ pub(super) fn prompt_audio(
         ));
     }
     Ok(Some(PromptAudio { samples: clip.samples, frames, notes }))
+}
+
+/// What a melody checkpoint can and cannot do with `p`; `melody` needs a melody checkpoint.
+pub(super) fn check_melody_use(p: &GenerateParams, facts: &ModelFacts) -> Result<(), Error> {
+    match &facts.chroma {
+        None if p.melody.is_some() => Err(Error::FailedPrecondition(format!(
+            "melody: model {} is text-only (model_type musicgen); conditioning on a melody needs a \
+             musicgen_melody checkpoint such as facebook/musicgen-melody",
+            p.model
+        ))),
+        Some(_) if p.audio_prompt.is_some() => Err(Error::invalid(
+            "audio_prompt",
+            format!("model {} is a melody checkpoint, which does not continue clips: send melody", p.model),
+        )),
+        Some(_) if p.duration_s > facts.window_s => Err(Error::invalid(
+            "duration_s",
+            format!(
+                "a melody checkpoint generates one window: at most {} s on {}, got {}",
+                facts.window_s, p.model, p.duration_s
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The melody's one-hot chroma frames for the model, with what was converted on the way (mono at the
+/// extractor's rate); `None` without a melody. The STFT runs off the async threads.
+pub(super) async fn melody_chroma(
+    clip: Option<crate::audio_input::Clip>,
+    facts: &ModelFacts,
+) -> Result<Option<(Vec<Vec<f32>>, Vec<String>)>, Error> {
+    let (Some(clip), Some(config)) = (clip, facts.chroma.clone()) else { return Ok(None) };
+    let (clip, notes) = clip.conform(config.sampling_rate, 1)?;
+    let notes = notes.into_iter().map(|n| format!("melody: {n}")).collect();
+    let frames = tokio::task::spawn_blocking(move || {
+        crate::chroma::ChromaExtractor::new(config).map(|e| e.one_hot(&clip.samples))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("chroma extraction stopped: {e}")))?
+    .map_err(Error::Internal)?;
+    Ok(Some((frames, notes)))
 }
 
 /// Fills defaults from the checkpoint and checks the limits that depend on the model.
@@ -70,6 +112,7 @@ pub(super) fn resolve_request(p: &GenerateParams, facts: &ModelFacts) -> Result<
         negative_prompt: p.negative_prompt.clone(),
         frames: ((p.duration_s * facts.frame_rate).round() as usize).max(1),
         prompt_codes: Vec::new(),
+        melody: Vec::new(),
         include_prompt: false,
         sampling: SamplingParams {
             greedy: p.greedy || !d.do_sample,
