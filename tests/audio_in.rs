@@ -1,7 +1,7 @@
 //! Audio in through the real server: a clip at another rate and channel count is converted (the
 //! header says so), encoded and continued; bad audio is refused naming the field, the limit and the
-//! value; a melody is refused until melody checkpoints are served; a cancelled continuation gives
-//! everything back.
+//! value; a melody is refused by a text-only checkpoint; a cancelled continuation gives everything
+//! back.
 #![cfg(feature = "torch")]
 
 mod common;

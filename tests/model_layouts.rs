@@ -1,6 +1,7 @@
 //! Model folders in every published layout through the real gRPC server: ListModels finds their
 //! weights and sizes them exactly (the same bytes whatever the layout), LoadModel loads a pickle
-//! folder, and a melody checkpoint is refused up front with FAILED_PRECONDITION naming its type.
+//! folder, and a config claiming to be a melody checkpoint over a text decoder is refused up front
+//! with FAILED_PRECONDITION naming the field.
 #![cfg(feature = "torch")]
 
 mod common;
@@ -16,8 +17,8 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A model root beside the fixtures: `facebook/musicgen-melody` (the tiny fixture with a melody
-/// `model_type`, weights intact) and `config-only` (a config, no weights).
+/// A model root beside the fixtures: `facebook/musicgen-melody` (the tiny text fixture claiming a
+/// melody `model_type`, weights intact) and `config-only` (a config, no weights).
 fn extra_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let melody = root.path().join("facebook/musicgen-melody");
@@ -71,7 +72,7 @@ async fn every_layout_is_listed_sized_alike_and_loads() {
 }
 
 #[tokio::test]
-async fn a_melody_checkpoint_is_refused_up_front_naming_its_type() {
+async fn a_melody_type_over_a_text_decoder_is_refused_up_front_naming_the_field() {
     let extra = extra_root();
     let mut config = test_config();
     config.models.roots = vec![extra.path().to_owned()];
@@ -83,7 +84,8 @@ async fn a_melody_checkpoint_is_refused_up_front_naming_its_type() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("\"musicgen_melody\" is not served"), "{:?}", err.message());
+    let named = "decoder.model_type \"musicgen_decoder\" (Maestro reads \"musicgen_melody_decoder\")";
+    assert!(err.message().contains(named), "{:?}", err.message());
     let validate = pb::ValidateRequest {
         model: model.into(),
         batch_size: 1,
@@ -104,6 +106,6 @@ async fn a_melody_checkpoint_is_refused_up_front_naming_its_type() {
         Ok(stream) => stream.into_inner().message().await.unwrap_err(),
     };
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("musicgen_melody"), "{:?}", err.message());
+    assert!(err.message().contains("musicgen_melody_decoder"), "{:?}", err.message());
     s.shutdown().await.unwrap();
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use self::progress::{Chunk, Progress, Summary};
-use self::request::{check_melody_use, melody_chroma, prompt_audio, resolve_request};
+use self::request::{check_melody_target, check_melody_use, melody_chroma, prompt_audio, resolve_request};
 use super::{Event, GenerateParams, ModelFacts, Pool};
 use crate::{
     error::Error,
@@ -234,6 +234,7 @@ impl Generation {
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
+        check_melody_target(&p, &model_id::resolve(&p.model, &self.roots)?.dir)?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
         check_melody_use(&p, &facts)?;
         let mut request = resolve_request(&p, &facts)?;

@@ -66,17 +66,7 @@ pub struct DecoderState {
     positions: Tensor,
     pos: i64,
     capacity: i64,
-    prefix: Option<Prefix>,
-}
-
-/// A melody decoder's conditioning, prepended by the first forward call.
-struct Prefix {
-    /// `(batch, len, hidden)`, each row left-padded with zeros.
-    states: Tensor,
-    /// `(batch, 1)` i64: each row's padding, masked as keys and subtracted from its positions.
-    pads: Tensor,
-    padded: bool,
-    pending: bool,
+    prefix: Option<prefix::Prefix>,
 }
 
 /// The decoder weights.
@@ -171,35 +161,6 @@ impl Decoder {
         }
     }
 
-    /// A melody decoder's state: `states` `(batch, len, hidden)` holds each row's conditioning in its
-    /// last `lens[row]` positions, and the cache has room for it and `steps` more positions.
-    pub fn new_prefixed_state(&self, states: &Tensor, lens: &[i64], steps: i64) -> DecoderState {
-        let (b, len, dev) = (states.size()[0], states.size()[1], states.device());
-        let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
-        let capacity = len + steps;
-        let pads: Vec<i64> = lens.iter().map(|l| len - l).collect();
-        let cache = || Tensor::zeros([b, heads, capacity, hd], (self.kind, dev));
-        let none = Tensor::zeros([b, 1], (Kind::Float, dev));
-        DecoderState {
-            self_k: self.layers.iter().map(|_| cache()).collect(),
-            self_v: self.layers.iter().map(|_| cache()).collect(),
-            cross_k: Vec::new(),
-            cross_v: Vec::new(),
-            cross_mask: none.view([b, 1, 1, 1]).to_kind(self.kind),
-            cross_mask_f32: none,
-            positions: sinusoids(capacity.max(self.cfg.max_position_embeddings), self.cfg.hidden_size, dev)
-                .to_kind(self.kind),
-            pos: 0,
-            capacity,
-            prefix: Some(Prefix {
-                states: states.to_kind(self.kind),
-                padded: pads.iter().any(|&p| p > 0),
-                pads: Tensor::from_slice(&pads).to_device(dev).view([b, 1]),
-                pending: true,
-            }),
-        }
-    }
-
     /// Logits `(batch, codebooks, steps, vocab)` for codes `(batch, codebooks, steps)` appended at the
     /// state's position. Panics if the cache capacity would be exceeded (callers size it up front).
     pub fn forward(&self, codes: &Tensor, state: &mut DecoderState) -> Tensor {
@@ -244,99 +205,6 @@ impl Decoder {
         let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
         let logits = linear(&self.final_norm.forward(&h), &self.heads);
         logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
-    }
-
-    /// One step for every row in a single call to the CPU kernel (`kernels::decoder_step`); `None`
-    /// where it does not apply (another device, more rows than the kernel's limit for the dtype).
-    fn native_step(&self, codes: &Tensor, state: &mut DecoderState) -> Option<Tensor> {
-        let dtype = kernels::dtype_code(self.kind)?;
-        let (batch, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
-        let on_cpu =
-            [codes.device(), self.embed.device(), state.positions.device()].iter().all(|d| *d == Device::Cpu);
-        // The kernel trusts these shapes: a mismatch goes to libtorch, which reports it.
-        let shapes_agree = codes.size()[1] == c && state.cross_mask_f32.size()[0] == batch;
-        let cross: Vec<&Cross> = self.layers.iter().filter_map(|l| l.cross.as_ref()).collect();
-        if cross.len() != self.layers.len() {
-            return None;
-        }
-        if !on_cpu || !shapes_agree || batch > kernels::max_rows(self.kind) || !kernels::supported() {
-            return None;
-        }
-        let codes = codes.to_kind(Kind::Int64).contiguous();
-        let logits = Tensor::empty([batch, c * v], (self.kind, Device::Cpu));
-        let p = |t: &Tensor| t.data_ptr() as *const std::ffi::c_void;
-        let layers: Vec<_> = (self.layers.iter().enumerate())
-            .map(|(i, l)| (i, l, cross[i]))
-            .map(|(i, l, x)| kernels::DecoderLayer {
-                self_norm_weight: p(&l.self_norm.weight),
-                self_norm_bias: p(&l.self_norm.bias),
-                qkv: p(&l.qkv),
-                self_out: p(&l.self_out),
-                cross_norm_weight: p(&x.norm.weight),
-                cross_norm_bias: p(&x.norm.bias),
-                cross_q: p(&x.q),
-                cross_out: p(&x.out),
-                ffn_norm_weight: p(&l.ffn_norm.weight),
-                ffn_norm_bias: p(&l.ffn_norm.bias),
-                fc1: p(&l.fc1),
-                fc2: p(&l.fc2),
-                self_k: state.self_k[i].data_ptr(),
-                self_v: state.self_v[i].data_ptr(),
-                cross_k: p(&state.cross_k[i]),
-                cross_v: p(&state.cross_v[i]),
-            })
-            .collect();
-        let step = kernels::DecoderStep {
-            batch,
-            hidden: self.cfg.hidden_size,
-            heads: self.cfg.num_attention_heads,
-            ffn: self.cfg.ffn_dim,
-            layers: layers.len() as i64,
-            codebooks: c,
-            vocab: v,
-            capacity: state.capacity,
-            position: state.pos,
-            encoder_len: state.cross_k.first().map_or(1, |k| k.size()[2]),
-            dtype,
-            eps: LAYER_NORM_EPS as f32,
-            layer: layers.as_ptr(),
-            embed: p(&self.embed),
-            positions: p(&state.positions),
-            final_norm_weight: p(&self.final_norm.weight),
-            final_norm_bias: p(&self.final_norm.bias),
-            lm_heads: p(&self.heads),
-            codes: codes.data_ptr() as *const i64,
-            cross_mask: state.cross_mask_f32.data_ptr() as *const f32,
-            logits: logits.data_ptr(),
-        };
-        // SAFETY: every pointer is into a contiguous CPU tensor of the decoder's kind (weights are
-        // made contiguous at load, caches and cross K/V in `new_state`, the rest just above) with
-        // the shapes `DecoderStep` documents, and all of them outlive the call; `state` is borrowed
-        // mutably, so nothing else touches its caches meanwhile.
-        let ran = unsafe { kernels::decoder_step(&step) };
-        ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
-    }
-
-    /// Sinusoidal positions of the next `len` positions: one table slice, or per row where rows are
-    /// left-padded (the padding's own positions clamp to 0; nothing attends to them).
-    fn positions(&self, state: &DecoderState, len: i64) -> Tensor {
-        match state.prefix.as_ref().filter(|p| p.padded) {
-            None => state.positions.narrow(0, state.pos, len),
-            Some(p) => {
-                let at = Tensor::arange_start(state.pos, state.pos + len, (Kind::Int64, p.pads.device()));
-                let index = (at.unsqueeze(0) - &p.pads).clamp_min(0);
-                let b = index.size()[0];
-                state.positions.index_select(0, &index.view([-1])).view([b, len, -1])
-            }
-        }
-    }
-
-    /// `(batch, 1, 1, keys)` additive mask hiding each row's left padding, where there is any.
-    fn key_mask(&self, state: &DecoderState, len: i64) -> Option<Tensor> {
-        let p = state.prefix.as_ref().filter(|p| p.padded)?;
-        let keys = Tensor::arange(state.pos + len, (Kind::Int64, p.pads.device())).unsqueeze(0);
-        let hidden = keys.lt_tensor(&p.pads).to_kind(Kind::Float) * mask_value(self.kind);
-        Some(hidden.to_kind(self.kind).unsqueeze(1).unsqueeze(1))
     }
 
     fn self_attention(
@@ -470,5 +338,7 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
     }
 }
 
+mod native;
+mod prefix;
 #[cfg(test)]
 mod tests;

@@ -36,14 +36,33 @@ pub(super) fn prompt_audio(
     Ok(Some(PromptAudio { samples: clip.samples, frames, notes }))
 }
 
+fn text_only(model: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "melody: model {model} is text-only (model_type musicgen); conditioning on a melody needs a \
+         musicgen_melody checkpoint such as facebook/musicgen-melody"
+    ))
+}
+
+/// A melody sent to a text-only checkpoint, told from its `config.json` in `dir` before anything is
+/// loaded for the request.
+pub(super) fn check_melody_target(p: &GenerateParams, dir: &std::path::Path) -> Result<(), Error> {
+    if p.melody.is_none() {
+        return Ok(());
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).ok();
+    let config: Option<serde_json::Value> = config.and_then(|c| serde_json::from_str(&c).ok());
+    let melody = config.as_ref().and_then(|c| c.get("model_type")).and_then(|t| t.as_str());
+    // An unreadable config is the load's to report.
+    match (config.is_some(), melody) {
+        (true, Some("musicgen_melody")) | (false, _) => Ok(()),
+        _ => Err(text_only(&p.model)),
+    }
+}
+
 /// What a melody checkpoint can and cannot do with `p`; `melody` needs a melody checkpoint.
 pub(super) fn check_melody_use(p: &GenerateParams, facts: &ModelFacts) -> Result<(), Error> {
     match &facts.chroma {
-        None if p.melody.is_some() => Err(Error::FailedPrecondition(format!(
-            "melody: model {} is text-only (model_type musicgen); conditioning on a melody needs a \
-             musicgen_melody checkpoint such as facebook/musicgen-melody",
-            p.model
-        ))),
+        None if p.melody.is_some() => Err(text_only(&p.model)),
         Some(_) if p.audio_prompt.is_some() => Err(Error::invalid(
             "audio_prompt",
             format!("model {} is a melody checkpoint, which does not continue clips: send melody", p.model),

@@ -12,7 +12,8 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 /// The part of a MusicGen checkpoint a tensor belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
-    /// T5 encoder and `enc_to_dec_proj`.
+    /// T5 encoder, `enc_to_dec_proj` and a melody checkpoint's chroma projection
+    /// (`audio_enc_to_dec_proj`), all loaded in the text encoder's dtype.
     TextEncoder,
     /// Decoder and LM heads.
     Decoder,
@@ -25,7 +26,8 @@ pub enum Part {
 impl Part {
     /// The part the tensor `key` belongs to.
     pub fn of(key: &str) -> Part {
-        if key.starts_with("text_encoder.") || key.starts_with("enc_to_dec_proj.") {
+        let conditioning = ["text_encoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."];
+        if conditioning.iter().any(|p| key.starts_with(p)) {
             Part::TextEncoder
         } else if key.starts_with("decoder.") {
             Part::Decoder

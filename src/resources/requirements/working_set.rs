@@ -21,6 +21,13 @@ pub struct ModelShape {
     pub audio_encoder: CodecShape,
     /// The T5 text encoder.
     pub text_encoder: TextShape,
+    /// `musicgen_melody` for a melody checkpoint, whose decoder has no cross-attention and reads its
+    /// conditioning as a prefix of its own sequence.
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// A melody checkpoint's chroma frames in that prefix.
+    #[serde(default = "default_chroma_length")]
+    pub chroma_length: u64,
 }
 
 /// Decoder sizes.
@@ -66,6 +73,10 @@ fn one() -> u64 {
     1
 }
 
+fn default_chroma_length() -> u64 {
+    235
+}
+
 fn four() -> u64 {
     4
 }
@@ -75,7 +86,7 @@ fn four() -> u64 {
 pub struct WorkingSet {
     /// Self-attention K/V of every step (guidance doubles the rows), in the decoder's dtype.
     pub kv_cache: u64,
-    /// Cross-attention K/V over [`PROMPT_TOKENS`] text positions.
+    /// Cross-attention K/V over [`PROMPT_TOKENS`] text positions (none in a melody checkpoint).
     pub cross_cache: u64,
     /// Peak transient activations: the larger of a decoder step (f32 logits) and the T5 pass, plus
     /// one streamed EnCodec chunk.
@@ -93,6 +104,16 @@ impl ModelShape {
     /// Reads the sizes from the `config.json` at `path`.
     pub fn read(path: &Path) -> Result<Self, RequirementsError> {
         read_json(path)
+    }
+
+    /// Positions a melody checkpoint's decoder reads before the first frame: `chroma_length` chroma
+    /// frames and [`PROMPT_TOKENS`] text states; 0 for a text-conditioned checkpoint.
+    pub fn prefix_positions(&self) -> u64 {
+        if self.model_type.as_deref() == Some("musicgen_melody") {
+            self.chroma_length.saturating_add(PROMPT_TOKENS)
+        } else {
+            0
+        }
     }
 
     /// Samples per frame: the product of the upsampling ratios.
@@ -118,7 +139,10 @@ impl ModelShape {
     /// The working set of `batch` requests of `duration_s` seconds with the decoder in `dtype` and
     /// classifier-free guidance on ([`CFG_FACTOR`] rows per request):
     /// - KV cache: rows × (frames + delay steps) × layers × hidden × 2 (K, V) × dtype bytes;
-    /// - cross cache: the same per position, over [`PROMPT_TOKENS`] positions;
+    /// - cross cache: the same per position, over [`PROMPT_TOKENS`] positions; a melody checkpoint
+    ///   has none, its KV cache holding [`ModelShape::prefix_positions`] more positions instead, and
+    ///   its first step (the prefix in one pass) counts rows × prefix × (ffn + 4 × hidden) × 4 × 2
+    ///   among the activations;
     /// - activations: max(decoder step: rows × (ffn + 4 × hidden + codebooks × vocab) × 4 bytes × 2,
     ///   T5: batch × [`PROMPT_TOKENS`] × (d_ff + heads × [`PROMPT_TOKENS`]) × 4 bytes × 2) + one
     ///   EnCodec chunk: batch × (frame rate + [`CODEC_CONTEXT_FRAMES`]) × filters × hop × 2 × 4 bytes
@@ -127,25 +151,49 @@ impl ModelShape {
         let (d, t, c) = (&self.decoder, &self.text_encoder, &self.audio_encoder);
         let rows = batch.saturating_mul(CFG_FACTOR);
         let delay = d.num_codebooks.checked_div(d.audio_channels).unwrap_or(d.num_codebooks);
-        let steps = self.frames(duration_s).saturating_add(delay);
+        let prefix = self.prefix_positions();
+        let steps = self.frames(duration_s).saturating_add(delay).saturating_add(prefix);
         let per_position = product(&[2, d.num_hidden_layers, d.hidden_size, dtype.bytes()]);
         let step_width = d
             .ffn_dim
             .saturating_add(d.hidden_size.saturating_mul(4))
             .saturating_add(d.num_codebooks.saturating_mul(d.vocab_size));
         let step = product(&[rows, step_width, 4, 2]);
+        let prefill =
+            product(&[rows, prefix, d.ffn_dim.saturating_add(d.hidden_size.saturating_mul(4)), 4, 2]);
         let text_width = t.d_ff.saturating_add(t.num_heads.saturating_mul(PROMPT_TOKENS));
         let text = product(&[batch, PROMPT_TOKENS, text_width, 4, 2]);
         let window = (self.frame_rate() as u64).saturating_add(CODEC_CONTEXT_FRAMES);
         let codec = product(&[batch, window, c.num_filters, self.hop_length(), 2, 4, 3]);
         WorkingSet {
             kv_cache: product(&[rows, steps, per_position]),
-            cross_cache: product(&[rows, PROMPT_TOKENS, per_position]),
-            activations: step.max(text).saturating_add(codec),
+            cross_cache: if prefix > 0 { 0 } else { product(&[rows, PROMPT_TOKENS, per_position]) },
+            activations: step.max(text).max(prefill).saturating_add(codec),
         }
     }
 }
 
 fn product(factors: &[u64]) -> u64 {
     factors.iter().fold(1u64, |p, &f| p.saturating_mul(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(dir: &str) -> ModelShape {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir).join("config.json");
+        ModelShape::read(&path).unwrap()
+    }
+
+    #[test]
+    fn a_melody_checkpoint_holds_its_prefix_instead_of_a_cross_cache() {
+        let (text, melody) = (shape("musicgen-tiny"), shape("musicgen-melody-tiny"));
+        assert_eq!((text.prefix_positions(), melody.prefix_positions()), (0, 24 + PROMPT_TOKENS));
+        let (a, b) = (text.working_set(DType::F32, 1, 1.0), melody.working_set(DType::F32, 1, 1.0));
+        assert!(a.cross_cache > 0 && b.cross_cache == 0, "{a:?} {b:?}");
+        // The same decoder sizes: the melody cache is longer by exactly the prefix.
+        let per_position = a.kv_cache / (text.frames(1.0) + 4);
+        assert_eq!(b.kv_cache - a.kv_cache, per_position * melody.prefix_positions());
+    }
 }

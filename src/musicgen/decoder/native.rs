@@ -1,0 +1,80 @@
+//! The decoder's single-step fast path on the CPU: every row of a batch in one call to
+//! `kernels::decoder_step`.
+
+use tch::{Device, Kind, Tensor};
+
+use super::{Cross, Decoder, DecoderState, LAYER_NORM_EPS};
+use crate::musicgen::kernels;
+
+impl Decoder {
+    /// One step for every row in a single call to the CPU kernel (`kernels::decoder_step`); `None`
+    /// where it does not apply (another device, more rows than the kernel's limit for the dtype).
+    pub(super) fn native_step(&self, codes: &Tensor, state: &mut DecoderState) -> Option<Tensor> {
+        let dtype = kernels::dtype_code(self.kind)?;
+        let (batch, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
+        let on_cpu =
+            [codes.device(), self.embed.device(), state.positions.device()].iter().all(|d| *d == Device::Cpu);
+        // The kernel trusts these shapes: a mismatch goes to libtorch, which reports it.
+        let shapes_agree = codes.size()[1] == c && state.cross_mask_f32.size()[0] == batch;
+        let cross: Vec<&Cross> = self.layers.iter().filter_map(|l| l.cross.as_ref()).collect();
+        if cross.len() != self.layers.len() {
+            return None;
+        }
+        if !on_cpu || !shapes_agree || batch > kernels::max_rows(self.kind) || !kernels::supported() {
+            return None;
+        }
+        let codes = codes.to_kind(Kind::Int64).contiguous();
+        let logits = Tensor::empty([batch, c * v], (self.kind, Device::Cpu));
+        let p = |t: &Tensor| t.data_ptr() as *const std::ffi::c_void;
+        let layers: Vec<_> = (self.layers.iter().enumerate())
+            .map(|(i, l)| (i, l, cross[i]))
+            .map(|(i, l, x)| kernels::DecoderLayer {
+                self_norm_weight: p(&l.self_norm.weight),
+                self_norm_bias: p(&l.self_norm.bias),
+                qkv: p(&l.qkv),
+                self_out: p(&l.self_out),
+                cross_norm_weight: p(&x.norm.weight),
+                cross_norm_bias: p(&x.norm.bias),
+                cross_q: p(&x.q),
+                cross_out: p(&x.out),
+                ffn_norm_weight: p(&l.ffn_norm.weight),
+                ffn_norm_bias: p(&l.ffn_norm.bias),
+                fc1: p(&l.fc1),
+                fc2: p(&l.fc2),
+                self_k: state.self_k[i].data_ptr(),
+                self_v: state.self_v[i].data_ptr(),
+                cross_k: p(&state.cross_k[i]),
+                cross_v: p(&state.cross_v[i]),
+            })
+            .collect();
+        let step = kernels::DecoderStep {
+            batch,
+            hidden: self.cfg.hidden_size,
+            heads: self.cfg.num_attention_heads,
+            ffn: self.cfg.ffn_dim,
+            layers: layers.len() as i64,
+            codebooks: c,
+            vocab: v,
+            capacity: state.capacity,
+            position: state.pos,
+            encoder_len: state.cross_k.first().map_or(1, |k| k.size()[2]),
+            dtype,
+            eps: LAYER_NORM_EPS as f32,
+            layer: layers.as_ptr(),
+            embed: p(&self.embed),
+            positions: p(&state.positions),
+            final_norm_weight: p(&self.final_norm.weight),
+            final_norm_bias: p(&self.final_norm.bias),
+            lm_heads: p(&self.heads),
+            codes: codes.data_ptr() as *const i64,
+            cross_mask: state.cross_mask_f32.data_ptr() as *const f32,
+            logits: logits.data_ptr(),
+        };
+        // SAFETY: every pointer is into a contiguous CPU tensor of the decoder's kind (weights are
+        // made contiguous at load, caches and cross K/V in `new_state`, the rest just above) with
+        // the shapes `DecoderStep` documents, and all of them outlive the call; `state` is borrowed
+        // mutably, so nothing else touches its caches meanwhile.
+        let ran = unsafe { kernels::decoder_step(&step) };
+        ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
+    }
+}
