@@ -118,3 +118,10 @@ fn melody_checkpoints_refuse_what_they_cannot_do() {
     assert!(err.contains("not a melody checkpoint"), "{err}");
     assert!(text.chroma(&[0.0; 100]).is_none());
 }
+
+#[test]
+fn inspect_names_a_melody_checkpoint() {
+    let out = maestro::musicgen::inspect(&fixture(NAME), 1, 10.0).unwrap();
+    assert!(out.contains("melody: decoder-only, prefixed with 24 chroma frames (12 pitch classes)"), "{out}");
+    assert!(out.contains("cross    0.0 MiB"), "no cross-attention cache:\n{out}");
+}

@@ -58,6 +58,13 @@ pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {
         cfg.audio_encoder.frame_rate(),
         gen.max_length as f64 / cfg.audio_encoder.frame_rate() as f64
     );
+    if cfg.is_melody() {
+        let _ = writeln!(
+            out,
+            "melody: decoder-only, prefixed with {} chroma frames ({} pitch classes) and the text",
+            cfg.chroma_length, cfg.num_chroma
+        );
+    }
     write_layout(&mut out, dir, &file);
     write_parameters(&mut out, &file);
     write_memory(&mut out, dir, batch as u32, duration_s)?;

@@ -79,8 +79,8 @@ async fn generate_writes_a_wav_that_matches_the_summary() {
     assert!(run.stdout.contains("RTF"), "{}", run.stdout);
 }
 
-/// `--continue` sends a WAV clip; `--include-prompt` writes its decode too; `--melody` is refused
-/// by the server until melody checkpoints are served.
+/// `--continue` sends a WAV clip; `--include-prompt` writes its decode too; `--melody` conditions a
+/// melody checkpoint and a text-only one refuses it.
 #[tokio::test(flavor = "multi_thread")]
 async fn generate_continues_a_wav_clip() {
     let s = start(ROOMY).await;
@@ -112,9 +112,11 @@ async fn generate_continues_a_wav_clip() {
     let melody =
         ["generate", "--model", TINY, "--melody", clip.to_str().unwrap(), "-o", out.to_str().unwrap()];
     let run = maestro(&s.url(), &melody).await;
-    assert!(
-        run.stderr.contains("FAILED_PRECONDITION") && run.stderr.contains("musicgen_melody"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("FAILED_PRECONDITION") && run.stderr.contains("text-only"), "{}", run.stderr);
+    let tune = dir.path().join("tune.wav");
+    let melody = ["generate", "--model", "musicgen-melody-tiny", "--prompt", "calm piano", "--melody"];
+    let args = [&melody[..], &[clip.to_str().unwrap(), "--duration", "0.3", "--json", "-o"]].concat();
+    let summary = maestro(&s.url(), &[&args[..], &[tune.to_str().unwrap()]].concat()).await.expect(0).json();
+    assert_eq!(summary["samples"].as_u64(), Some(15 * 640), "{summary}");
+    assert_eq!(u64::from(hound::WavReader::open(&tune).unwrap().duration()), 15 * 640);
 }

@@ -2,6 +2,7 @@
 
     python examples/generate_wav.py --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
     python examples/generate_wav.py --model facebook/musicgen-small --continue loop.wav --duration 10 -o more.wav
+    python examples/generate_wav.py --model facebook/musicgen-melody --prompt "string quartet" --melody hum.wav -o quartet.wav
 
 Ctrl-C cancels the request on the server and keeps a valid WAV of what arrived.
 """
@@ -25,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--format", choices=["s16", "f32"], default="s16")
     parser.add_argument("--continue", dest="clip", help="a WAV clip to continue (--duration is what follows it)")
+    parser.add_argument("--melody", help="a WAV melody to follow (needs a melody checkpoint)")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     options = {"seed": args.seed} if args.seed is not None else {}
     if args.clip:
         options["audio_prompt"] = args.clip
+    if args.melody:
+        options["melody"] = args.melody
     started = time.monotonic()
 
     def progress(chunk) -> None:

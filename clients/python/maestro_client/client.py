@@ -176,15 +176,19 @@ class MaestroClient:
     def generate(self, model: str, prompt: str = "", duration_s: float = 8.0, *, format: str = "s16",
                  chunk_ms: int = 0, greedy: bool = False, audio_prompt: "AudioLike" = None,
                  audio_rate: Optional[int] = None, include_prompt: bool = False,
+                 melody: "AudioLike" = None, melody_rate: Optional[int] = None,
                  **sampling) -> Iterator["gen.GenerateResponse"]:
         """The raw stream: a header, audio chunks, a summary. ``sampling`` takes ``temperature``,
         ``top_k``, ``top_p``, ``guidance_scale``, ``seed``, ``negative_prompt`` and ``sampling_mode``.
         ``audio_prompt`` is a clip to continue: a WAV file's path, or samples (one float per frame,
         or a sequence of channels per frame) at ``audio_rate`` Hz; the server converts it to the
-        model's rate and channels. ``duration_s`` is what follows it."""
+        model's rate and channels. ``duration_s`` is what follows it. ``melody`` (the same kinds, at
+        ``melody_rate`` Hz) is a tune to follow; it needs a melody checkpoint
+        (``facebook/musicgen-melody``)."""
         clip = audio_input(audio_prompt, audio_rate) if audio_prompt is not None else None
+        tune = audio_input(melody, melody_rate) if melody is not None else None
         req = gen.GenerateRequest(model=model, prompt=prompt, duration_s=duration_s, format=FORMATS[format],
-                                  chunk_ms=chunk_ms, greedy=greedy, audio_prompt=clip,
+                                  chunk_ms=chunk_ms, greedy=greedy, audio_prompt=clip, melody=tune,
                                   include_prompt=include_prompt, **sampling)
         return self._stream(self.generation.Generate, req)
 
@@ -228,7 +232,7 @@ AudioLike = Union[str, Path, Sequence[float], Sequence[Sequence[float]], None]
 
 
 def audio_input(audio: AudioLike, sample_rate: Optional[int] = None) -> "gen.AudioInput":
-    """A clip for ``GenerateRequest.audio_prompt``: a WAV file as it is (the server reads its header),
+    """A clip for ``GenerateRequest.audio_prompt`` or ``melody``: a WAV file as it is (the server reads its header),
     or samples as 32-bit float PCM at ``sample_rate`` (frames of one float, or of one per channel;
     numpy arrays of shape ``(frames,)`` or ``(frames, channels)`` work too)."""
     if isinstance(audio, (str, Path)):

@@ -161,3 +161,20 @@ def test_a_clip_is_continued_from_a_wav_path_or_samples(client: MaestroClient, t
     assert "2 channels made 1" in from_samples.header.input_conversions
     with pytest.raises(ValueError):
         client.generate(TINY, audio_prompt=tone)
+
+
+def test_a_melody_conditions_a_melody_checkpoint(client: MaestroClient, tmp_path) -> None:
+    import math
+    rate = 16_000
+    tune = [0.3 * math.sin(2 * math.pi * 262 * i / rate) for i in range(rate // 2)]
+    result = client.generate_to_wav(tmp_path / "m.wav", "musicgen-melody-tiny", "calm piano", 0.3, greedy=True,
+                                    melody=tune, melody_rate=rate)
+    assert list(result.header.input_conversions) == ["melody: resampled from 16000 Hz to 32000 Hz"]
+    assert result.frames == result.summary.samples == 15 * 640
+    plain = client.generate_to_wav(tmp_path / "p.wav", "musicgen-melody-tiny", "calm piano", 0.3, greedy=True)
+    assert (tmp_path / "m.wav").read_bytes() != (tmp_path / "p.wav").read_bytes(), "the melody changed nothing"
+    assert plain.frames == result.frames
+    with pytest.raises(ResourceRefused) as refused:
+        next(iter(client.generate(TINY, "calm piano", 0.3, melody=tune, melody_rate=rate)))
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "text-only" in refused.value.details

@@ -16,6 +16,15 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
 
 
+def write_wav(path: Path, frames: bytes) -> None:
+    """A mono 16-bit WAV at the tiny models' 32 kHz."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(32_000)
+        w.writeframes(frames)
+
+
 def test_stream_snapshots_prints_one_line_per_snapshot(target: str) -> None:
     done = run("stream_snapshots.py", "--target", target, "--count", "3")
     assert done.returncode == 0, done.stderr
@@ -49,13 +58,20 @@ def test_generate_wav_writes_a_playable_file(target: str, tmp_path) -> None:
         assert abs(seconds - 0.5) < 0.1, f"asked for 0.5 s, got {seconds} s"
 
 
+def test_generate_wav_follows_a_melody(target: str, tmp_path) -> None:
+    hum, out = tmp_path / "hum.wav", tmp_path / "quartet.wav"
+    square = (8000 * ((i // 40) % 2 * 2 - 1) for i in range(16_000))
+    write_wav(hum, b"".join(v.to_bytes(2, "little", signed=True) for v in square))
+    done = run("generate_wav.py", "--target", target, "--model", "musicgen-melody-tiny", "--prompt", "calm piano",
+               "--melody", str(hum), "--duration", "0.3", "--seed", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(out)) as w:
+        assert abs(w.getnframes() / w.getframerate() - 0.3) < 0.05
+
+
 def test_generate_wav_continues_a_clip(target: str, tmp_path) -> None:
     clip, out = tmp_path / "clip.wav", tmp_path / "more.wav"
-    with wave.open(str(clip), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(32_000)
-        w.writeframes(bytes(2 * 8000))
+    write_wav(clip, bytes(2 * 8000))
     done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--continue", str(clip),
                "--duration", "0.3", "--seed", "1", "-o", str(out))
     assert done.returncode == 0, done.stderr
