@@ -1,7 +1,7 @@
 """The tiny melody checkpoint (`model_type: musicgen_melody`) and its references, for make_reference.py.
 
 `musicgen-melody-tiny` has musicgen-tiny's sizes, a 12-bin chroma projection and a chroma_length of
-CHROMA_LENGTH frames; its preprocessor_config.json scales the published feature extractor down
+CHROMA_LENGTH frames (`musicgen-stereo-melody-tiny` the same in stereo: 8 interleaved codebooks); its preprocessor_config.json scales the published feature extractor down
 (N_FFT / HOP instead of 16384 / 4096) so a fraction of a second gives several chroma frames.
 
 melody.safetensors holds, for two clips (one shorter than n_fft, which the extractor pads), the
@@ -27,8 +27,8 @@ from transformers import MusicgenMelodyConfig, MusicgenMelodyDecoderConfig, Musi
 from transformers.audio_utils import chroma_filter_bank
 from transformers.models.musicgen_melody.feature_extraction_musicgen_melody import MusicgenMelodyFeatureExtractor
 
-NAME = "musicgen-melody-tiny"
-SEED = 3579
+# name: (seed, audio channels)
+MELODY_FIXTURES = {"musicgen-melody-tiny": (3579, 1), "musicgen-stereo-melody-tiny": (9753, 2)}
 CHROMA_LENGTH = 24
 NUM_CHROMA = 12
 N_FFT = 2048
@@ -68,11 +68,11 @@ def chroma(fe, wave):
     return norm, onehot
 
 
-def melody_config(text_config, codec_config, decoder_spec):
+def melody_config(text_config, codec_config, decoder_spec, channels):
     vocab = decoder_spec["vocab_size"]
-    dec = MusicgenMelodyDecoderConfig(**decoder_spec, num_codebooks=4, activation_function="gelu", dropout=0.0,
-                                      scale_embedding=False, pad_token_id=vocab, bos_token_id=vocab,
-                                      decoder_start_token_id=vocab, audio_channels=1)
+    dec = MusicgenMelodyDecoderConfig(**decoder_spec, num_codebooks=4 * channels, activation_function="gelu",
+                                      dropout=0.0, scale_embedding=False, pad_token_id=vocab, bos_token_id=vocab,
+                                      decoder_start_token_id=vocab, audio_channels=channels)
     cfg = MusicgenMelodyConfig(text_encoder=text_config, audio_encoder=codec_config, decoder=dec,
                                num_chroma=NUM_CHROMA, chroma_length=CHROMA_LENGTH)
     cfg.decoder_start_token_id = vocab
@@ -100,14 +100,18 @@ def tone(rate, samples, f0, gen):
 
 
 def write_melody(out_root, spec, helpers):
-    """Writes the melody fixture under `out_root`; `helpers` are make_reference's builders."""
-    out_dir = os.path.join(out_root, NAME)
-    torch.manual_seed(SEED)
+    """Writes the melody fixtures under `out_root`; `helpers` are make_reference's builders."""
+    for name, (seed, channels) in MELODY_FIXTURES.items():
+        write_fixture(os.path.join(out_root, name), seed, channels, spec, helpers)
+
+
+def write_fixture(out_dir, seed, channels, spec, helpers):
+    torch.manual_seed(seed)
     tok = helpers.build_tokenizer()
     base = helpers.build_config(spec)
-    cfg = melody_config(base.text_encoder, base.audio_encoder, spec["decoder"])
+    cfg = melody_config(base.text_encoder, base.audio_encoder, spec["decoder"], channels)
     model = MusicgenMelodyForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
-    tune(model, SEED, helpers.init_value)
+    tune(model, seed, helpers.init_value)
     helpers.write_model(out_dir, model, cfg, spec, tok)
     rate = cfg.audio_encoder.sampling_rate
     preprocessor = {"chunk_length": 30, "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
@@ -118,7 +122,7 @@ def write_melody(out_root, spec, helpers):
         json.dump(preprocessor, f, indent=2, sort_keys=True)
         f.write("\n")
 
-    gen = torch.Generator().manual_seed(SEED + 1)
+    gen = torch.Generator().manual_seed(seed + 1)
     fe = extractor(rate)
     ref = {}
     with torch.no_grad():

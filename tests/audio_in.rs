@@ -158,6 +158,38 @@ async fn a_cancelled_continuation_gives_everything_back() {
     .await;
 }
 
+/// Cancelled while the worker is inside the prefill (held there by the stall fault until the
+/// cancellation lands): the generation ends cancelled and gives back its lease, its queue slot and
+/// its model, and the worker goes on.
+#[tokio::test]
+async fn a_continuation_cancelled_inside_its_prefill_gives_everything_back() {
+    let mut c = model_config();
+    c.generation.fault_injection = true;
+    let mut s = start_server(c).await;
+    let req = pb::GenerateRequest {
+        prompt: "maestro:fault:stall".into(),
+        ..continuation(pcm(wav(32_000, 2.0), pb::AudioEncoding::Wav, 0, 0))
+    };
+    let mut stream = s.generation.generate(req).await.unwrap().into_inner();
+    assert!(matches!(stream.next().await.unwrap().unwrap().payload, Some(Payload::Header(_))));
+    let running = eventually("the worker inside the prefill", WITHIN, async || {
+        let r = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        let held = !r.leases.is_empty() && r.queue.iter().any(|q| q.running);
+        held.then_some(r.queue[0].request_id.clone())
+    })
+    .await;
+    drop(stream);
+    let ended = eventually("everything given back", WITHIN, async || {
+        let r = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        let idle = r.cached_models.iter().all(|m| m.in_flight == 0);
+        let ended = r.recent_generations.iter().find(|g| g.request_id == running).cloned();
+        (r.leases.is_empty() && idle && r.queue.is_empty()).then_some(ended).flatten()
+    })
+    .await;
+    assert_eq!(ended.outcome, "cancelled", "{ended:?}");
+    run(&mut s, continuation(pcm(vec![0; 6400], pb::AudioEncoding::PcmS16le, 32_000, 1))).await.unwrap();
+}
+
 #[tokio::test]
 async fn requirements_report_what_an_audio_prompt_adds() {
     let mut s = start_server(model_config()).await;

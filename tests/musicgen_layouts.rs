@@ -1,7 +1,7 @@
 //! Every published checkpoint layout, reproduced at tiny size by `scripts/make_reference.py` under
 //! `tests/fixtures/layouts/`, loads and generates exactly the codes and audio transformers made from
 //! the single-file original (`musicgen-tiny`); a pickle folder converted by `convert-checkpoint`
-//! does too; a melody config is refused before any weight is read.
+//! does too; a config that is neither MusicGen nor melody is refused before any weight is read.
 #![cfg(feature = "torch")]
 
 mod musicgen_common;
@@ -98,23 +98,24 @@ fn a_converted_pickle_folder_generates_the_same_codes() {
 }
 
 #[test]
-fn a_melody_config_is_refused_before_any_weight_is_read() {
+fn a_config_that_is_neither_kind_is_refused_before_any_weight_is_read() {
     let dir = copy_dir(&fixture(ORIGINAL));
     let path = dir.path().join("config.json");
     let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    // A melody type over a text-conditioned decoder: neither a MusicGen nor a melody checkpoint.
     config["model_type"] = serde_json::json!("musicgen_melody");
     fs::write(&path, config.to_string()).unwrap();
     // Garbage weights: a load that reached them would fail differently.
     fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
     match MusicGen::load(dir.path(), Device::Cpu, DType::F32) {
         Err(e @ MusicgenError::Unsupported(_)) => {
-            assert!(e.to_string().contains("\"musicgen_melody\" is not served"), "{e}");
+            assert!(e.to_string().contains("decoder.model_type \"musicgen_decoder\""), "{e}");
         }
         Err(other) => panic!("wrong error: {other}"),
-        Ok(_) => panic!("a melody checkpoint loaded"),
+        Ok(_) => panic!("a mislabelled checkpoint loaded"),
     }
     let report = maestro::musicgen::inspect(dir.path(), 1, 1.0).expect_err("inspect refuses it too");
-    assert!(report.to_string().contains("musicgen_melody"), "{report}");
+    assert!(report.to_string().contains("musicgen_melody_decoder"), "{report}");
 }
 
 #[test]

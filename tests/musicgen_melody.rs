@@ -1,4 +1,5 @@
-//! Melody checkpoints against transformers on `musicgen-melody-tiny` (`melody.safetensors`): the
+//! Melody checkpoints against transformers on `musicgen-melody-tiny` and its stereo sibling
+//! (`melody.safetensors`): the
 //! chroma of `MusicgenMelodyFeatureExtractor` (normalised before the argmax within 1e-5, one-hot
 //! identical), and `MusicgenMelodyForConditionalGeneration.generate`'s greedy codes and audio with a
 //! melody and without one, alone and batched together.
@@ -10,10 +11,11 @@ use std::ops::ControlFlow;
 
 use maestro::chroma::{ChromaConfig, ChromaExtractor};
 use maestro::musicgen::{DType, GenerationRequest, GenerationStats, MusicGen};
-use musicgen_common::{fixture, max_diff, reference_file, PROMPTS};
+use musicgen_common::{fixture, interleaved, max_diff, reference_file, PROMPTS};
 use tch::{Device, Kind, Tensor};
 
 const NAME: &str = "musicgen-melody-tiny";
+const FIXTURES: [&str; 2] = [NAME, "musicgen-stereo-melody-tiny"];
 /// `MELODY_TOKENS` of the script: decoder steps, the delay pattern's three included.
 const MELODY_TOKENS: usize = 20;
 
@@ -27,7 +29,7 @@ fn samples(t: &Tensor) -> Vec<f32> {
 
 fn request(model: &MusicGen, prompt: &str, melody: Vec<Vec<f32>>) -> GenerationRequest {
     let mut req = model.request(prompt, 1.0);
-    req.frames = MELODY_TOKENS + 1 - model.num_codebooks();
+    req.frames = MELODY_TOKENS + 1 - model.num_codebooks() / model.channels();
     req.melody = melody;
     req.sampling.greedy = true;
     req.guidance_scale = 3.0;
@@ -72,8 +74,14 @@ fn chroma_matches_the_feature_extractor() {
 
 #[test]
 fn melody_generation_matches_transformers_alone_and_batched() {
-    let r = reference_file(NAME, "melody.safetensors");
-    let model = MusicGen::load(&fixture(NAME), Device::Cpu, DType::F32).unwrap();
+    for name in FIXTURES {
+        generation_matches(name);
+    }
+}
+
+fn generation_matches(name: &str) {
+    let r = reference_file(name, "melody.safetensors");
+    let model = MusicGen::load(&fixture(name), Device::Cpu, DType::F32).unwrap();
     assert!(model.is_melody());
     let melody = frames(&r["clip.onehot"]);
     let cases = [
@@ -83,9 +91,9 @@ fn melody_generation_matches_transformers_alone_and_batched() {
     ];
     let check = |key: &str, (stats, audio): &(GenerationStats, Vec<f32>), how: &str| {
         let want = &r[&format!("{key}.codes")].get(0);
-        assert!(codes(stats).equal(want), "{key} {how}: codes {:?} differ from {want}", stats.codes);
-        let diff = max_diff(&Tensor::from_slice(audio), &r[&format!("{key}.audio")].flatten(0, -1));
-        assert!(diff <= 1e-4, "{key} {how}: audio differs by {diff}");
+        assert!(codes(stats).equal(want), "{name} {key} {how}: codes {:?} differ from {want}", stats.codes);
+        let diff = max_diff(&Tensor::from_slice(audio), &interleaved(&r[&format!("{key}.audio")].get(0)));
+        assert!(diff <= 1e-4, "{name} {key} {how}: audio differs by {diff}");
     };
     for (key, req) in &cases {
         check(key, &run(&model, std::slice::from_ref(req))[0], "alone");

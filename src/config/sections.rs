@@ -271,6 +271,7 @@ pub struct GenerationConfig {
     /// Chaos testing only: the prompt `maestro:fault:panic` panics the worker; a prompt containing
     /// `maestro:fault:oom` makes a decoding step ask libtorch for 256 PiB, and loading a model whose
     /// id ends with `fault-oom-on-load` does so before reading the weights: real out-of-memory failures.
+    /// A prompt containing `maestro:fault:stall` holds the first decoding step until it is cancelled.
     #[arg(
         id = "generation.fault_injection",
         long = "fault-injection",

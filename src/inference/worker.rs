@@ -167,6 +167,10 @@ pub const FAULT_PANIC: &str = "maestro:fault:panic";
 /// A prompt containing this makes libtorch really run out of memory inside a decoding step (see
 /// [`Faults`]).
 pub const FAULT_OOM: &str = "maestro:fault:oom";
+/// A prompt containing this holds its batch's first decoding step (the prefill, where an audio
+/// prompt's frames go in) until the request is cancelled or a minute has passed: a cancellation that
+/// lands inside the prefill, deterministically.
+pub const FAULT_STALL: &str = "maestro:fault:stall";
 /// With fault injection, loading a model whose id ends with this makes libtorch really run out of
 /// memory before the weights are read.
 pub const FAULT_OOM_MODEL: &str = "fault-oom-on-load";

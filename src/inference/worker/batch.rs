@@ -12,6 +12,7 @@ use std::{
 
 use super::{
     out_of_memory, panic_message, Event, Faults, Finished, GenerateJob, Worker, FAULT_OOM, FAULT_PANIC,
+    FAULT_STALL,
 };
 use crate::{
     error::Error,
@@ -202,6 +203,17 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Holds the worker while a [`FAULT_STALL`] request is live (at most a minute).
+    fn stall(&self) {
+        let stalled: Vec<&GenerateJob> =
+            self.jobs.iter().copied().filter(|j| j.request.prompt.contains(FAULT_STALL)).collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let live = |j: &&GenerateJob| !j.cancel.is_cancelled() && !j.events.is_closed();
+        while stalled.iter().any(live) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Whether the injected out-of-memory strikes at `step`.
     fn oom_fires(&self, step: usize) -> bool {
         let f = &self.faults;
@@ -243,6 +255,9 @@ impl Observer for Rows<'_> {
     }
 
     fn step(&mut self, step: usize) {
+        if step == 0 && self.faults.enabled {
+            self.stall();
+        }
         if self.oom_fires(step) {
             // The infallible op, as the decoder's own ops are: libtorch's failure arrives as the panic
             // a real out-of-memory inside a forward pass raises.
