@@ -8,7 +8,8 @@
 //!   read per step ÷ the bandwidth of a matrix–vector product over a matrix of that size).
 //!
 //! Further tables: where each small-shape run's time went (text encoding, decoding per step, codec),
-//! what a 10 s audio prompt costs on the small shape (EnCodec encode, then the decoder's prefill),
+//! what a 10 s audio prompt costs on the small shape (EnCodec encode, then the decoder's prefill) and
+//! what a 30 s melody's chroma costs,
 //! the CPU matrix-vector kernel beside libtorch's `linear` on the decoder's matrices, and the kernel
 //! in passes of up to 16 rows beside libtorch on T5's matrices at a prompt's row counts.
 //!
@@ -28,6 +29,7 @@ mod common;
 mod stats;
 
 use common::{python, repo, small_shape_dir};
+use maestro::chroma::{ChromaConfig, ChromaExtractor};
 use maestro::musicgen::{kernels, AudioEncoder, DType, MusicGen};
 use tch::{Device, Kind, Tensor};
 
@@ -346,4 +348,12 @@ fn audio_prompt(dir: &Path, model: &MusicGen, step_ms: f64) {
         "| {prompt} single decode steps ({step_ms:.1} ms each, from the runs above) | {stepwise_ms:.0} |"
     );
     println!("| prefill vs single steps | {:.2}x faster |", stepwise_ms / prefill_ms.max(1e-9));
+    // A melody checkpoint's audio in: the chroma of a 30 s melody with the published extractor.
+    let extractor = ChromaExtractor::new(ChromaConfig::default()).expect("the published settings");
+    let rate = extractor.config().sampling_rate as usize;
+    let melody: Vec<f32> = (0..30 * rate).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    let started = Instant::now();
+    let frames = extractor.one_hot(&melody).len();
+    let chroma_ms = started.elapsed().as_secs_f64() * 1e3;
+    println!("| chroma of a 30 s melody (n_fft 16384, hop 4096: {frames} frames) | {chroma_ms:.0} |");
 }

@@ -235,6 +235,9 @@ function showConnection() {
   const el = byTest("connection");
   const up = Object.values(live).every(Boolean);
   el.dataset.state = up ? "connected" : "disconnected";
+  // Every stream answering is proof the token works: a refusal of a call sent before it was
+  // entered must not leave the form up.
+  if (up) $("token-form").hidden = true;
   el.textContent = up ? "live" : `disconnected${retryAt > Date.now() ? `, retrying in ${Math.ceil((retryAt - Date.now()) / 1000)} s` : ""}`;
 }
 setInterval(showConnection, 500);
@@ -244,6 +247,7 @@ setInterval(showConnection, 500);
 async function follow(name, open, onItem, liveOnOpen = false) {
   let delay = 500;
   for (;;) {
+    const sent = token;
     try {
       const stream = open();
       if (liveOnOpen) {
@@ -259,7 +263,8 @@ async function follow(name, open, onItem, liveOnOpen = false) {
         onItem(item);
       }
     } catch (e) {
-      if (e instanceof ConnectError && e.code === Code.Unauthenticated) askForToken(e.rawMessage);
+      // Only a refusal of the token in use now asks again.
+      if (e instanceof ConnectError && e.code === Code.Unauthenticated && sent === token) askForToken(e.rawMessage);
     }
     live[name] = false;
     retryAt = Date.now() + delay;
