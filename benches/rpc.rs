@@ -54,6 +54,7 @@ impl Rpc {
                     duration_s: 10.0,
                     device: "cpu".into(),
                     dtype: String::new(),
+                    audio_prompt_s: 0.0,
                 })
                 .await
                 .is_ok(),

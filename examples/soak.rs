@@ -127,6 +127,7 @@ async fn unary(channel: Channel, codes: Codes, until: Instant, seed: u64) {
             duration_s: 10.0,
             device: "auto".into(),
             dtype: String::new(),
+            audio_prompt_s: 0.0,
         };
         count(&codes, "ValidateModel", code(r.validate_model(v).await.map(drop)));
         count(&codes, "GetReport", code(r.get_report(pb::ReportRequest {}).await.map(drop)));

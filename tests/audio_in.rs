@@ -213,6 +213,16 @@ async fn requirements_report_what_an_audio_prompt_adds() {
         .sum();
     assert_eq!(tiny.audio_encoder_bytes as i64, want);
     assert_eq!(tiny.audio_input_bytes_per_sample, 15 * 4, "15 bytes per filter (4 in the tiny codec)");
+    // ValidateModel with a 10 s prompt counts its encode on the host: the encoder and the clip's
+    // activations (32 kHz mono, 15 × 4 + 4 bytes per sample), as the generation's lease does.
+    let required =
+        |v: &pb::ValidationResult| v.checks.iter().find(|c| c.resource == "host_memory").unwrap().required;
+    let cpu = |audio_prompt_s| pb::ValidateRequest { device: "cpu".into(), audio_prompt_s, ..ask(TINY) };
+    let plain = s.resources.validate_model(cpu(0.0)).await.unwrap().into_inner();
+    let with_clip = s.resources.validate_model(cpu(10.0)).await.unwrap().into_inner();
+    let added = required(&with_clip) - required(&plain);
+    assert_eq!(added as i64, want + 320_000 * (15 * 4 + 4), "{:?}", with_clip.checks);
+    assert!(with_clip.checks[0].message.contains("audio prompt encode"), "{:?}", with_clip.checks);
     let small = s.resources.validate_model(ask("facebook/musicgen-small")).await.unwrap().into_inner();
     let small = small.requirements.unwrap();
     assert_eq!(small.audio_encoder_bytes, maestro::resources::requirements::TABLE_AUDIO_DECODER_PARAMS * 4);

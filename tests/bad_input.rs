@@ -25,6 +25,7 @@ fn validate(model: &str, batch: u32, duration: f64, device: &str, dtype: &str) -
         duration_s: duration,
         device: device.into(),
         dtype: dtype.into(),
+        ..Default::default()
     }
 }
 
@@ -127,6 +128,21 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
             "<= 120 (--max-duration-s)".into(),
         ),
         ("bad device", Validate(validate(small, 1, 10.0, "tpu", "")), Bad, "device".into()),
+        (
+            "NaN audio prompt",
+            Validate(pb::ValidateRequest {
+                audio_prompt_s: f64::NAN,
+                ..validate(small, 1, 10.0, "auto", "")
+            }),
+            Bad,
+            "audio_prompt_s: must be finite and within [0, 600], got NaN".into(),
+        ),
+        (
+            "too long audio prompt",
+            Validate(pb::ValidateRequest { audio_prompt_s: 601.0, ..validate(small, 1, 10.0, "auto", "") }),
+            Bad,
+            "audio_prompt_s: must be finite and within [0, 600], got 601".into(),
+        ),
         ("absent GPU", Validate(validate(small, 1, 10.0, "cuda:3", "")), Bad, "device".into()),
         ("bad dtype", Validate(validate(small, 1, 10.0, "auto", "int8")), Bad, "dtype".into()),
         ("empty owner", Allocate(alloc("", 1, 0, None, 60), true), Bad, "owner".into()),

@@ -323,6 +323,7 @@ async fn an_advised_batch_validates_over_random_inventories_and_leases() {
             duration_s,
             device: advice.device.clone(),
             dtype: dtype.into(),
+            ..Default::default()
         };
         let what = format!("case {case} (lease on {leased}: {leased_ok}): {advice:?}");
         if advice.batch_size > 0 {

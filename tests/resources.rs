@@ -19,6 +19,7 @@ fn validate(model: &str, batch: u32, duration: f64, device: &str) -> pb::Validat
         duration_s: duration,
         device: device.into(),
         dtype: String::new(),
+        audio_prompt_s: 0.0,
     }
 }
 

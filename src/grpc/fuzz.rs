@@ -81,6 +81,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             duration_s: 10.0,
             device: "auto".into(),
             dtype: "f16".into(),
+            audio_prompt_s: 0.0,
         }
         .encode_to_vec(),
         pb::AllocateRequest {

@@ -28,6 +28,9 @@ pub fn dtype(value: &str) -> Result<DType, Error> {
     Ok(DType::parse(value)?)
 }
 
+/// Longest audio prompt `ValidateModel` sizes, in seconds (the `--max-audio-input-s` ceiling).
+const MAX_AUDIO_PROMPT_S: f64 = 600.0;
+
 /// `ValidateModel`'s request.
 pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
     if r.batch_size == 0 || r.batch_size > MAX_BATCH {
@@ -42,6 +45,7 @@ pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         device: Device::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
+        audio_prompt_s: finite("audio_prompt_s", r.audio_prompt_s, 0.0, false, MAX_AUDIO_PROMPT_S, false)?,
     })
 }
 
@@ -53,6 +57,7 @@ pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> 
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
         device: Device::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
+        audio_prompt_s: 0.0,
     };
     Ok(BatchQuestion { fit, memory_bytes: r.gpu_memory_bytes, max_batch: MAX_BATCH })
 }

@@ -156,7 +156,14 @@ impl Generation {
         if let Some(facts) = self.loaded(model, device)? {
             return Ok(facts);
         }
-        let question = FitQuestion { model: model.into(), batch: 1, duration_s: 1.0, device, dtype };
+        let question = FitQuestion {
+            model: model.into(),
+            batch: 1,
+            duration_s: 1.0,
+            device,
+            dtype,
+            audio_prompt_s: 0.0,
+        };
         let answer = self.manager.fit(question).await?;
         let verdict = answer.verdict();
         if !verdict.fits {
@@ -248,23 +255,18 @@ impl Generation {
         let model = self.manager.use_model(&p.model).await?;
         // One window is decoded at a time, whatever the duration: its working set is what is held.
         let window_s = p.duration_s.min(facts.window_s);
-        let answer = self.manager.fit_loaded(&p.model, 1, window_s, self.settings.dtype).await?;
+        // Encoding the clip needs the encoder and its activations for a while: the need counts them.
+        let prompt_s = audio.as_ref().map_or(0.0, |a| {
+            a.samples.len() as f64 / (f64::from(facts.sample_rate) * f64::from(facts.channels))
+        });
+        let answer = self.manager.fit_loaded(&p.model, 1, (window_s, prompt_s), self.settings.dtype).await?;
         if !answer.verdict().fits {
             return Err(Error::ResourceExhausted(answer.verdict().summary(&p.model)));
         }
         // Weights, runtime and context are resident: what is left is the working set, on the device
         // the model lives on.
         let owner = format!("generate:{}", p.model);
-        let mut lease_request = lease_for(&owner, LeaseKind::Generation, &answer.verdict().need);
-        // Encoding the clip needs the encoder and its activations for a while: the lease (which
-        // refuses what the device cannot hold) counts them.
-        if let Some(a) = &audio {
-            let bytes = answer.requirements.audio_in.bytes_for(a.samples.len() as u64);
-            match facts.device {
-                Device::Cuda(_) => lease_request.gpu_bytes += bytes,
-                _ => lease_request.cpu_bytes += bytes,
-            }
-        }
+        let lease_request = lease_for(&owner, LeaseKind::Generation, &answer.verdict().need);
         let lease = self.manager.lease(lease_request).await?;
         let prompt_frames = audio.as_ref().map_or(0, |a| a.frames);
         let job = (request.clone(), audio.as_ref().map(|a| a.samples.clone()));

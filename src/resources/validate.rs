@@ -136,6 +136,8 @@ pub struct FitInput<'a> {
     pub room: Room<'a>,
     /// The loaded models.
     pub cached: &'a [CachedModel],
+    /// Seconds of audio prompt encoded first (0 for none).
+    pub audio_prompt_s: f64,
 }
 
 /// What of `model` (in `dtype`) is already in memory on `device`, per the cache.
@@ -163,7 +165,9 @@ pub fn verdict(input: &FitInput<'_>) -> Result<Verdict, Error> {
 /// The need of the input's model on `device` (resolved) and whether it fits there.
 fn verdict_on(input: &FitInput<'_>, device: Device) -> Result<Verdict, Error> {
     let resident = resident(input.model, input.requirements.dtype, device, input.cached);
-    fit(input.requirements.need(device, input.batch, resident), &input.room)
+    let mut need = input.requirements.need(device, input.batch, resident);
+    need.audio_in_bytes = input.requirements.audio_in.bytes_for_seconds(input.audio_prompt_s);
+    fit(need, &input.room)
 }
 
 /// Whether `need` fits on its device now: host memory (always), and on a GPU its memory and compute

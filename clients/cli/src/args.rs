@@ -143,6 +143,9 @@ pub struct ValidateArgs {
     /// `f32`, `f16` or `bf16` (empty = the server's default).
     #[arg(long, default_value = "")]
     pub dtype: String,
+    /// Seconds of audio prompt each request continues: the verdict counts encoding it.
+    #[arg(long = "audio-prompt", value_name = "SECONDS", default_value_t = 0.0)]
+    pub audio_prompt_s: f64,
 }
 
 /// `allocate`.

@@ -36,6 +36,8 @@ pub struct FitQuestion {
     pub device: Device,
     /// Weight dtype.
     pub dtype: DType,
+    /// Seconds of audio prompt a request encodes first (0 for none): its encode counts in the need.
+    pub audio_prompt_s: f64,
 }
 
 /// A verdict with what eviction could do about it.
@@ -151,12 +153,12 @@ impl Handle {
         &self,
         model: &str,
         batch: u32,
-        duration_s: f64,
+        (duration_s, audio_prompt_s): (f64, f64),
         dtype: DType,
     ) -> Result<FitAnswer, Error> {
         let entry = self.state.borrow().cache.get(model).map(|e| (e.device, e.dtype));
         let (device, dtype) = entry.unwrap_or((Device::Cpu, dtype));
-        self.fit(FitQuestion { model: model.into(), batch, duration_s, device, dtype }).await
+        self.fit(FitQuestion { model: model.into(), batch, duration_s, device, dtype, audio_prompt_s }).await
     }
 
     /// What loading each cached f32 model in f16 instead would save, from the same requirements a
@@ -171,6 +173,7 @@ impl Handle {
                 duration_s: super::LISTING_DURATION_S,
                 device: m.device,
                 dtype,
+                audio_prompt_s: 0.0,
             };
             let (Ok(f32), Ok(f16)) =
                 (self.requirements(&ask(DType::F32)).await, self.requirements(&ask(DType::F16)).await)
@@ -254,7 +257,16 @@ impl View {
             margin: self.margin,
             placeable: &self.placeable,
         };
-        FitInput { model: &q.model, requirements, batch, device: q.device, room, cached: &self.cached }
+        let audio_prompt_s = q.audio_prompt_s;
+        FitInput {
+            model: &q.model,
+            requirements,
+            batch,
+            device: q.device,
+            room,
+            cached: &self.cached,
+            audio_prompt_s,
+        }
     }
 }
 

@@ -58,6 +58,7 @@ impl Handle {
                 duration_s: LISTING_DURATION_S,
                 device: Device::Cpu,
                 dtype: DType::default(),
+                audio_prompt_s: 0.0,
             };
             let requirements = self.requirements(&question).await.ok();
             let cached = cached.iter().find(|c| c.model == id).cloned();

@@ -20,6 +20,8 @@ pub struct AudioInCost {
     pub weight_bytes: u64,
     /// Peak activations per input sample and channel (see the module).
     pub bytes_per_sample: u64,
+    /// Input samples per second of audio, every channel counted (rate × channels).
+    pub samples_per_s: u64,
 }
 
 impl AudioInCost {
@@ -36,13 +38,30 @@ impl AudioInCost {
             .filter(|(name, _)| name.starts_with("audio_encoder.encoder.") || codebook(name))
             .map(|(_, t)| numel(t) * 4)
             .sum();
-        Self { weight_bytes, bytes_per_sample: bytes_per_sample(shape.audio_encoder.num_filters) }
+        Self {
+            weight_bytes,
+            bytes_per_sample: bytes_per_sample(shape.audio_encoder.num_filters),
+            samples_per_s: shape.audio_encoder.sampling_rate.saturating_mul(shape.decoder.audio_channels),
+        }
     }
 
     /// A published checkpoint's, estimated from the table: an EnCodec encoder about the decoder's
-    /// size, 64 filters.
+    /// size, 64 filters, 32 kHz counted as stereo (an upper bound for the mono rows).
     pub fn published(audio_decoder_params: u64) -> Self {
-        Self { weight_bytes: audio_decoder_params * 4, bytes_per_sample: bytes_per_sample(64) }
+        Self {
+            weight_bytes: audio_decoder_params * 4,
+            bytes_per_sample: bytes_per_sample(64),
+            samples_per_s: 64_000,
+        }
+    }
+
+    /// Bytes to encode a clip of `seconds` (0 for none).
+    pub fn bytes_for_seconds(&self, seconds: f64) -> u64 {
+        if seconds > 0.0 {
+            self.bytes_for((seconds * self.samples_per_s as f64).ceil() as u64)
+        } else {
+            0
+        }
     }
 
     /// Bytes to encode `samples` samples (every channel counted), their f32 copy included.

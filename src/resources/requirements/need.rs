@@ -36,6 +36,8 @@ pub struct Need {
     pub weights: WeightBytes,
     /// KV caches and activations of `batch` rows of `duration_s` (guidance's rows included).
     pub working_set_bytes: u64,
+    /// Encoding an audio prompt: the EnCodec encoder and the clip's activations (0 without one).
+    pub audio_in_bytes: u64,
     /// Host memory of the runtime around the model; on every device.
     pub host_runtime_bytes: u64,
     /// The CUDA context; 0 on the CPU.
@@ -70,6 +72,7 @@ impl Requirements {
             dtype: self.dtype,
             weights: self.weights,
             working_set_bytes: self.per_sample_bytes.saturating_mul(u64::from(batch)),
+            audio_in_bytes: 0,
             host_runtime_bytes: self.host_runtime_bytes,
             cuda_context_bytes: if on_gpu { self.cuda_context_bytes } else { 0 },
             resident: Resident { cuda_context: on_gpu && resident.cuda_context, ..resident },
@@ -100,7 +103,11 @@ impl Need {
         if self.on_gpu() {
             return vec![runtime];
         }
-        vec![self.weights_term(), self.working_set_term(), runtime]
+        [self.weights_term(), self.working_set_term()]
+            .into_iter()
+            .chain(self.audio_in_term())
+            .chain([runtime])
+            .collect()
     }
 
     /// The terms that live in GPU memory: weights, working set and the CUDA context; none on the CPU.
@@ -113,7 +120,11 @@ impl Need {
             bytes: self.cuda_context_bytes,
             resident: self.resident.cuda_context,
         };
-        vec![self.weights_term(), self.working_set_term(), context]
+        [self.weights_term(), self.working_set_term()]
+            .into_iter()
+            .chain(self.audio_in_term())
+            .chain([context])
+            .collect()
     }
 
     /// Host bytes still to find: the host terms not already resident.
@@ -132,6 +143,15 @@ impl Need {
             bytes: self.weights.total(),
             resident: self.resident.weights,
         }
+    }
+
+    /// Listed only with an audio prompt.
+    fn audio_in_term(&self) -> Option<Term> {
+        (self.audio_in_bytes > 0).then(|| Term {
+            name: "audio prompt encode".into(),
+            bytes: self.audio_in_bytes,
+            resident: false,
+        })
     }
 
     fn working_set_term(&self) -> Term {

@@ -58,7 +58,7 @@ fn input<'a>(
 ) -> FitInput<'a> {
     let all: &'static [u32] = &[0, 1, 2, 3];
     let room = Room { snapshot, reserved_host: 0, reserved_gpu: &[], margin: 0.2, placeable: all };
-    FitInput { model, requirements: r, batch: 1, device, room, cached }
+    FitInput { model, requirements: r, batch: 1, device, room, cached, audio_prompt_s: 0.0 }
 }
 
 fn check<'a>(v: &'a Verdict, resource: &str) -> &'a Check {
@@ -237,7 +237,7 @@ proptest! {
         };
         let placeable: Vec<u32> = (0..gpus.len() as u32).filter(|i| placed & (1 << i) != 0).collect();
         let room = Room { snapshot: &snapshot, reserved_host: host_lease, reserved_gpu: &reserved, margin, placeable: &placeable };
-        let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached };
+        let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached, audio_prompt_s: 0.0 };
         let result = optimal_batch(&fit_input, 0, MAX_BATCH);
         if let Device::Cuda(i) = device {
             if !placeable.contains(&i) {

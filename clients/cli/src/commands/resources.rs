@@ -21,6 +21,7 @@ pub async fn validate(c: &mut Clients, out: Output, a: ValidateArgs) -> Result<(
         duration_s: a.duration,
         device: a.device,
         dtype: a.dtype,
+        audio_prompt_s: a.audio_prompt_s,
     };
     let verdict = c.resources.validate_model(req).await?.into_inner();
     out.show(&verdict, "ValidationResult", render_validation)?;
