@@ -151,6 +151,11 @@ fn main() {
         small_shape(&mut table, env_usize("MAESTRO_BENCH_SMALL_STEPS", 100));
     }
     table.print();
+    if !kernels::supported() {
+        // Every path above then ran through libtorch; there is no kernel to set beside it.
+        println!("\nThis CPU lacks AVX-512: the native kernels do not run, so their tables are skipped.");
+        return;
+    }
     kernel_vs_libtorch();
     blocked_vs_libtorch();
 }
