@@ -171,7 +171,8 @@ def init_value(name, shape, gen):
     raise ValueError(f"no init rule for {name} {tuple(shape)}")
 
 
-def randomize(model, seed):
+def fill_random(model, seed):
+    """Every weight from `init_value`, in name order from one generator; the LM heads spread."""
     gen = torch.Generator().manual_seed(seed)
     state = model.state_dict()
     with torch.no_grad():
@@ -181,6 +182,11 @@ def randomize(model, seed):
             state[name].copy_(init_value(name, state[name].shape, gen))
         for head in model.decoder.lm_heads:
             head.weight.mul_(3.0)  # spread the logits so greedy picks are far from ties
+
+
+def randomize(model, seed):
+    fill_random(model, seed)
+    with torch.no_grad():
         for layer in model.decoder.model.decoder.layers:
             layer.encoder_attn.v_proj.weight.mul_(0.4)  # let past codes, not only the text, steer the picks
 

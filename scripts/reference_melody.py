@@ -80,16 +80,9 @@ def melody_config(text_config, codec_config, decoder_spec, channels):
     return cfg
 
 
-def tune(model, seed, init_value):
-    gen = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
+def tune(model, seed, fill_random):
+    fill_random(model, seed)
     with torch.no_grad():
-        for name in sorted(state):
-            if name.endswith("text_encoder.encoder.embed_tokens.weight"):
-                continue  # tied to `shared`
-            state[name].copy_(init_value(name, state[name].shape, gen))
-        for head in model.decoder.lm_heads:
-            head.weight.mul_(3.0)  # spread the logits so greedy picks are far from ties
         model.audio_enc_to_dec_proj.weight.mul_(3.0)  # let the melody, not only the text, steer the picks
 
 
@@ -111,7 +104,7 @@ def write_fixture(out_dir, seed, channels, spec, helpers):
     base = helpers.build_config(spec)
     cfg = melody_config(base.text_encoder, base.audio_encoder, spec["decoder"], channels)
     model = MusicgenMelodyForConditionalGeneration._from_config(cfg, attn_implementation="eager").eval()
-    tune(model, seed, helpers.init_value)
+    tune(model, seed, helpers.fill_random)
     helpers.write_model(out_dir, model, cfg, spec, tok)
     rate = cfg.audio_encoder.sampling_rate
     preprocessor = {"chunk_length": 30, "feature_extractor_type": "MusicgenMelodyFeatureExtractor",

@@ -6,10 +6,8 @@
 
 mod musicgen_common;
 
-use std::ops::ControlFlow;
-
 use maestro::musicgen::{DType, GenerationRequest, GenerationStats, MusicGen, SamplingMode};
-use musicgen_common::{fixture, interleaved, max_diff, reference_file, FIXTURES, PROMPTS};
+use musicgen_common::{codes_tensor, fixture, interleaved, max_diff, reference_file, run, FIXTURES, PROMPTS};
 use tch::{Device, Kind, Tensor};
 
 /// The negative prompts `scripts/make_reference.py` pairs with the first two prompts.
@@ -27,23 +25,6 @@ fn greedy(model: &MusicGen, prompt: &str, negative: &str, frames: usize) -> Gene
     req.guidance_scale = 3.0;
     req.chunk_frames = 4;
     req
-}
-
-fn run(model: &MusicGen, requests: &[GenerationRequest]) -> Vec<(GenerationStats, Vec<f32>)> {
-    let mut audio = vec![Vec::new(); requests.len()];
-    let stats = model
-        .generate(requests, |chunk| {
-            assert_eq!(chunk.channels, model.channels(), "chunks carry the model's channels");
-            audio[chunk.request].extend_from_slice(&chunk.samples);
-            ControlFlow::Continue(())
-        })
-        .expect("generation runs");
-    stats.into_iter().zip(audio).collect()
-}
-
-fn codes_tensor(stats: &GenerationStats) -> Tensor {
-    let frames = stats.codes[0].len() as i64;
-    Tensor::from_slice(&stats.codes.concat()).view([stats.codes.len() as i64, frames])
 }
 
 fn assert_matches(name: &str, what: &str, got: &(GenerationStats, Vec<f32>), codes: &Tensor, audio: &Tensor) {

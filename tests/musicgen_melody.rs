@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 
 use maestro::chroma::{ChromaConfig, ChromaExtractor};
 use maestro::musicgen::{DType, GenerationRequest, GenerationStats, MusicGen};
-use musicgen_common::{fixture, interleaved, max_diff, reference_file, PROMPTS};
+use musicgen_common::{codes_tensor, fixture, interleaved, max_diff, reference_file, run, PROMPTS};
 use tch::{Device, Kind, Tensor};
 
 const NAME: &str = "musicgen-melody-tiny";
@@ -35,21 +35,6 @@ fn request(model: &MusicGen, prompt: &str, melody: Vec<Vec<f32>>) -> GenerationR
     req.guidance_scale = 3.0;
     req.chunk_frames = 4;
     req
-}
-
-fn run(model: &MusicGen, requests: &[GenerationRequest]) -> Vec<(GenerationStats, Vec<f32>)> {
-    let mut audio = vec![Vec::new(); requests.len()];
-    let stats = model
-        .generate(requests, |chunk| {
-            audio[chunk.request].extend_from_slice(&chunk.samples);
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-    stats.into_iter().zip(audio).collect()
-}
-
-fn codes(stats: &GenerationStats) -> Tensor {
-    Tensor::from_slice(&stats.codes.concat()).view([stats.codes.len() as i64, -1])
 }
 
 #[test]
@@ -91,7 +76,11 @@ fn generation_matches(name: &str) {
     ];
     let check = |key: &str, (stats, audio): &(GenerationStats, Vec<f32>), how: &str| {
         let want = &r[&format!("{key}.codes")].get(0);
-        assert!(codes(stats).equal(want), "{name} {key} {how}: codes {:?} differ from {want}", stats.codes);
+        assert!(
+            codes_tensor(stats).equal(want),
+            "{name} {key} {how}: codes {:?} differ from {want}",
+            stats.codes
+        );
         let diff = max_diff(&Tensor::from_slice(audio), &interleaved(&r[&format!("{key}.audio")].get(0)));
         assert!(diff <= 1e-4, "{name} {key} {how}: audio differs by {diff}");
     };

@@ -241,7 +241,7 @@ impl Generation {
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
-        check_melody_target(&p, &model_id::resolve(&p.model, &self.roots)?.dir)?;
+        check_melody_target(&p, &model_id::resolve(&p.model, &self.roots)?.dir).await?;
         let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
         check_melody_use(&p, &facts)?;
         let mut request = resolve_request(&p, &facts)?;

@@ -102,11 +102,6 @@ impl MusicGen {
         self.melody.as_ref().map(|m| m.extractor.one_hot(samples))
     }
 
-    /// Chroma frames before the argmax (see [`crate::chroma::ChromaExtractor::normalized`]).
-    pub fn chroma_normalized(&self, samples: &[f32]) -> Option<Vec<Vec<f32>>> {
-        self.melody.as_ref().map(|m| m.extractor.normalized(samples))
-    }
-
     /// The batch's decoder state on a melody checkpoint, with room for `steps` positions after the
     /// conditioning: conditional rows, then (when `guided`) unconditional rows.
     pub(crate) fn melody_state(

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use std::ops::ControlFlow;
+
+use maestro::musicgen::{GenerationRequest, GenerationStats, MusicGen};
 use tch::{Kind, Tensor};
 
 /// The tiny configurations made by `scripts/make_reference.py`: two mono, and a stereo one stored in
@@ -44,4 +47,23 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (a.to_kind(Kind::Float).flatten(0, -1), b.to_kind(Kind::Float).flatten(0, -1));
     assert_eq!(a.size(), b.size(), "compared tensors differ in size");
     (a - b).abs().max().double_value(&[])
+}
+
+/// Each request's stats and streamed samples (channel-interleaved), the batch run together.
+pub fn run(model: &MusicGen, requests: &[GenerationRequest]) -> Vec<(GenerationStats, Vec<f32>)> {
+    let mut audio = vec![Vec::new(); requests.len()];
+    let stats = model
+        .generate(requests, |chunk| {
+            assert_eq!(chunk.channels, model.channels(), "chunks carry the model's channels");
+            audio[chunk.request].extend_from_slice(&chunk.samples);
+            ControlFlow::Continue(())
+        })
+        .expect("generation runs");
+    stats.into_iter().zip(audio).collect()
+}
+
+/// A request's codes `(codebooks, frames)`.
+pub fn codes_tensor(stats: &GenerationStats) -> Tensor {
+    let frames = stats.codes[0].len() as i64;
+    Tensor::from_slice(&stats.codes.concat()).view([stats.codes.len() as i64, frames])
 }

@@ -45,11 +45,13 @@ fn text_only(model: &str) -> Error {
 
 /// A melody sent to a text-only checkpoint, told from its `config.json` in `dir` before anything is
 /// loaded for the request.
-pub(super) fn check_melody_target(p: &GenerateParams, dir: &std::path::Path) -> Result<(), Error> {
+pub(super) async fn check_melody_target(p: &GenerateParams, dir: &std::path::Path) -> Result<(), Error> {
     if p.melody.is_none() {
         return Ok(());
     }
-    let config = std::fs::read_to_string(dir.join("config.json")).ok();
+    let path = dir.join("config.json");
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
+    let config = read.ok().and_then(Result::ok);
     let config: Option<serde_json::Value> = config.and_then(|c| serde_json::from_str(&c).ok());
     let melody = config.as_ref().and_then(|c| c.get("model_type")).and_then(|t| t.as_str());
     // An unreadable config is the load's to report.
