@@ -11,13 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
+    engine::Engine,
+    generation::{Generation, GenerationSettings},
     grpc::{auth::Tokens, health::HealthTable, streams::StreamSlots, GenerationApi, ResourceApi},
     inventory::{Compute, Inventory},
-    monitor::{
-        self,
-        sampler::{Sampler, SystemSampler},
-        MonitorSettings,
-    },
+    monitor::{self, sampler::Sampler, MonitorSettings},
     resources::{
         self,
         cleanup::{self, AutoCleanup, Evictor},
@@ -48,7 +46,8 @@ pub struct App {
     health_listener: Option<TcpListener>,
     resources: ResourceApi,
     generation: GenerationApi,
-    workers: Workers,
+    /// The inference engine, stopped last at shutdown.
+    workers: Arc<dyn Engine>,
 }
 
 /// What the generation side is made of: its gRPC service, the evictor cleanup uses (none without
@@ -56,7 +55,7 @@ pub struct App {
 struct GenerationParts {
     api: GenerationApi,
     evictor: Option<Arc<dyn Evictor>>,
-    workers: Workers,
+    workers: Arc<dyn Engine>,
     readiness: ReadinessInputs,
 }
 
@@ -68,63 +67,16 @@ struct ReadinessInputs {
     warm: watch::Receiver<bool>,
 }
 
-/// The inference worker threads, joined last at shutdown; nothing to join without libtorch.
-#[cfg(feature = "torch")]
-type Workers = crate::inference::Pool;
-#[cfg(not(feature = "torch"))]
-type Workers = ();
-
-/// Where the generation side places its workers (nothing reads it in a build without libtorch, which
-/// has none).
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
-struct Placement<'a> {
-    inventory: &'a Inventory,
-    executor: crate::inventory::Executor,
-}
-
-/// libtorch's CUDA devices by PCI address, read through the allocator shim (`cudaGetDeviceCount`
-/// and `cudaDeviceGetPCIBusId` start the runtime but create no context). Without the shim they cannot
-/// be matched to NVML's, so no GPU is placed on (and the log says why).
-#[cfg(feature = "torch")]
-fn native_compute() -> Compute {
-    let cuda_bus_ids: Vec<String> = (0..crate::cuda_alloc::device_count())
-        .filter_map(|i| crate::cuda_alloc::pci_bus_id(i).ok())
-        .collect();
-    let seen = tch::Cuda::device_count();
-    if cuda_bus_ids.is_empty() && seen > 0 {
-        tracing::warn!(
-            devices = seen,
-            "libtorch sees CUDA devices but this build lacks the CUDA allocator shim: they cannot be matched to NVML's, so work stays on the CPU"
-        );
-    }
-    Compute { cuda_bus_ids, executor: crate::inventory::Executor::Native }
-}
-
-#[cfg(not(feature = "torch"))]
-fn native_compute() -> Compute {
-    Compute::default()
-}
-
-/// The real machine's sampler: NVML, plus libtorch's CUDA allocator figures where it is linked.
-fn system_sampler() -> SystemSampler {
-    let nvml = crate::monitor::sampler::NvmlSource::init();
-    #[cfg(feature = "torch")]
-    let gpus = crate::monitor::devices::WithAllocator::new(nvml, Box::new(crate::cuda_alloc::Probe));
-    #[cfg(not(feature = "torch"))]
-    let gpus = nvml;
-    SystemSampler::with_gpus(Box::new(gpus))
-}
-
 impl App {
     /// Builds every part from the configuration, sampling the real machine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, Box::new(system_sampler())).await
+        Self::build_with(config, Box::new(crate::inference::host::system_sampler())).await
     }
 
     /// Builds every part with another sampler (tests inject scripted readings), computing on what
     /// libtorch finds here.
     pub async fn build_with(config: Config, sampler: Box<dyn Sampler>) -> anyhow::Result<Self> {
-        Self::build_on(config, sampler, native_compute()).await
+        Self::build_on(config, sampler, crate::inference::host::native_compute()).await
     }
 
     /// Builds every part with another sampler and another view of libtorch's devices: the tests'
@@ -182,15 +134,9 @@ impl App {
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
-        let placement = Placement { inventory: &inventory, executor: compute.executor };
-        let GenerationParts { api: generation, evictor, workers, readiness } = generation_api(
-            &config,
-            placement,
-            manager.clone(),
-            slots.clone(),
-            emergency,
-            generations.clone(),
-        )?;
+        let engine = crate::inference::host::start_engine(&config, &inventory, compute.executor)?;
+        let GenerationParts { api: generation, evictor, workers, readiness } =
+            generation_api(&config, engine, manager.clone(), slots.clone(), emergency, generations.clone());
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
             cooldown: config.resources.cleanup_cooldown,
@@ -244,58 +190,35 @@ impl App {
     }
 }
 
-#[cfg(feature = "torch")]
 fn generation_api(
     config: &Config,
-    placement: Placement<'_>,
+    engine: Arc<dyn Engine>,
     manager: resources::manager::Handle,
     slots: StreamSlots,
     emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
     shutdown: CancellationToken,
-) -> anyhow::Result<GenerationParts> {
-    use crate::inference::{
-        pin,
-        service::{Generation, GenerationSettings},
-        Pool, PoolSettings,
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+) -> GenerationParts {
     let g = &config.generation;
-    let devices =
-        placement.inventory.worker_devices().into_iter().map(|d| pin(placement.executor, d)).collect();
-    let settings = PoolSettings {
-        devices,
-        workers_per_device: g.per_device_workers(),
-        torch_threads: if g.torch_threads > 0 { g.torch_threads } else { cores },
-        queue_capacity: g.queue_capacity,
-        faults: crate::inference::worker::Faults {
-            enabled: g.fault_injection,
-            oom_step: g.fault_oom_step,
-            oom_min_batch: g.fault_oom_min_batch,
-        },
-        max_batch: g.max_batch,
-        extend_stride_s: g.extend_stride_s,
+    let settings = GenerationSettings {
+        max_duration_s: g.max_duration_s,
+        unload_wait: std::time::Duration::from_secs(10),
+        dtype: g.dtype,
     };
-    let pool = Pool::start(&settings)?;
-    let names: Vec<String> =
-        pool.devices().iter().map(|p| format!("{} on {:?}", p.device.name(), p.compute)).collect();
-    tracing::info!(workers_per_device = settings.workers_per_device, torch_threads = settings.torch_threads, devices = %names.join(", "), "inference pool started");
-    let generation = Generation::new(
-        pool.clone(),
-        manager.clone(),
-        GenerationSettings {
-            max_duration_s: g.max_duration_s,
-            unload_wait: std::time::Duration::from_secs(10),
-            dtype: g.dtype,
-        },
-        emergency,
-    );
-    let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
-    let warm = warm_up(&generation, g.warm_model.clone(), g.dtype);
-    let queue = pool.clone();
+    let generation = Generation::new(engine.clone(), manager.clone(), settings, emergency);
+    // Nothing loads on an engine that refuses, so nothing can be evicted there, and a warm model
+    // configured there keeps the server unready, as a failed load does.
+    let (evictor, warm) = match engine.refusal() {
+        None => {
+            let evictor: Arc<dyn Evictor> = Arc::new(generation.clone());
+            (Some(evictor), warm_up(&generation, g.warm_model.clone(), g.dtype))
+        }
+        Some(_) => (None, watch::channel(g.warm_model.is_none()).1),
+    };
+    let queue = engine.clone();
     let readiness = ReadinessInputs { queue_has_room: Arc::new(move || queue.has_room()), warm };
     let api =
         GenerationApi::new(generation, manager, slots, shutdown).with_audio_limits(audio_limits(config));
-    Ok(GenerationParts { api, evictor: Some(evictor), workers: pool, readiness })
+    GenerationParts { api, evictor, workers: engine, readiness }
 }
 
 fn audio_limits(config: &Config) -> crate::audio_input::AudioLimits {
@@ -306,9 +229,8 @@ fn audio_limits(config: &Config) -> crate::audio_input::AudioLimits {
 /// Loads (and pins) the warm model in the background; the receiver turns true once it is loaded, at
 /// once when there is none. A load that fails is logged and keeps the server unready: a replica that
 /// cannot serve its model should not take traffic.
-#[cfg(feature = "torch")]
 fn warm_up(
-    generation: &crate::inference::service::Generation,
+    generation: &Generation,
     model: Option<String>,
     dtype: crate::resources::requirements::DType,
 ) -> watch::Receiver<bool> {
@@ -328,27 +250,6 @@ fn warm_up(
         }
     });
     rx
-}
-
-#[cfg(not(feature = "torch"))]
-fn generation_api(
-    config: &Config,
-    _placement: Placement<'_>,
-    manager: resources::manager::Handle,
-    slots: StreamSlots,
-    _emergency: tokio::sync::mpsc::Sender<(resources::validate::Device, String)>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<GenerationParts> {
-    // Nothing generates here, so no warm model can be loaded: one that is configured keeps the
-    // generation service unready, as a failed load does.
-    let warm = watch::channel(config.generation.warm_model.is_none()).1;
-    let readiness = ReadinessInputs { queue_has_room: Arc::new(|| true), warm };
-    Ok(GenerationParts {
-        api: GenerationApi::new(manager, slots, shutdown).with_audio_limits(audio_limits(config)),
-        evictor: None,
-        workers: (),
-        readiness,
-    })
 }
 
 /// Reads the TLS files (at build time, so a bad path is a start-up error naming it).

@@ -100,7 +100,7 @@ impl From<CacheError> for Error {
     fn from(e: CacheError) -> Self {
         match e {
             CacheError::NotLoaded(_) => Error::NotFound(e.to_string()),
-            CacheError::InUse { .. } => Error::FailedPrecondition(e.to_string()),
+            CacheError::InUse { .. } | CacheError::Unloading(_) => Error::FailedPrecondition(e.to_string()),
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod config;
 #[cfg(feature = "torch")]
 pub mod cuda_alloc;
 pub mod dashboard;
+pub mod engine;
 pub mod error;
+pub mod generation;
 pub mod grpc;
 pub mod http;
 pub mod inference;

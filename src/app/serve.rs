@@ -13,15 +13,16 @@
 //!
 //! A second request skips whatever waiting is left (the grace, then the deadline).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use super::{App, Workers};
+use super::App;
 use crate::{
+    engine::Engine,
     grpc::{
         self, auth::AuthLayer, health::HealthTable, observe::ObserveLayer,
         pb::generation_service_server::GenerationServiceServer,
@@ -196,13 +197,9 @@ fn serve_health(listener: TcpListener, health: &HealthTable, stop: CancellationT
     })
 }
 
-#[cfg(feature = "torch")]
-async fn join_workers(pool: &Workers, deadline: Duration) {
-    match pool.shutdown(deadline).await {
+async fn join_workers(engine: &Arc<dyn Engine>, deadline: Duration) {
+    match engine.shutdown(deadline).await {
         Ok(()) => tracing::info!("inference workers stopped"),
         Err(e) => tracing::warn!(error = %e, "inference workers left running"),
     }
 }
-
-#[cfg(not(feature = "torch"))]
-async fn join_workers(_: &Workers, _: Duration) {}

@@ -301,6 +301,18 @@ pub struct GenerationConfig {
         default_value_t = 1
     )]
     pub fault_oom_min_batch: usize,
+    /// With fault injection: milliseconds a finished model load is held before its caller hears of
+    /// it (0 = off), so a client can give up while the weights are resident.
+    #[arg(
+        id = "generation.fault_load_delay_ms",
+        long = "fault-load-delay-ms",
+        env = "MAESTRO_FAULT_LOAD_DELAY_MS",
+        value_name = "MS",
+        default_value = "0",
+        value_parser = units::millis::parse
+    )]
+    #[serde(rename = "fault_load_delay_ms", with = "units::millis")]
+    pub fault_load_delay: Duration,
 }
 
 impl GenerationConfig {

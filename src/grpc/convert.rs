@@ -5,7 +5,6 @@ mod generation;
 mod resources;
 
 pub use generation::encode_pcm;
-#[cfg(feature = "torch")]
 pub use generation::{audio_chunk, generate_header, generate_summary};
 pub use resources::{
     batch_advice, cached_model, cleanup, lease, model_info, report, requirement_comparison, requirements,

@@ -12,37 +12,29 @@ use super::{
 use crate::{
     audio_input::AudioLimits,
     error::Error,
+    generation::Generation,
     resources::{manager, validate::Device},
 };
 
 /// The GenerationService handlers.
 #[derive(Clone)]
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 pub struct GenerationApi {
     manager: manager::Handle,
-    #[cfg(feature = "torch")]
-    generation: crate::inference::service::Generation,
+    generation: Generation,
     slots: StreamSlots,
     shutdown: CancellationToken,
     audio: AudioLimits,
 }
 
 impl GenerationApi {
-    /// Handlers over the generation service (with libtorch) and the resource manager.
-    #[cfg(feature = "torch")]
+    /// Handlers over the generation orchestrator and the resource manager.
     pub fn new(
-        generation: crate::inference::service::Generation,
+        generation: Generation,
         manager: manager::Handle,
         slots: StreamSlots,
         shutdown: CancellationToken,
     ) -> Self {
         Self { manager, generation, slots, shutdown, audio: AudioLimits::default() }
-    }
-
-    /// Handlers of a build without libtorch: models can be listed, not run.
-    #[cfg(not(feature = "torch"))]
-    pub fn new(manager: manager::Handle, slots: StreamSlots, shutdown: CancellationToken) -> Self {
-        Self { manager, slots, shutdown, audio: AudioLimits::default() }
     }
 
     /// What audio requests may send (default [`AudioLimits::default`]).
@@ -51,9 +43,6 @@ impl GenerationApi {
         self
     }
 }
-
-#[cfg(not(feature = "torch"))]
-const NO_TORCH: &str = "generation (this build has no libtorch)";
 
 #[tonic::async_trait]
 impl GenerationService for GenerationApi {
@@ -100,12 +89,11 @@ impl GenerationService for GenerationApi {
     }
 }
 
-/// The calls into the generation service, or their refusal in a build without libtorch.
-#[cfg(feature = "torch")]
+/// The calls into the generation orchestrator.
 impl GenerationApi {
     async fn start(
         &self,
-        params: crate::inference::GenerateParams,
+        params: crate::generation::GenerateParams,
         format: pb::AudioFormat,
     ) -> Result<BoxStream<pb::GenerateResponse>, Error> {
         let slot = self.slots.acquire()?;
@@ -128,32 +116,6 @@ impl GenerationApi {
     }
 }
 
-#[cfg(not(feature = "torch"))]
-impl GenerationApi {
-    async fn start(
-        &self,
-        _: crate::inference::GenerateParams,
-        _: pb::AudioFormat,
-    ) -> Result<BoxStream<pb::GenerateResponse>, Error> {
-        Err(Error::Unimplemented(NO_TORCH))
-    }
-
-    async fn load(
-        &self,
-        _: &str,
-        _: crate::resources::requirements::DType,
-        _: Device,
-        _: bool,
-    ) -> Result<(), Error> {
-        Err(Error::Unimplemented(NO_TORCH))
-    }
-
-    async fn unload(&self, _: &str, _: bool) -> Result<u64, Error> {
-        Err(Error::Unimplemented(NO_TORCH))
-    }
-}
-
-#[cfg(feature = "torch")]
 mod generate_stream {
     //! Turns an admitted generation into the response stream: header, chunks, summary. Records the
     //! generation metrics as the outcome is sent.
@@ -162,7 +124,7 @@ mod generate_stream {
     use tonic::Status;
 
     use super::super::{convert, observe, pb, streams::BoxStream};
-    use crate::inference::service::{Admitted, Progress, Summary};
+    use crate::generation::{Admitted, Progress, Summary};
 
     type Payload = pb::generate_response::Payload;
 

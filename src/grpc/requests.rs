@@ -174,7 +174,7 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
 pub fn generate_params(
     r: &pb::GenerateRequest,
     audio: AudioLimits,
-) -> Result<crate::inference::GenerateParams, Error> {
+) -> Result<crate::generation::GenerateParams, Error> {
     check_text("prompt", &r.prompt)?;
     check_text("negative_prompt", &r.negative_prompt)?;
     if r.chunk_ms > 10_000 {
@@ -184,7 +184,7 @@ pub fn generate_params(
         ));
     }
     let inputs = audio_inputs(r, audio)?;
-    Ok(crate::inference::GenerateParams {
+    Ok(crate::generation::GenerateParams {
         model: model(&r.model)?,
         prompt: r.prompt.clone(),
         negative_prompt: r.negative_prompt.clone(),

@@ -1,12 +1,12 @@
-//! The pool itself: worker threads, per-model routing, the admission semaphore, and the shutdown
-//! that stops the threads and joins them.
+//! The pool itself, the libtorch [`Engine`]: worker threads, routing by the handle a load gave, the
+//! admission semaphore, and the shutdown that stops the threads and joins them. It keeps no record
+//! of what is loaded: the resource manager's cache holds each model's handle (its worker's index).
 //!
 //! Each worker's queue is a bounded channel. The admission semaphore already bounds generations, so
 //! a queue holds at most `queue_capacity` of them plus [`CONTROL_JOBS`] loads and unloads; a job past
 //! that is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::{
         atomic::Ordering,
@@ -18,10 +18,10 @@ use std::{
 };
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_util::sync::CancellationToken;
 
-use super::worker::{self, Event, GenerateJob, Job, ModelFacts, WorkerLoad};
+use super::worker::{self, GenerateJob, Job, WorkerLoad};
 use crate::{
+    engine::{Engine, Loaded, ModelHandle, Submission, Submitted},
     error::Error,
     inventory::{Executor, WorkerDevice},
     musicgen::DType,
@@ -71,17 +71,10 @@ struct WorkerSlot {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Where each loaded model lives and what it is like.
-#[derive(Default)]
-struct Placement {
-    models: HashMap<String, (usize, ModelFacts)>,
-}
-
 /// A handle on the pool.
 #[derive(Clone)]
 pub struct Pool {
     workers: Arc<Vec<WorkerSlot>>,
-    placement: Arc<Mutex<Placement>>,
     admission: Arc<Semaphore>,
     capacity: usize,
 }
@@ -121,19 +114,14 @@ impl Pool {
     }
 
     fn over(workers: Vec<WorkerSlot>, capacity: usize) -> Self {
-        Self {
-            workers: Arc::new(workers),
-            placement: Arc::default(),
-            admission: Arc::new(Semaphore::new(capacity)),
-            capacity,
-        }
+        Self { workers: Arc::new(workers), admission: Arc::new(Semaphore::new(capacity)), capacity }
     }
 
     /// Stops the workers and waits for their threads to end: closes every queue, so no job is taken
     /// any more; the jobs still queued are dropped unrun (their callers see the worker stopped) and
     /// a running job ends on its own or on its cancellation. Waits at most `deadline`; an error
     /// names the workers still running then. A second call has nothing left to join.
-    pub async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+    async fn stop(&self, deadline: Duration) -> Result<(), Error> {
         let mut threads = Vec::new();
         for (index, slot) in self.workers.iter().enumerate() {
             slot.load.stopping.store(true, Ordering::Relaxed);
@@ -162,8 +150,8 @@ impl Pool {
         }
     }
 
-    /// The devices workers are pinned to, each once, in start order.
-    pub fn devices(&self) -> Vec<worker::Pinned> {
+    /// Where the workers are pinned, each once, in start order.
+    pub fn pinned(&self) -> Vec<worker::Pinned> {
         let mut devices: Vec<worker::Pinned> = Vec::new();
         for slot in self.workers.iter() {
             if !devices.contains(&slot.pinned) {
@@ -171,16 +159,6 @@ impl Pool {
             }
         }
         devices
-    }
-
-    /// Whether the generation queue has a free slot (readiness reads it).
-    pub fn has_room(&self) -> bool {
-        self.admission.available_permits() > 0
-    }
-
-    /// Facts of a loaded model.
-    pub fn facts(&self, model: &str) -> Option<ModelFacts> {
-        self.placement.lock().expect("placement lock").models.get(model).map(|(_, f)| f.clone())
     }
 
     /// Queues `job` on worker `index` without waiting: a full queue is RESOURCE_EXHAUSTED, a closed
@@ -211,7 +189,7 @@ impl Pool {
             .filter(|&i| self.workers[i].pinned.device == device)
             .min_by_key(|&i| self.workers[i].load.pending.load(Ordering::Relaxed))
             .ok_or_else(|| {
-                let served: Vec<String> = self.devices().iter().map(|p| p.device.name()).collect();
+                let served: Vec<String> = self.pinned().iter().map(|p| p.device.name()).collect();
                 Error::invalid(
                     "device",
                     format!(
@@ -222,61 +200,52 @@ impl Pool {
                 )
             })
     }
+}
 
-    /// Loads a model on the least busy worker pinned to `device` (resolved: `cpu` or `cuda:N`).
-    pub async fn load(
-        &self,
-        model: &str,
-        dir: PathBuf,
-        dtype: DType,
-        device: Device,
-    ) -> Result<ModelFacts, Error> {
+#[tonic::async_trait]
+impl Engine for Pool {
+    fn devices(&self) -> Vec<Device> {
+        self.pinned().iter().map(|p| p.device).collect()
+    }
+
+    fn has_room(&self) -> bool {
+        self.admission.available_permits() > 0
+    }
+
+    /// Loads a model on the least busy worker pinned to `device`; its handle is that worker.
+    async fn load(&self, model: &str, dir: PathBuf, dtype: DType, device: Device) -> Result<Loaded, Error> {
         let index = self.least_busy(device)?;
         let (reply, answer) = oneshot::channel();
         self.send(index, Job::Load { model: model.into(), dir, dtype, reply })?;
         let facts =
             answer.await.map_err(|_| Error::Internal("inference worker stopped while loading".into()))??;
-        self.placement.lock().expect("placement lock").models.insert(model.into(), (index, facts.clone()));
-        Ok(facts)
+        Ok(Loaded { handle: ModelHandle { model: model.into(), slot: index }, facts })
     }
 
-    /// Drops a model's tensors from its worker.
-    pub async fn unload(&self, model: &str) -> Result<(), Error> {
-        let index = self.placement.lock().expect("placement lock").models.remove(model).map(|(i, _)| i);
-        let index = index.ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+    /// Drops a model's tensors from the worker that holds them; a full queue refuses at once.
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(index, Job::Unload { model: model.into(), reply })?;
-        answer.await.map_err(|_| Error::Internal("inference worker stopped while unloading".into()))?
+        self.send(handle.slot, Job::Unload { model: handle.model.clone(), reply })?;
+        answer.await.map_err(|_| Error::Internal("inference worker stopped while unloading".into()))
     }
 
-    /// Queues a generation; RESOURCE_EXHAUSTED at once when the queue is full. Returns the queue
-    /// position (requests ahead) and the event stream.
-    pub fn submit(
-        &self,
-        model: &str,
-        (request, audio_prompt): (crate::musicgen::GenerationRequest, Option<Vec<f32>>),
-        cancel: CancellationToken,
-    ) -> Result<(usize, mpsc::Receiver<Event>), Error> {
+    /// Queues a generation on the worker that holds the model; RESOURCE_EXHAUSTED at once when the
+    /// queue is full.
+    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, Error> {
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(
                 "generation queue full: {} requests queued or running (--queue-capacity {})",
                 self.capacity, self.capacity
             ))
         })?;
-        let index = self
-            .placement
-            .lock()
-            .expect("placement lock")
-            .models
-            .get(model)
-            .map(|(i, _)| *i)
-            .ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
         let (events, rx) = mpsc::channel(64);
+        let Submission { request, audio_prompt, cancel } = submission;
         self.send(
             index,
             Job::Generate(GenerateJob {
-                model: model.into(),
+                model: handle.model.clone(),
                 request,
                 audio_prompt,
                 events,
@@ -284,7 +253,32 @@ impl Pool {
                 admission: worker::Admission::queued(permit),
             }),
         )?;
-        Ok((ahead, rx))
+        Ok(Submitted { queue_position: ahead, events: rx })
+    }
+
+    async fn empty_cache(&self, dry_run: bool) -> Result<u64, String> {
+        use crate::cuda_alloc;
+        let reserved = || -> Result<Vec<cuda_alloc::AllocatorStats>, String> {
+            let stats: Vec<_> = (0..cuda_alloc::device_count()).map(cuda_alloc::stats).collect();
+            if let Some(Err(why)) = stats.iter().find(|s| s.is_err()) {
+                return Err(why.to_string());
+            }
+            Ok(stats.into_iter().flatten().collect())
+        };
+        let before = reserved()?;
+        if before.is_empty() {
+            return Err("libtorch sees no CUDA device".into());
+        }
+        if dry_run {
+            return Ok(before.iter().map(cuda_alloc::AllocatorStats::cached_bytes).sum());
+        }
+        cuda_alloc::empty_cache().map_err(|e| e.to_string())?;
+        let sum = |s: &[cuda_alloc::AllocatorStats]| s.iter().map(|s| s.reserved_bytes).sum::<u64>();
+        Ok(sum(&before).saturating_sub(sum(&reserved()?)))
+    }
+
+    async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+        self.stop(deadline).await
     }
 }
 
@@ -325,14 +319,14 @@ mod tests {
     #[tokio::test]
     async fn shutdown_returns_after_every_worker_thread_has_ended() {
         let pool = Pool::start(&settings(3)).unwrap();
-        pool.shutdown(Duration::from_secs(60)).await.unwrap();
+        pool.stop(Duration::from_secs(60)).await.unwrap();
         for slot in pool.workers.iter() {
             // The thread's clone of its counters is gone only once the thread has returned.
             assert_eq!(Arc::strong_count(&slot.load), 1, "a worker thread is still running");
         }
         let err = pool.load("m", PathBuf::from("/nowhere"), DType::F32, Device::Cpu).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(ref m) if m.contains("has stopped")), "{err}");
-        pool.shutdown(Duration::from_secs(60)).await.expect("a second shutdown has nothing to join");
+        pool.stop(Duration::from_secs(60)).await.expect("a second shutdown has nothing to join");
     }
 
     #[test]
@@ -362,7 +356,7 @@ mod tests {
             let _ = held.recv();
         });
         *pool.workers[0].thread.lock().unwrap() = Some(thread);
-        let err = pool.shutdown(Duration::from_millis(50)).await.unwrap_err();
+        let err = pool.stop(Duration::from_millis(50)).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(ref m) if m.contains("[0] still running")), "{err}");
         release.send(()).unwrap();
     }

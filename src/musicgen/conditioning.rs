@@ -21,23 +21,6 @@ pub(crate) struct Conditioning {
     pub mask: Tensor,
 }
 
-impl GenerationRequest {
-    /// The guidance scale this request really gets: guidance needs something to contrast, so an empty
-    /// prompt without a negative prompt or a melody runs unguided (1.0), whatever was asked.
-    pub fn effective_guidance(&self) -> f64 {
-        if self.prompt.is_empty() && self.negative_prompt.is_empty() && self.melody.is_empty() {
-            1.0
-        } else {
-            self.guidance_scale
-        }
-    }
-
-    /// Whether this request runs classifier-free guidance.
-    pub fn guided(&self) -> bool {
-        self.effective_guidance() > 1.0
-    }
-}
-
 impl MusicGen {
     /// The batch's conditioning; `guided` adds the unconditional rows (a negative prompt where the
     /// request has one, the null condition otherwise).

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::{MusicgenError, Result};
+pub use crate::engine::request::GenerationConfig;
 
 /// The composite MusicGen configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -192,35 +193,6 @@ impl DecoderConfig {
     }
 }
 
-/// The generation defaults of `generation_config.json`, completed with transformers' defaults.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GenerationConfig {
-    /// Sample (true) or take the argmax (false).
-    #[serde(default)]
-    pub do_sample: bool,
-    /// Classifier-free guidance scale; ≤ 1 disables guidance.
-    #[serde(default = "one_f")]
-    pub guidance_scale: f64,
-    /// Longest sequence, BOS column included (1500 = 30 s for the published models).
-    #[serde(default = "default_max_length")]
-    pub max_length: i64,
-    /// Softmax temperature.
-    #[serde(default = "one_f")]
-    pub temperature: f64,
-    /// Keep only the k most likely codes (transformers' default is 50; 0 disables).
-    #[serde(default = "default_top_k")]
-    pub top_k: i64,
-    /// Nucleus threshold (1.0 disables).
-    #[serde(default = "one_f")]
-    pub top_p: f64,
-}
-
-impl Default for GenerationConfig {
-    fn default() -> Self {
-        serde_json::from_str("{}").expect("every field has a default")
-    }
-}
-
 impl MusicgenConfig {
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -305,12 +277,6 @@ fn default_positions() -> i64 {
 }
 fn default_activation() -> String {
     "gelu".into()
-}
-fn default_max_length() -> i64 {
-    20
-}
-fn default_top_k() -> i64 {
-    50
 }
 fn twelve() -> i64 {
     12

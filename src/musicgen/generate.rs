@@ -10,7 +10,7 @@
 //! batch again, prefilled in one decoder call.
 
 use std::ops::ControlFlow;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tch::Tensor;
 
@@ -21,82 +21,7 @@ use super::rows::Row;
 use super::sampling::{to_vec_f32, SamplingMode, SamplingParams};
 use super::stream::DecodedChunk;
 use super::{kernels, MusicGen};
-
-/// One text-to-music request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerationRequest {
-    /// The text prompt; empty is the null condition (unconditional generation).
-    pub prompt: String,
-    /// Text whose conditioning replaces the null condition in guidance's unconditional row; empty
-    /// keeps the null condition.
-    pub negative_prompt: String,
-    /// Audio frames to produce after the prompt codes (see [`MusicGen::frames_for`]).
-    pub frames: usize,
-    /// Codes `[codebook][frame]` the generation continues (an encoded clip, see
-    /// [`crate::musicgen::AudioEncoder`]); empty for none. They prefill the decoder with the delay
-    /// pattern transformers builds for `input_values`.
-    pub prompt_codes: Vec<Vec<i64>>,
-    /// A melody checkpoint's chroma conditioning, one-hot frames of `num_chroma` (see
-    /// [`MusicGen::chroma`]); empty for the null chroma.
-    pub melody: Vec<Vec<f32>>,
-    /// Stream the decode of the prompt too, not only what follows it. EnCodec's decoder is not
-    /// causal, so either way the audio is the decode of prompt and new codes together.
-    pub include_prompt: bool,
-    /// How codes are picked.
-    pub sampling: SamplingParams,
-    /// Classifier-free guidance scale; ≤ 1 turns guidance off for this request (see
-    /// [`GenerationRequest::effective_guidance`]).
-    pub guidance_scale: f64,
-    /// Seed of the request's own generator: the same seed gives the same codes on the same device.
-    pub seed: u64,
-    /// Frames per streamed chunk.
-    pub chunk_frames: usize,
-}
-
-/// A chunk of decoded audio for one request of the batch.
-#[derive(Debug, Clone)]
-pub struct AudioChunkOut {
-    /// Index of the request in the batch.
-    pub request: usize,
-    /// Chunk number within the request, from 0.
-    pub index: usize,
-    /// First frame covered.
-    pub start_frame: usize,
-    /// Frames covered.
-    pub frames: usize,
-    /// Channels interleaved in `samples`.
-    pub channels: usize,
-    /// f32 PCM, channel-interleaved.
-    pub samples: Vec<f32>,
-    /// Whether this is the request's last chunk.
-    pub is_last: bool,
-}
-
-/// What one request cost and produced.
-#[derive(Debug, Clone, Default)]
-pub struct GenerationStats {
-    /// Frames of audio streamed (fewer than asked when stopped; the prompt's only with
-    /// `include_prompt`).
-    pub frames: usize,
-    /// Decoder steps run while the request was live.
-    pub steps: usize,
-    /// The codes, codebook-major: `codes[k][frame]`, prompt codes first.
-    pub codes: Vec<Vec<i64>>,
-    /// Tokenization, T5 and cross-attention K/V (shared by the batch).
-    pub text_encode: Duration,
-    /// Decoder forward passes and sampling.
-    pub decode: Duration,
-    /// EnCodec streaming decode of this request.
-    pub codec: Duration,
-    /// From the call to this request's first chunk.
-    pub first_chunk: Option<Duration>,
-    /// Decoder steps run before the first chunk could be decoded.
-    pub first_chunk_steps: Option<usize>,
-    /// From the call to this request's end.
-    pub total: Duration,
-    /// The callback asked to stop.
-    pub stopped: bool,
-}
+pub use crate::engine::request::{AudioChunkOut, GenerationRequest, GenerationStats};
 
 impl MusicGen {
     /// A request for `duration_s` seconds with the checkpoint's defaults (sampling as `do_sample` says).

@@ -5,58 +5,7 @@
 use tch::{Kind, Tensor};
 
 use super::error::Result;
-
-/// How one request picks its codes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SamplingParams {
-    /// Take the most likely code; the other fields are ignored.
-    pub greedy: bool,
-    /// Softmax temperature (> 0).
-    pub temperature: f64,
-    /// Keep the k most likely codes; 0 keeps all.
-    pub top_k: i64,
-    /// Keep the smallest set of codes whose probability reaches `top_p`; 1.0 keeps all.
-    pub top_p: f64,
-    /// Which library's filtering rules apply.
-    pub mode: SamplingMode,
-}
-
-/// The filtering rules of a sampled request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SamplingMode {
-    /// transformers' `generate`: top-k, then top-p on what is left; a code goes when the mass of it and
-    /// every less likely code is ≤ 1 − top_p.
-    #[default]
-    Transformers,
-    /// audiocraft's `sample_top_p` / `sample_top_k`: with top-p on (< 1) top-k is ignored; a code goes
-    /// when the mass of the codes more likely than it exceeds top_p.
-    Audiocraft,
-}
-
-impl SamplingMode {
-    /// audiocraft's default top-k (`LMModel.generate`'s `top_k=250`).
-    pub const AUDIOCRAFT_TOP_K: i64 = 250;
-
-    /// The name users give and headers report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Transformers => "transformers",
-            Self::Audiocraft => "audiocraft",
-        }
-    }
-}
-
-impl SamplingParams {
-    /// Candidates kept before top-p for a vocabulary of `vocab` codes.
-    pub fn candidates(&self, vocab: i64) -> i64 {
-        let nucleus_only = self.mode == SamplingMode::Audiocraft && self.top_p < 1.0;
-        if self.top_k > 0 && !nucleus_only {
-            self.top_k.min(vocab)
-        } else {
-            vocab
-        }
-    }
-}
+pub use crate::engine::request::{SamplingMode, SamplingParams};
 
 /// xoshiro256** seeded through splitmix64: small, fast, and identical on every platform.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use std::{
 };
 
 use super::{requirements::DType, validate::Device};
+use crate::engine::Loaded;
 
 /// A model that counts as recently used for a non-forced cleanup.
 pub const RECENT: Duration = Duration::from_secs(60);
@@ -33,6 +34,11 @@ pub struct CachedModel {
     pub in_flight: u32,
     /// Kept through non-forced cleanups and pressure eviction.
     pub pinned: bool,
+    /// The engine's handle and the model's facts; `None` only in records made without an engine
+    /// (tests of the bookkeeping).
+    pub loaded: Option<Loaded>,
+    /// An unload has begun: no request may start using it, and no second unload or eviction begins.
+    pub unloading: bool,
 }
 
 impl CachedModel {
@@ -42,7 +48,7 @@ impl CachedModel {
     }
 
     fn idle(&self) -> bool {
-        self.in_flight == 0
+        self.in_flight == 0 && !self.unloading
     }
 }
 
@@ -60,6 +66,9 @@ pub enum CacheError {
         /// Requests using it.
         in_flight: u32,
     },
+    /// An unload of the model has begun.
+    #[error("model {0} is being unloaded")]
+    Unloading(String),
 }
 
 /// Every loaded model, by id.
@@ -97,6 +106,9 @@ impl ModelCache {
     /// A request starts using `model`: it cannot be evicted until [`ModelCache::end_use`].
     pub fn begin_use(&mut self, model: &str, now: Instant) -> Result<(), CacheError> {
         let e = self.entries.get_mut(model).ok_or_else(|| CacheError::NotLoaded(model.into()))?;
+        if e.unloading {
+            return Err(CacheError::Unloading(model.into()));
+        }
         e.in_flight += 1;
         e.last_used = now;
         Ok(())
@@ -119,11 +131,40 @@ impl ModelCache {
 
     /// Forgets a model that was unloaded; refused while it is in use.
     pub fn remove(&mut self, model: &str) -> Result<CachedModel, CacheError> {
+        self.check_idle(model)?;
+        Ok(self.entries.remove(model).expect("checked by check_idle"))
+    }
+
+    fn check_idle(&self, model: &str) -> Result<&CachedModel, CacheError> {
         let e = self.entries.get(model).ok_or_else(|| CacheError::NotLoaded(model.into()))?;
-        if !e.idle() {
+        if e.unloading {
+            return Err(CacheError::Unloading(model.into()));
+        }
+        if e.in_flight > 0 {
             return Err(CacheError::InUse { model: model.into(), in_flight: e.in_flight });
         }
-        Ok(self.entries.remove(model).expect("checked above"))
+        Ok(e)
+    }
+
+    /// Begins unloading an idle model: it stays recorded (its weights are still resident) but no
+    /// request may start using it until [`ModelCache::finish_unload`] forgets it or
+    /// [`ModelCache::abort_unload`] gives it back. Returns the record as it was.
+    pub fn begin_unload(&mut self, model: &str) -> Result<CachedModel, CacheError> {
+        let entry = self.check_idle(model)?.clone();
+        self.entries.get_mut(model).expect("checked by check_idle").unloading = true;
+        Ok(entry)
+    }
+
+    /// The engine dropped the model's weights: forgets it.
+    pub fn finish_unload(&mut self, model: &str) -> Option<CachedModel> {
+        self.entries.remove(model)
+    }
+
+    /// The engine refused the unload: the model is usable again.
+    pub fn abort_unload(&mut self, model: &str) {
+        if let Some(e) = self.entries.get_mut(model) {
+            e.unloading = false;
+        }
     }
 
     /// Models a cleanup may evict, least recently used first: idle ones always; unless `force`,
@@ -174,6 +215,8 @@ mod tests {
             last_used,
             in_flight: 0,
             pinned: false,
+            loaded: None,
+            unloading: false,
         }
     }
 

@@ -28,7 +28,7 @@ pub use self::{
     listing::{ModelListing, LISTING_DURATION_S},
 };
 use super::{
-    cache::CachedModel,
+    cache::{CacheError, CachedModel},
     journal::Journal,
     ledger::{Lease, LeaseRequest},
     memo::Memo,
@@ -115,10 +115,24 @@ impl Handle {
         self.ask(|reply| Command::Register { entry, reply }).await
     }
 
-    /// Forgets a model the pool unloaded; refused while in use.
-    pub async fn unregister(&self, model: &str) -> Result<CachedModel, Error> {
+    /// Begins unloading an idle model (see [`ModelCache::begin_unload`](super::cache::ModelCache::begin_unload)):
+    /// the inner result is the cache's answer (in use, being unloaded, not loaded), the outer one
+    /// whether the manager answered at all.
+    pub async fn begin_unload(&self, model: &str) -> Result<Result<CachedModel, CacheError>, Error> {
         let model = model.to_string();
-        self.ask(|reply| Command::Unregister { model, reply }).await?
+        self.ask(|reply| Command::BeginUnload { model, reply }).await
+    }
+
+    /// Ends an unload begun with [`Handle::begin_unload`]: `done` forgets the model (the engine
+    /// dropped its weights), otherwise it is usable again. Returns the record forgotten.
+    pub async fn end_unload(&self, model: &str, done: bool) -> Result<Option<CachedModel>, Error> {
+        let model = model.to_string();
+        self.ask(|reply| Command::EndUnload { model, done, reply }).await
+    }
+
+    /// The record of `model` when it is loaded, as of the last acknowledged change.
+    pub fn cached_model(&self, model: &str) -> Option<CachedModel> {
+        self.state.borrow().cache.get(model).cloned()
     }
 
     /// Pins or unpins a loaded model.

@@ -2,10 +2,10 @@
 //! its summary.
 
 use crate::grpc::pb;
-#[cfg(feature = "torch")]
-use crate::inference::service::{Admitted, Chunk, Summary};
-#[cfg(feature = "torch")]
-use crate::musicgen::SamplingMode;
+use crate::{
+    engine::SamplingMode,
+    generation::{Admitted, Chunk, Summary},
+};
 
 /// Little-endian PCM of interleaved f32 samples: f32 as is, or 16-bit (clamped to ±1) otherwise.
 pub fn encode_pcm(samples: &[f32], format: pb::AudioFormat) -> Vec<u8> {
@@ -19,7 +19,6 @@ pub fn encode_pcm(samples: &[f32], format: pb::AudioFormat) -> Vec<u8> {
 }
 
 /// The header that opens a generation's stream.
-#[cfg(feature = "torch")]
 pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
     let (f, r) = (&a.facts, &a.request);
     let hop = (f64::from(f.sample_rate) / f.frame_rate).round() as u64;
@@ -52,7 +51,6 @@ pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
 }
 
 /// A decoded chunk on the wire, in `format`.
-#[cfg(feature = "torch")]
 pub fn audio_chunk(c: &Chunk, format: pb::AudioFormat) -> pb::AudioChunk {
     pb::AudioChunk {
         index: c.index,
@@ -65,7 +63,6 @@ pub fn audio_chunk(c: &Chunk, format: pb::AudioFormat) -> pb::AudioChunk {
 }
 
 /// The summary that closes a generation's stream; `device` is where it ran.
-#[cfg(feature = "torch")]
 pub fn generate_summary(s: &Summary, device: &str) -> pb::Summary {
     pb::Summary {
         time_to_first_chunk_ms: s.time_to_first_chunk_ms,

@@ -1,6 +1,6 @@
 //! The manager's actor: the one task that owns the lease ledger and the model cache.
 //!
-//! Messages ([`Command`]): the cache's bookkeeping (register, unregister, begin and end a use, pin,
+//! Messages ([`Command`]): the cache's bookkeeping (register, begin and end an unload, begin and end a use, pin,
 //! list, evictable, pressure victims) and the leases' (allocate, release, list, expire now). Every
 //! command that changes state republishes a [`FitState`] before it replies; a one-second tick expires
 //! leases and republishes too. The task stops at shutdown or when every handle is gone.
@@ -18,7 +18,7 @@ use crate::{
     error::Error,
     monitor,
     resources::{
-        cache::{CachedModel, ModelCache},
+        cache::{CacheError, CachedModel, ModelCache},
         ledger::{Capacity, Lease, LeaseRequest, Ledger},
     },
 };
@@ -40,7 +40,8 @@ pub(super) struct FitState {
 /// A message to the actor; `reply` carries the answer back.
 pub(super) enum Command {
     Register { entry: CachedModel, reply: oneshot::Sender<()> },
-    Unregister { model: String, reply: oneshot::Sender<Result<CachedModel, Error>> },
+    BeginUnload { model: String, reply: oneshot::Sender<Result<CachedModel, CacheError>> },
+    EndUnload { model: String, done: bool, reply: oneshot::Sender<Option<CachedModel>> },
     BeginUse { model: String, reply: oneshot::Sender<Result<(), Error>> },
     EndUse { model: String },
     Pin { model: String, pinned: bool, reply: oneshot::Sender<()> },
@@ -97,8 +98,17 @@ impl Actor {
                 self.cache.insert(entry);
                 self.publish_then(reply, ());
             }
-            Command::Unregister { model, reply } => {
-                let out = self.cache.remove(&model).map_err(Error::from);
+            Command::BeginUnload { model, reply } => {
+                let out = self.cache.begin_unload(&model);
+                self.publish_then(reply, out);
+            }
+            Command::EndUnload { model, done, reply } => {
+                let out = if done {
+                    self.cache.finish_unload(&model)
+                } else {
+                    self.cache.abort_unload(&model);
+                    None
+                };
                 self.publish_then(reply, out);
             }
             Command::BeginUse { model, reply } => {

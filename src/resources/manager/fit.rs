@@ -332,6 +332,8 @@ mod tests {
             last_used: Instant::now(),
             in_flight: 0,
             pinned: false,
+            loaded: None,
+            unloading: false,
         }
     }
 

@@ -17,5 +17,7 @@ pub(crate) fn cached(model: &str, bytes: u64, last_used: Instant) -> CachedModel
         last_used,
         in_flight: 0,
         pinned: false,
+        loaded: None,
+        unloading: false,
     }
 }

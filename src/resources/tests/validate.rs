@@ -46,6 +46,8 @@ fn loaded(model: &str, device: Device, dtype: DType) -> CachedModel {
         last_used: Instant::now(),
         in_flight: 0,
         pinned: false,
+        loaded: None,
+        unloading: false,
     }
 }
 

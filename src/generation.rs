@@ -1,9 +1,16 @@
-//! Generation guarded by the resource manager: validate → lease → load → record the measured size
-//! → generate → release, with every hold (lease, model use, queue slot) an RAII guard so no path can
-//! leak one.
+//! Generation guarded by the resource manager, over any [`Engine`]: validate → load (once, see
+//! [`lifecycle`]) → check the fit → lease → mark the model in use → submit → stream, with every
+//! hold (lease, model use, queue slot) an RAII guard so no path can leak one.
+//!
+//! This is policy only: it builds and is tested without libtorch (`tests.rs` scripts an engine).
+//! The resource manager's cache is the one record of what is loaded; it holds the engine's handle.
 
+mod lifecycle;
+mod params;
 mod progress;
-mod request;
+mod resolve;
+#[cfg(test)]
+mod tests;
 
 use std::{
     path::PathBuf,
@@ -11,23 +18,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use self::params::GenerateParams;
 pub use self::progress::{Chunk, Progress, Summary};
-use self::request::{check_melody_target, check_melody_use, melody_chroma, prompt_audio, resolve_request};
-use super::{Event, GenerateParams, ModelFacts, Pool};
+use self::resolve::{check_melody_target, check_melody_use, melody_chroma, prompt_audio, resolve_request};
 use crate::{
+    engine::{Engine, Event, GenerationRequest, ModelFacts, ModelHandle, Submission, Submitted},
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
     monitor::snapshot::Snapshot,
-    musicgen::GenerationRequest,
     resources::{
         cache::CachedModel,
         duration::{check_duration, MaxDuration},
         journal::QueuedGeneration,
         ledger::{LeaseKind, LeaseRequest},
-        manager::{self, FitQuestion, LeaseGuard, ModelUse},
+        manager::{self, LeaseGuard, ModelUse},
         model_id,
         requirements::{DType as ReqDType, Need},
         validate::Device,
@@ -81,24 +88,25 @@ struct Holds {
 /// GenerationService's domain side.
 #[derive(Clone)]
 pub struct Generation {
-    pool: Pool,
+    engine: Arc<dyn Engine>,
     manager: manager::Handle,
     settings: Arc<GenerationSettings>,
     roots: Arc<Vec<PathBuf>>,
-    loading: Arc<Mutex<()>>,
+    loads: Arc<lifecycle::Loads>,
     emergency: mpsc::Sender<(Device, String)>,
 }
 
 impl Generation {
-    /// Over a pool and the resource manager.
+    /// Over an engine and the resource manager.
     pub fn new(
-        pool: Pool,
+        engine: Arc<dyn Engine>,
         manager: manager::Handle,
         settings: GenerationSettings,
         emergency: mpsc::Sender<(Device, String)>,
     ) -> Self {
         let roots = Arc::new(manager.settings().roots.clone());
-        Self { pool, manager, settings: Arc::new(settings), roots, loading: Arc::default(), emergency }
+        let settings = Arc::new(settings);
+        Self { engine, manager, settings, roots, loads: Arc::default(), emergency }
     }
 
     /// A request that ran out of memory: completes its free figure from the monitor when libtorch's
@@ -113,9 +121,9 @@ impl Generation {
         Error::OutOfMemory(Box::new(oom))
     }
 
-    /// The pool.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The engine.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
     }
 
     /// The generation limits.
@@ -123,126 +131,24 @@ impl Generation {
         &self.settings
     }
 
-    /// `LoadModel`: loads `model` on `device` (`auto` places it as `ValidateModel` would) unless it is
-    /// loaded, then pins or unpins it.
-    pub async fn load_model(
-        &self,
-        model: &str,
-        dtype: ReqDType,
-        device: Device,
-        pin: bool,
-    ) -> Result<ModelFacts, Error> {
-        let facts = self.ensure_loaded(model, dtype, device, pin).await?;
-        self.manager.pin(model, pin).await?;
-        Ok(facts)
+    /// UNIMPLEMENTED, naming why, when the engine runs nothing.
+    fn accepts(&self) -> Result<(), Error> {
+        self.engine.refusal().map_or(Ok(()), |why| Err(Error::Unimplemented(why)))
     }
 
-    /// Loads `model` on `device` unless it is loaded: placed and validated by the fit verdict, leased
-    /// on the device it goes to while loading, recorded in the cache with its measured size. A model
-    /// loaded on another device than the one asked for is FAILED_PRECONDITION: a server holds one copy
-    /// of a model, and moving it is an unload and a load.
-    pub async fn ensure_loaded(
-        &self,
-        model: &str,
-        dtype: ReqDType,
-        device: Device,
-        pin: bool,
-    ) -> Result<ModelFacts, Error> {
-        if let Some(facts) = self.loaded(model, device)? {
-            return Ok(facts);
-        }
-        // One load at a time: two requests for an absent model must not both load it.
-        let _loading = self.loading.lock().await;
-        if let Some(facts) = self.loaded(model, device)? {
-            return Ok(facts);
-        }
-        let question = FitQuestion {
-            model: model.into(),
-            batch: 1,
-            duration_s: 1.0,
-            device,
-            dtype,
-            audio_prompt_s: 0.0,
-        };
-        let answer = self.manager.fit(question).await?;
-        let verdict = answer.verdict();
-        if !verdict.fits {
-            return Err(Error::ResourceExhausted(verdict.summary(model)));
-        }
-        let found = model_id::resolve(model, &self.roots)?;
-        // The weights, the runtime and a first CUDA context; the working set is a generation's.
-        let load = Need { batch: 0, working_set_bytes: 0, ..verdict.need.clone() };
-        let lease =
-            self.manager.lease(lease_for(&format!("load:{model}"), LeaseKind::ModelLoad, &load)).await?;
-        let facts = match self.pool.load(model, found.dir, dtype, verdict.device).await {
-            Err(Error::OutOfMemory(oom)) => return Err(self.out_of_memory(*oom)),
-            other => other?,
-        };
-        let weights = answer.requirements.weights_bytes();
-        let entry = CachedModel {
-            model: model.into(),
-            device: facts.device,
-            dtype,
-            estimated_bytes: weights,
-            measured_bytes: Some(facts.measured_bytes),
-            loaded_at: std::time::SystemTime::now(),
-            last_used: std::time::Instant::now(),
-            in_flight: 0,
-            pinned: pin,
-        };
-        self.manager.register(entry).await?;
-        self.release_when_measured(lease);
-        tracing::info!(model, device = %facts.device.name(), measured = facts.measured_bytes, estimated = weights, "model loaded");
-        Ok(facts)
-    }
-
-    /// The facts of `model` when it is loaded where `device` asks (`auto`: anywhere).
-    fn loaded(&self, model: &str, device: Device) -> Result<Option<ModelFacts>, Error> {
-        match self.pool.facts(model) {
-            Some(facts) if device == Device::Auto || device == facts.device => Ok(Some(facts)),
-            Some(facts) => Err(Error::FailedPrecondition(format!(
-                "{model} is loaded on {}, and a server holds one copy of a model: unload it to load it on {}",
-                facts.device.name(),
-                device.name()
-            ))),
-            None => Ok(None),
-        }
-    }
-
-    /// Keeps a load's lease until a sample taken after the load shows its weights in the device's
-    /// measured usage (at most five sampling intervals), so no verdict in between counts them nowhere.
-    fn release_when_measured(&self, lease: LeaseGuard) {
-        let monitor = self.manager.monitor().clone();
-        let (loaded, within) = (std::time::SystemTime::now(), monitor.settings().interval * 5);
-        tokio::spawn(async move {
-            if !monitor.sampled_after(loaded, within).await {
-                tracing::warn!(lease = %lease.lease().id.as_str(), "no sample after the load; releasing its lease anyway");
-            }
-            drop(lease);
-        });
-    }
-
-    /// Unloads `model`; in use → FAILED_PRECONDITION, or with `force` waits up to the unload deadline.
-    pub async fn unload(&self, model: &str, force: bool) -> Result<CachedModel, Error> {
-        let deadline = tokio::time::Instant::now() + self.settings.unload_wait;
-        let entry = loop {
-            match self.manager.unregister(model).await {
-                Err(Error::FailedPrecondition(_)) if force && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => break other?,
-            }
-        };
-        self.pool.unload(model).await?;
-        Ok(entry)
+    /// The handle of a model this request holds a use of.
+    fn handle_in_use(&self, model: &str) -> Result<ModelHandle, Error> {
+        let entry = self.manager.cached_model(model).and_then(|e| e.loaded);
+        entry.map(|l| l.handle).ok_or_else(|| Error::Internal(format!("{model} is in use but not recorded")))
     }
 
     /// Validates against the model, takes the holds and queues the generation.
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
+        self.accepts()?;
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         check_melody_target(&p, &model_id::resolve(&p.model, &self.roots)?.dir).await?;
-        let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?;
+        let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?.facts;
         check_melody_use(&p, &facts)?;
         let mut request = resolve_request(&p, &facts)?;
         let audio = prompt_audio(p.audio_prompt.clone(), &facts)?;
@@ -253,6 +159,8 @@ impl Generation {
             input_conversions = notes;
         }
         let model = self.manager.use_model(&p.model).await?;
+        // The copy in use now, which no unload can take while the use lasts.
+        let handle = self.handle_in_use(&p.model)?;
         // One window is decoded at a time, whatever the duration: its working set is what is held.
         let window_s = p.duration_s.min(facts.window_s);
         // Encoding the clip needs the encoder and its activations for a while: the need counts them.
@@ -269,8 +177,12 @@ impl Generation {
         let lease_request = lease_for(&owner, LeaseKind::Generation, &answer.verdict().need);
         let lease = self.manager.lease(lease_request).await?;
         let prompt_frames = audio.as_ref().map_or(0, |a| a.frames);
-        let job = (request.clone(), audio.as_ref().map(|a| a.samples.clone()));
-        let (queue_position, events) = self.pool.submit(&p.model, job, cancel.clone())?;
+        let submission = Submission {
+            request: request.clone(),
+            audio_prompt: audio.as_ref().map(|a| a.samples.clone()),
+            cancel: cancel.clone(),
+        };
+        let Submitted { queue_position, events } = self.engine.submit(&handle, submission)?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let queued = QueuedGeneration {
             request_id: request_id.clone(),
@@ -338,23 +250,6 @@ impl crate::resources::cleanup::Evictor for Generation {
     }
 
     async fn empty_cuda_cache(&self, dry_run: bool) -> Result<u64, String> {
-        use crate::cuda_alloc;
-        let reserved = || -> Result<Vec<cuda_alloc::AllocatorStats>, String> {
-            let stats: Vec<_> = (0..cuda_alloc::device_count()).map(cuda_alloc::stats).collect();
-            if let Some(Err(why)) = stats.iter().find(|s| s.is_err()) {
-                return Err(why.to_string());
-            }
-            Ok(stats.into_iter().flatten().collect())
-        };
-        let before = reserved()?;
-        if before.is_empty() {
-            return Err("libtorch sees no CUDA device".into());
-        }
-        if dry_run {
-            return Ok(before.iter().map(cuda_alloc::AllocatorStats::cached_bytes).sum());
-        }
-        cuda_alloc::empty_cache().map_err(|e| e.to_string())?;
-        let sum = |s: &[cuda_alloc::AllocatorStats]| s.iter().map(|s| s.reserved_bytes).sum::<u64>();
-        Ok(sum(&before).saturating_sub(sum(&reserved()?)))
+        self.engine.empty_cache(dry_run).await
     }
 }

@@ -2,8 +2,8 @@
 //! audio prompt brought to the model's rate and channels with what encoding it costs, a melody made
 //! the model's chroma.
 
-use super::{Error, GenerateParams, ModelFacts};
-use crate::musicgen::{GenerationRequest, SamplingMode, SamplingParams};
+use super::{Error, GenerateParams};
+use crate::engine::{GenerationRequest, ModelFacts, SamplingMode, SamplingParams};
 
 /// An audio prompt brought to the model: samples at its rate and channels, the frames they encode
 /// to, and what was converted.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::{Admitted, Error, Event};
 use crate::{
-    inference::worker::Finished,
+    engine::Finished,
     monitor::sampler::rss_bytes,
     resources::journal::{Journal, Outcome, QueuedGeneration},
 };
@@ -144,7 +144,7 @@ impl Admitted {
             }
             Some(Event::Failed(e)) => Progress::Failed(e),
             None => {
-                Progress::Failed(Error::Internal("the inference worker stopped without an answer".into()))
+                Progress::Failed(Error::Internal("the inference engine stopped without an answer".into()))
             }
         };
         self.tracking.done = true;
@@ -159,7 +159,7 @@ impl Admitted {
         Some(progress)
     }
 
-    fn chunk(&mut self, chunk: crate::musicgen::AudioChunkOut) -> Chunk {
+    fn chunk(&mut self, chunk: crate::engine::AudioChunkOut) -> Chunk {
         let t = &mut self.tracking;
         t.rss_peak = t.rss_peak.max(rss_bytes());
         t.first_chunk_ms.get_or_insert_with(|| t.started.elapsed().as_secs_f64() * 1e3);

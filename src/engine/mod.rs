@@ -1,0 +1,205 @@
+//! The inference boundary: what the generation orchestrator asks of an engine, and nothing about
+//! how the engine computes.
+//!
+//! An [`Engine`] loads a model directory onto a placed device and answers with a [`ModelHandle`] and
+//! the model's [`ModelFacts`]; it unloads by handle; it queues a [`Submission`] and answers with the
+//! request's stream of [`Event`]s. The libtorch worker pool (`inference::Pool`) is one engine; a build
+//! without libtorch has [`Refusing`]; [`faults::Faulty`] wraps any engine to inject faults at this
+//! boundary; the orchestrator's tests script one. Everything here builds without libtorch.
+
+pub mod faults;
+pub mod request;
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use self::request::{
+    AudioChunkOut, GenerationConfig, GenerationRequest, GenerationStats, SamplingMode, SamplingParams,
+};
+use crate::{
+    error::Error,
+    resources::{requirements::DType, validate::Device},
+};
+
+/// What a loaded model is like, for validation and stream headers.
+#[derive(Debug, Clone)]
+pub struct ModelFacts {
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Output channels.
+    pub channels: u32,
+    /// Frames per second.
+    pub frame_rate: f64,
+    /// Codes per codebook (`top_k` limit).
+    pub codebook_size: u32,
+    /// One window in seconds (the checkpoint's `max_length`): what one pass decodes and what a
+    /// generation's working set is sized for, however long it is.
+    pub window_s: f64,
+    /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
+    pub device: Device,
+    /// Host RSS growth caused by the load, in bytes.
+    pub measured_bytes: u64,
+    /// The checkpoint's generation defaults.
+    pub defaults: GenerationConfig,
+    /// A melody checkpoint's chroma extractor settings; `None` for a text-only checkpoint.
+    pub chroma: Option<crate::chroma::ChromaConfig>,
+}
+
+/// Which loaded copy a request or an unload is for: the model id and the engine's own slot for it
+/// (a worker index for the pool). Only the engine that issued it reads `slot`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelHandle {
+    /// Model id.
+    pub model: String,
+    /// The engine's place for it.
+    pub slot: usize,
+}
+
+/// A model an engine has loaded: its handle and its facts. The resource manager's cache holds it,
+/// so the cache is the one record of what is loaded.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// What later requests and the unload name.
+    pub handle: ModelHandle,
+    /// What the model is like.
+    pub facts: ModelFacts,
+}
+
+/// Two records of a load are the same load when they name the same copy.
+impl PartialEq for Loaded {
+    fn eq(&self, other: &Self) -> bool {
+        self.handle == other.handle
+    }
+}
+
+/// A validated, resolved generation for an engine to run.
+#[derive(Debug)]
+pub struct Submission {
+    /// What to generate.
+    pub request: GenerationRequest,
+    /// A clip to continue, channel-interleaved at the model's rate and channels: encoded by the
+    /// engine into the request's prompt codes right before it runs.
+    pub audio_prompt: Option<Vec<f32>>,
+    /// Cancelled on client disconnect, deadline or shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// A generation an engine has queued.
+#[derive(Debug)]
+pub struct Submitted {
+    /// Requests ahead of it.
+    pub queue_position: usize,
+    /// Its progress; the engine closes it after the last event.
+    pub events: mpsc::Receiver<Event>,
+}
+
+/// Progress of a generation, sent to the request's stream.
+#[derive(Debug)]
+pub enum Event {
+    /// The engine started decoding it (it waited in the queue until now).
+    Started,
+    /// A decoded chunk of f32 samples.
+    Chunk(AudioChunkOut),
+    /// Finished (or stopped by cancellation).
+    Done(Finished),
+    /// Failed.
+    Failed(Error),
+}
+
+/// How a generation ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The generation loop's figures.
+    pub stats: GenerationStats,
+    /// The size of the batch it ran in.
+    pub batch: usize,
+    /// libtorch's CUDA allocator peak since its attempt began, less what was allocated then; `None`
+    /// off CUDA (or where the allocator does not answer). Covers the whole batch, and every worker
+    /// on the same GPU: the allocator keeps one peak per device.
+    pub peak_gpu_delta_bytes: Option<i64>,
+}
+
+/// What runs generations. Calls that queue work answer at once when they cannot (a full queue is
+/// RESOURCE_EXHAUSTED, a stopped engine UNAVAILABLE) and change nothing then, so the caller's
+/// records stay true.
+#[tonic::async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Why this engine runs nothing, or `None` when it can: the orchestrator refuses generation and
+    /// the model lifecycle with UNIMPLEMENTED before any other check.
+    fn refusal(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The devices it places work on, each once, in start order.
+    fn devices(&self) -> Vec<Device>;
+
+    /// Whether its generation queue has a free slot (readiness reads it).
+    fn has_room(&self) -> bool;
+
+    /// Loads the model in `dir` on `device` (placed: `cpu` or `cuda:N`) in `dtype`.
+    async fn load(&self, model: &str, dir: PathBuf, dtype: DType, device: Device) -> Result<Loaded, Error>;
+
+    /// Drops a loaded model's tensors.
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error>;
+
+    /// Queues a generation on a loaded model, without waiting.
+    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, Error>;
+
+    /// Gives the device allocator's cached, unused blocks back (libtorch's `empty_cache`): the bytes
+    /// it gave back, or what it would give with `dry_run`; an error says why it cannot.
+    async fn empty_cache(&self, dry_run: bool) -> Result<u64, String>;
+
+    /// Stops taking work and waits at most `deadline` for what runs to end.
+    async fn shutdown(&self, deadline: Duration) -> Result<(), Error>;
+}
+
+/// The engine of a build without libtorch: it places nothing and refuses every model and
+/// generation with UNIMPLEMENTED, naming why.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusing {
+    /// What is missing, as UNIMPLEMENTED says it ("… is not available in this build yet").
+    pub reason: &'static str,
+}
+
+impl Refusing {
+    fn refuse<T>(&self) -> Result<T, Error> {
+        Err(Error::Unimplemented(self.reason))
+    }
+}
+
+#[tonic::async_trait]
+impl Engine for Refusing {
+    fn refusal(&self) -> Option<&'static str> {
+        Some(self.reason)
+    }
+
+    fn devices(&self) -> Vec<Device> {
+        Vec::new()
+    }
+
+    fn has_room(&self) -> bool {
+        true
+    }
+
+    async fn load(&self, _: &str, _: PathBuf, _: DType, _: Device) -> Result<Loaded, Error> {
+        self.refuse()
+    }
+
+    async fn unload(&self, _: &ModelHandle) -> Result<(), Error> {
+        self.refuse()
+    }
+
+    fn submit(&self, _: &ModelHandle, _: Submission) -> Result<Submitted, Error> {
+        self.refuse()
+    }
+
+    async fn empty_cache(&self, _: bool) -> Result<u64, String> {
+        Err(format!("{} is not available in this build", self.reason))
+    }
+
+    async fn shutdown(&self, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+}

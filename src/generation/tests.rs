@@ -1,0 +1,363 @@
+//! The orchestrator's policy against a scripted engine, over the real resource manager and monitor
+//! (a fixed reading of a roomy machine) and the tiny checkpoint's files: admission, fit, leases,
+//! load and unload ordering, a full queue, cancellation. No libtorch.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{GenerateParams, Generation, GenerationSettings, Progress};
+use crate::{
+    config::Config,
+    engine::{
+        Engine, Event, Finished, GenerationConfig, GenerationStats, Loaded, ModelFacts, ModelHandle,
+        Refusing, Submission, Submitted,
+    },
+    error::Error,
+    monitor::{
+        self,
+        sampler::{Reading, Sampler},
+        snapshot::{GpuStats, HostStats, ProcessStats},
+        MonitorSettings,
+    },
+    resources::{
+        ledger::LeaseKind,
+        manager::{self, ManagerSettings},
+        requirements::{DType, Registry},
+        validate::Device,
+    },
+};
+
+const MODEL: &str = "musicgen-tiny";
+
+/// A roomy machine that never changes: 64 GiB, a tenth used.
+struct Roomy;
+
+impl Sampler for Roomy {
+    fn sample(&mut self) -> Reading {
+        let total = 64 << 30;
+        Reading {
+            host: Ok(HostStats {
+                memory_total_bytes: total,
+                memory_available_bytes: total / 10 * 9,
+                memory_used_bytes: total / 10,
+                cpu_per_core_percent: vec![0.0, 0.0],
+                ..HostStats::default()
+            }),
+            container: Ok(None),
+            process: Ok(ProcessStats { pid: 1, rss_bytes: 100 << 20, ..ProcessStats::default() }),
+            gpu: Ok(GpuStats::default()),
+        }
+    }
+}
+
+/// An engine that keeps its "weights" as names, counts loads, can hold a load or an unload for a
+/// while, refuse unloads, and has a queue of `queue` generations whose events the test drives.
+#[derive(Default)]
+struct Scripted {
+    loads: AtomicUsize,
+    resident: Mutex<HashSet<String>>,
+    load_delay: Duration,
+    unload_delay: Duration,
+    refuse_unloads: AtomicUsize,
+    fail_loads: bool,
+    queue: usize,
+    submitted: Mutex<Vec<(ModelHandle, mpsc::Sender<Event>, CancellationToken)>>,
+}
+
+impl Scripted {
+    fn resident(&self) -> HashSet<String> {
+        self.resident.lock().unwrap().clone()
+    }
+
+    fn facts() -> ModelFacts {
+        ModelFacts {
+            sample_rate: 32_000,
+            channels: 1,
+            frame_rate: 50.0,
+            codebook_size: 2048,
+            window_s: 30.0,
+            device: Device::Cpu,
+            measured_bytes: 1 << 20,
+            defaults: GenerationConfig::default(),
+            chroma: None,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Engine for Scripted {
+    fn devices(&self) -> Vec<Device> {
+        vec![Device::Cpu]
+    }
+
+    fn has_room(&self) -> bool {
+        self.submitted.lock().unwrap().len() < self.queue
+    }
+
+    async fn load(&self, model: &str, _: PathBuf, _: DType, device: Device) -> Result<Loaded, Error> {
+        assert_eq!(device, Device::Cpu, "placement resolves auto before the engine");
+        if self.fail_loads {
+            return Err(Error::FailedPrecondition(format!("cannot load {model}: scripted")));
+        }
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.resident.lock().unwrap().insert(model.into());
+        tokio::time::sleep(self.load_delay).await;
+        Ok(Loaded { handle: ModelHandle { model: model.into(), slot: 0 }, facts: Self::facts() })
+    }
+
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
+        let refuse =
+            self.refuse_unloads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if refuse.is_ok() {
+            return Err(Error::ResourceExhausted("scripted queue full".into()));
+        }
+        tokio::time::sleep(self.unload_delay).await;
+        self.resident.lock().unwrap().remove(&handle.model);
+        Ok(())
+    }
+
+    fn submit(&self, handle: &ModelHandle, s: Submission) -> Result<Submitted, Error> {
+        let mut submitted = self.submitted.lock().unwrap();
+        if submitted.len() >= self.queue {
+            return Err(Error::ResourceExhausted("scripted generation queue full".into()));
+        }
+        assert!(self.resident().contains(&handle.model), "submitted to a model the engine does not hold");
+        let (events, rx) = mpsc::channel(8);
+        submitted.push((handle.clone(), events, s.cancel));
+        Ok(Submitted { queue_position: submitted.len() - 1, events: rx })
+    }
+
+    async fn empty_cache(&self, _: bool) -> Result<u64, String> {
+        Err("no device cache".into())
+    }
+
+    async fn shutdown(&self, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The orchestrator over `engine`, the real manager and monitor, and the fixtures' model root.
+async fn orchestrator(engine: Arc<dyn Engine>) -> (Generation, manager::Handle) {
+    let config = Config::default();
+    let shutdown = CancellationToken::new();
+    let settings = MonitorSettings {
+        interval: Duration::from_millis(50),
+        history: Duration::from_secs(10),
+        health: config.health.thresholds(),
+        alerts: config.alerts.rules(),
+    };
+    let monitor = monitor::spawn(settings, Box::new(Roomy), shutdown.clone()).await.unwrap();
+    let settings = ManagerSettings {
+        safety_margin: 0.2,
+        roots: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")],
+        registry: Arc::new(Registry::new(config.resources.requirements.clone())),
+        max_ttl: Duration::from_secs(3600),
+        suggest_evict_idle: Duration::from_secs(600),
+        placeable_gpus: Vec::new(),
+        max_duration_s: 30.0,
+    };
+    let manager = manager::spawn(settings, monitor, shutdown);
+    let settings = GenerationSettings {
+        max_duration_s: 30.0,
+        unload_wait: Duration::from_millis(300),
+        dtype: DType::F32,
+    };
+    let (emergency, _) = mpsc::channel(4);
+    (Generation::new(engine, manager.clone(), settings, emergency), manager)
+}
+
+fn params() -> GenerateParams {
+    GenerateParams {
+        model: MODEL.into(),
+        prompt: "drums".into(),
+        negative_prompt: String::new(),
+        duration_s: 1.0,
+        temperature: None,
+        top_k: None,
+        top_p: None,
+        guidance_scale: None,
+        seed: Some(1),
+        greedy: false,
+        chunk_ms: 0,
+        audiocraft_sampling: false,
+        audio_prompt: None,
+        include_prompt: false,
+        melody: None,
+    }
+}
+
+async fn leases_of(manager: &manager::Handle, kind: LeaseKind) -> usize {
+    manager.leases().await.unwrap().iter().filter(|l| l.kind == kind).count()
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[tokio::test]
+async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
+    let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    let mut admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
+    assert_eq!((admitted.model.as_str(), admitted.device.as_str()), (MODEL, "cpu"));
+    assert_eq!(admitted.request.frames, 50, "1 s at 50 frames/s");
+    assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 1);
+    assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
+    let (handle, events, cancel) = engine.submitted.lock().unwrap().pop().unwrap();
+    assert_eq!(handle, ModelHandle { model: MODEL.into(), slot: 0 });
+    let stats = GenerationStats { frames: 50, steps: 53, ..GenerationStats::default() };
+    events.send(Event::Done(Finished { stats, batch: 1, peak_gpu_delta_bytes: None })).await.unwrap();
+    let Some(Progress::Finished(summary)) = admitted.next().await else { panic!("no summary") };
+    assert_eq!((summary.frames, summary.batch_size), (50, 1));
+    assert!(admitted.next().await.is_none(), "nothing follows the summary");
+    assert!(!cancel.is_cancelled());
+    drop(admitted);
+    assert!(cancel.is_cancelled(), "a dropped generation cancels its work");
+    assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 0);
+    eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
+    let engine = Arc::new(Scripted { queue: 0, ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 0);
+    eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
+}
+
+#[tokio::test]
+async fn a_failed_load_records_nothing_and_gives_its_lease_back() {
+    let engine = Arc::new(Scripted { fail_loads: true, ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    let err = generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap_err();
+    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(manager.cached_model(MODEL).is_none());
+    assert_eq!(leases_of(&manager, LeaseKind::ModelLoad).await, 0);
+}
+
+#[tokio::test]
+async fn a_load_its_caller_abandons_is_finished_recorded_and_leased_until_measured() {
+    let engine = Arc::new(Scripted { load_delay: Duration::from_millis(300), ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu, false);
+    assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
+    // The weights are resident and the caller is gone: the load's task records them.
+    assert!(engine.resident().contains(MODEL));
+    eventually("the abandoned load is recorded", || manager.cached_model(MODEL).is_some()).await;
+    let entry = manager.cached_model(MODEL).unwrap();
+    assert_eq!((entry.measured_bytes, entry.loaded.unwrap().handle.slot), (Some(1 << 20), 0));
+    let loads = leases_of(&manager, LeaseKind::ModelLoad);
+    assert_eq!(loads.await, 1, "the load lease lasts until a sample shows the weights");
+}
+
+#[tokio::test]
+async fn requests_racing_an_abandoned_load_join_it_and_the_model_loads_once() {
+    let engine =
+        Arc::new(Scripted { load_delay: Duration::from_millis(300), queue: 4, ..Scripted::default() });
+    let (generation, _manager) = orchestrator(engine.clone()).await;
+    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu, false);
+    assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
+    let (a, b) = tokio::join!(
+        generation.load_model(MODEL, DType::F32, Device::Auto, true),
+        generation.start(params(), CancellationToken::new()),
+    );
+    assert_eq!(a.unwrap().device, Device::Cpu);
+    assert!(b.is_ok());
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_load_joined_for_another_device_is_refused_as_a_second_copy() {
+    let engine = Arc::new(Scripted { load_delay: Duration::from_millis(200), ..Scripted::default() });
+    let (generation, _manager) = orchestrator(engine.clone()).await;
+    let (cpu, gpu) = tokio::join!(
+        generation.load_model(MODEL, DType::F32, Device::Cpu, false),
+        generation.load_model(MODEL, DType::F32, Device::Cuda(0), false),
+    );
+    cpu.unwrap();
+    assert!(matches!(gpu, Err(Error::FailedPrecondition(ref m)) if m.contains("one copy")), "{gpu:?}");
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
+    let engine = Arc::new(Scripted { queue: 4, refuse_unloads: AtomicUsize::new(1), ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    let err = generation.unload(MODEL, false).await.unwrap_err();
+    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    let entry = manager.cached_model(MODEL).expect("still recorded");
+    assert!(!entry.unloading);
+    assert!(engine.resident().contains(MODEL));
+    drop(generation.start(params(), CancellationToken::new()).await.expect("still usable"));
+    eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
+    let freed = generation.unload(MODEL, false).await.unwrap();
+    assert_eq!(freed.bytes(), 1 << 20);
+    assert!(manager.cached_model(MODEL).is_none() && engine.resident().is_empty());
+}
+
+#[tokio::test]
+async fn an_unload_its_caller_abandons_still_drops_the_weights_and_the_record() {
+    let engine = Arc::new(Scripted { unload_delay: Duration::from_millis(300), ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    let abandoned = generation.unload(MODEL, false);
+    assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
+    // Marked while the engine works: nothing may start on it, nor load it a second time.
+    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("being unloaded")), "{err:?}");
+    eventually("the abandoned unload is finished", || manager.cached_model(MODEL).is_none()).await;
+    assert!(engine.resident().is_empty());
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
+    let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    let admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
+    let err = generation.unload(MODEL, false).await.unwrap_err();
+    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("in use")), "{err:?}");
+    let err = generation.unload(MODEL, true).await.unwrap_err();
+    assert!(matches!(err, Error::FailedPrecondition(_)), "past the unload wait: {err:?}");
+    let forced = tokio::spawn({
+        let generation = generation.clone();
+        async move { generation.unload(MODEL, true).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(admitted);
+    forced.await.unwrap().expect("the forced unload waited for the use to end");
+    assert!(manager.cached_model(MODEL).is_none() && engine.resident().is_empty());
+}
+
+#[tokio::test]
+async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
+    let (generation, manager) = orchestrator(Arc::new(Refusing { reason: "generation (test)" })).await;
+    let bad = GenerateParams { model: "../nowhere".into(), ..params() };
+    let err = generation.start(bad, CancellationToken::new()).await.err().unwrap();
+    assert!(matches!(err, Error::Unimplemented("generation (test)")), "{err:?}");
+    let err = generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap_err();
+    assert!(matches!(err, Error::Unimplemented(_)), "{err:?}");
+    assert!(matches!(generation.unload(MODEL, false).await, Err(Error::Unimplemented(_))));
+    assert!(manager.cached().await.unwrap().is_empty());
+}
