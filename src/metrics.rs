@@ -170,6 +170,10 @@ const COUNTERS: &[(&str, &str)] = &[
     ("maestro_rpc_requests_total", "gRPC calls answered, by method and status code."),
     ("maestro_generations_total", "Generations ended, by model and outcome (a status code name)."),
     ("maestro_cleanups_total", "Cleanups run, by trigger (manual, auto, emergency)."),
+    (
+        "maestro_model_loads_total",
+        "Models an engine loaded, by model (a load joined by several requests counts once).",
+    ),
 ];
 
 /// Histograms and their HELP texts.

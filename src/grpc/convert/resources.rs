@@ -131,6 +131,7 @@ pub fn cached_model(e: &CachedModel) -> pb::CachedModel {
         last_used: Some(timestamp(wall_clock(e.last_used))),
         in_flight: e.in_flight,
         pinned: e.pinned,
+        unloading: e.unloading,
     }
 }
 
