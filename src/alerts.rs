@@ -8,12 +8,13 @@
 //!
 //! This module holds the types the rest of the server sees; `rule` says what each rule watches and
 //! tells a human, `engine` decides the transitions, `log` keeps the bounded history and `trend` fits
-//! the RSS slope the leak rule reads.
+//! the RSS slope the leak rule reads; `pressure` decides when memory pressure calls for a cleanup.
 
 use std::time::{Duration, SystemTime};
 
 mod engine;
 mod log;
+pub mod pressure;
 mod rule;
 mod trend;
 

@@ -71,7 +71,7 @@ impl Generation {
         device: Device,
         pin: bool,
     ) -> Result<Loaded, Error> {
-        if let Some(loaded) = self.loaded(model, device)? {
+        if let Some(loaded) = self.loaded(model, device).await? {
             return Ok(loaded);
         }
         let loaded = self.load_task(model, dtype, device, pin).await?;
@@ -111,7 +111,7 @@ impl Generation {
         pin: bool,
     ) -> Result<Loaded, Error> {
         let _serial = self.loads.serial.lock().await;
-        if let Some(loaded) = self.loaded(model, device)? {
+        if let Some(loaded) = self.loaded(model, device).await? {
             return Ok(loaded);
         }
         let question = FitQuestion {
@@ -164,12 +164,10 @@ impl Generation {
         Ok(loaded)
     }
 
-    /// `model` as the cache records it when it is loaded where `device` asks (`auto`: anywhere).
-    fn loaded(&self, model: &str, device: Device) -> Result<Option<Loaded>, Error> {
-        let Some(entry) = self.manager.cached_model(model) else { return Ok(None) };
-        if entry.unloading {
-            return Err(CacheError::Unloading(model.into()).into());
-        }
+    /// `model` as the cache records it when it is loaded where `device` asks (`auto`: anywhere). A
+    /// model being unloaded (an eviction, say) is waited for: the request then loads it again.
+    async fn loaded(&self, model: &str, device: Device) -> Result<Option<Loaded>, Error> {
+        let Some(entry) = self.manager.settled_model(model).await? else { return Ok(None) };
         let loaded =
             entry.loaded.ok_or_else(|| Error::Internal(format!("{model} is recorded without its engine")))?;
         check_device(model, loaded, device).map(Some)

@@ -323,12 +323,31 @@ async fn an_unload_its_caller_abandons_still_drops_the_weights_and_the_record() 
     generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
     let abandoned = generation.unload(MODEL, false);
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
-    // Marked while the engine works: nothing may start on it, nor load it a second time.
-    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    // Marked while the engine works: no use may start on it.
+    assert!(manager.cached_model(MODEL).unwrap().unloading);
+    let err = manager.use_model(MODEL).await.err().unwrap();
     assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("being unloaded")), "{err:?}");
     eventually("the abandoned unload is finished", || manager.cached_model(MODEL).is_none()).await;
     assert!(engine.resident().is_empty());
     assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it_again() {
+    let engine =
+        Arc::new(Scripted { queue: 4, unload_delay: Duration::from_millis(300), ..Scripted::default() });
+    let (generation, manager) = orchestrator(engine.clone()).await;
+    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    let evicting = tokio::spawn({
+        let generation = generation.clone();
+        async move { generation.unload(MODEL, false).await }
+    });
+    eventually("the unload begun", || manager.cached_model(MODEL).is_some_and(|e| e.unloading)).await;
+    let admitted = generation.start(params(), CancellationToken::new()).await.expect("loaded again");
+    evicting.await.unwrap().expect("the unload finished first");
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 2);
+    assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
+    drop(admitted);
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ impl ResourceService for ResourceApi {
 
     async fn cleanup(&self, req: Request<pb::CleanupRequest>) -> Result<Response<pb::CleanupResult>, Status> {
         let req = req.into_inner();
-        metrics::counter!("maestro_cleanups_total", "trigger" => "manual").increment(1);
+        metrics::counter!("maestro_cleanups_total", "trigger" => crate::resources::cleanup::Trigger::Manual.name()).increment(1);
         let evictor = self.evictor.as_deref();
         let reason = if req.force { "Cleanup requested (force)" } else { "Cleanup requested" };
         let flags = (req.force, req.dry_run);

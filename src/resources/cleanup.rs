@@ -16,7 +16,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{cache::CachedModel, ledger::Lease, manager, validate::Device};
-use crate::{error::Error, monitor, monitor::sampler::Reading};
+pub use crate::alerts::pressure::{ActionKind, AutoCleanup, Trigger};
+use crate::{alerts::pressure, error::Error, monitor, monitor::sampler::Reading};
 
 /// Whoever owns the tensors: evicts a model when told.
 #[tonic::async_trait]
@@ -35,8 +36,8 @@ pub trait Evictor: Send + Sync {
 /// One thing a cleanup did (or would do).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
-    /// `release_expired_lease`, `evict_model`, `empty_cuda_cache`, `malloc_trim`.
-    pub kind: &'static str,
+    /// What was done.
+    pub kind: ActionKind,
     /// A lease id, a model id or `process`.
     pub target: String,
     /// Host memory freed: a lease's or cache entry's bytes, or the RSS drop measured around the
@@ -51,7 +52,7 @@ pub struct Action {
 }
 
 impl Action {
-    fn new(kind: &'static str, target: impl Into<String>, estimated: u64, detail: String) -> Self {
+    fn new(kind: ActionKind, target: impl Into<String>, estimated: u64, detail: String) -> Self {
         Self { kind, target: target.into(), host_freed: 0, gpu_freed: 0, estimated, detail }
     }
 }
@@ -143,7 +144,7 @@ pub async fn run(
 /// libtorch's CUDA cache emptied through the evictor (which owns libtorch), its bytes measured by the
 /// allocator; skipped, with the reason, on a host without GPUs or where the allocator declines.
 async fn empty_cuda_cache(monitor: &monitor::Handle, evictor: Option<&dyn Evictor>, dry_run: bool) -> Action {
-    let mut action = Action::new("empty_cuda_cache", "cuda", 0, String::new());
+    let mut action = Action::new(ActionKind::EmptyCudaCache, "cuda", 0, String::new());
     if monitor.latest().gpu.devices.is_empty() {
         action.detail = "skipped: no GPU".into();
         return action;
@@ -171,7 +172,7 @@ async fn empty_cuda_cache(monitor: &monitor::Handle, evictor: Option<&dyn Evicto
 pub(crate) fn released(lease: &Lease, dry_run: bool) -> Action {
     let detail = format!("owner {}, expired", lease.owner);
     let held = lease.cpu_bytes + lease.gpu_bytes;
-    let mut action = Action::new("release_expired_lease", lease.id.as_str(), held, detail);
+    let mut action = Action::new(ActionKind::ReleaseExpiredLease, lease.id.as_str(), held, detail);
     if !dry_run {
         action.host_freed = lease.cpu_bytes as i64;
         action.gpu_freed = lease.gpu_bytes as i64;
@@ -183,7 +184,7 @@ pub(crate) fn released(lease: &Lease, dry_run: bool) -> Action {
 /// evictor). Evicted, it frees the bytes the cache entry it removed accounted, on that entry's device.
 pub(crate) fn evicted(m: &CachedModel, outcome: Option<Result<CachedModel, Error>>) -> Action {
     let detail = format!("idle on {}, {} in flight", m.device.name(), m.in_flight);
-    let mut action = Action::new("evict_model", m.model.as_str(), m.estimated_bytes, detail);
+    let mut action = Action::new(ActionKind::EvictModel, m.model.as_str(), m.estimated_bytes, detail);
     match outcome {
         Some(Ok(entry)) => {
             let bytes = entry.bytes() as i64;
@@ -200,7 +201,7 @@ pub(crate) fn evicted(m: &CachedModel, outcome: Option<Result<CachedModel, Error
 
 /// Gives freed heap pages back to the OS (glibc keeps them otherwise), measuring the RSS drop.
 async fn trim(monitor: &monitor::Handle, dry_run: bool) -> Result<Action, Error> {
-    let mut action = Action::new("malloc_trim", "process", 0, String::new());
+    let mut action = Action::new(ActionKind::MallocTrim, "process", 0, String::new());
     if dry_run {
         return Ok(action);
     }
@@ -224,15 +225,6 @@ async fn trim(monitor: &monitor::Handle, dry_run: bool) -> Result<Action, Error>
     Ok(action)
 }
 
-/// Automatic cleanup settings.
-#[derive(Debug, Clone)]
-pub struct AutoCleanup {
-    /// Memory % (host or any GPU) that triggers it (default 85).
-    pub threshold_percent: f64,
-    /// Least time between two runs (default 30 s).
-    pub cooldown: Duration,
-}
-
 /// Watches snapshots and runs a pressure cleanup when memory passes the threshold, at most once per
 /// cooldown; runs an emergency cleanup at once when a request reports an out-of-memory error on a
 /// device (the `emergency` channel), evicting idle models on that device only. Stops at shutdown.
@@ -247,53 +239,39 @@ pub async fn watch(
     let mut snapshots = monitor.subscribe();
     let mut last_run: Option<tokio::time::Instant> = None;
     loop {
-        let mut on_device = None;
-        let trigger = tokio::select! {
+        let decision = tokio::select! {
             () = shutdown.cancelled() => return,
-            changed = snapshots.changed() => if changed.is_err() { return } else { "auto" },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let since_last = last_run.map(|t| t.elapsed());
+                match pressure::on_snapshot(&settings, &snapshots.borrow_and_update(), since_last) {
+                    Some(decision) => decision,
+                    None => continue,
+                }
+            }
             Some((device, what)) = emergency.recv() => {
                 tracing::error!(%what, device = %device.name(), "out of memory reported; emergency cleanup");
-                on_device = Some(device);
-                "emergency"
+                pressure::emergency(device)
             }
-        };
-        let s = snapshots.borrow_and_update().clone();
-        let (needed, reason) = if trigger == "emergency" {
-            let device = on_device.map_or_else(|| "?".into(), Device::name);
-            (u64::MAX, format!("emergency cleanup: out of memory on {device}"))
-        } else {
-            let worst = s
-                .gpu
-                .devices
-                .iter()
-                .filter_map(|d| d.memory_used_percent())
-                .fold(s.effective.used_percent(), f64::max);
-            let cooling = last_run.is_some_and(|t| t.elapsed() < settings.cooldown);
-            let stale = s.is_stale(crate::monitor::snapshot::Source::Host);
-            if worst < settings.threshold_percent || cooling || stale {
-                continue;
-            }
-            let reason = format!(
-                "automatic cleanup: memory at {worst:.1} % >= --cleanup-threshold {} %",
-                settings.threshold_percent
-            );
-            let target = s.effective.limit_bytes as f64 * settings.threshold_percent / 100.0;
-            ((s.effective.used_bytes as f64 - target).max(0.0) as u64, reason)
         };
         last_run = Some(tokio::time::Instant::now());
-        let Ok(mut victims) = manager.pressure_victims(needed).await else { return };
-        if let Some(device) = on_device {
+        let Ok(mut victims) = manager.pressure_victims(decision.needed).await else { return };
+        if let Some(device) = decision.device {
             let Ok(cached) = manager.cached().await else { return };
             victims.retain(|v| cached.iter().any(|m| &m.model == v && m.device == device));
         }
+        let trigger = decision.trigger.name();
         metrics::counter!("maestro_cleanups_total", "trigger" => trigger).increment(1);
-        match run(&manager, &monitor, evictor.as_deref(), (false, false), Some(victims), &reason).await {
+        let reason = &decision.reason;
+        match run(&manager, &monitor, evictor.as_deref(), (false, false), Some(victims), reason).await {
             Ok(r) => tracing::warn!(
                 trigger,
                 evicted = r
                     .actions
                     .iter()
-                    .filter(|a| a.kind == "evict_model" && (a.host_freed, a.gpu_freed) != (0, 0))
+                    .filter(|a| a.kind == ActionKind::EvictModel && (a.host_freed, a.gpu_freed) != (0, 0))
                     .count(),
                 host_freed = r.host_freed,
                 "cleanup under memory pressure"

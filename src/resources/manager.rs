@@ -135,6 +135,19 @@ impl Handle {
         self.state.borrow().cache.get(model).cloned()
     }
 
+    /// The record of `model` once no unload of it is under way: at once when none is, else when the
+    /// unload has ended (`None` when it dropped the model, the record when the engine refused).
+    pub async fn settled_model(&self, model: &str) -> Result<Option<CachedModel>, Error> {
+        let mut state = self.state.clone();
+        loop {
+            let entry = state.borrow_and_update().cache.get(model).cloned();
+            match entry {
+                Some(e) if e.unloading => state.changed().await.map_err(|_| stopped())?,
+                other => return Ok(other),
+            }
+        }
+    }
+
     /// Pins or unpins a loaded model.
     pub async fn pin(&self, model: &str, pinned: bool) -> Result<(), Error> {
         self.ask(|reply| Command::Pin { model: model.into(), pinned, reply }).await

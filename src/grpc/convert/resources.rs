@@ -173,7 +173,7 @@ pub fn cleanup(r: &cleanup::Report) -> pb::CleanupResult {
             .actions
             .iter()
             .map(|a| pb::CleanupAction {
-                kind: a.kind.into(),
+                kind: a.kind.name().into(),
                 target: a.target.clone(),
                 host_bytes_freed: a.host_freed,
                 gpu_bytes_freed: a.gpu_freed,

@@ -33,7 +33,7 @@ fn entry(device: Device, estimated: u64, measured: Option<u64>) -> CachedModel {
 fn a_released_lease_frees_the_bytes_it_held() {
     let l = lease(3_000, 5_000);
     let done = released(&l, false);
-    assert_eq!((done.kind, done.target.as_str()), ("release_expired_lease", l.id.as_str()));
+    assert_eq!((done.kind, done.target.as_str()), (ActionKind::ReleaseExpiredLease, l.id.as_str()));
     assert_eq!((done.host_freed, done.gpu_freed, done.estimated), (3_000, 5_000, 8_000));
     let listed = released(&l, true);
     assert_eq!(
