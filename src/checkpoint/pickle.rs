@@ -29,9 +29,9 @@ mod value;
 /// a hostile pickle's values to about 200 MiB.
 pub const MAX_OPCODES: usize = 1 << 21;
 
-/// Most memo entries one pickle may set. The same 2 500-tensor state dict sets about 20 000; the
-/// protocol lets a 5-byte `LONG_BINPUT` name any index, so entries are kept by index, never as a
-/// table as long as the largest one.
+/// Most memo entries one pickle may set. The same 2 500-tensor state dict sets about 20 000. The
+/// protocol lets a 5-byte `LONG_BINPUT` name any index, so the memo is a map of the entries set,
+/// never a table as long as the largest index.
 pub const MAX_MEMO_ENTRIES: usize = 1 << 18;
 
 /// Deepest nesting of containers (tuples, lists, dicts) read. A state dict nests 3 deep (its
