@@ -14,6 +14,9 @@ use std::sync::Arc;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::Deserialize;
 
+use crate::checkpoint::limits::{read_bounded, MAX_CONFIG_BYTES};
+use crate::checkpoint::CheckpointError;
+
 /// The feature extractor's settings, from a checkpoint's `preprocessor_config.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ChromaConfig {
@@ -41,12 +44,14 @@ impl Default for ChromaConfig {
 }
 
 impl ChromaConfig {
-    /// Reads `path`, or the published defaults when it does not exist.
+    /// Reads `path` (at most [`MAX_CONFIG_BYTES`]), or the published defaults when it does not exist.
     pub fn from_file_or_default(path: &Path) -> Result<Self, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+        match read_bounded(path, MAX_CONFIG_BYTES, "preprocessor config") {
+            Ok(text) => serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(CheckpointError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Self::default())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 

@@ -59,7 +59,12 @@ pub fn write_safetensors(source: &Checkpoint, path: &Path) -> Result<u64, Checkp
     header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
     let mut offset = 0u64;
     for (name, info) in &names {
-        let end = offset + stored_bytes(info);
+        let end = offset.checked_add(stored_bytes(info)).ok_or_else(|| {
+            CheckpointError::corrupt(
+                source.path(),
+                format!("tensors past u64::MAX bytes in all, at `{name}`"),
+            )
+        })?;
         let entry = serde_json::json!({ "dtype": info.dtype.to_string(), "shape": info.shape, "data_offsets": [offset, end] });
         header.insert((*name).to_owned(), entry);
         offset = end;

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::limits::{read_bounded, MAX_CONFIG_BYTES};
 use super::CheckpointError;
 
 /// The `model_type`s Maestro serves, each with its architecture and its decoder's `model_type`.
@@ -20,11 +21,12 @@ pub const SERVED: [(&str, &str, &str); 2] = [
     ("musicgen_melody", "MusicgenMelodyForConditionalGeneration", "musicgen_melody_decoder"),
 ];
 
-/// Checks the `config.json` at `path`; an unreadable file is I/O, unparsable JSON is corrupt.
+/// Checks the `config.json` at `path`; an unreadable file is I/O, one over [`MAX_CONFIG_BYTES`] is
+/// refused unread, unparsable JSON is corrupt.
 pub fn check_config_file(path: &Path) -> Result<(), CheckpointError> {
-    let text = std::fs::read_to_string(path).map_err(CheckpointError::io(path))?;
-    let config: Value =
-        serde_json::from_str(&text).map_err(|e| CheckpointError::corrupt(path, format!("not JSON: {e}")))?;
+    let text = read_bounded(path, MAX_CONFIG_BYTES, "config")?;
+    let config: Value = serde_json::from_slice(&text)
+        .map_err(|e| CheckpointError::corrupt(path, format!("not JSON: {e}")))?;
     check_config(&config).map_err(|reason| CheckpointError::Unsupported { path: path.to_owned(), reason })
 }
 

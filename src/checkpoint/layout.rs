@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::limits::{read_bounded, MAX_INDEX_BYTES};
 use super::CheckpointError;
 
 /// How a folder's weights are laid out.
@@ -82,10 +83,11 @@ struct IndexFile {
 }
 
 impl Index {
-    /// Reads the index at `path`; a shard name that is not a plain file name is an error.
+    /// Reads the index at `path` (at most [`MAX_INDEX_BYTES`]); a shard name that is not a plain file
+    /// name is an error.
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
-        let text = std::fs::read_to_string(path).map_err(CheckpointError::io(path))?;
-        let file: IndexFile = serde_json::from_str(&text)
+        let text = read_bounded(path, MAX_INDEX_BYTES, "shard index")?;
+        let file: IndexFile = serde_json::from_slice(&text)
             .map_err(|e| CheckpointError::corrupt(path, format!("not a shard index: {e}")))?;
         if file.weight_map.is_empty() {
             return Err(CheckpointError::corrupt(path, "its weight_map routes no tensor"));

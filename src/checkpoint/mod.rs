@@ -9,11 +9,16 @@
 //! that runs no pickle code, [`pickle`] and [`archive`]). Tensor bytes are read later, one tensor at
 //! a time, with positioned reads straight into the caller's buffer, so a load holds at most the
 //! tensor being read besides what it keeps.
+//!
+//! Every file is untrusted: a size, count, offset, stride or shape read from one is combined with
+//! checked arithmetic, and what a file may cost to open is bounded ([`limits`]), so a hostile
+//! checkpoint is an error naming the file and the reason, never a panic, an abort or a memory spike.
 
 pub mod archive;
 pub mod convert;
 pub mod kind;
 pub mod layout;
+pub mod limits;
 pub mod pickle;
 pub mod safetensors;
 
@@ -81,6 +86,15 @@ pub enum CheckpointError {
         /// The global, `module.name`.
         global: String,
     },
+    /// The file goes past one of the loader's limits (a file size, the pickle's nesting depth, memo
+    /// or opcode count); nothing of it is used.
+    #[error("refusing {}: {excess}", path.display())]
+    OverLimit {
+        /// The file.
+        path: PathBuf,
+        /// The limit and what the file reached.
+        excess: limits::Excess,
+    },
     /// `config.json` describes a model or a setting that is not served; nothing was loaded.
     #[error("{} describes a model Maestro does not serve: {reason}", path.display())]
     Unsupported {
@@ -98,6 +112,7 @@ impl CheckpointError {
             CheckpointError::Io { path, .. }
             | CheckpointError::Corrupt { path, .. }
             | CheckpointError::Refused { path, .. }
+            | CheckpointError::OverLimit { path, .. }
             | CheckpointError::Unsupported { path, .. } => path,
             CheckpointError::NoWeights { dir } => dir,
             CheckpointError::MissingShard { index, .. } | CheckpointError::KeyNotInShard { index, .. } => {
@@ -247,7 +262,10 @@ impl Checkpoint {
 
     /// The stored bytes of `info` (an entry of this checkpoint), row-major, read from its file now.
     pub fn read(&self, info: &TensorInfo) -> Result<Vec<u8>, CheckpointError> {
-        let mut bytes = vec![0u8; info.bytes as usize];
+        let len = usize::try_from(info.bytes).map_err(|_| {
+            CheckpointError::corrupt(self.file_of(info), format!("a {}-byte tensor", info.bytes))
+        })?;
+        let mut bytes = vec![0u8; len];
         self.read_into(info, &mut bytes)?;
         Ok(bytes)
     }
@@ -266,10 +284,15 @@ impl Checkpoint {
             Place::Contiguous(at) => file.read_exact_at(out, *at).map_err(CheckpointError::io(path)),
             Place::Strided { storage, offset, strides } => {
                 let element = element_bytes(info.dtype);
-                let span = pickle::span(&info.shape, strides);
-                let mut source = vec![0u8; (span * element) as usize];
-                file.read_exact_at(&mut source, storage + offset * element)
-                    .map_err(CheckpointError::io(path))?;
+                // Opening checked these against the storage; checked again, as they came from the file.
+                let bytes = pickle::span(&info.shape, strides).and_then(|s| s.checked_mul(element));
+                let start = offset.checked_mul(element).and_then(|o| o.checked_add(*storage));
+                let (Some(len), Some(start)) = (bytes.and_then(|b| usize::try_from(b).ok()), start) else {
+                    let reason = format!("a view (offset {offset}, strides {strides:?}) that overflows");
+                    return Err(CheckpointError::corrupt(path, reason));
+                };
+                let mut source = vec![0u8; len];
+                file.read_exact_at(&mut source, start).map_err(CheckpointError::io(path))?;
                 gather(&source, &info.shape, strides, element as usize, out);
                 Ok(())
             }
@@ -277,7 +300,8 @@ impl Checkpoint {
     }
 }
 
-/// Copies the strided view `source` (elements of `element` bytes) into row-major `out`.
+/// Copies the strided view `source` (elements of `element` bytes) into row-major `out`. `source`
+/// is the view's whole span, so no element offset computed here exceeds its length.
 fn gather(source: &[u8], shape: &[usize], strides: &[u64], element: usize, out: &mut [u8]) {
     let mut index = vec![0usize; shape.len()];
     for chunk in out.chunks_exact_mut(element) {
@@ -300,9 +324,10 @@ fn element_bytes(dtype: Dtype) -> u64 {
     (dtype.bitsize() / 8) as u64
 }
 
-/// Elements of a tensor; opening checks that the product does not overflow.
+/// Elements of a tensor; opening refuses a shape whose product overflows (saturating here all the
+/// same, so no entry can make this panic).
 pub fn numel(info: &TensorInfo) -> u64 {
-    info.shape.iter().map(|&d| d as u64).product()
+    info.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
 }
 
 /// Bytes a tensor occupies as stored (row-major).

@@ -6,138 +6,100 @@
 //! naming it is read. Storages arrive as persistent ids `('storage', type, key, location, numel)`
 //! and are recorded by key, not loaded, so a file is sized from its pickle alone.
 //!
-//! Containers are shared (`Rc`) so that memo lookups copy nothing: a pickle cannot grow memory
-//! faster than its own length.
+//! The pickle comes from a file anyone may have placed under a model root, so what it can cost is
+//! bounded, whatever its bytes: at most [`MAX_OPCODES`] opcodes are run, the memo holds at most
+//! [`MAX_MEMO_ENTRIES`] entries and containers nest at most [`MAX_DEPTH`] deep (the values, in
+//! `value`, are dropped iteratively, so no nesting can overflow the stack either). Containers are
+//! shared (`Rc`) so that memo lookups copy nothing, and a container cannot be filled once it sits
+//! inside another (the pickler never does so for a tree), so the values form no cycle to leak.
 
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::Dtype;
+use torch::{call, resolve, storage};
+pub use torch::{span, PickledTensor, StorageRef};
+use value::{nest, Node, Value};
+
+mod torch;
+mod value;
+
+/// Most opcodes one pickle may run. A state dict of 2 500 tensors, as `torch.save` writes it, runs
+/// about 80 000; each opcode holds at most about a hundred bytes besides its own data, so this bounds
+/// a hostile pickle's values to about 200 MiB.
+pub const MAX_OPCODES: usize = 1 << 21;
+
+/// Most memo entries one pickle may set. The same 2 500-tensor state dict sets about 20 000. The
+/// protocol lets a 5-byte `LONG_BINPUT` name any index, so the memo is a map of the entries set,
+/// never a table as long as the largest index.
+pub const MAX_MEMO_ENTRIES: usize = 1 << 18;
+
+/// Deepest nesting of containers (tuples, lists, dicts) read. A state dict nests 3 deep (its
+/// `_metadata` is a dict of dicts); a pickle of 200 000 nested lists is 400 KB.
+pub const MAX_DEPTH: usize = 64;
 
 /// Why a pickle was not read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PickleError {
     /// It names a global outside the allowlist (`module.name`).
+    #[error("it names `{0}`")]
     Refused(String),
     /// It is malformed or holds something a state dict does not.
+    #[error("{0}")]
     Malformed(String),
+    /// It goes past one of the reader's limits at byte `at`.
+    #[error("{limit} at byte {at} is {value}, over the limit of {}", limit.max())]
+    OverLimit {
+        /// Which limit.
+        limit: Limit,
+        /// What the pickle reached: the limit plus one.
+        value: usize,
+        /// Where, in bytes from the pickle's start.
+        at: usize,
+    },
 }
 
-/// A storage a tensor views: its key in the archive (`data/<key>`), element type and length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageRef {
-    /// The archive record holding its bytes.
-    pub key: String,
-    /// Element type.
-    pub dtype: Dtype,
-    /// Elements the persistent id declares.
-    pub numel: u64,
+/// The limits on what a pickle may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// [`MAX_DEPTH`].
+    Depth,
+    /// [`MAX_MEMO_ENTRIES`].
+    MemoEntries,
+    /// [`MAX_OPCODES`].
+    Opcodes,
 }
 
-/// A tensor as the pickle rebuilds it: a strided view of a storage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PickledTensor {
-    /// The storage it views.
-    pub storage: StorageRef,
-    /// First element, in elements.
-    pub offset: u64,
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// Strides, in elements.
-    pub strides: Vec<u64>,
-}
-
-impl PickledTensor {
-    /// Whether the view is the row-major layout of its shape (empty dimensions and size-1 strides
-    /// aside), so its bytes can be read in one piece.
-    pub fn is_contiguous(&self) -> bool {
-        let mut expected = 1u64;
-        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
-            if d != 1 && s != expected {
-                return false;
-            }
-            expected *= d as u64;
-        }
-        true
-    }
-}
-
-/// Elements a strided view spans in its storage, from its first element (0 for an empty view).
-pub fn span(shape: &[usize], strides: &[u64]) -> u64 {
-    if shape.contains(&0) {
-        return 0;
-    }
-    1 + shape.iter().zip(strides).map(|(&d, &s)| (d as u64 - 1) * s).sum::<u64>()
-}
-
-/// The typed storages `torch.save` names, and their element types.
-const STORAGES: [(&str, Dtype); 10] = [
-    ("FloatStorage", Dtype::F32),
-    ("DoubleStorage", Dtype::F64),
-    ("HalfStorage", Dtype::F16),
-    ("BFloat16Storage", Dtype::BF16),
-    ("LongStorage", Dtype::I64),
-    ("IntStorage", Dtype::I32),
-    ("ShortStorage", Dtype::I16),
-    ("CharStorage", Dtype::I8),
-    ("ByteStorage", Dtype::U8),
-    ("BoolStorage", Dtype::BOOL),
-];
-
-/// The globals the reader accepts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Global {
-    OrderedDict,
-    RebuildTensor,
-    RebuildParameter,
-    Storage(Dtype),
-}
-
-/// A dict's entries, in insertion order, shared between the stack and the memo.
-type Entries = Rc<RefCell<Vec<(Value, Value)>>>;
-
-#[derive(Debug, Clone)]
-enum Value {
-    None,
-    Bool,
-    Int(i64),
-    Float,
-    Str(Rc<str>),
-    Bytes,
-    Tuple(Rc<[Value]>),
-    List(Rc<RefCell<Vec<Value>>>),
-    Dict(Entries),
-    Global(Global),
-    Storage(Rc<StorageRef>),
-    Tensor(Rc<PickledTensor>),
-}
-
-impl Value {
-    fn kind(&self) -> &'static str {
+impl Limit {
+    /// The limit's value.
+    pub fn max(self) -> usize {
         match self {
-            Value::None => "None",
-            Value::Bool => "a bool",
-            Value::Int(_) => "an int",
-            Value::Float => "a float",
-            Value::Str(_) => "a str",
-            Value::Bytes => "bytes",
-            Value::Tuple(_) => "a tuple",
-            Value::List(_) => "a list",
-            Value::Dict(_) => "a dict",
-            Value::Global(_) => "a class or function",
-            Value::Storage(_) => "a storage",
-            Value::Tensor(_) => "a tensor",
+            Limit::Depth => MAX_DEPTH,
+            Limit::MemoEntries => MAX_MEMO_ENTRIES,
+            Limit::Opcodes => MAX_OPCODES,
         }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Depth => "the nesting depth of containers",
+            Limit::MemoEntries => "the number of memo entries",
+            Limit::Opcodes => "the number of opcodes",
+        })
     }
 }
 
 /// Reads a pickled state dict: every `(name, tensor)` in pickle order.
 pub fn read_state_dict(data: &[u8]) -> Result<Vec<(String, PickledTensor)>, PickleError> {
-    let top = Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new() }.run()?;
-    let Value::Dict(entries) = top else {
+    let machine =
+        Machine { data, at: 0, opcodes: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    let top = machine.run()?;
+    let Value::Dict(entries) = &top else {
         return Err(malformed(format!("the pickle holds {}, not a state dict", top.kind())));
     };
-    let entries = entries.borrow();
+    let entries = entries.items();
     let mut out = Vec::with_capacity(entries.len());
     for (key, value) in entries.iter() {
         let (Value::Str(name), Value::Tensor(t)) = (key, value) else {
@@ -155,9 +117,10 @@ fn malformed(reason: impl Into<String>) -> PickleError {
 struct Machine<'a> {
     data: &'a [u8],
     at: usize,
+    opcodes: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: Vec<Option<Value>>,
+    memo: HashMap<usize, Value>,
 }
 
 impl Machine<'_> {
@@ -165,11 +128,16 @@ impl Machine<'_> {
         loop {
             let at = self.at;
             let op = self.take(1)?[0];
+            self.opcodes += 1;
+            if self.opcodes > MAX_OPCODES {
+                return Err(PickleError::OverLimit { limit: Limit::Opcodes, value: self.opcodes, at });
+            }
             if op == b'.' {
                 return self.pop();
             }
             self.step(op).map_err(|e| match e {
                 PickleError::Malformed(m) => malformed(format!("{m} (opcode {:?} at byte {at})", op as char)),
+                PickleError::OverLimit { limit, value, .. } => PickleError::OverLimit { limit, value, at },
                 refused => refused,
             })?;
         }
@@ -185,17 +153,17 @@ impl Machine<'_> {
             }
             0x95 => drop(self.take(8)?),
             b'(' => self.marks.push(self.stack.len()),
-            b'}' => self.push(Value::Dict(Rc::default())),
-            b']' => self.push(Value::List(Rc::default())),
-            b')' => self.push(Value::Tuple(Rc::from(Vec::new()))),
+            b'}' => self.push(Value::Dict(Node::empty())),
+            b']' => self.push(Value::List(Node::empty())),
+            b')' => self.push(Value::Tuple(Node::empty())),
             b't' => {
                 let items = self.pop_mark()?;
-                self.push(Value::Tuple(items.into()));
+                self.push(Value::tuple(items)?);
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let items = self.pop_n(n)?;
-                self.push(Value::Tuple(items.into()));
+                self.push(Value::tuple(items)?);
             }
             b'X' => {
                 let n = self.u32()? as usize;
@@ -296,26 +264,28 @@ impl Machine<'_> {
             b's' => {
                 let value = self.pop()?;
                 let key = self.pop()?;
-                self.dict()?.borrow_mut().push((key, value));
+                let depth = nest([&key, &value])?;
+                self.dict()?.fill([(key, value)], depth)?;
             }
             b'u' => {
                 let items = self.pop_mark()?;
                 if items.len() % 2 != 0 {
                     return Err(malformed("SETITEMS with an odd number of items"));
                 }
-                let mut pairs = items.into_iter();
-                let dict = self.dict()?;
-                while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
-                    dict.borrow_mut().push((k, v));
-                }
+                let depth = nest(&items)?;
+                let mut items = items.into_iter();
+                let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
+                self.dict()?.fill(pairs, depth)?;
             }
             b'a' => {
                 let value = self.pop()?;
-                self.list()?.borrow_mut().push(value);
+                let depth = nest([&value])?;
+                self.list()?.fill([value], depth)?;
             }
             b'e' => {
                 let items = self.pop_mark()?;
-                self.list()?.borrow_mut().extend(items);
+                let depth = nest(&items)?;
+                self.list()?.fill(items, depth)?;
             }
             other => return Err(malformed(format!("unsupported opcode 0x{other:02x}"))),
         }
@@ -383,52 +353,37 @@ impl Machine<'_> {
         Ok(self.stack.split_off(mark))
     }
 
+    /// Memoizes the top of the stack at index `i`; a new index past [`MAX_MEMO_ENTRIES`] entries is
+    /// refused (overwriting one is not).
     fn put(&mut self, i: usize) -> Result<(), PickleError> {
         let top = self.stack.last().cloned().ok_or_else(|| malformed("memoizing an empty stack"))?;
-        if i > self.data.len() {
-            return Err(malformed(format!("memo index {i} beyond the pickle's length")));
+        if self.memo.len() >= MAX_MEMO_ENTRIES && !self.memo.contains_key(&i) {
+            let value = self.memo.len() + 1;
+            return Err(PickleError::OverLimit { limit: Limit::MemoEntries, value, at: 0 });
         }
-        if self.memo.len() <= i {
-            self.memo.resize(i + 1, None);
-        }
-        self.memo[i] = Some(top);
+        self.memo.insert(i, top);
         Ok(())
     }
 
     fn get(&mut self, i: usize) -> Result<(), PickleError> {
-        let value =
-            self.memo.get(i).cloned().flatten().ok_or_else(|| malformed(format!("memo {i} unset")))?;
+        let value = self.memo.get(&i).cloned().ok_or_else(|| malformed(format!("memo {i} unset")))?;
         self.push(value);
         Ok(())
     }
 
-    fn dict(&self) -> Result<Entries, PickleError> {
+    fn dict(&self) -> Result<Rc<Node<(Value, Value)>>, PickleError> {
         match self.stack.last() {
             Some(Value::Dict(d)) => Ok(d.clone()),
             _ => Err(malformed("setting an item on something other than a dict")),
         }
     }
 
-    fn list(&self) -> Result<Rc<RefCell<Vec<Value>>>, PickleError> {
+    fn list(&self) -> Result<Rc<Node<Value>>, PickleError> {
         match self.stack.last() {
             Some(Value::List(l)) => Ok(l.clone()),
             _ => Err(malformed("appending to something other than a list")),
         }
     }
-}
-
-/// The accepted global `module.name`, or a refusal naming it.
-fn resolve(module: &str, name: &str) -> Result<Global, PickleError> {
-    Ok(match (module, name) {
-        ("collections", "OrderedDict") => Global::OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensor,
-        ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
-        ("torch", storage) => match STORAGES.iter().find(|(n, _)| *n == storage) {
-            Some(&(_, dtype)) => Global::Storage(dtype),
-            None => return Err(PickleError::Refused(format!("{module}.{name}"))),
-        },
-        _ => return Err(PickleError::Refused(format!("{module}.{name}"))),
-    })
 }
 
 /// A little-endian two's-complement integer of at most 8 bytes (LONG1).
@@ -440,93 +395,6 @@ fn long(bytes: &[u8]) -> Result<i64, PickleError> {
     let mut full = [fill; 8];
     full[..bytes.len()].copy_from_slice(bytes);
     Ok(i64::from_le_bytes(full))
-}
-
-/// A persistent id `('storage', type, key, location, numel)`.
-fn storage(pid: &Value) -> Result<StorageRef, PickleError> {
-    let bad = || malformed("a persistent id that is not ('storage', type, key, location, numel)");
-    let Value::Tuple(items) = pid else { return Err(bad()) };
-    match &items[..] {
-        [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), Value::Str(_), Value::Int(n)]
-            if &**tag == "storage" && *n >= 0 =>
-        {
-            Ok(StorageRef { key: key.to_string(), dtype: *dtype, numel: *n as u64 })
-        }
-        _ => Err(bad()),
-    }
-}
-
-/// What calling an accepted global with `args` builds.
-fn call(callable: &Value, args: &Value) -> Result<Value, PickleError> {
-    let Value::Tuple(args) = args else { return Err(malformed("call arguments that are not a tuple")) };
-    match callable {
-        Value::Global(Global::OrderedDict) => ordered_dict(args),
-        Value::Global(Global::RebuildTensor) => rebuild_tensor(args),
-        Value::Global(Global::RebuildParameter) => match args.first() {
-            Some(tensor @ Value::Tensor(_)) => Ok(tensor.clone()),
-            _ => Err(malformed("_rebuild_parameter without a tensor")),
-        },
-        Value::Global(Global::Storage(_)) => Err(malformed("a storage class called directly")),
-        other => Err(malformed(format!("calling {}", other.kind()))),
-    }
-}
-
-/// `OrderedDict()` or `OrderedDict([(key, value), ...])`.
-fn ordered_dict(args: &[Value]) -> Result<Value, PickleError> {
-    let mut entries = Vec::new();
-    match args {
-        [] => {}
-        [Value::List(items)] => {
-            for item in items.borrow().iter() {
-                let Value::Tuple(pair) = item else { return Err(malformed("OrderedDict item not a pair")) };
-                let [k, v] = &pair[..] else { return Err(malformed("OrderedDict item not a pair")) };
-                entries.push((k.clone(), v.clone()));
-            }
-        }
-        _ => return Err(malformed("OrderedDict called with unexpected arguments")),
-    }
-    Ok(Value::Dict(Rc::new(RefCell::new(entries))))
-}
-
-/// `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])`.
-fn rebuild_tensor(args: &[Value]) -> Result<Value, PickleError> {
-    let bad = |what: &str| malformed(format!("_rebuild_tensor_v2 with {what}"));
-    let (Some(Value::Storage(storage)), Some(Value::Int(offset)), Some(size), Some(stride)) =
-        (args.first(), args.get(1), args.get(2), args.get(3))
-    else {
-        return Err(bad("arguments other than (storage, offset, size, stride, ...)"));
-    };
-    if !(6..=7).contains(&args.len()) {
-        return Err(bad(&format!("{} arguments", args.len())));
-    }
-    let shape = ints(size).ok_or_else(|| bad("a size that is not a tuple of non-negative ints"))?;
-    let strides = ints(stride).ok_or_else(|| bad("a stride that is not a tuple of non-negative ints"))?;
-    if shape.len() != strides.len() || *offset < 0 {
-        return Err(bad(&format!("size {shape:?}, stride {strides:?} and offset {offset}")));
-    }
-    let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-    let end = numel.and_then(|_| {
-        let span = shape
-            .iter()
-            .zip(&strides)
-            .try_fold(0u64, |s, (&d, &st)| s.checked_add((d as u64).saturating_sub(1).checked_mul(st)?))?;
-        (*offset as u64).checked_add(span)
-    });
-    let Some(end) = end else { return Err(bad(&format!("size {shape:?} that overflows"))) };
-    if !shape.contains(&0) && end >= storage.numel {
-        return Err(bad(&format!(
-            "a view (offset {offset}, size {shape:?}, stride {strides:?}) past its {}-element storage",
-            storage.numel
-        )));
-    }
-    let tensor = PickledTensor { storage: (**storage).clone(), offset: *offset as u64, shape, strides };
-    Ok(Value::Tensor(Rc::new(tensor)))
-}
-
-fn ints(value: &Value) -> Option<Vec<u64>> {
-    let Value::Tuple(items) = value else { return None };
-    items.iter().map(|v| if let Value::Int(i) = v { u64::try_from(*i).ok() } else { None }).collect()
 }
 
 #[cfg(test)]

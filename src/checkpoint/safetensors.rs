@@ -1,5 +1,5 @@
 //! One safetensors file: its header, parsed and validated by the `safetensors` crate over a memory
-//! map of the file. The format's 100 MB header limit, a header length past the end of the file,
+//! map of the file. A header longer than [`MAX_HEADER_BYTES`], a header length past the end of the file,
 //! shapes whose element count overflows, tensors whose byte range disagrees with shape and dtype, and
 //! data the header does not cover exactly are all errors, never panics. Only the header's pages are
 //! touched; the map is dropped once the header is checked, and tensor bytes are read later with
@@ -11,7 +11,12 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 
+use super::limits::Excess;
 use super::{CheckpointError, Place, TensorInfo};
+
+/// Largest header read, in bytes (the format itself allows 100 MB). The header is JSON parsed
+/// whole, one entry per tensor: a published MusicGen header is a few hundred KiB.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// Opens `path`, validates its header and returns its tensors, each read from file number `file`.
 pub(super) fn open(path: &Path, file: usize) -> Result<(File, HashMap<String, TensorInfo>), CheckpointError> {
@@ -19,24 +24,41 @@ pub(super) fn open(path: &Path, file: usize) -> Result<(File, HashMap<String, Te
     // SAFETY: the map is read-only and private to this call; it only dangles if another process
     // truncates the file while the header is parsed, the risk every reader of a mapped file takes.
     let map = unsafe { memmap2::Mmap::map(&handle) }.map_err(CheckpointError::io(path))?;
+    if let Some(declared) = map.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
+        if declared > MAX_HEADER_BYTES {
+            return Err(CheckpointError::OverLimit {
+                path: path.to_owned(),
+                excess: Excess {
+                    what: "the header length in bytes its first 8 bytes declare".into(),
+                    value: declared,
+                    limit: MAX_HEADER_BYTES,
+                },
+            });
+        }
+    }
     let (header_len, metadata) =
         SafeTensors::read_metadata(&map).map_err(|e| CheckpointError::corrupt(path, describe(&e, &map)))?;
     let data_start = 8 + header_len as u64;
-    let tensors = metadata
-        .tensors()
-        .into_iter()
-        .map(|(name, info)| {
-            let (begin, end) = info.data_offsets;
-            let entry = TensorInfo {
-                dtype: info.dtype,
-                shape: info.shape.clone(),
-                bytes: (end - begin) as u64,
-                file,
-                place: Place::Contiguous(data_start + begin as u64),
-            };
-            (name, entry)
-        })
-        .collect();
+    let mut tensors = HashMap::new();
+    for (name, info) in metadata.tensors() {
+        // The crate checked that the offsets are ordered and cover the data; checked again here, as
+        // they came from the file.
+        let (begin, end) = info.data_offsets;
+        let bytes = end.checked_sub(begin).map(|b| b as u64);
+        let at = data_start.checked_add(begin as u64);
+        let (Some(bytes), Some(at)) = (bytes, at) else {
+            let reason = format!("`{name}` has data_offsets [{begin}, {end}]");
+            return Err(CheckpointError::corrupt(path, reason));
+        };
+        let entry = TensorInfo {
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            bytes,
+            file,
+            place: Place::Contiguous(at),
+        };
+        tensors.insert(name, entry);
+    }
     Ok((handle, tensors))
 }
 

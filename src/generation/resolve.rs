@@ -50,9 +50,13 @@ pub(super) async fn check_melody_target(p: &GenerateParams, dir: &std::path::Pat
         return Ok(());
     }
     let path = dir.join("config.json");
-    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
+    // Bounded like every config read: a hostile checkpoint cannot make this request read gigabytes.
+    let read = tokio::task::spawn_blocking(move || {
+        crate::checkpoint::limits::read_bounded(&path, crate::checkpoint::limits::MAX_CONFIG_BYTES, "config")
+    })
+    .await;
     let config = read.ok().and_then(Result::ok);
-    let config: Option<serde_json::Value> = config.and_then(|c| serde_json::from_str(&c).ok());
+    let config: Option<serde_json::Value> = config.and_then(|c| serde_json::from_slice(&c).ok());
     let melody = config.as_ref().and_then(|c| c.get("model_type")).and_then(|t| t.as_str());
     // An unreadable config is the load's to report.
     match (config.is_some(), melody) {

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::{MusicgenError, Result};
+use crate::checkpoint::limits::{read_bounded, MAX_CONFIG_BYTES};
 pub use crate::engine::request::GenerationConfig;
 
 /// The composite MusicGen configuration.
@@ -247,10 +248,10 @@ impl GenerationConfig {
     }
 }
 
+/// `config.json` or `generation_config.json`, refused unread past [`MAX_CONFIG_BYTES`].
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| MusicgenError::Io { path: path.to_owned(), source })?;
-    serde_json::from_str(&text)
+    let text = read_bounded(path, MAX_CONFIG_BYTES, "model config")?;
+    serde_json::from_slice(&text)
         .map_err(|e| MusicgenError::Config { path: path.to_owned(), message: e.to_string() })
 }
 

@@ -27,6 +27,9 @@ impl From<CheckpointError> for MusicgenError {
         match e {
             CheckpointError::Io { path, source } => MusicgenError::Io { path, source },
             CheckpointError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
+            CheckpointError::OverLimit { path, excess } => {
+                MusicgenError::CorruptWeights { path, reason: format!("refused: {excess}") }
+            }
             CheckpointError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
             other => {
                 MusicgenError::CorruptWeights { path: other.path().to_owned(), reason: other.to_string() }

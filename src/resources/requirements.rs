@@ -11,6 +11,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::limits::{read_bounded, MAX_CONFIG_BYTES};
+use crate::checkpoint::CheckpointError;
+
 /// One gigabyte as the table counts it: 10^9 bytes.
 pub const GB: u64 = 1_000_000_000;
 /// Device memory a CUDA context takes before any tensor is allocated.
@@ -161,9 +164,21 @@ impl Requirements {
     }
 }
 
+/// A config file's refusal: unparsable or over its size limit is a bad config, the rest as any
+/// checkpoint error.
+fn config_error(e: CheckpointError) -> RequirementsError {
+    match e {
+        CheckpointError::Corrupt { path, reason } => RequirementsError::Config { path, reason },
+        CheckpointError::OverLimit { path, excess } => {
+            RequirementsError::Config { path, reason: format!("refused: {excess}") }
+        }
+        other => other.into(),
+    }
+}
+
+/// `config.json` or `generation_config.json`, refused unread past [`MAX_CONFIG_BYTES`].
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RequirementsError> {
-    let text =
-        std::fs::read(path).map_err(|source| RequirementsError::Io { path: path.to_owned(), source })?;
+    let text = read_bounded(path, MAX_CONFIG_BYTES, "model config").map_err(config_error)?;
     serde_json::from_slice(&text)
         .map_err(|e| RequirementsError::Config { path: path.to_owned(), reason: e.to_string() })
 }

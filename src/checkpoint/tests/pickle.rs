@@ -68,7 +68,9 @@ fn a_state_dict_as_torch_writes_it_is_read() {
     assert_eq!((w.shape.as_slice(), w.strides.as_slice(), w.offset), (&[2, 3][..], &[3, 1][..], 0));
     assert_eq!(w.storage, StorageRef { key: "0".into(), dtype: Dtype::F32, numel: 6 });
     assert!(w.is_contiguous() && !t.is_contiguous() && s.is_contiguous());
-    assert_eq!((span(&t.shape, &t.strides), span(&s.shape, &s.strides), span(&[0, 4], &[4, 1])), (6, 1, 0));
+    let spans = (span(&t.shape, &t.strides), span(&s.shape, &s.strides), span(&[0, 4], &[4, 1]));
+    assert_eq!(spans, (Some(6), Some(1), Some(0)));
+    assert_eq!(span(&[3, 2], &[u64::MAX, 1]), None);
 }
 
 #[test]
@@ -115,14 +117,17 @@ fn malformed_pickles_are_errors_naming_the_problem() {
 
 #[test]
 fn memo_lookups_share_rather_than_copy() {
-    // A list appended to itself through the memo 200 times holds 200 pointers, not 2^100 copies.
+    // Each list holds the one before it twice, through the memo: 60 levels are 60 small lists, not
+    // 2^60 copies.
     let mut pickle = vec![0x80, 2, b']', b'q', 0];
-    for _ in 0..100 {
-        pickle.extend([b'(', b'h', 0, b'h', 0, b'e']);
+    for level in 1..60u8 {
+        pickle.extend([b']', b'q', level, b'(', b'h', level - 1, b'h', level - 1, b'e', b'0']);
     }
-    pickle.extend([b'0']);
     pickle.extend(state_dict(&[])[2..].iter());
     assert_eq!(read_state_dict(&pickle).unwrap(), vec![]);
     assert_eq!(long(&[0xff]).unwrap(), -1);
     assert_eq!(long(&[0x00, 0x01]).unwrap(), 256);
 }
+
+#[path = "pickle_limits.rs"]
+mod limits;

@@ -151,6 +151,7 @@ pub fn model_info(m: &ModelListing) -> pb::ModelInfo {
         loaded_at: cached.map(|c| timestamp(c.loaded_at)),
         pinned: cached.is_some_and(|c| c.pinned),
         root: m.root.as_ref().map(|r| r.display().to_string()).unwrap_or_default(),
+        error: m.error.clone().unwrap_or_default(),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct ModelListing {
     pub requirements: Option<Requirements>,
     /// Its cache record, when loaded.
     pub cached: Option<CachedModel>,
+    /// Why `requirements` is `None`: the refusal of its folder (a checkpoint that is corrupt, over a
+    /// loader limit or not served names the file and the reason), so one bad folder is listed
+    /// rather than failing the listing.
+    pub error: Option<String>,
 }
 
 impl Handle {
@@ -60,9 +64,12 @@ impl Handle {
                 dtype: DType::default(),
                 audio_prompt_s: 0.0,
             };
-            let requirements = self.requirements(&question).await.ok();
+            let (requirements, error) = match self.requirements(&question).await {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
             let cached = cached.iter().find(|c| c.model == id).cloned();
-            out.push(ModelListing { id, root, requirements, cached });
+            out.push(ModelListing { id, root, requirements, cached, error });
         }
         Ok(out)
     }

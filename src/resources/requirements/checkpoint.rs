@@ -7,11 +7,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::checkpoint::{kind, Checkpoint, CheckpointError};
+use crate::checkpoint::{kind, Checkpoint};
 
 use super::{
-    read_json, sizes_of, AudioInCost, DType, ModelShape, Requirements, RequirementsError, Source,
-    BF16_COMPUTE_CAPABILITY, CUDA_CONTEXT_BYTES, DEFAULT_MAX_DURATION_S, HOST_RUNTIME_BYTES,
+    config_error, read_json, sizes_of, AudioInCost, DType, ModelShape, Requirements, RequirementsError,
+    Source, BF16_COMPUTE_CAPABILITY, CUDA_CONTEXT_BYTES, DEFAULT_MAX_DURATION_S, HOST_RUNTIME_BYTES,
     MIN_COMPUTE_CAPABILITY,
 };
 
@@ -28,10 +28,7 @@ struct GenerationConfig {
 /// tensor); the CUDA context is [`CUDA_CONTEXT_BYTES`]; bf16 needs compute capability 8.0. The
 /// default batch is 1.
 pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requirements, RequirementsError> {
-    kind::check_config_file(&dir.join("config.json")).map_err(|e| match e {
-        CheckpointError::Corrupt { path, reason } => RequirementsError::Config { path, reason },
-        other => other.into(),
-    })?;
+    kind::check_config_file(&dir.join("config.json")).map_err(config_error)?;
     // One read of the headers for the weights and for what audio input costs.
     let file = Checkpoint::open_dir(dir)?;
     let sizes = sizes_of(&file, dtype);

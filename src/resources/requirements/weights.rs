@@ -199,6 +199,9 @@ impl From<CheckpointError> for RequirementsError {
             CheckpointError::Io { path, source } => RequirementsError::Io { path, source },
             CheckpointError::Unsupported { path, reason } => RequirementsError::Unsupported { path, reason },
             CheckpointError::Corrupt { path, reason } => RequirementsError::Corrupt { path, reason },
+            CheckpointError::OverLimit { path, excess } => {
+                RequirementsError::Corrupt { path, reason: format!("refused: {excess}") }
+            }
             CheckpointError::NoWeights { dir } => {
                 let source = std::io::Error::new(std::io::ErrorKind::NotFound, no_weights_message());
                 RequirementsError::Io { path: dir, source }
