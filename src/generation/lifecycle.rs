@@ -37,6 +37,15 @@ use crate::{
 /// A load under way, which any number of requests can await.
 type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, Error>>>;
 
+/// What a load is asked for.
+#[derive(Debug, Clone)]
+struct Ask {
+    model: String,
+    dtype: ReqDType,
+    device: Device,
+    pin: bool,
+}
+
 /// The loads under way, by model, and the lock that runs them one at a time.
 #[derive(Default)]
 pub(super) struct Loads {
@@ -74,23 +83,23 @@ impl Generation {
         if let Some(loaded) = self.loaded(model, device).await? {
             return Ok(loaded);
         }
-        let loaded = self.load_task(model, dtype, device, pin).await?;
+        let loaded = self.load_task(Ask { model: model.into(), dtype, device, pin }).await?;
         // Another request may have started the load this one joined, for another device.
         check_device(model, loaded, device)
     }
 
     /// The load of `model` under way, or a new one in a task of its own.
-    fn load_task(&self, model: &str, dtype: ReqDType, device: Device, pin: bool) -> SharedLoad {
+    fn load_task(&self, ask: Ask) -> SharedLoad {
         let mut running = self.loads.running.lock().expect("loads lock");
-        if let Some(load) = running.get(model) {
+        if let Some(load) = running.get(&ask.model) {
             return load.clone();
         }
-        let (this, id) = (self.clone(), model.to_string());
+        let (this, model) = (self.clone(), ask.model.clone());
         let task = tokio::spawn(async move {
-            let out = this.load_now(&id, dtype, device, pin).await;
+            let out = this.load_now(&ask).await;
             // Recorded (or failed) before it is forgotten here: a request that finds no load under
             // way finds the record.
-            this.loads.running.lock().expect("loads lock").remove(&id);
+            this.loads.running.lock().expect("loads lock").remove(&ask.model);
             out
         });
         let load = async move {
@@ -98,18 +107,14 @@ impl Generation {
         }
         .boxed()
         .shared();
-        running.insert(model.to_string(), load.clone());
+        running.insert(model, load.clone());
         load
     }
 
     /// The load itself, one at a time.
-    async fn load_now(
-        &self,
-        model: &str,
-        dtype: ReqDType,
-        device: Device,
-        pin: bool,
-    ) -> Result<Loaded, Error> {
+    async fn load_now(&self, ask: &Ask) -> Result<Loaded, Error> {
+        let Ask { model, dtype, device, pin } = ask.clone();
+        let model = model.as_str();
         let _serial = self.loads.serial.lock().await;
         if let Some(loaded) = self.loaded(model, device).await? {
             return Ok(loaded);
