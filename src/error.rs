@@ -105,6 +105,20 @@ impl From<CacheError> for Error {
     }
 }
 
+/// A request that does not fit its model: INVALID_ARGUMENT naming the field, or FAILED_PRECONDITION
+/// when only another model could serve it.
+impl From<crate::generation::ValidationError> for Error {
+    fn from(e: crate::generation::ValidationError) -> Self {
+        if e.wrong_model() {
+            return Error::FailedPrecondition(e.to_string());
+        }
+        let field = e.field();
+        let message = e.to_string();
+        let message = message.strip_prefix(field).and_then(|m| m.strip_prefix(": ")).unwrap_or(&message);
+        Error::invalid(field, message)
+    }
+}
+
 impl From<UnknownDType> for Error {
     fn from(e: UnknownDType) -> Self {
         Error::invalid("dtype", e.to_string())

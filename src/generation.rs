@@ -10,7 +10,9 @@ mod params;
 mod progress;
 mod resolve;
 #[cfg(test)]
+#[path = "generation/tests/orchestrator.rs"]
 mod tests;
+mod valid;
 
 use std::{
     path::PathBuf,
@@ -23,9 +25,12 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use self::params::GenerateParams;
 pub use self::progress::{Chunk, Progress, Summary};
-use self::resolve::{check_melody_target, check_melody_use, melody_chroma, prompt_audio, resolve_request};
+use self::resolve::{melody_chroma, prompt_audio, PromptAudio};
+pub use self::valid::{ValidGenerate, ValidationError};
 use crate::{
-    engine::{Engine, Event, GenerationRequest, ModelFacts, ModelHandle, Submission, Submitted},
+    engine::{
+        CheckpointFacts, Engine, Event, GenerationRequest, ModelFacts, ModelHandle, Submission, Submitted,
+    },
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
     monitor::snapshot::Snapshot,
@@ -136,83 +141,99 @@ impl Generation {
         self.engine.refusal().map_or(Ok(()), |why| Err(Error::Unimplemented(why)))
     }
 
+    /// What `model`'s checkpoint says, read from its configs (off the async threads) before anything
+    /// is loaded. A checkpoint Maestro does not serve, or whose configs cannot be read, is refused as
+    /// its load would be.
+    async fn checkpoint_facts(&self, model: &str) -> Result<CheckpointFacts, Error> {
+        let dir = model_id::resolve(model, &self.roots)?.dir;
+        let read = tokio::task::spawn_blocking(move || CheckpointFacts::read(&dir)).await;
+        let read = read.map_err(|e| Error::Internal(format!("reading {model}'s config stopped: {e}")))?;
+        read.map_err(|e| Error::FailedPrecondition(format!("cannot load {model}: {e}")))
+    }
+
     /// The handle of a model this request holds a use of.
     fn handle_in_use(&self, model: &str) -> Result<ModelHandle, Error> {
         let entry = self.manager.cached_model(model).and_then(|e| e.loaded);
         entry.map(|l| l.handle).ok_or_else(|| Error::Internal(format!("{model} is in use but not recorded")))
     }
 
-    /// Validates against the model, takes the holds and queues the generation.
+    /// Validates against the model's checkpoint (before anything is loaded), loads it, brings the
+    /// request's audio to it, takes the holds and queues the generation.
     pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
         self.accepts()?;
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
-        check_melody_target(&p, &model_id::resolve(&p.model, &self.roots)?.dir).await?;
-        let facts = self.ensure_loaded(&p.model, self.settings.dtype, Device::Auto, false).await?.facts;
-        check_melody_use(&p, &facts)?;
-        let mut request = resolve_request(&p, &facts)?;
-        let audio = prompt_audio(p.audio_prompt.clone(), &facts)?;
-        request.include_prompt = p.include_prompt;
-        let mut input_conversions = Vec::new();
-        if let Some((chroma, notes)) = melody_chroma(p.melody.clone(), &facts).await? {
-            request.melody = chroma;
-            input_conversions = notes;
+        let checkpoint = self.checkpoint_facts(&p.model).await?;
+        let mut valid = ValidGenerate::check(p, &checkpoint)?;
+        let facts = self.ensure_loaded(&valid.model, self.settings.dtype, Device::Auto, false).await?.facts;
+        let audio = prompt_audio(valid.audio_prompt.take(), &checkpoint)?;
+        let mut input_conversions = audio.as_ref().map(|a| a.notes.clone()).unwrap_or_default();
+        if let Some((chroma, notes)) = melody_chroma(valid.melody.take(), &checkpoint).await? {
+            valid.request.melody = chroma;
+            input_conversions.extend(notes);
         }
-        let model = self.manager.use_model(&p.model).await?;
-        // The copy in use now, which no unload can take while the use lasts.
-        let handle = self.handle_in_use(&p.model)?;
-        // One window is decoded at a time, whatever the duration: its working set is what is held.
-        let window_s = p.duration_s.min(facts.window_s);
-        // Encoding the clip needs the encoder and its activations for a while: the need counts them.
-        let prompt_s = audio.as_ref().map_or(0.0, |a| {
-            a.samples.len() as f64 / (f64::from(facts.sample_rate) * f64::from(facts.channels))
-        });
-        let answer = self.manager.fit_loaded(&p.model, 1, (window_s, prompt_s), self.settings.dtype).await?;
-        if !answer.verdict().fits {
-            return Err(Error::ResourceExhausted(answer.verdict().summary(&p.model)));
-        }
-        // Weights, runtime and context are resident: what is left is the working set, on the device
-        // the model lives on.
-        let owner = format!("generate:{}", p.model);
-        let lease_request = lease_for(&owner, LeaseKind::Generation, &answer.verdict().need);
-        let lease = self.manager.lease(lease_request).await?;
-        let prompt_frames = audio.as_ref().map_or(0, |a| a.frames);
-        let submission = Submission {
-            request: request.clone(),
-            audio_prompt: audio.as_ref().map(|a| a.samples.clone()),
-            cancel: cancel.clone(),
-        };
-        let Submitted { queue_position, events } = self.engine.submit(&handle, submission)?;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let (holds, submitted) = self.admit(&valid, audio.as_ref(), &checkpoint, cancel).await?;
+        let id = valid.model;
         let queued = QueuedGeneration {
-            request_id: request_id.clone(),
-            model: p.model.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            model: id.clone(),
             device: facts.device.name(),
-            duration_s: p.duration_s,
+            duration_s: valid.duration_s,
             admitted: started,
             started: None,
         };
-        let journal = progress::JournalEntry::admit(self.manager.journal().clone(), queued);
         Ok(Admitted {
-            input_conversions: audio
-                .map(|a| a.notes)
-                .unwrap_or_default()
-                .into_iter()
-                .chain(input_conversions)
-                .collect(),
-            prompt_frames,
-            request_id,
-            model: p.model.clone(),
-            queue_position,
-            request,
+            request_id: queued.request_id.clone(),
+            journal: progress::JournalEntry::admit(self.manager.journal().clone(), queued),
+            input_conversions,
+            prompt_frames: audio.as_ref().map_or(0, |a| a.frames),
+            model: id,
+            queue_position: submitted.queue_position,
+            request: valid.request,
             device: facts.device.name(),
             facts,
-            events,
+            events: submitted.events,
             tracking: progress::Tracking::new(started),
-            journal,
             generation: self.clone(),
-            _holds: Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() },
+            _holds: holds,
         })
+    }
+
+    /// Marks the model in use, checks that the generation's working set fits where the model lives,
+    /// leases it and submits the generation: each hold a guard, so a refusal at any step gives back
+    /// the ones before it.
+    async fn admit(
+        &self,
+        valid: &ValidGenerate,
+        audio: Option<&PromptAudio>,
+        checkpoint: &CheckpointFacts,
+        cancel: CancellationToken,
+    ) -> Result<(Holds, Submitted), Error> {
+        let id = &valid.model;
+        let model = self.manager.use_model(id).await?;
+        // The copy in use now, which no unload can take while the use lasts.
+        let handle = self.handle_in_use(id)?;
+        // One window is decoded at a time, whatever the duration: its working set is what is held.
+        let window_s = valid.duration_s.min(checkpoint.window_s);
+        // Encoding the clip needs the encoder and its activations for a while: the need counts them.
+        let samples_per_s = f64::from(checkpoint.sample_rate) * f64::from(checkpoint.channels);
+        let prompt_s = audio.map_or(0.0, |a| a.samples.len() as f64 / samples_per_s);
+        let answer = self.manager.fit_loaded(id, 1, (window_s, prompt_s), self.settings.dtype).await?;
+        if !answer.verdict().fits {
+            return Err(Error::ResourceExhausted(answer.verdict().summary(id)));
+        }
+        // Weights, runtime and context are resident: what is left is the working set, on the device
+        // the model lives on.
+        let lease_request =
+            lease_for(&format!("generate:{id}"), LeaseKind::Generation, &answer.verdict().need);
+        let lease = self.manager.lease(lease_request).await?;
+        let submission = Submission {
+            request: valid.request.clone(),
+            audio_prompt: audio.map(|a| a.samples.clone()),
+            cancel: cancel.clone(),
+        };
+        let submitted = self.engine.submit(&handle, submission)?;
+        Ok((Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() }, submitted))
     }
 }
 

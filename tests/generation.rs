@@ -171,6 +171,10 @@ async fn bad_generation_requests_name_the_field() {
         assert_eq!(err.code(), code, "{needle}: {err:?}");
         assert!(err.message().contains(needle), "{:?} lacks {needle}", err.message());
     }
+    // Every refusal, the model's own limits included (top_k against its codebook, a chunk shorter
+    // than one of its frames), came before anything was loaded.
+    let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+    assert!(models.iter().all(|m| !m.loaded), "a refused request loaded a model: {models:?}");
     // Nothing was lost: a valid request still runs.
     generate(&mut s, request(0.2, 1)).await.unwrap();
 }

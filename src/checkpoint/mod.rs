@@ -15,6 +15,7 @@
 //! checkpoint is an error naming the file and the reason, never a panic, an abort or a memory spike.
 
 pub mod archive;
+pub mod config;
 pub mod convert;
 pub mod kind;
 pub mod layout;

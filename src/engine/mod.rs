@@ -7,6 +7,7 @@
 //! without libtorch has [`Refusing`]; [`faults::Faulty`] wraps any engine to inject faults at this
 //! boundary; the orchestrator's tests script one. Everything here builds without libtorch.
 
+pub mod facts;
 pub mod faults;
 pub mod request;
 
@@ -15,6 +16,7 @@ use std::{path::PathBuf, time::Duration};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::facts::CheckpointFacts;
 pub use self::request::{
     AudioChunkOut, GenerationConfig, GenerationRequest, GenerationStats, SamplingMode, SamplingParams,
 };
@@ -23,28 +25,15 @@ use crate::{
     resources::{requirements::DType, validate::Device},
 };
 
-/// What a loaded model is like, for validation and stream headers.
+/// What a loaded model is like: what its checkpoint says, where it lives and what it cost.
 #[derive(Debug, Clone)]
 pub struct ModelFacts {
-    /// Output sample rate.
-    pub sample_rate: u32,
-    /// Output channels.
-    pub channels: u32,
-    /// Frames per second.
-    pub frame_rate: f64,
-    /// Codes per codebook (`top_k` limit).
-    pub codebook_size: u32,
-    /// One window in seconds (the checkpoint's `max_length`): what one pass decodes and what a
-    /// generation's working set is sized for, however long it is.
-    pub window_s: f64,
+    /// What the checkpoint's configs say (the same facts requests were validated with).
+    pub checkpoint: CheckpointFacts,
     /// The device its weights live on (`cpu`, `cuda:N` by NVML index).
     pub device: Device,
     /// Host RSS growth caused by the load, in bytes.
     pub measured_bytes: u64,
-    /// The checkpoint's generation defaults.
-    pub defaults: GenerationConfig,
-    /// A melody checkpoint's chroma extractor settings; `None` for a text-only checkpoint.
-    pub chroma: Option<crate::chroma::ChromaConfig>,
 }
 
 /// Which loaded copy a request or an unload is for: the model id and the engine's own slot for it

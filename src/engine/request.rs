@@ -152,7 +152,7 @@ impl SamplingParams {
 }
 
 /// The generation defaults of `generation_config.json`, completed with transformers' defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GenerationConfig {
     /// Sample (true) or take the argmax (false).
     #[serde(default)]

@@ -179,7 +179,7 @@ impl Admitted {
     fn summary(&self, done: &Finished) -> Summary {
         let (t, stats) = (&self.tracking, &done.stats);
         let total_ms = t.started.elapsed().as_secs_f64() * 1e3;
-        let audio_s = t.samples_sent as f64 / f64::from(self.facts.sample_rate.max(1));
+        let audio_s = t.samples_sent as f64 / f64::from(self.facts.checkpoint.sample_rate.max(1));
         let decode_s = stats.decode.as_secs_f64();
         Summary {
             time_to_first_chunk_ms: t.first_chunk_ms.unwrap_or(total_ms),

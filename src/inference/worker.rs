@@ -22,6 +22,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::CheckpointFacts;
 pub use crate::engine::{Event, Finished, ModelFacts};
 use crate::{
     error::Error,
@@ -283,17 +284,8 @@ impl Worker {
         let mut m = MusicGen::load(dir, self.device, dtype).map_err(|e| self.load_error(model, e))?;
         m.set_extend_stride_s(self.extend_stride_s);
         let measured = crate::monitor::sampler::rss_bytes().saturating_sub(before);
-        let facts = ModelFacts {
-            sample_rate: m.sample_rate(),
-            channels: m.channels() as u32,
-            frame_rate: m.frame_rate(),
-            codebook_size: m.codebook_size() as u32,
-            window_s: m.window_s(),
-            device: self.pinned.device,
-            measured_bytes: measured,
-            defaults: m.generation_defaults().clone(),
-            chroma: m.chroma_config().cloned(),
-        };
+        let checkpoint = CheckpointFacts::of(m.config(), m.generation_defaults(), m.chroma_config().cloned());
+        let facts = ModelFacts { checkpoint, device: self.pinned.device, measured_bytes: measured };
         self.models.insert(model.to_string(), m);
         self.dirs.insert(model.to_string(), dir.to_owned());
         Ok(facts)

@@ -67,3 +67,13 @@ pub enum MusicgenError {
 
 /// Result alias of the module.
 pub type Result<T, E = MusicgenError> = std::result::Result<T, E>;
+
+impl From<crate::checkpoint::config::ConfigError> for MusicgenError {
+    fn from(e: crate::checkpoint::config::ConfigError) -> Self {
+        use crate::checkpoint::config::ConfigError;
+        match e {
+            ConfigError::Read(e) => e.into(),
+            ConfigError::Invalid { path, message } => MusicgenError::Config { path, message },
+        }
+    }
+}

@@ -153,6 +153,9 @@ impl MusicGen {
         Ok(())
     }
 
+    /// The invariants of a resolved request, for callers of this library that build one by hand:
+    /// the service's requests pass `generation::ValidGenerate` first, which maps the wire's ranges
+    /// (`top_p` 0 = off, guidance 1..=20, a chunk of one frame or more) into these.
     fn validate(&self, r: &GenerationRequest) -> Result<()> {
         let bad = |field, message: String| Err(MusicgenError::InvalidRequest { field, message });
         let s = &r.sampling;

@@ -8,7 +8,7 @@
 
 pub mod audio_in;
 mod conditioning;
-pub mod config;
+pub use crate::checkpoint::config;
 mod decoder;
 mod encodec;
 pub mod error;

@@ -20,7 +20,7 @@ pub fn encode_pcm(samples: &[f32], format: pb::AudioFormat) -> Vec<u8> {
 
 /// The header that opens a generation's stream.
 pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
-    let (f, r) = (&a.facts, &a.request);
+    let (f, r) = (&a.facts.checkpoint, &a.request);
     let hop = (f64::from(f.sample_rate) / f.frame_rate).round() as u64;
     pb::Header {
         request_id: a.request_id.clone(),

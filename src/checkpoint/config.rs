@@ -1,13 +1,33 @@
 //! Typed view of a MusicGen checkpoint's composite `config.json` (T5 text encoder, EnCodec audio codec,
 //! MusicGen decoder) and of `generation_config.json`. Defaults follow `transformers` for absent fields.
+//! Free of libtorch: the orchestrator reads a model's limits from here before anything is loaded,
+//! and the engine loads from the same types.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::error::{MusicgenError, Result};
-use crate::checkpoint::limits::{read_bounded, MAX_CONFIG_BYTES};
+use super::limits::{read_bounded, MAX_CONFIG_BYTES};
+use super::CheckpointError;
 pub use crate::engine::request::GenerationConfig;
+
+/// Why a config was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read, or is past its size limit.
+    #[error(transparent)]
+    Read(#[from] CheckpointError),
+    /// It is not a valid config for MusicGen.
+    #[error("invalid config {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 /// The composite MusicGen configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +218,7 @@ impl MusicgenConfig {
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let cfg: Self = read_json(path)?;
-        cfg.validate().map_err(|message| MusicgenError::Config { path: path.to_owned(), message })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(cfg)
     }
 
@@ -252,7 +272,7 @@ impl GenerationConfig {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_bounded(path, MAX_CONFIG_BYTES, "model config")?;
     serde_json::from_slice(&text)
-        .map_err(|e| MusicgenError::Config { path: path.to_owned(), message: e.to_string() })
+        .map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })
 }
 
 fn default_buckets() -> i64 {

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -19,8 +19,8 @@ use super::{GenerateParams, Generation, GenerationSettings, Progress};
 use crate::{
     config::Config,
     engine::{
-        Engine, Event, Finished, GenerationConfig, GenerationStats, Loaded, ModelFacts, ModelHandle,
-        Refusing, Submission, Submitted,
+        CheckpointFacts, Engine, Event, Finished, GenerationStats, Loaded, ModelFacts, ModelHandle, Refusing,
+        Submission, Submitted,
     },
     error::Error,
     monitor::{
@@ -79,18 +79,10 @@ impl Scripted {
         self.resident.lock().unwrap().clone()
     }
 
-    fn facts() -> ModelFacts {
-        ModelFacts {
-            sample_rate: 32_000,
-            channels: 1,
-            frame_rate: 50.0,
-            codebook_size: 2048,
-            window_s: 30.0,
-            device: Device::Cpu,
-            measured_bytes: 1 << 20,
-            defaults: GenerationConfig::default(),
-            chroma: None,
-        }
+    /// What a real engine reports: the checkpoint's facts, on the CPU, 1 MiB measured.
+    fn facts(dir: &Path) -> ModelFacts {
+        let checkpoint = CheckpointFacts::read(dir).expect("the fixture's configs");
+        ModelFacts { checkpoint, device: Device::Cpu, measured_bytes: 1 << 20 }
     }
 }
 
@@ -104,7 +96,7 @@ impl Engine for Scripted {
         self.submitted.lock().unwrap().len() < self.queue
     }
 
-    async fn load(&self, model: &str, _: PathBuf, _: DType, device: Device) -> Result<Loaded, Error> {
+    async fn load(&self, model: &str, dir: PathBuf, _: DType, device: Device) -> Result<Loaded, Error> {
         assert_eq!(device, Device::Cpu, "placement resolves auto before the engine");
         if self.fail_loads {
             return Err(Error::FailedPrecondition(format!("cannot load {model}: scripted")));
@@ -112,7 +104,7 @@ impl Engine for Scripted {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.resident.lock().unwrap().insert(model.into());
         tokio::time::sleep(self.load_delay).await;
-        Ok(Loaded { handle: ModelHandle { model: model.into(), slot: 0 }, facts: Self::facts() })
+        Ok(Loaded { handle: ModelHandle { model: model.into(), slot: 0 }, facts: Self::facts(&dir) })
     }
 
     async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
