@@ -42,7 +42,7 @@ use crate::{
         manager::{self, LeaseGuard, ModelUse},
         model_id,
         requirements::{DType as ReqDType, Need},
-        validate::Device,
+        verdict::Device,
     },
 };
 

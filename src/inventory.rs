@@ -11,7 +11,7 @@
 
 use crate::{
     monitor::{devices::cuda_to_nvml, snapshot::GpuStats},
-    resources::validate::Device,
+    resources::verdict::Device,
 };
 
 /// One GPU as the inventory knows it.

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    grpc::{health::HealthTable, GENERATION_SERVICE},
+    grpc::{health_service::HealthTable, GENERATION_SERVICE},
     monitor,
 };
 

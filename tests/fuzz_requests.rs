@@ -5,7 +5,7 @@
 
 use maestro::{
     grpc::{fuzz, requests},
-    resources::{model_id, requirements::DType, validate::Device},
+    resources::{model_id, requirements::DType, verdict::Device},
 };
 use maestro_proto as pb;
 use proptest::prelude::*;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     monitor::snapshot::{Snapshot, Source},
-    resources::validate::Device,
+    resources::verdict::Device,
 };
 
 /// What started a cleanup (`maestro_cleanups_total{trigger}`).

@@ -24,7 +24,7 @@ use super::App;
 use crate::{
     engine::Engine,
     grpc::{
-        self, auth::AuthLayer, health::HealthTable, observe::ObserveLayer,
+        self, auth::AuthLayer, health_service::HealthTable, observe::ObserveLayer,
         pb::generation_service_server::GenerationServiceServer,
     },
     shutdown::Signals,

@@ -11,12 +11,12 @@
 //! value every module reads.
 
 mod layer;
+mod ranges;
 mod reference;
 mod sections;
 mod server;
 mod thresholds;
 mod units;
-mod validate;
 
 use std::{ffi::OsString, path::PathBuf};
 
@@ -160,7 +160,7 @@ impl Config {
         let matches = Cli::command().try_get_matches_from(args)?;
         let cli = Cli::from_arg_matches(&matches)?;
         let config = layer::resolve(cli.config.as_deref(), &cli.options, &matches)?;
-        validate::validate(&config)?;
+        ranges::validate(&config)?;
         Ok((config, cli.command))
     }
 }

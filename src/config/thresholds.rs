@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{alerts::AlertConfig, monitor::health::HealthThresholds};
+use crate::{alerts::AlertConfig, monitor::health_level::HealthThresholds};
 
 /// Thresholds of the health level and of readiness.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]

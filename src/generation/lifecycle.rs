@@ -30,7 +30,7 @@ use crate::{
         manager::{FitQuestion, LeaseGuard},
         model_id,
         requirements::{DType as ReqDType, Need},
-        validate::Device,
+        verdict::Device,
     },
 };
 

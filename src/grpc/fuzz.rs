@@ -9,7 +9,7 @@ use prost::Message;
 use super::{convert, pb, requests};
 use crate::resources::{
     model_id,
-    validate::{Device, MAX_BATCH},
+    verdict::{Device, MAX_BATCH},
 };
 
 /// Decodes `bytes` as each request type and runs what decodes through validation and conversion;

@@ -13,7 +13,7 @@ use crate::{
     audio_input::AudioLimits,
     error::Error,
     generation::Generation,
-    resources::{manager, validate::Device},
+    resources::{manager, verdict::Device},
 };
 
 /// The GenerationService handlers.

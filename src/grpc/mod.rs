@@ -8,7 +8,7 @@ pub mod convert;
 mod fanout;
 pub mod fuzz;
 mod generation;
-pub mod health;
+pub mod health_service;
 pub mod observe;
 pub mod requests;
 mod resources;

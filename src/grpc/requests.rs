@@ -13,7 +13,7 @@ use crate::{
         manager::{BatchQuestion, FitQuestion},
         model_id,
         requirements::DType,
-        validate::{Device, MAX_BATCH},
+        verdict::{Device, MAX_BATCH},
     },
 };
 

@@ -10,7 +10,7 @@
 //! at shutdown or when every handle is gone; the thread stops with it.
 
 pub mod devices;
-pub mod health;
+pub mod health_level;
 pub mod history;
 pub mod sampler;
 pub mod snapshot;
@@ -27,7 +27,7 @@ use crate::{
     alerts::{Alert, AlertConfig, AlertEngine, AlertEvent, Severity},
     error::Error,
 };
-use health::{HealthThresholds, Readiness};
+use health_level::{HealthThresholds, Readiness};
 use history::History;
 use sampler::{Reading, Sampler};
 use snapshot::{EffectiveMemory, Snapshot, Source};

@@ -16,7 +16,7 @@ use super::weights::DType;
 use crate::checkpoint::{self, Checkpoint};
 use crate::resources::{
     requirements::{self, ModelShape, ParameterCounts, RequirementsError, Resident},
-    validate::Device,
+    verdict::Device,
 };
 
 /// The requirement errors as the module's own: I/O stays I/O, a bad header is corrupt weights, a bad

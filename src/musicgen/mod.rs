@@ -6,7 +6,7 @@
 //! also hears each request's end and has a seam inside every decoding step). Every entry point enters
 //! `no_grad` itself, because grad mode is per thread in libtorch.
 
-pub mod audio_in;
+pub mod clip_encoder;
 mod conditioning;
 pub use crate::checkpoint::config;
 mod decoder;
@@ -29,7 +29,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-pub use audio_in::AudioEncoder;
+pub use clip_encoder::AudioEncoder;
 pub use config::{GenerationConfig, MusicgenConfig};
 pub use error::MusicgenError;
 pub use generate::{AudioChunkOut, GenerationRequest, GenerationStats};

@@ -15,7 +15,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::{cache::CachedModel, ledger::Lease, manager, validate::Device};
+use super::{cache::CachedModel, ledger::Lease, manager, verdict::Device};
 pub use crate::alerts::pressure::{ActionKind, AutoCleanup, Trigger};
 use crate::{alerts::pressure, error::Error, monitor, monitor::sampler::Reading};
 

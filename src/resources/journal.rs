@@ -10,7 +10,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use super::validate::Device;
+use super::verdict::Device;
 
 /// Entries each ring keeps.
 pub const JOURNAL_LEN: usize = 64;

@@ -13,7 +13,7 @@ pub mod model_id;
 pub mod optimizer;
 pub mod report;
 pub mod requirements;
-pub mod validate;
+pub mod verdict;
 
 #[cfg(test)]
 #[path = "tests/fixtures.rs"]

@@ -15,7 +15,7 @@ use std::{
 use super::{
     cache::{CachedModel, RECENT},
     requirements::DType,
-    validate::Device,
+    verdict::Device,
 };
 use crate::{
     alerts::Severity,

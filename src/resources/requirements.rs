@@ -145,13 +145,13 @@ impl Requirements {
     /// GPU memory for `batch` rows on a GPU that holds nothing of the model yet: the GPU total of
     /// [`Requirements::need`].
     pub fn gpu_bytes_for(&self, batch: u32) -> u64 {
-        self.need(validate::Device::Cuda(0), batch, Resident::default()).gpu_bytes()
+        self.need(verdict::Device::Cuda(0), batch, Resident::default()).gpu_bytes()
     }
 
     /// Host memory for `batch` rows on a GPU (`on_gpu`: the runtime) or on the CPU (everything), with
     /// nothing of the model loaded yet: the host total of [`Requirements::need`].
     pub fn host_bytes_for(&self, batch: u32, on_gpu: bool) -> u64 {
-        let device = if on_gpu { validate::Device::Cuda(0) } else { validate::Device::Cpu };
+        let device = if on_gpu { verdict::Device::Cuda(0) } else { verdict::Device::Cpu };
         self.need(device, batch, Resident::default()).host_bytes()
     }
 
@@ -183,16 +183,16 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Requireme
         .map_err(|e| RequirementsError::Config { path: path.to_owned(), reason: e.to_string() })
 }
 
-mod audio_in;
 mod checkpoint;
+mod clip_encoding;
 mod dtype;
 mod need;
 mod table;
 mod weights;
 mod working_set;
 
-pub use audio_in::AudioInCost;
 pub use checkpoint::from_checkpoint;
+pub use clip_encoding::AudioInCost;
 pub use dtype::{DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};
 pub use table::{Registry, TableEntry, TABLE_AUDIO_DECODER_PARAMS, TABLE_TEXT_ENCODER_PARAMS};
@@ -201,7 +201,7 @@ pub use weights::{
 };
 pub use working_set::{CodecShape, DecoderShape, ModelShape, TextShape, WorkingSet, CODEC_CONTEXT_FRAMES};
 
-use super::validate;
+use super::verdict;
 
 #[cfg(test)]
 #[path = "tests/requirements.rs"]

@@ -33,7 +33,7 @@ use crate::{
         ledger::LeaseKind,
         manager::{self, ManagerSettings},
         requirements::{DType, Registry},
-        validate::Device,
+        verdict::Device,
     },
 };
 

@@ -13,7 +13,7 @@ use crate::{
         optimizer::Suggestion,
         report::Report,
         requirements::{Requirements, Source, CFG_FACTOR},
-        validate::Check,
+        verdict::Check,
     },
 };
 

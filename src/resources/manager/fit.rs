@@ -1,7 +1,7 @@
 //! Fit questions: what a model needs (measured, else from its checkpoint, else from the table),
 //! whether it fits on a device now, what eviction could do about it, and the largest batch that fits.
-//! Both answers come from the same two functions, [`Requirements::need`] and [`validate::fit`]
-//! (through [`validate::verdict`]), over the same view of free memory, leases and loaded models.
+//! Both answers come from the same two functions, [`Requirements::need`] and [`verdict::fit`]
+//! (through [`verdict::verdict`]), over the same view of free memory, leases and loaded models.
 //!
 //! Requirements are looked up on the caller's side (a checkpoint header is read on a blocking thread,
 //! off the actor and off the runtime) and remembered briefly ([`crate::resources::memo`]); a verdict
@@ -19,7 +19,7 @@ use crate::{
         memo::Recall,
         model_id,
         requirements::{self, DType, Requirements},
-        validate::{self, BatchAdvice, Device, FitInput, Room, Verdict},
+        verdict::{self, BatchAdvice, Device, FitInput, Room, Verdict},
     },
 };
 
@@ -134,7 +134,7 @@ impl Handle {
     pub async fn fit(&self, q: FitQuestion) -> Result<FitAnswer, Error> {
         let (requirements, batch) = self.sized(&q).await?;
         let view = self.view();
-        let verdict = validate::verdict(&view.input(&q, &requirements, batch))?;
+        let verdict = verdict::verdict(&view.input(&q, &requirements, batch))?;
         let fit = with_eviction(verdict, &q.model, &view.evictable, view.margin);
         Ok(FitAnswer {
             model: q.model,
@@ -192,7 +192,7 @@ impl Handle {
         let (requirements, _) = self.sized(&q.fit).await?;
         let view = self.view();
         let input = view.input(&q.fit, &requirements, 1);
-        let (advice, verdict) = validate::optimal_batch(&input, q.memory_bytes, q.max_batch)?;
+        let (advice, verdict) = verdict::optimal_batch(&input, q.memory_bytes, q.max_batch)?;
         let fit = with_eviction(verdict, &q.fit.model, &view.evictable, view.margin);
         let (model, duration_s, margin, batch) =
             (q.fit.model, q.fit.duration_s, view.margin, advice.batch.max(1));

@@ -11,7 +11,7 @@ use crate::{
         cache::CachedModel,
         model_id,
         requirements::{DType, Requirements},
-        validate::Device,
+        verdict::Device,
     },
 };
 

@@ -427,5 +427,5 @@ fn advise(v: &Verdict, room: &Room<'_>, batch: u32, max_batch: u32, r: &Requirem
 }
 
 #[cfg(test)]
-#[path = "tests/validate.rs"]
+#[path = "tests/verdict.rs"]
 mod tests;
