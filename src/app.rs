@@ -195,7 +195,7 @@ fn generation_api(
     engine: Arc<dyn Engine>,
     manager: resources::manager::Handle,
     slots: StreamSlots,
-    emergency: tokio::sync::mpsc::Sender<(resources::verdict::Device, String)>,
+    emergency: tokio::sync::mpsc::Sender<(resources::device::Device, String)>,
     shutdown: CancellationToken,
 ) -> GenerationParts {
     let g = &config.generation;
@@ -238,7 +238,7 @@ fn warm_up(
     let (warm, rx) = watch::channel(false);
     let generation = generation.clone();
     tokio::spawn(async move {
-        let device = crate::resources::verdict::Device::Auto;
+        let device = crate::resources::device::RequestedDevice::Auto;
         match generation.load_model(&model, dtype, device, true).await {
             Ok(facts) => {
                 tracing::info!(model, device = %facts.device.name(), "warm model loaded");

@@ -179,7 +179,7 @@ mod tests {
         let reported =
             crate::inference::oom::classify("CUDA out of memory. Tried to allocate 2.00 GiB").unwrap();
         let oom = crate::inference::oom::OutOfMemory::new(
-            crate::resources::verdict::Device::Cuda(0),
+            crate::resources::device::Device::Cuda(0),
             "loading m".into(),
             reported,
         );

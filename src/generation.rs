@@ -36,13 +36,13 @@ use crate::{
     monitor::snapshot::Snapshot,
     resources::{
         cache::CachedModel,
+        device::{Device, RequestedDevice},
         duration::{check_duration, MaxDuration},
         journal::QueuedGeneration,
         ledger::{LeaseKind, LeaseRequest},
         manager::{self, LeaseGuard, ModelUse},
         model_id,
         requirements::{DType as ReqDType, Need},
-        verdict::Device,
     },
 };
 
@@ -70,8 +70,8 @@ pub struct Admitted {
     pub queue_position: usize,
     /// The request as run (defaults filled in).
     pub request: GenerationRequest,
-    /// The device the model lives on and the generation runs on (`cpu`, `cuda:N`).
-    pub device: String,
+    /// The device the model lives on and the generation runs on.
+    pub device: Device,
     /// What was done to the audio prompt to fit the model.
     pub input_conversions: Vec<String>,
     /// Frames of the audio prompt the generation continues.
@@ -165,7 +165,8 @@ impl Generation {
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let checkpoint = self.checkpoint_facts(&p.model).await?;
         let mut valid = ValidGenerate::check(p, &checkpoint)?;
-        let facts = self.ensure_loaded(&valid.model, self.settings.dtype, Device::Auto, false).await?.facts;
+        let facts =
+            self.ensure_loaded(&valid.model, self.settings.dtype, RequestedDevice::Auto, false).await?.facts;
         let audio = prompt_audio(valid.audio_prompt.take(), &checkpoint)?;
         let mut input_conversions = audio.as_ref().map(|a| a.notes.clone()).unwrap_or_default();
         if let Some((chroma, notes)) = melody_chroma(valid.melody.take(), &checkpoint).await? {
@@ -177,7 +178,7 @@ impl Generation {
         let queued = QueuedGeneration {
             request_id: uuid::Uuid::new_v4().to_string(),
             model: id.clone(),
-            device: facts.device.name(),
+            device: facts.device,
             duration_s: valid.duration_s,
             admitted: started,
             started: None,
@@ -190,7 +191,7 @@ impl Generation {
             model: id,
             queue_position: submitted.queue_position,
             request: valid.request,
-            device: facts.device.name(),
+            device: facts.device,
             facts,
             events: submitted.events,
             tracking: progress::Tracking::new(started),

@@ -11,7 +11,7 @@
 
 use crate::{
     monitor::{devices::cuda_to_nvml, snapshot::GpuStats},
-    resources::verdict::Device,
+    resources::device::Device,
 };
 
 /// One GPU as the inventory knows it.

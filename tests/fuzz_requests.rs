@@ -5,7 +5,7 @@
 
 use maestro::{
     grpc::{fuzz, requests},
-    resources::{model_id, requirements::DType, verdict::Device},
+    resources::{device::RequestedDevice, model_id, requirements::DType},
 };
 use maestro_proto as pb;
 use proptest::prelude::*;
@@ -53,7 +53,7 @@ proptest! {
     fn arbitrary_ids_devices_and_dtypes_never_panic(s in "\\PC{0,64}") {
         let _ = model_id::validate(&s);
         let _ = model_id::resolve(&s, &roots());
-        let _ = Device::parse(&s, "device");
+        let _ = RequestedDevice::parse(&s, "device");
         let _ = DType::parse(&s);
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     monitor::snapshot::{Snapshot, Source},
-    resources::verdict::Device,
+    resources::device::Device,
 };
 
 /// What started a cleanup (`maestro_cleanups_total{trigger}`).

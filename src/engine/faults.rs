@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use super::{Engine, Loaded, ModelHandle, Submission, Submitted};
 use crate::{
     error::Error,
-    resources::{requirements::DType, verdict::Device},
+    resources::{device::Device, requirements::DType},
 };
 
 /// Faults at the boundary (everything off by default).

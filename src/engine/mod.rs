@@ -22,7 +22,7 @@ pub use self::request::{
 };
 use crate::{
     error::Error,
-    resources::{requirements::DType, verdict::Device},
+    resources::{device::Device, requirements::DType},
 };
 
 /// What a loaded model is like: what its checkpoint says, where it lives and what it cost.

@@ -26,11 +26,11 @@ use crate::{
     error::Error,
     resources::{
         cache::{CacheError, CachedModel},
+        device::RequestedDevice,
         ledger::LeaseKind,
         manager::{FitQuestion, LeaseGuard},
         model_id,
         requirements::{DType as ReqDType, Need},
-        verdict::Device,
     },
 };
 
@@ -42,7 +42,7 @@ type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, Error>>>;
 struct Ask {
     model: String,
     dtype: ReqDType,
-    device: Device,
+    device: RequestedDevice,
     pin: bool,
 }
 
@@ -60,7 +60,7 @@ impl Generation {
         &self,
         model: &str,
         dtype: ReqDType,
-        device: Device,
+        device: RequestedDevice,
         pin: bool,
     ) -> Result<ModelFacts, Error> {
         self.accepts()?;
@@ -77,7 +77,7 @@ impl Generation {
         &self,
         model: &str,
         dtype: ReqDType,
-        device: Device,
+        device: RequestedDevice,
         pin: bool,
     ) -> Result<Loaded, Error> {
         if let Some(loaded) = self.loaded(model, device).await? {
@@ -171,7 +171,7 @@ impl Generation {
 
     /// `model` as the cache records it when it is loaded where `device` asks (`auto`: anywhere). A
     /// model being unloaded (an eviction, say) is waited for: the request then loads it again.
-    async fn loaded(&self, model: &str, device: Device) -> Result<Option<Loaded>, Error> {
+    async fn loaded(&self, model: &str, device: RequestedDevice) -> Result<Option<Loaded>, Error> {
         let Some(entry) = self.manager.settled_model(model).await? else { return Ok(None) };
         let loaded =
             entry.loaded.ok_or_else(|| Error::Internal(format!("{model} is recorded without its engine")))?;
@@ -227,9 +227,9 @@ impl Generation {
 }
 
 /// `loaded` when it lives where `device` asks (`auto`: anywhere).
-fn check_device(model: &str, loaded: Loaded, device: Device) -> Result<Loaded, Error> {
+fn check_device(model: &str, loaded: Loaded, device: RequestedDevice) -> Result<Loaded, Error> {
     let at = loaded.facts.device;
-    if device == Device::Auto || device == at {
+    if device.admits(at) {
         return Ok(loaded);
     }
     Err(Error::FailedPrecondition(format!(

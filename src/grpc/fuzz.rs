@@ -7,10 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use prost::Message;
 
 use super::{convert, pb, requests};
-use crate::resources::{
-    model_id,
-    verdict::{Device, MAX_BATCH},
-};
+use crate::resources::{device::RequestedDevice, model_id, verdict::MAX_BATCH};
 
 /// Decodes `bytes` as each request type and runs what decodes through validation and conversion;
 /// model ids resolve against `roots`.
@@ -67,7 +64,7 @@ pub fn check(bytes: &[u8], roots: &[PathBuf]) {
     if let Ok(r) = pb::LoadModelRequest::decode(bytes) {
         let _ = requests::model(&r.model);
         let _ = requests::dtype(&r.dtype);
-        let _ = Device::parse(&r.device, "device");
+        let _ = RequestedDevice::parse(&r.device, "device");
         let _ = model_id::resolve(&r.model, roots);
     }
 }

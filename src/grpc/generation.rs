@@ -13,7 +13,7 @@ use crate::{
     audio_input::AudioLimits,
     error::Error,
     generation::Generation,
-    resources::{manager, verdict::Device},
+    resources::{device::RequestedDevice, manager},
 };
 
 /// The GenerationService handlers.
@@ -73,7 +73,7 @@ impl GenerationService for GenerationApi {
         let req = req.into_inner();
         let model = requests::model(&req.model)?;
         let dtype = requests::dtype(&req.dtype)?;
-        let device = Device::parse(&req.device, "device")?;
+        let device = RequestedDevice::parse(&req.device, "device")?;
         self.load(&model, dtype, device, req.pin).await?;
         Ok(Response::new(convert::model_info(&self.manager.listing(&model).await?)))
     }
@@ -105,7 +105,7 @@ impl GenerationApi {
         &self,
         model: &str,
         dtype: crate::resources::requirements::DType,
-        device: Device,
+        device: RequestedDevice,
         pin: bool,
     ) -> Result<(), Error> {
         self.generation.load_model(model, dtype, device, pin).await.map(drop)
@@ -141,7 +141,7 @@ mod generate_stream {
                 Progress::Chunk(chunk) => Ok(response(Payload::Chunk(convert::audio_chunk(&chunk, format)))),
                 Progress::Finished(summary) => {
                     record(&admitted.model, &summary);
-                    Ok(response(Payload::Summary(convert::generate_summary(&summary, &admitted.device))))
+                    Ok(response(Payload::Summary(convert::generate_summary(&summary, admitted.device))))
                 }
                 Progress::Failed(e) => {
                     let status = Status::from(e);

@@ -8,12 +8,13 @@ use crate::audio_input::{self, AudioLimits, Clip, Encoding};
 use crate::{
     error::Error,
     resources::{
+        device::RequestedDevice,
         duration::{check_duration, MaxDuration},
         ledger::{LeaseKind, LeaseRequest},
         manager::{BatchQuestion, FitQuestion},
         model_id,
         requirements::DType,
-        verdict::{Device, MAX_BATCH},
+        verdict::MAX_BATCH,
     },
 };
 
@@ -43,7 +44,7 @@ pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
         model: model(&r.model)?,
         batch: r.batch_size,
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
-        device: Device::parse(&r.device, "device")?,
+        device: RequestedDevice::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
         audio_prompt_s: finite("audio_prompt_s", r.audio_prompt_s, 0.0, false, MAX_AUDIO_PROMPT_S, false)?,
     })
@@ -55,7 +56,7 @@ pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> 
         model: model(&r.model)?,
         batch: 1,
         duration_s: check_duration(r.duration_s, MaxDuration::Unknown)?,
-        device: Device::parse(&r.device, "device")?,
+        device: RequestedDevice::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
         audio_prompt_s: 0.0,
     };

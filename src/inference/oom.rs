@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::resources::verdict::Device;
+use crate::resources::device::Device;
 
 /// libtorch's out-of-memory texts, lowercase: the allocators' messages and the CUDA libraries'
 /// allocation statuses.

@@ -25,7 +25,7 @@ use crate::{
     error::Error,
     inventory::{Executor, WorkerDevice},
     musicgen::DType,
-    resources::verdict::Device,
+    resources::device::Device,
 };
 
 /// Where a worker for `device` runs under `executor`.

@@ -28,7 +28,7 @@ use crate::{
     error::Error,
     inference::oom::{self, OutOfMemory},
     musicgen::{DType, GenerationRequest, MusicGen, MusicgenError},
-    resources::verdict::Device,
+    resources::device::Device,
 };
 
 /// Work for a worker.

@@ -15,8 +15,8 @@ use super::tokenizer::PromptTokenizer;
 use super::weights::DType;
 use crate::checkpoint::{self, Checkpoint};
 use crate::resources::{
+    device::Device,
     requirements::{self, ModelShape, ParameterCounts, RequirementsError, Resident},
-    verdict::Device,
 };
 
 /// The requirement errors as the module's own: I/O stays I/O, a bad header is corrupt weights, a bad

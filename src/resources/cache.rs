@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::{requirements::DType, verdict::Device};
+use super::{device::Device, requirements::DType};
 use crate::engine::Loaded;
 
 /// A model that counts as recently used for a non-forced cleanup.

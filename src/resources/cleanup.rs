@@ -15,7 +15,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::{cache::CachedModel, ledger::Lease, manager, verdict::Device};
+use super::{cache::CachedModel, device::Device, ledger::Lease, manager};
 pub use crate::alerts::pressure::{ActionKind, AutoCleanup, Trigger};
 use crate::{alerts::pressure, error::Error, monitor, monitor::sampler::Reading};
 
@@ -190,7 +190,7 @@ pub(crate) fn evicted(m: &CachedModel, outcome: Option<Result<CachedModel, Error
             let bytes = entry.bytes() as i64;
             match entry.device {
                 Device::Cuda(_) => action.gpu_freed = bytes,
-                Device::Cpu | Device::Auto => action.host_freed = bytes,
+                Device::Cpu => action.host_freed = bytes,
             }
         }
         Some(Err(e)) => action.detail = format!("not evicted: {e}"),

@@ -10,7 +10,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use super::verdict::Device;
+use super::device::Device;
 
 /// Entries each ring keeps.
 pub const JOURNAL_LEN: usize = 64;
@@ -23,7 +23,7 @@ pub struct QueuedGeneration {
     /// Model id.
     pub model: String,
     /// Where it runs.
-    pub device: String,
+    pub device: Device,
     /// Seconds of audio asked for.
     pub duration_s: f64,
     /// When it was admitted.
@@ -51,7 +51,7 @@ pub struct RecentGeneration {
     /// Model id.
     pub model: String,
     /// Where it ran.
-    pub device: String,
+    pub device: Device,
     /// Seconds of audio asked for.
     pub duration_s: f64,
     /// When it ended.
@@ -167,7 +167,7 @@ mod tests {
         QueuedGeneration {
             request_id: id.into(),
             model: "m".into(),
-            device: "cpu".into(),
+            device: Device::Cpu,
             duration_s: 1.0,
             admitted: Instant::now(),
             started: None,

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod cleanup;
+pub mod device;
 pub mod duration;
 pub mod journal;
 pub mod ledger;

@@ -14,8 +14,8 @@ use std::{
 
 use super::{
     cache::{CachedModel, RECENT},
+    device::Device,
     requirements::DType,
-    verdict::Device,
 };
 use crate::{
     alerts::Severity,
@@ -95,7 +95,7 @@ fn device_memory(s: &Snapshot, device: Device) -> (String, Option<f64>) {
             let gpu = s.gpu.devices.iter().find(|d| d.index == i);
             (format!("gpu:{i}"), gpu.and_then(GpuDevice::memory_used_percent))
         }
-        Device::Cpu | Device::Auto => ("host".into(), Some(s.effective.used_percent())),
+        Device::Cpu => ("host".into(), Some(s.effective.used_percent())),
     }
 }
 

@@ -145,13 +145,13 @@ impl Requirements {
     /// GPU memory for `batch` rows on a GPU that holds nothing of the model yet: the GPU total of
     /// [`Requirements::need`].
     pub fn gpu_bytes_for(&self, batch: u32) -> u64 {
-        self.need(verdict::Device::Cuda(0), batch, Resident::default()).gpu_bytes()
+        self.need(Device::Cuda(0), batch, Resident::default()).gpu_bytes()
     }
 
     /// Host memory for `batch` rows on a GPU (`on_gpu`: the runtime) or on the CPU (everything), with
     /// nothing of the model loaded yet: the host total of [`Requirements::need`].
     pub fn host_bytes_for(&self, batch: u32, on_gpu: bool) -> u64 {
-        let device = if on_gpu { verdict::Device::Cuda(0) } else { verdict::Device::Cpu };
+        let device = if on_gpu { Device::Cuda(0) } else { Device::Cpu };
         self.need(device, batch, Resident::default()).host_bytes()
     }
 
@@ -201,7 +201,7 @@ pub use weights::{
 };
 pub use working_set::{CodecShape, DecoderShape, ModelShape, TextShape, WorkingSet, CODEC_CONTEXT_FRAMES};
 
-use super::verdict;
+use super::device::Device;
 
 #[cfg(test)]
 #[path = "tests/requirements.rs"]

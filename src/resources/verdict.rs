@@ -13,41 +13,9 @@ use crate::{
 
 use super::{
     cache::CachedModel,
+    device::{Device, RequestedDevice},
     requirements::{describe, DType, Need, Requirements, Resident, Term},
 };
-
-/// Where a model should run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    /// The GPU with most free memory that meets the compute capability, else the CPU.
-    Auto,
-    /// The CPU: weights, working set and runtime all in host memory.
-    Cpu,
-    /// CUDA device N.
-    Cuda(u32),
-}
-
-impl Device {
-    /// Parses `auto` (or empty), `cpu`, `cuda:N`; the error names `field`.
-    pub fn parse(value: &str, field: &'static str) -> Result<Device, Error> {
-        match value.trim() {
-            "" | "auto" => Ok(Device::Auto),
-            "cpu" => Ok(Device::Cpu),
-            v => v.strip_prefix("cuda:").and_then(|n| n.parse::<u32>().ok()).map(Device::Cuda).ok_or_else(
-                || Error::invalid(field, format!("must be \"auto\", \"cpu\" or \"cuda:N\", got {value:?}")),
-            ),
-        }
-    }
-
-    /// `cpu` or `cuda:N` (`auto` before resolution).
-    pub fn name(self) -> String {
-        match self {
-            Device::Auto => "auto".into(),
-            Device::Cpu => "cpu".into(),
-            Device::Cuda(i) => format!("cuda:{i}"),
-        }
-    }
-}
 
 /// One resource's line of a verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +99,7 @@ pub struct FitInput<'a> {
     /// Batch size.
     pub batch: u32,
     /// Requested device.
-    pub device: Device,
+    pub device: RequestedDevice,
     /// Free memory, leases and margin.
     pub room: Room<'a>,
     /// The loaded models.
@@ -152,7 +120,7 @@ pub fn resident(model: &str, dtype: DType, device: Device, cached: &[CachedModel
 pub fn verdict(input: &FitInput<'_>) -> Result<Verdict, Error> {
     let device = resolve(input)?;
     let mut v = verdict_on(input, device)?;
-    if !v.fits && input.device == Device::Auto {
+    if !v.fits && input.device == RequestedDevice::Auto {
         for other in candidates(input).into_iter().filter(|&d| d != device) {
             let gpu_lines =
                 verdict_on(input, other)?.checks.into_iter().filter(|c| c.resource != "host_memory");
@@ -271,9 +239,9 @@ fn memory_check(
 /// depend on the batch, so a batch search stays on one device. `cuda:N` must exist and be placeable.
 fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
     match input.device {
-        Device::Cpu => Ok(Device::Cpu),
-        Device::Cuda(i) => gpu(&input.room, i).map(|_| Device::Cuda(i)),
-        Device::Auto => {
+        RequestedDevice::On(Device::Cpu) => Ok(Device::Cpu),
+        RequestedDevice::On(Device::Cuda(i)) => gpu(&input.room, i).map(|_| Device::Cuda(i)),
+        RequestedDevice::Auto => {
             let room = &input.room;
             let left = |device: Device| -> f64 {
                 let Device::Cuda(i) = device else { return f64::MIN };
@@ -347,7 +315,7 @@ pub fn optimal_batch(
         margin: input.room.margin,
         placeable: input.room.placeable,
     };
-    let at = |batch| verdict(&FitInput { batch, device, room, cached: plan.cached, ..*input });
+    let at = |batch| verdict(&FitInput { batch, device: device.into(), room, cached: plan.cached, ..*input });
     let mut best = None;
     for batch in 1..=max_batch {
         let v = at(batch)?;

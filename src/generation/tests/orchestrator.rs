@@ -30,10 +30,10 @@ use crate::{
         MonitorSettings,
     },
     resources::{
+        device::{Device, RequestedDevice},
         ledger::LeaseKind,
         manager::{self, ManagerSettings},
         requirements::{DType, Registry},
-        verdict::Device,
     },
 };
 
@@ -208,7 +208,7 @@ async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
     let mut admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
-    assert_eq!((admitted.model.as_str(), admitted.device.as_str()), (MODEL, "cpu"));
+    assert_eq!((admitted.model.as_str(), admitted.device), (MODEL, Device::Cpu));
     assert_eq!(admitted.request.frames, 50, "1 s at 50 frames/s");
     assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 1);
     assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
@@ -241,7 +241,7 @@ async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
 async fn a_failed_load_records_nothing_and_gives_its_lease_back() {
     let engine = Arc::new(Scripted { fail_loads: true, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let err = generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap_err();
+    let err = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
     assert!(manager.cached_model(MODEL).is_none());
     assert_eq!(leases_of(&manager, LeaseKind::ModelLoad).await, 0);
@@ -251,7 +251,7 @@ async fn a_failed_load_records_nothing_and_gives_its_lease_back() {
 async fn a_load_its_caller_abandons_is_finished_recorded_and_leased_until_measured() {
     let engine = Arc::new(Scripted { load_delay: Duration::from_millis(300), ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu, false);
+    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false);
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     // The weights are resident and the caller is gone: the load's task records them.
     assert!(engine.resident().contains(MODEL));
@@ -267,10 +267,10 @@ async fn requests_racing_an_abandoned_load_join_it_and_the_model_loads_once() {
     let engine =
         Arc::new(Scripted { load_delay: Duration::from_millis(300), queue: 4, ..Scripted::default() });
     let (generation, _manager) = orchestrator(engine.clone()).await;
-    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu, false);
+    let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false);
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     let (a, b) = tokio::join!(
-        generation.load_model(MODEL, DType::F32, Device::Auto, true),
+        generation.load_model(MODEL, DType::F32, RequestedDevice::Auto, true),
         generation.start(params(), CancellationToken::new()),
     );
     assert_eq!(a.unwrap().device, Device::Cpu);
@@ -283,8 +283,8 @@ async fn a_load_joined_for_another_device_is_refused_as_a_second_copy() {
     let engine = Arc::new(Scripted { load_delay: Duration::from_millis(200), ..Scripted::default() });
     let (generation, _manager) = orchestrator(engine.clone()).await;
     let (cpu, gpu) = tokio::join!(
-        generation.load_model(MODEL, DType::F32, Device::Cpu, false),
-        generation.load_model(MODEL, DType::F32, Device::Cuda(0), false),
+        generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false),
+        generation.load_model(MODEL, DType::F32, Device::Cuda(0).into(), false),
     );
     cpu.unwrap();
     assert!(matches!(gpu, Err(Error::FailedPrecondition(ref m)) if m.contains("one copy")), "{gpu:?}");
@@ -295,7 +295,7 @@ async fn a_load_joined_for_another_device_is_refused_as_a_second_copy() {
 async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
     let engine = Arc::new(Scripted { queue: 4, refuse_unloads: AtomicUsize::new(1), ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap();
     let err = generation.unload(MODEL, false).await.unwrap_err();
     assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
     let entry = manager.cached_model(MODEL).expect("still recorded");
@@ -312,7 +312,7 @@ async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
 async fn an_unload_its_caller_abandons_still_drops_the_weights_and_the_record() {
     let engine = Arc::new(Scripted { unload_delay: Duration::from_millis(300), ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap();
     let abandoned = generation.unload(MODEL, false);
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     // Marked while the engine works: no use may start on it.
@@ -329,7 +329,7 @@ async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it
     let engine =
         Arc::new(Scripted { queue: 4, unload_delay: Duration::from_millis(300), ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap();
+    generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap();
     let evicting = tokio::spawn({
         let generation = generation.clone();
         async move { generation.unload(MODEL, false).await }
@@ -367,7 +367,7 @@ async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
     let bad = GenerateParams { model: "../nowhere".into(), ..params() };
     let err = generation.start(bad, CancellationToken::new()).await.err().unwrap();
     assert!(matches!(err, Error::Unimplemented("generation (test)")), "{err:?}");
-    let err = generation.load_model(MODEL, DType::F32, Device::Cpu, false).await.unwrap_err();
+    let err = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap_err();
     assert!(matches!(err, Error::Unimplemented(_)), "{err:?}");
     assert!(matches!(generation.unload(MODEL, false).await, Err(Error::Unimplemented(_))));
     assert!(manager.cached().await.unwrap().is_empty());

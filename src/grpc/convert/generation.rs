@@ -5,6 +5,7 @@ use crate::grpc::pb;
 use crate::{
     engine::SamplingMode,
     generation::{Admitted, Chunk, Summary},
+    resources::device::Device,
 };
 
 /// Little-endian PCM of interleaved f32 samples: f32 as is, or 16-bit (clamped to ±1) otherwise.
@@ -31,7 +32,7 @@ pub fn generate_header(a: &Admitted, format: pb::AudioFormat) -> pb::Header {
         expected_samples: (r.frames + if r.include_prompt { a.prompt_frames } else { 0 }) as u64 * hop,
         chunk_samples: (r.chunk_frames as u64 * hop) as u32,
         queue_position: a.queue_position as u32,
-        device: a.device.clone(),
+        device: a.device.name(),
         params: Some(pb::GenerationParams {
             temperature: r.sampling.temperature,
             top_k: r.sampling.top_k as u32,
@@ -63,14 +64,14 @@ pub fn audio_chunk(c: &Chunk, format: pb::AudioFormat) -> pb::AudioChunk {
 }
 
 /// The summary that closes a generation's stream; `device` is where it ran.
-pub fn generate_summary(s: &Summary, device: &str) -> pb::Summary {
+pub fn generate_summary(s: &Summary, device: Device) -> pb::Summary {
     pb::Summary {
         time_to_first_chunk_ms: s.time_to_first_chunk_ms,
         total_ms: s.total_ms,
         frames: s.frames,
         steps_per_second: s.steps_per_second,
         real_time_factor: s.real_time_factor,
-        device: device.into(),
+        device: device.name(),
         peak_host_memory_delta_bytes: s.peak_host_memory_delta_bytes,
         peak_gpu_memory_delta_bytes: s.peak_gpu_memory_delta_bytes,
         samples: s.samples,

@@ -258,7 +258,7 @@ fn queue(entries: &[QueuedGeneration]) -> Vec<pb::QueuedGeneration> {
             pb::QueuedGeneration {
                 request_id: e.request_id.clone(),
                 model: e.model.clone(),
-                device: e.device.clone(),
+                device: e.device.name(),
                 duration_s: e.duration_s,
                 running: e.started.is_some(),
                 position,
@@ -277,7 +277,7 @@ fn recent_generation(g: &RecentGeneration) -> pb::RecentGeneration {
     pb::RecentGeneration {
         request_id: g.request_id.clone(),
         model: g.model.clone(),
-        device: g.device.clone(),
+        device: g.device.name(),
         duration_s: g.duration_s,
         ended_at: Some(timestamp(g.ended_at)),
         time_to_first_audio_ms: g.time_to_first_audio_ms,

@@ -15,11 +15,12 @@ use crate::{
     monitor::snapshot::Snapshot,
     resources::{
         cache::CachedModel,
+        device::{Device, RequestedDevice},
         duration::{check_duration, MaxDuration},
         memo::Recall,
         model_id,
         requirements::{self, DType, Requirements},
-        verdict::{self, BatchAdvice, Device, FitInput, Room, Verdict},
+        verdict::{self, BatchAdvice, FitInput, Room, Verdict},
     },
 };
 
@@ -33,7 +34,7 @@ pub struct FitQuestion {
     /// Seconds of audio.
     pub duration_s: f64,
     /// Device.
-    pub device: Device,
+    pub device: RequestedDevice,
     /// Weight dtype.
     pub dtype: DType,
     /// Seconds of audio prompt a request encodes first (0 for none): its encode counts in the need.
@@ -158,6 +159,7 @@ impl Handle {
     ) -> Result<FitAnswer, Error> {
         let entry = self.state.borrow().cache.get(model).map(|e| (e.device, e.dtype));
         let (device, dtype) = entry.unwrap_or((Device::Cpu, dtype));
+        let device = device.into();
         self.fit(FitQuestion { model: model.into(), batch, duration_s, device, dtype, audio_prompt_s }).await
     }
 
@@ -171,7 +173,7 @@ impl Handle {
                 model: m.model.clone(),
                 batch: 1,
                 duration_s: super::LISTING_DURATION_S,
-                device: m.device,
+                device: m.device.into(),
                 dtype,
                 audio_prompt_s: 0.0,
             };

@@ -9,9 +9,9 @@ use crate::{
     error::Error,
     resources::{
         cache::CachedModel,
+        device::Device,
         model_id,
         requirements::{DType, Requirements},
-        verdict::Device,
     },
 };
 
@@ -60,7 +60,7 @@ impl Handle {
                 model: id.clone(),
                 batch: 1,
                 duration_s: LISTING_DURATION_S,
-                device: Device::Cpu,
+                device: Device::Cpu.into(),
                 dtype: DType::default(),
                 audio_prompt_s: 0.0,
             };

@@ -8,7 +8,7 @@
 //! measured usage, so free memory already excludes it: it is listed, never counted again.
 
 use super::{DType, PartDTypes, Requirements, WeightBytes};
-use crate::resources::verdict::Device;
+use crate::resources::device::Device;
 
 /// What of a model is already in memory on the device asked about.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

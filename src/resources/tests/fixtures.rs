@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{cache::CachedModel, requirements::DType, verdict::Device};
+use super::{cache::CachedModel, device::Device, requirements::DType};
 
 /// `model`, accounted at `bytes` (estimated and measured alike), last used at `last_used`.
 pub(crate) fn cached(model: &str, bytes: u64, last_used: Instant) -> CachedModel {

@@ -2,7 +2,7 @@
 //! runtime on a GPU, and what is already in memory listed but not counted.
 
 use super::super::{describe, DType, Registry, Resident, CUDA_CONTEXT_BYTES, GB, HOST_RUNTIME_BYTES};
-use crate::resources::verdict::Device;
+use crate::resources::device::Device;
 
 #[test]
 fn on_the_cpu_everything_is_host_memory_counted_once() {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::monitor::snapshot::{EffectiveMemory, GpuStats};
+use crate::resources::device::RequestedDevice;
 use crate::resources::requirements::{Registry, CUDA_CONTEXT_BYTES, GB, HOST_RUNTIME_BYTES};
 
 const LARGE: &str = "facebook/musicgen-large";
@@ -54,13 +55,13 @@ fn loaded(model: &str, device: Device, dtype: DType) -> CachedModel {
 fn input<'a>(
     model: &'a str,
     r: &'a Requirements,
-    device: Device,
+    device: impl Into<RequestedDevice>,
     snapshot: &'a Snapshot,
     cached: &'a [CachedModel],
 ) -> FitInput<'a> {
     let all: &'static [u32] = &[0, 1, 2, 3];
     let room = Room { snapshot, reserved_host: 0, reserved_gpu: &[], margin: 0.2, placeable: all };
-    FitInput { model, requirements: r, batch: 1, device, room, cached, audio_prompt_s: 0.0 }
+    FitInput { model, requirements: r, batch: 1, device: device.into(), room, cached, audio_prompt_s: 0.0 }
 }
 
 fn check<'a>(v: &'a Verdict, resource: &str) -> &'a Check {
@@ -110,12 +111,12 @@ fn leases_count_on_their_own_device_only() {
     let r = table("facebook/musicgen-small", DType::F32, 10.0);
     let snapshot = machine(10 * GB, &[(8 * GB, (8, 0)), (8 * GB, (8, 0))]);
     let reserved = [(1, 5 * GB)];
-    let mut fit_input = input("facebook/musicgen-small", &r, Device::Auto, &snapshot, &[]);
+    let mut fit_input = input("facebook/musicgen-small", &r, RequestedDevice::Auto, &snapshot, &[]);
     fit_input.room.reserved_gpu = &reserved;
     let v = verdict(&fit_input).unwrap();
     assert_eq!(v.device, Device::Cuda(0), "auto avoids the leased card");
     assert_eq!(check(&v, "gpu_memory:0").reserved, 0.0);
-    let v = verdict(&FitInput { device: Device::Cuda(1), ..fit_input }).unwrap();
+    let v = verdict(&FitInput { device: Device::Cuda(1).into(), ..fit_input }).unwrap();
     let gpu = check(&v, "gpu_memory:1");
     assert_eq!(gpu.reserved, (5 * GB) as f64);
     assert!(!v.fits && gpu.message.contains("5.00 GB reserved by leases"), "{}", gpu.message);
@@ -153,7 +154,8 @@ fn batch_advice_counts_leases_and_the_host_runtime() {
 fn a_gpu_that_lacks_host_memory_for_the_runtime_advises_nothing() {
     let r = table(LARGE, DType::F16, 10.0);
     let snapshot = machine(GB / 2, &[(80 * GB, (9, 0))]);
-    let (advice, v) = optimal_batch(&input(LARGE, &r, Device::Auto, &snapshot, &[]), 0, MAX_BATCH).unwrap();
+    let (advice, v) =
+        optimal_batch(&input(LARGE, &r, RequestedDevice::Auto, &snapshot, &[]), 0, MAX_BATCH).unwrap();
     assert_eq!((advice.batch, v.device), (0, Device::Cuda(0)));
     assert!(advice.reason.contains("host_memory: requires 1.00 GB"), "{}", advice.reason);
 }
@@ -162,10 +164,10 @@ fn a_gpu_that_lacks_host_memory_for_the_runtime_advises_nothing() {
 fn auto_takes_the_card_with_most_room_and_a_refusal_names_every_card() {
     let r = table(LARGE, DType::F32, 10.0);
     let snapshot = machine(100 * GB, &[(24 * GB, (8, 0)), (80 * GB, (9, 0))]);
-    let v = verdict(&input(LARGE, &r, Device::Auto, &snapshot, &[])).unwrap();
+    let v = verdict(&input(LARGE, &r, RequestedDevice::Auto, &snapshot, &[])).unwrap();
     assert_eq!((v.device, v.fits), (Device::Cuda(1), true));
     let tight = machine(100 * GB, &[(GB, (8, 0)), (2 * GB, (9, 0))]);
-    let v = verdict(&input(LARGE, &r, Device::Auto, &tight, &[])).unwrap();
+    let v = verdict(&input(LARGE, &r, RequestedDevice::Auto, &tight, &[])).unwrap();
     assert_eq!((v.device, v.fits), (Device::Cuda(1), false));
     let summary = v.summary(LARGE);
     assert!(
@@ -178,10 +180,10 @@ fn auto_takes_the_card_with_most_room_and_a_refusal_names_every_card() {
 fn a_gpu_not_placed_on_is_a_bad_device_and_auto_skips_it() {
     let r = table(LARGE, DType::F32, 10.0);
     let snapshot = machine(100 * GB, &[(24 * GB, (8, 0)), (80 * GB, (9, 0))]);
-    let mut only_first = input(LARGE, &r, Device::Auto, &snapshot, &[]);
+    let mut only_first = input(LARGE, &r, RequestedDevice::Auto, &snapshot, &[]);
     only_first.room.placeable = &[0];
     assert_eq!(verdict(&only_first).unwrap().device, Device::Cuda(0));
-    let err = verdict(&FitInput { device: Device::Cuda(1), ..only_first }).unwrap_err();
+    let err = verdict(&FitInput { device: Device::Cuda(1).into(), ..only_first }).unwrap_err();
     assert!(
         err.to_string().contains("cuda:1 is not a GPU this server places work on (it places on: cuda:0"),
         "{err}"
@@ -226,10 +228,10 @@ proptest! {
         let snapshot = machine(host_free, &gpus);
         let reserved: Vec<(u32, u64)> = (0..gpus.len() as u32).zip(gpu_leases).collect();
         let device = match device {
-            0 => Device::Auto,
-            1 => Device::Cpu,
-            n if n - 2 < gpus.len() => Device::Cuda((n - 2) as u32),
-            _ => Device::Auto,
+            0 => RequestedDevice::Auto,
+            1 => RequestedDevice::On(Device::Cpu),
+            n if n - 2 < gpus.len() => RequestedDevice::On(Device::Cuda((n - 2) as u32)),
+            _ => RequestedDevice::Auto,
         };
         let cached: Vec<CachedModel> = match loaded_on {
             0 => vec![loaded(model, Device::Cpu, dtype)],
@@ -241,7 +243,7 @@ proptest! {
         let room = Room { snapshot: &snapshot, reserved_host: host_lease, reserved_gpu: &reserved, margin, placeable: &placeable };
         let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached, audio_prompt_s: 0.0 };
         let result = optimal_batch(&fit_input, 0, MAX_BATCH);
-        if let Device::Cuda(i) = device {
+        if let RequestedDevice::On(Device::Cuda(i)) = device {
             if !placeable.contains(&i) {
                 // A GPU work is not placed on is no answer but a bad device.
                 prop_assert!(result.is_err(), "cuda:{} is not placeable: {:?}", i, result);
