@@ -232,6 +232,7 @@ impl Generation {
             request: valid.request.clone(),
             audio_prompt: audio.map(|a| a.samples.clone()),
             cancel: cancel.clone(),
+            fault: None,
         };
         let submitted = self.engine.submit(&handle, submission)?;
         Ok((Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() }, submitted))

@@ -61,6 +61,15 @@ async fn a_worker_panic_fails_one_request_and_the_next_succeeds() {
     run(&mut s, request("a calm piano")).await.expect("the worker serves the next request");
 }
 
+/// Without `--fault-injection` a prompt that names a fault is a prompt like any other.
+#[tokio::test]
+async fn fault_prompts_are_plain_prompts_when_fault_injection_is_off() {
+    let mut s = start_server(model_config()).await;
+    for prompt in ["maestro:fault:panic", "maestro:fault:oom", "maestro:fault:stall"] {
+        run(&mut s, request(prompt)).await.unwrap_or_else(|e| panic!("{prompt}: {e:?}"));
+    }
+}
+
 #[tokio::test]
 async fn out_of_memory_is_resource_exhausted_and_triggers_an_emergency_cleanup() {
     let mut s = start_server(config()).await;

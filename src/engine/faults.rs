@@ -1,6 +1,9 @@
 //! Faults injected at the inference boundary (chaos tests only; `--fault-injection`): a wrapper
 //! around any engine, so the orchestrator above it meets them exactly as it would meet a slow or
-//! failing engine. Faults that must act inside a decoding step stay inside the libtorch engine.
+//! failing engine. A request whose prompt names a fault is tagged here, once, with an
+//! [`InjectedFault`]; the faults that must act inside a decoding step (a panic, a real out-of-memory
+//! at a chosen step, a stall in the prefill) are carried out by the engine from that tag, never by
+//! searching prompts in its loop.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -10,9 +13,47 @@ use crate::{
     resources::{device::Device, requirements::DType},
 };
 
+/// The prompt that makes its batch panic inside the engine.
+pub const FAULT_PANIC: &str = "maestro:fault:panic";
+/// A prompt containing this makes libtorch really run out of memory inside a decoding step (the
+/// step and the least batch are the libtorch engine's settings).
+pub const FAULT_OOM: &str = "maestro:fault:oom";
+/// A prompt containing this holds its batch's first decoding step (the prefill, where an audio
+/// prompt's frames go in) until the request is cancelled or a minute has passed: a cancellation that
+/// lands inside the prefill, deterministically.
+pub const FAULT_STALL: &str = "maestro:fault:stall";
+
+/// A fault a request asks the engine to inject inside its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The batch panics before decoding.
+    Panic,
+    /// libtorch runs out of memory at the engine's fault step.
+    OutOfMemory,
+    /// The first decoding step is held until the request is cancelled.
+    Stall,
+}
+
+impl InjectedFault {
+    /// The fault `prompt` names ([`FAULT_PANIC`], [`FAULT_OOM`], [`FAULT_STALL`]), if any.
+    pub fn named_by(prompt: &str) -> Option<Self> {
+        if prompt == FAULT_PANIC {
+            Some(Self::Panic)
+        } else if prompt.contains(FAULT_OOM) {
+            Some(Self::OutOfMemory)
+        } else if prompt.contains(FAULT_STALL) {
+            Some(Self::Stall)
+        } else {
+            None
+        }
+    }
+}
+
 /// Faults at the boundary (everything off by default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BoundaryFaults {
+    /// Whether fault injection is on (`--fault-injection`): prompts naming a fault are tagged.
+    pub enabled: bool,
     /// How long a load is held after the weights are resident and before its caller hears of it
     /// (`--fault-load-delay-ms`): the window in which a caller that gives up leaves weights no
     /// record names, unless the load outlives it.
@@ -22,7 +63,7 @@ pub struct BoundaryFaults {
 impl BoundaryFaults {
     /// Whether any fault is on.
     pub fn any(&self) -> bool {
-        !self.load_delay.is_zero()
+        self.enabled
     }
 }
 
@@ -68,7 +109,11 @@ impl Engine for Faulty {
         self.inner.unload(handle).await
     }
 
-    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, Error> {
+    fn submit(&self, handle: &ModelHandle, mut submission: Submission) -> Result<Submitted, Error> {
+        submission.fault = InjectedFault::named_by(&submission.request.prompt);
+        if let Some(fault) = submission.fault {
+            tracing::warn!(model = handle.model, ?fault, "fault injection: a request asks for a fault");
+        }
         self.inner.submit(handle, submission)
     }
 
@@ -78,5 +123,23 @@ impl Engine for Faulty {
 
     async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
         self.inner.shutdown(deadline).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_names_at_most_one_fault() {
+        assert_eq!(InjectedFault::named_by(FAULT_PANIC), Some(InjectedFault::Panic));
+        assert_eq!(InjectedFault::named_by("a maestro:fault:oom b"), Some(InjectedFault::OutOfMemory));
+        assert_eq!(InjectedFault::named_by("maestro:fault:stall"), Some(InjectedFault::Stall));
+        assert_eq!(InjectedFault::named_by("a calm piano"), None);
+        assert_eq!(
+            InjectedFault::named_by("not only maestro:fault:panic"),
+            None,
+            "panic is the whole prompt"
+        );
     }
 }

@@ -73,6 +73,8 @@ pub struct Submission {
     pub audio_prompt: Option<Vec<f32>>,
     /// Cancelled on client disconnect, deadline or shutdown.
     pub cancel: CancellationToken,
+    /// A fault to inject inside it (chaos tests; set by [`faults::Faulty`] only).
+    pub fault: Option<faults::InjectedFault>,
 }
 
 /// A generation an engine has queued.

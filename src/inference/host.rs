@@ -20,7 +20,10 @@ pub const NO_TORCH: &str = "generation (this build has no libtorch)";
 /// The faults `--fault-injection` turns on at the inference boundary.
 fn boundary_faults(config: &Config) -> BoundaryFaults {
     let g = &config.generation;
-    BoundaryFaults { load_delay: if g.fault_injection { g.fault_load_delay } else { Default::default() } }
+    BoundaryFaults {
+        enabled: g.fault_injection,
+        load_delay: if g.fault_injection { g.fault_load_delay } else { Default::default() },
+    }
 }
 
 /// Starts the libtorch worker pool on the inventory's worker devices.

@@ -241,17 +241,18 @@ impl Engine for Pool {
         let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
         let (events, rx) = mpsc::channel(64);
-        let Submission { request, audio_prompt, cancel } = submission;
+        let Submission { request, audio_prompt, cancel, fault } = submission;
         self.send(
             index,
-            Job::Generate(GenerateJob {
+            Job::Generate(Box::new(GenerateJob {
                 model: handle.model.clone(),
                 request,
                 audio_prompt,
                 events,
                 cancel,
+                fault,
                 admission: worker::Admission::queued(permit),
-            }),
+            })),
         )?;
         Ok(Submitted { queue_position: ahead, events: rx })
     }

@@ -22,7 +22,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::CheckpointFacts;
+use crate::engine::{faults::InjectedFault, CheckpointFacts};
 pub use crate::engine::{Event, Finished, ModelFacts};
 use crate::{
     error::Error,
@@ -52,7 +52,7 @@ pub enum Job {
         reply: oneshot::Sender<()>,
     },
     /// Generate one request, streaming chunks.
-    Generate(GenerateJob),
+    Generate(Box<GenerateJob>),
 }
 
 /// One generation request for a worker.
@@ -68,6 +68,8 @@ pub struct GenerateJob {
     pub events: mpsc::Sender<Event>,
     /// Cancelled on client disconnect, deadline or shutdown.
     pub cancel: CancellationToken,
+    /// A fault to inject (tagged at the inference boundary, chaos tests only).
+    pub fault: Option<InjectedFault>,
     /// The queue slot, given back when the job ends.
     pub admission: Admission,
 }
@@ -114,15 +116,6 @@ pub struct WorkerLoad {
     pub stopping: AtomicBool,
 }
 
-/// Prompts that inject a fault when fault injection is on (chaos tests; off by default).
-pub const FAULT_PANIC: &str = "maestro:fault:panic";
-/// A prompt containing this makes libtorch really run out of memory inside a decoding step (see
-/// [`Faults`]).
-pub const FAULT_OOM: &str = "maestro:fault:oom";
-/// A prompt containing this holds its batch's first decoding step (the prefill, where an audio
-/// prompt's frames go in) until the request is cancelled or a minute has passed: a cancellation that
-/// lands inside the prefill, deterministically.
-pub const FAULT_STALL: &str = "maestro:fault:stall";
 /// With fault injection, loading a model whose id ends with this makes libtorch really run out of
 /// memory before the weights are read.
 pub const FAULT_OOM_MODEL: &str = "fault-oom-on-load";
@@ -134,10 +127,11 @@ pub const IMPOSSIBLE_BYTES: i64 = 1 << 58;
 /// Fault injection for chaos tests (everything off by default).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
-    /// Whether the fault prompts ([`FAULT_PANIC`], [`FAULT_OOM`]) and [`FAULT_OOM_MODEL`] are honoured.
+    /// Whether [`FAULT_OOM_MODEL`] is honoured (the faults a job carries are tagged at the boundary,
+    /// only when fault injection is on).
     pub enabled: bool,
-    /// The decoding step (from 0) at which a batch holding a live [`FAULT_OOM`] request asks libtorch
-    /// for [`IMPOSSIBLE_BYTES`] on the worker's device.
+    /// The decoding step (from 0) at which a batch holding a live job tagged
+    /// [`InjectedFault::OutOfMemory`] asks libtorch for [`IMPOSSIBLE_BYTES`] on the worker's device.
     pub oom_step: usize,
     /// Only batches of at least this many requests do (0 and 1: every batch), so a retry at half size
     /// can succeed.
@@ -162,7 +156,7 @@ pub struct Pinned {
 
 /// Starts a worker thread pinned to `pinned`; it ends when `jobs` closes, and the pool joins it. Generations for the same model
 /// that are queued when one starts run with it as one batch (dynamic batching, up to `max_batch`).
-/// With `faults` enabled, the prompts [`FAULT_PANIC`] and [`FAULT_OOM`] inject a panic or a real
+/// Jobs tagged with an [`InjectedFault`] get a panic, a stall or a real
 /// out-of-memory failure into the generation.
 pub fn spawn(
     index: usize,
@@ -185,7 +179,7 @@ pub fn spawn(
                     1
                 }
                 Job::Generate(first) => {
-                    let batch = gather(first, &jobs, &mut pending, max_batch.max(1));
+                    let batch = gather(*first, &jobs, &mut pending, max_batch.max(1));
                     let n = batch.len();
                     worker.generate_batch(batch);
                     n
@@ -219,7 +213,7 @@ fn gather(
     while batch.len() < max_batch {
         let wait = deadline.saturating_duration_since(Instant::now());
         match jobs.recv_timeout(wait) {
-            Ok(Job::Generate(g)) if g.model == batch[0].model => batch.push(g),
+            Ok(Job::Generate(g)) if g.model == batch[0].model => batch.push(*g),
             Ok(other) => {
                 pending.push_back(other);
                 break;
@@ -271,7 +265,7 @@ impl Worker {
                 self.dirs.remove(&model);
                 let _ = reply.send(());
             }
-            Job::Generate(job) => self.generate_batch(vec![job]),
+            Job::Generate(job) => self.generate_batch(vec![*job]),
         }
     }
 

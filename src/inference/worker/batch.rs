@@ -10,10 +10,7 @@ use std::{
     time::Instant,
 };
 
-use super::{
-    out_of_memory, panic_message, Event, Faults, Finished, GenerateJob, Worker, FAULT_OOM, FAULT_PANIC,
-    FAULT_STALL,
-};
+use super::{out_of_memory, panic_message, Event, Faults, Finished, GenerateJob, InjectedFault, Worker};
 use crate::{
     error::Error,
     musicgen::{AudioChunkOut, AudioEncoder, GenerationRequest, GenerationStats, MusicgenError, Observer},
@@ -100,7 +97,7 @@ impl Worker {
     fn generate(&self, model: &str, observer: &mut Rows<'_>) -> Result<Vec<GenerationStats>, Error> {
         let m =
             self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
-        if self.faults.enabled && observer.jobs.iter().any(|j| j.request.prompt == FAULT_PANIC) {
+        if observer.jobs.iter().any(|j| j.fault == Some(InjectedFault::Panic)) {
             panic!("injected panic inside the worker");
         }
         let started = Instant::now();
@@ -203,10 +200,10 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Holds the worker while a [`FAULT_STALL`] request is live (at most a minute).
+    /// Holds the worker while a request tagged [`InjectedFault::Stall`] is live (at most a minute).
     fn stall(&self) {
         let stalled: Vec<&GenerateJob> =
-            self.jobs.iter().copied().filter(|j| j.request.prompt.contains(FAULT_STALL)).collect();
+            self.jobs.iter().copied().filter(|j| j.fault == Some(InjectedFault::Stall)).collect();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let live = |j: &&GenerateJob| !j.cancel.is_cancelled() && !j.events.is_closed();
         while stalled.iter().any(live) && std::time::Instant::now() < until {
@@ -217,14 +214,13 @@ impl<'a> Rows<'a> {
     /// Whether the injected out-of-memory strikes at `step`.
     fn oom_fires(&self, step: usize) -> bool {
         let f = &self.faults;
-        f.enabled
-            && step == f.oom_step
+        step == f.oom_step
             && self.jobs.len() >= f.oom_min_batch
             && self
                 .jobs
                 .iter()
                 .zip(&self.finished)
-                .any(|(j, done)| !done && j.request.prompt.contains(FAULT_OOM))
+                .any(|(j, done)| !done && j.fault == Some(InjectedFault::OutOfMemory))
     }
 }
 
@@ -255,7 +251,7 @@ impl Observer for Rows<'_> {
     }
 
     fn step(&mut self, step: usize) {
-        if step == 0 && self.faults.enabled {
+        if step == 0 {
             self.stall();
         }
         if self.oom_fires(step) {
