@@ -5,6 +5,7 @@
 //! This is policy only: it builds and is tested without libtorch (`tests.rs` scripts an engine).
 //! The resource manager's cache is the one record of what is loaded; it holds the engine's handle.
 
+mod error;
 mod lifecycle;
 mod params;
 mod progress;
@@ -23,13 +24,15 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use self::error::GenerationError;
 pub use self::params::GenerateParams;
 pub use self::progress::{Chunk, Progress, Summary};
 use self::resolve::{melody_chroma, prompt_audio, PromptAudio};
 pub use self::valid::{ValidGenerate, ValidationError};
 use crate::{
     engine::{
-        CheckpointFacts, Engine, Event, GenerationRequest, ModelFacts, ModelHandle, Submission, Submitted,
+        CheckpointFacts, Engine, EngineError, Event, GenerationRequest, ModelFacts, ModelHandle, Submission,
+        Submitted,
     },
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
@@ -116,14 +119,14 @@ impl Generation {
 
     /// A request that ran out of memory: completes its free figure from the monitor when libtorch's
     /// message did not say, asks for an emergency cleanup of its device now, and returns its error.
-    pub fn out_of_memory(&self, mut oom: OutOfMemory) -> Error {
+    pub fn out_of_memory(&self, mut oom: OutOfMemory) -> GenerationError {
         if oom.free.is_none() {
             oom.free =
                 free_on(&self.manager.monitor().latest(), oom.device).map(|b| (b, FreeSource::Monitor));
         }
         // A full channel means a cleanup is already pending; one is enough.
         let _ = self.emergency.try_send((oom.device, oom.to_string()));
-        Error::OutOfMemory(Box::new(oom))
+        EngineError::OutOfMemory(Box::new(oom)).into()
     }
 
     /// The engine.
@@ -138,7 +141,9 @@ impl Generation {
 
     /// UNIMPLEMENTED, naming why, when the engine runs nothing.
     fn accepts(&self) -> Result<(), Error> {
-        self.engine.refusal().map_or(Ok(()), |why| Err(Error::Unimplemented(why)))
+        self.engine
+            .refusal()
+            .map_or(Ok(()), |why| Err(GenerationError::from(EngineError::Unimplemented(why)).into()))
     }
 
     /// What `model`'s checkpoint says, read from its configs (off the async threads) before anything
@@ -147,14 +152,16 @@ impl Generation {
     async fn checkpoint_facts(&self, model: &str) -> Result<CheckpointFacts, Error> {
         let dir = model_id::resolve(model, &self.roots)?.dir;
         let read = tokio::task::spawn_blocking(move || CheckpointFacts::read(&dir)).await;
-        let read = read.map_err(|e| Error::Internal(format!("reading {model}'s config stopped: {e}")))?;
-        read.map_err(|e| Error::FailedPrecondition(format!("cannot load {model}: {e}")))
+        let read =
+            read.map_err(|e| GenerationError::Internal(format!("reading {model}'s config stopped: {e}")))?;
+        Ok(read.map_err(|e| GenerationError::Checkpoint { model: model.into(), source: Arc::new(e) })?)
     }
 
     /// The handle of a model this request holds a use of.
     fn handle_in_use(&self, model: &str) -> Result<ModelHandle, Error> {
         let entry = self.manager.cached_model(model).and_then(|e| e.loaded);
-        entry.map(|l| l.handle).ok_or_else(|| Error::Internal(format!("{model} is in use but not recorded")))
+        let missing = || GenerationError::Internal(format!("{model} is in use but not recorded")).into();
+        entry.map(|l| l.handle).ok_or_else(missing)
     }
 
     /// Validates against the model's checkpoint (before anything is loaded), loads it, brings the
@@ -221,7 +228,7 @@ impl Generation {
         let prompt_s = audio.map_or(0.0, |a| a.samples.len() as f64 / samples_per_s);
         let answer = self.manager.fit_loaded(id, 1, (window_s, prompt_s), self.settings.dtype).await?;
         if !answer.verdict().fits {
-            return Err(Error::ResourceExhausted(answer.verdict().summary(id)));
+            return Err(GenerationError::DoesNotFit(answer.verdict().summary(id)).into());
         }
         // Weights, runtime and context are resident: what is left is the working set, on the device
         // the model lives on.

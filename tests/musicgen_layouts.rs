@@ -108,7 +108,7 @@ fn a_config_that_is_neither_kind_is_refused_before_any_weight_is_read() {
     // Garbage weights: a load that reached them would fail differently.
     fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
     match MusicGen::load(dir.path(), Device::Cpu, DType::F32) {
-        Err(e @ MusicgenError::Unsupported(_)) => {
+        Err(e @ MusicgenError::Checkpoint(maestro::checkpoint::CheckpointError::Unsupported { .. })) => {
             assert!(e.to_string().contains("decoder.model_type \"musicgen_decoder\""), "{e}");
         }
         Err(other) => panic!("wrong error: {other}"),

@@ -5,13 +5,10 @@
 //! at a chosen step, a stall in the prefill) are carried out by the engine from that tag, never by
 //! searching prompts in its loop.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use super::{Engine, Loaded, ModelHandle, Submission, Submitted};
-use crate::{
-    error::Error,
-    resources::{device::Device, requirements::DType},
-};
+use super::{Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted};
+use crate::resources::device::Device;
 
 /// The prompt that makes its batch panic inside the engine.
 pub const FAULT_PANIC: &str = "maestro:fault:panic";
@@ -98,18 +95,19 @@ impl Engine for Faulty {
         self.inner.has_room()
     }
 
-    async fn load(&self, model: &str, dir: PathBuf, dtype: DType, device: Device) -> Result<Loaded, Error> {
-        let loaded = self.inner.load(model, dir, dtype, device).await?;
+    async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError> {
+        let model = order.model.clone();
+        let loaded = self.inner.load(order).await?;
         tracing::warn!(model, delay = ?self.faults.load_delay, "fault injection: holding a finished load");
         tokio::time::sleep(self.faults.load_delay).await;
         Ok(loaded)
     }
 
-    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), EngineError> {
         self.inner.unload(handle).await
     }
 
-    fn submit(&self, handle: &ModelHandle, mut submission: Submission) -> Result<Submitted, Error> {
+    fn submit(&self, handle: &ModelHandle, mut submission: Submission) -> Result<Submitted, EngineError> {
         submission.fault = InjectedFault::named_by(&submission.request.prompt);
         if let Some(fault) = submission.fault {
             tracing::warn!(model = handle.model, ?fault, "fault injection: a request asks for a fault");
@@ -121,7 +119,7 @@ impl Engine for Faulty {
         self.inner.empty_cache(dry_run).await
     }
 
-    async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+    async fn shutdown(&self, deadline: Duration) -> Result<(), EngineError> {
         self.inner.shutdown(deadline).await
     }
 }

@@ -7,6 +7,7 @@
 //! without libtorch has [`Refusing`]; [`faults::Faulty`] wraps any engine to inject faults at this
 //! boundary; the orchestrator's tests script one. Everything here builds without libtorch.
 
+mod error;
 pub mod facts;
 pub mod faults;
 pub mod request;
@@ -16,14 +17,12 @@ use std::{path::PathBuf, time::Duration};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::error::EngineError;
 pub use self::facts::CheckpointFacts;
 pub use self::request::{
     AudioChunkOut, GenerationConfig, GenerationRequest, GenerationStats, SamplingMode, SamplingParams,
 };
-use crate::{
-    error::Error,
-    resources::{device::Device, requirements::DType},
-};
+use crate::resources::{device::Device, requirements::DType};
 
 /// What a loaded model is like: what its checkpoint says, where it lives and what it cost.
 #[derive(Debug, Clone)]
@@ -63,6 +62,19 @@ impl PartialEq for Loaded {
     }
 }
 
+/// A model to load: its id, its folder, the decoder's precision and the device placement chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadOrder {
+    /// Model id.
+    pub model: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Decoder precision.
+    pub dtype: DType,
+    /// Where it goes (placed: `cpu` or `cuda:N`).
+    pub device: Device,
+}
+
 /// A validated, resolved generation for an engine to run.
 #[derive(Debug)]
 pub struct Submission {
@@ -96,7 +108,7 @@ pub enum Event {
     /// Finished (or stopped by cancellation).
     Done(Finished),
     /// Failed.
-    Failed(Error),
+    Failed(EngineError),
 }
 
 /// How a generation ended.
@@ -129,21 +141,21 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether its generation queue has a free slot (readiness reads it).
     fn has_room(&self) -> bool;
 
-    /// Loads the model in `dir` on `device` (placed: `cpu` or `cuda:N`) in `dtype`.
-    async fn load(&self, model: &str, dir: PathBuf, dtype: DType, device: Device) -> Result<Loaded, Error>;
+    /// Loads a model as `order` says.
+    async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError>;
 
     /// Drops a loaded model's tensors.
-    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error>;
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), EngineError>;
 
     /// Queues a generation on a loaded model, without waiting.
-    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, Error>;
+    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, EngineError>;
 
     /// Gives the device allocator's cached, unused blocks back (libtorch's `empty_cache`): the bytes
     /// it gave back, or what it would give with `dry_run`; an error says why it cannot.
     async fn empty_cache(&self, dry_run: bool) -> Result<u64, String>;
 
     /// Stops taking work and waits at most `deadline` for what runs to end.
-    async fn shutdown(&self, deadline: Duration) -> Result<(), Error>;
+    async fn shutdown(&self, deadline: Duration) -> Result<(), EngineError>;
 }
 
 /// The engine of a build without libtorch: it places nothing and refuses every model and
@@ -155,8 +167,8 @@ pub struct Refusing {
 }
 
 impl Refusing {
-    fn refuse<T>(&self) -> Result<T, Error> {
-        Err(Error::Unimplemented(self.reason))
+    fn refuse<T>(&self) -> Result<T, EngineError> {
+        Err(EngineError::Unimplemented(self.reason))
     }
 }
 
@@ -174,15 +186,15 @@ impl Engine for Refusing {
         true
     }
 
-    async fn load(&self, _: &str, _: PathBuf, _: DType, _: Device) -> Result<Loaded, Error> {
+    async fn load(&self, _: LoadOrder) -> Result<Loaded, EngineError> {
         self.refuse()
     }
 
-    async fn unload(&self, _: &ModelHandle) -> Result<(), Error> {
+    async fn unload(&self, _: &ModelHandle) -> Result<(), EngineError> {
         self.refuse()
     }
 
-    fn submit(&self, _: &ModelHandle, _: Submission) -> Result<Submitted, Error> {
+    fn submit(&self, _: &ModelHandle, _: Submission) -> Result<Submitted, EngineError> {
         self.refuse()
     }
 
@@ -190,7 +202,7 @@ impl Engine for Refusing {
         Err(format!("{} is not available in this build", self.reason))
     }
 
-    async fn shutdown(&self, _: Duration) -> Result<(), Error> {
+    async fn shutdown(&self, _: Duration) -> Result<(), EngineError> {
         Ok(())
     }
 }

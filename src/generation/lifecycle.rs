@@ -20,9 +20,9 @@ use futures::{
     FutureExt,
 };
 
-use super::{lease_for, Generation};
+use super::{lease_for, Generation, GenerationError};
 use crate::{
-    engine::{Loaded, ModelFacts},
+    engine::{EngineError, LoadOrder, Loaded, ModelFacts},
     error::Error,
     resources::{
         cache::{CacheError, CachedModel},
@@ -103,7 +103,9 @@ impl Generation {
             out
         });
         let load = async move {
-            task.await.unwrap_or_else(|e| Err(Error::Internal(format!("the model load stopped: {e}"))))
+            task.await.unwrap_or_else(|e| {
+                Err(GenerationError::Internal(format!("the model load stopped: {e}")).into())
+            })
         }
         .boxed()
         .shared();
@@ -130,16 +132,17 @@ impl Generation {
         let answer = self.manager.fit(question).await?;
         let verdict = answer.verdict();
         if !verdict.fits {
-            return Err(Error::ResourceExhausted(verdict.summary(model)));
+            return Err(GenerationError::DoesNotFit(verdict.summary(model)).into());
         }
         let found = model_id::resolve(model, &self.roots)?;
         // The weights, the runtime and a first CUDA context; the working set is a generation's.
         let need = Need { batch: 0, working_set_bytes: 0, ..verdict.need.clone() };
         let lease =
             self.manager.lease(lease_for(&format!("load:{model}"), LeaseKind::ModelLoad, &need)).await?;
-        let loaded = match self.engine.load(model, found.dir, dtype, verdict.device).await {
-            Err(Error::OutOfMemory(oom)) => return Err(self.out_of_memory(*oom)),
-            other => other?,
+        let order = LoadOrder { model: model.into(), dir: found.dir, dtype, device: verdict.device };
+        let loaded = match self.engine.load(order).await {
+            Err(EngineError::OutOfMemory(oom)) => return Err(self.out_of_memory(*oom).into()),
+            other => other.map_err(GenerationError::from)?,
         };
         metrics::counter!("maestro_model_loads_total", "model" => model.to_string()).increment(1);
         let weights = answer.requirements.weights_bytes();
@@ -173,8 +176,9 @@ impl Generation {
     /// model being unloaded (an eviction, say) is waited for: the request then loads it again.
     async fn loaded(&self, model: &str, device: RequestedDevice) -> Result<Option<Loaded>, Error> {
         let Some(entry) = self.manager.settled_model(model).await? else { return Ok(None) };
-        let loaded =
-            entry.loaded.ok_or_else(|| Error::Internal(format!("{model} is recorded without its engine")))?;
+        let loaded = entry
+            .loaded
+            .ok_or_else(|| GenerationError::Internal(format!("{model} is recorded without its engine")))?;
         check_device(model, loaded, device).map(Some)
     }
 
@@ -208,7 +212,7 @@ impl Generation {
         // The unload outlives a caller that gives up, so the record follows the weights either way.
         tokio::spawn(async move { this.finish_unload(entry).await })
             .await
-            .map_err(|e| Error::Internal(format!("the model unload stopped: {e}")))?
+            .map_err(|e| GenerationError::Internal(format!("the model unload stopped: {e}")))?
     }
 
     /// Asks the engine to drop an entry marked as unloading, then forgets it, or makes it usable
@@ -222,7 +226,7 @@ impl Generation {
         if let Err(e) = &dropped {
             tracing::warn!(model = entry.model, error = %e, "the engine refused an unload; the model stays loaded");
         }
-        dropped.map(|()| entry)
+        dropped.map(|()| entry).map_err(Error::from)
     }
 }
 
@@ -232,9 +236,5 @@ fn check_device(model: &str, loaded: Loaded, device: RequestedDevice) -> Result<
     if device.admits(at) {
         return Ok(loaded);
     }
-    Err(Error::FailedPrecondition(format!(
-        "{model} is loaded on {}, and a server holds one copy of a model: unload it to load it on {}",
-        at.name(),
-        device.name()
-    )))
+    Err(GenerationError::OnAnotherDevice { model: model.into(), at, asked: device.name() }.into())
 }

@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use super::{Admitted, Error, Event};
+use super::{Admitted, Error, Event, GenerationError};
 use crate::{
-    engine::Finished,
+    engine::{EngineError, Finished},
     monitor::sampler::rss_bytes,
     resources::journal::{Journal, Outcome, QueuedGeneration},
 };
@@ -135,16 +135,17 @@ impl Admitted {
         let progress = match event {
             Some(Event::Started) => unreachable!("skipped above"),
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
-            Some(Event::Done(done)) if done.stats.stopped => Progress::Failed(Error::Unavailable(
-                "generation cancelled: the server is shutting down and its drain deadline (--drain-deadline-s) passed while this generation ran".into(),
-            )),
-            Some(Event::Done(done)) => Progress::Finished(self.summary(&done)),
-            Some(Event::Failed(Error::OutOfMemory(oom))) => {
-                Progress::Failed(self.generation.out_of_memory(*oom))
+            Some(Event::Done(done)) if done.stats.stopped => {
+                Progress::Failed(GenerationError::ShutDown.into())
             }
-            Some(Event::Failed(e)) => Progress::Failed(e),
+            Some(Event::Done(done)) => Progress::Finished(self.summary(&done)),
+            Some(Event::Failed(EngineError::OutOfMemory(oom))) => {
+                Progress::Failed(self.generation.out_of_memory(*oom).into())
+            }
+            Some(Event::Failed(e)) => Progress::Failed(GenerationError::from(e).into()),
             None => {
-                Progress::Failed(Error::Internal("the inference engine stopped without an answer".into()))
+                let lost = GenerationError::Internal("the inference engine stopped without an answer".into());
+                Progress::Failed(lost.into())
             }
         };
         self.tracking.done = true;

@@ -2,7 +2,7 @@
 //! channels with the frames it encodes to, a melody made the model's chroma, each with what was
 //! converted on the way.
 
-use super::Error;
+use super::{Error, GenerationError};
 use crate::{audio_input::Clip, engine::CheckpointFacts};
 
 /// An audio prompt brought to the model: samples at its rate and channels, the frames they encode
@@ -37,7 +37,7 @@ pub(super) async fn melody_chroma(
         crate::chroma::ChromaExtractor::new(config).map(|e| e.one_hot(&clip.samples))
     })
     .await
-    .map_err(|e| Error::Internal(format!("chroma extraction stopped: {e}")))?
-    .map_err(Error::Internal)?;
+    .map_err(|e| GenerationError::Internal(format!("chroma extraction stopped: {e}")))?
+    .map_err(GenerationError::Internal)?;
     Ok(Some((frames, notes)))
 }

@@ -130,7 +130,7 @@ impl ServerStreamingService<pb::WatchSnapshotsRequest> for WatchSnapshots {
     fn call(&mut self, req: Request<pb::WatchSnapshotsRequest>) -> Self::Future {
         let encoded = self.encoded.clone();
         let opened = self.api.watch_snapshots_as(req.into_inner(), move |s, skipped| encoded.get(s, skipped));
-        Box::pin(async move { Ok(Response::new(opened.map_err(|e| e.to_status())?)) })
+        Box::pin(async move { Ok(Response::new(opened.map_err(|e| super::status::status(&e))?)) })
     }
 }
 

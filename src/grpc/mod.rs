@@ -1,7 +1,7 @@
 //! The gRPC shell: generated types, the two Maestro services, health and reflection.
 //!
 //! Handlers are thin: validate and convert the request, call a domain handle, convert back. Every
-//! error goes through [`crate::error::Error::to_status`].
+//! error goes through [`status::status`].
 
 pub mod auth;
 pub mod convert;
@@ -12,6 +12,7 @@ pub mod health_service;
 pub mod observe;
 pub mod requests;
 mod resources;
+pub mod status;
 pub mod streams;
 pub mod transport;
 

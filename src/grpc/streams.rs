@@ -37,7 +37,7 @@ impl StreamSlots {
     /// A slot, held for the life of a stream; refused at once when none is free.
     pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.slots.clone().try_acquire_owned().map_err(|_| {
-            Error::ResourceExhausted(format!(
+            Error::TooManyStreams(format!(
                 "too many open streams: limit {} reached (--max-streams)",
                 self.max
             ))

@@ -7,7 +7,6 @@
 //! that is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
 
 use std::{
-    path::PathBuf,
     sync::{
         atomic::Ordering,
         mpsc::{self as std_mpsc, TrySendError},
@@ -21,10 +20,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::worker::{self, GenerateJob, Job, WorkerLoad};
 use crate::{
-    engine::{Engine, Loaded, ModelHandle, Submission, Submitted},
-    error::Error,
+    engine::{Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted},
     inventory::{Executor, WorkerDevice},
-    musicgen::DType,
     resources::device::Device,
 };
 
@@ -81,7 +78,7 @@ pub struct Pool {
 
 impl Pool {
     /// Starts the worker threads.
-    pub fn start(settings: &PoolSettings) -> Result<Self, Error> {
+    pub fn start(settings: &PoolSettings) -> Result<Self, EngineError> {
         // Intra-op threads are process-wide in libtorch: set once, before any worker runs.
         tch::set_num_threads(settings.torch_threads.max(1) as i32);
         let capacity = settings.queue_capacity.max(1);
@@ -98,7 +95,7 @@ impl Pool {
                 load.clone(),
                 (settings.max_batch, settings.faults, settings.extend_stride_s),
             )
-            .map_err(|e| Error::Internal(format!("cannot start inference worker {index}: {e}")))?;
+            .map_err(|e| EngineError::Failed(format!("cannot start inference worker {index}: {e}")))?;
             workers.push(WorkerSlot {
                 pinned,
                 jobs: Mutex::new(Some(tx)),
@@ -108,7 +105,7 @@ impl Pool {
             });
         }
         if workers.is_empty() {
-            return Err(Error::Internal("the inference pool was given no device".into()));
+            return Err(EngineError::Failed("the inference pool was given no device".into()));
         }
         Ok(Self::over(workers, capacity))
     }
@@ -121,7 +118,7 @@ impl Pool {
     /// any more; the jobs still queued are dropped unrun (their callers see the worker stopped) and
     /// a running job ends on its own or on its cancellation. Waits at most `deadline`; an error
     /// names the workers still running then. A second call has nothing left to join.
-    async fn stop(&self, deadline: Duration) -> Result<(), Error> {
+    async fn stop(&self, deadline: Duration) -> Result<(), EngineError> {
         let mut threads = Vec::new();
         for (index, slot) in self.workers.iter().enumerate() {
             slot.load.stopping.store(true, Ordering::Relaxed);
@@ -140,12 +137,12 @@ impl Pool {
             }
         });
         match tokio::time::timeout(deadline, joined).await {
-            Ok(joined) => joined.map_err(|e| Error::Internal(format!("joining the inference workers: {e}"))),
+            Ok(joined) => {
+                joined.map_err(|e| EngineError::Failed(format!("joining the inference workers: {e}")))
+            }
             Err(_) => {
                 let left = running.lock().expect("running lock").clone();
-                Err(Error::Unavailable(format!(
-                    "inference workers {left:?} still running {deadline:?} after shutdown began"
-                )))
+                Err(EngineError::StillRunning { workers: left, deadline })
             }
         }
     }
@@ -163,20 +160,21 @@ impl Pool {
 
     /// Queues `job` on worker `index` without waiting: a full queue is RESOURCE_EXHAUSTED, a closed
     /// one UNAVAILABLE.
-    fn send(&self, index: usize, job: Job) -> Result<(), Error> {
+    fn send(&self, index: usize, job: Job) -> Result<(), EngineError> {
         let slot = &self.workers[index];
         let jobs = slot.jobs.lock().expect("queue lock");
-        let stopped = || Error::Unavailable(format!("inference worker {index} has stopped"));
+        let stopped = || EngineError::WorkerStopped { worker: index };
         let jobs = jobs.as_ref().ok_or_else(stopped)?;
         slot.load.pending.fetch_add(1, Ordering::Relaxed);
         jobs.try_send(job).map_err(|e| {
             slot.load.pending.fetch_sub(1, Ordering::Relaxed);
             match e {
-                TrySendError::Full(_) => Error::ResourceExhausted(format!(
-                    "inference worker {index} has {} jobs queued, its limit (--queue-capacity {} + {CONTROL_JOBS})",
-                    slot.capacity,
-                    self.capacity
-                )),
+                TrySendError::Full(_) => EngineError::WorkerQueueFull {
+                    worker: index,
+                    queued: slot.capacity,
+                    queue_capacity: self.capacity,
+                    control_jobs: CONTROL_JOBS,
+                },
                 TrySendError::Disconnected(_) => stopped(),
             }
         })
@@ -184,21 +182,11 @@ impl Pool {
 
     /// The least busy worker pinned to `device`; a device no worker is pinned to is INVALID_ARGUMENT
     /// naming those that are.
-    fn least_busy(&self, device: Device) -> Result<usize, Error> {
+    fn least_busy(&self, device: Device) -> Result<usize, EngineError> {
         (0..self.workers.len())
             .filter(|&i| self.workers[i].pinned.device == device)
             .min_by_key(|&i| self.workers[i].load.pending.load(Ordering::Relaxed))
-            .ok_or_else(|| {
-                let served: Vec<String> = self.pinned().iter().map(|p| p.device.name()).collect();
-                Error::invalid(
-                    "device",
-                    format!(
-                        "{} is not a device this server places work on (it places on {}; see --devices)",
-                        device.name(),
-                        served.join(", ")
-                    ),
-                )
-            })
+            .ok_or_else(|| EngineError::NotPlaced { device, served: self.devices() })
     }
 }
 
@@ -213,31 +201,32 @@ impl Engine for Pool {
     }
 
     /// Loads a model on the least busy worker pinned to `device`; its handle is that worker.
-    async fn load(&self, model: &str, dir: PathBuf, dtype: DType, device: Device) -> Result<Loaded, Error> {
+    async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError> {
+        let LoadOrder { model, dir, dtype, device } = order;
         let index = self.least_busy(device)?;
         let (reply, answer) = oneshot::channel();
-        self.send(index, Job::Load { model: model.into(), dir, dtype, reply })?;
-        let facts =
-            answer.await.map_err(|_| Error::Internal("inference worker stopped while loading".into()))??;
-        Ok(Loaded { handle: ModelHandle { model: model.into(), slot: index }, facts })
+        self.send(index, Job::Load { model: model.clone(), dir, dtype, reply })?;
+        let facts = answer
+            .await
+            .map_err(|_| EngineError::Failed("inference worker stopped while loading".into()))??;
+        Ok(Loaded { handle: ModelHandle { model, slot: index }, facts })
     }
 
     /// Drops a model's tensors from the worker that holds them; a full queue refuses at once.
-    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.send(handle.slot, Job::Unload { model: handle.model.clone(), reply })?;
-        answer.await.map_err(|_| Error::Internal("inference worker stopped while unloading".into()))
+        answer.await.map_err(|_| EngineError::Failed("inference worker stopped while unloading".into()))
     }
 
     /// Queues a generation on the worker that holds the model; RESOURCE_EXHAUSTED at once when the
     /// queue is full.
-    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, Error> {
-        let permit = self.admission.clone().try_acquire_owned().map_err(|_| {
-            Error::ResourceExhausted(format!(
-                "generation queue full: {} requests queued or running (--queue-capacity {})",
-                self.capacity, self.capacity
-            ))
-        })?;
+    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, EngineError> {
+        let permit = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| EngineError::GenerationQueueFull { capacity: self.capacity })?;
         let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
         let (events, rx) = mpsc::channel(64);
@@ -278,14 +267,17 @@ impl Engine for Pool {
         Ok(sum(&before).saturating_sub(sum(&reserved()?)))
     }
 
-    async fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+    async fn shutdown(&self, deadline: Duration) -> Result<(), EngineError> {
         self.stop(deadline).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::musicgen::DType;
 
     fn settings(workers: usize) -> PoolSettings {
         let cpu = worker::Pinned { device: Device::Cpu, compute: tch::Device::Cpu };
@@ -325,8 +317,10 @@ mod tests {
             // The thread's clone of its counters is gone only once the thread has returned.
             assert_eq!(Arc::strong_count(&slot.load), 1, "a worker thread is still running");
         }
-        let err = pool.load("m", PathBuf::from("/nowhere"), DType::F32, Device::Cpu).await.unwrap_err();
-        assert!(matches!(err, Error::Unavailable(ref m) if m.contains("has stopped")), "{err}");
+        let order =
+            LoadOrder { model: "m".into(), dir: "/nowhere".into(), dtype: DType::F32, device: Device::Cpu };
+        let err = pool.load(order).await.unwrap_err();
+        assert!(matches!(err, EngineError::WorkerStopped { worker: 0 }), "{err}");
         pool.stop(Duration::from_secs(60)).await.expect("a second shutdown has nothing to join");
     }
 
@@ -358,7 +352,7 @@ mod tests {
         });
         *pool.workers[0].thread.lock().unwrap() = Some(thread);
         let err = pool.stop(Duration::from_millis(50)).await.unwrap_err();
-        assert!(matches!(err, Error::Unavailable(ref m) if m.contains("[0] still running")), "{err}");
+        assert!(matches!(err, EngineError::StillRunning { ref workers, .. } if workers == &[0]), "{err}");
         release.send(()).unwrap();
     }
 
@@ -369,8 +363,10 @@ mod tests {
             pool.send(0, unload(&format!("m{i}"))).unwrap();
         }
         let err = pool.send(0, unload("one too many")).unwrap_err();
-        let want = format!("inference worker 0 has {} jobs queued, its limit", 1 + CONTROL_JOBS);
-        assert!(matches!(err, Error::ResourceExhausted(ref m) if m.contains(&want)), "{err}");
+        assert!(
+            matches!(err, EngineError::WorkerQueueFull { worker: 0, queued, queue_capacity: 1, .. } if queued == 1 + CONTROL_JOBS),
+            "{err}"
+        );
         assert_eq!(pool.workers[0].load.pending.load(Ordering::Relaxed), 1 + CONTROL_JOBS);
         jobs.recv().unwrap();
         pool.send(0, unload("room again")).unwrap();

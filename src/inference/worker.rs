@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{faults::InjectedFault, CheckpointFacts};
 pub use crate::engine::{Event, Finished, ModelFacts};
 use crate::{
-    error::Error,
+    engine::EngineError,
     inference::oom::{self, OutOfMemory},
     musicgen::{DType, GenerationRequest, MusicGen, MusicgenError},
     resources::device::Device,
@@ -42,7 +42,7 @@ pub enum Job {
         /// Decoder precision.
         dtype: DType,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<ModelFacts, Error>>,
+        reply: oneshot::Sender<Result<ModelFacts, EngineError>>,
     },
     /// Drop a model's tensors (answered once they are gone, or were never here).
     Unload {
@@ -252,7 +252,7 @@ impl Worker {
                     .unwrap_or_else(|p| {
                         let message = panic_message(p);
                         Err(out_of_memory(device, format!("loading {model}"), &message).unwrap_or_else(
-                            || Error::Internal(format!("loading {model} panicked: {message}")),
+                            || EngineError::Failed(format!("loading {model} panicked: {message}")),
                         ))
                     });
                 let _ = reply.send(result);
@@ -269,7 +269,7 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, model: &str, dir: &std::path::Path, dtype: DType) -> Result<ModelFacts, Error> {
+    fn load(&mut self, model: &str, dir: &std::path::Path, dtype: DType) -> Result<ModelFacts, EngineError> {
         if self.faults.enabled && model.ends_with(FAULT_OOM_MODEL) {
             // Fails; were it ever to succeed, the load would go on as without the fault.
             drop(impossible_allocation(self.device).map_err(|e| self.load_error(model, e.into()))?);
@@ -285,17 +285,17 @@ impl Worker {
         Ok(facts)
     }
 
-    fn load_error(&self, model: &str, e: MusicgenError) -> Error {
+    fn load_error(&self, model: &str, e: MusicgenError) -> EngineError {
         let message = e.to_string();
         out_of_memory(self.pinned.device, format!("loading {model}"), &message)
-            .unwrap_or_else(|| Error::FailedPrecondition(format!("cannot load {model}: {message}")))
+            .unwrap_or_else(|| EngineError::LoadFailed { model: model.into(), reason: message })
     }
 }
 
 /// RESOURCE_EXHAUSTED when `message` is libtorch running out of memory on `device` while doing `during`.
-fn out_of_memory(device: Device, during: String, message: &str) -> Option<Error> {
+fn out_of_memory(device: Device, during: String, message: &str) -> Option<EngineError> {
     let reported = oom::classify(message)?;
-    Some(Error::OutOfMemory(Box::new(OutOfMemory::new(device, during, reported))))
+    Some(EngineError::OutOfMemory(Box::new(OutOfMemory::new(device, during, reported))))
 }
 
 #[cfg(test)]
@@ -307,7 +307,7 @@ mod tests {
     fn a_real_cpu_allocation_failure_is_out_of_memory_with_its_bytes() {
         let e = impossible_allocation(tch::Device::Cpu).expect_err("256 PiB cannot be allocated");
         let err = out_of_memory(Device::Cpu, "testing".into(), &e.to_string()).expect("out of memory");
-        let Error::OutOfMemory(oom) = err else { panic!("{err:?}") };
+        let EngineError::OutOfMemory(oom) = err else { panic!("{err:?}") };
         assert_eq!((oom.device, oom.requested), (Device::Cpu, Some(IMPOSSIBLE_BYTES as u64)));
         assert!(oom.detail.starts_with("DefaultCPUAllocator"), "{}", oom.detail);
     }
@@ -320,7 +320,7 @@ mod tests {
         let message = panic_message(p);
         let err = out_of_memory(Device::Cpu, "testing".into(), &message).expect("out of memory");
         assert!(
-            matches!(&err, Error::OutOfMemory(o) if o.requested == Some(IMPOSSIBLE_BYTES as u64)),
+            matches!(&err, EngineError::OutOfMemory(o) if o.requested == Some(IMPOSSIBLE_BYTES as u64)),
             "{err:?}"
         );
     }

@@ -68,7 +68,7 @@ pub struct Handle {
 }
 
 fn stopped() -> Error {
-    Error::Unavailable("the resource monitor has stopped".into())
+    Error::Stopped("the resource monitor has stopped".into())
 }
 
 impl Handle {

@@ -60,6 +60,16 @@ pub enum MusicgenError {
         /// The limit and the value received.
         message: String,
     },
+    /// The checkpoint's files could not be read, are refused, or describe a model that is not
+    /// served: the checkpoint reader's own error.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// `config.json` or `generation_config.json` could not be read or is not valid for MusicGen.
+    #[error(transparent)]
+    ConfigFile(#[from] crate::checkpoint::config::ConfigError),
+    /// What the checkpoint would need could not be worked out.
+    #[error(transparent)]
+    Requirements(#[from] crate::resources::requirements::RequirementsError),
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -67,13 +77,3 @@ pub enum MusicgenError {
 
 /// Result alias of the module.
 pub type Result<T, E = MusicgenError> = std::result::Result<T, E>;
-
-impl From<crate::checkpoint::config::ConfigError> for MusicgenError {
-    fn from(e: crate::checkpoint::config::ConfigError) -> Self {
-        use crate::checkpoint::config::ConfigError;
-        match e {
-            ConfigError::Read(e) => e.into(),
-            ConfigError::Invalid { path, message } => MusicgenError::Config { path, message },
-        }
-    }
-}

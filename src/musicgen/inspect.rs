@@ -10,30 +10,14 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::config::{GenerationConfig, MusicgenConfig};
-use super::error::{MusicgenError, Result};
+use super::error::Result;
 use super::tokenizer::PromptTokenizer;
 use super::weights::DType;
 use crate::checkpoint::{self, Checkpoint};
 use crate::resources::{
     device::Device,
-    requirements::{self, ModelShape, ParameterCounts, RequirementsError, Resident},
+    requirements::{self, ModelShape, ParameterCounts, Resident},
 };
-
-/// The requirement errors as the module's own: I/O stays I/O, a bad header is corrupt weights, a bad
-/// config is a bad config.
-impl From<RequirementsError> for MusicgenError {
-    fn from(e: RequirementsError) -> Self {
-        match e {
-            RequirementsError::Io { path, source } => MusicgenError::Io { path, source },
-            RequirementsError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
-            RequirementsError::Config { path, reason } => MusicgenError::Config { path, message: reason },
-            e @ RequirementsError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
-            RequirementsError::Table { id, reason } => {
-                MusicgenError::Unsupported(format!("requirements table entry {id:?}: {reason}"))
-            }
-        }
-    }
-}
 
 /// A human-readable report on the checkpoint in `dir` for `batch` requests of `duration_s` seconds.
 pub fn inspect(dir: &Path, batch: usize, duration_s: f64) -> Result<String> {

@@ -8,7 +8,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::error::{MusicgenError, Result};
-use crate::checkpoint::{Checkpoint, CheckpointError, Dtype, TensorInfo};
+use crate::checkpoint::{Checkpoint, Dtype, TensorInfo};
 pub use crate::resources::requirements::DType;
 
 /// The libtorch kind of a dtype.
@@ -17,24 +17,6 @@ pub fn kind(dtype: DType) -> Kind {
         DType::F32 => Kind::Float,
         DType::F16 => Kind::Half,
         DType::Bf16 => Kind::BFloat16,
-    }
-}
-
-/// The checkpoint's errors as the module's own: I/O stays I/O, an unserved config is unsupported,
-/// everything else (a bad header, a missing shard, a refused pickle) is corrupt weights.
-impl From<CheckpointError> for MusicgenError {
-    fn from(e: CheckpointError) -> Self {
-        match e {
-            CheckpointError::Io { path, source } => MusicgenError::Io { path, source },
-            CheckpointError::Corrupt { path, reason } => MusicgenError::CorruptWeights { path, reason },
-            CheckpointError::OverLimit { path, excess } => {
-                MusicgenError::CorruptWeights { path, reason: format!("refused: {excess}") }
-            }
-            CheckpointError::Unsupported { .. } => MusicgenError::Unsupported(e.to_string()),
-            other => {
-                MusicgenError::CorruptWeights { path: other.path().to_owned(), reason: other.to_string() }
-            }
-        }
     }
 }
 

@@ -70,7 +70,7 @@ pub struct Handle {
 }
 
 fn stopped() -> Error {
-    Error::Unavailable("the resource manager has stopped".into())
+    Error::Stopped("the resource manager has stopped".into())
 }
 
 impl Handle {

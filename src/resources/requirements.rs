@@ -64,37 +64,16 @@ impl fmt::Display for Source {
 /// Why requirements could not be worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The safetensors header is unusable; nothing was loaded.
-    #[error("corrupt checkpoint {}: {reason}", path.display())]
-    Corrupt {
-        /// The checkpoint file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The checkpoint's files could not be read, are refused, or describe a model that is not
+    /// served: the checkpoint reader's own error.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// `config.json` or `generation_config.json` lacks a field or is not JSON.
     #[error("bad model config {}: {reason}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
-    },
-    /// `config.json` describes a model or a setting that is not served (a melody checkpoint, a
-    /// chunked codec); the message names the type or the field and its value.
-    #[error("{} describes a model Maestro does not serve: {reason}", path.display())]
-    Unsupported {
-        /// The config file.
-        path: PathBuf,
-        /// What is not served.
         reason: String,
     },
     /// A table entry from the config file has an impossible value.
@@ -164,15 +143,19 @@ impl Requirements {
     }
 }
 
-/// A config file's refusal: unparsable or over its size limit is a bad config, the rest as any
-/// checkpoint error.
+/// A config file's refusal: unparsable is a bad config, the rest (unreadable, over its size limit)
+/// the checkpoint reader's own error.
 fn config_error(e: CheckpointError) -> RequirementsError {
     match e {
         CheckpointError::Corrupt { path, reason } => RequirementsError::Config { path, reason },
-        CheckpointError::OverLimit { path, excess } => {
-            RequirementsError::Config { path, reason: format!("refused: {excess}") }
-        }
         other => other.into(),
+    }
+}
+
+impl RequirementsError {
+    /// Whether the folder describes a model Maestro does not serve (rather than one it cannot read).
+    pub fn unsupported(&self) -> bool {
+        matches!(self, RequirementsError::Checkpoint(CheckpointError::Unsupported { .. }))
     }
 }
 

@@ -15,12 +15,12 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{GenerateParams, Generation, GenerationSettings, Progress};
+use super::{GenerateParams, Generation, GenerationError, GenerationSettings, Progress};
 use crate::{
     config::Config,
     engine::{
-        CheckpointFacts, Engine, Event, Finished, GenerationStats, Loaded, ModelFacts, ModelHandle, Refusing,
-        Submission, Submitted,
+        CheckpointFacts, Engine, EngineError, Event, Finished, GenerationStats, LoadOrder, Loaded,
+        ModelFacts, ModelHandle, Refusing, Submission, Submitted,
     },
     error::Error,
     monitor::{
@@ -30,6 +30,7 @@ use crate::{
         MonitorSettings,
     },
     resources::{
+        cache::CacheError,
         device::{Device, RequestedDevice},
         ledger::LeaseKind,
         manager::{self, ManagerSettings},
@@ -96,10 +97,12 @@ impl Engine for Scripted {
         self.submitted.lock().unwrap().len() < self.queue
     }
 
-    async fn load(&self, model: &str, dir: PathBuf, _: DType, device: Device) -> Result<Loaded, Error> {
+    async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError> {
+        let LoadOrder { model, dir, device, .. } = order;
+        let model = model.as_str();
         assert_eq!(device, Device::Cpu, "placement resolves auto before the engine");
         if self.fail_loads {
-            return Err(Error::FailedPrecondition(format!("cannot load {model}: scripted")));
+            return Err(EngineError::LoadFailed { model: model.into(), reason: "scripted".into() });
         }
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.resident.lock().unwrap().insert(model.into());
@@ -107,21 +110,26 @@ impl Engine for Scripted {
         Ok(Loaded { handle: ModelHandle { model: model.into(), slot: 0 }, facts: Self::facts(&dir) })
     }
 
-    async fn unload(&self, handle: &ModelHandle) -> Result<(), Error> {
+    async fn unload(&self, handle: &ModelHandle) -> Result<(), EngineError> {
         let refuse =
             self.refuse_unloads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if refuse.is_ok() {
-            return Err(Error::ResourceExhausted("scripted queue full".into()));
+            return Err(EngineError::WorkerQueueFull {
+                worker: 0,
+                queued: 9,
+                queue_capacity: 1,
+                control_jobs: 8,
+            });
         }
         tokio::time::sleep(self.unload_delay).await;
         self.resident.lock().unwrap().remove(&handle.model);
         Ok(())
     }
 
-    fn submit(&self, handle: &ModelHandle, s: Submission) -> Result<Submitted, Error> {
+    fn submit(&self, handle: &ModelHandle, s: Submission) -> Result<Submitted, EngineError> {
         let mut submitted = self.submitted.lock().unwrap();
         if submitted.len() >= self.queue {
-            return Err(Error::ResourceExhausted("scripted generation queue full".into()));
+            return Err(EngineError::GenerationQueueFull { capacity: self.queue });
         }
         assert!(self.resident().contains(&handle.model), "submitted to a model the engine does not hold");
         let (events, rx) = mpsc::channel(8);
@@ -133,7 +141,7 @@ impl Engine for Scripted {
         Err("no device cache".into())
     }
 
-    async fn shutdown(&self, _: Duration) -> Result<(), Error> {
+    async fn shutdown(&self, _: Duration) -> Result<(), EngineError> {
         Ok(())
     }
 }
@@ -232,7 +240,13 @@ async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
     let engine = Arc::new(Scripted { queue: 0, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
     let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
-    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Generation(GenerationError::Engine(EngineError::GenerationQueueFull { capacity: 0 }))
+        ),
+        "{err:?}"
+    );
     assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 0);
     eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
 }
@@ -242,7 +256,10 @@ async fn a_failed_load_records_nothing_and_gives_its_lease_back() {
     let engine = Arc::new(Scripted { fail_loads: true, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
     let err = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap_err();
-    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Generation(GenerationError::Engine(EngineError::LoadFailed { .. }))),
+        "{err:?}"
+    );
     assert!(manager.cached_model(MODEL).is_none());
     assert_eq!(leases_of(&manager, LeaseKind::ModelLoad).await, 0);
 }
@@ -287,7 +304,11 @@ async fn a_load_joined_for_another_device_is_refused_as_a_second_copy() {
         generation.load_model(MODEL, DType::F32, Device::Cuda(0).into(), false),
     );
     cpu.unwrap();
-    assert!(matches!(gpu, Err(Error::FailedPrecondition(ref m)) if m.contains("one copy")), "{gpu:?}");
+    let cpu = Device::Cpu;
+    assert!(
+        matches!(gpu, Err(Error::Generation(GenerationError::OnAnotherDevice { at, .. })) if at == cpu),
+        "{gpu:?}"
+    );
     assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
 }
 
@@ -297,7 +318,10 @@ async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
     let (generation, manager) = orchestrator(engine.clone()).await;
     generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap();
     let err = generation.unload(MODEL, false).await.unwrap_err();
-    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Generation(GenerationError::Engine(EngineError::WorkerQueueFull { .. }))),
+        "{err:?}"
+    );
     let entry = manager.cached_model(MODEL).expect("still recorded");
     assert!(!entry.unloading);
     assert!(engine.resident().contains(MODEL));
@@ -318,7 +342,7 @@ async fn an_unload_its_caller_abandons_still_drops_the_weights_and_the_record() 
     // Marked while the engine works: no use may start on it.
     assert!(manager.cached_model(MODEL).unwrap().unloading);
     let err = manager.use_model(MODEL).await.err().unwrap();
-    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("being unloaded")), "{err:?}");
+    assert!(matches!(err, Error::Cache(CacheError::Unloading(_))), "{err:?}");
     eventually("the abandoned unload is finished", || manager.cached_model(MODEL).is_none()).await;
     assert!(engine.resident().is_empty());
     assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
@@ -348,9 +372,9 @@ async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
     let (generation, manager) = orchestrator(engine.clone()).await;
     let admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
     let err = generation.unload(MODEL, false).await.unwrap_err();
-    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("in use")), "{err:?}");
+    assert!(matches!(err, Error::Cache(CacheError::InUse { in_flight: 1, .. })), "{err:?}");
     let err = generation.unload(MODEL, true).await.unwrap_err();
-    assert!(matches!(err, Error::FailedPrecondition(_)), "past the unload wait: {err:?}");
+    assert!(matches!(err, Error::Cache(CacheError::InUse { .. })), "past the unload wait: {err:?}");
     let forced = tokio::spawn({
         let generation = generation.clone();
         async move { generation.unload(MODEL, true).await }
@@ -366,9 +390,22 @@ async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
     let (generation, manager) = orchestrator(Arc::new(Refusing { reason: "generation (test)" })).await;
     let bad = GenerateParams { model: "../nowhere".into(), ..params() };
     let err = generation.start(bad, CancellationToken::new()).await.err().unwrap();
-    assert!(matches!(err, Error::Unimplemented("generation (test)")), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Generation(GenerationError::Engine(EngineError::Unimplemented("generation (test)")))
+        ),
+        "{err:?}"
+    );
     let err = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false).await.unwrap_err();
-    assert!(matches!(err, Error::Unimplemented(_)), "{err:?}");
-    assert!(matches!(generation.unload(MODEL, false).await, Err(Error::Unimplemented(_))));
+    assert!(
+        matches!(err, Error::Generation(GenerationError::Engine(EngineError::Unimplemented(_)))),
+        "{err:?}"
+    );
+    let err = generation.unload(MODEL, false).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Generation(GenerationError::Engine(EngineError::Unimplemented(_)))),
+        "{err:?}"
+    );
     assert!(manager.cached().await.unwrap().is_empty());
 }

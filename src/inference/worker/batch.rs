@@ -12,13 +12,13 @@ use std::{
 
 use super::{out_of_memory, panic_message, Event, Faults, Finished, GenerateJob, InjectedFault, Worker};
 use crate::{
-    error::Error,
+    engine::EngineError,
     musicgen::{AudioChunkOut, AudioEncoder, GenerationRequest, GenerationStats, MusicgenError, Observer},
 };
 
 /// How an attempt failed: the error, and the requests it leaves without an answer and without audio.
 struct Failure {
-    error: Error,
+    error: EngineError,
     unstreamed: Vec<usize>,
 }
 
@@ -36,7 +36,7 @@ impl Worker {
         batch.iter_mut().for_each(|job| job.admission.start());
         let all: Vec<usize> = (0..batch.len()).collect();
         let Err(failure) = self.attempt(&batch, &all) else { return };
-        let oom = matches!(failure.error, Error::OutOfMemory(_));
+        let oom = matches!(failure.error, EngineError::OutOfMemory(_));
         if !oom || batch.len() < 2 || failure.unstreamed.is_empty() {
             return failure.fail_unstreamed(&batch);
         }
@@ -77,7 +77,7 @@ impl Worker {
                 out_of_memory(self.pinned.device, format!("generating with {model}"), &message)
                     .unwrap_or_else(|| {
                         tracing::error!(model, panic = %message, "generation panicked; worker continues");
-                        Error::Internal(format!("generation with {model} failed inside the worker"))
+                        EngineError::Failed(format!("generation with {model} failed inside the worker"))
                     })
             }
         };
@@ -94,9 +94,8 @@ impl Worker {
         Err(Failure { error, unstreamed })
     }
 
-    fn generate(&self, model: &str, observer: &mut Rows<'_>) -> Result<Vec<GenerationStats>, Error> {
-        let m =
-            self.models.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+    fn generate(&self, model: &str, observer: &mut Rows<'_>) -> Result<Vec<GenerationStats>, EngineError> {
+        let m = self.models.get(model).ok_or_else(|| EngineError::NotHeld { model: model.into() })?;
         if observer.jobs.iter().any(|j| j.fault == Some(InjectedFault::Panic)) {
             panic!("injected panic inside the worker");
         }
@@ -121,12 +120,11 @@ impl Worker {
         m: &crate::musicgen::MusicGen,
         jobs: &[&GenerateJob],
         requests: &mut [GenerationRequest],
-    ) -> Result<(), Error> {
+    ) -> Result<(), EngineError> {
         if jobs.iter().all(|j| j.audio_prompt.is_none()) {
             return Ok(());
         }
-        let dir =
-            self.dirs.get(model).ok_or_else(|| Error::NotFound(format!("model {model} is not loaded")))?;
+        let dir = self.dirs.get(model).ok_or_else(|| EngineError::NotHeld { model: model.into() })?;
         let encoder = AudioEncoder::load(dir, self.device).map_err(|e| self.generation_error(model, e))?;
         let channels = m.channels() as i64;
         for (job, request) in jobs.iter().zip(requests) {
@@ -137,12 +135,12 @@ impl Worker {
         Ok(())
     }
 
-    fn generation_error(&self, model: &str, e: MusicgenError) -> Error {
+    fn generation_error(&self, model: &str, e: MusicgenError) -> EngineError {
         let message = e.to_string();
         match e {
-            MusicgenError::InvalidRequest { field, .. } => Error::invalid(field, message),
+            MusicgenError::InvalidRequest { field, .. } => EngineError::InvalidRequest { field, message },
             _ => out_of_memory(self.pinned.device, format!("generating with {model}"), &message)
-                .unwrap_or_else(|| Error::Internal(format!("generation with {model} failed: {message}"))),
+                .unwrap_or_else(|| EngineError::Failed(format!("generation with {model} failed: {message}"))),
         }
     }
 }

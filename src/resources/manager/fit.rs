@@ -318,25 +318,13 @@ fn apply_measurement(entry: Option<&CachedModel>, requirements: Requirements) ->
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
 
     use super::*;
     use crate::resources::requirements::{Registry, Source};
 
     fn entry(measured: Option<u64>, dtype: DType) -> CachedModel {
-        CachedModel {
-            model: "m".into(),
-            device: Device::Cpu,
-            dtype,
-            estimated_bytes: 1000,
-            measured_bytes: measured,
-            loaded_at: SystemTime::now(),
-            last_used: Instant::now(),
-            in_flight: 0,
-            pinned: false,
-            loaded: None,
-            unloading: false,
-        }
+        let cached = crate::resources::fixtures::cached("m", 1000, Instant::now());
+        CachedModel { dtype, measured_bytes: measured, ..cached }
     }
 
     #[test]

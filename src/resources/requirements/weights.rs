@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{DType, PartDTypes, RequirementsError};
-use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::checkpoint::{self, Checkpoint};
 
 /// The part of a MusicGen checkpoint a tensor belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ pub struct HeaderSizes {
 }
 
 /// Sizes the tensors of the safetensors file at `path` for `dtype`, from its header alone; a damaged
-/// header is [`RequirementsError::Corrupt`], not a wrong answer.
+/// header is [`CheckpointError::Corrupt`], not a wrong answer.
 pub fn weights_from_header(path: &Path, dtype: DType) -> Result<HeaderSizes, RequirementsError> {
     Ok(sizes_of(&Checkpoint::open(path)?, dtype))
 }
@@ -186,27 +186,4 @@ pub fn sizes_of(file: &Checkpoint, dtype: DType) -> HeaderSizes {
         sizes.largest_tensor_bytes = sizes.largest_tensor_bytes.max(stored);
     }
     sizes
-}
-
-/// The files a folder without weights was searched for.
-fn no_weights_message() -> String {
-    format!("no weights: looked for {}", crate::checkpoint::layout::ENTRY_FILES.join(", "))
-}
-
-impl From<CheckpointError> for RequirementsError {
-    fn from(e: CheckpointError) -> Self {
-        match e {
-            CheckpointError::Io { path, source } => RequirementsError::Io { path, source },
-            CheckpointError::Unsupported { path, reason } => RequirementsError::Unsupported { path, reason },
-            CheckpointError::Corrupt { path, reason } => RequirementsError::Corrupt { path, reason },
-            CheckpointError::OverLimit { path, excess } => {
-                RequirementsError::Corrupt { path, reason: format!("refused: {excess}") }
-            }
-            CheckpointError::NoWeights { dir } => {
-                let source = std::io::Error::new(std::io::ErrorKind::NotFound, no_weights_message());
-                RequirementsError::Io { path: dir, source }
-            }
-            other => RequirementsError::Corrupt { path: other.path().to_owned(), reason: other.to_string() },
-        }
-    }
 }

@@ -55,7 +55,13 @@ fn an_eviction_frees_what_the_removed_entry_accounted_on_its_device() {
 #[test]
 fn a_refused_or_dry_eviction_frees_nothing() {
     let candidate = entry(Device::Cpu, 900, Some(1_000));
-    let refused = evicted(&candidate, Some(Err(Error::FailedPrecondition("in use".into()))));
+    let refused = evicted(
+        &candidate,
+        Some(Err(Error::Cache(crate::resources::cache::CacheError::InUse {
+            model: "m".into(),
+            in_flight: 1,
+        }))),
+    );
     assert_eq!((refused.host_freed, refused.gpu_freed), (0, 0));
     assert!(refused.detail.starts_with("not evicted: ") && refused.detail.contains("in use"), "{refused:?}");
     let dry = evicted(&candidate, None);

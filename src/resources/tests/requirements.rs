@@ -244,7 +244,11 @@ fn damaged_headers_are_corrupt_not_panics() {
     for (bytes, expected) in cases {
         std::fs::write(&path, &bytes).unwrap();
         match weights_from_header(&path, DType::F32) {
-            Err(RequirementsError::Corrupt { reason, .. }) => assert!(reason.contains(expected), "{reason}"),
+            Err(RequirementsError::Checkpoint(
+                e @ (CheckpointError::Corrupt { .. } | CheckpointError::OverLimit { .. }),
+            )) => {
+                assert!(e.to_string().contains(expected), "{e}")
+            }
             other => panic!("{expected}: {other:?}"),
         }
     }
@@ -329,7 +333,10 @@ fn broken_configs_are_reported() {
         "{err}"
     );
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    assert!(matches!(from_checkpoint(dir.path(), DType::F32, 1.0), Err(RequirementsError::Io { .. })));
+    assert!(matches!(
+        from_checkpoint(dir.path(), DType::F32, 1.0),
+        Err(RequirementsError::Checkpoint(CheckpointError::NoWeights { .. }))
+    ));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! the device it lives on, leases and loaded models included; and, over random machines, that an
 //! advised batch always validates and one more does not.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use proptest::prelude::*;
 
@@ -37,19 +37,9 @@ fn table(model: &str, dtype: DType, duration_s: f64) -> Requirements {
 }
 
 fn loaded(model: &str, device: Device, dtype: DType) -> CachedModel {
-    CachedModel {
-        model: model.into(),
-        device,
-        dtype,
-        estimated_bytes: 0,
-        measured_bytes: None,
-        loaded_at: SystemTime::now(),
-        last_used: Instant::now(),
-        in_flight: 0,
-        pinned: false,
-        loaded: None,
-        unloading: false,
-    }
+    let unmeasured =
+        CachedModel { measured_bytes: None, ..crate::resources::fixtures::cached(model, 0, Instant::now()) };
+    CachedModel { device, dtype, ..unmeasured }
 }
 
 fn input<'a>(
