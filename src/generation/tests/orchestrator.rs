@@ -40,12 +40,15 @@ use crate::{
 
 const MODEL: &str = "musicgen-tiny";
 
-/// A roomy machine that never changes: 64 GiB, a tenth used.
-struct Roomy;
+/// A machine that never changes: `.0` bytes of memory, a tenth used.
+struct Machine(u64);
 
-impl Sampler for Roomy {
+/// A roomy machine: 64 GiB.
+const ROOMY: Machine = Machine(64 << 30);
+
+impl Sampler for Machine {
     fn sample(&mut self) -> Reading {
-        let total = 64 << 30;
+        let total = self.0;
         Reading {
             host: Ok(HostStats {
                 memory_total_bytes: total,
@@ -146,8 +149,14 @@ impl Engine for Scripted {
     }
 }
 
-/// The orchestrator over `engine`, the real manager and monitor, and the fixtures' model root.
+/// The orchestrator over `engine`, the real manager and monitor of a roomy machine, and the fixtures'
+/// model root.
 async fn orchestrator(engine: Arc<dyn Engine>) -> (Generation, manager::Handle) {
+    orchestrator_on(engine, ROOMY).await
+}
+
+/// [`orchestrator`] on `machine`.
+async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generation, manager::Handle) {
     let config = Config::default();
     let shutdown = CancellationToken::new();
     let settings = MonitorSettings {
@@ -156,7 +165,7 @@ async fn orchestrator(engine: Arc<dyn Engine>) -> (Generation, manager::Handle) 
         health: config.health.thresholds(),
         alerts: config.alerts.rules(),
     };
-    let monitor = monitor::spawn(settings, Box::new(Roomy), shutdown.clone()).await.unwrap();
+    let monitor = monitor::spawn(settings, Box::new(machine), shutdown.clone()).await.unwrap();
     let settings = ManagerSettings {
         safety_margin: 0.2,
         roots: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")],
@@ -249,6 +258,17 @@ async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
     );
     assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 0);
     eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
+}
+
+#[tokio::test]
+async fn a_model_that_does_not_fit_is_refused_before_the_engine_loads_it() {
+    let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
+    let (generation, manager) = orchestrator_on(engine.clone(), Machine(64 << 20)).await;
+    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    let Error::Generation(GenerationError::DoesNotFit(summary)) = err else { panic!("{err:?}") };
+    assert!(summary.starts_with(&format!("{MODEL} does not fit on cpu: ")), "{summary}");
+    assert_eq!(engine.loads.load(Ordering::SeqCst), 0);
+    assert!(manager.leases().await.unwrap().is_empty() && manager.cached_model(MODEL).is_none());
 }
 
 #[tokio::test]
