@@ -203,6 +203,7 @@ fn generation_api(
         max_duration_s: g.max_duration_s,
         unload_wait: std::time::Duration::from_secs(10),
         dtype: g.dtype,
+        stall_timeout: g.stall_timeout,
     };
     let generation = Generation::new(engine.clone(), manager.clone(), settings, emergency);
     // Nothing loads on an engine that refuses, so nothing can be evicted there, and a warm model

@@ -10,14 +10,16 @@ mod lifecycle;
 mod params;
 mod progress;
 mod resolve;
+mod stall;
 #[cfg(test)]
 #[path = "generation/tests/orchestrator.rs"]
 mod tests;
 mod valid;
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -58,6 +60,9 @@ pub struct GenerationSettings {
     pub unload_wait: Duration,
     /// Decoder precision of models loaded on demand (default f32).
     pub dtype: ReqDType,
+    /// How long a client may take none of its audio before its generation is stopped
+    /// (`--stall-timeout-s`, default 10 s).
+    pub stall_timeout: Duration,
 }
 
 /// A generation that was admitted: what the stream's header says, then its [`Progress`] through
@@ -79,18 +84,30 @@ pub struct Admitted {
     pub input_conversions: Vec<String>,
     /// Frames of the audio prompt the generation continues.
     pub prompt_frames: usize,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     tracking: progress::Tracking,
-    journal: progress::JournalEntry,
+    journal: Arc<Mutex<progress::JournalEntry>>,
     generation: Generation,
-    _holds: Holds,
+    stall: Arc<stall::StallWatch>,
+    /// The lease and the model use: given back when this is dropped, or by the stall watchdog.
+    holds: Arc<Mutex<Option<Holds>>>,
+    /// Cancels the generation in the engine when this is dropped.
+    _cancel: DropGuard,
+    /// Ends the stall watchdog when this is dropped.
+    _watchdog: DropGuard,
 }
 
-/// Everything a running generation holds.
+impl Drop for Admitted {
+    /// Gives the lease and the model use back now, not when the watchdog task notices.
+    fn drop(&mut self) {
+        drop(self.holds.lock().expect("holds lock").take());
+    }
+}
+
+/// The resources a running generation holds.
 struct Holds {
     _lease: LeaseGuard,
     _model: ModelUse,
-    _cancel: DropGuard,
 }
 
 /// GenerationService's domain side.
@@ -166,7 +183,13 @@ impl Generation {
 
     /// Validates against the model's checkpoint (before anything is loaded), loads it, brings the
     /// request's audio to it, takes the holds and queues the generation.
-    pub async fn start(&self, p: GenerateParams, cancel: CancellationToken) -> Result<Admitted, Error> {
+    /// `peer` is the client's address, for the log when it stalls.
+    pub async fn start(
+        &self,
+        p: GenerateParams,
+        cancel: CancellationToken,
+        peer: Option<SocketAddr>,
+    ) -> Result<Admitted, Error> {
         self.accepts()?;
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
@@ -180,7 +203,7 @@ impl Generation {
             valid.request.melody = chroma;
             input_conversions.extend(notes);
         }
-        let (holds, submitted) = self.admit(&valid, audio.as_ref(), &checkpoint, cancel).await?;
+        let (holds, submitted) = self.admit(&valid, audio.as_ref(), &checkpoint, cancel.clone()).await?;
         let id = valid.model;
         let queued = QueuedGeneration {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -190,9 +213,23 @@ impl Generation {
             admitted: started,
             started: None,
         };
+        let request_id = queued.request_id.clone();
+        let journal =
+            Arc::new(Mutex::new(progress::JournalEntry::admit(self.manager.journal().clone(), queued)));
+        let holds = Arc::new(Mutex::new(Some(holds)));
+        let watch = stall::StallWatch::new(self.settings.stall_timeout);
+        let done = CancellationToken::new();
+        let stop = stall::Stoppable {
+            cancel: cancel.clone(),
+            holds: holds.clone(),
+            journal: journal.clone(),
+            peer,
+            request_id: request_id.clone(),
+        };
+        tokio::spawn(stall::watchdog(watch.clone(), stop, done.clone()));
         Ok(Admitted {
-            request_id: queued.request_id.clone(),
-            journal: progress::JournalEntry::admit(self.manager.journal().clone(), queued),
+            request_id,
+            journal,
             input_conversions,
             prompt_frames: audio.as_ref().map_or(0, |a| a.frames),
             model: id,
@@ -203,7 +240,10 @@ impl Generation {
             events: submitted.events,
             tracking: progress::Tracking::new(started),
             generation: self.clone(),
-            _holds: holds,
+            stall: watch,
+            holds,
+            _cancel: cancel.drop_guard(),
+            _watchdog: done.drop_guard(),
         })
     }
 
@@ -242,7 +282,7 @@ impl Generation {
             fault: None,
         };
         let submitted = self.engine.submit(&handle, submission)?;
-        Ok((Holds { _lease: lease, _model: model, _cancel: cancel.drop_guard() }, submitted))
+        Ok((Holds { _lease: lease, _model: model }, submitted))
     }
 }
 

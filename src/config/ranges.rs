@@ -47,6 +47,7 @@ fn generation(c: &Config) -> Result<(), ConfigError> {
     let g = &c.generation;
     within("generation.max_batch", g.max_batch, 1..=64)?;
     within("generation.workers_per_device", g.workers_per_device, 1..=64)?;
+    within("generation.stall_timeout_s", g.stall_timeout.as_secs_f64(), 0.1..=3600.0)?;
     if let Some(n) = g.workers {
         within("generation.workers", n, 0..=64)?;
         if g.workers_per_device != 1 && n.max(1) != g.workers_per_device {

@@ -301,6 +301,19 @@ pub struct GenerationConfig {
         default_value_t = 1
     )]
     pub fault_oom_min_batch: usize,
+    /// Seconds a client may take none of its audio before its generation is stopped (its stream
+    /// ends RESOURCE_EXHAUSTED; its lease, queue slot and model use are given back). What a
+    /// stalled stream keeps meanwhile is the audio its generation makes in that time (0.1..=3600).
+    #[arg(
+        id = "generation.stall_timeout_s",
+        long = "stall-timeout-s",
+        env = "MAESTRO_STALL_TIMEOUT_S",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "stall_timeout_s", with = "units::secs_f64")]
+    pub stall_timeout: Duration,
     /// With fault injection: milliseconds a finished model load is held before its caller hears of
     /// it (0 = off), so a client can give up while the weights are resident.
     #[arg(

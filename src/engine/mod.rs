@@ -94,8 +94,9 @@ pub struct Submission {
 pub struct Submitted {
     /// Requests ahead of it.
     pub queue_position: usize,
-    /// Its progress; the engine closes it after the last event.
-    pub events: mpsc::Receiver<Event>,
+    /// Its progress; the engine closes it after the last event. Unbounded: an engine never waits
+    /// on a client, and the orchestrator stops a generation whose client takes nothing.
+    pub events: mpsc::UnboundedReceiver<Event>,
 }
 
 /// Progress of a generation, sent to the request's stream.

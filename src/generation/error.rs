@@ -41,6 +41,15 @@ pub enum GenerationError {
         /// What the config reader said.
         source: Arc<ConfigError>,
     },
+    /// The client took none of its audio for `--stall-timeout-s`.
+    #[error(
+        "generation cancelled: the client took no audio for {} s (--stall-timeout-s); a client must keep reading its stream",
+        timeout.as_secs_f64()
+    )]
+    Stalled {
+        /// The timeout that passed.
+        timeout: std::time::Duration,
+    },
     /// The drain deadline passed while the generation ran.
     #[error(
         "generation cancelled: the server is shutting down and its drain deadline (--drain-deadline-s) passed while this generation ran"

@@ -32,12 +32,14 @@ impl JournalEntry {
         Self { journal, request_id, ended: false }
     }
 
-    fn started(&self) {
+    pub(super) fn started(&self) {
         self.journal.started(&self.request_id);
     }
 
-    fn ended(&mut self, first_audio_ms: Option<f64>, real_time_factor: f64, outcome: Outcome) {
-        self.ended = true;
+    pub(super) fn ended(&mut self, first_audio_ms: Option<f64>, real_time_factor: f64, outcome: Outcome) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         self.journal.ended(&self.request_id, first_audio_ms, real_time_factor, outcome);
     }
 }
@@ -127,11 +129,18 @@ impl Admitted {
         if self.tracking.done {
             return None;
         }
+        if let Some(stalled) = self.stall.stalled() {
+            // The watchdog gave everything back and ended the journal line already.
+            self.tracking.done = true;
+            return Some(Progress::Failed(stalled.into()));
+        }
+        self.stall.waiting();
         let mut event = self.events.recv().await;
         while let Some(Event::Started) = event {
-            self.journal.started();
+            self.journal.lock().expect("journal lock").started();
             event = self.events.recv().await;
         }
+        self.stall.took();
         let progress = match event {
             Some(Event::Started) => unreachable!("skipped above"),
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),
@@ -150,11 +159,10 @@ impl Admitted {
         };
         self.tracking.done = true;
         let first_audio_ms = self.tracking.first_chunk_ms;
+        let mut journal = self.journal.lock().expect("journal lock");
         match &progress {
-            Progress::Finished(s) => {
-                self.journal.ended(first_audio_ms, s.real_time_factor, Outcome::Completed)
-            }
-            Progress::Failed(e) => self.journal.ended(first_audio_ms, 0.0, Outcome::Failed(e.to_string())),
+            Progress::Finished(s) => journal.ended(first_audio_ms, s.real_time_factor, Outcome::Completed),
+            Progress::Failed(e) => journal.ended(first_audio_ms, 0.0, Outcome::Failed(e.to_string())),
             Progress::Chunk(_) => {}
         }
         Some(progress)

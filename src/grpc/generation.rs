@@ -52,10 +52,11 @@ impl GenerationService for GenerationApi {
         &self,
         req: Request<pb::GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
+        let peer = req.remote_addr();
         let req = req.into_inner();
         let format = requests::audio_format(req.format)?;
         let params = requests::generate_params(&req, self.audio)?;
-        Ok(Response::new(self.start(params, format).await?))
+        Ok(Response::new(self.start(params, format, peer).await?))
     }
 
     async fn list_models(
@@ -95,9 +96,10 @@ impl GenerationApi {
         &self,
         params: crate::generation::GenerateParams,
         format: pb::AudioFormat,
+        peer: Option<std::net::SocketAddr>,
     ) -> Result<BoxStream<pb::GenerateResponse>, Error> {
         let slot = self.slots.acquire()?;
-        let admitted = self.generation.start(params, self.shutdown.child_token()).await?;
+        let admitted = self.generation.start(params, self.shutdown.child_token(), peer).await?;
         Ok(generate_stream::stream(admitted, format, slot))
     }
 

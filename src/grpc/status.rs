@@ -44,7 +44,7 @@ fn generation(e: &GenerationError) -> Code {
         GenerationError::Validation(v) if v.wrong_model() => Code::FailedPrecondition,
         GenerationError::Validation(_) => Code::InvalidArgument,
         GenerationError::Engine(e) => engine(e),
-        GenerationError::DoesNotFit(_) => Code::ResourceExhausted,
+        GenerationError::DoesNotFit(_) | GenerationError::Stalled { .. } => Code::ResourceExhausted,
         GenerationError::OnAnotherDevice { .. } | GenerationError::Checkpoint { .. } => {
             Code::FailedPrecondition
         }

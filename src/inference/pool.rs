@@ -229,7 +229,7 @@ impl Engine for Pool {
             .map_err(|_| EngineError::GenerationQueueFull { capacity: self.capacity })?;
         let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
-        let (events, rx) = mpsc::channel(64);
+        let (events, rx) = mpsc::unbounded_channel();
         let Submission { request, audio_prompt, cancel, fault } = submission;
         self.send(
             index,
@@ -240,7 +240,7 @@ impl Engine for Pool {
                 events,
                 cancel,
                 fault,
-                admission: worker::Admission::queued(permit),
+                admission: std::sync::Mutex::new(Some(worker::Admission::queued(permit))),
             })),
         )?;
         Ok(Submitted { queue_position: ahead, events: rx })

@@ -65,13 +65,15 @@ pub struct GenerateJob {
     /// worker into the request's prompt codes right before its batch runs.
     pub audio_prompt: Option<Vec<f32>>,
     /// Chunks and the end go here; a closed channel stops the generation.
-    pub events: mpsc::Sender<Event>,
+    /// Unbounded, so that the worker never waits on a client: a client that takes nothing is the
+    /// orchestrator's to stop (`--stall-timeout-s`), which bounds what collects here.
+    pub events: mpsc::UnboundedSender<Event>,
     /// Cancelled on client disconnect, deadline or shutdown.
     pub cancel: CancellationToken,
     /// A fault to inject (tagged at the inference boundary, chaos tests only).
     pub fault: Option<InjectedFault>,
     /// The queue slot, given back when the job ends.
-    pub admission: Admission,
+    pub admission: std::sync::Mutex<Option<Admission>>,
 }
 
 /// A generation's queue slot, counted in the `maestro_generations_in_flight` gauge while it lives and

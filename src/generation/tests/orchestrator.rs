@@ -19,8 +19,8 @@ use super::{GenerateParams, Generation, GenerationError, GenerationSettings, Pro
 use crate::{
     config::Config,
     engine::{
-        CheckpointFacts, Engine, EngineError, Event, Finished, GenerationStats, LoadOrder, Loaded,
-        ModelFacts, ModelHandle, Refusing, Submission, Submitted,
+        AudioChunkOut, CheckpointFacts, Engine, EngineError, Event, Finished, GenerationStats, LoadOrder,
+        Loaded, ModelFacts, ModelHandle, Refusing, Submission, Submitted,
     },
     error::Error,
     monitor::{
@@ -40,15 +40,20 @@ use crate::{
 
 const MODEL: &str = "musicgen-tiny";
 
-/// A machine that never changes: `.0` bytes of memory, a tenth used.
-struct Machine(u64);
+/// A machine that never changes (`memory` bytes, a tenth used), and the stall timeout its server
+/// runs with.
+#[derive(Clone, Copy)]
+struct Machine {
+    memory: u64,
+    stall_timeout: Duration,
+}
 
-/// A roomy machine: 64 GiB.
-const ROOMY: Machine = Machine(64 << 30);
+/// A roomy machine: 64 GiB, and clients get ten seconds.
+const ROOMY: Machine = Machine { memory: 64 << 30, stall_timeout: Duration::from_secs(10) };
 
 impl Sampler for Machine {
     fn sample(&mut self) -> Reading {
-        let total = self.0;
+        let total = self.memory;
         Reading {
             host: Ok(HostStats {
                 memory_total_bytes: total,
@@ -75,7 +80,7 @@ struct Scripted {
     refuse_unloads: AtomicUsize,
     fail_loads: bool,
     queue: usize,
-    submitted: Mutex<Vec<(ModelHandle, mpsc::Sender<Event>, CancellationToken)>>,
+    submitted: Mutex<Vec<(ModelHandle, mpsc::UnboundedSender<Event>, CancellationToken)>>,
 }
 
 impl Scripted {
@@ -135,7 +140,7 @@ impl Engine for Scripted {
             return Err(EngineError::GenerationQueueFull { capacity: self.queue });
         }
         assert!(self.resident().contains(&handle.model), "submitted to a model the engine does not hold");
-        let (events, rx) = mpsc::channel(8);
+        let (events, rx) = mpsc::unbounded_channel();
         submitted.push((handle.clone(), events, s.cancel));
         Ok(Submitted { queue_position: submitted.len() - 1, events: rx })
     }
@@ -180,6 +185,7 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
         max_duration_s: 30.0,
         unload_wait: Duration::from_millis(300),
         dtype: DType::F32,
+        stall_timeout: machine.stall_timeout,
     };
     let (emergency, _) = mpsc::channel(4);
     (Generation::new(engine, manager.clone(), settings, emergency), manager)
@@ -224,7 +230,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let mut admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
+    let mut admitted = generation.start(params(), CancellationToken::new(), None).await.unwrap();
     assert_eq!((admitted.model.as_str(), admitted.device), (MODEL, Device::Cpu));
     assert_eq!(admitted.request.frames, 50, "1 s at 50 frames/s");
     assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 1);
@@ -232,7 +238,7 @@ async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
     let (handle, events, cancel) = engine.submitted.lock().unwrap().pop().unwrap();
     assert_eq!(handle, ModelHandle { model: MODEL.into(), slot: 0 });
     let stats = GenerationStats { frames: 50, steps: 53, ..GenerationStats::default() };
-    events.send(Event::Done(Finished { stats, batch: 1, peak_gpu_delta_bytes: None })).await.unwrap();
+    events.send(Event::Done(Finished { stats, batch: 1, peak_gpu_delta_bytes: None })).unwrap();
     let Some(Progress::Finished(summary)) = admitted.next().await else { panic!("no summary") };
     assert_eq!((summary.frames, summary.batch_size), (50, 1));
     assert!(admitted.next().await.is_none(), "nothing follows the summary");
@@ -244,11 +250,53 @@ async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
     assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
 }
 
+/// A stream that stops taking its events is stopped after the stall timeout: the engine's work is
+/// cancelled, the lease and the model use come back while the stream still exists, and the stream
+/// ends RESOURCE_EXHAUSTED naming the flag. A stream waiting on a slow engine is never stalled.
+#[tokio::test]
+async fn a_client_that_takes_nothing_is_stopped_and_gives_everything_back() {
+    let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
+    let machine = Machine { stall_timeout: Duration::from_millis(200), ..ROOMY };
+    let (generation, manager) = orchestrator_on(engine.clone(), machine).await;
+    let mut waiting = generation.start(params(), CancellationToken::new(), None).await.unwrap();
+    let mut stalled = generation.start(params(), CancellationToken::new(), None).await.unwrap();
+    let (_, quiet_events, quiet_cancel) = engine.submitted.lock().unwrap().remove(0);
+    let (_, events, cancel) = engine.submitted.lock().unwrap().remove(0);
+    // The first waits on an engine that says nothing for three timeouts: that is no stall.
+    let slow = tokio::time::timeout(Duration::from_millis(600), waiting.next()).await;
+    assert!(slow.is_err() && !quiet_cancel.is_cancelled(), "a waiting stream was stopped");
+    // The second's engine makes audio nobody takes.
+    for index in 0..3 {
+        let chunk = AudioChunkOut {
+            request: 0,
+            index,
+            start_frame: index * 5,
+            frames: 5,
+            channels: 1,
+            samples: vec![0.0; 3200],
+            is_last: false,
+        };
+        events.send(Event::Chunk(chunk)).unwrap();
+    }
+    eventually("the stalled generation cancelled", || cancel.is_cancelled()).await;
+    assert_eq!(
+        leases_of(&manager, LeaseKind::Generation).await,
+        1,
+        "only the waiting stream's lease is left"
+    );
+    assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
+    let Some(Progress::Failed(err)) = stalled.next().await else { panic!("the stalled stream went on") };
+    assert!(matches!(err, Error::Generation(GenerationError::Stalled { .. })), "{err:?}");
+    assert!(err.to_string().contains("--stall-timeout-s"), "{err}");
+    assert!(stalled.next().await.is_none());
+    drop((waiting, quiet_events));
+}
+
 #[tokio::test]
 async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
     let engine = Arc::new(Scripted { queue: 0, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    let err = generation.start(params(), CancellationToken::new(), None).await.err().unwrap();
     assert!(
         matches!(
             err,
@@ -263,8 +311,8 @@ async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
 #[tokio::test]
 async fn a_model_that_does_not_fit_is_refused_before_the_engine_loads_it() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
-    let (generation, manager) = orchestrator_on(engine.clone(), Machine(64 << 20)).await;
-    let err = generation.start(params(), CancellationToken::new()).await.err().unwrap();
+    let (generation, manager) = orchestrator_on(engine.clone(), Machine { memory: 64 << 20, ..ROOMY }).await;
+    let err = generation.start(params(), CancellationToken::new(), None).await.err().unwrap();
     let Error::Generation(GenerationError::DoesNotFit(summary)) = err else { panic!("{err:?}") };
     assert!(summary.starts_with(&format!("{MODEL} does not fit on cpu: ")), "{summary}");
     assert_eq!(engine.loads.load(Ordering::SeqCst), 0);
@@ -308,7 +356,7 @@ async fn requests_racing_an_abandoned_load_join_it_and_the_model_loads_once() {
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     let (a, b) = tokio::join!(
         generation.load_model(MODEL, DType::F32, RequestedDevice::Auto, true),
-        generation.start(params(), CancellationToken::new()),
+        generation.start(params(), CancellationToken::new(), None),
     );
     assert_eq!(a.unwrap().device, Device::Cpu);
     assert!(b.is_ok());
@@ -345,7 +393,7 @@ async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
     let entry = manager.cached_model(MODEL).expect("still recorded");
     assert!(!entry.unloading);
     assert!(engine.resident().contains(MODEL));
-    drop(generation.start(params(), CancellationToken::new()).await.expect("still usable"));
+    drop(generation.start(params(), CancellationToken::new(), None).await.expect("still usable"));
     eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
     let freed = generation.unload(MODEL, false).await.unwrap();
     assert_eq!(freed.bytes(), 1 << 20);
@@ -379,7 +427,7 @@ async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it
         async move { generation.unload(MODEL, false).await }
     });
     eventually("the unload begun", || manager.cached_model(MODEL).is_some_and(|e| e.unloading)).await;
-    let admitted = generation.start(params(), CancellationToken::new()).await.expect("loaded again");
+    let admitted = generation.start(params(), CancellationToken::new(), None).await.expect("loaded again");
     evicting.await.unwrap().expect("the unload finished first");
     assert_eq!(engine.loads.load(Ordering::SeqCst), 2);
     assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
@@ -390,7 +438,7 @@ async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it
 async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let admitted = generation.start(params(), CancellationToken::new()).await.unwrap();
+    let admitted = generation.start(params(), CancellationToken::new(), None).await.unwrap();
     let err = generation.unload(MODEL, false).await.unwrap_err();
     assert!(matches!(err, Error::Cache(CacheError::InUse { in_flight: 1, .. })), "{err:?}");
     let err = generation.unload(MODEL, true).await.unwrap_err();
@@ -409,7 +457,7 @@ async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
 async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
     let (generation, manager) = orchestrator(Arc::new(Refusing { reason: "generation (test)" })).await;
     let bad = GenerateParams { model: "../nowhere".into(), ..params() };
-    let err = generation.start(bad, CancellationToken::new()).await.err().unwrap();
+    let err = generation.start(bad, CancellationToken::new(), None).await.err().unwrap();
     assert!(
         matches!(
             err,

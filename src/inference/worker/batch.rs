@@ -25,7 +25,7 @@ struct Failure {
 impl Failure {
     fn fail_unstreamed(self, batch: &[GenerateJob]) {
         for &i in &self.unstreamed {
-            let _ = batch[i].events.blocking_send(Event::Failed(self.error.clone()));
+            let _ = batch[i].events.send(Event::Failed(self.error.clone()));
         }
     }
 }
@@ -33,7 +33,11 @@ impl Failure {
 impl Worker {
     /// Runs a batch; on out-of-memory retries the requests that streamed nothing once, at half size.
     pub(super) fn generate_batch(&self, mut batch: Vec<GenerateJob>) {
-        batch.iter_mut().for_each(|job| job.admission.start());
+        for job in &batch {
+            if let Some(admission) = job.admission.lock().expect("admission lock").as_mut() {
+                admission.start();
+            }
+        }
         let all: Vec<usize> = (0..batch.len()).collect();
         let Err(failure) = self.attempt(&batch, &all) else { return };
         let oom = matches!(failure.error, EngineError::OutOfMemory(_));
@@ -61,7 +65,7 @@ impl Worker {
     fn attempt(&self, batch: &[GenerateJob], rows: &[usize]) -> Result<(), Failure> {
         let model = &batch[0].model;
         for &i in rows {
-            let _ = batch[i].events.blocking_send(Event::Started);
+            let _ = batch[i].events.send(Event::Started);
         }
         let mut observer = Rows::new(batch, rows, self.device, self.faults);
         observer.peak = GpuPeak::start(self.device);
@@ -86,7 +90,7 @@ impl Worker {
             match (observer.finished[local], observer.streamed[local]) {
                 (true, _) => {}
                 (false, true) => {
-                    let _ = batch[i].events.blocking_send(Event::Failed(error.clone()));
+                    let _ = batch[i].events.send(Event::Failed(error.clone()));
                 }
                 (false, false) => unstreamed.push(i),
             }
@@ -231,7 +235,7 @@ impl Observer for Rows<'_> {
     fn chunk(&mut self, chunk: AudioChunkOut) -> ControlFlow<()> {
         let job = self.jobs[chunk.request];
         self.streamed[chunk.request] = true;
-        if job.cancel.is_cancelled() || job.events.blocking_send(Event::Chunk(chunk)).is_err() {
+        if job.cancel.is_cancelled() || job.events.send(Event::Chunk(chunk)).is_err() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -245,7 +249,10 @@ impl Observer for Rows<'_> {
             batch: self.jobs.len(),
             peak_gpu_delta_bytes: self.peak.as_ref().and_then(GpuPeak::delta),
         };
-        let _ = self.jobs[request].events.blocking_send(Event::Done(done));
+        let job = self.jobs[request];
+        let _ = job.events.send(Event::Done(done));
+        // Its queue slot goes back now, while the rest of the batch runs on.
+        drop(job.admission.lock().expect("admission lock").take());
     }
 
     fn step(&mut self, step: usize) {
