@@ -33,8 +33,8 @@ use self::resolve::{melody_chroma, prompt_audio, PromptAudio};
 pub use self::valid::{ValidGenerate, ValidationError};
 use crate::{
     engine::{
-        CheckpointFacts, Engine, EngineError, Event, GenerationRequest, ModelFacts, ModelHandle, Submission,
-        Submitted,
+        CheckpointFacts, Engine, EngineError, EventReceiver, GenerationRequest, ModelFacts, ModelHandle,
+        Submission, Submitted,
     },
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
@@ -84,7 +84,7 @@ pub struct Admitted {
     pub input_conversions: Vec<String>,
     /// Frames of the audio prompt the generation continues.
     pub prompt_frames: usize,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: EventReceiver,
     tracking: progress::Tracking,
     journal: Arc<Mutex<progress::JournalEntry>>,
     generation: Generation,
@@ -217,7 +217,7 @@ impl Generation {
         let journal =
             Arc::new(Mutex::new(progress::JournalEntry::admit(self.manager.journal().clone(), queued)));
         let holds = Arc::new(Mutex::new(Some(holds)));
-        let watch = stall::StallWatch::new(self.settings.stall_timeout);
+        let watch = stall::StallWatch::new(self.settings.stall_timeout, submitted.events.sent());
         let done = CancellationToken::new();
         let stop = stall::Stoppable {
             cancel: cancel.clone(),

@@ -362,3 +362,66 @@ async fn a_generation_past_the_window_streams_it_all_and_is_sized_as_one_window(
     assert_eq!(long.working_set_bytes, window.working_set_bytes, "one window's working set");
     assert!(verdict(0.5).await.working_set_bytes < window.working_set_bytes);
 }
+
+/// A client that answers pings but never opens its receive window (a phone in the background, a
+/// proxy with a full buffer): a raw HTTP/2 stream with a window of 0 and one gRPC `Generate` frame.
+/// Returns what keeps the connection and the stream open.
+async fn stalled_reader(
+    addr: std::net::SocketAddr,
+    req: pb::GenerateRequest,
+) -> (h2::client::SendRequest<bytes::Bytes>, h2::RecvStream) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) =
+        h2::client::Builder::new().initial_window_size(0).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+    // Driven, the connection answers pings and keepalives; its streams' windows stay shut.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/maestro.v1.GenerationService/Generate"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let message = prost::Message::encode_to_vec(&req);
+    let mut frame = vec![0u8];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    send.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("grpc-status").is_none(), "refused at once: {:?}", response.headers());
+    (client, response.into_body())
+}
+
+/// Four clients that stop reading their 30 s generations beside a polite one: the polite one is
+/// served, and once the stall timeout passes each stalled generation is stopped and gives back its
+/// lease, its queue slot and its model, while its connection is still open.
+#[tokio::test]
+async fn a_stalled_reader_costs_only_itself() {
+    let mut c = model_config();
+    c.generation.stall_timeout = std::time::Duration::from_secs(1);
+    let mut s = start_server(c).await;
+    let long = pb::GenerateRequest { duration_s: 30.0, chunk_ms: 20, ..request(30.0, 7) };
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(stalled_reader(s.addr, long.clone()).await);
+    }
+    let polite = tokio::time::timeout(WITHIN, generate(&mut s, request(1.0, 1))).await;
+    polite.expect("the polite client was held up by the stalled ones").unwrap();
+    let ended = eventually("the stalled generations stopped and everything given back", WITHIN, async || {
+        let r = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+        let stopped: Vec<_> =
+            r.recent_generations.iter().filter(|g| g.error.contains("--stall-timeout-s")).cloned().collect();
+        let idle = r.cached_models.iter().all(|m| m.in_flight == 0);
+        (stopped.len() == 4 && r.leases.is_empty() && r.queue.is_empty() && idle).then_some(stopped)
+    })
+    .await;
+    assert!(ended.iter().all(|g| g.outcome == "failed"), "{ended:?}");
+    // The connections were open all along; they go now.
+    drop(stalled);
+    generate(&mut s, request(0.2, 2)).await.expect("the server serves on");
+}

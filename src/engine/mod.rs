@@ -12,7 +12,14 @@ pub mod facts;
 pub mod faults;
 pub mod request;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -94,9 +101,62 @@ pub struct Submission {
 pub struct Submitted {
     /// Requests ahead of it.
     pub queue_position: usize,
-    /// Its progress; the engine closes it after the last event. Unbounded: an engine never waits
-    /// on a client, and the orchestrator stops a generation whose client takes nothing.
-    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Its progress; the engine closes it after the last event.
+    pub events: EventReceiver,
+}
+
+/// A generation's events, engine to orchestrator: unbounded, so that an engine never waits on a
+/// client (the orchestrator stops a generation whose client takes nothing, which bounds what
+/// collects), and counted, so that the orchestrator can tell a client that takes nothing from one
+/// that waits for the engine.
+pub fn event_channel() -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sent = Arc::new(AtomicUsize::new(0));
+    (EventSender { tx, sent: sent.clone() }, EventReceiver { rx, sent })
+}
+
+/// The engine's end of [`event_channel`].
+#[derive(Debug)]
+pub struct EventSender {
+    tx: mpsc::UnboundedSender<Event>,
+    sent: Arc<AtomicUsize>,
+}
+
+impl EventSender {
+    /// Sends `event` without waiting; `Err` when the receiver is gone (the event is dropped).
+    pub fn send(&self, event: Event) -> Result<(), ReceiverGone> {
+        self.tx.send(event).map_err(|_| ReceiverGone)?;
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The orchestrator stopped listening to a generation (its client went away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverGone;
+
+/// The orchestrator's end of [`event_channel`].
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: mpsc::UnboundedReceiver<Event>,
+    sent: Arc<AtomicUsize>,
+}
+
+impl EventReceiver {
+    /// The next event; `None` once the engine dropped its end.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// How many events the engine has sent so far, shared.
+    pub fn sent(&self) -> Arc<AtomicUsize> {
+        self.sent.clone()
+    }
 }
 
 /// Progress of a generation, sent to the request's stream.

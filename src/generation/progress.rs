@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use super::{Admitted, Error, Event, GenerationError};
+use super::{Admitted, Error, GenerationError};
 use crate::{
-    engine::{EngineError, Finished},
+    engine::{EngineError, Event, Finished},
     monitor::sampler::rss_bytes,
     resources::journal::{Journal, Outcome, QueuedGeneration},
 };
@@ -134,13 +134,13 @@ impl Admitted {
             self.tracking.done = true;
             return Some(Progress::Failed(stalled.into()));
         }
-        self.stall.waiting();
         let mut event = self.events.recv().await;
+        self.stall.took();
         while let Some(Event::Started) = event {
             self.journal.lock().expect("journal lock").started();
             event = self.events.recv().await;
+            self.stall.took();
         }
-        self.stall.took();
         let progress = match event {
             Some(Event::Started) => unreachable!("skipped above"),
             Some(Event::Chunk(chunk)) => return Some(Progress::Chunk(self.chunk(chunk))),

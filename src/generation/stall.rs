@@ -1,19 +1,19 @@
 //! A client that stops taking its audio costs only itself.
 //!
-//! The engine never waits on a client: a generation's events go into an unbounded channel, which a
-//! client that reads keeps empty. A client that stops reading (its HTTP/2 window closed: a phone in
-//! the background, a full proxy) stops polling its stream, so [`Admitted::next`](super::Admitted::next)
-//! is not called. The watch notes when the stream last took something and whether it is waiting
-//! for the engine (waiting is never a stall); once it has taken nothing for `--stall-timeout-s`
-//! while not waiting, the watchdog task cancels the generation (the engine drops the row from its
-//! batch at its next step), gives back its lease and model use, ends its journal line, and the
+//! The engine never waits on a client: a generation's events go into an unbounded channel that
+//! counts what the engine sent, and the stream counts what it took. A client that reads keeps the
+//! two level; one that stops reading (its HTTP/2 window closed: a phone in the background, a full
+//! proxy) leaves events behind. A stream waiting for the engine (queued, in its prefill) has nothing
+//! behind and is never stalled. Once events have been left behind and nothing has been taken for
+//! `--stall-timeout-s`, the watchdog task cancels the generation (the engine drops the row from its
+//! batch at its next step), gives back its lease and model use and ends its journal line; the
 //! stream ends RESOURCE_EXHAUSTED naming the stall should its client ever read again. What collects
 //! meanwhile is bounded by the audio the row makes within the timeout.
 
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -28,34 +28,32 @@ use crate::resources::journal::Outcome;
 /// What the stream and its watchdog share.
 pub(super) struct StallWatch {
     timeout: Duration,
-    /// When the stream last took an event (or was admitted).
+    /// Events the engine sent.
+    sent: Arc<AtomicUsize>,
+    /// Events the stream took.
+    taken: AtomicUsize,
+    /// When the stream last took one (or was admitted).
     last_taken: Mutex<Instant>,
-    /// Whether the stream is waiting on the engine now.
-    waiting: AtomicBool,
     /// Set once the watchdog has stopped the generation.
     stalled: AtomicBool,
 }
 
 impl StallWatch {
-    /// A watch for a stream admitted now.
-    pub fn new(timeout: Duration) -> Arc<Self> {
+    /// A watch for a stream admitted now, whose engine counts what it sends in `sent`.
+    pub fn new(timeout: Duration, sent: Arc<AtomicUsize>) -> Arc<Self> {
         Arc::new(Self {
             timeout,
+            sent,
+            taken: AtomicUsize::new(0),
             last_taken: Mutex::new(Instant::now()),
-            waiting: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
         })
     }
 
-    /// The stream starts waiting for the engine's next event.
-    pub fn waiting(&self) {
-        self.waiting.store(true, Ordering::SeqCst);
-    }
-
-    /// The stream took an event: its client reads.
+    /// The stream took an event (or learnt the engine is done).
     pub fn took(&self) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
         *self.last_taken.lock().expect("stall lock") = Instant::now();
-        self.waiting.store(false, Ordering::SeqCst);
     }
 
     /// The error the stream ends with once stalled.
@@ -64,12 +62,9 @@ impl StallWatch {
         stalled.then_some(GenerationError::Stalled { timeout: self.timeout })
     }
 
-    /// When the stream, not waiting, will have taken nothing for the timeout; `None` while it waits.
-    fn deadline(&self) -> Option<Instant> {
-        if self.waiting.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(*self.last_taken.lock().expect("stall lock") + self.timeout)
+    /// Whether the engine has sent events the stream has not taken.
+    fn behind(&self) -> bool {
+        self.sent.load(Ordering::SeqCst) > self.taken.load(Ordering::SeqCst)
     }
 }
 
@@ -90,15 +85,22 @@ pub(super) struct Stoppable {
 /// Watches `watch` until the stream ends (`done`) or stalls; on a stall, stops the generation and
 /// gives back what it holds.
 pub(super) async fn watchdog(watch: Arc<StallWatch>, stop: Stoppable, done: CancellationToken) {
-    // How often a waiting stream is looked at again: a fraction of the timeout, at most a second.
+    // How often the stream is looked at: a fraction of the timeout, at most a second.
     let recheck = (watch.timeout / 4).min(Duration::from_secs(1));
+    // Since when events have been left behind, while they are.
+    let mut behind_since: Option<Instant> = None;
     loop {
-        let at = watch.deadline().unwrap_or_else(|| Instant::now() + recheck);
         tokio::select! {
             () = done.cancelled() => return,
-            () = tokio::time::sleep_until(at) => {}
+            () = tokio::time::sleep(recheck) => {}
         }
-        if watch.deadline().is_some_and(|d| d <= Instant::now()) {
+        if !watch.behind() {
+            behind_since = None;
+            continue;
+        }
+        let since = *behind_since.get_or_insert_with(Instant::now);
+        let quiet_from = since.max(*watch.last_taken.lock().expect("stall lock"));
+        if quiet_from.elapsed() >= watch.timeout {
             break;
         }
     }

@@ -16,11 +16,11 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::worker::{self, GenerateJob, Job, WorkerLoad};
 use crate::{
-    engine::{Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted},
+    engine::{event_channel, Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted},
     inventory::{Executor, WorkerDevice},
     resources::device::Device,
 };
@@ -229,7 +229,7 @@ impl Engine for Pool {
             .map_err(|_| EngineError::GenerationQueueFull { capacity: self.capacity })?;
         let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
-        let (events, rx) = mpsc::unbounded_channel();
+        let (events, rx) = event_channel();
         let Submission { request, audio_prompt, cancel, fault } = submission;
         self.send(
             index,

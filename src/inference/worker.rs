@@ -19,10 +19,10 @@ use std::{
     time::Instant,
 };
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{faults::InjectedFault, CheckpointFacts};
+use crate::engine::{faults::InjectedFault, CheckpointFacts, EventSender};
 pub use crate::engine::{Event, Finished, ModelFacts};
 use crate::{
     engine::EngineError,
@@ -65,9 +65,8 @@ pub struct GenerateJob {
     /// worker into the request's prompt codes right before its batch runs.
     pub audio_prompt: Option<Vec<f32>>,
     /// Chunks and the end go here; a closed channel stops the generation.
-    /// Unbounded, so that the worker never waits on a client: a client that takes nothing is the
-    /// orchestrator's to stop (`--stall-timeout-s`), which bounds what collects here.
-    pub events: mpsc::UnboundedSender<Event>,
+    /// Never waits: a client that takes nothing is the orchestrator's to stop (`--stall-timeout-s`).
+    pub events: EventSender,
     /// Cancelled on client disconnect, deadline or shutdown.
     pub cancel: CancellationToken,
     /// A fault to inject (tagged at the inference boundary, chaos tests only).

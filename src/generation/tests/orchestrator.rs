@@ -19,8 +19,8 @@ use super::{GenerateParams, Generation, GenerationError, GenerationSettings, Pro
 use crate::{
     config::Config,
     engine::{
-        AudioChunkOut, CheckpointFacts, Engine, EngineError, Event, Finished, GenerationStats, LoadOrder,
-        Loaded, ModelFacts, ModelHandle, Refusing, Submission, Submitted,
+        event_channel, AudioChunkOut, CheckpointFacts, Engine, EngineError, Event, EventSender, Finished,
+        GenerationStats, LoadOrder, Loaded, ModelFacts, ModelHandle, Refusing, Submission, Submitted,
     },
     error::Error,
     monitor::{
@@ -80,7 +80,7 @@ struct Scripted {
     refuse_unloads: AtomicUsize,
     fail_loads: bool,
     queue: usize,
-    submitted: Mutex<Vec<(ModelHandle, mpsc::UnboundedSender<Event>, CancellationToken)>>,
+    submitted: Mutex<Vec<(ModelHandle, EventSender, CancellationToken)>>,
 }
 
 impl Scripted {
@@ -140,7 +140,7 @@ impl Engine for Scripted {
             return Err(EngineError::GenerationQueueFull { capacity: self.queue });
         }
         assert!(self.resident().contains(&handle.model), "submitted to a model the engine does not hold");
-        let (events, rx) = mpsc::unbounded_channel();
+        let (events, rx) = event_channel();
         submitted.push((handle.clone(), events, s.cancel));
         Ok(Submitted { queue_position: submitted.len() - 1, events: rx })
     }

@@ -32,7 +32,7 @@ impl Failure {
 
 impl Worker {
     /// Runs a batch; on out-of-memory retries the requests that streamed nothing once, at half size.
-    pub(super) fn generate_batch(&self, mut batch: Vec<GenerateJob>) {
+    pub(super) fn generate_batch(&self, batch: Vec<GenerateJob>) {
         for job in &batch {
             if let Some(admission) = job.admission.lock().expect("admission lock").as_mut() {
                 admission.start();
