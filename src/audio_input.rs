@@ -33,6 +33,9 @@ impl Default for AudioLimits {
     }
 }
 
+/// Lowest sample rate accepted: telephone audio. Real rates only, because the resampler's FFT grows
+/// with the ratio between the model's rate and the clip's (a 1 Hz clip would cost gigabytes).
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest sample rate accepted.
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
 /// Most channels accepted.
@@ -114,8 +117,10 @@ pub fn decode(
 }
 
 fn check_format(sample_rate: u32, channels: u32) -> Result<(), String> {
-    if sample_rate == 0 || sample_rate > MAX_SAMPLE_RATE {
-        return Err(format!("sample_rate must be 1..={MAX_SAMPLE_RATE} Hz, got {sample_rate}"));
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+        return Err(format!(
+            "sample_rate must be {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz, got {sample_rate}"
+        ));
     }
     if channels == 0 || channels > MAX_CHANNELS {
         return Err(format!("channels must be 1..={MAX_CHANNELS}, got {channels}"));
@@ -248,9 +253,8 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(message(&[0; 3], Encoding::PcmS16le, (8000, 1)).contains("whole frames"));
-        assert!(
-            message(&[0; 4], Encoding::PcmS16le, (0, 1)).contains("sample_rate must be 1..=384000 Hz, got 0")
-        );
+        assert!(message(&[0; 4], Encoding::PcmS16le, (0, 1))
+            .contains("sample_rate must be 8000..=384000 Hz, got 0"));
         assert!(message(&[0; 4], Encoding::PcmS16le, (8000, 0)).contains("channels must be 1..=8, got 0"));
         let nan: Vec<u8> = [0.0f32, f32::NAN].iter().flat_map(|f| f.to_le_bytes()).collect();
         assert!(message(&nan, Encoding::PcmF32le, (8000, 1)).contains("finite, got NaN at sample 1"));

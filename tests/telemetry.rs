@@ -304,3 +304,24 @@ async fn metrics_endpoint_serves_prometheus_text() {
             && body.contains("code=\"INVALID_ARGUMENT\"")
     );
 }
+
+/// Made-up paths on the gRPC port (HTTP/1.1 POSTs, as a scanner sends them) add at most one
+/// `unknown` series to `/metrics`, however many there are.
+#[tokio::test]
+async fn made_up_paths_add_at_most_one_series() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server(fast_config()).await;
+    for i in 0..200 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "POST /scan/{i}/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let _ = tcp.read_to_end(&mut Vec::new()).await;
+    }
+    let body = scrape(server.metrics_addr).await;
+    let series: Vec<&str> = body.lines().filter(|l| l.starts_with("maestro_rpc_requests_total{")).collect();
+    assert!(series.iter().all(|l| !l.contains("/scan/")), "a made-up path became a label: {series:?}");
+    let unknown = series.iter().filter(|l| l.contains("method=\"unknown\"")).count();
+    assert!(unknown <= 1, "{series:?}");
+}

@@ -48,7 +48,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let method = req.uri().path().to_string();
+        let method = method_label(req.uri().path());
         let peer = req
             .extensions()
             .get::<TcpConnectInfo>()
@@ -170,4 +170,35 @@ pub fn code_name(code: i32) -> &'static str {
         "UNAUTHENTICATED",
     ];
     usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+}
+
+/// What a call's `method` label is: the RPC's path when the port serves it, `unknown` otherwise, so
+/// that made-up paths add one series at most instead of one each, kept forever.
+pub fn method_label(path: &str) -> String {
+    if super::served_methods().contains(path) {
+        path.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_rpcs_keep_their_path_and_anything_else_is_unknown() {
+        for served in [
+            "/maestro.v1.GenerationService/Generate",
+            "/maestro.v1.ResourceService/WatchSnapshots",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(method_label(served), served);
+        }
+        for made_up in ["/", "/maestro.v1.GenerationService/Nope", "/x/y", "/maestro.v1.GenerationService"] {
+            assert_eq!(method_label(made_up), "unknown");
+        }
+    }
 }
