@@ -122,7 +122,10 @@ impl App {
         for line in inventory.describe() {
             tracing::info!("{line}");
         }
-        let slots = StreamSlots::new(config.server.max_streams);
+        let (generations_slots, watch_slots) = (
+            StreamSlots::generations(config.server.max_streams),
+            StreamSlots::watches(config.server.max_watches),
+        );
         let manager_settings = ManagerSettings {
             safety_margin: config.resources.safety_margin,
             roots: config.models.roots.clone(),
@@ -135,8 +138,14 @@ impl App {
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
         let engine = crate::inference::host::start_engine(&config, &inventory, compute.executor)?;
-        let GenerationParts { api: generation, evictor, workers, readiness } =
-            generation_api(&config, engine, manager.clone(), slots.clone(), emergency, generations.clone());
+        let GenerationParts { api: generation, evictor, workers, readiness } = generation_api(
+            &config,
+            engine,
+            manager.clone(),
+            generations_slots,
+            emergency,
+            generations.clone(),
+        );
         let auto = AutoCleanup {
             threshold_percent: config.resources.cleanup_threshold,
             cooldown: config.resources.cleanup_cooldown,
@@ -155,7 +164,7 @@ impl App {
             shutdown.clone(),
         )?;
         Ok(Self {
-            resources: ResourceApi::new(monitor.clone(), manager, slots, watches.clone())
+            resources: ResourceApi::new(monitor.clone(), manager, watch_slots, watches.clone())
                 .with_evictor(evictor),
             generation,
             workers,

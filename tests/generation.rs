@@ -425,3 +425,29 @@ async fn a_stalled_reader_costs_only_itself() {
     drop(stalled);
     generate(&mut s, request(0.2, 2)).await.expect("the server serves on");
 }
+
+/// Watches have their own budget: a flood of them is refused naming `--max-watches` while a
+/// generation still runs, and a generation is refused naming `--max-streams` only past its own.
+#[tokio::test]
+async fn a_watch_flood_never_refuses_a_generation() {
+    let mut c = model_config();
+    (c.server.max_watches, c.server.max_streams) = (3, 1);
+    let mut s = start_server(c).await;
+    let mut watches = Vec::new();
+    for _ in 0..3 {
+        let watch = s.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap();
+        watches.push(watch.into_inner());
+    }
+    let err = s.resources.watch_alerts(pb::WatchAlertsRequest::default()).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::ResourceExhausted, "too many open watch streams: limit 3 reached (--max-watches)")
+    );
+    generate(&mut s, request(0.2, 1)).await.expect("a generation beside a full watch budget");
+    let mut open = s.generation.generate(request(5.0, 2)).await.unwrap().into_inner();
+    assert!(open.next().await.unwrap().is_ok(), "header");
+    let err = s.generation.generate(request(0.2, 3)).await.unwrap_err();
+    let want = "too many open generation streams: limit 1 reached (--max-streams)";
+    assert_eq!((err.code(), err.message()), (Code::ResourceExhausted, want));
+    drop((open, watches));
+}

@@ -210,9 +210,9 @@ async fn three_subscribers_at_different_intervals_and_a_stalled_one() {
 }
 
 #[tokio::test]
-async fn open_streams_are_capped_and_a_disconnect_frees_the_slot() {
+async fn open_watches_are_capped_and_a_disconnect_frees_the_slot() {
     let mut config = fast_config();
-    config.server.max_streams = 2;
+    config.server.max_watches = 2;
     let mut server = start_server(config).await;
     let first =
         server.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap().into_inner();
@@ -220,7 +220,7 @@ async fn open_streams_are_capped_and_a_disconnect_frees_the_slot() {
         server.resources.watch_alerts(pb::WatchAlertsRequest::default()).await.unwrap().into_inner();
     let err = server.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert!(err.message().contains("2"), "{}", err.message());
+    assert_eq!(err.message(), "too many open watch streams: limit 2 reached (--max-watches)");
     drop(first);
     // The server frees the slot when it sees the stream reset.
     let mut reopened = eventually("the disconnect freeing its stream slot", WITHIN, async || {

@@ -63,7 +63,7 @@ pub struct ServerConfig {
     )]
     #[serde(rename = "drain_deadline_s", with = "units::secs_f64")]
     pub drain_deadline: Duration,
-    /// Open server streams (snapshot and alert watches, generations) at most, in total.
+    /// Open generation streams at most (watches have their own budget, --max-watches).
     #[arg(
         id = "server.max_streams",
         long = "max-streams",
@@ -72,6 +72,16 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_streams: usize,
+    /// Open watch streams (snapshots, alerts, reports) at most, in total: a flood of watches never
+    /// refuses a generation.
+    #[arg(
+        id = "server.max_watches",
+        long = "max-watches",
+        env = "MAESTRO_MAX_WATCHES",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub max_watches: usize,
     /// PEM certificate chain: serve TLS (with the key); unset = plaintext.
     #[arg(id = "server.tls_cert", long = "tls-cert", env = "MAESTRO_TLS_CERT", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,

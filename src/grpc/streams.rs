@@ -21,25 +21,35 @@ use crate::{
 /// A boxed server stream.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The cap on open streams (`--max-streams`).
+/// A cap on one kind of open stream: generations (`--max-streams`) or watches (`--max-watches`),
+/// each its own budget, so that a flood of one never refuses the other.
 #[derive(Clone, Debug)]
 pub struct StreamSlots {
     slots: Arc<Semaphore>,
     max: usize,
+    /// What it counts, for the refusal.
+    what: &'static str,
+    /// The flag that sets it.
+    flag: &'static str,
 }
 
 impl StreamSlots {
-    /// `max` slots.
-    pub fn new(max: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(max)), max }
+    /// `max` generation streams (`--max-streams`).
+    pub fn generations(max: usize) -> Self {
+        Self { slots: Arc::new(Semaphore::new(max)), max, what: "generation streams", flag: "--max-streams" }
+    }
+
+    /// `max` watch streams: snapshots, alerts, reports (`--max-watches`).
+    pub fn watches(max: usize) -> Self {
+        Self { slots: Arc::new(Semaphore::new(max)), max, what: "watch streams", flag: "--max-watches" }
     }
 
     /// A slot, held for the life of a stream; refused at once when none is free.
     pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.slots.clone().try_acquire_owned().map_err(|_| {
             Error::TooManyStreams(format!(
-                "too many open streams: limit {} reached (--max-streams)",
-                self.max
+                "too many open {}: limit {} reached ({})",
+                self.what, self.max, self.flag
             ))
         })
     }
@@ -172,7 +182,7 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_reader_gets_the_latest_snapshot_with_the_count_it_skipped() {
         let (tx, rx) = watch::channel(snap(1));
-        let slots = StreamSlots::new(1);
+        let slots = StreamSlots::watches(1);
         let mut stream =
             snapshots(rx, None, CancellationToken::new(), slots.acquire().unwrap(), convert::snapshot);
         assert_eq!(stream.next().await.unwrap().unwrap().sequence, 1);
@@ -190,7 +200,7 @@ mod tests {
     async fn shutdown_ends_the_streams() {
         let (_tx, rx) = watch::channel(snap(1));
         let (_etx, erx) = broadcast::channel(4);
-        let slots = StreamSlots::new(2);
+        let slots = StreamSlots::watches(2);
         let token = CancellationToken::new();
         let mut s = snapshots(rx, None, token.clone(), slots.acquire().unwrap(), convert::snapshot);
         let mut a = alerts(Vec::new(), erx, Severity::Info, token.clone(), slots.acquire().unwrap());
