@@ -97,7 +97,7 @@ async fn bad_audio_is_refused_naming_field_limit_and_value() {
     let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let s16 = pb::AudioEncoding::PcmS16le;
     let cases = [
-        (pcm(vec![0; 6], s16, 0, 1), "audio_prompt: sample_rate must be 1..=384000 Hz, got 0"),
+        (pcm(vec![0; 6], s16, 0, 1), "audio_prompt: sample_rate must be 8000..=384000 Hz, got 0"),
         (pcm(vec![0; 6], s16, 32_000, 0), "audio_prompt: channels must be 1..=8, got 0"),
         (pcm(vec![0; 7], s16, 32_000, 1), "whole frames of 1 channels × 2 bytes (2 bytes), got 7 bytes"),
         (pcm(f32s(&[0.0, f32::NAN]), pb::AudioEncoding::PcmF32le, 32_000, 1), "finite, got NaN at sample 1"),
