@@ -3,6 +3,8 @@
 //! real resampler (`rubato`'s FFT resampler) and to its channel count (averaged down, or the one
 //! channel copied). Free of libtorch: the wire door checks what it can before anything is queued.
 
+pub mod fuzz;
+
 use rubato::{audioadapter_buffers::owned::InterleavedOwned, Fft, FixedSync, Resampler};
 
 use crate::error::Error;
