@@ -59,12 +59,19 @@ soak: build
 	$(ENV) $(CARGO) run --release --example soak -- $(SOAK_SECONDS)
 
 FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := requests pickle checkpoint_layout audio_input config_file
 
-# Coverage-guided fuzzing of request decoding + validation + conversion (nightly and cargo-fuzz;
-# not part of `make test`). Seeds are one valid request of every type; findings land in fuzz/artifacts.
+# Coverage-guided fuzzing of every parser (nightly and cargo-fuzz, installed from crates.io once;
+# not part of `make test`, which runs the same checks as property tests), FUZZ_SECONDS per target.
+# Seeds come from the fixtures (examples/fuzz_seeds.rs); an input slower than 10 s or a process over
+# 2 GiB is a finding too. Findings land in fuzz/artifacts/<target>/.
 fuzz:
-	$(ENV) $(CARGO) run --quiet --no-default-features --example fuzz_seeds -- fuzz/corpus/requests
-	$(CARGO) +nightly fuzz run requests -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	$(ENV) $(CARGO) run --quiet --no-default-features --example fuzz_seeds -- fuzz/corpus
+	for target in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run --debug-assertions $$target -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 # The dashboard's bundle (dashboard/dist/, committed and embedded in the server) from the pinned npm
 # packages in dashboard/package-lock.json: the gRPC-Web client generated from proto/, then bundled.

@@ -3,6 +3,8 @@
 //! real resampler (`rubato`'s FFT resampler) and to its channel count (averaged down, or the one
 //! channel copied). Free of libtorch: the wire door checks what it can before anything is queued.
 
+pub mod fuzz;
+
 use rubato::{audioadapter_buffers::owned::InterleavedOwned, Fft, FixedSync, Resampler};
 
 use crate::error::Error;
@@ -33,8 +35,9 @@ impl Default for AudioLimits {
     }
 }
 
-/// Lowest sample rate accepted: telephone audio. Real rates only, because the resampler's FFT grows
-/// with the ratio between the model's rate and the clip's (a 1 Hz clip would cost gigabytes).
+/// Lowest sample rate accepted: the lowest real audio rate (telephony). It also bounds the
+/// resampler's memory, which grows with the ratio of the model's rate to the clip's: a 1 Hz clip
+/// took over a gigabyte and minutes to bring to 32 kHz (found by the `audio_input` fuzz target).
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest sample rate accepted.
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
@@ -255,6 +258,8 @@ mod tests {
         assert!(message(&[0; 3], Encoding::PcmS16le, (8000, 1)).contains("whole frames"));
         assert!(message(&[0; 4], Encoding::PcmS16le, (0, 1))
             .contains("sample_rate must be 8000..=384000 Hz, got 0"));
+        // A fuzzing find: at 1 Hz, the resampler to 32 kHz took minutes and over a gigabyte.
+        assert!(message(&[0; 2], Encoding::PcmS16le, (1, 1)).contains("8000..=384000 Hz, got 1"));
         assert!(message(&[0; 4], Encoding::PcmS16le, (8000, 0)).contains("channels must be 1..=8, got 0"));
         let nan: Vec<u8> = [0.0f32, f32::NAN].iter().flat_map(|f| f.to_le_bytes()).collect();
         assert!(message(&nan, Encoding::PcmF32le, (8000, 1)).contains("finite, got NaN at sample 1"));

@@ -44,10 +44,16 @@ impl Default for ChromaConfig {
 }
 
 impl ChromaConfig {
-    /// Reads `path` (at most [`MAX_CONFIG_BYTES`]), or the published defaults when it does not exist.
+    /// Reads `path` (at most [`MAX_CONFIG_BYTES`]) and checks its settings, or the published
+    /// defaults when it does not exist.
     pub fn from_file_or_default(path: &Path) -> Result<Self, String> {
         match read_bounded(path, MAX_CONFIG_BYTES, "preprocessor config") {
-            Ok(text) => serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => {
+                let config: Self =
+                    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                config.check().map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(config)
+            }
             Err(CheckpointError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Self::default())
             }
@@ -55,13 +61,34 @@ impl ChromaConfig {
         }
     }
 
+    /// Each setting within what an extractor can be built and run with. The upper bounds are far
+    /// above the published settings (`n_fft` 2048 to 16 384, 12 classes, 30 s at 32 kHz); without them a hostile file made the
+    /// window and filter bank terabytes (`n_fft`) or the clip limit overflow (`chunk_length`), found
+    /// while fuzzing config files.
     fn check(&self) -> Result<(), String> {
-        if self.n_fft < 4 || self.hop_length == 0 || self.num_chroma == 0 || self.sampling_rate == 0 {
-            return Err(format!("preprocessor_config: unusable chroma settings {self:?}"));
+        let rate = crate::audio_input::MAX_SAMPLE_RATE as usize;
+        for (field, value, range) in [
+            ("n_fft", self.n_fft, 4..=MAX_N_FFT),
+            ("hop_length", self.hop_length, 1..=MAX_N_FFT),
+            ("num_chroma", self.num_chroma, 1..=MAX_CHROMA),
+            ("sampling_rate", self.sampling_rate as usize, 1..=rate),
+            ("chunk_length", self.chunk_length, 1..=MAX_CHUNK_S),
+        ] {
+            if !range.contains(&value) {
+                let (low, high) = range.into_inner();
+                return Err(format!("preprocessor_config {field} must be {low}..={high}, got {value}"));
+            }
         }
         Ok(())
     }
 }
+
+/// Largest `n_fft` (and hop) read: four times transformers' default of 16 384.
+pub const MAX_N_FFT: usize = 1 << 16;
+/// Most pitch classes read (the published extractor has 12).
+pub const MAX_CHROMA: usize = 96;
+/// Longest `chunk_length` read, in seconds (the published one is 30).
+pub const MAX_CHUNK_S: usize = 600;
 
 /// A chroma extractor with its window, filter bank and FFT plan built once.
 pub struct ChromaExtractor {
@@ -220,6 +247,19 @@ fn default_chunk() -> usize {
 mod tests {
     use super::*;
 
+    /// Fuzzing finds: settings that made the extractor terabytes or overflowed are refused by name.
+    #[test]
+    fn unusable_settings_are_refused_naming_the_field() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/config_file");
+        for (file, needle) in [
+            ("huge-n-fft.json", "n_fft must be 4..=65536, got 1099511627776"),
+            ("huge-chunk-length.json", "chunk_length must be 1..=600, got 18446744073709551615"),
+        ] {
+            let err = ChromaConfig::from_file_or_default(&dir.join(file)).unwrap_err();
+            assert!(err.contains(needle), "{file}: {err}");
+        }
+    }
+
     #[test]
     fn a_pure_tone_lands_on_its_pitch_class() {
         let config = ChromaConfig { n_fft: 4096, hop_length: 1024, ..ChromaConfig::default() };
@@ -242,6 +282,6 @@ mod tests {
     #[test]
     fn unusable_settings_are_refused() {
         let config = ChromaConfig { hop_length: 0, ..ChromaConfig::default() };
-        assert!(ChromaExtractor::new(config).unwrap_err().contains("hop_length: 0"));
+        assert!(ChromaExtractor::new(config).unwrap_err().contains("hop_length must be 1..=65536, got 0"));
     }
 }

@@ -223,6 +223,7 @@ impl MusicgenConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.validate_sizes()?;
         let d = &self.decoder;
         if d.hidden_size % d.num_attention_heads != 0 {
             return Err(format!(
@@ -252,6 +253,39 @@ impl MusicgenConfig {
         let ff = self.text_encoder.feed_forward_proj.as_str();
         if ff != "relu" && ff != "gated-gelu" {
             return Err(format!("text_encoder feed_forward_proj `{ff}` (relu or gated-gelu)"));
+        }
+        Ok(())
+    }
+
+    /// The sizes the derived values divide by, multiply or narrow: from a hostile file, a zero
+    /// head count or upsampling ratio was a division by zero, and a product of ratios an overflow
+    /// (found while fuzzing config files), where it must be a refusal naming the field.
+    fn validate_sizes(&self) -> Result<(), String> {
+        let (d, codec, t5) = (&self.decoder, &self.audio_encoder, &self.text_encoder);
+        let max_rate = i64::from(crate::audio_input::MAX_SAMPLE_RATE);
+        let u32_max = i64::from(u32::MAX);
+        for (field, value, max) in [
+            ("decoder.hidden_size", d.hidden_size, i64::MAX),
+            ("decoder.num_attention_heads", d.num_attention_heads, i64::MAX),
+            ("decoder.vocab_size", d.vocab_size, u32_max),
+            ("decoder.num_codebooks", d.num_codebooks, i64::MAX),
+            ("text_encoder.d_model", t5.d_model, i64::MAX),
+            ("text_encoder.num_heads", t5.num_heads, i64::MAX),
+            ("audio_encoder.sampling_rate", codec.sampling_rate, max_rate),
+        ] {
+            if !(1..=max).contains(&value) {
+                let range = if max == i64::MAX { "positive".into() } else { format!("1..={max}") };
+                return Err(format!("{field} must be {range}, got {value}"));
+            }
+        }
+        let hop =
+            codec.upsampling_ratios.iter().try_fold(1i64, |hop, &r| hop.checked_mul(r).filter(|_| r > 0));
+        if hop.is_none_or(|hop| hop > codec.sampling_rate) {
+            return Err(format!(
+                "audio_encoder.upsampling_ratios {:?} must be positive and multiply to at most the \
+                 sampling_rate {} (samples per frame)",
+                codec.upsampling_ratios, codec.sampling_rate
+            ));
         }
         Ok(())
     }

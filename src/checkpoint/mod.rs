@@ -17,6 +17,7 @@
 pub mod archive;
 pub mod config;
 pub mod convert;
+pub mod fuzz;
 pub mod kind;
 pub mod layout;
 pub mod limits;

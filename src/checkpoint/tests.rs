@@ -2,6 +2,7 @@
 
 use super::*;
 
+mod config;
 #[path = "../../tests/common/hostile.rs"]
 pub(crate) mod hostile;
 mod limits;

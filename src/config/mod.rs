@@ -10,6 +10,7 @@
 //! and `validate` checks ranges on the result. [`Config`] is both the declaration and the merged
 //! value every module reads.
 
+pub mod fuzz;
 mod layer;
 mod ranges;
 mod reference;
