@@ -171,19 +171,14 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
     }
 }
 
-/// `Generate`'s request, with every model-independent limit checked.
+/// `Generate`'s request, with every model-independent limit checked (the model's own, such as
+/// `chunk_ms` against one frame, are `generation::ValidGenerate`'s).
 pub fn generate_params(
     r: &pb::GenerateRequest,
     audio: AudioLimits,
 ) -> Result<crate::generation::GenerateParams, Error> {
     check_text("prompt", &r.prompt)?;
     check_text("negative_prompt", &r.negative_prompt)?;
-    if r.chunk_ms > 10_000 {
-        return Err(Error::invalid(
-            "chunk_ms",
-            format!("must be >= one frame and <= 10000, got {}", r.chunk_ms),
-        ));
-    }
     let inputs = audio_inputs(r, audio)?;
     Ok(crate::generation::GenerateParams {
         model: model(&r.model)?,
