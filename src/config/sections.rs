@@ -7,7 +7,10 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::units;
-use crate::resources::requirements::{DType, TableEntry};
+use crate::{
+    cpu_isa::CpuIsa,
+    resources::requirements::{DType, TableEntry},
+};
 
 /// Where models live.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
@@ -198,6 +201,17 @@ pub struct GenerationConfig {
         default_value_t = 0
     )]
     pub torch_threads: usize,
+    /// Highest instruction set the CPU kernels and libtorch's own kernels may use: auto (the best
+    /// the host has), avx512_vnni, avx512, avx2_vnni, avx2 or generic. Above what the host supports
+    /// it is a start-up error.
+    #[arg(
+        id = "generation.cpu_isa",
+        long = "cpu-isa",
+        env = "MAESTRO_CPU_ISA",
+        value_name = "ISA",
+        default_value = "auto"
+    )]
+    pub cpu_isa: CpuIsa,
     /// Generations queued or running at most; beyond it RESOURCE_EXHAUSTED at once.
     #[arg(
         id = "generation.queue_capacity",

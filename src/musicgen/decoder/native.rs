@@ -7,9 +7,20 @@ use super::{Cross, Decoder, DecoderState, LAYER_NORM_EPS};
 use crate::musicgen::kernels;
 
 impl Decoder {
-    /// One step for every row in a single call to the CPU kernel (`kernels::decoder_step`); `None`
-    /// where it does not apply (another device, more rows than the kernel's limit for the dtype).
+    /// One step for every row in a single call to the CPU kernel (`kernels::decoder_step`) on the
+    /// active kernel path; `None` where it does not apply (another device, more rows than the
+    /// kernel's limit for the dtype).
     pub(super) fn native_step(&self, codes: &Tensor, state: &mut DecoderState) -> Option<Tensor> {
+        self.native_step_on(kernels::active(), codes, state)
+    }
+
+    /// [`Decoder::native_step`] on kernel path `path`.
+    pub(super) fn native_step_on(
+        &self,
+        path: kernels::Path,
+        codes: &Tensor,
+        state: &mut DecoderState,
+    ) -> Option<Tensor> {
         let dtype = kernels::dtype_code(self.kind)?;
         let (batch, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
         let on_cpu =
@@ -45,6 +56,12 @@ impl Decoder {
                 self_v: state.self_v[i].data_ptr(),
                 cross_k: p(&state.cross_k[i]),
                 cross_v: p(&state.cross_v[i]),
+                qkv_scale: std::ptr::null(),
+                self_out_scale: std::ptr::null(),
+                cross_q_scale: std::ptr::null(),
+                cross_out_scale: std::ptr::null(),
+                fc1_scale: std::ptr::null(),
+                fc2_scale: std::ptr::null(),
             })
             .collect();
         let step = kernels::DecoderStep {
@@ -59,6 +76,7 @@ impl Decoder {
             position: state.pos,
             encoder_len: state.cross_k.first().map_or(1, |k| k.size()[2]),
             dtype,
+            weight_dtype: dtype,
             eps: LAYER_NORM_EPS as f32,
             layer: layers.as_ptr(),
             embed: p(&self.embed),
@@ -66,6 +84,7 @@ impl Decoder {
             final_norm_weight: p(&self.final_norm.weight),
             final_norm_bias: p(&self.final_norm.bias),
             lm_heads: p(&self.heads),
+            lm_heads_scale: std::ptr::null(),
             codes: codes.data_ptr() as *const i64,
             cross_mask: state.cross_mask_f32.data_ptr() as *const f32,
             logits: logits.data_ptr(),
@@ -74,7 +93,7 @@ impl Decoder {
         // made contiguous at load, caches and cross K/V in `new_state`, the rest just above) with
         // the shapes `DecoderStep` documents, and all of them outlive the call; `state` is borrowed
         // mutably, so nothing else touches its caches meanwhile.
-        let ran = unsafe { kernels::decoder_step(&step) };
+        let ran = unsafe { kernels::decoder_step(path, &step) };
         ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
     }
 }
