@@ -177,6 +177,17 @@ int32_t maestro_gemv(int32_t isa, const void* x, int64_t m, const void* w, int64
   return 0;
 }
 
+// y (m × n, f32) = x (m × k, f32) · (scale ⊙ w)ᵀ for int8 weights `w` (n × k) with one f32 scale per
+// row, on path `isa`: weights widened to f32 in registers, activations kept in f32. Returns 0, or -1
+// outside what it handles (as `maestro_gemv`).
+int32_t maestro_gemv_i8(int32_t isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t n,
+                        int64_t k, float* y) {
+  if (m < 1 || m > kMaxPassRows || k < 1 || n < 1 || scale == nullptr || !isa_supported(isa)) return -1;
+  const auto run = [&]() { MAESTRO_DISPATCH(isa, gemv_f32(x, m, w, scale, n, k, I8, y, false)) };
+  run();
+  return 0;
+}
+
 // A c10::InferenceMode guard for the calling thread, released by `maestro_inference_mode_exit`.
 void* maestro_inference_mode_enter() {
   return new c10::InferenceMode();

@@ -125,7 +125,7 @@ fn codec_decode_and_streaming_match() {
 }
 
 #[test]
-fn half_precisions_run_without_nan() {
+fn half_precisions_and_int8_run_without_nan() {
     for name in FIXTURES {
         let r = reference(name);
         let f32_logits = load(name, DType::F32).guided_logits(
@@ -135,7 +135,7 @@ fn half_precisions_run_without_nan() {
             3.0,
         );
         let scale = f32_logits.abs().max().double_value(&[]);
-        for dtype in [DType::F16, DType::Bf16] {
+        for dtype in [DType::F16, DType::Bf16, DType::Int8] {
             let model = load(name, dtype);
             let logits = model.guided_logits(
                 &r["tf.input_ids"],
@@ -145,7 +145,7 @@ fn half_precisions_run_without_nan() {
             );
             assert!(!bool::try_from(logits.isnan().any()).unwrap(), "{name} {dtype:?}: NaN logits");
             let rel = max_diff(&logits, &f32_logits) / scale;
-            let limit = if dtype == DType::F16 { 0.02 } else { 0.05 };
+            let limit = if dtype == DType::Bf16 { 0.05 } else { 0.02 };
             assert!(rel <= limit, "{name} {dtype:?}: logits off by {rel} of their scale");
             let req = greedy_request(&model, PROMPTS[0], 12, 4);
             let (stats, audio) = run(&model, &[req]).pop().unwrap();

@@ -270,8 +270,9 @@ pub struct GenerationConfig {
         default_value_t = 4
     )]
     pub max_batch: usize,
-    /// Decoder precision of models that `Generate` loads on demand: f32, f16 or bf16 (`LoadModel`
-    /// chooses its own). f16 and bf16 read half the weight bytes per step (BENCHMARKS.md).
+    /// Decoder precision of models that `Generate` loads on demand: f32, f16, bf16 or int8 (`LoadModel`
+    /// chooses its own). f16 and bf16 read half the weight bytes per step, int8 (CPU only) a quarter
+    /// (BENCHMARKS.md; README, "CPU kernels", for what int8 costs).
     #[arg(
         id = "generation.dtype",
         long = "dtype",

@@ -8,12 +8,14 @@ use std::ffi::c_void;
 use tch::{Device, Kind, Tensor};
 
 mod ffi;
+mod int8;
 mod path;
 
 use ffi::{
     maestro_decoder_step, maestro_gemv, maestro_inference_mode_enter, maestro_inference_mode_exit,
     maestro_isa_supported, maestro_lstm_layer,
 };
+pub use int8::{gemv_i8, gemv_i8_on, I8};
 pub use path::{active, Path, PathGuard};
 
 /// The most activation rows [`linear`] sends to the kernel: a decoding step's batch (four requests

@@ -5,14 +5,14 @@ use std::path::Path;
 use super::super::{with_unconditional, DType, MusicGen};
 use super::*;
 
-fn fixture(name: &str, dtype: DType) -> MusicGen {
+pub(super) fn fixture(name: &str, dtype: DType) -> MusicGen {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     MusicGen::load(&dir, Device::Cpu, dtype).expect("fixture loads")
 }
 
 /// A state for `prompts` (padded to the longest) with their unconditional rows, as generation
 /// builds it.
-fn state(model: &MusicGen, prompts: &[&str], capacity: i64) -> DecoderState {
+pub(super) fn state(model: &MusicGen, prompts: &[&str], capacity: i64) -> DecoderState {
     let batch = model.tokenize(prompts).expect("prompts tokenize");
     let cond = model.conditioning(&batch.input_ids, &batch.attention_mask);
     let (states, mask) = with_unconditional(&cond, &batch.attention_mask);

@@ -23,6 +23,16 @@ mod real {
             dtype: i32,
             y: *mut c_void,
         ) -> i32;
+        pub fn maestro_gemv_i8(
+            isa: i32,
+            x: *const f32,
+            m: i64,
+            w: *const i8,
+            scale: *const f32,
+            n: i64,
+            k: i64,
+            y: *mut f32,
+        ) -> i32;
         pub fn maestro_decoder_step(isa: i32, step: *const super::super::DecoderStep) -> i32;
         pub fn maestro_lstm_layer(
             isa: i32,
@@ -57,6 +67,18 @@ mod stand_in {
         _: i64,
         _: i32,
         _: *mut c_void,
+    ) -> i32 {
+        -1
+    }
+    pub unsafe fn maestro_gemv_i8(
+        _: i32,
+        _: *const f32,
+        _: i64,
+        _: *const i8,
+        _: *const f32,
+        _: i64,
+        _: i64,
+        _: *mut f32,
     ) -> i32 {
         -1
     }

@@ -81,3 +81,22 @@ fn declines_what_it_does_not_handle() {
     assert!(linear(&f(&[2, 32]), &f(&[8, 32]).to_kind(Kind::Half)).is_none(), "mixed dtypes");
     assert!(linear(&f(&[2, 32]).to_kind(Kind::Double), &f(&[8, 32]).to_kind(Kind::Double)).is_none());
 }
+
+/// The int8 product on every path against libtorch's f32 `linear` over the dequantised weights.
+#[test]
+fn int8_matches_libtorch_on_every_path() {
+    for path in paths_here() {
+        for rows in 1..=MAX_PASS_ROWS {
+            for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
+                let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu));
+                let w = Tensor::randint_low(-127, 128, [n, k], (Kind::Int8, Device::Cpu));
+                let scale = Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01;
+                let want = x.linear::<Tensor>(&(w.to_kind(Kind::Float) * scale.unsqueeze(1)), None);
+                let got = gemv_i8_on(path, &x, &w, &scale).expect("applies");
+                let err = (&got - &want).abs().max().double_value(&[]);
+                let bound = 1e-5 * want.abs().max().double_value(&[]);
+                assert!(err <= bound, "{path}: {rows}×{n}×{k}: error {err}, bound {bound}");
+            }
+        }
+    }
+}
