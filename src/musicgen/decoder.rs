@@ -98,8 +98,9 @@ impl Decoder {
         let heads = (0..c)
             .map(|k| w.tensor(&format!("decoder.lm_heads.{k}.weight"), &[v, h], kind))
             .collect::<Result<Vec<_>>>()?;
+        let arena = Arena::new(arena_sizes(cfg, kind, int8, cross), device);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), (h, f), (kind, int8), cross))
+            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), (h, f), (kind, int8), cross, &arena))
             .collect::<Result<Vec<_>>>()?;
         let codebook_offsets = (Tensor::arange(c, (Kind::Int64, device)) * (v + 1)).view([1, c, 1]);
         Ok(Self {
@@ -108,7 +109,7 @@ impl Decoder {
             codebook_offsets,
             layers,
             final_norm: Norm::load(w, &format!("{p}.layer_norm"), h, kind)?,
-            heads: Proj::new(Tensor::cat(&heads, 0), int8),
+            heads: Proj::new(Tensor::cat(&heads, 0), int8, &arena),
             kind,
         })
     }
@@ -270,14 +271,15 @@ fn load_layer(
     (h, f): (i64, i64),
     (kind, int8): (Kind, bool),
     cross: bool,
+    arena: &Arena,
 ) -> Result<Layer> {
     let proj = |name: &str| -> Result<Tensor> { w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind) };
     let cross = if cross {
         Some(Cross {
             norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
-            q: Proj::new(proj("encoder_attn.q_proj")?, int8),
+            q: Proj::new(proj("encoder_attn.q_proj")?, int8, arena),
             kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
-            out: Proj::new(proj("encoder_attn.out_proj")?, int8),
+            out: Proj::new(proj("encoder_attn.out_proj")?, int8, arena),
         })
     } else {
         None
@@ -285,13 +287,26 @@ fn load_layer(
     let qkv = [proj("self_attn.q_proj")?, proj("self_attn.k_proj")?, proj("self_attn.v_proj")?];
     Ok(Layer {
         self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
-        qkv: Proj::new(Tensor::cat(&qkv, 0), int8),
-        self_out: Proj::new(proj("self_attn.out_proj")?, int8),
+        qkv: Proj::new(Tensor::cat(&qkv, 0), int8, arena),
+        self_out: Proj::new(proj("self_attn.out_proj")?, int8, arena),
         cross,
         ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
-        fc1: Proj::new(w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?, int8),
-        fc2: Proj::new(w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?, int8),
+        fc1: Proj::new(w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?, int8, arena),
+        fc2: Proj::new(w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?, int8, arena),
     })
+}
+
+/// The [`Arena`] slots of every projection and the LM heads, in load order (any order fits: each
+/// slot is sized on its own).
+fn arena_sizes(cfg: &DecoderConfig, kind: Kind, int8: bool, cross: bool) -> Vec<i64> {
+    let (h, f) = (cfg.hidden_size, cfg.ffn_dim);
+    let mut shapes = vec![(3 * h, h), (h, h), (f, h), (h, f)];
+    if cross {
+        shapes.extend([(h, h), (h, h)]);
+    }
+    let layers = shapes.iter().cycle().take(shapes.len() * cfg.num_hidden_layers as usize);
+    let heads = (cfg.num_codebooks * cfg.vocab_size, h);
+    layers.chain([&heads]).flat_map(|&(rows, cols)| Proj::arena_sizes(rows, cols, kind, int8)).collect()
 }
 
 /// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.
@@ -340,12 +355,14 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
     }
 }
 
+mod arena;
 mod native;
 mod prefix;
 mod proj;
 #[cfg(test)]
 mod quality;
 
+use arena::Arena;
 use proj::Proj;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 
 use tch::{Kind, Tensor};
 
+use super::arena::Arena;
 use crate::musicgen::kernels;
 
 /// One projection's weights, quantised or not.
@@ -21,13 +22,23 @@ pub(crate) struct Proj {
 }
 
 impl Proj {
-    /// `w (out, in)` as loaded, quantised when `int8`.
-    pub fn new(w: Tensor, int8: bool) -> Self {
+    /// `w (out, in)` as loaded, quantised when `int8`, copied into `arena`.
+    pub fn new(w: Tensor, int8: bool, arena: &Arena) -> Self {
         if !int8 {
-            return Self { w: w.contiguous(), scale: None };
+            return Self { w: arena.adopt(w), scale: None };
         }
         let (w, scale) = quantise(&w);
-        Self { w, scale: Some(scale) }
+        Self { w: arena.adopt(w), scale: Some(arena.adopt(scale)) }
+    }
+
+    /// Bytes of an `(rows, cols)` projection in [`Arena`] slots: the weights in `kind` (int8 when
+    /// `int8`), and with int8 its scales.
+    pub fn arena_sizes(rows: i64, cols: i64, kind: Kind, int8: bool) -> [i64; 2] {
+        if int8 {
+            [rows * cols, rows * 4]
+        } else {
+            [rows * cols * kind.elt_size_in_bytes() as i64, 0]
+        }
     }
 
     /// `x · wᵀ`: the kernel for a few rows, libtorch otherwise (int8 weights then widened first).

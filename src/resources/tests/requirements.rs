@@ -374,21 +374,20 @@ proptest! {
     }
 }
 
-/// int8: a quantised decoder weight is a byte per element plus an f32 scale per row, every other
-/// decoder tensor f32, the KV cache f32; without names a quarter of the decoder is taken to stay f32.
+/// int8: a byte per quantised weight plus an f32 scale per row, the rest f32 (a quarter if unnamed).
 #[test]
 fn int8_counts_quantised_weights_and_their_scales() {
     assert_eq!((DType::parse("INT8").unwrap(), DType::Int8.to_string()), (DType::Int8, "int8".into()));
     assert_eq!((DType::Int8.bytes(), DType::Int8.activation()), (1, DType::F32));
-    assert!(quantised_weight("decoder.model.decoder.layers.3.fc1.weight"));
-    assert!(quantised_weight("decoder.model.decoder.layers.0.encoder_attn.q_proj.weight"));
+    let layer = |name: &str| format!("decoder.model.decoder.layers.0.{name}.weight");
+    assert!(["fc1", "encoder_attn.q_proj", "self_attn.v_proj"].iter().all(|n| quantised_weight(&layer(n))));
     assert!(quantised_weight("decoder.lm_heads.2.weight"));
     assert!(
         !quantised_weight("decoder.model.decoder.layers.0.encoder_attn.k_proj.weight"),
         "once per prompt"
     );
-    assert!(!quantised_weight("decoder.model.decoder.embed_tokens.0.weight"));
-    assert!(!quantised_weight("decoder.model.decoder.layers.0.fc1.bias"));
+    let kept = ["decoder.model.decoder.embed_tokens.0.weight", "decoder.model.decoder.layers.0.fc1.bias"];
+    assert!(!kept.iter().any(|k| quantised_weight(k)));
     let header = r#"{"decoder.model.decoder.layers.0.fc1.weight": {"dtype": "F16", "shape": [4, 8], "data_offsets": [0, 64]},
         "decoder.model.decoder.layer_norm.weight": {"dtype": "F16", "shape": [8], "data_offsets": [64, 80]}}"#;
     let dir = TempDir::new().unwrap();
