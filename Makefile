@@ -42,6 +42,7 @@ bench:
 	$(ENV) $(CARGO) bench --bench telemetry
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
+	$(ENV) $(CARGO) bench --bench cpu_paths
 	$(ENV) $(CARGO) bench --bench generation
 	$(MAKE) bench-streams
 

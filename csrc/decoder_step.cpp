@@ -5,7 +5,9 @@
 // fifth of the weight streaming the step is bound by. Here the activations stay in f32 scratch for
 // the whole step: norms, GELU, cache writes and residual adds are plain loops, the projections
 // are `gemv_f32` (weights read once for all rows) and attention is one `at::parallel_for` over
-// (row, head) pairs. The weights and caches keep the decoder's element type.
+// (row, head) pairs. The projections and LM heads have the element type `weight_dtype` (int8 with
+// per-row f32 scales, or the decoder's own); everything else keeps `dtype`. Written once over `V`
+// and compiled per path (foreach_isa.h); `maestro_decoder_step` takes the path to run.
 //
 // The arithmetic follows the libtorch path op for op (sums may associate differently), except that
 // f16 / bf16 activations are not rounded between ops: those runs come out closer to f32, not further.
@@ -18,9 +20,13 @@
 
 #include "simd.h"
 
+#ifndef MAESTRO_DECODER_STEP_TYPES
+#define MAESTRO_DECODER_STEP_TYPES
 extern "C" {
 
-// Pointers into one layer's weights (element type `dtype`, row-major, contiguous) and caches.
+// Pointers into one layer's weights (row-major, contiguous) and caches. The six projections have
+// the step's `weight_dtype`, and with int8 each has one f32 scale per output row (`*_scale`, else
+// null); the rest has the step's `dtype`.
 struct MaestroDecoderLayer {
   const void* self_norm_weight;
   const void* self_norm_bias;
@@ -38,101 +44,107 @@ struct MaestroDecoderLayer {
   void* self_v;         // (batch, heads, capacity, head_dim)
   const void* cross_k;  // (batch, heads, encoder_len, head_dim)
   const void* cross_v;  // (batch, heads, encoder_len, head_dim)
+  const float* qkv_scale;
+  const float* self_out_scale;
+  const float* cross_q_scale;
+  const float* cross_out_scale;
+  const float* fc1_scale;
+  const float* fc2_scale;
 };
 
 // Everything one step reads and writes.
 struct MaestroDecoderStep {
   int64_t batch, hidden, heads, ffn, layers, codebooks, vocab, capacity, position, encoder_len;
   int32_t dtype;
+  int32_t weight_dtype;
   float eps;
   const MaestroDecoderLayer* layer;
   const void* embed;      // (codebooks · (vocab + 1), hidden)
   const void* positions;  // (≥ capacity, hidden) sinusoids
   const void* final_norm_weight;
   const void* final_norm_bias;
-  const void* lm_heads;     // (codebooks · vocab, hidden)
-  const int64_t* codes;     // (batch, codebooks), each in 0..=vocab
-  const float* cross_mask;  // (batch, encoder_len), additive
-  void* logits;             // out: (batch, codebooks · vocab), element type `dtype`
+  const void* lm_heads;        // (codebooks · vocab, hidden), `weight_dtype`
+  const float* lm_heads_scale;  // (codebooks · vocab) with int8 weights, else null
+  const int64_t* codes;        // (batch, codebooks), each in 0..=vocab
+  const float* cross_mask;     // (batch, encoder_len), additive
+  void* logits;                // out: (batch, codebooks · vocab), element type `dtype`
 };
 
 }  // extern "C"
 
 namespace maestro {
-namespace {
-
 // A step's f32 activations, kept per calling thread so a step allocates nothing once warm.
 struct Scratch {
   std::vector<float> h, x, qkv, attn, ffn, scores, logits;
 };
+}  // namespace maestro
+#endif  // MAESTRO_DECODER_STEP_TYPES
+
+#ifdef MAESTRO_PASS
+namespace maestro {
+namespace MAESTRO_NS {
+namespace {
+
+#include "vmath.h"
 
 // nn.LayerNorm over each of `rows` rows of `h` (biased variance, two passes, f32) into `out`.
-MAESTRO_SIMD void layer_norm(const float* h, int64_t rows, int64_t dim, const void* weight, const void* bias,
-                             int32_t dtype, float eps, float* out) {
+void layer_norm(const float* h, int64_t rows, int64_t dim, const void* weight, const void* bias, int32_t dtype,
+                float eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = h + r * dim;
-    __m512 sum = _mm512_setzero_ps(), sq = _mm512_setzero_ps();
-    for (int64_t i = 0; i < dim; i += 16) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(tail_mask(dim - i), x + i));
-    const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / static_cast<float>(dim));
-    for (int64_t i = 0; i < dim; i += 16) {
-      const __mmask16 mask = tail_mask(dim - i);
-      const __m512 d = _mm512_maskz_sub_ps(mask, _mm512_maskz_loadu_ps(mask, x + i), mean);
-      sq = _mm512_fmadd_ps(d, d, sq);
+    V::F sum = V::zero(), sq = V::zero();
+    for (int64_t i = 0; i < dim; i += V::N) sum = V::add(sum, V::load_part(x + i, dim - i));
+    const float m = V::reduce_add(sum) / static_cast<float>(dim);
+    const V::F mean = V::set1(m);
+    for (int64_t i = 0; i < dim; i += V::N) {
+      // Padding lanes read the mean, so they add nothing.
+      const V::F d = V::sub(V::load_part(x + i, dim - i, m), mean);
+      sq = V::fmadd(d, d, sq);
     }
-    const float var = _mm512_reduce_add_ps(sq) / static_cast<float>(dim);
-    const __m512 rstd = _mm512_set1_ps(1.f / std::sqrt(var + eps));
-    for (int64_t i = 0; i < dim; i += 16) {
-      const __mmask16 mask = tail_mask(dim - i);
-      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), mean), rstd);
-      const __m512 y = _mm512_fmadd_ps(d, load16_masked(weight, i, dtype, mask), load16_masked(bias, i, dtype, mask));
-      _mm512_mask_storeu_ps(out + r * dim + i, mask, y);
+    const float var = V::reduce_add(sq) / static_cast<float>(dim);
+    const V::F rstd = V::set1(1.f / std::sqrt(var + eps));
+    for (int64_t i = 0; i < dim; i += V::N) {
+      const V::F d = V::mul(V::sub(V::load_part(x + i, dim - i), mean), rstd);
+      const V::F y = V::fmadd(d, V::load_dt_part(weight, i, dtype, dim - i), V::load_dt_part(bias, i, dtype, dim - i));
+      V::store_part(out + r * dim + i, y, dim - i);
     }
   }
 }
 
 // Exact (erf) GELU in place.
-MAESTRO_SIMD void gelu(float* x, int64_t count) {
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rsqrt2 = _mm512_set1_ps(0.70710678118654752f);
-  for (int64_t i = 0; i < count; i += 16) {
-    const __mmask16 mask = tail_mask(count - i);
-    __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
-    __m512 y = _mm512_mul_ps(_mm512_mul_ps(v, half), _mm512_add_ps(one, erf16(_mm512_mul_ps(v, rsqrt2))));
-    _mm512_mask_storeu_ps(x + i, mask, y);
+void gelu(float* x, int64_t count) {
+  const V::F half = V::set1(0.5f), one = V::set1(1.0f), rsqrt2 = V::set1(0.70710678118654752f);
+  for (int64_t i = 0; i < count; i += V::N) {
+    const V::F v = V::load_part(x + i, count - i);
+    V::store_part(x + i, V::mul(V::mul(v, half), V::add(one, verf(V::mul(v, rsqrt2)))), count - i);
   }
 }
 
-MAESTRO_SIMD float dot(const float* q, const void* k, int64_t len, int32_t dtype) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < len; i += 16) {
-    const __mmask16 mask = tail_mask(len - i);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + i), load16_masked(k, i, dtype, mask), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
+float dot(const float* q, const void* k, int64_t len, int32_t dtype) {
+  V::F acc = V::zero();
+  for (int64_t i = 0; i < len; i += V::N)
+    acc = V::fmadd(V::load_part(q + i, len - i), V::load_dt_part(k, i, dtype, len - i), acc);
+  return V::reduce_add(acc);
 }
 
 // out += p · v over `len` elements.
-MAESTRO_SIMD void axpy(float p, const void* v, int64_t len, int32_t dtype, float* out) {
-  const __m512 pv = _mm512_set1_ps(p);
-  for (int64_t i = 0; i < len; i += 16) {
-    const __mmask16 mask = tail_mask(len - i);
-    __m512 o = _mm512_maskz_loadu_ps(mask, out + i);
-    _mm512_mask_storeu_ps(out + i, mask, _mm512_fmadd_ps(pv, load16_masked(v, i, dtype, mask), o));
-  }
+void axpy(float p, const void* v, int64_t len, int32_t dtype, float* out) {
+  const V::F pv = V::set1(p);
+  for (int64_t i = 0; i < len; i += V::N)
+    V::store_part(out + i, V::fmadd(pv, V::load_dt_part(v, i, dtype, len - i), V::load_part(out + i, len - i)), len - i);
 }
 
 // exp(s − max s) in place over `len` values; returns their sum, by which the caller divides.
-MAESTRO_SIMD float softmax_unnormalised(float* s, int64_t len) {
-  __m512 mv = _mm512_set1_ps(-INFINITY);
-  for (int64_t t = 0; t < len; t += 16) mv = _mm512_mask_max_ps(mv, tail_mask(len - t), mv, _mm512_maskz_loadu_ps(tail_mask(len - t), s + t));
-  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t t = 0; t < len; t += 16) {
-    const __mmask16 mask = tail_mask(len - t);
-    __m512 e = _mm512_maskz_mov_ps(mask, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + t), m)));
-    _mm512_mask_storeu_ps(s + t, mask, e);
-    sum = _mm512_add_ps(sum, e);
+float softmax_unnormalised(float* s, int64_t len) {
+  V::F mv = V::set1(-INFINITY);
+  for (int64_t t = 0; t < len; t += V::N) mv = V::max(mv, V::load_part(s + t, len - t, -INFINITY));
+  const V::F m = V::set1(V::reduce_max(mv));
+  V::F sum = V::zero();
+  for (int64_t t = 0; t < len; t += V::N) {
+    V::store_part(s + t, vexp(V::sub(V::load_part(s + t, len - t), m)), len - t);
+    sum = V::add(sum, V::load_part(s + t, len - t));
   }
-  return _mm512_reduce_add_ps(sum);
+  return V::reduce_add(sum);
 }
 
 // Cached positions ahead of the one being scored whose keys `attend` prefetches.
@@ -159,8 +171,8 @@ void attend(const float* q, int64_t q_stride, const void* keys, const void* valu
         // Fetch keys a few positions ahead and this position's values, which the sum below reads.
         const int64_t ahead = std::min(t + kPrefetchAhead, len - 1);
         for (int64_t line = 0; line < row; line += 64) {
-          _mm_prefetch(k + ahead * row + line, _MM_HINT_T0);
-          _mm_prefetch(v + t * row + line, _MM_HINT_T0);
+          __builtin_prefetch(k + ahead * row + line, 0, 3);
+          __builtin_prefetch(v + t * row + line, 0, 3);
         }
         sc[t] = dot(qv, k + t * row, hd, s.dtype) * scale + (mask ? mask[b * len + t] : 0.f);
       }
@@ -185,66 +197,46 @@ void store_kv(const float* qkv, const MaestroDecoderLayer& l, const MaestroDecod
 }
 
 // The summed codebook embeddings of each row's codes plus the position's sinusoid.
-MAESTRO_SIMD void embed(const MaestroDecoderStep& s, float* h) {
+void embed(const MaestroDecoderStep& s, float* h) {
   const int64_t dim = s.hidden;
   for (int64_t b = 0; b < s.batch; ++b)
-    for (int64_t i = 0; i < dim; i += 16) {
-      const __mmask16 mask = tail_mask(dim - i);
-      __m512 sum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < dim; i += V::N) {
+      V::F sum = V::zero();
       for (int64_t c = 0; c < s.codebooks; ++c) {
         const int64_t row = c * (s.vocab + 1) + s.codes[b * s.codebooks + c];
-        sum = _mm512_add_ps(sum, load16_masked(s.embed, row * dim + i, s.dtype, mask));
+        sum = V::add(sum, V::load_dt_part(s.embed, row * dim + i, s.dtype, dim - i));
       }
-      sum = _mm512_add_ps(sum, load16_masked(s.positions, s.position * dim + i, s.dtype, mask));
-      _mm512_mask_storeu_ps(h + b * dim + i, mask, sum);
+      sum = V::add(sum, V::load_dt_part(s.positions, s.position * dim + i, s.dtype, dim - i));
+      V::store_part(h + b * dim + i, sum, dim - i);
     }
 }
 
 void layer_step(const MaestroDecoderLayer& l, const MaestroDecoderStep& s, Scratch& w) {
   const int64_t b = s.batch, dim = s.hidden;
+  const int32_t wt = s.weight_dtype;
   layer_norm(w.h.data(), b, dim, l.self_norm_weight, l.self_norm_bias, s.dtype, s.eps, w.x.data());
-  gemv_f32(w.x.data(), b, l.qkv, 3 * dim, dim, s.dtype, w.qkv.data(), false);
+  gemv_f32(w.x.data(), b, l.qkv, l.qkv_scale, 3 * dim, dim, wt, w.qkv.data(), false);
   store_kv(w.qkv.data(), l, s);
   const int64_t len = s.position + 1;
   attend(w.qkv.data(), 3 * dim, l.self_k, l.self_v, s.capacity, len, nullptr, s, w.scores.data(), w.attn.data());
-  gemv_f32(w.attn.data(), b, l.self_out, dim, dim, s.dtype, w.h.data(), true);
+  gemv_f32(w.attn.data(), b, l.self_out, l.self_out_scale, dim, dim, wt, w.h.data(), true);
 
   layer_norm(w.h.data(), b, dim, l.cross_norm_weight, l.cross_norm_bias, s.dtype, s.eps, w.x.data());
-  gemv_f32(w.x.data(), b, l.cross_q, dim, dim, s.dtype, w.qkv.data(), false);
+  gemv_f32(w.x.data(), b, l.cross_q, l.cross_q_scale, dim, dim, wt, w.qkv.data(), false);
   attend(w.qkv.data(), dim, l.cross_k, l.cross_v, s.encoder_len, s.encoder_len, s.cross_mask, s, w.scores.data(),
          w.attn.data());
-  gemv_f32(w.attn.data(), b, l.cross_out, dim, dim, s.dtype, w.h.data(), true);
+  gemv_f32(w.attn.data(), b, l.cross_out, l.cross_out_scale, dim, dim, wt, w.h.data(), true);
 
   layer_norm(w.h.data(), b, dim, l.ffn_norm_weight, l.ffn_norm_bias, s.dtype, s.eps, w.x.data());
-  gemv_f32(w.x.data(), b, l.fc1, s.ffn, dim, s.dtype, w.ffn.data(), false);
+  gemv_f32(w.x.data(), b, l.fc1, l.fc1_scale, s.ffn, dim, wt, w.ffn.data(), false);
   gelu(w.ffn.data(), b * s.ffn);
-  gemv_f32(w.ffn.data(), b, l.fc2, dim, s.ffn, s.dtype, w.h.data(), true);
-}
-
-bool valid(const MaestroDecoderStep& s) {
-  const bool sizes = s.batch >= 1 && s.batch <= kMaxStepRows && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
-                     s.ffn >= 1 && s.layers >= 0 && s.codebooks >= 1 && s.vocab >= 1 && s.encoder_len >= 1 &&
-                     s.position >= 0 && s.position < s.capacity && s.dtype >= F32 && s.dtype <= BF16;
-  if (!sizes || !simd_supported()) return false;
-  for (int64_t i = 0; i < s.batch * s.codebooks; ++i)
-    if (s.codes[i] < 0 || s.codes[i] > s.vocab) return false;
-  return true;
+  gemv_f32(w.ffn.data(), b, l.fc2, l.fc2_scale, dim, s.ffn, wt, w.h.data(), true);
 }
 
 }  // namespace
-}  // namespace maestro
 
-using namespace maestro;
-
-extern "C" {
-
-// Runs every layer for one new token per row at `position`, writes that position's keys and values
-// into the caches and the logits of every codebook. Returns 0, or -1 (nothing written) when the
-// arguments are outside what it handles: more than 8 rows, a code out of range, a full cache, an
-// unknown dtype, a CPU without the kernels' instructions.
-int32_t maestro_decoder_step(const MaestroDecoderStep* step) {
-  const MaestroDecoderStep& s = *step;
-  if (!valid(s)) return -1;
+// The whole step on this path; the caller has checked `s`.
+int32_t decoder_step(const MaestroDecoderStep& s) {
   thread_local Scratch w;
   const int64_t b = s.batch, dim = s.hidden, out = s.codebooks * s.vocab;
   w.h.resize(b * dim);
@@ -257,9 +249,54 @@ int32_t maestro_decoder_step(const MaestroDecoderStep* step) {
   embed(s, w.h.data());
   for (int64_t i = 0; i < s.layers; ++i) layer_step(s.layer[i], s, w);
   layer_norm(w.h.data(), b, dim, s.final_norm_weight, s.final_norm_bias, s.dtype, s.eps, w.x.data());
-  gemv_f32(w.x.data(), b, s.lm_heads, out, dim, s.dtype, w.logits.data(), false);
+  gemv_f32(w.x.data(), b, s.lm_heads, s.lm_heads_scale, out, dim, s.weight_dtype, w.logits.data(), false);
   narrow(w.logits.data(), b * out, s.dtype, s.logits);
   return 0;
 }
 
+}  // namespace MAESTRO_NS
+}  // namespace maestro
+#else  // the entry point, compiled once
+
+#define MAESTRO_SELF "decoder_step.cpp"
+#include "foreach_isa.h"
+
+namespace maestro {
+namespace {
+
+bool valid(const MaestroDecoderStep& s) {
+  const bool dtypes = s.dtype >= F32 && s.dtype <= BF16 &&
+                      (s.weight_dtype == s.dtype || (s.weight_dtype == I8 && s.lm_heads_scale != nullptr));
+  const bool sizes = s.batch >= 1 && s.batch <= kMaxStepRows && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
+                     s.ffn >= 1 && s.layers >= 0 && s.codebooks >= 1 && s.vocab >= 1 && s.encoder_len >= 1 &&
+                     s.position >= 0 && s.position < s.capacity;
+  if (!sizes || !dtypes) return false;
+  for (int64_t i = 0; i < s.layers && s.weight_dtype == I8; ++i) {
+    const MaestroDecoderLayer& l = s.layer[i];
+    for (const float* scale : {l.qkv_scale, l.self_out_scale, l.cross_q_scale, l.cross_out_scale, l.fc1_scale, l.fc2_scale})
+      if (scale == nullptr) return false;
+  }
+  for (int64_t i = 0; i < s.batch * s.codebooks; ++i)
+    if (s.codes[i] < 0 || s.codes[i] > s.vocab) return false;
+  return true;
+}
+
+}  // namespace
+}  // namespace maestro
+
+using namespace maestro;
+
+extern "C" {
+
+// Runs every layer for one new token per row at `position` on kernel path `isa`, writes that
+// position's keys and values into the caches and the logits of every codebook. Returns 0, or -1
+// (nothing written) when the arguments are outside what it handles: more than 8 rows, a code out
+// of range, a full cache, an unknown dtype, int8 weights without scales, a path this CPU lacks.
+int32_t maestro_decoder_step(int32_t isa, const MaestroDecoderStep* step) {
+  if (!isa_supported(isa) || !valid(*step)) return -1;
+  MAESTRO_DISPATCH(isa, decoder_step(*step))
+}
+
 }  // extern "C"
+
+#endif  // MAESTRO_PASS

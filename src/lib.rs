@@ -7,6 +7,7 @@ pub mod audio_input;
 pub mod checkpoint;
 pub mod chroma;
 pub mod config;
+pub mod cpu_isa;
 #[cfg(feature = "torch")]
 pub mod cuda_alloc;
 pub mod dashboard;

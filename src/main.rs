@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
+    // Before libtorch's first op and before any thread starts (`CpuIsa::apply`).
+    config.generation.cpu_isa.apply();
     if let Some(command) = command {
         return run_command(command);
     }

@@ -364,3 +364,24 @@ fn workers_is_a_deprecated_alias_of_workers_per_device_and_devices_is_a_list() {
     let err = load_err(args(&["--devices", "0,0"]));
     assert!(err.contains("--devices") && err.contains("once each, got \"0,0\""), "{err}");
 }
+
+/// `--cpu-isa` parses every level, refuses others, and a level above the host's is a start-up error
+/// naming the features the CPU lacks.
+#[test]
+fn cpu_isa_caps_at_most_what_the_host_runs() {
+    use maestro::cpu_isa::{CpuIsa, LEVELS};
+    let _env = clean_env();
+    let args = |isa: &str| vec!["maestro-server".to_string(), "--cpu-isa".into(), isa.into()];
+    assert_eq!(load(vec!["maestro-server".into()]).generation.cpu_isa, CpuIsa::Auto);
+    assert_eq!(load(args("generic")).generation.cpu_isa, CpuIsa::Generic);
+    let f = file("[generation]\ncpu_isa = \"generic\"\n");
+    assert_eq!(load(with_file(&f, &[])).generation.cpu_isa, CpuIsa::Generic);
+    assert!(load_err(args("avx")).contains("unknown instruction set"));
+    match LEVELS.into_iter().find(|l| l.missing_on_host().is_some()) {
+        Some(above) => {
+            let err = load_err(args(above.as_str()));
+            assert!(err.contains("--cpu-isa") && err.contains("this CPU lacks"), "{err}");
+        }
+        None => eprintln!("every instruction-set level runs on this CPU: no cap above it to refuse"),
+    }
+}

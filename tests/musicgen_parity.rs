@@ -8,9 +8,17 @@ mod musicgen_common;
 
 use std::ops::ControlFlow;
 
-use maestro::musicgen::{DType, GenerationRequest, MusicGen};
+use maestro::musicgen::{
+    kernels::{self, Path, PathGuard},
+    DType, GenerationRequest, MusicGen,
+};
 use musicgen_common::{fixture, interleaved, max_diff, reference, FIXTURES, PROMPTS};
 use tch::{Device, Kind, Tensor};
+
+/// Every kernel path this CPU runs (printed, with the ones it cannot and why), with every fixture.
+fn on_every_path() -> impl Iterator<Item = (Path, &'static str)> {
+    kernels::paths_here().into_iter().flat_map(|p| FIXTURES.iter().map(move |name| (p, *name)))
+}
 
 fn load(name: &str, dtype: DType) -> MusicGen {
     MusicGen::load(&fixture(name), Device::Cpu, dtype).expect("fixture loads")
@@ -45,7 +53,9 @@ fn run(
 
 #[test]
 fn t5_states_match() {
-    for name in FIXTURES {
+    for (path, name) in on_every_path() {
+        let _path = PathGuard::new(path);
+        eprintln!("kernel path {path}, fixture {name}");
         let model = load(name, DType::F32);
         let r = reference(name);
         let batch = model.tokenize(&PROMPTS).unwrap();
@@ -59,7 +69,9 @@ fn t5_states_match() {
 
 #[test]
 fn guided_logits_match() {
-    for name in FIXTURES {
+    for (path, name) in on_every_path() {
+        let _path = PathGuard::new(path);
+        eprintln!("kernel path {path}, fixture {name}");
         let model = load(name, DType::F32);
         let r = reference(name);
         let logits =
@@ -71,7 +83,9 @@ fn guided_logits_match() {
 
 #[test]
 fn greedy_codes_and_audio_match() {
-    for name in FIXTURES {
+    for (path, name) in on_every_path() {
+        let _path = PathGuard::new(path);
+        eprintln!("kernel path {path}, fixture {name}");
         let model = load(name, DType::F32);
         let r = reference(name);
         let want_codes = &r["gen.codes"];
@@ -92,7 +106,9 @@ fn greedy_codes_and_audio_match() {
 
 #[test]
 fn codec_decode_and_streaming_match() {
-    for name in FIXTURES {
+    for (path, name) in on_every_path() {
+        let _path = PathGuard::new(path);
+        eprintln!("kernel path {path}, fixture {name}");
         let model = load(name, DType::F32);
         let r = reference(name);
         let full = model.decode_codes(&r["codec.codes"]);
@@ -109,7 +125,7 @@ fn codec_decode_and_streaming_match() {
 }
 
 #[test]
-fn half_precisions_run_without_nan() {
+fn half_precisions_and_int8_run_without_nan() {
     for name in FIXTURES {
         let r = reference(name);
         let f32_logits = load(name, DType::F32).guided_logits(
@@ -119,7 +135,7 @@ fn half_precisions_run_without_nan() {
             3.0,
         );
         let scale = f32_logits.abs().max().double_value(&[]);
-        for dtype in [DType::F16, DType::Bf16] {
+        for dtype in [DType::F16, DType::Bf16, DType::Int8] {
             let model = load(name, dtype);
             let logits = model.guided_logits(
                 &r["tf.input_ids"],
@@ -129,7 +145,7 @@ fn half_precisions_run_without_nan() {
             );
             assert!(!bool::try_from(logits.isnan().any()).unwrap(), "{name} {dtype:?}: NaN logits");
             let rel = max_diff(&logits, &f32_logits) / scale;
-            let limit = if dtype == DType::F16 { 0.02 } else { 0.05 };
+            let limit = if dtype == DType::Bf16 { 0.05 } else { 0.02 };
             assert!(rel <= limit, "{name} {dtype:?}: logits off by {rel} of their scale");
             let req = greedy_request(&model, PROMPTS[0], 12, 4);
             let (stats, audio) = run(&model, &[req]).pop().unwrap();

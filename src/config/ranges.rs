@@ -70,6 +70,12 @@ fn generation(c: &Config) -> Result<(), ConfigError> {
         }
     }
     at_least_one("generation.queue_capacity", g.queue_capacity)?;
+    if let Some(why) = g.cpu_isa.missing_on_host() {
+        return Err(invalid(
+            "generation.cpu_isa",
+            format!("{} is above what this host runs: {why}", g.cpu_isa),
+        ));
+    }
     let d = g.max_duration_s;
     if !d.is_finite() || d <= 0.0 || d > 600.0 {
         return Err(invalid("generation.max_duration_s", format!("must be within (0, 600], got {d}")));

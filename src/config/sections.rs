@@ -7,7 +7,10 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::units;
-use crate::resources::requirements::{DType, TableEntry};
+use crate::{
+    cpu_isa::CpuIsa,
+    resources::requirements::{DType, TableEntry},
+};
 
 /// Where models live.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
@@ -198,6 +201,17 @@ pub struct GenerationConfig {
         default_value_t = 0
     )]
     pub torch_threads: usize,
+    /// Highest instruction set the CPU kernels and libtorch's own kernels may use: auto (the best
+    /// the host has), avx512_vnni, avx512, avx2_vnni, avx2 or generic. Above what the host supports
+    /// it is a start-up error.
+    #[arg(
+        id = "generation.cpu_isa",
+        long = "cpu-isa",
+        env = "MAESTRO_CPU_ISA",
+        value_name = "ISA",
+        default_value = "auto"
+    )]
+    pub cpu_isa: CpuIsa,
     /// Generations queued or running at most; beyond it RESOURCE_EXHAUSTED at once.
     #[arg(
         id = "generation.queue_capacity",
@@ -256,8 +270,9 @@ pub struct GenerationConfig {
         default_value_t = 4
     )]
     pub max_batch: usize,
-    /// Decoder precision of models that `Generate` loads on demand: f32, f16 or bf16 (`LoadModel`
-    /// chooses its own). f16 and bf16 read half the weight bytes per step (BENCHMARKS.md).
+    /// Decoder precision of models that `Generate` loads on demand: f32, f16, bf16 or int8 (`LoadModel`
+    /// chooses its own). f16 and bf16 read half the weight bytes per step, int8 (CPU only) a quarter
+    /// (BENCHMARKS.md; README, "CPU kernels", for what int8 costs).
     #[arg(
         id = "generation.dtype",
         long = "dtype",

@@ -71,7 +71,7 @@ whole_unit!(
     |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 );
 
-/// The decoder precision, `f32`, `f16` or `bf16`.
+/// The decoder precision, `f32`, `f16`, `bf16` or `int8`.
 pub(super) mod dtype {
     use super::*;
     use crate::resources::requirements::DType;

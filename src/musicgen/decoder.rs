@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::DecoderConfig;
 use super::error::Result;
-use super::kernels::{self, linear_or_libtorch as linear};
+use super::kernels;
 use super::weights::WeightLoader;
 
 /// nn.LayerNorm's default epsilon; the decoder config does not carry one.
@@ -38,20 +38,20 @@ impl Norm {
 
 struct Cross {
     norm: Norm,
-    q: Tensor,
+    q: Proj,
     kv: Tensor,
-    out: Tensor,
+    out: Proj,
 }
 
 struct Layer {
     self_norm: Norm,
-    qkv: Tensor,
-    self_out: Tensor,
+    qkv: Proj,
+    self_out: Proj,
     /// None in a melody decoder.
     cross: Option<Cross>,
     ffn_norm: Norm,
-    fc1: Tensor,
-    fc2: Tensor,
+    fc1: Proj,
+    fc2: Proj,
 }
 
 /// Per-generation decoder state: KV caches sized for the whole generation and the cross-attention K/V.
@@ -76,17 +76,17 @@ pub struct Decoder {
     codebook_offsets: Tensor,
     layers: Vec<Layer>,
     final_norm: Norm,
-    heads: Tensor,
+    heads: Proj,
     kind: Kind,
 }
 
 impl Decoder {
-    /// Loads `decoder.*` in `kind`; `cross` says whether the layers cross-attend (not in a melody
-    /// checkpoint).
+    /// Loads `decoder.*` in `kind`, the projections and LM heads quantised to int8 when `int8`
+    /// ([`proj::Proj`]); `cross` says whether the layers cross-attend (not in a melody checkpoint).
     pub fn load(
         w: &WeightLoader<'_>,
         cfg: &DecoderConfig,
-        kind: Kind,
+        (kind, int8): (Kind, bool),
         device: Device,
         cross: bool,
     ) -> Result<Self> {
@@ -98,8 +98,9 @@ impl Decoder {
         let heads = (0..c)
             .map(|k| w.tensor(&format!("decoder.lm_heads.{k}.weight"), &[v, h], kind))
             .collect::<Result<Vec<_>>>()?;
+        let arena = Arena::new(arena_sizes(cfg, kind, int8, cross), device);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), h, f, kind, cross))
+            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), (h, f), (kind, int8), cross, &arena))
             .collect::<Result<Vec<_>>>()?;
         let codebook_offsets = (Tensor::arange(c, (Kind::Int64, device)) * (v + 1)).view([1, c, 1]);
         Ok(Self {
@@ -108,7 +109,7 @@ impl Decoder {
             codebook_offsets,
             layers,
             final_norm: Norm::load(w, &format!("{p}.layer_norm"), h, kind)?,
-            heads: Tensor::cat(&heads, 0),
+            heads: Proj::new(Tensor::cat(&heads, 0), int8, &arena),
             kind,
         })
     }
@@ -197,13 +198,13 @@ impl Decoder {
             if let Some(cross) = &layer.cross {
                 h = &h + self.cross_attention(cross, i, &cross.norm.forward(&h), state);
             }
-            let ffn = linear(&layer.ffn_norm.forward(&h), &layer.fc1).gelu("none");
-            h += linear(&ffn, &layer.fc2);
+            let ffn = layer.fc1.apply(&layer.ffn_norm.forward(&h)).gelu("none");
+            h += layer.fc2.apply(&ffn);
         }
         state.pos += len;
         let h = if prefixed > 0 { h.narrow(1, prefixed, steps) } else { h };
         let (b, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
-        let logits = linear(&self.final_norm.forward(&h), &self.heads);
+        let logits = self.heads.apply(&self.final_norm.forward(&h));
         logits.view([b, steps, c, v]).permute([0, 2, 1, 3])
     }
 
@@ -217,7 +218,7 @@ impl Decoder {
     ) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
         let (pos, steps) = (state.pos, x.size()[1]);
-        let qkv = linear(x, &layer.qkv).chunk(3, -1);
+        let qkv = layer.qkv.apply(x).chunk(3, -1);
         state.self_k[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[1], heads, hd));
         state.self_v[i].narrow(2, pos, steps).copy_(&split_heads(&qkv[2], heads, hd));
         let keys = state.self_k[i].narrow(2, 0, pos + steps);
@@ -243,12 +244,12 @@ impl Decoder {
                 false,
             )
         };
-        linear(&merge_heads(&out), &layer.self_out)
+        layer.self_out.apply(&merge_heads(&out))
     }
 
     fn cross_attention(&self, layer: &Cross, i: usize, x: &Tensor, state: &DecoderState) -> Tensor {
         let (heads, hd) = (self.cfg.num_attention_heads, self.cfg.head_dim());
-        let q = split_heads(&linear(x, &layer.q), heads, hd);
+        let q = split_heads(&layer.q.apply(x), heads, hd);
         let scale = (hd as f64).powf(-0.5);
         let out = Tensor::scaled_dot_product_attention(
             &q,
@@ -260,36 +261,52 @@ impl Decoder {
             scale,
             false,
         );
-        linear(&merge_heads(&out), &layer.out)
+        layer.out.apply(&merge_heads(&out))
     }
 }
 
-fn load_layer(w: &WeightLoader<'_>, p: &str, h: i64, f: i64, kind: Kind, cross: bool) -> Result<Layer> {
-    let proj = |name: &str| -> Result<Tensor> {
-        Ok(w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind)?.contiguous())
-    };
+fn load_layer(
+    w: &WeightLoader<'_>,
+    p: &str,
+    (h, f): (i64, i64),
+    (kind, int8): (Kind, bool),
+    cross: bool,
+    arena: &Arena,
+) -> Result<Layer> {
+    let proj = |name: &str| -> Result<Tensor> { w.tensor(&format!("{p}.{name}.weight"), &[h, h], kind) };
     let cross = if cross {
         Some(Cross {
             norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
-            q: proj("encoder_attn.q_proj")?,
+            q: Proj::new(proj("encoder_attn.q_proj")?, int8, arena),
             kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
-            out: proj("encoder_attn.out_proj")?,
+            out: Proj::new(proj("encoder_attn.out_proj")?, int8, arena),
         })
     } else {
         None
     };
+    let qkv = [proj("self_attn.q_proj")?, proj("self_attn.k_proj")?, proj("self_attn.v_proj")?];
     Ok(Layer {
         self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
-        qkv: Tensor::cat(
-            &[proj("self_attn.q_proj")?, proj("self_attn.k_proj")?, proj("self_attn.v_proj")?],
-            0,
-        ),
-        self_out: proj("self_attn.out_proj")?,
+        qkv: Proj::new(Tensor::cat(&qkv, 0), int8, arena),
+        self_out: Proj::new(proj("self_attn.out_proj")?, int8, arena),
         cross,
         ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
-        fc1: w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?.contiguous(),
-        fc2: w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?.contiguous(),
+        fc1: Proj::new(w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?, int8, arena),
+        fc2: Proj::new(w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?, int8, arena),
     })
+}
+
+/// The [`Arena`] slots of every projection and the LM heads, in load order (any order fits: each
+/// slot is sized on its own).
+fn arena_sizes(cfg: &DecoderConfig, kind: Kind, int8: bool, cross: bool) -> Vec<i64> {
+    let (h, f) = (cfg.hidden_size, cfg.ffn_dim);
+    let mut shapes = vec![(3 * h, h), (h, h), (f, h), (h, f)];
+    if cross {
+        shapes.extend([(h, h), (h, h)]);
+    }
+    let layers = shapes.iter().cycle().take(shapes.len() * cfg.num_hidden_layers as usize);
+    let heads = (cfg.num_codebooks * cfg.vocab_size, h);
+    layers.chain([&heads]).flat_map(|&(rows, cols)| Proj::arena_sizes(rows, cols, kind, int8)).collect()
 }
 
 /// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.
@@ -338,7 +355,14 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
     }
 }
 
+mod arena;
 mod native;
 mod prefix;
+mod proj;
+#[cfg(test)]
+mod quality;
+
+use arena::Arena;
+use proj::Proj;
 #[cfg(test)]
 mod tests;

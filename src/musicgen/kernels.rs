@@ -1,87 +1,22 @@
 //! Hand-written CPU kernels (`csrc/`) for what libtorch does slowly here: matrix-vector products,
 //! a whole one-token decoder step ([`decoder_step`]), and an inference-mode guard tch does not expose.
+//! Each kernel is compiled for every [`Path`] (AVX-512, AVX2, generic) and runs on [`active`]: the
+//! best path this CPU has under `--cpu-isa`.
 
 use std::ffi::c_void;
 
 use tch::{Device, Kind, Tensor};
 
-#[cfg(not(maestro_no_cpu_kernels))]
-mod ffi {
-    use std::ffi::c_void;
-
-    extern "C" {
-        pub fn maestro_gemv_supported() -> i32;
-        pub fn maestro_gemv(
-            x: *const c_void,
-            m: i64,
-            w: *const c_void,
-            n: i64,
-            k: i64,
-            dtype: i32,
-            y: *mut c_void,
-        ) -> i32;
-        pub fn maestro_decoder_step(step: *const super::DecoderStep) -> i32;
-        pub fn maestro_lstm_layer(
-            gates_in: *const f32,
-            steps: i64,
-            batch: i64,
-            dim: i64,
-            w_hh: *const f32,
-            h: *mut f32,
-            c: *mut f32,
-            out: *mut f32,
-        ) -> i32;
-        pub fn maestro_inference_mode_enter() -> *mut c_void;
-        pub fn maestro_inference_mode_exit(guard: *mut c_void);
-    }
-}
-
-/// Built without the C++ kernels (no compiler, another CPU family): every call declines.
-#[cfg(maestro_no_cpu_kernels)]
-#[allow(clippy::missing_safety_doc)]
-mod ffi {
-    use std::ffi::c_void;
-
-    pub unsafe fn maestro_gemv_supported() -> i32 {
-        0
-    }
-    pub unsafe fn maestro_gemv(
-        _: *const c_void,
-        _: i64,
-        _: *const c_void,
-        _: i64,
-        _: i64,
-        _: i32,
-        _: *mut c_void,
-    ) -> i32 {
-        -1
-    }
-    pub unsafe fn maestro_decoder_step(_: *const super::DecoderStep) -> i32 {
-        -1
-    }
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn maestro_lstm_layer(
-        _: *const f32,
-        _: i64,
-        _: i64,
-        _: i64,
-        _: *const f32,
-        _: *mut f32,
-        _: *mut f32,
-        _: *mut f32,
-    ) -> i32 {
-        -1
-    }
-    pub unsafe fn maestro_inference_mode_enter() -> *mut c_void {
-        std::ptr::null_mut()
-    }
-    pub unsafe fn maestro_inference_mode_exit(_: *mut c_void) {}
-}
+mod ffi;
+mod int8;
+mod path;
 
 use ffi::{
-    maestro_decoder_step, maestro_gemv, maestro_gemv_supported, maestro_inference_mode_enter,
-    maestro_inference_mode_exit, maestro_lstm_layer,
+    maestro_decoder_step, maestro_gemv, maestro_inference_mode_enter, maestro_inference_mode_exit,
+    maestro_isa_supported, maestro_lstm_layer,
 };
+pub use int8::{gemv_i8, gemv_i8_on, I8};
+pub use path::{active, Path, PathGuard};
 
 /// The most activation rows [`linear`] sends to the kernel: a decoding step's batch (four requests
 /// with guidance). The benchmark's kernel table shows the kernel still ahead of libtorch at 8 rows.
@@ -114,11 +49,11 @@ pub fn dtype_code(kind: Kind) -> Option<i32> {
     }
 }
 
-/// Whether this CPU runs the kernels (AVX-512 F/BW/VL, F16C, FMA).
+/// Whether the kernels were built: then every CPU runs them (the generic path at least).
 pub fn supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: a pure CPU-feature query.
-    *SUPPORTED.get_or_init(|| unsafe { maestro_gemv_supported() } == 1)
+    *BUILT.get_or_init(|| unsafe { maestro_isa_supported(Path::Generic as i32) } == 1)
 }
 
 /// `x · wᵀ`: the kernel where it is the faster path ([`linear`]), libtorch's `linear` otherwise.
@@ -170,10 +105,15 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     gemv(x, w)
 }
 
-/// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
-/// rows and accumulating in f32; `None` when the kernel cannot run it (another device or dtype,
-/// more than [`MAX_PASS_ROWS`] rows, a CPU without AVX-512).
+/// [`gemv_on`] the [`active`] path.
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
+    gemv_on(active(), x, w)
+}
+
+/// `x · wᵀ` for a few rows `x (…, k)` and a weight `w (n, k)` on the CPU, reading `w` once for all
+/// rows and accumulating in f32, on kernel path `path`; `None` when the kernel cannot run it
+/// (another device or dtype, more than [`MAX_PASS_ROWS`] rows, a path this CPU lacks).
+pub fn gemv_on(path: Path, x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let kind = x.kind();
     let code = dtype_code(kind)?;
     let (n, k) = match w.size()[..] {
@@ -198,12 +138,15 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Tensor> {
     let y = Tensor::empty(out_shape.as_slice(), (kind, Device::Cpu));
     // SAFETY: x (rows × k), w (n × k) and y (rows × n) are contiguous CPU tensors of `kind`, alive for
     // the call; the kernel reads x and w and writes only y.
-    let status = unsafe { maestro_gemv(x.data_ptr(), rows, w.data_ptr(), n, k, code, y.data_ptr()) };
+    let status =
+        unsafe { maestro_gemv(path as i32, x.data_ptr(), rows, w.data_ptr(), n, k, code, y.data_ptr()) };
     (status == 0).then_some(y)
 }
 
-/// One layer's weights and caches for [`decoder_step`]: pointers to contiguous CPU tensors of the
-/// step's element type (`csrc/decoder_step.cpp`, `MaestroDecoderLayer`, documents the shapes).
+/// One layer's weights and caches for [`decoder_step`]: pointers to contiguous CPU tensors
+/// (`csrc/decoder_step.cpp`, `MaestroDecoderLayer`, documents the shapes). The six projections have
+/// the step's `weight_dtype` and, when that is int8, one f32 scale per output row (`*_scale`, else
+/// null); the rest has the step's `dtype`.
 #[repr(C)]
 pub struct DecoderLayer {
     pub self_norm_weight: *const c_void,
@@ -222,6 +165,12 @@ pub struct DecoderLayer {
     pub self_v: *mut c_void,
     pub cross_k: *const c_void,
     pub cross_v: *const c_void,
+    pub qkv_scale: *const f32,
+    pub self_out_scale: *const f32,
+    pub cross_q_scale: *const f32,
+    pub cross_out_scale: *const f32,
+    pub fc1_scale: *const f32,
+    pub fc2_scale: *const f32,
 }
 
 /// The sizes, pointers and outputs of one [`decoder_step`] (`MaestroDecoderStep` in
@@ -239,6 +188,7 @@ pub struct DecoderStep {
     pub position: i64,
     pub encoder_len: i64,
     pub dtype: i32,
+    pub weight_dtype: i32,
     pub eps: f32,
     pub layer: *const DecoderLayer,
     pub embed: *const c_void,
@@ -246,27 +196,40 @@ pub struct DecoderStep {
     pub final_norm_weight: *const c_void,
     pub final_norm_bias: *const c_void,
     pub lm_heads: *const c_void,
+    pub lm_heads_scale: *const f32,
     pub codes: *const i64,
     pub cross_mask: *const f32,
     pub logits: *mut c_void,
 }
 
-/// Runs one whole decoder step natively; `false` (nothing written) when the kernel declines.
+/// Runs one whole decoder step natively on kernel path `path`; `false` (nothing written) when the
+/// kernel declines (arguments outside what it handles, a path this CPU lacks).
 ///
 /// # Safety
 /// Every pointer in `step` and in its `layer` array (`layers` entries) must point to a live,
 /// contiguous CPU buffer of the documented shape and element type, and no other thread may touch
 /// the caches or `logits` during the call.
-pub unsafe fn decoder_step(step: &DecoderStep) -> bool {
+pub unsafe fn decoder_step(path: Path, step: &DecoderStep) -> bool {
     // SAFETY: upheld by the caller, see above.
-    unsafe { maestro_decoder_step(step) == 0 }
+    unsafe { maestro_decoder_step(path as i32, step) == 0 }
 }
 
 /// One LSTM layer over every frame of `gates_in (frames, batch, 4·dim)` (the input projections plus
 /// both biases), from the state `h`, `c (batch, dim)`: returns every frame's hidden state
 /// `(frames, batch, dim)` and the final `(h, c)`. `None` where the kernel does not apply (another
-/// device or dtype, more than [`MAX_ROWS`] rows, a CPU without AVX-512); torch's gate order.
+/// device or dtype, more than [`MAX_ROWS`] rows); torch's gate order. On the [`active`] path.
 pub fn lstm_layer(
+    gates_in: &Tensor,
+    w_hh: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+) -> Option<(Tensor, Tensor, Tensor)> {
+    lstm_layer_on(active(), gates_in, w_hh, h, c)
+}
+
+/// [`lstm_layer`] on kernel path `path` (`None` also where this CPU lacks it).
+pub fn lstm_layer_on(
+    path: Path,
     gates_in: &Tensor,
     w_hh: &Tensor,
     h: &Tensor,
@@ -292,6 +255,7 @@ pub fn lstm_layer(
     // call; the kernel reads gates_in and w_hh and writes only h, c and out, which nothing else holds.
     let status = unsafe {
         maestro_lstm_layer(
+            path as i32,
             gates_in.data_ptr() as *const f32,
             frames,
             batch,
@@ -325,33 +289,23 @@ impl Drop for InferenceMode {
     }
 }
 
-/// Whether this CPU has what the kernels need, as Rust sees it (the same features as `csrc/simd.h`).
-#[cfg(test)]
-fn cpu_has_kernel_features() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("f16c") && has!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether the kernel tests run here: on a CPU without the features they skip, but on one that has
-/// them the kernels must have been built, so a build that left them out fails the test.
-#[cfg(test)]
-pub(crate) fn runs_here() -> bool {
-    if supported() {
-        return true;
-    }
+/// The paths this process can run, for tests and benchmarks, each printed; a path this CPU cannot
+/// run is printed with the reason instead. On x86-64 the kernels must have been built, so a build
+/// that left them out fails (panics) rather than skipping every path.
+pub fn paths_here() -> Vec<Path> {
     assert!(
-        !cpu_has_kernel_features(),
-        "this CPU has AVX-512 F/BW/VL, F16C and FMA, yet the CPU kernels are unavailable: the build \
-         left them out (build.rs warns `CPU kernels not built`)"
+        supported() || !cfg!(target_arch = "x86_64"),
+        "the CPU kernels are unavailable on x86-64: the build left them out (build.rs warns `CPU kernels not built`)"
     );
-    false
+    let mut here = Vec::new();
+    for path in Path::ALL {
+        match path.unavailable() {
+            None => here.push(path),
+            Some(why) => eprintln!("kernel path {path}: not tested here ({why})"),
+        }
+    }
+    eprintln!("kernel paths tested here: {here:?}");
+    here
 }
 
 #[cfg(test)]

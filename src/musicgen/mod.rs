@@ -94,6 +94,12 @@ impl MusicGen {
     /// does not serve is [`MusicgenError::Unsupported`] before any weight is read.
     pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Self> {
         let _guard = tch::no_grad_guard();
+        if options.decoder_dtype == DType::Int8 && options.device != Device::Cpu {
+            // The int8 products are the CPU kernels'; on a GPU f16 reads as few bytes per FLOP.
+            return Err(MusicgenError::Unsupported(
+                "int8 weights run on the CPU only: use f16 on a GPU".into(),
+            ));
+        }
         crate::checkpoint::kind::check_config_file(&dir.join("config.json"))?;
         let config = MusicgenConfig::from_file(&dir.join("config.json"))?;
         let generation = GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
@@ -119,7 +125,9 @@ impl MusicGen {
             None
         };
         let decoder_kind = weights::kind(options.decoder_dtype);
-        let decoder = Decoder::load(&w, &config.decoder, decoder_kind, options.device, melody.is_none())?;
+        let int8 = options.decoder_dtype == DType::Int8;
+        let decoder =
+            Decoder::load(&w, &config.decoder, (decoder_kind, int8), options.device, melody.is_none())?;
         let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
         let extend_stride_s = DEFAULT_EXTEND_STRIDE_S;
         Ok(Self {

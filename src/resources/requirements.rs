@@ -176,7 +176,7 @@ mod working_set;
 
 pub use checkpoint::from_checkpoint;
 pub use clip_encoding::AudioInCost;
-pub use dtype::{DType, PartDTypes, UnknownDType};
+pub use dtype::{quantised_weight, DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};
 pub use table::{Registry, TableEntry, TABLE_AUDIO_DECODER_PARAMS, TABLE_TEXT_ENCODER_PARAMS};
 pub use weights::{

@@ -5,14 +5,14 @@ use std::path::Path;
 use super::super::{with_unconditional, DType, MusicGen};
 use super::*;
 
-fn fixture(name: &str, dtype: DType) -> MusicGen {
+pub(super) fn fixture(name: &str, dtype: DType) -> MusicGen {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     MusicGen::load(&dir, Device::Cpu, dtype).expect("fixture loads")
 }
 
 /// A state for `prompts` (padded to the longest) with their unconditional rows, as generation
 /// builds it.
-fn state(model: &MusicGen, prompts: &[&str], capacity: i64) -> DecoderState {
+pub(super) fn state(model: &MusicGen, prompts: &[&str], capacity: i64) -> DecoderState {
     let batch = model.tokenize(prompts).expect("prompts tokenize");
     let cond = model.conditioning(&batch.input_ids, &batch.attention_mask);
     let (states, mask) = with_unconditional(&cond, &batch.attention_mask);
@@ -24,14 +24,18 @@ fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
     (got - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[])
 }
 
-/// The native step against the op-by-op libtorch step, step after step from the same caches:
-/// padded prompts, fully masked unconditional rows, pad codes, both fixture shapes, every dtype.
-/// f16 / bf16 differ by the libtorch path's rounding between ops, which the native step skips.
+/// The native step on every kernel path this CPU runs against the op-by-op libtorch step, step
+/// after step from the same caches: padded prompts, fully masked unconditional rows, pad codes,
+/// both fixture shapes, every dtype. f16 / bf16 differ by the libtorch path's rounding between ops,
+/// which the native step skips.
 #[test]
 fn native_step_matches_the_libtorch_step() {
-    if !kernels::runs_here() {
-        return;
+    for path in kernels::paths_here() {
+        native_step_matches_on(path);
     }
+}
+
+fn native_step_matches_on(path: kernels::Path) {
     let prompts = ["a calm piano melody with soft strings", "drums", "80s pop track with synth"];
     for name in ["musicgen-tiny", "musicgen-tiny2"] {
         for (dtype, rows, tolerance) in [(DType::F32, 3, 1e-5), (DType::F16, 3, 5e-3), (DType::Bf16, 2, 4e-2)]
@@ -45,18 +49,18 @@ fn native_step_matches_the_libtorch_step() {
             let mut worst = 0f64;
             for step in 0..steps {
                 let codes = Tensor::randint(d.cfg.vocab_size + 1, shape, (Kind::Int64, Device::Cpu));
-                let got = d.native_step(&codes, &mut native).expect("the native step applies");
+                let got = d.native_step_on(path, &codes, &mut native).expect("the native step applies");
                 native.pos += 1;
                 let want = d.forward_libtorch(&codes, &mut reference);
                 assert_eq!((got.size(), got.kind()), (want.size(), want.kind()));
                 let err = relative_error(&got, &want);
-                assert!(err <= tolerance, "{name} {dtype:?} step {step}: relative error {err}");
+                assert!(err <= tolerance, "{path}: {name} {dtype:?} step {step}: relative error {err}");
                 worst = worst.max(err);
             }
             // The figures BENCHMARKS.md quotes: `-- --nocapture` shows them.
-            eprintln!("{name} {dtype:?}: largest relative error {worst:.1e} (bound {tolerance:.0e})");
+            eprintln!("{path}: {name} {dtype:?}: largest relative error {worst:.1e} (bound {tolerance:.0e})");
             let k = relative_error(&native.self_k[1], &reference.self_k[1]);
-            assert!(k <= tolerance, "{name} {dtype:?}: cached keys differ by {k}");
+            assert!(k <= tolerance, "{path}: {name} {dtype:?}: cached keys differ by {k}");
         }
     }
 }

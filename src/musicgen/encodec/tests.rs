@@ -18,10 +18,11 @@ fn lstm_layer_matches_libtorch() {
         let (want, want_h, want_c) = x.lstm(&[&h0, &c0], &params, true, 1, 0.0, false, false, false);
         let projected = x.linear(&w_ih, Some(&(&b_ih + &b_hh)));
         let fallback = lstm_layer_libtorch(&projected, &w_hh, h0.get(0), c0.get(0));
-        let mut paths = vec![("fallback", fallback)];
-        if kernels::runs_here() {
-            let native = kernels::lstm_layer(&projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
-            paths.push(("native", native));
+        let mut paths = vec![("fallback".to_string(), fallback)];
+        for path in kernels::paths_here() {
+            let native =
+                kernels::lstm_layer_on(path, &projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
+            paths.push((format!("native {path}"), native));
         }
         for (name, (out, h, c)) in paths {
             let err = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);

@@ -2,28 +2,40 @@
 
 use super::*;
 
-/// The kernel against libtorch's f32 `linear` over the same (already rounded) values.
-fn check(kind: Kind, rows: i64, n: i64, k: i64, tolerance: f64) {
+/// The kernel on `path` against libtorch's f32 `linear` over the same (already rounded) values.
+fn check(path: Path, kind: Kind, rows: i64, n: i64, k: i64, tolerance: f64) {
     let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu)).to_kind(kind);
     let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu)).to_kind(kind);
     let want = x.to_kind(Kind::Float).linear::<Tensor>(&w.to_kind(Kind::Float), None);
-    let got = gemv(&x, &w).unwrap_or_else(|| panic!("{kind:?} {rows}×{k} · {n}×{k} applies"));
+    let got =
+        gemv_on(path, &x, &w).unwrap_or_else(|| panic!("{path}: {kind:?} {rows}×{k} · {n}×{k} applies"));
     assert_eq!((got.kind(), got.size()), (kind, vec![rows, n]));
     let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
     let scale = want.abs().max().double_value(&[]);
-    assert!(err <= tolerance * scale, "{kind:?} {rows}×{n}×{k}: max error {err}, scale {scale}");
+    assert!(err <= tolerance * scale, "{path}: {kind:?} {rows}×{n}×{k}: max error {err}, scale {scale}");
+}
+
+/// Every path this CPU runs, side by side, for every dtype, row count and a few ragged sizes.
+#[test]
+fn every_path_matches_libtorch_for_every_dtype_row_count_and_ragged_size() {
+    for path in paths_here() {
+        for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3), (Kind::BFloat16, 1e-2)] {
+            for rows in 1..=MAX_PASS_ROWS {
+                for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
+                    check(path, kind, rows, n, k, tolerance);
+                }
+            }
+        }
+    }
 }
 
 #[test]
-fn matches_libtorch_for_every_dtype_row_count_and_ragged_size() {
-    if !runs_here() {
-        return;
-    }
-    for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3), (Kind::BFloat16, 1e-2)] {
-        for rows in 1..=MAX_PASS_ROWS {
-            for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
-                check(kind, rows, n, k, tolerance);
-            }
+fn a_path_this_cpu_lacks_declines() {
+    let x = Tensor::randn([1, 32], (Kind::Float, Device::Cpu));
+    for path in Path::ALL {
+        if let Some(why) = path.unavailable() {
+            eprintln!("kernel path {path} declines here: {why}");
+            assert!(gemv_on(path, &x, &x).is_none(), "{path} ran although {why}");
         }
     }
 }
@@ -46,7 +58,8 @@ fn blocked_rows_match_libtorch() {
 
 #[test]
 fn keeps_leading_dimensions() {
-    if !runs_here() {
+    if !supported() {
+        eprintln!("skipped: the CPU kernels were not built");
         return;
     }
     let x = Tensor::randn([2, 1, 32], (Kind::Float, Device::Cpu));
@@ -67,4 +80,23 @@ fn declines_what_it_does_not_handle() {
     assert!(linear(&f(&[32, 2]).tr(), &f(&[8, 32])).is_none(), "non-contiguous input");
     assert!(linear(&f(&[2, 32]), &f(&[8, 32]).to_kind(Kind::Half)).is_none(), "mixed dtypes");
     assert!(linear(&f(&[2, 32]).to_kind(Kind::Double), &f(&[8, 32]).to_kind(Kind::Double)).is_none());
+}
+
+/// The int8 product on every path against libtorch's f32 `linear` over the dequantised weights.
+#[test]
+fn int8_matches_libtorch_on_every_path() {
+    for path in paths_here() {
+        for rows in 1..=MAX_PASS_ROWS {
+            for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
+                let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu));
+                let w = Tensor::randint_low(-127, 128, [n, k], (Kind::Int8, Device::Cpu));
+                let scale = Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01;
+                let want = x.linear::<Tensor>(&(w.to_kind(Kind::Float) * scale.unsqueeze(1)), None);
+                let got = gemv_i8_on(path, &x, &w, &scale).expect("applies");
+                let err = (&got - &want).abs().max().double_value(&[]);
+                let bound = 1e-5 * want.abs().max().double_value(&[]);
+                assert!(err <= bound, "{path}: {rows}×{n}×{k}: error {err}, bound {bound}");
+            }
+        }
+    }
 }

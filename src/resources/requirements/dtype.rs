@@ -1,5 +1,5 @@
-//! The one element type a model is asked for (`f32`, `f16`, `bf16`), its size, and the rule for the
-//! type each part of a MusicGen model is then loaded in. Plain data without libtorch: `musicgen`
+//! The one element type a model is asked for (`f32`, `f16`, `bf16`, `int8`), its size, and the rule
+//! for the type each part of a MusicGen model is then loaded in. Plain data without libtorch: `musicgen`
 //! turns it into a tch `Kind`, everything else sizes memory with it.
 
 use std::fmt;
@@ -15,6 +15,10 @@ pub enum DType {
     F16,
     /// bfloat16.
     Bf16,
+    /// The decoder's projections and LM heads as int8 with one f32 scale per output row (weight-only,
+    /// symmetric), quantised at load from any checkpoint dtype; the rest of the decoder (embeddings,
+    /// norms, cross-attention keys and values, caches) in f32. CPU only.
+    Int8,
 }
 
 /// The element type of each loaded part of a MusicGen model.
@@ -29,11 +33,31 @@ pub struct PartDTypes {
 }
 
 impl DType {
-    /// Bytes per element.
+    /// Bytes per element (for int8, per quantised weight: see [`DType::activation`] for the rest).
     pub fn bytes(self) -> u64 {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::Bf16 => 2,
+            DType::Int8 => 1,
+        }
+    }
+
+    /// The floating type activations, caches and unquantised weights have: f32 for int8, else itself.
+    pub fn activation(self) -> DType {
+        if self == DType::Int8 {
+            DType::F32
+        } else {
+            self
+        }
+    }
+
+    /// Bytes a tensor `key` of `numel` elements in `rows` rows takes loaded in this dtype:
+    /// with int8, a quantised weight ([`quantised_weight`]) is a byte per element plus an f32 scale
+    /// per row, any other tensor f32.
+    pub fn tensor_bytes(self, key: &str, numel: u64, rows: u64) -> u64 {
+        match self {
+            DType::Int8 if quantised_weight(key) => numel.saturating_add(rows.saturating_mul(4)),
+            other => numel.saturating_mul(other.activation().bytes()),
         }
     }
 
@@ -44,24 +68,44 @@ impl DType {
         PartDTypes { text_encoder, decoder: self, audio_decoder: DType::F32 }
     }
 
-    /// Parses `f32`, `f16` or `bf16` (any case); the empty string means `f32`.
+    /// Parses `f32`, `f16`, `bf16` or `int8` (any case); the empty string means `f32`.
     pub fn parse(value: &str) -> Result<Self, UnknownDType> {
         match value.to_ascii_lowercase().as_str() {
             "" | "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
             "bf16" => Ok(DType::Bf16),
+            "int8" => Ok(DType::Int8),
             _ => Err(UnknownDType { value: value.to_owned() }),
         }
     }
 
-    /// `f32`, `f16` or `bf16`.
+    /// `f32`, `f16`, `bf16` or `int8`.
     pub fn as_str(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::Bf16 => "bf16",
+            DType::Int8 => "int8",
         }
     }
+}
+
+/// Whether checkpoint tensor `key` is one the int8 decoder quantises: a layer's self-attention
+/// projections, cross-attention query and output, feed-forward, and the LM heads. What one
+/// decoding step streams; the cross-attention keys and values, computed once per prompt, stay f32.
+pub fn quantised_weight(key: &str) -> bool {
+    const LAYER: [&str; 8] = [
+        ".self_attn.q_proj.weight",
+        ".self_attn.k_proj.weight",
+        ".self_attn.v_proj.weight",
+        ".self_attn.out_proj.weight",
+        ".encoder_attn.q_proj.weight",
+        ".encoder_attn.out_proj.weight",
+        ".fc1.weight",
+        ".fc2.weight",
+    ];
+    let in_layer = key.starts_with("decoder.model.decoder.layers.") && LAYER.iter().any(|s| key.ends_with(s));
+    in_layer || (key.starts_with("decoder.lm_heads.") && key.ends_with(".weight"))
 }
 
 impl fmt::Display for DType {
@@ -73,7 +117,7 @@ impl fmt::Display for DType {
 /// A dtype name that is none of those [`DType::parse`] knows; the message is the rule and the value,
 /// for whoever names the field (`dtype`, `--dtype`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be one of \"f32\", \"f16\", \"bf16\" (empty means \"f32\"), got {value:?}")]
+#[error("must be one of \"f32\", \"f16\", \"bf16\", \"int8\" (empty means \"f32\"), got {value:?}")]
 pub struct UnknownDType {
     /// The value given.
     pub value: String,

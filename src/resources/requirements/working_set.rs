@@ -153,7 +153,7 @@ impl ModelShape {
         let delay = d.num_codebooks.checked_div(d.audio_channels).unwrap_or(d.num_codebooks);
         let prefix = self.prefix_positions();
         let steps = self.frames(duration_s).saturating_add(delay).saturating_add(prefix);
-        let per_position = product(&[2, d.num_hidden_layers, d.hidden_size, dtype.bytes()]);
+        let per_position = product(&[2, d.num_hidden_layers, d.hidden_size, dtype.activation().bytes()]);
         let step_width = d
             .ffn_dim
             .saturating_add(d.hidden_size.saturating_mul(4))

@@ -380,3 +380,28 @@ proptest! {
         let _ = weights_from_header(&path, DType::F16);
     }
 }
+
+/// int8: a byte per quantised weight plus an f32 scale per row, the rest f32 (a quarter if unnamed).
+#[test]
+fn int8_counts_quantised_weights_and_their_scales() {
+    assert_eq!((DType::parse("INT8").unwrap(), DType::Int8.to_string()), (DType::Int8, "int8".into()));
+    assert_eq!((DType::Int8.bytes(), DType::Int8.activation()), (1, DType::F32));
+    let layer = |name: &str| format!("decoder.model.decoder.layers.0.{name}.weight");
+    assert!(["fc1", "encoder_attn.q_proj", "self_attn.v_proj"].iter().all(|n| quantised_weight(&layer(n))));
+    assert!(quantised_weight("decoder.lm_heads.2.weight"));
+    assert!(
+        !quantised_weight("decoder.model.decoder.layers.0.encoder_attn.k_proj.weight"),
+        "once per prompt"
+    );
+    let kept = ["decoder.model.decoder.embed_tokens.0.weight", "decoder.model.decoder.layers.0.fc1.bias"];
+    assert!(!kept.iter().any(|k| quantised_weight(k)));
+    let header = r#"{"decoder.model.decoder.layers.0.fc1.weight": {"dtype": "F16", "shape": [4, 8], "data_offsets": [0, 64]},
+        "decoder.model.decoder.layer_norm.weight": {"dtype": "F16", "shape": [8], "data_offsets": [64, 80]}}"#;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&path, header, 80);
+    let decoder = weights_from_header(&path, DType::Int8).unwrap().weights.decoder;
+    assert_eq!(decoder, 32 + 4 * 4 + 8 * 4, "fc1 as int8 with 4 scales, the norm in f32");
+    let counts = ParameterCounts { decoder: 400, ..Default::default() };
+    assert_eq!(WeightBytes::of_params(&counts, DType::Int8).decoder, 400 + 100 * 3);
+}

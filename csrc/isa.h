@@ -1,0 +1,65 @@
+// What every kernel source and its callers share: element types, row limits, the instruction-set
+// paths and each path's entry points (defined once per path by `foreach_isa.h`).
+#pragma once
+
+#include <cstdint>
+
+namespace maestro {
+
+// Element types: I8 only for weights, whose per-row f32 scales travel beside them.
+enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2, I8 = 3 };
+
+// The kernel paths, best last. Rust's `kernels::Path` mirrors the numbers.
+enum Isa : int32_t { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// Activation rows one decoding step or LSTM frame takes (four guided requests); `gemv_f32` takes
+// up to kMaxPassRows in one pass over the weights (a short prompt's tokens). Rust mirrors both as
+// `kernels::MAX_ROWS` and `kernels::MAX_PASS_ROWS`.
+constexpr int64_t kMaxStepRows = 8;
+constexpr int64_t kMaxPassRows = 16;
+
+// Bytes per element of `dtype`.
+constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : (dtype == I8 ? 1 : 2); }
+
+// Whether this CPU runs path `isa`: AVX-512 F/BW/VL/DQ with F16C and FMA; AVX2 with F16C and FMA;
+// the generic path everywhere.
+inline bool isa_supported(int32_t isa) {
+  switch (isa) {
+    case kGeneric: return true;
+    case kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+    default: return false;
+  }
+}
+
+// y[r][o] (+)= scale[o] · Σ_i x[r][i] · w[o][i] for `m` (1..=kMaxPassRows) f32 rows `x` (m × k),
+// weights `w` (n × k, `dtype`), per-row `scale` (only for I8, else null) and f32 `y` (m × n), over
+// libtorch's threads. With `accumulate` the products are added to `y`.
+#define MAESTRO_DECLARE_PATH(ns)                                                                        \
+  namespace ns {                                                                                        \
+  void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int64_t n, int64_t k,    \
+                int32_t dtype, float* y, bool accumulate);                                              \
+  void widen(const void* src, int32_t dtype, int64_t count, float* dst);                                \
+  void narrow(const float* src, int64_t count, int32_t dtype, void* dst);                               \
+  }
+
+MAESTRO_DECLARE_PATH(avx512)
+MAESTRO_DECLARE_PATH(avx2)
+MAESTRO_DECLARE_PATH(generic)
+
+}  // namespace maestro
+
+// `return <path>::call` for path `isa` (the generic path for any unknown number).
+#define MAESTRO_DISPATCH(isa, call)    \
+  switch (isa) {                       \
+    case ::maestro::kAvx512:           \
+      return ::maestro::avx512::call;  \
+    case ::maestro::kAvx2:             \
+      return ::maestro::avx2::call;    \
+    default:                           \
+      return ::maestro::generic::call; \
+  }

@@ -1,0 +1,84 @@
+// The AVX-512 vector type (16 f32 lanes); included by simd.h. Tails use AVX-512 masks.
+#pragma once
+
+namespace maestro {
+
+struct Avx512 {
+  using F = __m512;
+  static constexpr int64_t N = 16;
+
+  // Weight rows a matrix-vector pass streams at once for `m` activation rows, within 32 registers
+  // of accumulators.
+  static constexpr int slots(int64_t m) { return m <= 2 ? 8 : (m <= 4 ? 4 : (m <= 12 ? 2 : 1)); }
+
+  MAESTRO_AVX512 static __mmask16 mask(int64_t count) {
+    return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1u);
+  }
+  MAESTRO_AVX512 static F zero() { return _mm512_setzero_ps(); }
+  MAESTRO_AVX512 static F set1(float v) { return _mm512_set1_ps(v); }
+  MAESTRO_AVX512 static F load(const float* p) { return _mm512_loadu_ps(p); }
+  MAESTRO_AVX512 static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  // The first `count` lanes of `p` (any count: N or more is a full load), the others `fill`.
+  MAESTRO_AVX512 static F load_part(const float* p, int64_t count, float fill = 0.f) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask(count), p);
+  }
+  MAESTRO_AVX512 static void store_part(float* p, F v, int64_t count) { _mm512_mask_storeu_ps(p, mask(count), v); }
+
+  MAESTRO_AVX512 static F widen_bits(__m256i raw, int32_t dtype) {
+    if (dtype == F16) return _mm512_cvtph_ps(raw);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+  }
+  // Elements i..i+16 of `p` (element type `dtype`) as f32.
+  MAESTRO_AVX512 static F load_dt(const void* p, int64_t i, int32_t dtype) {
+    if (dtype == F32) return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+    if (dtype == I8)
+      return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(p) + i))));
+    return widen_bits(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)), dtype);
+  }
+  // As `load_dt`, the first `count` lanes (the others zero).
+  MAESTRO_AVX512 static F load_dt_part(const void* p, int64_t i, int32_t dtype, int64_t count) {
+    const __mmask16 m = mask(count);
+    if (dtype == F32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+    if (dtype == I8)
+      return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, static_cast<const int8_t*>(p) + i)));
+    return widen_bits(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i), dtype);
+  }
+  // The first `count` lanes of `v` as elements i.. of `p` (element type `dtype`, not I8).
+  MAESTRO_AVX512 static void store_dt_part(void* p, int64_t i, int32_t dtype, F v, int64_t count) {
+    const __mmask16 m = mask(count);
+    if (dtype == F32) return _mm512_mask_storeu_ps(static_cast<float*>(p) + i, m, v);
+    const __m256i h = dtype == F16 ? _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) : to_bf16(v);
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(p) + i, m, h);
+  }
+  MAESTRO_AVX512 static __m256i to_bf16(F v) {
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+    rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+    return _mm512_cvtepi32_epi16(rounded);
+  }
+
+  MAESTRO_AVX512 static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  MAESTRO_AVX512 static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  MAESTRO_AVX512 static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  MAESTRO_AVX512 static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  MAESTRO_AVX512 static F min(F a, F b) { return _mm512_min_ps(a, b); }
+  MAESTRO_AVX512 static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  MAESTRO_AVX512 static F abs(F a) { return _mm512_abs_ps(a); }
+  // a · b + c and c − a · b, fused.
+  MAESTRO_AVX512 static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  MAESTRO_AVX512 static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
+  MAESTRO_AVX512 static F round(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // p · 2^n for whole-valued n.
+  MAESTRO_AVX512 static F scale2(F p, F n) { return _mm512_scalef_ps(p, n); }
+  // |mag| with the sign of `sign`.
+  MAESTRO_AVX512 static F copysign(F mag, F sign) {
+    const __m512i s = _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(_mm512_abs_ps(mag)), s));
+  }
+  MAESTRO_AVX512 static float reduce_add(F a) { return _mm512_reduce_add_ps(a); }
+  MAESTRO_AVX512 static float reduce_max(F a) { return _mm512_reduce_max_ps(a); }
+};
+
+}  // namespace maestro

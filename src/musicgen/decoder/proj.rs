@@ -1,0 +1,85 @@
+//! A projection weight `(out, in)` as the decoder holds it: in the decoder's float type, or int8
+//! with one f32 scale per output row (`DType::Int8`: weight-only, symmetric, per output channel).
+//!
+//! Per output channel rather than per group of 32 or 64 inputs: one scale multiplies a whole row's
+//! sum once, so the kernels' inner loop is the f16 loop with a different widening, and the step
+//! reads 1 byte per weight (groups of 32 add an eighth); the quality tests
+//! (`decoder::tests::int8`) measure what per-channel costs.
+
+use std::ffi::c_void;
+
+use tch::{Kind, Tensor};
+
+use super::arena::Arena;
+use crate::musicgen::kernels;
+
+/// One projection's weights, quantised or not.
+pub(crate) struct Proj {
+    /// `(out, in)`, contiguous: the decoder's kind, or int8.
+    w: Tensor,
+    /// `(out,)` f32 for int8 weights.
+    scale: Option<Tensor>,
+}
+
+impl Proj {
+    /// `w (out, in)` as loaded, quantised when `int8`, copied into `arena`.
+    pub fn new(w: Tensor, int8: bool, arena: &Arena) -> Self {
+        if !int8 {
+            return Self { w: arena.adopt(w), scale: None };
+        }
+        let (w, scale) = quantise(&w);
+        Self { w: arena.adopt(w), scale: Some(arena.adopt(scale)) }
+    }
+
+    /// Bytes of an `(rows, cols)` projection in [`Arena`] slots: the weights in `kind` (int8 when
+    /// `int8`), and with int8 its scales.
+    pub fn arena_sizes(rows: i64, cols: i64, kind: Kind, int8: bool) -> [i64; 2] {
+        if int8 {
+            [rows * cols, rows * 4]
+        } else {
+            [rows * cols * kind.elt_size_in_bytes() as i64, 0]
+        }
+    }
+
+    /// `x · wᵀ`: the kernel for a few rows, libtorch otherwise (int8 weights then widened first).
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        match &self.scale {
+            None => kernels::linear_or_libtorch(x, &self.w),
+            Some(scale) => kernels::gemv_i8(x, &self.w, scale)
+                .unwrap_or_else(|| x.linear::<Tensor>(&self.dequantised().to_kind(x.kind()), None)),
+        }
+    }
+
+    /// The weights in f32 (int8 times its scales).
+    pub fn dequantised(&self) -> Tensor {
+        match &self.scale {
+            None => self.w.to_kind(Kind::Float),
+            Some(scale) => self.w.to_kind(Kind::Float) * scale.unsqueeze(1),
+        }
+    }
+
+    /// The weights' data, for the native step.
+    pub fn data(&self) -> *const c_void {
+        self.w.data_ptr() as *const c_void
+    }
+
+    /// The per-row scales' data, null unless int8.
+    pub fn scale_data(&self) -> *const f32 {
+        self.scale.as_ref().map_or(std::ptr::null(), |s| s.data_ptr() as *const f32)
+    }
+
+    /// Whether the weights are int8.
+    pub fn is_int8(&self) -> bool {
+        self.scale.is_some()
+    }
+}
+
+/// `w (out, in)` as int8 and one f32 scale per row: scale = max |row| / 127, q = round(w / scale),
+/// so each row's largest weight maps to ±127 and zero stays exactly zero. Computed in f32 whatever
+/// `w`'s dtype; an all-zero row gets scale 0 and zeros.
+pub fn quantise(w: &Tensor) -> (Tensor, Tensor) {
+    let w = w.to_kind(Kind::Float);
+    let scale = w.abs().amax([1], true) / 127.0;
+    let q = (&w / scale.clamp_min(f64::from(f32::MIN_POSITIVE))).round().clamp(-127, 127);
+    (q.to_kind(Kind::Int8).contiguous(), scale.squeeze_dim(1).contiguous())
+}

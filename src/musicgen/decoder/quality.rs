@@ -1,0 +1,110 @@
+//! What int8 weights cost: teacher forcing on the same code sequences, per-step guided logits of
+//! the int8 decoder (on every kernel path this CPU runs) against the f32 decoder op by op through
+//! libtorch. The bounds are issue 30's: mean correlation ≥ 0.999 and mean KL(f32 ‖ int8) ≤ 0.01
+//! nats; top-1 agreement is printed (`-- --nocapture`), as near-tied random logits make it fragile.
+
+use tch::{Device, Kind, Tensor};
+
+use super::super::DType;
+use super::tests::{fixture, state};
+use crate::musicgen::kernels::{self, Path};
+
+/// Guidance scale of the published models' generation config.
+const GUIDANCE: f64 = 3.0;
+
+/// Means over every (row, codebook, step) of one comparison.
+#[derive(Debug, Default)]
+pub(crate) struct Agreement {
+    pub correlation: f64,
+    pub kl: f64,
+    pub top1: f64,
+    count: f64,
+}
+
+impl Agreement {
+    /// Adds logits `(rows, codebooks, 1, vocab)` of the reference and the candidate.
+    pub fn add(&mut self, reference: &Tensor, candidate: &Tensor) {
+        let v = *reference.size().last().expect("logits have a vocabulary");
+        let (p, q) = (
+            reference.to_kind(Kind::Double).reshape([-1, v]),
+            candidate.to_kind(Kind::Double).reshape([-1, v]),
+        );
+        let centred = |t: &Tensor| t - t.mean_dim(-1, true, Kind::Double);
+        let (pc, qc) = (centred(&p), centred(&q));
+        let norm = |t: &Tensor| t.square().sum_dim_intlist(-1, false, Kind::Double).sqrt();
+        let corr = (&pc * &qc).sum_dim_intlist(-1, false, Kind::Double) / (norm(&pc) * norm(&qc));
+        let (lp, lq) = (p.log_softmax(-1, Kind::Double), q.log_softmax(-1, Kind::Double));
+        let kl = (lp.exp() * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Double);
+        let same = p.argmax(-1, false).eq_tensor(&q.argmax(-1, false)).to_kind(Kind::Double);
+        let n = corr.size()[0] as f64;
+        self.correlation += corr.sum(Kind::Double).double_value(&[]);
+        self.kl += kl.sum(Kind::Double).double_value(&[]);
+        self.top1 += same.sum(Kind::Double).double_value(&[]);
+        self.count += n;
+    }
+
+    /// The means (correlation, KL in nats, top-1 agreement as a fraction).
+    pub fn means(&self) -> (f64, f64, f64) {
+        let n = self.count.max(1.0);
+        (self.correlation / n, self.kl / n, self.top1 / n)
+    }
+}
+
+/// Guided logits `(rows / 2, …)`: conditional rows first, unconditional after, as generation does.
+fn guided(logits: &Tensor) -> Tensor {
+    let half = logits.size()[0] / 2;
+    let (cond, uncond) = (logits.narrow(0, 0, half), logits.narrow(0, half, half));
+    &uncond + (cond - &uncond) * GUIDANCE
+}
+
+/// Teacher-forced steps of the `dtype` decoder on `path` against the f32 decoder through libtorch.
+fn compare(name: &str, dtype: DType, path: Path, steps: i64) -> Agreement {
+    let (reference, int8) = (fixture(name, DType::F32), fixture(name, dtype));
+    let prompts = ["a calm piano melody with soft strings", "drums"];
+    let (mut want_state, mut got_state) = (state(&reference, &prompts, steps), state(&int8, &prompts, steps));
+    let d = &reference.decoder;
+    tch::manual_seed(30);
+    let mut agreement = Agreement::default();
+    for _ in 0..steps {
+        let codes =
+            Tensor::randint(d.cfg.vocab_size, [4, d.cfg.num_codebooks, 1], (Kind::Int64, Device::Cpu));
+        let want = d.forward_libtorch(&codes, &mut want_state);
+        let got = int8.decoder.native_step_on(path, &codes, &mut got_state).expect("the int8 step applies");
+        got_state.pos += 1;
+        agreement.add(&guided(&want), &guided(&got));
+    }
+    agreement
+}
+
+#[test]
+fn int8_logits_track_f32_on_every_path() {
+    for path in kernels::paths_here() {
+        for name in ["musicgen-tiny", "musicgen-tiny2"] {
+            let (correlation, kl, top1) = compare(name, DType::Int8, path, 12).means();
+            eprintln!(
+                "{path}: {name} int8 vs f32, guided logits over 12 steps: correlation {correlation:.5}, \
+                 KL {kl:.5} nats, top-1 agreement {:.1} %",
+                top1 * 100.0
+            );
+            assert!(correlation >= 0.999, "{path}: {name} mean correlation {correlation}");
+            assert!(kl <= 0.01, "{path}: {name} mean KL {kl}");
+        }
+    }
+    // f16 on the same steps, for the README's comparison.
+    for name in ["musicgen-tiny", "musicgen-tiny2"] {
+        let (correlation, kl, top1) = compare(name, DType::F16, kernels::active(), 12).means();
+        eprintln!("f16: {name}: correlation {correlation:.6}, KL {kl:.6} nats, top-1 {:.1} %", top1 * 100.0);
+    }
+}
+
+/// The fallback (more rows than the kernel takes, op by op) runs int8 weights too, widened.
+#[test]
+fn int8_runs_op_by_op_where_the_step_declines() {
+    let model = fixture("musicgen-tiny", DType::Int8);
+    let d = &model.decoder;
+    let mut st = state(&model, &["drums"], 3);
+    let codes = Tensor::zeros([2, d.cfg.num_codebooks, 3], (Kind::Int64, Device::Cpu));
+    let logits = d.forward(&codes, &mut st);
+    assert_eq!(logits.size(), [2, d.cfg.num_codebooks, 3, d.cfg.vocab_size]);
+    assert!(logits.isfinite().all().int64_value(&[]) == 1, "finite logits");
+}
