@@ -79,17 +79,24 @@ fn main() {
 
 /// Decode steps/s of one generation after each of `n` loads, per dtype, on the best path.
 fn loads(dir: &std::path::Path, steps: usize, n: usize) {
-    println!("\n| dtype | loads | decode steps/s per load | spread (max / min) |");
-    println!("|---|---:|---|---:|");
+    println!("\n| dtype | loads | decode steps/s per load | spread (max / min) | huge pages after each load, MiB |");
+    println!("|---|---:|---|---:|---|");
     for dtype in [DType::F16, DType::Int8] {
-        let speeds: Vec<f64> = (0..n)
-            .map(|_| {
-                run::maestro(&MusicGen::load(dir, Device::Cpu, dtype).expect("loads"), steps)
-                    .decode_steps_per_s
-            })
-            .collect();
+        let (mut speeds, mut huge) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let model = MusicGen::load(dir, Device::Cpu, dtype).expect("loads");
+            huge.push(format!("{:.0}", huge_page_mib()));
+            speeds.push(run::maestro(&model, steps).decode_steps_per_s);
+        }
         let (lo, hi) = speeds.iter().fold((f64::MAX, 0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
         let each: Vec<String> = speeds.iter().map(|s| format!("{s:.1}")).collect();
-        println!("| {dtype} | {n} | {} | {:.2}x |", each.join(", "), hi / lo);
+        println!("| {dtype} | {n} | {} | {:.2}x | {} |", each.join(", "), hi / lo, huge.join(", "));
     }
+}
+
+/// This process's anonymous memory in transparent huge pages (`/proc/self/smaps_rollup`), MiB.
+fn huge_page_mib() -> f64 {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:")).unwrap_or("");
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
 }

@@ -29,6 +29,13 @@ namespace maestro {
 // f16 bits as f32, subnormals, infinities and NaN included.
 inline float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t magnitude = h & 0x7FFFu;
+  if (magnitude >= 0x0400u && magnitude < 0x7C00u) {  // normal: rebias the exponent, the common case
+    const uint32_t bits = sign | ((magnitude << 13) + 0x38000000u);
+    float out;
+    std::memcpy(&out, &bits, 4);
+    return out;
+  }
   const uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
   uint32_t bits;
   if (exp == 0x1F) {

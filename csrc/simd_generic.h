@@ -42,11 +42,30 @@ struct Generic {
   }
   static void store_part(float* p, F v, int64_t count) { std::memcpy(p, v.v, (count < N ? count : N) * sizeof(float)); }
   static F load_dt(const void* p, int64_t i, int32_t dtype) { return load_dt_part(p, i, dtype, N); }
+  // One loop per element type, so the full-width int8 and bf16 loops vectorise.
   static F load_dt_part(const void* p, int64_t i, int32_t dtype, int64_t count) {
-    if (dtype == F32) return load_part(static_cast<const float*>(p) + i, count);
+    const int64_t n = count < N ? count : N;
     F r = zero();
-    for (int64_t j = 0; j < count && j < N; ++j) r.v[j] = scalar_at(p, i + j, dtype);
-    return r;
+    switch (dtype) {
+      case F32: return load_part(static_cast<const float*>(p) + i, count);
+      case I8: {
+        const int8_t* s = static_cast<const int8_t*>(p) + i;
+        for (int64_t j = 0; j < n; ++j) r.v[j] = static_cast<float>(s[j]);
+        return r;
+      }
+      case BF16: {
+        const uint16_t* s = static_cast<const uint16_t*>(p) + i;
+        uint32_t bits[8] = {};
+        for (int64_t j = 0; j < n; ++j) bits[j] = static_cast<uint32_t>(s[j]) << 16;
+        std::memcpy(r.v, bits, sizeof bits);
+        return r;
+      }
+      default: {
+        const uint16_t* s = static_cast<const uint16_t*>(p) + i;
+        for (int64_t j = 0; j < n; ++j) r.v[j] = half_to_float(s[j]);
+        return r;
+      }
+    }
   }
   static void store_dt_part(void* p, int64_t i, int32_t dtype, F v, int64_t count) {
     for (int64_t j = 0; j < count && j < N; ++j) scalar_put(p, i + j, dtype, v.v[j]);
