@@ -41,6 +41,11 @@ impl Default for AudioLimits {
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest sample rate accepted.
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
+/// Largest sample magnitude accepted (full scale is ±1): what a 24-bit integer sample reaches when a
+/// client sends it as a float unscaled, and far below the `f32` range, where the resampler's sums
+/// overflow to infinity and it panics (found by the `audio_input` fuzz target, with samples near
+/// 2.5e38).
+pub const MAX_MAGNITUDE: f32 = 16_777_216.0;
 /// Most channels accepted.
 pub const MAX_CHANNELS: u32 = 8;
 
@@ -103,8 +108,11 @@ pub fn decode(
             Clip { samples, channels: channels as usize, sample_rate }
         }
     };
-    if let Some(at) = clip.samples.iter().position(|s| !s.is_finite()) {
-        return Err(bad(format!("samples must be finite, got {} at sample {at}", clip.samples[at])));
+    if let Some(at) = clip.samples.iter().position(|s| !s.is_finite() || s.abs() > MAX_MAGNITUDE) {
+        return Err(bad(format!(
+            "samples must be finite and within [-{MAX_MAGNITUDE}, {MAX_MAGNITUDE}] (full scale is ±1), got {} at sample {at}",
+            clip.samples[at]
+        )));
     }
     if clip.frames() == 0 {
         return Err(bad("must hold at least one sample".into()));
@@ -262,7 +270,12 @@ mod tests {
         assert!(message(&[0; 2], Encoding::PcmS16le, (1, 1)).contains("8000..=384000 Hz, got 1"));
         assert!(message(&[0; 4], Encoding::PcmS16le, (8000, 0)).contains("channels must be 1..=8, got 0"));
         let nan: Vec<u8> = [0.0f32, f32::NAN].iter().flat_map(|f| f.to_le_bytes()).collect();
-        assert!(message(&nan, Encoding::PcmF32le, (8000, 1)).contains("finite, got NaN at sample 1"));
+        assert!(message(&nan, Encoding::PcmF32le, (8000, 1))
+            .contains("finite and within [-16777216, 16777216] (full scale is ±1), got NaN at sample 1"));
+        // A fuzzing find: finite samples near the f32 limit overflowed the resampler into a panic.
+        let huge: Vec<u8> = [0.5f32, 2.5e38].iter().flat_map(|f| f.to_le_bytes()).collect();
+        assert!(message(&huge, Encoding::PcmF32le, (8000, 1))
+            .contains("got 250000000000000000000000000000000000000 at sample 1"));
         assert!(message(&[0; 32_000], Encoding::PcmS16le, (8000, 1))
             .contains("at most 1 s of audio, got 2.000 s"));
         assert!(

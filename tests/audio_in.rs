@@ -102,7 +102,10 @@ async fn bad_audio_is_refused_naming_field_limit_and_value() {
         (pcm(vec![0; 6], s16, 7999, 1), "audio_prompt: sample_rate must be 8000..=384000 Hz, got 7999"),
         (pcm(vec![0; 6], s16, 32_000, 0), "audio_prompt: channels must be 1..=8, got 0"),
         (pcm(vec![0; 7], s16, 32_000, 1), "whole frames of 1 channels × 2 bytes (2 bytes), got 7 bytes"),
-        (pcm(f32s(&[0.0, f32::NAN]), pb::AudioEncoding::PcmF32le, 32_000, 1), "finite, got NaN at sample 1"),
+        (
+            pcm(f32s(&[0.0, f32::NAN]), pb::AudioEncoding::PcmF32le, 32_000, 1),
+            "(full scale is ±1), got NaN at sample 1",
+        ),
         (pcm(vec![0; 200_000], s16, 32_000, 1), "at most 2 s of audio, got 3.125 s"),
         (
             pcm(vec![0; 8], pb::AudioEncoding::Unspecified, 32_000, 1),
