@@ -191,7 +191,8 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
     (Generation::new(engine, manager.clone(), settings, emergency), manager)
 }
 
-fn params() -> GenerateParams {
+/// A plain request for the tiny fixture: 1 s, seed 1.
+pub(super) fn params() -> GenerateParams {
     GenerateParams {
         model: MODEL.into(),
         prompt: "drums".into(),

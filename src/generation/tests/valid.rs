@@ -19,24 +19,10 @@ fn melody_facts() -> CheckpointFacts {
     CheckpointFacts { chroma: Some(ChromaConfig::default()), ..facts() }
 }
 
+/// The orchestrator tests' request for a model `m`, 2 s, seed 7.
 fn params() -> GenerateParams {
-    GenerateParams {
-        model: "m".into(),
-        prompt: "drums".into(),
-        negative_prompt: String::new(),
-        duration_s: 2.0,
-        temperature: None,
-        top_k: None,
-        top_p: None,
-        guidance_scale: None,
-        seed: Some(7),
-        greedy: false,
-        chunk_ms: 0,
-        audiocraft_sampling: false,
-        audio_prompt: None,
-        include_prompt: false,
-        melody: None,
-    }
+    let base = crate::generation::tests::params();
+    GenerateParams { model: "m".into(), duration_s: 2.0, seed: Some(7), ..base }
 }
 
 fn clip(seconds: f64, sample_rate: u32) -> Clip {
