@@ -23,15 +23,15 @@ pub enum GenerationError {
     #[error(
         "{model} is loaded on {}, and a server holds one copy of a model: unload it to load it on {}",
         at.name(),
-        asked
+        asked.name()
     )]
     OnAnotherDevice {
         /// Model id.
         model: String,
         /// Where it is.
         at: Device,
-        /// Where it was asked for (`cpu`, `cuda:N`).
-        asked: String,
+        /// Where it was asked for.
+        asked: Device,
     },
     /// The model's configs cannot be read, or describe a model that is not served.
     #[error("cannot load {model}: {source}")]

@@ -233,8 +233,10 @@ impl Generation {
 /// `loaded` when it lives where `device` asks (`auto`: anywhere).
 fn check_device(model: &str, loaded: Loaded, device: RequestedDevice) -> Result<Loaded, Error> {
     let at = loaded.facts.device;
-    if device.admits(at) {
-        return Ok(loaded);
+    match device {
+        RequestedDevice::On(asked) if asked != at => {
+            Err(GenerationError::OnAnotherDevice { model: model.into(), at, asked }.into())
+        }
+        _ => Ok(loaded),
     }
-    Err(GenerationError::OnAnotherDevice { model: model.into(), at, asked: device.name() }.into())
 }

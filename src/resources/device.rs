@@ -56,11 +56,6 @@ impl RequestedDevice {
             Self::On(d) => d.name(),
         }
     }
-
-    /// Whether a model living on `placed` is where this asks (`auto`: anywhere).
-    pub fn admits(self, placed: Device) -> bool {
-        self == Self::Auto || self == Self::On(placed)
-    }
 }
 
 impl From<Device> for RequestedDevice {
@@ -74,7 +69,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_parse_and_name_themselves_and_only_auto_admits_any_placement() {
+    fn requests_parse_and_name_themselves() {
         for (text, want) in [
             ("", RequestedDevice::Auto),
             ("auto", RequestedDevice::Auto),
@@ -85,9 +80,6 @@ mod tests {
         }
         let err = RequestedDevice::parse("gpu", "device").unwrap_err();
         assert_eq!(err.to_string(), "device: must be \"auto\", \"cpu\" or \"cuda:N\", got \"gpu\"");
-        assert!(RequestedDevice::Auto.admits(Device::Cuda(1)));
-        assert!(RequestedDevice::On(Device::Cpu).admits(Device::Cpu));
-        assert!(!RequestedDevice::On(Device::Cuda(0)).admits(Device::Cuda(1)));
         assert_eq!((RequestedDevice::Auto.name(), Device::Cuda(2).name()), ("auto".into(), "cuda:2".into()));
     }
 }
