@@ -19,6 +19,7 @@ use crate::{
     resources::{
         self,
         cleanup::{self, AutoCleanup, Evictor},
+        ledger::TokenShare,
         manager::ManagerSettings,
         requirements::Registry,
     },
@@ -134,6 +135,10 @@ impl App {
             suggest_evict_idle: config.resources.suggest_evict_idle,
             placeable_gpus: inventory.placeable(),
             max_duration_s: config.generation.max_duration_s,
+            token_share: TokenShare {
+                max_leases: config.resources.max_leases_per_token,
+                max_bytes: config.resources.max_lease_bytes_per_token,
+            },
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());
         let (emergency, emergencies) = tokio::sync::mpsc::channel(4);
@@ -213,6 +218,10 @@ fn generation_api(
         unload_wait: std::time::Duration::from_secs(10),
         dtype: g.dtype,
         stall_timeout: g.stall_timeout,
+        max_queued_per_token: match g.max_queued_per_token {
+            0 => (g.queue_capacity / 2).max(1),
+            n => n,
+        },
     };
     let generation = Generation::new(engine.clone(), manager.clone(), settings, emergency);
     // Nothing loads on an engine that refuses, so nothing can be evicted there, and a warm model

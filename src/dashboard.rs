@@ -11,6 +11,8 @@ use axum::{
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::grpc::auth::OriginPolicy;
+
 /// What the page needs to reach the gRPC port from wherever it was loaded.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DashboardInfo {
@@ -52,16 +54,14 @@ fn config_json(info: &DashboardInfo) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body)
 }
 
-/// CORS on the gRPC port for the dashboard: a page whose origin is the HTTP port (any host name,
-/// since users reach a server by many) may send gRPC-Web POSTs with the `authorization` header and
-/// read the gRPC status. Any other origin gets no CORS headers, so browsers keep its pages out.
-pub fn cors(http_port: u16) -> CorsLayer {
-    let port = format!(":{http_port}");
+/// CORS on the gRPC port for the dashboard: a page from an origin `origins` allows (the requested
+/// host on the HTTP port, or one listed with `--cors-origin`) may send gRPC-Web POSTs with the
+/// `authorization` header and read the gRPC status. Any other origin gets no CORS headers, so
+/// browsers keep its pages out.
+pub fn cors(origins: OriginPolicy) -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| (o.starts_with("http://") || o.starts_with("https://")) && o.ends_with(&port))
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
+            origins.allows_parts(origin, parts)
         }))
         .allow_methods([Method::POST])
         .allow_headers([

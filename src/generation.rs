@@ -10,6 +10,7 @@ mod lifecycle;
 mod params;
 mod progress;
 mod resolve;
+mod share;
 mod stall;
 #[cfg(test)]
 #[path = "generation/tests/orchestrator.rs"]
@@ -63,6 +64,9 @@ pub struct GenerationSettings {
     /// How long a client may take none of its audio before its generation is stopped
     /// (`--stall-timeout-s`, default 10 s).
     pub stall_timeout: Duration,
+    /// Generations one token name may have queued or running (`--max-queued-per-token`, resolved:
+    /// half the queue capacity when unset).
+    pub max_queued_per_token: usize,
 }
 
 /// A generation that was admitted: what the stream's header says, then its [`Progress`] through
@@ -104,10 +108,20 @@ impl Drop for Admitted {
     }
 }
 
+/// Who asks for a generation.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Its address, for the log when it stalls.
+    pub peer: Option<SocketAddr>,
+    /// Its token's name, whose share of the queue the generation counts against.
+    pub token: Option<Arc<str>>,
+}
+
 /// The resources a running generation holds.
 struct Holds {
     _lease: LeaseGuard,
     _model: ModelUse,
+    _share: Option<share::ShareGuard>,
 }
 
 /// GenerationService's domain side.
@@ -118,6 +132,7 @@ pub struct Generation {
     settings: Arc<GenerationSettings>,
     roots: Arc<Vec<PathBuf>>,
     loads: Arc<lifecycle::Loads>,
+    shares: Arc<share::Shares>,
     emergency: mpsc::Sender<(Device, String)>,
 }
 
@@ -130,8 +145,9 @@ impl Generation {
         emergency: mpsc::Sender<(Device, String)>,
     ) -> Self {
         let roots = Arc::new(manager.settings().roots.clone());
+        let shares = share::Shares::new(settings.max_queued_per_token);
         let settings = Arc::new(settings);
-        Self { engine, manager, settings, roots, loads: Arc::default(), emergency }
+        Self { engine, manager, settings, roots, loads: Arc::default(), shares, emergency }
     }
 
     /// A request that ran out of memory: completes its free figure from the monitor when libtorch's
@@ -183,14 +199,16 @@ impl Generation {
 
     /// Validates against the model's checkpoint (before anything is loaded), loads it, brings the
     /// request's audio to it, takes the holds and queues the generation.
-    /// `peer` is the client's address, for the log when it stalls.
+    /// `client` says who asks: its address for the log when it stalls, its token's name for its
+    /// share of the queue, taken before anything loads.
     pub async fn start(
         &self,
         p: GenerateParams,
         cancel: CancellationToken,
-        peer: Option<SocketAddr>,
+        client: Client,
     ) -> Result<Admitted, Error> {
         self.accepts()?;
+        let share = client.token.as_ref().map(|name| self.shares.take(name)).transpose()?;
         let started = Instant::now();
         check_duration(p.duration_s, MaxDuration::Server(self.settings.max_duration_s))?;
         let checkpoint = self.checkpoint_facts(&p.model).await?;
@@ -203,7 +221,8 @@ impl Generation {
             valid.request.melody = chroma;
             input_conversions.extend(notes);
         }
-        let (holds, submitted) = self.admit(&valid, audio.as_ref(), &checkpoint, cancel.clone()).await?;
+        let (holds, submitted) =
+            self.admit(&valid, audio.as_ref(), &checkpoint, cancel.clone(), share).await?;
         let id = valid.model;
         let queued = QueuedGeneration {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -223,7 +242,7 @@ impl Generation {
             cancel: cancel.clone(),
             holds: holds.clone(),
             journal: journal.clone(),
-            peer,
+            peer: client.peer,
             request_id: request_id.clone(),
         };
         tokio::spawn(stall::watchdog(watch.clone(), stop, done.clone()));
@@ -248,14 +267,15 @@ impl Generation {
     }
 
     /// Marks the model in use, checks that the generation's working set fits where the model lives,
-    /// leases it and submits the generation: each hold a guard, so a refusal at any step gives back
-    /// the ones before it.
+    /// leases it and submits the generation: each hold a guard (the token's `share` of the queue
+    /// among them), so a refusal at any step gives back the ones before it.
     async fn admit(
         &self,
         valid: &ValidGenerate,
         audio: Option<&PromptAudio>,
         checkpoint: &CheckpointFacts,
         cancel: CancellationToken,
+        share: Option<share::ShareGuard>,
     ) -> Result<(Holds, Submitted), Error> {
         let id = &valid.model;
         let model = self.manager.use_model(id).await?;
@@ -282,7 +302,7 @@ impl Generation {
             fault: None,
         };
         let submitted = self.engine.submit(&handle, submission)?;
-        Ok((Holds { _lease: lease, _model: model }, submitted))
+        Ok((Holds { _lease: lease, _model: model, _share: share }, submitted))
     }
 }
 
@@ -305,6 +325,7 @@ fn lease_for(owner: &str, kind: LeaseKind, need: &Need) -> LeaseRequest {
     };
     LeaseRequest {
         owner: owner.into(),
+        token: None,
         kind,
         cpu_bytes: need.host_bytes(),
         gpu_bytes: need.gpu_bytes(),

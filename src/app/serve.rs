@@ -24,7 +24,10 @@ use super::App;
 use crate::{
     engine::Engine,
     grpc::{
-        self, auth::AuthLayer, health_service::HealthTable, observe::ObserveLayer,
+        self,
+        auth::{AuthLayer, OriginPolicy},
+        health_service::HealthTable,
+        observe::ObserveLayer,
         pb::generation_service_server::GenerationServiceServer,
     },
     shutdown::Signals,
@@ -156,16 +159,17 @@ impl App {
         }
         let generation =
             GenerationServiceServer::new(self.generation.clone()).max_decoding_message_size(max_message);
+        let origins = OriginPolicy::new(self.metrics_addr.port(), server.cors_origins());
         let router = builder
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
-            // gRPC-Web for the dashboard: HTTP/1.1 accepted, CORS for the HTTP port's pages only.
+            // gRPC-Web for the dashboard: HTTP/1.1 accepted, CORS for the allowed origins only.
             .accept_http1(true)
-            .layer(crate::dashboard::cors(self.metrics_addr.port()))
+            .layer(crate::dashboard::cors(origins.clone()))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(ObserveLayer)
-            .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry))
+            .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry, origins))
             .add_service(self.health.service())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -26,6 +26,10 @@ fn server(c: &Config) -> Result<(), ConfigError> {
     within("server.drain_grace_s", s.drain_grace.as_secs_f64(), 0.0..=3600.0)?;
     at_least_one("server.max_streams", s.max_streams)?;
     at_least_one("server.max_watches", s.max_watches)?;
+    if let Some(bad) = s.cors_origins.iter().find(|o| crate::grpc::auth::Origin::parse(o).is_none()) {
+        let message = format!("must be scheme://host[:port] with scheme http or https, got {bad:?}");
+        return Err(invalid("server.cors_origins", message));
+    }
     match (&s.tls_cert, &s.tls_key, &s.tls_client_ca) {
         (Some(_), None, _) => Err(invalid("server.tls_key", "the TLS certificate needs its key".into())),
         (None, Some(_), _) => Err(invalid("server.tls_cert", "the TLS key needs its certificate".into())),

@@ -119,6 +119,24 @@ pub struct ResourcesConfig {
     )]
     #[serde(rename = "max_lease_ttl_s", with = "units::secs")]
     pub max_lease_ttl: Duration,
+    /// Client leases one token name may hold at once; 0 = no limit.
+    #[arg(
+        id = "resources.max_leases_per_token",
+        long = "max-leases-per-token",
+        env = "MAESTRO_MAX_LEASES_PER_TOKEN",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_leases_per_token: usize,
+    /// Host plus GPU bytes one token name may hold in client leases at once; 0 = no limit but memory.
+    #[arg(
+        id = "resources.max_lease_bytes_per_token",
+        long = "max-lease-bytes-per-token",
+        env = "MAESTRO_MAX_LEASE_BYTES_PER_TOKEN",
+        value_name = "BYTES",
+        default_value_t = 0
+    )]
+    pub max_lease_bytes_per_token: u64,
     /// Host or GPU memory % that triggers an automatic cleanup (1..=100).
     #[arg(
         id = "resources.cleanup_threshold",
@@ -221,6 +239,16 @@ pub struct GenerationConfig {
         default_value_t = 16
     )]
     pub queue_capacity: usize,
+    /// Generations one token name may have queued or running at once (its fair share of
+    /// --queue-capacity); 0 = half the queue capacity. Without a token file there is no name to count.
+    #[arg(
+        id = "generation.max_queued_per_token",
+        long = "max-queued-per-token",
+        env = "MAESTRO_MAX_QUEUED_PER_TOKEN",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_queued_per_token: usize,
     /// Longest generation a request may ask for, in seconds (at most 600). Beyond a model's window
     /// (its `max_length`, 30 s for the published models) generation extends window by window.
     #[arg(

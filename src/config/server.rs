@@ -96,8 +96,9 @@ pub struct ServerConfig {
         value_name = "PEM"
     )]
     pub tls_client_ca: Option<PathBuf>,
-    /// File of accepted bearer tokens for mutating RPCs, one per line (re-read on SIGHUP); unset = no
-    /// authentication.
+    /// File of accepted bearer tokens: `TOKEN,NAME,ROLE` lines (roles read, generate, admin; a bare
+    /// `TOKEN` line has every right), `sha256:<hex>` in place of a token; re-read when it changes and
+    /// on SIGHUP. Unset = no authentication.
     #[arg(
         id = "server.auth_token_file",
         long = "auth-token-file",
@@ -115,6 +116,17 @@ pub struct ServerConfig {
         action = clap::ArgAction::Set
     )]
     pub public_telemetry: bool,
+    /// Browser origin (`scheme://host[:port]`) allowed to call the gRPC port besides the dashboard's
+    /// own (the requested host on the HTTP port); repeatable (environment: comma-separated).
+    #[arg(
+        id = "server.cors_origins",
+        long = "cors-origin",
+        env = "MAESTRO_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     /// Largest request message the server decodes, in bytes: by default the audio limit
     /// (--max-audio-input-bytes, 8 MiB) and 1 MiB for the rest.
     #[arg(
@@ -168,6 +180,11 @@ impl ServerConfig {
             }
             _ => None,
         }
+    }
+
+    /// The browser origins `--cors-origin` lists (validated when the configuration loads).
+    pub fn cors_origins(&self) -> Vec<crate::grpc::auth::Origin> {
+        self.cors_origins.iter().filter_map(|o| crate::grpc::auth::Origin::parse(o)).collect()
     }
 
     /// Serves TLS from `files`, as `--tls-cert`, `--tls-key` and `--tls-client-ca` would.

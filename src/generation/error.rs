@@ -50,6 +50,18 @@ pub enum GenerationError {
         /// The timeout that passed.
         timeout: std::time::Duration,
     },
+    /// The token already has its share of the queue.
+    #[error(
+        "token {token:?} has {held} generations queued or running, its share of the queue (--max-queued-per-token {limit})"
+    )]
+    QueueShare {
+        /// The token's name.
+        token: String,
+        /// Generations it holds.
+        held: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The drain deadline passed while the generation ran.
     #[error(
         "generation cancelled: the server is shutting down and its drain deadline (--drain-deadline-s) passed while this generation ran"

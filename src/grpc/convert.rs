@@ -7,8 +7,8 @@ mod resources;
 pub use generation::encode_pcm;
 pub use generation::{audio_chunk, generate_header, generate_summary};
 pub use resources::{
-    batch_advice, cached_model, cleanup, lease, model_info, report, requirement_comparison, requirements,
-    source, suggestion, validation,
+    batch_advice, cached_model, cleanup, hide_lease_ids, lease, model_info, report, requirement_comparison,
+    requirements, source, suggestion, validation,
 };
 
 use std::time::SystemTime;

@@ -4,6 +4,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::{
+    auth::Caller,
     convert,
     pb::{self, generation_service_server::GenerationService},
     requests,
@@ -12,7 +13,7 @@ use super::{
 use crate::{
     audio_input::AudioLimits,
     error::Error,
-    generation::Generation,
+    generation::{Client, Generation},
     resources::{device::RequestedDevice, manager},
 };
 
@@ -52,11 +53,11 @@ impl GenerationService for GenerationApi {
         &self,
         req: Request<pb::GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
-        let peer = req.remote_addr();
+        let client = Client { peer: req.remote_addr(), token: Caller::of(req.extensions()).name().cloned() };
         let req = req.into_inner();
         let format = requests::audio_format(req.format)?;
         let params = requests::generate_params(&req, self.audio)?;
-        Ok(Response::new(self.start(params, format, peer).await?))
+        Ok(Response::new(self.start(params, format, client).await?))
     }
 
     async fn list_models(
@@ -96,10 +97,10 @@ impl GenerationApi {
         &self,
         params: crate::generation::GenerateParams,
         format: pb::AudioFormat,
-        peer: Option<std::net::SocketAddr>,
+        client: Client,
     ) -> Result<BoxStream<pb::GenerateResponse>, Error> {
         let slot = self.slots.acquire()?;
-        let admitted = self.generation.start(params, self.shutdown.child_token(), peer).await?;
+        let admitted = self.generation.start(params, self.shutdown.child_token(), client).await?;
         Ok(generate_stream::stream(admitted, format, slot))
     }
 

@@ -64,7 +64,11 @@ pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> 
 }
 
 /// `Allocate`'s request.
-pub fn lease_request(r: pb::AllocateRequest, max_ttl: Duration) -> Result<LeaseRequest, Error> {
+pub fn lease_request(
+    r: pb::AllocateRequest,
+    max_ttl: Duration,
+    token: Option<String>,
+) -> Result<LeaseRequest, Error> {
     let owner = r.owner.trim();
     if owner.is_empty() || owner.chars().count() > 128 || owner.chars().any(char::is_control) {
         let shown: String = r.owner.chars().take(40).collect();
@@ -91,6 +95,7 @@ pub fn lease_request(r: pb::AllocateRequest, max_ttl: Duration) -> Result<LeaseR
     }
     Ok(LeaseRequest {
         owner: owner.to_string(),
+        token,
         kind: LeaseKind::Client,
         cpu_bytes: r.cpu_memory_bytes,
         gpu_bytes: r.gpu_memory_bytes,

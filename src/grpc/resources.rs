@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::{
+    auth::{Caller, Role},
     convert,
     pb::{self, resource_service_server::ResourceService},
     requests,
@@ -16,6 +17,7 @@ use crate::{
     monitor,
     resources::{
         cleanup::{self, Evictor},
+        ledger::Releaser,
         manager, report,
     },
 };
@@ -77,10 +79,14 @@ impl ResourceService for ResourceApi {
 
     async fn get_report(
         &self,
-        _: Request<pb::ReportRequest>,
+        req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ResourceReport>, Status> {
         let report = report::report(&self.manager, &self.monitor).await?;
-        Ok(Response::new(convert::report(&report)))
+        let mut report = convert::report(&report);
+        if !Caller::of(req.extensions()).sees_lease_ids() {
+            convert::hide_lease_ids(&mut report);
+        }
+        Ok(Response::new(report))
     }
 
     async fn get_history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::History>, Status> {
@@ -103,9 +109,10 @@ impl ResourceService for ResourceApi {
     }
 
     async fn allocate(&self, req: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
-        let request = requests::lease_request(req.into_inner(), self.manager.settings().max_ttl)?;
+        let token = Caller::of(req.extensions()).name().map(|n| n.to_string());
+        let request = requests::lease_request(req.into_inner(), self.manager.settings().max_ttl, token)?;
         let lease = self.manager.allocate(request).await?;
-        tracing::info!(lease = %lease.id.as_str(), owner = %lease.owner, cpu = lease.cpu_bytes, gpu = lease.gpu_bytes, "lease granted");
+        tracing::info!(lease = %lease.id.as_str(), owner = %lease.owner, token = lease.token, cpu = lease.cpu_bytes, gpu = lease.gpu_bytes, "lease granted");
         Ok(Response::new(convert::lease(&lease)))
     }
 
@@ -113,8 +120,14 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let caller = Caller::of(req.extensions());
+        let by = Releaser::Client {
+            token: caller.name().map(|n| n.to_string()),
+            any: caller.role() == Role::Admin,
+        };
         let id = requests::lease_id(&req.into_inner())?;
-        let lease = self.manager.release(id).await?;
+        let lease = self.manager.release(id, by).await?;
+        tracing::info!(lease = %lease.id.as_str(), owner = %lease.owner, caller = caller.name().map(|n| n.to_string()), "lease released");
         Ok(Response::new(pb::ReleaseResponse { lease: Some(convert::lease(&lease)) }))
     }
 
@@ -183,10 +196,11 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::WatchReportRequest>,
     ) -> Result<Response<Self::WatchReportStream>, Status> {
+        let show_ids = Caller::of(req.extensions()).sees_lease_ids();
         let interval = requests::report_interval(req.into_inner().interval_ms)?;
         let slot = self.slots.acquire()?;
         let (manager, monitor, shutdown) =
             (self.manager.clone(), self.monitor.clone(), self.shutdown.clone());
-        Ok(Response::new(streams::reports(manager, monitor, interval, shutdown, slot)))
+        Ok(Response::new(streams::reports(manager, monitor, interval, shutdown, slot, show_ids)))
     }
 }

@@ -27,6 +27,11 @@ pub fn code(e: &Error) -> Code {
         Error::Cache(CacheError::InUse { .. } | CacheError::Unloading(_)) => Code::FailedPrecondition,
         Error::Ledger(LedgerError::Insufficient { .. }) => Code::ResourceExhausted,
         Error::Ledger(LedgerError::UnknownLease { .. }) => Code::NotFound,
+        Error::Ledger(LedgerError::ServerLease { .. }) => Code::FailedPrecondition,
+        Error::Ledger(LedgerError::NotYours { .. }) => Code::PermissionDenied,
+        Error::Ledger(LedgerError::TokenLeases { .. } | LedgerError::TokenBytes { .. }) => {
+            Code::ResourceExhausted
+        }
         Error::Ledger(LedgerError::GpuIndex(_)) => Code::InvalidArgument,
         Error::ModelId(ModelIdError::Invalid { .. }) => Code::InvalidArgument,
         Error::ModelId(ModelIdError::Incomplete { .. } | ModelIdError::NotFound { .. }) => Code::NotFound,
@@ -44,7 +49,9 @@ fn generation(e: &GenerationError) -> Code {
         GenerationError::Validation(v) if v.wrong_model() => Code::FailedPrecondition,
         GenerationError::Validation(_) => Code::InvalidArgument,
         GenerationError::Engine(e) => engine(e),
-        GenerationError::DoesNotFit(_) | GenerationError::Stalled { .. } => Code::ResourceExhausted,
+        GenerationError::DoesNotFit(_)
+        | GenerationError::Stalled { .. }
+        | GenerationError::QueueShare { .. } => Code::ResourceExhausted,
         GenerationError::OnAnotherDevice { .. } | GenerationError::Checkpoint { .. } => {
             Code::FailedPrecondition
         }

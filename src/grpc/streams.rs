@@ -156,19 +156,29 @@ pub fn reports(
     interval: Duration,
     shutdown: CancellationToken,
     slot: OwnedSemaphorePermit,
+    show_lease_ids: bool,
 ) -> BoxStream<pb::ResourceReport> {
     let mut ticks = tokio::time::interval(interval);
     // A slow reader gets the next report when it reads, not a burst of old ones.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = (ticks, manager, monitor, shutdown, slot);
-    Box::pin(futures::stream::unfold(state, |(mut ticks, manager, monitor, shutdown, slot)| async move {
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            _ = ticks.tick() => {}
-        }
-        let report = report::report(&manager, &monitor).await.map(|r| convert::report(&r));
-        Some((report.map_err(Status::from), (ticks, manager, monitor, shutdown, slot)))
-    }))
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(mut ticks, manager, monitor, shutdown, slot)| async move {
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                _ = ticks.tick() => {}
+            }
+            let report = report::report(&manager, &monitor).await.map(|r| {
+                let mut report = convert::report(&r);
+                if !show_lease_ids {
+                    convert::hide_lease_ids(&mut report);
+                }
+                report
+            });
+            Some((report.map_err(Status::from), (ticks, manager, monitor, shutdown, slot)))
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ impl LeaseKind {
 pub struct LeaseRequest {
     /// Who holds it (a client name, a model id, a request id).
     pub owner: String,
+    /// The name of the token that asked for it (`None` without a token file and for the server's own
+    /// leases): who may release it, and whose share it counts against.
+    pub token: Option<String>,
     /// What it is for.
     pub kind: LeaseKind,
     /// Host memory to reserve.
@@ -84,6 +87,8 @@ pub struct Lease {
     pub id: LeaseId,
     /// Who holds it.
     pub owner: String,
+    /// The name of the token that made it (see [`LeaseRequest::token`]).
+    pub token: Option<String>,
     /// What it is for.
     pub kind: LeaseKind,
     /// Host memory reserved.
@@ -144,6 +149,74 @@ pub enum LedgerError {
         /// The id given.
         id: String,
     },
+    /// The server's own lease: it ends with the work it is for, never by `Release`.
+    #[error(
+        "lease_id: {id:?} is a {} lease, held by the server for as long as its work lasts; only client leases can be released",
+        kind.as_str()
+    )]
+    ServerLease {
+        /// The id given.
+        id: String,
+        /// What it is for.
+        kind: LeaseKind,
+    },
+    /// Another token's lease, and the caller is no admin.
+    #[error("lease_id: {id:?} was made by token {holder:?}; only that token or an admin may release it")]
+    NotYours {
+        /// The id given.
+        id: String,
+        /// The name of the token that made it (empty when none did).
+        holder: String,
+    },
+    /// The token already holds as many client leases as one token may.
+    #[error(
+        "token {token:?} holds {held} client leases, the limit per token (--max-leases-per-token {limit})"
+    )]
+    TokenLeases {
+        /// The token's name.
+        token: String,
+        /// Leases it holds.
+        held: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The lease would take the token past its share of bytes.
+    #[error(
+        "token {token:?} holds {held} bytes in client leases; {requested} more would pass the limit per token (--max-lease-bytes-per-token {limit})"
+    )]
+    TokenBytes {
+        /// The token's name.
+        token: String,
+        /// Bytes (host and GPU) its client leases hold.
+        held: u64,
+        /// Bytes asked for.
+        requested: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Who asks to release a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Releaser {
+    /// The server's own guard, for its own lease.
+    Server,
+    /// A `Release` call.
+    Client {
+        /// The caller's token name (`None` without a token file).
+        token: Option<String>,
+        /// Whether it may release any client lease (an admin, or anyone without a token file).
+        any: bool,
+    },
+}
+
+/// How many client leases, and how many bytes in them, one token name may hold (`0` = no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenShare {
+    /// Client leases per token name.
+    pub max_leases: usize,
+    /// Host plus GPU bytes in client leases per token name.
+    pub max_bytes: u64,
 }
 
 /// What is wrong with a request's `gpu_index` (the message without the field's name).
@@ -170,12 +243,18 @@ pub enum GpuIndexError {
 pub struct Ledger {
     leases: Vec<Lease>,
     next: u64,
+    share: TokenShare,
 }
 
 impl Ledger {
     /// An empty ledger.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty ledger that holds each token name to `share`.
+    pub fn with_share(share: TokenShare) -> Self {
+        Self { share, ..Self::default() }
     }
 
     /// Grants `request` if it fits in `capacity` minus every lease on the books (expired ones
@@ -186,6 +265,9 @@ impl Ledger {
         capacity: &Capacity,
         now: Instant,
     ) -> Result<Lease, LedgerError> {
+        if let Some(token) = request.token.as_deref() {
+            self.check_share(token, request.cpu_bytes.saturating_add(request.gpu_bytes))?;
+        }
         let host_free = capacity.host_available_bytes.saturating_sub(self.reserved_host());
         check("host memory".to_owned(), request.cpu_bytes, host_free)?;
         match request.gpu_index {
@@ -206,6 +288,7 @@ impl Ledger {
         let lease = Lease {
             id: self.new_id(),
             owner: request.owner,
+            token: request.token,
             kind: request.kind,
             cpu_bytes: request.cpu_bytes,
             gpu_bytes: request.gpu_bytes,
@@ -219,8 +302,48 @@ impl Ledger {
 
     /// Removes and returns the lease; an unknown or already released id is an error.
     pub fn release(&mut self, id: &str) -> Result<Lease, LedgerError> {
-        let position = self.leases.iter().position(|l| l.id.as_str() == id);
-        position.map(|i| self.leases.remove(i)).ok_or_else(|| LedgerError::UnknownLease { id: id.to_owned() })
+        self.release_by(id, &Releaser::Server)
+    }
+
+    /// Removes and returns the lease if `by` may release it: the server its own leases, a client
+    /// only client leases, and only its token's unless it may release any.
+    pub fn release_by(&mut self, id: &str, by: &Releaser) -> Result<Lease, LedgerError> {
+        let unknown = || LedgerError::UnknownLease { id: id.to_owned() };
+        let position = self.leases.iter().position(|l| l.id.as_str() == id).ok_or_else(unknown)?;
+        let lease = &self.leases[position];
+        if let Releaser::Client { token, any } = by {
+            if lease.kind != LeaseKind::Client {
+                return Err(LedgerError::ServerLease { id: id.to_owned(), kind: lease.kind });
+            }
+            if !any && lease.token != *token {
+                let holder = lease.token.clone().unwrap_or_default();
+                return Err(LedgerError::NotYours { id: id.to_owned(), holder });
+            }
+        }
+        Ok(self.leases.remove(position))
+    }
+
+    /// Refuses a client lease of `bytes` that would take `token` past its share.
+    fn check_share(&self, token: &str, bytes: u64) -> Result<(), LedgerError> {
+        let mine =
+            self.leases.iter().filter(|l| l.kind == LeaseKind::Client && l.token.as_deref() == Some(token));
+        let (held, held_bytes) = mine.fold((0usize, 0u64), |(n, b), l| {
+            (n + 1, b.saturating_add(l.cpu_bytes).saturating_add(l.gpu_bytes))
+        });
+        let TokenShare { max_leases, max_bytes } = self.share;
+        if max_leases > 0 && held >= max_leases {
+            return Err(LedgerError::TokenLeases { token: token.to_owned(), held, limit: max_leases });
+        }
+        if max_bytes > 0 && held_bytes.saturating_add(bytes) > max_bytes {
+            let token = token.to_owned();
+            return Err(LedgerError::TokenBytes {
+                token,
+                held: held_bytes,
+                requested: bytes,
+                limit: max_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Removes and returns the leases expired at `now`, oldest first.

@@ -30,7 +30,7 @@ pub use self::{
 use super::{
     cache::{CacheError, CachedModel},
     journal::Journal,
-    ledger::{Lease, LeaseRequest},
+    ledger::{Lease, LeaseRequest, Releaser, TokenShare},
     memo::Memo,
     requirements::Registry,
 };
@@ -55,6 +55,8 @@ pub struct ManagerSettings {
     /// Longest generation a request may ask for (`--max-duration-s`): what a question's duration is
     /// checked against. Past a model's window it is sized as one window.
     pub max_duration_s: f64,
+    /// Client leases and bytes one token name may hold.
+    pub token_share: TokenShare,
 }
 
 /// A handle on the manager.
@@ -100,9 +102,9 @@ impl Handle {
         self.ask(|reply| Command::Allocate { request, reply }).await?
     }
 
-    /// Gives a lease back.
-    pub async fn release(&self, id: String) -> Result<Lease, Error> {
-        self.ask(|reply| Command::Release { id, reply }).await?
+    /// Gives a lease back, if `by` may (see [`Ledger::release_by`](super::ledger::Ledger::release_by)).
+    pub async fn release(&self, id: String, by: Releaser) -> Result<Lease, Error> {
+        self.ask(|reply| Command::Release { id, by, reply }).await?
     }
 
     /// Every live lease.
@@ -178,7 +180,7 @@ impl Handle {
 pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: CancellationToken) -> Handle {
     let (tx, rx) = mpsc::channel(256);
     let (state_tx, state) = watch::channel(Arc::default());
-    tokio::spawn(Actor::new(monitor.clone(), state_tx).run(rx, shutdown));
+    tokio::spawn(Actor::new(monitor.clone(), state_tx, settings.token_share).run(rx, shutdown));
     let journal = Journal::default();
     Handle { commands: tx, settings: Arc::new(settings), lookups: Arc::default(), state, monitor, journal }
 }

@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{GenerateParams, Generation, GenerationError, GenerationSettings, Progress};
+use super::{Client, GenerateParams, Generation, GenerationError, GenerationSettings, Progress};
 use crate::{
     config::Config,
     engine::{
@@ -46,10 +46,12 @@ const MODEL: &str = "musicgen-tiny";
 struct Machine {
     memory: u64,
     stall_timeout: Duration,
+    max_queued_per_token: usize,
 }
 
 /// A roomy machine: 64 GiB, and clients get ten seconds.
-const ROOMY: Machine = Machine { memory: 64 << 30, stall_timeout: Duration::from_secs(10) };
+const ROOMY: Machine =
+    Machine { memory: 64 << 30, stall_timeout: Duration::from_secs(10), max_queued_per_token: 8 };
 
 impl Sampler for Machine {
     fn sample(&mut self) -> Reading {
@@ -179,6 +181,7 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
         suggest_evict_idle: Duration::from_secs(600),
         placeable_gpus: Vec::new(),
         max_duration_s: 30.0,
+        token_share: Default::default(),
     };
     let manager = manager::spawn(settings, monitor, shutdown);
     let settings = GenerationSettings {
@@ -186,6 +189,7 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
         unload_wait: Duration::from_millis(300),
         dtype: DType::F32,
         stall_timeout: machine.stall_timeout,
+        max_queued_per_token: machine.max_queued_per_token,
     };
     let (emergency, _) = mpsc::channel(4);
     (Generation::new(engine, manager.clone(), settings, emergency), manager)
@@ -231,7 +235,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn a_generation_takes_its_holds_in_order_and_gives_every_one_back() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let mut admitted = generation.start(params(), CancellationToken::new(), None).await.unwrap();
+    let mut admitted = generation.start(params(), CancellationToken::new(), Client::default()).await.unwrap();
     assert_eq!((admitted.model.as_str(), admitted.device), (MODEL, Device::Cpu));
     assert_eq!(admitted.request.frames, 50, "1 s at 50 frames/s");
     assert_eq!(leases_of(&manager, LeaseKind::Generation).await, 1);
@@ -259,8 +263,8 @@ async fn a_client_that_takes_nothing_is_stopped_and_gives_everything_back() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let machine = Machine { stall_timeout: Duration::from_millis(200), ..ROOMY };
     let (generation, manager) = orchestrator_on(engine.clone(), machine).await;
-    let mut waiting = generation.start(params(), CancellationToken::new(), None).await.unwrap();
-    let mut stalled = generation.start(params(), CancellationToken::new(), None).await.unwrap();
+    let mut waiting = generation.start(params(), CancellationToken::new(), Client::default()).await.unwrap();
+    let mut stalled = generation.start(params(), CancellationToken::new(), Client::default()).await.unwrap();
     let (_, quiet_events, quiet_cancel) = engine.submitted.lock().unwrap().remove(0);
     let (_, events, cancel) = engine.submitted.lock().unwrap().remove(0);
     // The first waits on an engine that says nothing for three timeouts: that is no stall.
@@ -297,7 +301,7 @@ async fn a_client_that_takes_nothing_is_stopped_and_gives_everything_back() {
 async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
     let engine = Arc::new(Scripted { queue: 0, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let err = generation.start(params(), CancellationToken::new(), None).await.err().unwrap();
+    let err = generation.start(params(), CancellationToken::new(), Client::default()).await.err().unwrap();
     assert!(
         matches!(
             err,
@@ -313,7 +317,7 @@ async fn a_full_engine_queue_refuses_and_keeps_no_lease_or_use() {
 async fn a_model_that_does_not_fit_is_refused_before_the_engine_loads_it() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator_on(engine.clone(), Machine { memory: 64 << 20, ..ROOMY }).await;
-    let err = generation.start(params(), CancellationToken::new(), None).await.err().unwrap();
+    let err = generation.start(params(), CancellationToken::new(), Client::default()).await.err().unwrap();
     let Error::Generation(GenerationError::DoesNotFit(summary)) = err else { panic!("{err:?}") };
     assert!(summary.starts_with(&format!("{MODEL} does not fit on cpu: ")), "{summary}");
     assert_eq!(engine.loads.load(Ordering::SeqCst), 0);
@@ -357,7 +361,7 @@ async fn requests_racing_an_abandoned_load_join_it_and_the_model_loads_once() {
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     let (a, b) = tokio::join!(
         generation.load_model(MODEL, DType::F32, RequestedDevice::Auto, true),
-        generation.start(params(), CancellationToken::new(), None),
+        generation.start(params(), CancellationToken::new(), Client::default()),
     );
     assert_eq!(a.unwrap().device, Device::Cpu);
     assert!(b.is_ok());
@@ -394,7 +398,9 @@ async fn an_unload_the_engine_refuses_leaves_the_model_recorded_and_usable() {
     let entry = manager.cached_model(MODEL).expect("still recorded");
     assert!(!entry.unloading);
     assert!(engine.resident().contains(MODEL));
-    drop(generation.start(params(), CancellationToken::new(), None).await.expect("still usable"));
+    drop(
+        generation.start(params(), CancellationToken::new(), Client::default()).await.expect("still usable"),
+    );
     eventually("the model use ends", || manager.cached_model(MODEL).unwrap().in_flight == 0).await;
     let freed = generation.unload(MODEL, false).await.unwrap();
     assert_eq!(freed.bytes(), 1 << 20);
@@ -428,7 +434,8 @@ async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it
         async move { generation.unload(MODEL, false).await }
     });
     eventually("the unload begun", || manager.cached_model(MODEL).is_some_and(|e| e.unloading)).await;
-    let admitted = generation.start(params(), CancellationToken::new(), None).await.expect("loaded again");
+    let admitted =
+        generation.start(params(), CancellationToken::new(), Client::default()).await.expect("loaded again");
     evicting.await.unwrap().expect("the unload finished first");
     assert_eq!(engine.loads.load(Ordering::SeqCst), 2);
     assert_eq!(manager.cached_model(MODEL).unwrap().in_flight, 1);
@@ -439,7 +446,7 @@ async fn a_request_for_a_model_being_unloaded_waits_for_the_unload_then_loads_it
 async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
     let engine = Arc::new(Scripted { queue: 4, ..Scripted::default() });
     let (generation, manager) = orchestrator(engine.clone()).await;
-    let admitted = generation.start(params(), CancellationToken::new(), None).await.unwrap();
+    let admitted = generation.start(params(), CancellationToken::new(), Client::default()).await.unwrap();
     let err = generation.unload(MODEL, false).await.unwrap_err();
     assert!(matches!(err, Error::Cache(CacheError::InUse { in_flight: 1, .. })), "{err:?}");
     let err = generation.unload(MODEL, true).await.unwrap_err();
@@ -458,7 +465,7 @@ async fn a_model_in_use_is_unloaded_only_by_a_forced_unload_once_it_is_free() {
 async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
     let (generation, manager) = orchestrator(Arc::new(Refusing { reason: "generation (test)" })).await;
     let bad = GenerateParams { model: "../nowhere".into(), ..params() };
-    let err = generation.start(bad, CancellationToken::new(), None).await.err().unwrap();
+    let err = generation.start(bad, CancellationToken::new(), Client::default()).await.err().unwrap();
     assert!(
         matches!(
             err,

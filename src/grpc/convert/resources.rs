@@ -116,6 +116,14 @@ pub fn lease(l: &Lease) -> pb::Lease {
         expires_at: l.expires_at.map(|t| timestamp(wall_clock(t))),
         age_ms: l.created_at.elapsed().as_millis() as u64,
         kind: l.kind.as_str().into(),
+        token_name: l.token.clone().unwrap_or_default(),
+    }
+}
+
+/// Blanks the lease ids of a report for a caller who may not see them (see [`Caller::sees_lease_ids`](crate::grpc::auth::Caller::sees_lease_ids)).
+pub fn hide_lease_ids(report: &mut pb::ResourceReport) {
+    for lease in &mut report.leases {
+        lease.lease_id.clear();
     }
 }
 

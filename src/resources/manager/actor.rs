@@ -19,7 +19,7 @@ use crate::{
     monitor,
     resources::{
         cache::{CacheError, CachedModel, ModelCache},
-        ledger::{Capacity, Lease, LeaseRequest, Ledger},
+        ledger::{Capacity, Lease, LeaseRequest, Ledger, Releaser, TokenShare},
     },
 };
 
@@ -50,7 +50,7 @@ pub(super) enum Command {
     PressureVictims { needed: u64, reply: oneshot::Sender<Vec<String>> },
     ExpireNow { dry_run: bool, reply: oneshot::Sender<Vec<Lease>> },
     Allocate { request: LeaseRequest, reply: oneshot::Sender<Result<Lease, Error>> },
-    Release { id: String, reply: oneshot::Sender<Result<Lease, Error>> },
+    Release { id: String, by: Releaser, reply: oneshot::Sender<Result<Lease, Error>> },
     Leases { reply: oneshot::Sender<Vec<Lease>> },
 }
 
@@ -64,8 +64,8 @@ pub(super) struct Actor {
 
 impl Actor {
     /// An actor with no leases and an empty cache, publishing into `state`.
-    pub fn new(monitor: monitor::Handle, state: watch::Sender<Arc<FitState>>) -> Self {
-        Self { ledger: Ledger::new(), cache: ModelCache::new(), monitor, state }
+    pub fn new(monitor: monitor::Handle, state: watch::Sender<Arc<FitState>>, share: TokenShare) -> Self {
+        Self { ledger: Ledger::with_share(share), cache: ModelCache::new(), monitor, state }
     }
 
     /// Serves `commands` until shutdown or until every sender is gone.
@@ -140,8 +140,8 @@ impl Actor {
                 let out = self.ledger.reserve(request, &self.capacity(), now).map_err(Error::from);
                 self.publish_then(reply, out);
             }
-            Command::Release { id, reply } => {
-                let out = self.ledger.release(&id).map_err(Error::from);
+            Command::Release { id, by, reply } => {
+                let out = self.ledger.release_by(&id, &by).map_err(Error::from);
                 self.publish_then(reply, out);
             }
             Command::Leases { reply } => {

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{actor::Command, Handle};
 use crate::{
     error::Error,
-    resources::ledger::{Lease, LeaseRequest},
+    resources::ledger::{Lease, LeaseRequest, Releaser},
 };
 
 impl Handle {
@@ -54,7 +54,11 @@ impl LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let (reply, _) = oneshot::channel();
-        self.handle.send_from_drop(Command::Release { id: std::mem::take(&mut self.id), reply });
+        self.handle.send_from_drop(Command::Release {
+            id: std::mem::take(&mut self.id),
+            by: Releaser::Server,
+            reply,
+        });
     }
 }
 

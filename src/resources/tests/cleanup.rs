@@ -14,6 +14,7 @@ use crate::{
 fn lease(cpu_bytes: u64, gpu_bytes: u64) -> Lease {
     let request = LeaseRequest {
         owner: "tester".into(),
+        token: None,
         kind: LeaseKind::Client,
         cpu_bytes,
         gpu_bytes,

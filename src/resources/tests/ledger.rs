@@ -13,6 +13,7 @@ fn capacity() -> Capacity {
 fn request(cpu_bytes: u64, gpu_bytes: u64, gpu_index: Option<u32>, ttl_s: Option<u64>) -> LeaseRequest {
     LeaseRequest {
         owner: "tester".into(),
+        token: None,
         kind: LeaseKind::Client,
         cpu_bytes,
         gpu_bytes,
@@ -226,4 +227,55 @@ proptest! {
         prop_assert_eq!((ledger.len(), ledger.reserved_host()), (0, 0));
         prop_assert_eq!((ledger.reserved_gpu(0), ledger.reserved_gpu(2)), (0, 0));
     }
+}
+
+fn by(token: Option<&str>, any: bool) -> Releaser {
+    Releaser::Client { token: token.map(str::to_owned), any }
+}
+
+fn of(token: &str, kind: LeaseKind, cpu_bytes: u64) -> LeaseRequest {
+    LeaseRequest { token: Some(token.into()), kind, ..request(cpu_bytes, 0, None, None) }
+}
+
+#[test]
+fn clients_release_only_their_own_client_leases() {
+    let (mut ledger, now) = (Ledger::new(), Instant::now());
+    let mine = ledger.reserve(of("ci", LeaseKind::Client, GB), &capacity(), now).unwrap();
+    let theirs = ledger.reserve(of("batch", LeaseKind::Client, GB), &capacity(), now).unwrap();
+    let server = ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
+    let model = LeaseRequest { kind: LeaseKind::ModelLoad, ..request(GB, 0, None, None) };
+    let model = ledger.reserve(model, &capacity(), now).unwrap();
+
+    let err = ledger.release_by(theirs.id.as_str(), &by(Some("ci"), false)).unwrap_err();
+    assert_eq!(err, LedgerError::NotYours { id: theirs.id.to_string(), holder: "batch".into() });
+    let err = ledger.release_by(server.id.as_str(), &by(Some("ci"), false)).unwrap_err();
+    assert!(matches!(err, LedgerError::NotYours { ref holder, .. } if holder.is_empty()), "{err}");
+    for who in [by(Some("ci"), false), by(Some("ops"), true), by(None, true)] {
+        let err = ledger.release_by(model.id.as_str(), &who).unwrap_err();
+        assert_eq!(err, LedgerError::ServerLease { id: model.id.to_string(), kind: LeaseKind::ModelLoad });
+        assert!(err.to_string().contains("model_load lease"), "{err}");
+    }
+    assert_eq!(ledger.release_by(mine.id.as_str(), &by(Some("ci"), false)).unwrap().id, mine.id);
+    assert_eq!(ledger.release_by(theirs.id.as_str(), &by(Some("ops"), true)).unwrap().id, theirs.id);
+    assert_eq!(ledger.release_by(server.id.as_str(), &by(None, true)).unwrap().id, server.id);
+    assert_eq!(ledger.release_by(model.id.as_str(), &Releaser::Server).unwrap().id, model.id);
+}
+
+#[test]
+fn a_token_holds_at_most_its_share() {
+    let share = TokenShare { max_leases: 2, max_bytes: 3 * GB };
+    let (mut ledger, now) = (Ledger::with_share(share), Instant::now());
+    ledger.reserve(of("ci", LeaseKind::Client, GB), &capacity(), now).unwrap();
+    let err = ledger.reserve(of("ci", LeaseKind::Client, 2 * GB + 1), &capacity(), now).unwrap_err();
+    let expected =
+        LedgerError::TokenBytes { token: "ci".into(), held: GB, requested: 2 * GB + 1, limit: 3 * GB };
+    assert_eq!(err, expected);
+    ledger.reserve(of("ci", LeaseKind::Client, 2 * GB), &capacity(), now).unwrap();
+    let err = ledger.reserve(of("ci", LeaseKind::Client, 1), &capacity(), now).unwrap_err();
+    assert_eq!(err, LedgerError::TokenLeases { token: "ci".into(), held: 2, limit: 2 });
+    assert!(err.to_string().contains("--max-leases-per-token 2"), "{err}");
+    // Another name has its own share; anonymous leases have none.
+    ledger.reserve(of("batch", LeaseKind::Client, GB), &capacity(), now).unwrap();
+    ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
+    ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
 }
