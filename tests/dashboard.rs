@@ -162,25 +162,27 @@ async fn http_head(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&buf[..n]).to_lowercase()
 }
 
-/// `msg` as a browser page on the HTTP port sends it: with that origin.
-fn from_origin<T>(msg: T, http: u16) -> Request<T> {
+/// `msg` as a browser page from `origin` sends it.
+fn from_origin<T>(msg: T, origin: &str) -> Request<T> {
     let mut r = Request::new(msg);
-    r.metadata_mut().insert("origin", format!("http://127.0.0.1:{http}").parse().unwrap());
+    r.metadata_mut().insert("origin", origin.parse().unwrap());
     r
 }
 
-fn preflight(origin: &str) -> String {
+fn preflight(host: &str, origin: &str) -> String {
     format!(
-        "OPTIONS /maestro.v1.ResourceService/GetStatus HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\
+        "OPTIONS /maestro.v1.ResourceService/GetStatus HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
          Access-Control-Request-Method: POST\r\n\
          Access-Control-Request-Headers: authorization,content-type,x-grpc-web\r\nConnection: close\r\n\r\n"
     )
 }
 
 #[tokio::test]
-async fn browser_pages_get_read_only_rpcs_from_their_own_origin_only() {
+async fn browser_pages_call_from_allowed_origins_only() {
     let (grpc, http) = free_ports();
-    let mut server = serve(grpc, http, sampler()).await;
+    let mut config = test_config();
+    config.server.cors_origins = vec!["https://ui.example.com".into()];
+    let mut server = serve_with(config, grpc, http, sampler()).await;
     // The HTTP port serves the page and tells it where the gRPC port is.
     let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
     let page = http_head(http_addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
@@ -188,30 +190,54 @@ async fn browser_pages_get_read_only_rpcs_from_their_own_origin_only() {
     let info =
         http_head(http_addr, "GET /dashboard.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert!(info.contains(&format!("\"port\":{grpc}")), "{info}");
-    // CORS: the page's origin (any host, the HTTP port) may call with a token; no other origin.
+    // CORS: the page's origin (the host the request was sent to, on the HTTP port) and the listed
+    // origins may call with a token; no other origin.
     let grpc_addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
-    for origin in [format!("http://127.0.0.1:{http}"), format!("http://maestro.internal:{http}")] {
-        let head = http_head(grpc_addr, &preflight(&origin)).await;
+    let allowed = [
+        (format!("127.0.0.1:{grpc}"), format!("http://127.0.0.1:{http}")),
+        (format!("maestro.internal:{grpc}"), format!("http://maestro.internal:{http}")),
+        (format!("maestro.internal:{grpc}"), "https://ui.example.com".to_string()),
+    ];
+    for (host, origin) in &allowed {
+        let head = http_head(grpc_addr, &preflight(host, origin)).await;
         assert!(head.contains(&format!("access-control-allow-origin: {origin}")), "{origin}: {head}");
         assert!(head.contains("authorization"), "{head}");
     }
-    for origin in ["http://evil.example", "http://127.0.0.1:1", &format!("http://127.0.0.1:{grpc}")] {
-        let head = http_head(grpc_addr, &preflight(origin)).await;
+    let host = format!("127.0.0.1:{grpc}");
+    let evil = format!("http://evil.example:{http}");
+    for origin in [
+        evil.as_str(),
+        "http://evil.example",
+        "http://127.0.0.1:1",
+        &format!("http://127.0.0.1:{grpc}"),
+        "http://ui.example.com",
+    ] {
+        let head = http_head(grpc_addr, &preflight(&host, origin)).await;
         assert!(!head.contains("access-control-allow-origin"), "{origin} allowed: {head}");
     }
-    // What a browser sends (an Origin) reaches telemetry, never a state-changing RPC.
-    server.resources.get_status(from_origin(pb::StatusRequest {}, http)).await.unwrap();
-    let err = server.resources.cleanup(from_origin(pb::CleanupRequest::default(), http)).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // Without a token file, an allowed origin may call what any client may; any other origin reads
+    // (its browser keeps the answer from it) but changes nothing.
+    let own = format!("http://127.0.0.1:{http}");
+    server.resources.get_status(from_origin(pb::StatusRequest {}, &evil)).await.unwrap();
     let req = pb::AllocateRequest {
         owner: "page".into(),
         cpu_memory_bytes: 1,
         ttl_seconds: 10,
         ..Default::default()
     };
-    let err = server.resources.allocate(from_origin(req.clone(), http)).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
-    // Without an Origin (a native client) the same call works.
+    for refused in [evil.as_str(), "null"] {
+        let err = server.resources.allocate(from_origin(req.clone(), refused)).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{refused}: {err:?}");
+        assert!(err.message().contains("--cors-origin"), "{}", err.message());
+        let cleanup = from_origin(pb::CleanupRequest { dry_run: true, ..Default::default() }, refused);
+        assert_eq!(server.resources.cleanup(cleanup).await.unwrap_err().code(), Code::PermissionDenied);
+    }
+    let lease = server.resources.allocate(from_origin(req.clone(), &own)).await.unwrap().into_inner();
+    let release = from_origin(pb::ReleaseRequest { lease_id: lease.lease_id }, &own);
+    server.resources.release(release).await.unwrap();
+    let cleanup = from_origin(pb::CleanupRequest { dry_run: true, ..Default::default() }, &own);
+    server.resources.cleanup(cleanup).await.unwrap();
+    // Without an Origin (a native client) it works as well.
     let lease = server.resources.allocate(req).await.unwrap().into_inner();
     server.resources.release(pb::ReleaseRequest { lease_id: lease.lease_id }).await.unwrap();
 }
