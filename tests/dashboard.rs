@@ -153,6 +153,27 @@ async fn with_tokens_on_telemetry_the_page_asks_for_one() {
     assert!(driver.child.wait().unwrap().success());
 }
 
+#[tokio::test]
+async fn an_action_asks_for_a_token_with_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "gen-token,page,generate\nadmin-token,ops,admin\n").unwrap();
+    let mut config = test_config();
+    config.server.auth_token_file = Some(file);
+    let (grpc, http) = free_ports();
+    let _server = serve_with(config, grpc, http, sampler()).await;
+    let url = format!("http://127.0.0.1:{http}/");
+    let mut driver = Driver::start(&url, &["--action", "gen-token", "admin-token"]);
+    let asked = driver.expect("asked").await.join(" ");
+    assert!(asked.contains("Clean up needs a token"), "{asked}");
+    assert_eq!(driver.expect("refused").await, ["needs-token"], "a generate token is not enough");
+    let done = driver.expect("done-action").await;
+    assert!(done.join(" ").starts_with("cleaned up:"), "{done:?}");
+    assert_eq!(done.last().map(String::as_str), Some("True"), "the form goes once the action ran");
+    driver.expect("done").await;
+    assert!(driver.child.wait().unwrap().success());
+}
+
 /// The response head of a raw HTTP/1.1 request.
 async fn http_head(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();

@@ -1,6 +1,7 @@
 // The live dashboard: follows WatchSnapshots, WatchAlerts and WatchReport over gRPC-Web on the gRPC
-// port (which dashboard.json names), reconnecting each with backoff. Read-only: it calls no RPC that
-// changes anything (the server refuses those from browser pages anyway).
+// port (which dashboard.json names), reconnecting each with backoff. One action, Clean up, calls
+// Cleanup: when the server refuses it for want of a token or a role, the page asks for a token and
+// runs the action again with it.
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -235,9 +236,9 @@ function showConnection() {
   const el = byTest("connection");
   const up = Object.values(live).every(Boolean);
   el.dataset.state = up ? "connected" : "disconnected";
-  // Every stream answering is proof the token works: a refusal of a call sent before it was
-  // entered must not leave the form up.
-  if (up) $("token-form").hidden = true;
+  // Every stream answering is proof the token works for reading: a refusal of a call sent before it
+  // was entered must not leave the form up (unless an action waits for a stronger token).
+  if (up && !pending) $("token-form").hidden = true;
   el.textContent = up ? "live" : `disconnected${retryAt > Date.now() ? `, retrying in ${Math.ceil((retryAt - Date.now()) / 1000)} s` : ""}`;
 }
 setInterval(showConnection, 500);
@@ -274,9 +275,13 @@ async function follow(name, open, onItem, liveOnOpen = false) {
   }
 }
 
-function askForToken(why) {
+// What to run again once a token is entered: the action the server refused for want of one.
+let pending = null;
+
+function askForToken(why, reason = "This server's telemetry needs a bearer token") {
   const form = $("token-form");
   form.hidden = false;
+  $("token-reason").textContent = reason;
   $("token-error").textContent = token ? `refused: ${why}` : "";
 }
 $("token-form").addEventListener("submit", (ev) => {
@@ -284,7 +289,34 @@ $("token-form").addEventListener("submit", (ev) => {
   token = $("token").value.trim();
   sessionStorage.setItem(TOKEN_KEY, token);
   $("token-form").hidden = true;
+  const again = pending;
+  pending = null;
+  if (again) again();
 });
+
+// ---- actions ----
+async function act(name, call, show) {
+  const out = $("action-result");
+  out.textContent = `${name}…`;
+  out.dataset.state = "running";
+  try {
+    show(out, await call());
+    out.dataset.state = "done";
+  } catch (e) {
+    const refused = e instanceof ConnectError && (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied);
+    out.dataset.state = refused ? "needs-token" : "failed";
+    out.textContent = `${name}: ${e instanceof ConnectError ? e.rawMessage : e}`;
+    if (refused) {
+      pending = () => act(name, call, show);
+      // The stream loop must not take this form for its own: the streams still work.
+      askForToken(e.rawMessage, `${name} needs a token with the right role`);
+      $("token-error").textContent = `refused: ${e.rawMessage}`;
+    }
+  }
+}
+$("cleanup").addEventListener("click", () => act("Clean up", () => client.cleanup({ force: false, dryRun: false }), (out, r) => {
+  out.textContent = `cleaned up: ${r.actions.length} action(s), ${bytes(r.hostBytesFreed)} host and ${bytes(r.gpuBytesFreed)} GPU memory freed`;
+}));
 
 // Seed the charts with the server's history, then follow.
 try {

@@ -1,7 +1,9 @@
 """Drives the dashboard in headless Chromium for tests/dashboard.rs, one step at a time.
 
 Usage: drive.py URL SCREENSHOT, or drive.py URL --token TOKEN for a server whose telemetry needs a
-bearer token (the page must ask for it, then connect with it). It reports each finding on stdout as one line (`host-memory <bytes>`,
+bearer token (the page must ask for it, then connect with it), or drive.py URL --action WEAK ADMIN for
+a server with public telemetry and tokens (Clean up must ask for a token, refuse WEAK for its role,
+then run with ADMIN). It reports each finding on stdout as one line (`host-memory <bytes>`,
 `sampled-at <t1> <t2>`, ...) and waits at the sync points for a line on stdin from the test, which
 changes the server meanwhile: `alert` (one was raised), `restarted` (the server is back on the same
 ports). Any failure prints `FAIL <why>` and exits 1. Debian's chromium, driven by Playwright, without
@@ -56,6 +58,25 @@ def with_token(page, url, token):
     say("connected", by("token-form").is_hidden())
 
 
+def action_with_token(page, url, weak, admin):
+    by = page.get_by_test_id
+    page.goto(url)
+    until("connected without a token", lambda: by("connection").get_attribute("data-state") == "connected", 30.0)
+    if by("token-form").is_visible():
+        fail("asked for a token to read public telemetry")
+    page.click("#cleanup")
+    until("the token form for the action", lambda: by("token-form").is_visible())
+    say("asked", page.inner_text("#token-reason"))
+    page.fill("#token", weak)
+    page.click("#token-form button")
+    until("the weak token refused", lambda: "admin" in page.inner_text("#token-error") and by("token-form").is_visible())
+    say("refused", by("action-result").get_attribute("data-state"))
+    page.fill("#token", admin)
+    page.click("#token-form button")
+    until("the action done", lambda: by("action-result").get_attribute("data-state") == "done")
+    say("done-action", page.inner_text("#action-result"), by("token-form").is_hidden())
+
+
 def main():
     url = sys.argv[1]
     chromium = shutil.which("chromium")
@@ -63,6 +84,11 @@ def main():
         fail("no chromium on PATH (scripts/provision-tools.sh installs it)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        if sys.argv[2] == "--action":
+            action_with_token(browser.new_page(), url, sys.argv[3], sys.argv[4])
+            browser.close()
+            say("done")
+            return
         if sys.argv[2] == "--token":
             with_token(browser.new_page(), url, sys.argv[3])
             browser.close()
