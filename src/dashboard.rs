@@ -63,7 +63,7 @@ pub fn cors(origins: OriginPolicy) -> CorsLayer {
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
             origins.allows_parts(origin, parts)
         }))
-        .allow_methods([Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -13,6 +13,7 @@ pub mod cuda_alloc;
 pub mod dashboard;
 pub mod engine;
 pub mod error;
+pub mod gateway;
 pub mod generation;
 pub mod grpc;
 pub mod http;

@@ -170,7 +170,7 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
         ),
         (
             "unknown severity",
-            Alerts(pb::ListAlertsRequest { min_severity: 42, active_only: false, limit: 0 }),
+            Alerts(pb::ListAlertsRequest { min_severity: 42, ..Default::default() }),
             Bad,
             "min_severity".into(),
         ),

@@ -63,7 +63,7 @@ async fn a_memory_climb_raises_and_resolves_each_alert_once_and_flips_readiness(
     assert!(tokio::time::timeout(Duration::from_secs(30), alerts.next()).await.is_err());
     let log = server
         .resources
-        .list_alerts(pb::ListAlertsRequest { min_severity: 0, active_only: false, limit: 0 })
+        .list_alerts(pb::ListAlertsRequest::default())
         .await
         .unwrap()
         .into_inner()

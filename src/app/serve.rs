@@ -168,6 +168,8 @@ impl App {
             .accept_http1(true)
             .layer(crate::dashboard::cors(origins.clone()))
             .layer(tonic_web::GrpcWebLayer::new())
+            // The HTTP/JSON API: each call becomes its RPC's gRPC call through the layers below.
+            .layer(crate::gateway::GatewayLayer::new(max_message))
             .layer(ObserveLayer)
             .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry, origins))
             .add_service(self.health.service())

@@ -120,7 +120,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             pin: true,
         }
         .encode_to_vec(),
-        pb::ListAlertsRequest { min_severity: 2, active_only: true, limit: 10 }.encode_to_vec(),
+        pb::ListAlertsRequest { min_severity: 2, active_only: true, limit: 10, severity: 3 }.encode_to_vec(),
         pb::ReleaseRequest { lease_id: "0b5c2f8e-8d7b-4d4a-9a51-3f1e2d4c5b6a".into() }.encode_to_vec(),
         pb::BatchSizeRequest {
             model: "facebook/musicgen-medium".into(),

@@ -168,7 +168,16 @@ impl ResourceService for ResourceApi {
     ) -> Result<Response<pb::AlertList>, Status> {
         let req = req.into_inner();
         let min = convert::min_severity(req.min_severity, "min_severity")?;
-        let alerts = self.monitor.alerts(min, req.active_only, req.limit as usize).await?;
+        let exact = match req.severity {
+            0 => None,
+            value => Some(convert::min_severity(value, "severity")?),
+        };
+        let mut alerts = self.monitor.alerts(min, req.active_only, 0).await?;
+        alerts.retain(|a| exact.is_none_or(|s| a.severity == s));
+        // Newest first: the limit keeps the newest `limit` of the matching entries.
+        if req.limit > 0 {
+            alerts.truncate(req.limit as usize);
+        }
         Ok(Response::new(pb::AlertList { alerts: alerts.iter().map(convert::alert).collect() }))
     }
 

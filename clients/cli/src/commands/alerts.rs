@@ -22,6 +22,7 @@ pub async fn list(c: &mut Clients, out: Output, a: &AlertsArgs) -> Result<(), Fa
         min_severity: min_severity(a.severity),
         active_only: a.active,
         limit: a.limit,
+        ..Default::default()
     };
     let list = c.resources.list_alerts(req).await?.into_inner();
     out.show(&list, "AlertList", |l| alert_table(&l.alerts).unwrap_or_else(|| "no alerts\n".into()))?;

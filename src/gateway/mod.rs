@@ -1,0 +1,190 @@
+//! The HTTP/JSON API under `/api/v1/` on the main port, beside gRPC and gRPC-Web: the mapping the
+//! protos' `google.api.http` annotations declare (so Envoy's gRPC-JSON transcoder and grpc-gateway
+//! serve the same API), served by Maestro itself.
+//!
+//! It is a transcoder, not a second implementation: a layer in front of the gRPC stack turns each
+//! HTTP call into the gRPC call of its route ([`call`]) and sends it through the layers every gRPC
+//! call passes — metrics by RPC, roles and credentials, CORS, limits — to the same service
+//! implementations, then writes the answer back as JSON ([`json`]), as a stream ([`stream`]), or as an
+//! error with the HTTP status grpc-gateway gives its code ([`errors`]). Requests to other paths pass
+//! through untouched.
+
+mod call;
+pub mod errors;
+pub mod json;
+pub mod routes;
+pub mod stream;
+
+use std::{
+    pin::Pin,
+    sync::{Arc, LazyLock},
+    task::{Context, Poll},
+};
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use tonic::{body::Body, Code};
+use tower::{Layer, Service, ServiceExt};
+
+use self::{call::Messages, routes::Resolved, routes::Routes};
+
+/// Where the HTTP API lives.
+pub const PREFIX: &str = "/api/v1/";
+
+/// The descriptors of the Maestro services, with their annotations and comments.
+pub fn pool() -> DescriptorPool {
+    static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+        DescriptorPool::decode(maestro_proto::FILE_DESCRIPTOR_SET).expect("the embedded descriptor set is valid")
+    });
+    POOL.clone()
+}
+
+/// The layer that serves the HTTP API in front of the gRPC stack.
+#[derive(Clone, Debug)]
+pub struct GatewayLayer {
+    routes: Arc<Routes>,
+    max_body: usize,
+}
+
+impl GatewayLayer {
+    /// The annotated routes; JSON bodies up to `max_message_bytes` × 4/3 (base64 audio grows by a
+    /// third) plus 64 KiB of JSON around it.
+    pub fn new(max_message_bytes: usize) -> Self {
+        let max_body = max_message_bytes.saturating_mul(4) / 3 + 64 * 1024;
+        Self { routes: Arc::new(Routes::from_pool(&pool())), max_body }
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = Gateway<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Gateway { inner, layer: self.clone() }
+    }
+}
+
+/// The service made by [`GatewayLayer`].
+#[derive(Clone, Debug)]
+pub struct Gateway<S> {
+    inner: S,
+    layer: GatewayLayer,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
+impl<S> Service<Request<Body>> for Gateway<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if !req.uri().path().starts_with(PREFIX) {
+            return Box::pin(self.inner.call(req));
+        }
+        // The clone serves this call; the instance polled ready stays for the next one.
+        let inner = self.inner.clone();
+        let layer = self.layer.clone();
+        Box::pin(async move { serve(&layer, inner, req).await })
+    }
+}
+
+/// A refusal before any RPC ran, as JSON.
+fn refuse(code: Code, message: &str) -> Response<Body> {
+    errors::response::<String>(code, message).map(Body::new)
+}
+
+async fn serve<S>(layer: &GatewayLayer, inner: S, req: Request<Body>) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Send,
+    S::Future: Send,
+{
+    let (parts, body) = req.into_parts();
+    let (route, vars) = match layer.routes.resolve(&parts.method, parts.uri.path()) {
+        Resolved::Route(route, vars) => (route, vars),
+        Resolved::MethodNotAllowed(allowed) => {
+            let names: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+            let mut response = refuse(
+                Code::Unimplemented,
+                &format!("{} is served for {} only, not {}", parts.uri.path(), names.join(", "), parts.method),
+            );
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&names.join(", ")).expect("method names"));
+            return Ok(response);
+        }
+        Resolved::NotFound => {
+            return Ok(refuse(Code::NotFound, &format!("no route {} {}", parts.method, parts.uri.path())));
+        }
+    };
+    let bytes = match http_body_util::Limited::new(body, layer.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let mut response = refuse(
+                Code::ResourceExhausted,
+                &format!("the request body is over {} bytes (--max-message-bytes × 4/3 for base64, plus 64 KiB)", layer.max_body),
+            );
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return Ok(response);
+        }
+    };
+    let body = match (route.body.as_str(), bytes.is_empty()) {
+        ("*", _) => Some(&bytes[..]),
+        (_, true) => None,
+        (_, false) => {
+            let message = format!("{} {} takes no body: its fields go in the query", route.method, route.template);
+            return Ok(refuse(Code::InvalidArgument, &message));
+        }
+    };
+    let mut fields = vars;
+    fields.extend(form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    let message = match json::request(&route.rpc.input(), body, &fields) {
+        Ok(message) => message,
+        Err(e) => return Ok(refuse(Code::InvalidArgument, &e.0)),
+    };
+    let grpc = call::grpc_request(&parts, &route.grpc_path(), prost::Message::encode_to_vec(&message));
+    let (head, body) = inner.oneshot(grpc).await?.into_parts();
+    let messages = Messages::new(&head.headers, body);
+    if let Some(status) = messages.refused() {
+        return Ok(refuse(status.code(), status.message()));
+    }
+    let output = route.rpc.output();
+    if route.streams() {
+        let accept = parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+        let format = stream::Format::from_accept(accept);
+        let mut response = Response::new(stream::body(messages, output, format));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // nginx and its kin buffer responses by default; a live stream must not be.
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return Ok(response);
+    }
+    Ok(unary(messages, output).await)
+}
+
+/// A unary call's one message as JSON, or its error.
+async fn unary(mut messages: Messages, output: prost_reflect::MessageDescriptor) -> Response<Body> {
+    let first = match messages.next().await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return refuse(Code::Internal, "the call ended without an answer"),
+        Err(status) => return refuse(status.code(), status.message()),
+    };
+    if let Err(status) = messages.next().await {
+        return refuse(status.code(), status.message());
+    }
+    let json = match DynamicMessage::decode(output, first) {
+        Ok(message) => json::to_json(&message),
+        Err(e) => return refuse(Code::Internal, &format!("an undecodable answer: {e}")),
+    };
+    let mut response = Response::new(Body::new(json.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
