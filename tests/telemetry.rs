@@ -61,13 +61,8 @@ async fn a_memory_climb_raises_and_resolves_each_alert_once_and_flips_readiness(
 
     // Nothing more happens while memory stays low (virtual time runs ahead freely).
     assert!(tokio::time::timeout(Duration::from_secs(30), alerts.next()).await.is_err());
-    let log = server
-        .resources
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let log =
+        server.resources.list_alerts(pb::ListAlertsRequest::default()).await.unwrap().into_inner().alerts;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|a| !a.active && a.resolved_at.is_some()));
     let status = server.resources.get_status(pb::StatusRequest {}).await.unwrap().into_inner();

@@ -167,9 +167,9 @@ impl App {
             // gRPC-Web for the dashboard: HTTP/1.1 accepted, CORS for the allowed origins only.
             .accept_http1(true)
             .layer(crate::dashboard::cors(origins.clone()))
-            .layer(tonic_web::GrpcWebLayer::new())
             // The HTTP/JSON API: each call becomes its RPC's gRPC call through the layers below.
             .layer(crate::gateway::GatewayLayer::new(max_message))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(ObserveLayer)
             .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry, origins))
             .add_service(self.health.service())

@@ -26,6 +26,8 @@ pub fn grpc_request(parts: &Parts, path: &str, message: Vec<u8>) -> Request<Body
     framed.extend_from_slice(&message);
     let mut request = Request::new(Body::new(http_body_util::Full::new(framed.freeze())));
     *request.method_mut() = http::Method::POST;
+    // A gRPC call as a native client makes it (gRPC-Web's layer passes those through untouched).
+    *request.version_mut() = http::Version::HTTP_2;
     let mut uri = http::Uri::builder().path_and_query(path);
     if let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) {
         uri = uri.scheme(scheme.clone()).authority(authority.clone());
@@ -72,7 +74,9 @@ impl Messages {
             if self.done {
                 return match self.status.take() {
                     Some(status) if status.code() != tonic::Code::Ok => Err(status),
-                    _ if !self.buffer.is_empty() => Err(Status::internal("the response ended inside a message")),
+                    _ if !self.buffer.is_empty() => {
+                        Err(Status::internal("the response ended inside a message"))
+                    }
                     _ => Ok(None),
                 };
             }
@@ -101,7 +105,8 @@ impl Messages {
         if self.buffer[0] != 0 {
             return Err(Status::internal("a compressed response message (none was asked for)"));
         }
-        let len = u32::from_be_bytes([self.buffer[1], self.buffer[2], self.buffer[3], self.buffer[4]]) as usize;
+        let len =
+            u32::from_be_bytes([self.buffer[1], self.buffer[2], self.buffer[3], self.buffer[4]]) as usize;
         if self.buffer.len() < 5 + len {
             return Ok(None);
         }

@@ -21,7 +21,9 @@ pub const SERIALIZE: SerializeOptions = SerializeOptions::new().skip_default_fie
 
 /// A message as JSON.
 pub fn to_json(message: &DynamicMessage) -> Value {
-    message.serialize_with_options(serde_json::value::Serializer, &SERIALIZE).expect("messages serialize to JSON")
+    message
+        .serialize_with_options(serde_json::value::Serializer, &SERIALIZE)
+        .expect("messages serialize to JSON")
 }
 
 /// Builds the request message from a JSON body (`None` = none) and `fields` (query parameters and
@@ -34,7 +36,9 @@ pub fn request(
     let mut object = match body {
         Some(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => match serde_json::from_slice(bytes) {
             Ok(Value::Object(map)) => map,
-            Ok(other) => return Err(JsonError(format!("the body must be a JSON object, got {}", kind_of(&other)))),
+            Ok(other) => {
+                return Err(JsonError(format!("the body must be a JSON object, got {}", kind_of(&other))))
+            }
             Err(e) => return Err(JsonError(format!("the body is not JSON: {e}"))),
         },
         _ => Map::new(),
@@ -56,8 +60,15 @@ pub fn request(
         }
     }
     let options = DeserializeOptions::new().deny_unknown_fields(true);
-    DynamicMessage::deserialize_with_options(desc.clone(), Value::Object(object), &options)
-        .map_err(|e| JsonError(e.to_string()))
+    // The path names the field a value was wrong for (`ttlSeconds: invalid value: ...`).
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(Value::Object(object), &mut track);
+    DynamicMessage::deserialize_with_options(desc.clone(), tracked, &options).map_err(|e| {
+        match track.path().to_string() {
+            path if path == "." => JsonError(e.to_string()),
+            path => JsonError(format!("{path}: {e}")),
+        }
+    })
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -91,14 +102,30 @@ fn text_value(field: &FieldDescriptor, text: &str) -> Result<Value, JsonError> {
         Kind::Double | Kind::Float => match text {
             "NaN" | "Infinity" | "-Infinity" => Value::String(text.into()),
             _ => Value::Number(
-                text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).ok_or_else(|| bad("a number"))?,
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .ok_or_else(|| bad("a number"))?,
             ),
         },
-        Kind::Message(m) => return Err(JsonError(format!("{}: a {} cannot be given in the query", field.name(), m.name()))),
-        // Integers as strings: the mapping accepts them for every width, and their range is checked
-        // where they are parsed.
-        _ => Value::String(text.into()),
+        Kind::Message(m) => {
+            return Err(JsonError(format!("{}: a {} cannot be given in the query", field.name(), m.name())))
+        }
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            int::<i32>(text).ok_or_else(|| bad("a 32-bit integer"))?
+        }
+        Kind::Uint32 | Kind::Fixed32 => int::<u32>(text).ok_or_else(|| bad("an unsigned 32-bit integer"))?,
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            int::<i64>(text).ok_or_else(|| bad("a 64-bit integer"))?
+        }
+        Kind::Uint64 | Kind::Fixed64 => int::<u64>(text).ok_or_else(|| bad("an unsigned 64-bit integer"))?,
+        Kind::String | Kind::Bytes => Value::String(text.into()),
     })
+}
+
+/// An integer query value, as the string the mapping accepts for every width, once it parses.
+fn int<T: std::str::FromStr>(text: &str) -> Option<Value> {
+    text.parse::<T>().ok().map(|_| Value::String(text.into()))
 }
 
 /// An enum value's full name from its full name, its number, or (on Maestro's own router) its
@@ -111,7 +138,9 @@ fn enum_name(e: &EnumDescriptor, text: &str) -> Option<String> {
         return Some(v.name().to_owned());
     }
     let prefix = enum_prefix(e);
-    e.values().find(|v| v.name().strip_prefix(&prefix).is_some_and(|short| short.eq_ignore_ascii_case(text))).map(|v| v.name().to_owned())
+    e.values()
+        .find(|v| v.name().strip_prefix(&prefix).is_some_and(|short| short.eq_ignore_ascii_case(text)))
+        .map(|v| v.name().to_owned())
 }
 
 /// `SEVERITY_` for `Severity`: the prefix every value of an enum shares by convention.
@@ -148,7 +177,8 @@ mod tests {
     fn query_values_take_every_spelling() {
         let desc = message("ListAlertsRequest");
         for (key, value) in [("severity", "critical"), ("severity", "SEVERITY_CRITICAL"), ("severity", "3")] {
-            let m = request(&desc, None, &fields(&[(key, value), ("activeOnly", "true"), ("limit", "5")])).unwrap();
+            let m = request(&desc, None, &fields(&[(key, value), ("activeOnly", "true"), ("limit", "5")]))
+                .unwrap();
             let json = to_json(&m);
             assert_eq!(json["severity"], "SEVERITY_CRITICAL", "{key}={value}");
             assert_eq!((json["activeOnly"].clone(), json["limit"].clone()), (Value::Bool(true), 5.into()));
@@ -166,7 +196,8 @@ mod tests {
     #[test]
     fn bodies_take_both_names_and_refuse_unknown_fields() {
         let desc = message("AllocateRequest");
-        let a = request(&desc, Some(br#"{"owner":"x","cpuMemoryBytes":"1000","ttl_seconds":60}"#), &[]).unwrap();
+        let a =
+            request(&desc, Some(br#"{"owner":"x","cpuMemoryBytes":"1000","ttl_seconds":60}"#), &[]).unwrap();
         let json = to_json(&a);
         assert_eq!(json["cpuMemoryBytes"], "1000", "64-bit integers as strings");
         assert_eq!(json["gpuMemoryBytes"], "0", "default-valued fields are emitted");

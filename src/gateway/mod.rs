@@ -35,7 +35,8 @@ pub const PREFIX: &str = "/api/v1/";
 /// The descriptors of the Maestro services, with their annotations and comments.
 pub fn pool() -> DescriptorPool {
     static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-        DescriptorPool::decode(maestro_proto::FILE_DESCRIPTOR_SET).expect("the embedded descriptor set is valid")
+        DescriptorPool::decode(maestro_proto::FILE_DESCRIPTOR_SET)
+            .expect("the embedded descriptor set is valid")
     });
     POOL.clone()
 }
@@ -114,10 +115,17 @@ where
             let names: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             let mut response = refuse(
                 Code::Unimplemented,
-                &format!("{} is served for {} only, not {}", parts.uri.path(), names.join(", "), parts.method),
+                &format!(
+                    "{} is served for {} only, not {}",
+                    parts.uri.path(),
+                    names.join(", "),
+                    parts.method
+                ),
             );
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&names.join(", ")).expect("method names"));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_str(&names.join(", ")).expect("method names"));
             return Ok(response);
         }
         Resolved::NotFound => {
@@ -129,7 +137,10 @@ where
         Err(_) => {
             let mut response = refuse(
                 Code::ResourceExhausted,
-                &format!("the request body is over {} bytes (--max-message-bytes × 4/3 for base64, plus 64 KiB)", layer.max_body),
+                &format!(
+                    "the request body is over {} bytes (--max-message-bytes × 4/3 for base64, plus 64 KiB)",
+                    layer.max_body
+                ),
             );
             *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return Ok(response);
@@ -139,12 +150,16 @@ where
         ("*", _) => Some(&bytes[..]),
         (_, true) => None,
         (_, false) => {
-            let message = format!("{} {} takes no body: its fields go in the query", route.method, route.template);
+            let message =
+                format!("{} {} takes no body: its fields go in the query", route.method, route.template);
             return Ok(refuse(Code::InvalidArgument, &message));
         }
     };
     let mut fields = vars;
-    fields.extend(form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    fields.extend(
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned())),
+    );
     let message = match json::request(&route.rpc.input(), body, &fields) {
         Ok(message) => message,
         Err(e) => return Ok(refuse(Code::InvalidArgument, &e.0)),

@@ -96,8 +96,11 @@ impl Routes {
                 }
                 if let Value::Message(rule) = options.get_extension(&http).as_ref() {
                     routes.extend(route(rule, &rpc));
-                    if let Some(Value::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
-                        routes.extend(more.iter().filter_map(|v| v.as_message()).filter_map(|r| route(r, &rpc)));
+                    if let Some(Value::List(more)) = rule.get_field_by_name("additional_bindings").as_deref()
+                    {
+                        routes.extend(
+                            more.iter().filter_map(|v| v.as_message()).filter_map(|r| route(r, &rpc)),
+                        );
                     }
                 }
             }
@@ -190,12 +193,15 @@ mod tests {
                 other => panic!("{method} {path}: {other:?}"),
             }
         }
-        let Resolved::Route(release, vars) = routes.resolve(&http::Method::DELETE, "/api/v1/leases/lease-1-ab%2Fc")
+        let Resolved::Route(release, vars) =
+            routes.resolve(&http::Method::DELETE, "/api/v1/leases/lease-1-ab%2Fc")
         else {
             panic!("release")
         };
         assert_eq!((release.rpc.name(), vars), ("Release", vec![("lease_id".into(), "lease-1-ab/c".into())]));
-        assert!(matches!(routes.resolve(&http::Method::GET, "/api/v1/monitoring/cleanup"), Resolved::MethodNotAllowed(m) if m == [http::Method::POST]));
+        assert!(
+            matches!(routes.resolve(&http::Method::GET, "/api/v1/monitoring/cleanup"), Resolved::MethodNotAllowed(m) if m == [http::Method::POST])
+        );
         assert!(matches!(routes.resolve(&http::Method::GET, "/api/v1/nothing"), Resolved::NotFound));
         assert!(matches!(routes.resolve(&http::Method::DELETE, "/api/v1/leases/"), Resolved::NotFound));
     }

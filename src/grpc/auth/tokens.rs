@@ -261,7 +261,8 @@ mod tests {
 
     #[test]
     fn malformed_lines_name_their_line() {
-        let cases: [(&str, fn(&TokenFileError) -> bool); 8] = [
+        type Expect = fn(&TokenFileError) -> bool;
+        let cases: [(&str, Expect); 8] = [
             ("ok\na,b\n", |e| matches!(e, TokenFileError::Fields { line: 2, fields: 2 })),
             ("a,b,read,x\n", |e| matches!(e, TokenFileError::Fields { line: 1, fields: 4 })),
             ("a,,read\n", |e| matches!(e, TokenFileError::Empty { line: 1, field: "name" })),

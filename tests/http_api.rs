@@ -1,0 +1,229 @@
+//! The HTTP/JSON API on the main port, through the real server and the real `curl`: the six paths of
+//! the system Maestro replaces, answers equal to gRPC's in the proto3 JSON mapping, errors with
+//! grpc-gateway's statuses, roles, and streams as Server-Sent Events and NDJSON.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{scrape, start_server, test_config, TestServer};
+use maestro_proto as pb;
+use prost::Message;
+use serde_json::Value;
+
+/// What `curl` got: the status, the response headers (lower-case), the body.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{name}: ");
+        self.headers.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::trim)
+    }
+}
+
+/// Runs `curl` against the server's main port with `args` (the path last); bounded by `--max-time`.
+async fn curl(s: &TestServer, args: &[&str]) -> Answer {
+    let dir = tempfile::tempdir().unwrap();
+    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let (path, options) = args.split_last().unwrap();
+    let url = format!("http://{}{path}", s.addr);
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(options)
+        .arg(&url)
+        .output()
+        .await
+        .expect("curl runs (scripts/provision-tools.sh installs it)");
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let headers = std::fs::read_to_string(&headers).unwrap_or_default().to_lowercase();
+    let body = std::fs::read_to_string(&body).unwrap_or_default();
+    Answer { status, headers, body }
+}
+
+/// A gRPC answer in the proto3 JSON mapping, as the HTTP API writes it.
+fn proto_json<M: Message>(message: &M, name: &str) -> Value {
+    let desc = maestro::gateway::pool().get_message_by_name(&format!("maestro.v1.{name}")).unwrap();
+    let dynamic = prost_reflect::DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).unwrap();
+    maestro::gateway::json::to_json(&dynamic)
+}
+
+async fn server() -> TestServer {
+    let mut config = test_config();
+    config.monitor.sample_interval = Duration::from_millis(200);
+    start_server(config).await
+}
+
+#[tokio::test]
+async fn the_six_monitoring_paths_answer_as_written() {
+    let s = server().await;
+    let status = curl(&s, &["/api/v1/monitoring/status"]).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.header("content-type"), Some("application/json"));
+    let json = status.json();
+    assert!(
+        json["host"]["memoryTotalBytes"].as_str().unwrap().parse::<u64>().unwrap() > 0,
+        "64-bit as strings"
+    );
+    assert!(json["sampledAt"].as_str().unwrap().ends_with('Z'), "RFC 3339: {}", json["sampledAt"]);
+
+    let report = curl(&s, &["/api/v1/monitoring/report"]).await.json();
+    for key in ["snapshot", "windowStats", "leases", "cachedModels", "activeAlerts", "health"] {
+        assert!(report.get(key).is_some(), "the report has {key}: {report}");
+    }
+    assert!(report["health"].as_str().unwrap().starts_with("HEALTH_LEVEL_"), "enums by name");
+
+    for query in ["severity=critical", "severity=SEVERITY_CRITICAL", "severity=3&limit=5"] {
+        let alerts = curl(&s, &[&format!("/api/v1/monitoring/alerts?{query}")]).await;
+        assert_eq!(alerts.status, 200, "{query}: {}", alerts.body);
+        assert!(alerts.json()["alerts"].is_array(), "{}", alerts.body);
+    }
+    let history = curl(&s, &["/api/v1/monitoring/history?window_seconds=300"]).await.json();
+    assert_eq!(history["windowSeconds"], 300);
+    assert!(history["samples"].as_array().is_some_and(|s| !s.is_empty()), "{history}");
+    let history = curl(&s, &["/api/v1/monitoring/history?windowSeconds=60"]).await.json();
+    assert_eq!(history["windowSeconds"], 60, "both spellings");
+    let suggestions = curl(&s, &["/api/v1/monitoring/optimization-suggestions"]).await.json();
+    assert!(suggestions["suggestions"].is_array() && suggestions["health"].is_string(), "{suggestions}");
+    let cleanup = curl(&s, &["-X", "POST", "/api/v1/monitoring/cleanup?force=false"]).await;
+    assert_eq!(cleanup.status, 200, "{}", cleanup.body);
+    assert_eq!(cleanup.json()["dryRun"], false);
+    let dry = curl(&s, &["-X", "POST", "/api/v1/monitoring/cleanup?dry_run=true"]).await.json();
+    assert_eq!(dry["dryRun"], true);
+}
+
+#[tokio::test]
+async fn http_answers_equal_grpc_answers() {
+    let mut s = server().await;
+    // Samples change every 200 ms: compare answers of the same sample.
+    let http = common::eventually("the same sample over both", Duration::from_secs(30), async || {
+        let grpc = s.resources.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+        let http = curl(&s, &["/api/v1/monitoring/status"]).await.json();
+        let grpc = proto_json(&grpc, "Snapshot");
+        (grpc["sequence"] == http["sequence"]).then_some((grpc, http))
+    })
+    .await;
+    assert_eq!(http.0, http.1);
+    let grpc = s.generation.list_models(pb::ListModelsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(curl(&s, &["/api/v1/models"]).await.json(), proto_json(&grpc, "ModelList"));
+}
+
+#[tokio::test]
+async fn leases_over_http_with_a_json_body_and_a_path_variable() {
+    let s = server().await;
+    // curl's -d sends a form content type: the JSON body is read anyway.
+    let body = r#"{"owner":"curl","cpu_memory_bytes":"1000","ttlSeconds":60}"#;
+    let lease = curl(&s, &["-d", body, "/api/v1/leases"]).await;
+    assert_eq!(lease.status, 200, "{}", lease.body);
+    let lease = lease.json();
+    assert_eq!((lease["owner"].as_str(), lease["cpuMemoryBytes"].as_str()), (Some("curl"), Some("1000")));
+    let id = lease["leaseId"].as_str().unwrap();
+    let released = curl(&s, &["-X", "DELETE", &format!("/api/v1/leases/{id}")]).await;
+    assert_eq!(released.status, 200, "{}", released.body);
+    assert_eq!(released.json()["lease"]["leaseId"], id);
+    let again = curl(&s, &["-X", "DELETE", &format!("/api/v1/leases/{id}")]).await;
+    assert_eq!(again.status, 404);
+    assert_eq!(again.json()["code"], 5, "NOT_FOUND's number: {}", again.body);
+}
+
+#[tokio::test]
+async fn errors_carry_grpc_gateways_statuses() {
+    let s = server().await;
+    for (args, status, code, says) in [
+        (vec!["/api/v1/monitoring/history?window_seconds=abc"], 400, 3, "window_seconds"),
+        (vec!["/api/v1/monitoring/history?window_seconds=999999"], 400, 3, "window_seconds"),
+        (vec!["/api/v1/monitoring/alerts?severity=urgent"], 400, 3, "severity"),
+        (vec!["/api/v1/monitoring/status?bogus=1"], 400, 3, "bogus"),
+        (vec!["-d", "{\"owner\":", "/api/v1/leases"], 400, 3, "not JSON"),
+        (vec!["-d", "{\"owner\":\"x\",\"nope\":1}", "/api/v1/leases"], 400, 3, "nope"),
+        (vec!["-d", "{\"owner\":\"x\",\"ttlSeconds\":\"soon\"}", "/api/v1/leases"], 400, 3, "ttlSeconds"),
+        (vec!["-d", "{}", "/api/v1/monitoring/cleanup"], 400, 3, "takes no body"),
+        (vec!["/api/v1/no/such/thing"], 404, 5, "no route"),
+        (vec!["-X", "DELETE", "/api/v1/leases/lease-0-none"], 404, 5, "lease-0-none"),
+        (vec!["/api/v1/models/validate?model=nobody/none&batch_size=1&duration_s=10"], 404, 5, "nobody/none"),
+        (vec!["-d", r#"{"owner":"x","ttlSeconds":"soon"}"#, "/api/v1/leases"], 400, 3, "ttlSeconds"),
+    ] {
+        let answer = curl(&s, &args).await;
+        assert_eq!(answer.status, status, "{args:?}: {}", answer.body);
+        let json = answer.json();
+        assert_eq!(json["code"], code, "{args:?}: {json}");
+        assert!(json["message"].as_str().unwrap().contains(says), "{args:?}: {json}");
+        assert_eq!(json["details"], serde_json::json!([]));
+    }
+    let wrong = curl(&s, &["/api/v1/monitoring/cleanup"]).await;
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("post")), "{}", wrong.headers);
+    // Every call is counted by its RPC, never by its raw path.
+    let metrics = scrape(s.metrics_addr).await;
+    assert!(metrics.contains("method=\"/maestro.v1.ResourceService/GetHistory\""), "{metrics}");
+    assert!(!metrics.contains("/api/v1"), "no raw HTTP path is a label");
+}
+
+#[tokio::test]
+async fn roles_hold_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "r-token,reader,read\na-token,ops,admin\n").unwrap();
+    let mut config = test_config();
+    config.server.auth_token_file = Some(file);
+    config.server.public_telemetry = false;
+    let s = start_server(config).await;
+    let none = curl(&s, &["/api/v1/monitoring/status"]).await;
+    assert_eq!((none.status, none.json()["code"].clone()), (401, 16.into()), "{}", none.body);
+    assert_eq!(none.header("www-authenticate"), Some("bearer"), "headers are read lower-cased");
+    let read = ["-H", "Authorization: Bearer r-token"];
+    assert_eq!(curl(&s, &[read[0], read[1], "/api/v1/monitoring/status"]).await.status, 200);
+    let denied = curl(&s, &[read[0], read[1], "-X", "POST", "/api/v1/monitoring/cleanup"]).await;
+    assert_eq!((denied.status, denied.json()["code"].clone()), (403, 7.into()), "{}", denied.body);
+    assert!(denied.body.contains("admin"), "{}", denied.body);
+    let admin =
+        curl(&s, &["-H", "Authorization: Bearer a-token", "-X", "POST", "/api/v1/monitoring/cleanup"]).await;
+    assert_eq!(admin.status, 200, "{}", admin.body);
+}
+
+#[tokio::test]
+async fn streams_as_server_sent_events_and_ndjson() {
+    let s = server().await;
+    let sse = ["-N", "-H", "Accept: text/event-stream", "--max-time", "2"];
+    let answer = curl(
+        &s,
+        &[sse[0], sse[1], sse[2], sse[3], sse[4], "/api/v1/monitoring/status/stream?interval_ms=200"],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("text/event-stream"));
+    assert!(answer.body.starts_with("retry: 2000\n\n"), "{}", answer.body);
+    let events: Vec<(u64, Value)> = answer
+        .body
+        .split("\n\n")
+        .filter_map(|e| {
+            let id = e.lines().find_map(|l| l.strip_prefix("id: "))?.parse().ok()?;
+            let data = serde_json::from_str(e.lines().find_map(|l| l.strip_prefix("data: "))?).ok()?;
+            Some((id, data))
+        })
+        .collect();
+    assert!(events.len() >= 3, "successive snapshots in 2 s at 200 ms: {}", answer.body);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "ids count up");
+        let seq = |v: &Value| v["sequence"].as_str().unwrap().parse::<u64>().unwrap();
+        assert!(seq(&pair[1].1) > seq(&pair[0].1), "later samples");
+    }
+    let ndjson =
+        curl(&s, &["-N", "--max-time", "1", "/api/v1/monitoring/report/stream?interval_ms=200"]).await;
+    assert_eq!(ndjson.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = ndjson.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 2 && lines.iter().all(|l| l.get("snapshot").is_some()), "{}", ndjson.body);
+    // A refused stream is an HTTP error, not an empty stream.
+    let bad = curl(&s, &["/api/v1/monitoring/status/stream?interval_ms=3"]).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
