@@ -12,12 +12,13 @@ use crate::{client::DEFAULT_ADDR, credentials::Token, exit, units};
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, after_help = exit::HELP)]
 pub struct Cli {
-    /// Where the server is and the credentials to show it.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// Print the server's answer as JSON (proto field names; one object per line on streams).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where the server is and the credentials to show it (under their own heading, so after the
+    /// other options: the heading holds for every argument declared after it).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
