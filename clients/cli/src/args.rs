@@ -1,26 +1,53 @@
-//! The command line: global `--addr` / `--json`, one subcommand per RPC or task, and the exit-code
-//! table at the end of `maestro --help`.
+//! The command line: global `--addr`, credentials and `--json`, one subcommand per RPC or task, and
+//! the exit-code table at the end of `maestro --help`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use maestro_proto as pb;
 
-use crate::{client::DEFAULT_ADDR, exit, units};
+use crate::{client::DEFAULT_ADDR, credentials::Token, exit, units};
 
 /// Talks to a Maestro server: telemetry, alerts, validation, leases, models and generation.
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, after_help = exit::HELP)]
 pub struct Cli {
-    /// Server address (`http://host:port`; a bare `host:port` works too).
-    #[arg(long, env = "MAESTRO_ADDR", default_value = DEFAULT_ADDR, global = true)]
-    pub addr: String,
     /// Print the server's answer as JSON (proto field names; one object per line on streams).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where the server is and the credentials to show it (under their own heading, so after the
+    /// other options: the heading holds for every argument declared after it).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--addr` and the credentials, accepted before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectArgs {
+    /// Server address: `http://host:port` (a bare `host:port` too) or `https://host:port` for TLS.
+    #[arg(long, env = "MAESTRO_ADDR", default_value = DEFAULT_ADDR, global = true)]
+    pub addr: String,
+    /// Bearer token sent with every call. Without it or --token-file, `MAESTRO_TOKEN` is used.
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<Token>,
+    /// File holding the bearer token (surrounding whitespace ignored); --token wins over it.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA that signed the server's certificate (`https://` only; default: the system's roots).
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS (`https://` only; needs --tls-key).
+    // Both-or-neither is checked when the target is built: clap's `requires` misses a pair split
+    // across the subcommand (`--tls-cert c.pem status --tls-key k.pem`).
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -338,5 +365,12 @@ mod tests {
         let cli = Cli::try_parse_from(["maestro", "status", "--json"]).unwrap();
         assert!(cli.json);
         assert!(matches!(cli.command, Command::Status));
+    }
+
+    #[test]
+    fn credentials_are_accepted_before_or_after_the_subcommand() {
+        let args = ["maestro", "--tls-cert", "c.pem", "status", "--tls-key", "k.pem", "--token", "t"];
+        let c = Cli::try_parse_from(args).unwrap().connect;
+        assert!(c.tls_cert.is_some() && c.tls_key.is_some() && c.token.is_some());
     }
 }

@@ -1,7 +1,8 @@
 //! Exit codes and the one-line error every failed command prints.
 //!
 //! Scripts branch on the code, so each class of failure has its own: the server could not be
-//! reached, the request was wrong, or the server refused it for lack of resources.
+//! reached, the request was wrong, the server refused it for lack of resources, or the credentials
+//! did not allow it.
 
 use std::fmt::Display;
 
@@ -13,7 +14,8 @@ pub const SUCCESS: u8 = 0;
 pub const GENERAL: u8 = 1;
 /// Bad command-line usage (clap's own code).
 pub const USAGE: u8 = 2;
-/// The server could not be reached or is not serving (UNAVAILABLE, DEADLINE_EXCEEDED, connect errors).
+/// The server could not be reached or is not serving (UNAVAILABLE, DEADLINE_EXCEEDED, connect errors,
+/// a TLS handshake either side refused, a connection that broke under the call).
 pub const UNAVAILABLE: u8 = 3;
 /// The request was refused as wrong: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS.
 pub const INVALID: u8 = 4;
@@ -22,6 +24,9 @@ pub const INVALID: u8 = 4;
 pub const REFUSED: u8 = 5;
 /// The server does not implement this call yet (UNIMPLEMENTED).
 pub const UNIMPLEMENTED: u8 = 6;
+/// The server refused the credentials: UNAUTHENTICATED (no token, or one it does not accept) or
+/// PERMISSION_DENIED (the token's role does not allow the call).
+pub const NOT_ALLOWED: u8 = 7;
 /// Interrupted by Ctrl-C (`generate` keeps a valid WAV of what arrived).
 pub const INTERRUPTED: u8 = 130;
 
@@ -31,10 +36,11 @@ Exit codes:
   0    success
   1    other error (internal server error, local I/O)
   2    bad command-line usage
-  3    server unavailable (cannot connect, UNAVAILABLE, DEADLINE_EXCEEDED)
+  3    server unavailable (cannot connect, TLS refused, UNAVAILABLE, DEADLINE_EXCEEDED)
   4    invalid input or not found (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE)
   5    refused for resources (RESOURCE_EXHAUSTED, FAILED_PRECONDITION); `validate`: does not fit
   6    not implemented by this server (UNIMPLEMENTED)
+  7    not allowed (UNAUTHENTICATED, PERMISSION_DENIED): missing or wrong token, or too few rights
   130  interrupted by Ctrl-C";
 
 /// A failed command: the exit code and the line to print (empty prints nothing).
@@ -71,6 +77,19 @@ impl Failure {
 
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
+        // tonic's own status for a connection that broke under the call (a TLS peer that refused the
+        // client certificate, a plaintext client on a TLS port): it carries the transport error as
+        // its source, and says UNKNOWN, CANCELLED or INTERNAL, which would read as a server fault or
+        // Ctrl-C. A status the server sent has no source.
+        if let Some(source) = std::error::Error::source(&status) {
+            let transport = [Code::Unknown, Code::Cancelled, Code::Internal, Code::Unavailable];
+            if transport.contains(&status.code()) {
+                return Self::new(
+                    UNAVAILABLE,
+                    format!("UNAVAILABLE: the connection failed: {}", chain(source)),
+                );
+            }
+        }
         let mut message = format!("{}: {}", code_name(status.code()), status.message());
         if status.message().is_empty() {
             message.truncate(message.len() - 2);
@@ -87,6 +106,7 @@ pub fn exit_code(code: Code) -> u8 {
         Code::InvalidArgument | Code::NotFound | Code::OutOfRange | Code::AlreadyExists => INVALID,
         Code::ResourceExhausted | Code::FailedPrecondition => REFUSED,
         Code::Unimplemented => UNIMPLEMENTED,
+        Code::Unauthenticated | Code::PermissionDenied => NOT_ALLOWED,
         Code::Cancelled => INTERRUPTED,
         _ => GENERAL,
     }
@@ -145,6 +165,8 @@ mod tests {
         assert_eq!(exit_code(Code::NotFound), INVALID);
         assert_eq!(exit_code(Code::ResourceExhausted), REFUSED);
         assert_eq!(exit_code(Code::Unimplemented), UNIMPLEMENTED);
+        assert_eq!(exit_code(Code::Unauthenticated), NOT_ALLOWED);
+        assert_eq!(exit_code(Code::PermissionDenied), NOT_ALLOWED);
         assert_eq!(exit_code(Code::Internal), GENERAL);
     }
 
@@ -154,5 +176,16 @@ mod tests {
         assert_eq!(f.code, INVALID);
         assert_eq!(f.message, "INVALID_ARGUMENT: batch_size must be within 1..=64");
         assert_eq!(Failure::from(tonic::Status::internal("")).message, "INTERNAL");
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_not_a_cancellation() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer sent a fatal alert");
+        let mut status = tonic::Status::cancelled("operation was canceled");
+        status.set_source(std::sync::Arc::new(io));
+        let f = Failure::from(status);
+        assert_eq!(f.code, UNAVAILABLE);
+        assert!(f.message.contains("fatal alert"), "{}", f.message);
+        assert_eq!(Failure::from(tonic::Status::cancelled("by the server")).code, INTERRUPTED);
     }
 }

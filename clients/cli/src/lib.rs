@@ -7,6 +7,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod credentials;
 pub mod exit;
 pub mod json;
 pub mod table;

@@ -27,7 +27,7 @@ fn draw(d: &Dashboard) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frame_shows_memory_gpu_and_alerts_from_a_real_snapshot() {
     let s = start(PRESSED).await;
-    let mut c = client::connect(&s.url()).await.unwrap();
+    let mut c = client::connect(&client::Target::new(&s.url()).unwrap()).await.unwrap();
     let mut d = Dashboard::new(s.url());
     d.apply(Event::Connected);
     let mut alerts = c.resources.watch_alerts(pb::WatchAlertsRequest::default()).await.unwrap().into_inner();
@@ -93,7 +93,7 @@ async fn the_feed_survives_a_server_restart() {
     let s = start(ROOMY).await;
     let (addr, url) = (s.addr, s.url());
     let (tx, mut rx) = mpsc::channel(64);
-    let feed = feed::spawn(url, 0, tx);
+    let feed = feed::spawn(client::Target::new(&url).unwrap(), 0, tx);
     wait_for(&mut rx, "connection", |e| matches!(e, Event::Connected)).await;
     wait_for(&mut rx, "snapshot", |e| matches!(e, Event::Snapshot(_))).await;
     s.stop().await;

@@ -3,6 +3,8 @@
     python examples/generate_wav.py --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
     python examples/generate_wav.py --model facebook/musicgen-small --continue loop.wav --duration 10 -o more.wav
     python examples/generate_wav.py --model facebook/musicgen-melody --prompt "string quartet" --melody hum.wav -o quartet.wav
+    python examples/generate_wav.py --target https://maestro.internal:50051 --tls-ca ca.pem \
+        --token-file token.txt --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
 
 Ctrl-C cancels the request on the server and keeps a valid WAV of what arrived.
 """
@@ -13,13 +15,14 @@ import argparse
 import sys
 import time
 
-from maestro_client import MaestroClient, MaestroError
+import connection
+from maestro_client import MaestroError
 from maestro_client.errors import exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate music into a WAV file.")
-    parser.add_argument("--target", default="127.0.0.1:50051", help="host:port of the server")
+    connection.add_arguments(parser)
     parser.add_argument("--model", required=True)
     parser.add_argument("--prompt", default="")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio")
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\r{chunk.frames_done}/{chunk.frames_total} frames ({100 * chunk.progress:.0f} %), "
               f"{time.monotonic() - started:.1f} s", end="", file=sys.stderr, flush=True)
 
-    with MaestroClient(args.target, timeout=None) as client:
+    with connection.connect(args, timeout=None) as client:
         try:
             result = client.generate_to_wav(args.output, args.model, args.prompt, args.duration,
                                             format=args.format, on_progress=progress, **options)

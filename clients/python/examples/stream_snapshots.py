@@ -1,6 +1,9 @@
 """Streams resource snapshots from a Maestro server to the console, one line each.
 
     python examples/stream_snapshots.py --target 127.0.0.1:50051 --count 10
+    MAESTRO_TOKEN=… python examples/stream_snapshots.py --target 127.0.0.1:50051 --count 10
+    python examples/stream_snapshots.py --target maestro.internal:50051 --tls-ca ca.pem \
+        --tls-cert me.pem --tls-key me.key --token-file token.txt
 """
 
 from __future__ import annotations
@@ -8,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maestro_client import MaestroClient, MaestroError
+import connection
+from maestro_client import MaestroError
 from maestro_client.errors import exit_code
 
 GB = 1e9
@@ -38,11 +42,11 @@ def line(snapshot) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Stream Maestro snapshots to the console.")
-    parser.add_argument("--target", default="127.0.0.1:50051", help="host:port of the server")
+    connection.add_arguments(parser)
     parser.add_argument("--interval-ms", type=int, default=0, help="0 = the server's sample interval")
     parser.add_argument("--count", type=int, default=0, help="stop after this many (0 = until Ctrl-C)")
     args = parser.parse_args(argv)
-    with MaestroClient(args.target) as client:
+    with connection.connect(args) as client:
         try:
             for seen, snapshot in enumerate(client.watch_snapshots(args.interval_ms), start=1):
                 print(line(snapshot), flush=True)

@@ -10,6 +10,7 @@ from maestro_client.client import GenerationResult, MaestroClient, audio_input
 from maestro_client.errors import (
     InvalidRequest,
     MaestroError,
+    NotAllowed,
     NotImplementedByServer,
     ResourceRefused,
     ServerUnavailable,
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidRequest",
     "MaestroClient",
     "MaestroError",
+    "NotAllowed",
     "NotImplementedByServer",
     "ResourceRefused",
     "ServerUnavailable",

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import grpc
 
+from maestro_client import credentials
 from maestro_client.errors import MaestroError, from_rpc_error
 from maestro_client.wav import WavWriter
 
@@ -50,13 +51,29 @@ class GenerationResult:
 
 
 class MaestroClient:
-    """Client of one Maestro server. Use as a context manager, or call ``close()``."""
+    """Client of one Maestro server. Use as a context manager, or call ``close()``.
+
+    ``target`` is ``host:port`` or ``http://host:port`` (plaintext) or ``https://host:port`` (TLS).
+    ``token`` is sent as ``authorization: Bearer <token>`` on every call. Any of
+    ``root_certificates`` (PEM CA bytes; default grpc's bundled roots), ``private_key`` and
+    ``certificate_chain`` (PEM bytes, both or neither: the identity for mutual TLS) makes the channel
+    TLS, as ``grpc.ssl_channel_credentials`` takes them. ``channel`` is a channel made elsewhere:
+    the token is then added by an interceptor, and TLS is that channel's own business.
+    """
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: Optional[float] = 30.0,
-                 channel: Optional[grpc.Channel] = None) -> None:
-        target = target.removeprefix("http://")
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        self._channel = channel or grpc.insecure_channel(target, options=options)
+                 channel: Optional[grpc.Channel] = None, token: Optional[str] = None,
+                 root_certificates: Optional[bytes] = None, private_key: Optional[bytes] = None,
+                 certificate_chain: Optional[bytes] = None) -> None:
+        tls = {"root_certificates": root_certificates, "private_key": private_key,
+               "certificate_chain": certificate_chain}
+        if channel is not None:
+            if any(pem is not None for pem in tls.values()):
+                raise ValueError("with channel=, TLS is set on that channel: pass no TLS arguments")
+            self._channel = credentials.with_token(channel, token)
+        else:
+            options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            self._channel = credentials.channel(target, options, token=token, **tls)
         self._timeout = timeout
         self.resources = res_grpc.ResourceServiceStub(self._channel)
         self.generation = gen_grpc.GenerationServiceStub(self._channel)

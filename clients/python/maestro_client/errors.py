@@ -31,6 +31,11 @@ class NotImplementedByServer(MaestroError):
     """The server does not implement this call (UNIMPLEMENTED)."""
 
 
+class NotAllowed(MaestroError):
+    """The server refused the credentials: UNAUTHENTICATED (no token, or one it does not accept) or
+    PERMISSION_DENIED (the token's role does not allow the call)."""
+
+
 _CLASSES = {
     grpc.StatusCode.UNAVAILABLE: ServerUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: ServerUnavailable,
@@ -41,6 +46,8 @@ _CLASSES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceRefused,
     grpc.StatusCode.FAILED_PRECONDITION: ResourceRefused,
     grpc.StatusCode.UNIMPLEMENTED: NotImplementedByServer,
+    grpc.StatusCode.UNAUTHENTICATED: NotAllowed,
+    grpc.StatusCode.PERMISSION_DENIED: NotAllowed,
 }
 
 
@@ -51,7 +58,8 @@ def from_rpc_error(error: grpc.RpcError) -> MaestroError:
     return _CLASSES.get(code, MaestroError)(code, details or "")
 
 
-_EXIT_CODES = {ServerUnavailable: 3, InvalidRequest: 4, ResourceRefused: 5, NotImplementedByServer: 6}
+_EXIT_CODES = {ServerUnavailable: 3, InvalidRequest: 4, ResourceRefused: 5, NotImplementedByServer: 6,
+               NotAllowed: 7}
 
 
 def exit_code(error: MaestroError) -> int:

@@ -1,4 +1,4 @@
-"""The two examples run against the real server as a user would run them."""
+"""The two examples run against the real server as a user would run them, with credentials too."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
+
+from conftest import TOKEN
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -77,3 +79,18 @@ def test_generate_wav_continues_a_clip(target: str, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     with wave.open(str(out)) as w:
         assert abs(w.getnframes() / w.getframerate() - 0.3) < 0.05
+
+
+def test_the_examples_take_a_token_and_tls_files(tls_target: str, mtls_target: str, pki, tmp_path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    ca = ["--tls-ca", str(pki.path("ca.pem"))]
+    done = run("stream_snapshots.py", "--target", tls_target, *ca, "--token", TOKEN, "--count", "1")
+    assert done.returncode == 0, done.stderr
+    done = run("stream_snapshots.py", "--target", tls_target, *ca, "--count", "1")
+    assert done.returncode == 7 and "UNAUTHENTICATED" in done.stderr, done.stderr
+    out = tmp_path / "out.wav"
+    identity = ["--tls-cert", str(pki.path("client.pem")), "--tls-key", str(pki.path("client.key"))]
+    done = run("generate_wav.py", "--target", mtls_target, *ca, *identity, "--token-file", str(token_file),
+               "--model", "musicgen-tiny", "--prompt", "drums", "--duration", "0.3", "--seed", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr

@@ -9,18 +9,17 @@ use tonic_health::pb::{
 };
 
 use super::Output;
-use crate::{args::HealthArgs, client, exit, Failure};
+use crate::{args::HealthArgs, client::Target, exit, Failure};
 
 /// How long the check may take, connecting included: a health check that hangs is a failed one.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Asks the server at `addr` how `args.service` is, and prints the answer.
-pub async fn check(addr: &str, out: Output, args: &HealthArgs) -> Result<(), Failure> {
-    let endpoint = client::endpoint(addr)?.timeout(CHECK_TIMEOUT);
-    let target = endpoint.uri().to_string().trim_end_matches('/').to_string();
-    let channel = endpoint.connect().await.map_err(|e| Failure::unavailable(&target, &e))?;
+/// Asks `target` how `args.service` is, and prints the answer.
+pub async fn check(target: &Target, out: Output, args: &HealthArgs) -> Result<(), Failure> {
+    let endpoint = target.endpoint().timeout(CHECK_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| Failure::unavailable(&target.addr, &e))?;
     let request = HealthCheckRequest { service: args.service.clone() };
-    let status = HealthClient::new(channel).check(request).await?.into_inner().status();
+    let status = HealthClient::new(target.intercept(channel)).check(request).await?.into_inner().status();
     let name = status.as_str_name();
     let text = if out.json {
         format!("{}\n", serde_json::json!({ "service": args.service, "status": name }))

@@ -13,18 +13,19 @@ use crate::{
     client, exit, json, top, Failure,
 };
 
-/// Runs the parsed command against the server at `cli.addr`.
+/// Runs the parsed command against the server `cli.connect` names, with its credentials.
 pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let out = Output { json: cli.json };
+    let target = client::Target::from_args(&cli.connect)?;
     if let Command::Top(args) = &cli.command {
         // The dashboard connects, and reconnects, by itself.
-        return top::run(&cli.addr, args).await;
+        return top::run(target, args).await;
     }
     if let Command::Health(args) = &cli.command {
         // Health has its own client (grpc.health.v1), not the Maestro services.
-        return health::check(&cli.addr, out, args).await;
+        return health::check(&target, out, args).await;
     }
-    let mut c = client::connect(&cli.addr).await?;
+    let mut c = client::connect(&target).await?;
     match cli.command {
         Command::Status => telemetry::status(&mut c, out).await,
         Command::Report => telemetry::report(&mut c, out).await,

@@ -10,7 +10,10 @@ use tokio::{sync::mpsc, task::JoinHandle, time::MissedTickBehavior};
 use tonic::Code;
 
 use super::state::Event;
-use crate::{client, Failure};
+use crate::{
+    client::{self, Target},
+    Failure,
+};
 
 /// Base delay before the first retry; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -32,13 +35,13 @@ pub fn reconnect_policy() -> ExponentialBuilder {
         .without_max_times()
 }
 
-/// Starts the feed for `addr`, sending events into `tx`.
-pub fn spawn(addr: String, interval_ms: u32, tx: mpsc::Sender<Event>) -> JoinHandle<()> {
+/// Starts the feed for `target`, sending events into `tx`.
+pub fn spawn(target: Target, interval_ms: u32, tx: mpsc::Sender<Event>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut delays = reconnect_policy().build();
         let mut attempt = 0;
         loop {
-            let Ended { error, connected } = session(&addr, interval_ms, &tx).await;
+            let Ended { error, connected } = session(&target, interval_ms, &tx).await;
             if tx.is_closed() {
                 return;
             }
@@ -65,9 +68,9 @@ struct Ended {
 }
 
 /// One connection, until it fails.
-async fn session(addr: &str, interval_ms: u32, tx: &mpsc::Sender<Event>) -> Ended {
+async fn session(target: &Target, interval_ms: u32, tx: &mpsc::Sender<Event>) -> Ended {
     let failed = |error: String| Ended { error, connected: false };
-    let mut c = match client::connect(addr).await {
+    let mut c = match client::connect(target).await {
         Ok(c) => c,
         Err(f) => return failed(f.message),
     };

@@ -16,17 +16,17 @@ use tokio::sync::mpsc;
 
 pub use state::{Dashboard, Event};
 
-use crate::{args::TopArgs, client, exit, Failure};
+use crate::{args::TopArgs, client::Target, exit, Failure};
 
 /// Redraw period when nothing arrives.
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs the dashboard until the user quits.
-pub async fn run(addr: &str, args: &TopArgs) -> Result<(), Failure> {
-    // Reject a malformed address before taking over the terminal.
-    let addr = client::endpoint(addr)?.uri().to_string().trim_end_matches('/').to_string();
+pub async fn run(target: Target, args: &TopArgs) -> Result<(), Failure> {
+    // `target` was checked (address, credentials) before the terminal was taken over.
+    let addr = target.addr.clone();
     let (tx, mut events) = mpsc::channel(64);
-    let feed = feed::spawn(addr.clone(), args.interval_ms, tx);
+    let feed = feed::spawn(target, args.interval_ms, tx);
     let mut keys = spawn_key_reader();
     let mut terminal = ratatui::try_init().map_err(|e| Failure::io("cannot open the terminal", e))?;
     let mut dashboard = Dashboard::new(addr);

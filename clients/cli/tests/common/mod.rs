@@ -145,9 +145,14 @@ pub async fn start(machine: Machine) -> Server {
 
 /// Starts a server on `machine` listening on `addr` (a restart reuses the port it had).
 pub async fn start_on(addr: SocketAddr, machine: Machine) -> Server {
+    start_with(addr, test_config(), machine).await
+}
+
+/// Starts a server with `config` (its listen address aside) on `machine`, listening on `addr`.
+pub async fn start_with(addr: SocketAddr, config: Config, machine: Machine) -> Server {
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::build_with(test_config(), Box::new(machine)).await.unwrap();
+    let app = App::build_with(config, Box::new(machine)).await.unwrap();
     let (stop, signals) = maestro::shutdown::Signals::channel();
     let join = tokio::spawn(app.serve(listener, signals));
     Server { addr, stop: Some(stop), join: Some(join) }
@@ -177,15 +182,24 @@ impl Run {
     }
 }
 
+/// `maestro --addr <addr> <args>`, blind to the caller's `MAESTRO_ADDR` and `MAESTRO_TOKEN`.
 fn command(addr: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro"));
-    cmd.env_remove("MAESTRO_ADDR").arg("--addr").arg(addr).args(args).kill_on_drop(true);
+    cmd.env_remove("MAESTRO_ADDR").env_remove("MAESTRO_TOKEN");
+    cmd.arg("--addr").arg(addr).args(args).kill_on_drop(true);
     cmd
 }
 
 /// Runs `maestro --addr <addr> <args>` to completion.
 pub async fn maestro(addr: &str, args: &[&str]) -> Run {
-    let output = tokio::time::timeout(RUN_TIMEOUT, command(addr, args).output())
+    maestro_env(addr, &[], args).await
+}
+
+/// Runs `maestro --addr <addr> <args>` to completion with the environment variables `env` set.
+pub async fn maestro_env(addr: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = command(addr, args);
+    command.envs(env.iter().copied());
+    let output = tokio::time::timeout(RUN_TIMEOUT, command.output())
         .await
         .unwrap_or_else(|_| panic!("maestro {args:?} did not finish"))
         .unwrap();
