@@ -12,6 +12,7 @@
 mod call;
 pub mod errors;
 pub mod json;
+pub mod openapi;
 pub mod routes;
 pub mod stream;
 
@@ -41,11 +42,21 @@ pub fn pool() -> DescriptorPool {
     POOL.clone()
 }
 
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The OpenAPI document of `routes`, as served (pretty-printed, with a final newline).
+pub fn openapi_json(routes: &Routes) -> String {
+    let document = openapi::document(&pool(), routes);
+    serde_json::to_string_pretty(&document).expect("a JSON value serializes") + "\n"
+}
+
 /// The layer that serves the HTTP API in front of the gRPC stack.
 #[derive(Clone, Debug)]
 pub struct GatewayLayer {
     routes: Arc<Routes>,
     max_body: usize,
+    openapi: Arc<str>,
 }
 
 impl GatewayLayer {
@@ -53,7 +64,9 @@ impl GatewayLayer {
     /// third) plus 64 KiB of JSON around it.
     pub fn new(max_message_bytes: usize) -> Self {
         let max_body = max_message_bytes.saturating_mul(4) / 3 + 64 * 1024;
-        Self { routes: Arc::new(Routes::from_pool(&pool())), max_body }
+        let routes = Routes::from_pool(&pool());
+        let openapi = openapi_json(&routes).into();
+        Self { routes: Arc::new(routes), max_body, openapi }
     }
 }
 
@@ -109,6 +122,11 @@ where
     S::Future: Send,
 {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == OPENAPI_PATH && parts.method == http::Method::GET {
+        let mut response = Response::new(Body::new(layer.openapi.to_string()));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(response);
+    }
     let (route, vars) = match layer.routes.resolve(&parts.method, parts.uri.path()) {
         Resolved::Route(route, vars) => (route, vars),
         Resolved::MethodNotAllowed(allowed) => {
