@@ -124,9 +124,9 @@ impl OggOpusEncoder {
 impl AudioEncoder for OggOpusEncoder {
     fn begin(&mut self) -> Result<Vec<u8>, EncodeError> {
         // Each header alone on its page, granule 0 (RFC 7845 §3).
-        let headers = vec![(self.opus_head(), 0), (Self::opus_tags(), 0)];
-        let mut out = self.write_pages(headers[..1].to_vec(), PacketWriteEndInfo::EndPage)?;
-        out.extend(self.write_pages(headers[1..].to_vec(), PacketWriteEndInfo::EndPage)?);
+        let head = vec![(self.opus_head(), 0)];
+        let mut out = self.write_pages(head, PacketWriteEndInfo::EndPage)?;
+        out.extend(self.write_pages(vec![(Self::opus_tags(), 0)], PacketWriteEndInfo::EndPage)?);
         Ok(out)
     }
 
