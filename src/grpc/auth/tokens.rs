@@ -259,9 +259,12 @@ mod tests {
         assert!(Role::Read < Role::Generate && Role::Generate < Role::Admin);
     }
 
+    /// A token file's text and the error it must give.
+    type Case = (&'static str, fn(&TokenFileError) -> bool);
+
     #[test]
     fn malformed_lines_name_their_line() {
-        let cases: [(&str, fn(&TokenFileError) -> bool); 8] = [
+        let cases: [Case; 8] = [
             ("ok\na,b\n", |e| matches!(e, TokenFileError::Fields { line: 2, fields: 2 })),
             ("a,b,read,x\n", |e| matches!(e, TokenFileError::Fields { line: 1, fields: 4 })),
             ("a,,read\n", |e| matches!(e, TokenFileError::Empty { line: 1, field: "name" })),
