@@ -15,7 +15,7 @@ use flacenc::{
 };
 
 use super::{
-    check_channels,
+    check_layout,
     pcm::{to_i16, Intake},
     AudioEncoder, Container, EncodeError, StreamInfo, PCM_BITS,
 };
@@ -53,7 +53,7 @@ fn bytes_of(component: &impl BitRepr) -> Result<Vec<u8>, EncodeError> {
 impl FlacEncoder {
     /// Refuses more than 8 channels, rates STREAMINFO cannot say, and streams past 2^36 frames.
     pub(super) fn new(info: StreamInfo) -> Result<Self, EncodeError> {
-        check_channels(Container::Flac, &info, 8)?;
+        check_layout(Container::Flac, &info, 8)?;
         if !(1..=MAX_SAMPLE_RATE).contains(&info.sample_rate) {
             return Err(EncodeError::SampleRate {
                 container: Container::Flac,

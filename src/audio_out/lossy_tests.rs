@@ -152,3 +152,21 @@ fn hostile_samples_do_no_harm() {
 fn the_mp3_bitrate_constant_is_the_one_lame_uses() {
     assert_eq!(super::mp3::BITRATE as u32, super::MP3_BITRATE_KBPS);
 }
+
+#[test]
+fn layouts_the_codecs_cannot_carry_are_refused() {
+    use super::{encoder, EncodeError};
+    let info = StreamInfo { sample_rate: 32_000, channels: 3, total_frames: 10 };
+    for container in [Container::OggOpus, Container::Mp3] {
+        assert!(matches!(encoder(container, info), Err(EncodeError::Channels { channels: 3, max: 2, .. })));
+        let zero_rate = StreamInfo { sample_rate: 0, channels: 1, ..info };
+        assert!(matches!(encoder(container, zero_rate), Err(EncodeError::SampleRate { sample_rate: 0, .. })));
+    }
+    let odd_rate = StreamInfo { sample_rate: 31_999, channels: 1, ..info };
+    assert!(matches!(
+        encoder(Container::Mp3, odd_rate),
+        Err(EncodeError::SampleRate { sample_rate: 31_999, .. })
+    ));
+    // Opus resamples any rate; 48 kHz passes through.
+    assert!(encoder(Container::OggOpus, StreamInfo { sample_rate: 48_000, ..odd_rate }).is_ok());
+}

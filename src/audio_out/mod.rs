@@ -133,11 +133,13 @@ pub fn encoder(container: Container, info: StreamInfo) -> Result<Box<dyn AudioEn
     })
 }
 
-/// Refuses a channel count outside `1..=max` for `container`.
-fn check_channels(container: Container, info: &StreamInfo, max: u16) -> Result<(), EncodeError> {
-    if (1..=max).contains(&info.channels) {
-        Ok(())
-    } else {
-        Err(EncodeError::Channels { container, channels: info.channels, max })
+/// Refuses a channel count outside `1..=max` for `container`, and a sample rate of 0.
+fn check_layout(container: Container, info: &StreamInfo, max: u16) -> Result<(), EncodeError> {
+    if !(1..=max).contains(&info.channels) {
+        return Err(EncodeError::Channels { container, channels: info.channels, max });
     }
+    if info.sample_rate == 0 {
+        return Err(EncodeError::SampleRate { container, sample_rate: 0 });
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use mp3lame_encoder::{Bitrate, Builder, FlushGap, InterleavedPcm, Mode, MonoPcm, Quality};
 
 use super::{
-    check_channels, mp3_frames::FrameSplitter, pcm::Intake, AudioEncoder, Container, EncodeError, StreamInfo,
+    check_layout, mp3_frames::FrameSplitter, pcm::Intake, AudioEncoder, Container, EncodeError, StreamInfo,
 };
 
 /// LAME's form of [`super::MP3_BITRATE_KBPS`] (checked equal in the tests).
@@ -45,7 +45,7 @@ pub(super) struct Mp3Encoder {
 impl Mp3Encoder {
     /// Refuses anything but mono and stereo, and rates MPEG audio does not define.
     pub(super) fn new(info: StreamInfo) -> Result<Self, EncodeError> {
-        check_channels(Container::Mp3, &info, 2)?;
+        check_layout(Container::Mp3, &info, 2)?;
         if !MPEG_RATES.contains(&info.sample_rate) {
             return Err(EncodeError::SampleRate { container: Container::Mp3, sample_rate: info.sample_rate });
         }

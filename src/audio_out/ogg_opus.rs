@@ -12,7 +12,7 @@
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 
 use super::{
-    check_channels,
+    check_layout,
     pcm::Intake,
     resample::{frames_at_48k, To48k, OPUS_RATE},
     AudioEncoder, Container, EncodeError, StreamInfo, OPUS_BITRATE_MONO, OPUS_BITRATE_STEREO,
@@ -40,12 +40,9 @@ pub(super) struct OggOpusEncoder {
 }
 
 impl OggOpusEncoder {
-    /// Refuses anything but mono and stereo (Ogg Opus's mapping family 0).
+    /// Refuses anything but mono and stereo (Ogg Opus's mapping family 0) and a rate of 0.
     pub(super) fn new(info: StreamInfo) -> Result<Self, EncodeError> {
-        check_channels(Container::OggOpus, &info, 2)?;
-        if info.sample_rate == 0 {
-            return Err(EncodeError::SampleRate { container: Container::OggOpus, sample_rate: 0 });
-        }
+        check_layout(Container::OggOpus, &info, 2)?;
         let (layout, bitrate) = match info.channels {
             1 => (opus::Channels::Mono, OPUS_BITRATE_MONO),
             _ => (opus::Channels::Stereo, OPUS_BITRATE_STEREO),

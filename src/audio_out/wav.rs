@@ -3,7 +3,7 @@
 //! so nothing needs a seek back: the header leaves with `begin`, samples with each `push`.
 
 use super::{
-    check_channels,
+    check_layout,
     pcm::{to_i16, Intake},
     AudioEncoder, Container, EncodeError, StreamInfo, PCM_BITS,
 };
@@ -18,12 +18,10 @@ pub(super) struct WavEncoder {
 }
 
 impl WavEncoder {
-    /// Refuses channel counts beyond 16 and streams whose size overflows the RIFF size fields.
+    /// Refuses channel counts beyond 16, a rate of 0, and streams whose size overflows the RIFF
+    /// size fields.
     pub(super) fn new(info: StreamInfo) -> Result<Self, EncodeError> {
-        check_channels(Container::Wav, &info, 16)?;
-        if info.sample_rate == 0 {
-            return Err(EncodeError::SampleRate { container: Container::Wav, sample_rate: 0 });
-        }
+        check_layout(Container::Wav, &info, 16)?;
         let max = (u64::from(u32::MAX) - (HEADER_BYTES - 8)) / block_align(&info);
         if info.total_frames > max {
             return Err(EncodeError::TooLong {
