@@ -21,7 +21,7 @@
 //! - `mp3lame-encoder` bundles LAME 3.100 (LGPL-3.0, see `LICENSES/LAME.txt`) and builds it with
 //!   the C toolchain only; LAME returns whole MP3 frames from each call.
 //!
-//! What every container shares (the [`pcm`] intake):
+//! What every container shares (the intake, `pcm.rs`):
 //! - Samples are sanitized first: NaN becomes 0, ±infinity and anything beyond ±1 is clamped to ±1.
 //!   16-bit containers then store `round(x * 32767)`.
 //! - The stream holds exactly [`StreamInfo::total_frames`] frames, as announced up front: samples
@@ -46,9 +46,9 @@ pub use container::Container;
 /// Bits per sample of the PCM containers (WAV and FLAC).
 pub const PCM_BITS: u16 = 16;
 /// Opus's bitrate for stereo streams, in bit/s: transparent for most music at 48 kHz.
-pub const OPUS_BITRATE_STEREO: i32 = 96_000;
+pub const OPUS_BITRATE_STEREO: u32 = 96_000;
 /// Opus's bitrate for mono streams, in bit/s.
-pub const OPUS_BITRATE_MONO: i32 = 64_000;
+pub const OPUS_BITRATE_MONO: u32 = 64_000;
 /// MP3's constant bitrate, in kbit/s, mono and stereo alike (a valid MPEG-1 rate at 32 kHz).
 pub const MP3_BITRATE_KBPS: u32 = 128;
 

@@ -48,7 +48,8 @@ impl OggOpusEncoder {
             _ => (opus::Channels::Stereo, OPUS_BITRATE_STEREO),
         };
         let mut opus = opus::Encoder::new(OPUS_RATE, layout, opus::Application::Audio)?;
-        opus.set_bitrate(opus::Bitrate::Bits(bitrate))?;
+        // Both defaults fit in an i32 with room to spare.
+        opus.set_bitrate(opus::Bitrate::Bits(bitrate as i32))?;
         let pre_skip = u16::try_from(opus.get_lookahead()?).unwrap_or(u16::MAX);
         let channels = usize::from(info.channels);
         Ok(OggOpusEncoder {
