@@ -3,7 +3,8 @@
 # Not built in CI (it downloads torch and a Rust toolchain image); checked by reading, see
 # deploy/kubernetes/README.md. Two stages:
 #   build    compiles maestro-server and the maestro CLI against the libtorch of the pinned PyPI torch
-#            wheel (scripts/requirements.txt, the same libtorch `make test` uses);
+#            wheel (scripts/requirements.txt, the same libtorch `make test` uses) and Debian's
+#            libopus (scripts/provision-build.sh installs the same for `make`);
 #   runtime  a slim Debian with only what the binaries load at run time: libtorch's shared libraries
 #            (and the CUDA libraries the wheel depends on), non-root, read-only friendly, the tiny test
 #            model baked in for a smoke run, a HEALTHCHECK through `maestro health`.
@@ -11,7 +12,7 @@
 # The toolchain `make test` is run with (rustc 1.95).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-venv \
+ && apt-get install -y --no-install-recommends python3-venv pkg-config libopus-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # torch (libtorch) and the CUDA headers the allocator shim compiles against, pinned as for `make test`;
@@ -33,14 +34,17 @@ RUN cargo build --release --locked -p maestro --bin maestro-server \
  && (cp -a "$site"/nvidia/*/lib/*.so* /out/lib/ 2>/dev/null || true)
 
 FROM debian:bookworm-slim AS runtime
-# libgomp1: libtorch's OpenMP runtime; ca-certificates: none needed (no outbound TLS), left out.
+# libgomp1: libtorch's OpenMP runtime; libopus0: the Ogg Opus encoder (src/audio_out). LAME (MP3)
+# is linked in statically: its LGPL notice (LICENSES/LAME.txt) goes to /usr/share/doc/maestro.
+# ca-certificates: none needed (no outbound TLS), left out.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 libopus0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 maestro \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin maestro
 COPY --from=build /out/lib/ /opt/maestro/lib/
 COPY --from=build /out/bin/ /usr/local/bin/
+COPY LICENSES/ /usr/share/doc/maestro/licenses/
 # The tiny random-weight test model (noise, not music): `Generate` works at once for a smoke run.
 COPY models/maestro/musicgen-tiny/ /opt/maestro/models/maestro/musicgen-tiny/
 ENV LD_LIBRARY_PATH=/opt/maestro/lib \

@@ -11,12 +11,17 @@
 #   chromium (Debian's package, when not on PATH) and playwright (PyPI, pinned beside kubectl; it
 #     drives that chromium, never downloads a browser of its own): the dashboard's browser test
 #     (tests/dashboard.rs).
+#   ffmpeg (Debian's package, when not on PATH): decodes what src/audio_out encodes (FLAC, Ogg Opus,
+#     MP3) in its unit tests.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${MAESTRO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/maestro}
 venv="$cache/venv"
 
-# Installs the Debian package $1 (without its recommends) unless every command after it is on PATH.
+# shellcheck source=scripts/apt.sh
+source "$here/scripts/apt.sh"
+
+# Installs the Debian package $1 unless every command after it is on PATH.
 apt_install() {
     local package=$1 missing=0 tool
     shift
@@ -24,17 +29,8 @@ apt_install() {
         command -v "$tool" >/dev/null 2>&1 || missing=1
     done
     [ "$missing" -eq 1 ] || return 0
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "$* not on PATH and there is no apt-get: install $package" >&2
-        exit 1
-    fi
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    echo "installing $* (Debian package $package)" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+    echo "$* not on PATH" >&2
+    apt_packages "$package"
     for tool in "$@"; do
         command -v "$tool" >/dev/null
     done
@@ -76,5 +72,6 @@ install_python_tools() {
 
 install_prometheus
 apt_install chromium chromium
+apt_install ffmpeg ffmpeg
 install_python_tools
 echo "$venv/bin"

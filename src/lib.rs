@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod app;
 pub mod audio_input;
+pub mod audio_out;
 pub mod checkpoint;
 pub mod chroma;
 pub mod config;
