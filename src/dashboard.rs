@@ -71,10 +71,12 @@ pub fn cors(origins: OriginPolicy) -> CorsLayer {
             "x-user-agent".parse().expect("header name"),
             "grpc-timeout".parse().expect("header name"),
         ])
-        .expose_headers([
-            "grpc-status".parse().expect("header name"),
-            "grpc-message".parse().expect("header name"),
-            "grpc-status-details-bin".parse().expect("header name"),
-        ])
+        .expose_headers(
+            ["grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after"]
+                .into_iter()
+                .chain(crate::gateway::EXPOSED_HEADERS)
+                .map(|name| name.parse::<header::HeaderName>().expect("header name"))
+                .collect::<Vec<_>>(),
+        )
         .max_age(std::time::Duration::from_secs(600))
 }

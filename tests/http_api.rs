@@ -16,6 +16,7 @@ struct Answer {
     status: u16,
     headers: String,
     body: String,
+    bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -48,8 +49,9 @@ async fn curl(s: &TestServer, args: &[&str]) -> Answer {
         .expect("curl runs (scripts/provision-tools.sh installs it)");
     let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     let headers = std::fs::read_to_string(&headers).unwrap_or_default().to_lowercase();
-    let body = std::fs::read_to_string(&body).unwrap_or_default();
-    Answer { status, headers, body }
+    let bytes = std::fs::read(&body).unwrap_or_default();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
+    Answer { status, headers, body, bytes }
 }
 
 /// A gRPC answer in the proto3 JSON mapping, as the HTTP API writes it.
@@ -226,4 +228,103 @@ async fn streams_as_server_sent_events_and_ndjson() {
     // A refused stream is an HTTP error, not an empty stream.
     let bad = curl(&s, &["/api/v1/monitoring/status/stream?interval_ms=3"]).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+#[cfg(feature = "torch")]
+mod music {
+    //! Music over plain HTTP from the tiny model: the same samples as gRPC's, in four formats.
+
+    use super::*;
+    use common::model_config;
+    use tokio_stream::StreamExt;
+
+    const BODY: &str = r#"{"model":"maestro/musicgen-tiny","prompt":"a calm piano","duration_s":1.0,"seed":"7","chunk_ms":100}"#;
+
+    /// The interleaved s16 samples of the same generation over gRPC.
+    async fn grpc_samples(s: &mut TestServer, format: pb::AudioFormat) -> (pb::Header, Vec<u8>) {
+        let request = pb::GenerateRequest {
+            model: "maestro/musicgen-tiny".into(),
+            prompt: "a calm piano".into(),
+            duration_s: 1.0,
+            seed: Some(7),
+            chunk_ms: 100,
+            format: format as i32,
+            ..Default::default()
+        };
+        let mut stream = s.generation.generate(request).await.unwrap().into_inner();
+        let (mut header, mut data) = (None, Vec::new());
+        while let Some(message) = stream.next().await {
+            match message.unwrap().payload.unwrap() {
+                pb::generate_response::Payload::Header(h) => header = Some(h),
+                pb::generate_response::Payload::Chunk(c) => data.extend(c.data),
+                pb::generate_response::Payload::Summary(_) => {}
+            }
+        }
+        (header.unwrap(), data)
+    }
+
+    /// `bytes` decoded by ffmpeg to `-f codec` at `rate` Hz, mono.
+    fn ffmpeg(bytes: &[u8], codec: &str, rate: u32) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in");
+        std::fs::write(&file, bytes).unwrap();
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&file)
+            .args(["-f", codec, "-ac", "1", "-ar", &rate.to_string(), "-"])
+            .output()
+            .expect("ffmpeg runs (scripts/provision-tools.sh installs it)");
+        assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    #[tokio::test]
+    async fn generate_answers_with_playable_music_in_four_formats() {
+        let mut s = start_server(model_config()).await;
+        let (header, pcm) = grpc_samples(&mut s, pb::AudioFormat::PcmS16le).await;
+        assert_eq!(header.channels, 1, "the tiny model is mono");
+        let rate = header.sample_rate;
+
+        // curl's */* gets WAV, sample for sample the gRPC PCM, its sizes exact in the header.
+        let wav = curl(&s, &["-d", BODY, "/api/v1/generate"]).await;
+        assert_eq!(wav.status, 200, "{}", wav.body);
+        assert_eq!(wav.header("content-type"), Some("audio/wav"));
+        assert_eq!(wav.header("x-maestro-seed"), Some("7"));
+        assert_eq!(wav.header("x-maestro-sample-rate"), Some(rate.to_string().as_str()));
+        assert_eq!(wav.header("x-maestro-model"), Some("maestro/musicgen-tiny"));
+        let reader = hound::WavReader::new(std::io::Cursor::new(&wav.bytes)).unwrap();
+        assert_eq!((reader.spec().sample_rate, reader.len() as u64), (rate, header.expected_samples));
+        let samples: Vec<u8> = reader.into_samples::<i16>().flat_map(|s| s.unwrap().to_le_bytes()).collect();
+        assert_eq!(samples, pcm, "WAV = gRPC PCM");
+
+        // FLAC is lossless; the query wins over Accept and the body.
+        let flac = curl(&s, &["-H", "Accept: audio/mpeg", "-d", BODY, "/api/v1/generate?format=flac"]).await;
+        assert_eq!(flac.header("content-type"), Some("audio/flac"), "{}", flac.headers);
+        assert_eq!(ffmpeg(&flac.bytes, "s16le", rate), pcm, "FLAC decodes to the same samples");
+
+        // Opus (by Accept) and MP3 (by the body's format) decode to the duration asked ± 0.1 s.
+        let opus = curl(&s, &["-H", "Accept: audio/ogg; codecs=opus", "-d", BODY, "/api/v1/generate"]).await;
+        assert_eq!(opus.header("content-type"), Some("audio/ogg; codecs=opus"), "{}", opus.headers);
+        let mp3_body = BODY.replace("\"chunk_ms\":100", "\"chunk_ms\":100,\"format\":\"AUDIO_FORMAT_MP3\"");
+        let mp3 = curl(&s, &["-d", &mp3_body, "/api/v1/generate"]).await;
+        assert_eq!(mp3.header("content-type"), Some("audio/mpeg"), "{}", mp3.headers);
+        for (name, bytes) in [("opus", &opus.bytes), ("mp3", &mp3.bytes)] {
+            let decoded = ffmpeg(bytes, "f32le", 48_000);
+            let seconds = decoded.len() as f64 / 4.0 / 48_000.0;
+            assert!((seconds - 1.0).abs() <= 0.1, "{name}: {seconds} s");
+        }
+
+        // gRPC clients get the same files: the chunks concatenate into one.
+        let (_, flac_grpc) = grpc_samples(&mut s, pb::AudioFormat::Flac).await;
+        assert_eq!(ffmpeg(&flac_grpc, "s16le", rate), pcm, "gRPC FLAC chunks make one file");
+
+        // A failure before the first byte is a JSON error.
+        let missing =
+            curl(&s, &["-d", r#"{"model":"nobody/none","prompt":"x","duration_s":1}"#, "/api/v1/generate"])
+                .await;
+        assert_eq!((missing.status, missing.json()["code"].clone()), (404, 5.into()), "{}", missing.body);
+        let bad = curl(&s, &["-d", BODY, "/api/v1/generate?format=aiff"]).await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(bad.body.contains("format"), "{}", bad.body);
+    }
 }

@@ -33,7 +33,10 @@ fn every_route_is_an_operation_with_its_errors_and_the_lease_link() {
         }
     }
     let allocate = &doc["paths"]["/api/v1/leases"]["post"];
-    assert_eq!(allocate["responses"]["200"]["links"]["Release"]["parameters"]["lease_id"], "$response.body#/leaseId");
+    assert_eq!(
+        allocate["responses"]["200"]["links"]["Release"]["parameters"]["lease_id"],
+        "$response.body#/leaseId"
+    );
     let release = &doc["paths"]["/api/v1/leases/{lease_id}"]["delete"]["parameters"][0];
     assert_eq!((release["in"].as_str(), release["required"].as_bool()), (Some("path"), Some(true)));
     let alerts = &doc["paths"]["/api/v1/monitoring/alerts"]["get"]["parameters"];

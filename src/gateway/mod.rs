@@ -9,6 +9,7 @@
 //! error with the HTTP status grpc-gateway gives its code ([`errors`]). Requests to other paths pass
 //! through untouched.
 
+mod audio;
 mod call;
 pub mod errors;
 pub mod json;
@@ -24,11 +25,14 @@ use std::{
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage};
 use tonic::{body::Body, Code};
 use tower::{Layer, Service, ServiceExt};
 
 use self::{call::Messages, routes::Resolved, routes::Routes};
+
+/// The response headers of the HTTP API a browser page may read.
+pub const EXPOSED_HEADERS: [&str; 12] = audio::EXPOSED;
 
 /// Where the HTTP API lives.
 pub const PREFIX: &str = "/api/v1/";
@@ -178,10 +182,20 @@ where
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned())),
     );
-    let message = match json::request(&route.rpc.input(), body, &fields) {
+    let generate = route.rpc.full_name() == GENERATE;
+    // `format` in a generate call's query names a file format, not the enum: set aside first.
+    let format_query = generate.then(|| take_field(&mut fields, "format")).flatten();
+    let mut message = match json::request(&route.rpc.input(), body, &fields) {
         Ok(message) => message,
         Err(e) => return Ok(refuse(Code::InvalidArgument, &e.0)),
     };
+    let mut answer = None;
+    if generate {
+        match audio_answer(&mut message, format_query, &parts.headers) {
+            Ok(chosen) => answer = Some(chosen),
+            Err(e) => return Ok(refuse(Code::InvalidArgument, &e)),
+        }
+    }
     let grpc = call::grpc_request(&parts, &route.grpc_path(), prost::Message::encode_to_vec(&message));
     let (head, body) = inner.oneshot(grpc).await?.into_parts();
     let messages = Messages::new(&head.headers, body);
@@ -189,6 +203,9 @@ where
         return Ok(refuse(status.code(), status.message()));
     }
     let output = route.rpc.output();
+    if let Some(answer) = answer.filter(|a| *a != audio::Answer::Messages) {
+        return Ok(audio::respond(messages, answer, &parts).await);
+    }
     if route.streams() {
         let accept = parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
         let format = stream::Format::from_accept(accept);
@@ -201,6 +218,30 @@ where
         return Ok(response);
     }
     Ok(unary(messages, output).await)
+}
+
+/// The RPC whose HTTP answer is audio.
+pub(crate) const GENERATE: &str = "maestro.v1.GenerationService.Generate";
+
+fn take_field(fields: &mut Vec<(String, String)>, name: &str) -> Option<(String, String)> {
+    let i = fields.iter().position(|(k, _)| k == name)?;
+    Some(fields.remove(i))
+}
+
+/// Decides a generate call's answer and sets the format the gRPC call produces it in.
+fn audio_answer(
+    message: &mut DynamicMessage,
+    format_query: Option<(String, String)>,
+    headers: &http::HeaderMap,
+) -> Result<audio::Answer, String> {
+    let field = message.descriptor().get_field_by_name("format").expect("GenerateRequest has a format");
+    let body_format = message.get_field(&field).as_enum_number().unwrap_or(0);
+    let mut query: Vec<(String, String)> = format_query.into_iter().collect();
+    let answer = audio::choose(&mut query, headers, body_format)?;
+    if let Some(format) = audio::grpc_format(answer) {
+        message.set_field(&field, prost_reflect::Value::EnumNumber(format as i32));
+    }
+    Ok(answer)
 }
 
 /// A unary call's one message as JSON, or its error.

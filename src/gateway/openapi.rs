@@ -22,13 +22,19 @@ pub fn document(pool: &DescriptorPool, routes: &Routes) -> Value {
     let mut schemas = BTreeMap::new();
     let outputs: Vec<MessageDescriptor> = routes.iter().map(|r| r.rpc.output()).collect();
     for message in reachable(routes.iter().map(|r| r.rpc.input()).chain(outputs)) {
-        schemas.insert(schema_name(&message), message_schema(&message, &comments, !inputs.contains(message.full_name())));
+        schemas.insert(
+            schema_name(&message),
+            message_schema(&message, &comments, !inputs.contains(message.full_name())),
+        );
     }
     schemas.insert("Status".into(), status_schema());
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for route in routes.iter() {
         let operation = operation(route, &comments);
-        paths.entry(route.template.clone()).or_default().insert(route.method.as_str().to_lowercase(), operation);
+        paths
+            .entry(route.template.clone())
+            .or_default()
+            .insert(route.method.as_str().to_lowercase(), operation);
     }
     json!({
         "openapi": "3.1.0",
@@ -151,12 +157,24 @@ fn scalar_schema(kind: &Kind) -> Value {
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::String => json!({ "type": "string" }),
         Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64" }),
-        Kind::Double | Kind::Float => json!({ "type": ["number", "string"], "description": "a number, or \"NaN\", \"Infinity\", \"-Infinity\"" }),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX }),
-        Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int32", "minimum": 0, "maximum": u32::MAX }),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]{1,19}$" }),
-        Kind::Uint64 | Kind::Fixed64 => json!({ "type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]{1,20}$", "minimum": 0 }),
-        Kind::Enum(e) => json!({ "type": "string", "enum": e.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() }),
+        Kind::Double | Kind::Float => {
+            json!({ "type": ["number", "string"], "description": "a number, or \"NaN\", \"Infinity\", \"-Infinity\"" })
+        }
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({ "type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX })
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            json!({ "type": "integer", "format": "int32", "minimum": 0, "maximum": u32::MAX })
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            json!({ "type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]{1,19}$" })
+        }
+        Kind::Uint64 | Kind::Fixed64 => {
+            json!({ "type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]{1,20}$", "minimum": 0 })
+        }
+        Kind::Enum(e) => {
+            json!({ "type": "string", "enum": e.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() })
+        }
         Kind::Message(m) => well_known(m).unwrap_or_else(|| reference(m)),
     }
 }
@@ -229,6 +247,19 @@ fn success_content(route: &Route) -> Value {
     if !route.streams() {
         return json!({ "application/json": { "schema": output } });
     }
+    if route.rpc.full_name() == super::GENERATE {
+        let mut content = Map::new();
+        for container in crate::audio_out::Container::ALL {
+            let description = format!(
+                "The music as {}, streamed as it is generated; its facts in the X-Maestro-* headers.",
+                container.extension()
+            );
+            content.insert(container.mime().into(), json!({ "schema": { "type": "string", "contentMediaType": container.mime(), "description": description } }));
+        }
+        content.insert("application/octet-stream".into(), json!({ "schema": { "type": "string", "description": "Raw little-endian PCM, when the body's format is AUDIO_FORMAT_PCM_S16LE or AUDIO_FORMAT_PCM_F32LE." } }));
+        content.insert("application/x-ndjson".into(), json!({ "schema": { "type": "string", "description": "With Accept: application/x-ndjson (and no audio type): one GenerateResponse (JSON) per line, as a transcoding proxy gives." } }));
+        return Value::Object(content);
+    }
     json!({
         "text/event-stream": { "schema": { "type": "string", "description": format!("Server-Sent Events: `retry:` first, then one `data:` event per {} (JSON) with an increasing `id:`, heartbeat comments while idle, and `event: error` with a Status if the call fails.", route.rpc.output().name()) } },
         "application/x-ndjson": { "schema": { "type": "string", "description": format!("One {} (JSON) per line; a last line {{\"error\": Status}} if the call fails.", route.rpc.output().name()) } },
@@ -239,6 +270,13 @@ fn success_content(route: &Route) -> Value {
 fn parameters(route: &Route, comments: &Comments) -> Vec<Value> {
     let in_path: BTreeSet<&str> = route.path_fields().collect();
     let mut out = Vec::new();
+    if route.rpc.full_name() == super::GENERATE {
+        out.push(json!({
+            "name": "format", "in": "query", "required": false,
+            "description": "The audio's format; before Accept and the body's format. Default WAV.",
+            "schema": { "type": "string", "enum": ["wav", "flac", "opus", "ogg", "mp3"] },
+        }));
+    }
     for field in route.rpc.input().fields() {
         let place = if in_path.contains(field.name()) {
             "path"
@@ -250,9 +288,11 @@ fn parameters(route: &Route, comments: &Comments) -> Vec<Value> {
         let mut parameter = json!({ "name": field.name(), "in": place, "required": place == "path", "schema": field_schema(&field) });
         if let Kind::Enum(e) = field.kind() {
             let prefix = super::json::enum_prefix(&e);
-            let short: Vec<String> = e.values().filter_map(|v| v.name().strip_prefix(&prefix).map(str::to_lowercase)).collect();
+            let short: Vec<String> =
+                e.values().filter_map(|v| v.name().strip_prefix(&prefix).map(str::to_lowercase)).collect();
             let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
-            parameter["schema"] = json!({ "type": "string", "enum": names.into_iter().chain(short).collect::<Vec<_>>() });
+            parameter["schema"] =
+                json!({ "type": "string", "enum": names.into_iter().chain(short).collect::<Vec<_>>() });
         }
         if let Some(text) = comments.of(field.parent_file().name(), field.path()) {
             parameter["description"] = json!(text);
@@ -271,7 +311,8 @@ impl Comments {
         for file in pool.files() {
             let proto = file.file_descriptor_proto();
             for location in proto.source_code_info.iter().flat_map(|s| &s.location) {
-                if let Some(text) = location.leading_comments.as_deref().map(clean).filter(|t| !t.is_empty()) {
+                if let Some(text) = location.leading_comments.as_deref().map(clean).filter(|t| !t.is_empty())
+                {
                     map.insert((file.name().to_owned(), location.path.clone()), text);
                 }
             }

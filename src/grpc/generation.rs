@@ -126,7 +126,7 @@ mod generate_stream {
     use tokio::sync::OwnedSemaphorePermit;
     use tonic::Status;
 
-    use super::super::{convert, observe, pb, streams::BoxStream};
+    use super::super::{audio::AudioWriter, convert, observe, pb, streams::BoxStream};
     use crate::generation::{Admitted, Progress, Summary};
 
     type Payload = pb::generate_response::Payload;
@@ -137,24 +137,53 @@ mod generate_stream {
         format: pb::AudioFormat,
         slot: OwnedSemaphorePermit,
     ) -> BoxStream<pb::GenerateResponse> {
-        let header = Payload::Header(convert::generate_header(&admitted, format));
-        let head = futures::stream::once(std::future::ready(Ok(response(header))));
-        let rest = futures::stream::unfold((admitted, slot), move |(mut admitted, slot)| async move {
-            let item = match admitted.next().await? {
-                Progress::Chunk(chunk) => Ok(response(Payload::Chunk(convert::audio_chunk(&chunk, format)))),
+        let header = convert::generate_header(&admitted, format);
+        let writer = AudioWriter::new(format, &header);
+        let head = futures::stream::once(std::future::ready(Ok(response(Payload::Header(header)))));
+        let state = Streaming { admitted, _slot: slot, writer, summary: None };
+        let rest = futures::stream::unfold(Some(state), |state| async move {
+            let mut s = state?;
+            if let Some(summary) = s.summary.take() {
+                return Some((Ok(response(Payload::Summary(summary))), None));
+            }
+            let writer = match s.writer.as_mut() {
+                Ok(writer) => writer,
+                Err(status) => return Some((Err(status.clone()), None)),
+            };
+            let item = match s.admitted.next().await? {
+                Progress::Chunk(chunk) => writer.chunk(&chunk).map(|c| response(Payload::Chunk(c))),
                 Progress::Finished(summary) => {
-                    record(&admitted.model, &summary);
-                    Ok(response(Payload::Summary(convert::generate_summary(&summary, admitted.device))))
+                    record(&s.admitted.model, &summary);
+                    let summary = convert::generate_summary(&summary, s.admitted.device);
+                    match writer.finish() {
+                        // The file's last bytes first, then the summary.
+                        Ok(Some(last)) => {
+                            s.summary = Some(summary);
+                            Ok(response(Payload::Chunk(last)))
+                        }
+                        Ok(None) => Ok(response(Payload::Summary(summary))),
+                        Err(status) => Err(status),
+                    }
                 }
                 Progress::Failed(e) => {
                     let status = Status::from(e);
-                    count(&admitted.model, observe::code_name(status.code() as i32));
+                    count(&s.admitted.model, observe::code_name(status.code() as i32));
                     Err(status)
                 }
             };
-            Some((item, (admitted, slot)))
+            let ended = item.is_err();
+            Some((item, (!ended).then_some(s)))
         });
         Box::pin(futures::StreamExt::chain(head, rest))
+    }
+
+    /// One stream's state: the generation, its stream slot, its audio writer, and the summary
+    /// that waits for the file's last chunk.
+    struct Streaming {
+        admitted: Admitted,
+        _slot: OwnedSemaphorePermit,
+        writer: Result<AudioWriter, Status>,
+        summary: Option<pb::Summary>,
     }
 
     fn response(payload: Payload) -> pb::GenerateResponse {

@@ -3,6 +3,7 @@
 //! Handlers are thin: validate and convert the request, call a domain handle, convert back. Every
 //! error goes through [`status::status`].
 
+mod audio;
 pub mod auth;
 pub mod convert;
 mod fanout;
@@ -16,6 +17,7 @@ pub mod status;
 pub mod streams;
 pub mod transport;
 
+pub use audio::{container as audio_container, format_of as audio_format_of};
 pub use fanout::ResourceRoutes;
 pub use generation::GenerationApi;
 pub use resources::ResourceApi;

@@ -171,7 +171,7 @@ pub fn audio_format(value: i32) -> Result<pb::AudioFormat, Error> {
         Ok(f) => Ok(f),
         Err(_) => Err(Error::invalid(
             "format",
-            format!("must be AUDIO_FORMAT_PCM_S16LE (1) or AUDIO_FORMAT_PCM_F32LE (2), got {value}"),
+            format!("must be one of AUDIO_FORMAT_PCM_S16LE (1) .. AUDIO_FORMAT_MP3 (6), got {value}"),
         )),
     }
 }
