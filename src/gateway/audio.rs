@@ -117,7 +117,7 @@ fn set_headers(headers: &mut HeaderMap, h: &pb::Header, answer: Answer) {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    let params = h.params.clone().unwrap_or_default();
+    let params = h.params.unwrap_or_default();
     let sample_format = match answer {
         Answer::Pcm(pb::AudioFormat::PcmF32le) => "f32le",
         _ => "s16le",
