@@ -12,6 +12,7 @@ use prost::Message;
 use serde_json::Value;
 
 /// What `curl` got: the status, the response headers (lower-case), the body.
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 struct Answer {
     status: u16,
     headers: String,
