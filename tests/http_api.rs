@@ -328,4 +328,49 @@ mod music {
         assert_eq!(bad.status, 400, "{}", bad.body);
         assert!(bad.body.contains("format"), "{}", bad.body);
     }
+
+    /// Half a second of a 440 Hz tone at 44.1 kHz stereo, as a WAV file.
+    fn prompt_wav() -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+        for i in 0..22_050 {
+            let x = ((i as f64 * 440.0 * std::f64::consts::TAU / 44_100.0).sin() * 8000.0) as i16;
+            writer.write_sample(x).unwrap();
+            writer.write_sample(x).unwrap();
+        }
+        writer.finalize().unwrap();
+        out.into_inner()
+    }
+
+    #[tokio::test]
+    async fn an_audio_prompt_comes_as_a_form_file_or_as_base64_alike() {
+        use base64::Engine;
+        let s = start_server(model_config()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.wav");
+        std::fs::write(&clip, prompt_wav()).unwrap();
+        let form_file = format!("audio_prompt=@{}", clip.display());
+        let request = format!("request={}", BODY.replace("\"duration_s\":1.0,", ""));
+        let form =
+            curl(&s, &["-F", &request, "-F", &form_file, "-F", "duration_s=0.5", "/api/v1/generate"]).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let conversions = form.header("x-maestro-input-conversions").unwrap_or_default().to_string();
+        assert!(conversions.contains("44100") && conversions.contains("2 channels"), "{conversions}");
+
+        let data = base64::engine::general_purpose::STANDARD.encode(prompt_wav());
+        let json = BODY.replace("\"duration_s\":1.0", &format!("\"duration_s\":0.5,\"audio_prompt\":{{\"data\":\"{data}\",\"encoding\":\"AUDIO_ENCODING_WAV\"}}"));
+        let inline = curl(&s, &["-d", &json, "/api/v1/generate"]).await;
+        assert_eq!(inline.status, 200, "{}", inline.body);
+        assert!(form.bytes.len() > 44 && form.bytes == inline.bytes, "the same generation either way");
+
+        let broken = curl(&s, &["-F", "request=[1]", "/api/v1/generate"]).await;
+        assert_eq!(broken.status, 400, "{}", broken.body);
+        assert!(broken.body.contains("request"), "{}", broken.body);
+    }
 }

@@ -13,6 +13,7 @@ mod audio;
 mod call;
 pub mod errors;
 pub mod json;
+mod multipart;
 pub mod openapi;
 pub mod routes;
 pub mod stream;
@@ -168,26 +169,10 @@ where
             return Ok(response);
         }
     };
-    let body = match (route.body.as_str(), bytes.is_empty()) {
-        ("*", _) => Some(&bytes[..]),
-        (_, true) => None,
-        (_, false) => {
-            let message =
-                format!("{} {} takes no body: its fields go in the query", route.method, route.template);
-            return Ok(refuse(Code::InvalidArgument, &message));
-        }
-    };
-    let mut fields = vars;
-    fields.extend(
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned())),
-    );
     let generate = route.rpc.full_name() == GENERATE;
-    // `format` in a generate call's query names a file format, not the enum: set aside first.
-    let format_query = generate.then(|| take_field(&mut fields, "format")).flatten();
-    let mut message = match json::request(&route.rpc.input(), body, &fields) {
-        Ok(message) => message,
-        Err(e) => return Ok(refuse(Code::InvalidArgument, &e.0)),
+    let (mut message, format_query) = match message_of(route, &parts, bytes, vars, generate).await {
+        Ok(made) => made,
+        Err(refusal) => return Ok(refusal),
     };
     let mut answer = None;
     if generate {
@@ -218,6 +203,40 @@ where
         return Ok(response);
     }
     Ok(unary(messages, output).await)
+}
+
+/// The request message of a call, from its path variables, its query and its body (JSON, or a
+/// multipart form where the route takes a body); with a generate call's `format` query value, set
+/// aside (it names a file format, not the enum).
+async fn message_of(
+    route: &routes::Route,
+    parts: &http::request::Parts,
+    bytes: bytes::Bytes,
+    mut fields: Vec<(String, String)>,
+    generate: bool,
+) -> Result<(DynamicMessage, Option<(String, String)>), Response<Body>> {
+    let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes());
+    fields.extend(query.map(|(k, v)| (k.into_owned(), v.into_owned())));
+    let format_query = generate.then(|| take_field(&mut fields, "format")).flatten();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|c| c.to_str().ok());
+    let body = match (route.body.as_str(), bytes.is_empty(), multipart::boundary(content_type)) {
+        ("*", _, Some(boundary)) => {
+            let form =
+                multipart::read(bytes, boundary).await.map_err(|e| refuse(Code::InvalidArgument, &e.0))?;
+            fields.extend(form.fields);
+            Some(bytes::Bytes::from(form.body))
+        }
+        ("*", _, None) => Some(bytes),
+        (_, true, _) => None,
+        (_, false, _) => {
+            let message =
+                format!("{} {} takes no body: its fields go in the query", route.method, route.template);
+            return Err(refuse(Code::InvalidArgument, &message));
+        }
+    };
+    let message = json::request(&route.rpc.input(), body.as_deref(), &fields)
+        .map_err(|e| refuse(Code::InvalidArgument, &e.0))?;
+    Ok((message, format_query))
 }
 
 /// The RPC whose HTTP answer is audio.
