@@ -70,9 +70,7 @@ impl App {
             self.readiness.warm.clone(),
             draining.clone(),
         ));
-        if let Some(tokens) = &self.tokens {
-            grpc::auth::reload_on_sighup(tokens.clone()).context("SIGHUP handler")?;
-        }
+        self.watch_files().context("SIGHUP handler")?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let mut server = self.grpc_server(listener, stop_rx)?;
 
@@ -140,6 +138,17 @@ impl App {
         }
     }
 
+    /// Re-reads the token file and the TLS files when they change and on SIGHUP, until shutdown.
+    fn watch_files(&mut self) -> std::io::Result<()> {
+        if let (Some(tokens), Some(files)) = (self.tokens.clone(), self.reloads.tokens.take()) {
+            files.spawn(move || tokens.reload().map(drop), self.shutdown.clone())?;
+        }
+        if let (Some(tls), Some(files)) = (self.tls.clone(), self.reloads.tls.take()) {
+            files.spawn(move || tls.reload(), self.shutdown.clone())?;
+        }
+        Ok(())
+    }
+
     /// The gRPC server on `listener`, until `stop` (then it drains its open calls).
     fn grpc_server(
         &mut self,
@@ -150,13 +159,9 @@ impl App {
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
         let server = &self.config.server;
         let max_message = server.max_message_bytes;
-        let mut builder = Server::builder();
-        if let Some(tls) = self.tls.take() {
-            builder = builder.tls_config(tls).context("TLS configuration")?;
-        }
         let generation =
             GenerationServiceServer::new(self.generation.clone()).max_decoding_message_size(max_message);
-        let router = builder
+        let router = Server::builder()
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
@@ -171,11 +176,22 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(grpc::ResourceRoutes::new(self.resources.clone(), max_message))
             .add_service(generation);
-        let incoming = grpc::transport::incoming(listener);
-        tracing::info!(%addr, "serving gRPC");
-        Ok(tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let stop = async {
             let _ = stop.await;
-        })))
+        };
+        tracing::info!(%addr, tls = self.tls.is_some(), "serving gRPC");
+        if self.tokens.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "listening beyond loopback with no --auth-token-file: anyone who reaches the port can generate, load and unload models");
+        }
+        Ok(match self.tls.clone() {
+            Some(tls) => {
+                let incoming = grpc::tls::incoming(listener, tls);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+            }
+            None => {
+                tokio::spawn(router.serve_with_incoming_shutdown(grpc::transport::incoming(listener), stop))
+            }
+        })
     }
 }
 

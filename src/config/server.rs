@@ -96,8 +96,19 @@ pub struct ServerConfig {
         value_name = "PEM"
     )]
     pub tls_client_ca: Option<PathBuf>,
-    /// File of accepted bearer tokens for mutating RPCs, one per line (re-read on SIGHUP); unset = no
-    /// authentication.
+    /// Seconds a client has to finish its TLS handshake before the connection is closed (0.1..=600).
+    #[arg(
+        id = "server.tls_handshake_timeout_s",
+        long = "tls-handshake-timeout-s",
+        env = "MAESTRO_TLS_HANDSHAKE_TIMEOUT_S",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "tls_handshake_timeout_s", with = "units::secs_f64")]
+    pub tls_handshake_timeout: Duration,
+    /// File of accepted bearer tokens for mutating RPCs, one per line (re-read when it changes and on
+    /// SIGHUP); unset = no authentication.
     #[arg(
         id = "server.auth_token_file",
         long = "auth-token-file",
@@ -156,6 +167,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// PEM CA that client certificates must chain to (mutual TLS).
     pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Every file: certificate, key and, when set, the client CA.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        [&self.cert, &self.key].into_iter().chain(&self.client_ca).cloned().collect()
+    }
 }
 
 impl ServerConfig {

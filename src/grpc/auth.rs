@@ -2,10 +2,11 @@
 //!
 //! With `--auth-token-file`, the mutating RPCs need `authorization: Bearer <token>`; read-only
 //! telemetry needs it only when `--public-telemetry false`; health and reflection stay open so probes
-//! and grpcurl discovery work. Tokens are compared in constant time, never logged, and re-read on
-//! SIGHUP. A browser page (any request with an `Origin` header, which browsers always send across
-//! origins and native gRPC clients never do) reaches only the read-only RPCs: the mutating ones are
-//! PERMISSION_DENIED to it whatever its token, so the dashboard can change nothing.
+//! and grpcurl discovery work. Tokens are compared in constant time, never logged, and re-read when
+//! the file changes and on SIGHUP ([`crate::reload`]). A browser page (any request with an `Origin`
+//! header, which browsers always send across origins and native gRPC clients never do) reaches only
+//! the read-only RPCs: the mutating ones are PERMISSION_DENIED to it whatever its token, so the
+//! dashboard can change nothing.
 
 use std::{
     path::{Path, PathBuf},
@@ -51,7 +52,7 @@ pub fn access(path: &str) -> Access {
     }
 }
 
-/// The accepted tokens, shared with the SIGHUP reloader.
+/// The accepted tokens, shared with the file watcher that reloads them.
 #[derive(Debug, Clone)]
 pub struct Tokens {
     file: PathBuf,
@@ -87,21 +88,6 @@ impl Tokens {
         let any = tokens.iter().fold(Choice::from(0), |ok, t| ok | t.as_slice().ct_eq(presented));
         any.into()
     }
-}
-
-/// Re-reads the tokens on every SIGHUP until the process ends.
-#[cfg(unix)]
-pub fn reload_on_sighup(tokens: Tokens) -> std::io::Result<()> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match tokens.reload() {
-                Ok(n) => tracing::info!(tokens = n, "auth tokens reloaded"),
-                Err(e) => tracing::error!(error = %e, "cannot reload auth tokens; keeping the old ones"),
-            }
-        }
-    });
-    Ok(())
 }
 
 /// The layer.

@@ -14,6 +14,7 @@ pub mod requests;
 mod resources;
 pub mod status;
 pub mod streams;
+pub mod tls;
 pub mod transport;
 
 pub use fanout::ResourceRoutes;
