@@ -98,7 +98,7 @@ fn fingerprint(paths: &[PathBuf]) -> u64 {
     for path in paths {
         match std::fs::read(path) {
             Ok(bytes) => (0u8, bytes).hash(&mut hash),
-            Err(e) => (1u8, e.kind().to_string()).hash(&mut hash),
+            Err(e) => (1u8, e.kind()).hash(&mut hash),
         }
     }
     hash.finish()
@@ -110,7 +110,7 @@ where
     F: FnMut() -> Result<(), E> + Send + 'static,
     E: Display + 'static,
 {
-    let files_what = files.what;
+    let what = files.what;
     let (events, mut changed) = mpsc::channel(1);
     // Kept alive by this task: dropping it ends the watch.
     let _watcher = directory_watcher(&files, events);
@@ -134,7 +134,7 @@ where
         match looked.await {
             Ok(back) => (files, reload) = back,
             Err(e) => {
-                tracing::error!(files = files_what, error = %e, "the file watcher failed; no more reloads");
+                tracing::error!(files = what, error = %e, "the file watcher failed; no more reloads");
                 return;
             }
         }
