@@ -3,7 +3,7 @@
 //! One task per set of files. It watches each file's *parent directory*, non-recursively: Kubernetes
 //! updates a mounted Secret or ConfigMap by writing a new timestamped directory and renaming the
 //! symlink `..data_tmp` over `..data`, so a watch on the file itself follows the old directory and
-//! goes quiet after the first update, while the mount directory sees every rename. On any event
+//! dies with it at the first update, while the mount directory sees every rename. On any event
 //! there, on a slow poll ([`POLL_EVERY`], for file systems that send no events and for a watch that
 //! could not be set up) and on SIGHUP, the task fingerprints the files' bytes and reloads when the
 //! fingerprint changed; SIGHUP reloads regardless. A reload that fails is logged and keeps the old
@@ -21,7 +21,10 @@ use std::{
     time::Duration,
 };
 
-use notify::{RecursiveMode, Watcher};
+use notify::{
+    event::{AccessKind, AccessMode},
+    EventKind, RecursiveMode, Watcher,
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -141,11 +144,14 @@ where
     }
 }
 
-/// A watch on each file's parent directory that sends `()` on any event (a full channel already
-/// says "look"). `None`, after a warning, when it cannot be set up: the poll still reloads.
+/// A watch on each file's parent directory that sends `()` on any event that may change what the
+/// files hold (a full channel already says "look"). `None`, after a warning, when it cannot be set
+/// up: the poll still reloads.
 fn directory_watcher(files: &Files, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = events.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.map_or(true, |e| may_change(&e.kind)) {
+            let _ = events.try_send(());
+        }
     })
     .map_err(|e| warn_no_watch(files.what, Path::new(""), &e))
     .ok()?;
@@ -155,6 +161,16 @@ fn directory_watcher(files: &Files, events: mpsc::Sender<()>) -> Option<notify::
         }
     }
     Some(watcher)
+}
+
+/// Every event but the reads: reading the files (as every look does) must not count as a change, or
+/// each look would cause the next.
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 fn warn_no_watch(what: &str, dir: &Path, e: &notify::Error) {
@@ -210,6 +226,45 @@ mod tests {
         assert!(!files.check(false, &mut reload), "still gone");
         assert!(files.check(true, &mut reload), "forced");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_change_on_disk_reloads_once_without_a_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "a").unwrap();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, read) = (calls.clone(), file.clone());
+        let reload = move || {
+            std::fs::read(&read)?;
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<(), std::io::Error>(())
+        };
+        let stop = CancellationToken::new();
+        let watch = Files::new("test", vec![file.clone()]).spawn(reload, stop.clone()).unwrap();
+        // Let the watch start before the change.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::fs::write(&file, "b").unwrap();
+        let count = || calls.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..200 {
+            if count() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(SETTLE * 4).await;
+        assert_eq!(count(), 1, "one change, one reload");
+        stop.cancel();
+        watch.await.unwrap();
+    }
+
+    #[test]
+    fn reads_are_no_change() {
+        assert!(!may_change(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!may_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(may_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(may_change(&EventKind::Modify(notify::event::ModifyKind::Any)));
+        assert!(may_change(&EventKind::Create(notify::event::CreateKind::Any)));
     }
 
     #[test]

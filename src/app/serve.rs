@@ -150,11 +150,7 @@ impl App {
     }
 
     /// The gRPC server on `listener`, until `stop` (then it drains its open calls).
-    fn grpc_server(
-        &mut self,
-        listener: TcpListener,
-        stop: oneshot::Receiver<()>,
-    ) -> anyhow::Result<GrpcServer> {
+    fn grpc_server(&self, listener: TcpListener, stop: oneshot::Receiver<()>) -> anyhow::Result<GrpcServer> {
         let addr = listener.local_addr().context("listener address")?;
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
         let server = &self.config.server;
@@ -179,10 +175,7 @@ impl App {
         let stop = async {
             let _ = stop.await;
         };
-        tracing::info!(%addr, tls = self.tls.is_some(), "serving gRPC");
-        if self.tokens.is_none() && !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "listening beyond loopback with no --auth-token-file: anyone who reaches the port can generate, load and unload models");
-        }
+        announce(addr, self.tls.is_some(), self.tokens.is_some());
         Ok(match self.tls.clone() {
             Some(tls) => {
                 let incoming = grpc::tls::incoming(listener, tls);
@@ -192,6 +185,18 @@ impl App {
                 tokio::spawn(router.serve_with_incoming_shutdown(grpc::transport::incoming(listener), stop))
             }
         })
+    }
+}
+
+/// Says where gRPC is served, and warns when hosts beyond this one may reach it with no token to show.
+fn announce(addr: std::net::SocketAddr, tls: bool, tokens: bool) {
+    tracing::info!(%addr, tls, "serving gRPC");
+    if !tokens && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback with no --auth-token-file: whoever reaches the port may \
+             generate, load and unload models"
+        );
     }
 }
 
