@@ -13,9 +13,13 @@ use crate::{
     config::Config,
     engine::Engine,
     generation::{Generation, GenerationSettings},
-    grpc::{auth::Tokens, health_service::HealthTable, streams::StreamSlots, GenerationApi, ResourceApi},
+    grpc::{
+        auth::Tokens, health_service::HealthTable, streams::StreamSlots, tls::ServerTls, GenerationApi,
+        ResourceApi,
+    },
     inventory::{Compute, Inventory},
     monitor::{self, sampler::Sampler, MonitorSettings},
+    reload,
     resources::{
         self,
         cleanup::{self, AutoCleanup, Evictor},
@@ -41,7 +45,9 @@ pub struct App {
     /// The HTTP port's listener, until `serve` takes it.
     metrics_listener: Option<TcpListener>,
     tokens: Option<Tokens>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<ServerTls>,
+    /// The token and TLS files as loaded, watched from `serve` on.
+    reloads: Reloads,
     metrics_addr: std::net::SocketAddr,
     /// The plaintext health port (`--health-listen`), bound at build so a bad address fails the start.
     health_listener: Option<TcpListener>,
@@ -49,6 +55,13 @@ pub struct App {
     generation: GenerationApi,
     /// The inference engine, stopped last at shutdown.
     workers: Arc<dyn Engine>,
+}
+
+/// The files re-read when they change, fingerprinted before their first load.
+#[derive(Default)]
+struct Reloads {
+    tokens: Option<reload::Files>,
+    tls: Option<reload::Files>,
 }
 
 /// What the generation side is made of: its gRPC service, the evictor cleanup uses (none without
@@ -89,12 +102,21 @@ impl App {
     ) -> anyhow::Result<Self> {
         let (shutdown, watches, generations) =
             (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
-        let tls = config.server.tls().as_ref().map(tls_config).transpose()?;
+        let mut reloads = Reloads::default();
+        let tls = match config.server.tls() {
+            Some(files) => {
+                reloads.tls = Some(reload::Files::new("tls", files.paths()));
+                Some(ServerTls::load(files, config.server.tls_handshake_timeout)?)
+            }
+            None => None,
+        };
         let tokens = match &config.server.auth_token_file {
-            Some(file) => Some(
-                Tokens::load(file)
-                    .with_context(|| format!("cannot read --auth-token-file {}", file.display()))?,
-            ),
+            Some(file) => {
+                reloads.tokens = Some(reload::Files::new("auth_tokens", vec![file.clone()]));
+                let tokens = Tokens::load(file)
+                    .with_context(|| format!("cannot read --auth-token-file {}", file.display()))?;
+                Some(tokens)
+            }
             None => None,
         };
         let metrics_listen = config.server.metrics_listen;
@@ -185,6 +207,7 @@ impl App {
             health_listener,
             tokens,
             tls,
+            reloads,
         })
     }
 
@@ -269,16 +292,4 @@ fn warm_up(
         }
     });
     rx
-}
-
-/// Reads the TLS files (at build time, so a bad path is a start-up error naming it).
-fn tls_config(files: &crate::config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &files.client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(tls)
 }

@@ -25,6 +25,7 @@ pub mod monitor;
 #[cfg(feature = "torch")]
 pub mod musicgen;
 pub mod probes;
+pub mod reload;
 pub mod resources;
 pub mod shutdown;
 pub mod telemetry;

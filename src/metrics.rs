@@ -174,6 +174,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "maestro_model_loads_total",
         "Models an engine loaded, by model (a load joined by several requests counts once).",
     ),
+    (
+        "maestro_file_reloads_total",
+        "Re-reads of changed files, by files (auth_tokens, tls) and outcome (ok, error: old ones kept).",
+    ),
 ];
 
 /// Histograms and their HELP texts.

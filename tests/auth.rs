@@ -334,3 +334,65 @@ mod with_models {
         drop(again);
     }
 }
+
+/// Everything the process logs (the subscriber is process-wide: tests on other threads log here too).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// The lines that contain `text` and the port of `addr`.
+    fn lines(&self, text: &str, addr: std::net::SocketAddr) -> usize {
+        let logs = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        let port = format!(":{}", addr.port());
+        logs.lines().filter(|l| l.contains(text) && l.contains(&port)).count()
+    }
+}
+
+/// Whether a server on `ip` (port 0) with `config` warns, once it logs that it serves.
+async fn warns(ip: &str, config: maestro::config::Config, logs: &Logs) -> bool {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = maestro::app::App::build(config).await.unwrap();
+    let (stop, signals) = maestro::shutdown::Signals::channel();
+    let server = tokio::spawn(app.serve(listener, signals));
+    let started = async || (logs.lines("serving gRPC", addr) == 1).then_some(());
+    common::eventually("the server serving", common::WITHIN, started).await;
+    stop.request();
+    server.await.unwrap().unwrap();
+    match logs.lines("beyond loopback with no --auth-token-file", addr) {
+        0 => false,
+        1 => true,
+        n => panic!("warned {n} times"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_beyond_loopback_without_tokens_warns_at_start() {
+    let logs = Logs::default();
+    let writer = {
+        let logs = logs.clone();
+        move || logs.clone()
+    };
+    let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "a-token\n").unwrap();
+    let mut with_tokens = test_config();
+    with_tokens.server.auth_token_file = Some(tokens);
+
+    assert!(!warns("127.0.0.1", test_config(), &logs).await, "loopback");
+    assert!(!warns("0.0.0.0", with_tokens, &logs).await, "tokens");
+    assert!(warns("0.0.0.0", test_config(), &logs).await, "beyond loopback without tokens");
+}

@@ -2,7 +2,8 @@
 //! kustomize`, every built-in document passing `kubernetes-validate --strict` for Kubernetes 1.33,
 //! the ServiceMonitor (a CRD the validator has no schema for) checked field by field, and the
 //! rendered Deployment read against the configuration it mounts, the drain timings, musicgen-small's
-//! requirements and the metric the HPA scales on.
+//! requirements and the metric the HPA scales on, the NetworkPolicy against the ports it admits, and
+//! the example token file.
 
 mod common;
 mod deploy_common;
@@ -178,7 +179,8 @@ fn effective_addr(env: &HashMap<String, String>, var: &str, file: SocketAddr) ->
     env.get(var).map(|a| a.parse().unwrap()).unwrap_or(file)
 }
 
-/// Whether `path` lies under a mount of a volume whose source is a Secret.
+/// Whether `path` lies under a directory mount of a volume whose source is a Secret: a `subPath`
+/// mount never sees the Secret's updates, so the server could not reload what it holds.
 fn under_secret_mount(pod: &Value, container: &Value, path: &str) -> bool {
     let secrets: Vec<&Value> = pod["volumes"]
         .as_array()
@@ -187,11 +189,11 @@ fn under_secret_mount(pod: &Value, container: &Value, path: &str) -> bool {
         .filter(|v| v.get("secret").is_some())
         .map(|v| &v["name"])
         .collect();
-    container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| secrets.contains(&&m["name"]) && path.starts_with(&format!("{}/", str_at(m, "/mountPath"))))
+    container["volumeMounts"].as_array().unwrap().iter().any(|m| {
+        secrets.contains(&&m["name"])
+            && m.get("subPath").is_none()
+            && path.starts_with(&format!("{}/", str_at(m, "/mountPath")))
+    })
 }
 
 fn probe_port_and_service(container: &Value, probe: &str) -> (u16, String) {
@@ -266,6 +268,7 @@ async fn the_deployment_matches_its_config_the_drain_timings_and_the_requirement
             .display()
             .to_string();
         assert!(under_secret_mount(pod, container, &tokens), "{overlay}: {tokens} comes from a Secret");
+        assert!(!config.server.public_telemetry, "{overlay}: telemetry needs a token in a cluster");
 
         // Drain: the kubelet waits for grace + deadline + a margin before SIGKILL.
         let grace: f64 =
@@ -285,6 +288,7 @@ async fn the_deployment_matches_its_config_the_drain_timings_and_the_requirement
         check_resources(overlay, container, &config, &server).await;
         check_security(overlay, pod, container);
         check_service_pdb_hpa(overlay, &docs, deployment, container);
+        check_network_policy(overlay, &docs, deployment, container);
     }
     check_adapter_rule(server.metrics_addr).await;
 }
@@ -367,6 +371,86 @@ fn check_service_pdb_hpa(overlay: &str, docs: &[Value], deployment: &Value, cont
         metric["pods"]["metric"]["name"], rule["rules"][0]["name"]["as"],
         "{overlay}: the adapter serves it"
     );
+}
+
+/// The namespace Prometheus runs in, admitted to the HTTP port by the base.
+const MONITORING: &str = "monitoring";
+
+/// The NetworkPolicy selects the Deployment's pods and admits, on the ports the Service and the
+/// container name: gRPC from every namespace, the HTTP port from the monitoring namespace and the
+/// overlay's ingress namespace, and nothing else.
+fn check_network_policy(overlay: &str, docs: &[Value], deployment: &Value, container: &Value) {
+    let policy = one(docs, "NetworkPolicy");
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selector = policy["spec"]["podSelector"]["matchLabels"].as_object().expect("podSelector.matchLabels");
+    assert!(selector.iter().all(|(k, v)| &labels[k] == v), "{overlay}: the policy selects the pods");
+    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]), "{overlay}");
+    let service = one(docs, "Service");
+    let service_target = |name: &str| {
+        let port = ports(service).iter().find(|p| p["name"] == name);
+        str_at(port.unwrap_or_else(|| panic!("{overlay}: Service port {name}")), "/targetPort").to_string()
+    };
+    let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+    let mut admitted: Vec<(u16, Vec<String>)> = rules
+        .iter()
+        .map(|rule| {
+            let ports = ports(rule);
+            assert_eq!(ports.len(), 1, "{overlay}: one port a rule: {rule}");
+            assert_eq!(str_at(&ports[0], "/protocol"), "TCP");
+            let name = str_at(&ports[0], "/port");
+            assert_eq!(service_target(name), name, "{overlay}: the Service sends {name} to that port");
+            (container_port(container, name), rule_namespaces(overlay, rule))
+        })
+        .collect();
+    admitted.sort();
+    let (grpc, metrics) = (container_port(container, "grpc"), container_port(container, "metrics"));
+    let ingress = overlay_ingress_namespace(overlay);
+    let mut expected = vec![(grpc, vec!["*".to_string()]), (metrics, vec![MONITORING.to_string(), ingress])];
+    expected.sort();
+    assert_eq!(admitted, expected, "{overlay}: gRPC from the cluster, HTTP from monitoring and ingress");
+}
+
+/// The namespaces a rule admits from, by name (`*` for every namespace); only namespace selectors.
+fn rule_namespaces(overlay: &str, rule: &Value) -> Vec<String> {
+    let from = rule["from"].as_array().expect("from");
+    from.iter()
+        .map(|peer| {
+            let keys: Vec<&String> = peer.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["namespaceSelector"], "{overlay}: namespaces only: {peer}");
+            let labels = peer["namespaceSelector"]["matchLabels"].as_object();
+            match labels.filter(|l| !l.is_empty()) {
+                None => "*".to_string(),
+                Some(l) => str_at(&Value::Object(l.clone()), "/kubernetes.io~1metadata.name").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The ingress namespace the overlay's patch names.
+fn overlay_ingress_namespace(overlay: &str) -> String {
+    let path = format!("deploy/kubernetes/overlays/{overlay}/networkpolicy-ingress.yaml");
+    let text = std::fs::read_to_string(deploy_common::repo().join(&path)).unwrap();
+    let patch: Vec<Value> = serde_norway::from_str(&text).unwrap();
+    let name = "/value/namespaceSelector/matchLabels/kubernetes.io~1metadata.name";
+    str_at(&patch[0], name).to_string()
+}
+
+#[test]
+fn the_example_token_file_has_placeholder_tokens_with_known_roles() {
+    let path = deploy_common::repo().join("deploy/kubernetes/tokens.example");
+    maestro::grpc::auth::Tokens::load(&path).expect("the server reads the example");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
+    let mut roles = Vec::new();
+    for line in &lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 3, "TOKEN,NAME,ROLE: {line}");
+        let placeholder = fields[0].starts_with("REPLACE-ME-")
+            || fields[0].strip_prefix("sha256:").is_some_and(|h| h.len() == 64);
+        assert!(placeholder, "an obvious placeholder or a hash: {line}");
+        roles.push(fields[2]);
+    }
+    assert_eq!(roles, ["read", "generate", "admin"], "one line for each role");
 }
 
 /// The series the adapter rule reads is on a real server's /metrics, with a sample.

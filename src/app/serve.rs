@@ -73,9 +73,7 @@ impl App {
             self.readiness.warm.clone(),
             draining.clone(),
         ));
-        if let Some(tokens) = &self.tokens {
-            grpc::auth::reload_on_sighup(tokens.clone()).context("SIGHUP handler")?;
-        }
+        self.watch_files().context("SIGHUP handler")?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let mut server = self.grpc_server(listener, stop_rx)?;
 
@@ -143,24 +141,27 @@ impl App {
         }
     }
 
+    /// Re-reads the token file and the TLS files when they change and on SIGHUP, until shutdown.
+    fn watch_files(&mut self) -> std::io::Result<()> {
+        if let (Some(tokens), Some(files)) = (self.tokens.clone(), self.reloads.tokens.take()) {
+            files.spawn(move || tokens.reload().map(drop), self.shutdown.clone())?;
+        }
+        if let (Some(tls), Some(files)) = (self.tls.clone(), self.reloads.tls.take()) {
+            files.spawn(move || tls.reload(), self.shutdown.clone())?;
+        }
+        Ok(())
+    }
+
     /// The gRPC server on `listener`, until `stop` (then it drains its open calls).
-    fn grpc_server(
-        &mut self,
-        listener: TcpListener,
-        stop: oneshot::Receiver<()>,
-    ) -> anyhow::Result<GrpcServer> {
+    fn grpc_server(&self, listener: TcpListener, stop: oneshot::Receiver<()>) -> anyhow::Result<GrpcServer> {
         let addr = listener.local_addr().context("listener address")?;
         let (reflection_v1, reflection_v1alpha) = grpc::reflection();
         let server = &self.config.server;
         let max_message = server.max_message_bytes;
-        let mut builder = Server::builder();
-        if let Some(tls) = self.tls.take() {
-            builder = builder.tls_config(tls).context("TLS configuration")?;
-        }
         let generation =
             GenerationServiceServer::new(self.generation.clone()).max_decoding_message_size(max_message);
         let origins = OriginPolicy::new(self.metrics_addr.port(), server.cors_origins());
-        let router = builder
+        let router = Server::builder()
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
@@ -177,11 +178,31 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(grpc::ResourceRoutes::new(self.resources.clone(), max_message))
             .add_service(generation);
-        let incoming = grpc::transport::incoming(listener);
-        tracing::info!(%addr, "serving gRPC");
-        Ok(tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let stop = async {
             let _ = stop.await;
-        })))
+        };
+        announce(addr, self.tls.is_some(), self.tokens.is_some());
+        Ok(match self.tls.clone() {
+            Some(tls) => {
+                let incoming = grpc::tls::incoming(listener, tls);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+            }
+            None => {
+                tokio::spawn(router.serve_with_incoming_shutdown(grpc::transport::incoming(listener), stop))
+            }
+        })
+    }
+}
+
+/// Says where gRPC is served, and warns when hosts beyond this one may reach it with no token to show.
+fn announce(addr: std::net::SocketAddr, tls: bool, tokens: bool) {
+    tracing::info!(%addr, tls, "serving gRPC");
+    if !tokens && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback with no --auth-token-file: whoever reaches the port may \
+             generate, load and unload models"
+        );
     }
 }
 

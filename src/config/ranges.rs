@@ -24,6 +24,7 @@ fn server(c: &Config) -> Result<(), ConfigError> {
     let s = &c.server;
     within("server.drain_deadline_s", s.drain_deadline.as_secs_f64(), 0.0..=3600.0)?;
     within("server.drain_grace_s", s.drain_grace.as_secs_f64(), 0.0..=3600.0)?;
+    within("server.tls_handshake_timeout_s", s.tls_handshake_timeout.as_secs_f64(), 0.1..=600.0)?;
     at_least_one("server.max_streams", s.max_streams)?;
     at_least_one("server.max_watches", s.max_watches)?;
     if let Some(bad) = s.cors_origins.iter().find(|o| crate::grpc::auth::Origin::parse(o).is_none()) {

@@ -96,6 +96,17 @@ pub struct ServerConfig {
         value_name = "PEM"
     )]
     pub tls_client_ca: Option<PathBuf>,
+    /// Seconds a client has to finish its TLS handshake before the connection is closed (0.1..=600).
+    #[arg(
+        id = "server.tls_handshake_timeout_s",
+        long = "tls-handshake-timeout-s",
+        env = "MAESTRO_TLS_HANDSHAKE_TIMEOUT_S",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "tls_handshake_timeout_s", with = "units::secs_f64")]
+    pub tls_handshake_timeout: Duration,
     /// File of accepted bearer tokens: `TOKEN,NAME,ROLE` lines (roles read, generate, admin; a bare
     /// `TOKEN` line has every right), `sha256:<hex>` in place of a token; re-read when it changes and
     /// on SIGHUP. Unset = no authentication.
@@ -168,6 +179,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// PEM CA that client certificates must chain to (mutual TLS).
     pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Every file: certificate, key and, when set, the client CA.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        [&self.cert, &self.key].into_iter().chain(&self.client_ca).cloned().collect()
+    }
 }
 
 impl ServerConfig {

@@ -15,6 +15,7 @@ pub mod requests;
 mod resources;
 pub mod status;
 pub mod streams;
+pub mod tls;
 pub mod transport;
 
 pub use audio::{container as audio_container, format_of as audio_format_of};

@@ -13,7 +13,7 @@ use std::{
 
 use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame};
-use tonic::{body::Body, transport::server::TcpConnectInfo};
+use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::{field::Empty, Instrument, Span};
 
@@ -49,12 +49,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let method = method_label(req.uri().path());
-        let peer = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = super::transport::peer_addr(req.extensions()).map(|a| a.to_string()).unwrap_or_default();
         let span = tracing::info_span!("rpc", method = %method, peer = %peer, status = Empty, ms = Empty);
         let fut = self.inner.call(req);
         let start = Instant::now();

@@ -34,6 +34,8 @@ use tower::{Layer, Service};
 pub use origin::{Origin, OriginPolicy};
 pub use tokens::{Identity, Role, TokenFileError, Tokens};
 
+// Tokens are re-read when their file changes and on SIGHUP: see [`crate::reload`].
+
 /// RPCs that need the `generate` role.
 const GENERATE: [&str; 3] = [
     "/maestro.v1.GenerationService/Generate",
@@ -208,22 +210,6 @@ impl Refusal {
             )),
         }
     }
-}
-
-/// Re-reads the tokens on every SIGHUP until the process ends; a file that fails to parse keeps the
-/// tokens loaded before.
-#[cfg(unix)]
-pub fn reload_on_sighup(tokens: Tokens) -> std::io::Result<()> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match tokens.reload() {
-                Ok(n) => tracing::info!(tokens = n, "auth tokens reloaded"),
-                Err(e) => tracing::error!(error = %e, "cannot reload auth tokens; keeping the old ones"),
-            }
-        }
-    });
-    Ok(())
 }
 
 /// The client's address, as the transport recorded it.
