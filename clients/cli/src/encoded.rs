@@ -5,7 +5,7 @@
 //!
 //! Encoded bytes do not say how many samples they hold, so the sink counts samples by the chunks'
 //! offsets: the audio before the latest chunk, which is the whole length once the flush chunk (whose
-//! offset is the total) has arrived.
+//! offset is the header's expected total) has arrived, and a lower bound before.
 
 use std::{fs::File, io::Write, path::Path};
 
@@ -19,6 +19,7 @@ pub struct EncodedSink {
     kind: FileFormat,
     sample_rate: u32,
     channels: u32,
+    expected: u64,
     next_index: u32,
     offset: u64,
     bytes: u64,
@@ -26,11 +27,21 @@ pub struct EncodedSink {
 }
 
 impl EncodedSink {
-    /// Creates (or truncates) `path` for a `kind` file of audio at the model's `sample_rate`.
-    pub fn create(path: &Path, kind: FileFormat, sample_rate: u32, channels: u32) -> Result<Self, Failure> {
+    /// Creates (or truncates) `path` for a `kind` file of the audio `header` announces.
+    pub fn create(path: &Path, kind: FileFormat, header: &pb::Header) -> Result<Self, Failure> {
         let shown = path.display().to_string();
         let file = File::create(path).map_err(|e| Failure::io(format!("cannot create {shown}"), e))?;
-        Ok(Self { file, kind, sample_rate, channels, next_index: 0, offset: 0, bytes: 0, path: shown })
+        Ok(Self {
+            file,
+            kind,
+            sample_rate: header.sample_rate,
+            channels: header.channels,
+            expected: header.expected_samples,
+            next_index: 0,
+            offset: 0,
+            bytes: 0,
+            path: shown,
+        })
     }
 
     /// Why `chunk` cannot follow what arrived, if it cannot. Without sample counts, a lost chunk
@@ -70,12 +81,17 @@ impl EncodedSink {
         self.offset as f64 / f64::from(self.sample_rate.max(1))
     }
 
-    /// One line describing the file: `out.flac: 8.00 s, FLAC, 32000 Hz, 1 channel(s), 212.4 KiB`.
+    /// One line describing the file: `out.flac: 8.00 s, FLAC, 32000 Hz, 1 channel(s), 212.4 KiB`;
+    /// `at least 3.75 s (cut short)` before the flush chunk.
     pub fn describe(&self) -> String {
+        let length = if self.offset < self.expected {
+            format!("at least {:.2} s (cut short)", self.seconds())
+        } else {
+            format!("{:.2} s", self.seconds())
+        };
         format!(
-            "{}: {:.2} s, {}, {} Hz, {} channel(s), {}",
+            "{}: {length}, {}, {} Hz, {} channel(s), {}",
             self.path,
-            self.seconds(),
             self.kind.label(),
             self.kind.file_rate(self.sample_rate),
             self.channels,
@@ -97,15 +113,22 @@ mod tests {
         pb::AudioChunk { index, sample_offset, data: data.to_vec(), ..Default::default() }
     }
 
+    fn header(expected_samples: u64) -> pb::Header {
+        pb::Header { sample_rate: 32_000, channels: 1, expected_samples, ..Default::default() }
+    }
+
     #[test]
     fn chunks_are_appended_and_counted_by_their_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.flac");
-        let mut sink = EncodedSink::create(&path, FileFormat::Flac, 32_000, 1).unwrap();
+        let mut sink = EncodedSink::create(&path, FileFormat::Flac, &header(16_000)).unwrap();
         for c in [chunk(0, 0, b"fLaC"), chunk(1, 8_000, b""), chunk(2, 16_000, b"tail")] {
             sink.check(&c).unwrap();
             sink.write_chunk(&c).unwrap();
             assert_eq!(std::fs::read(&path).unwrap().len() as u64, sink.bytes, "on disk at once");
+            if c.index == 1 {
+                assert!(sink.describe().contains("at least 0.25 s (cut short)"), "{}", sink.describe());
+            }
         }
         assert_eq!((sink.samples(), sink.seconds()), (16_000, 0.5));
         assert!(
@@ -120,7 +143,8 @@ mod tests {
     #[test]
     fn a_lost_or_misplaced_chunk_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = EncodedSink::create(&dir.path().join("a.mp3"), FileFormat::Mp3, 32_000, 1).unwrap();
+        let mut sink =
+            EncodedSink::create(&dir.path().join("a.mp3"), FileFormat::Mp3, &header(32_000)).unwrap();
         assert!(sink.check(&chunk(0, 640, b"")).is_err(), "the first chunk starts at 0");
         assert!(sink.check(&chunk(1, 0, b"")).is_err(), "chunk 0 is due");
         sink.write_chunk(&chunk(0, 0, b"ID3")).unwrap();

@@ -28,9 +28,7 @@ impl Sink {
             return Err(Failure::new(exit::GENERAL, msg));
         }
         Ok(match kind {
-            Some(kind) => {
-                Self::Encoded(EncodedSink::create(path, kind, header.sample_rate, header.channels)?)
-            }
+            Some(kind) => Self::Encoded(EncodedSink::create(path, kind, header)?),
             None => Self::Wav(WavSink::create(path, header.sample_rate, header.channels, sent)?),
         })
     }
