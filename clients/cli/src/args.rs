@@ -83,7 +83,7 @@ pub enum Command {
     Load(LoadArgs),
     /// Evicts a model from the server's cache.
     Unload(UnloadArgs),
-    /// Generates music from a prompt into a WAV file, written as it arrives.
+    /// Generates music from a prompt into a WAV, FLAC, Ogg Opus or MP3 file, written as it arrives.
     Generate(GenerateArgs),
     /// A live full-screen dashboard (q or Ctrl-C quits).
     Top(TopArgs),
@@ -258,7 +258,7 @@ pub struct UnloadArgs {
     pub force: bool,
 }
 
-/// Sample encodings a WAV can be written in.
+/// Sample encodings a WAV can be written in (the other files have their own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
     /// 16-bit signed integers.
@@ -321,13 +321,14 @@ pub struct GenerateArgs {
     /// A WAV melody to follow (needs a melody checkpoint).
     #[arg(long, value_name = "WAV")]
     pub melody: Option<PathBuf>,
-    /// Sample encoding of the WAV.
+    /// Sample encoding of a WAV output (f32 only with `.wav`).
     #[arg(long, value_enum, default_value_t = FormatArg::S16)]
     pub format: FormatArg,
     /// Milliseconds of audio per streamed chunk (0 = the server's default).
     #[arg(long, default_value_t = 0)]
     pub chunk_ms: u32,
-    /// The WAV file to write.
+    /// The file to write; its extension picks the format: `.wav` (or none), `.flac`, `.ogg` or `.opus`
+    /// (Ogg Opus, 48 kHz), `.mp3`. Any other extension is a usage error.
     #[arg(short, long)]
     pub output: PathBuf,
 }

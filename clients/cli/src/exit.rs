@@ -27,7 +27,7 @@ pub const UNIMPLEMENTED: u8 = 6;
 /// The server refused the credentials: UNAUTHENTICATED (no token, or one it does not accept) or
 /// PERMISSION_DENIED (the token's role does not allow the call).
 pub const NOT_ALLOWED: u8 = 7;
-/// Interrupted by Ctrl-C (`generate` keeps a valid WAV of what arrived).
+/// Interrupted by Ctrl-C (`generate` keeps the file of what arrived).
 pub const INTERRUPTED: u8 = 130;
 
 /// The exit-code table shown at the end of `maestro --help`.

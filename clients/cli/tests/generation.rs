@@ -1,7 +1,11 @@
-//! `maestro` against the real server: the model catalogue, load / unload and `generate` into a WAV
-//! file with the tiny fixture model (the tests link the server with libtorch, see `Cargo.toml`).
+//! `maestro` against the real server: the model catalogue, load / unload and `generate` into WAV,
+//! FLAC, MP3 and Ogg Opus files with the tiny fixture model (the tests link the server with
+//! libtorch, see `Cargo.toml`; the encoded files are decoded with ffmpeg, which
+//! `scripts/provision-tools.sh` installs).
 
 mod common;
+
+use std::path::Path;
 
 use common::{maestro, start, ROOMY};
 
@@ -119,4 +123,75 @@ async fn generate_continues_a_wav_clip() {
     let summary = maestro(&s.url(), &[&args[..], &[tune.to_str().unwrap()]].concat()).await.expect(0).json();
     assert_eq!(summary["samples"].as_u64(), Some(15 * 640), "{summary}");
     assert_eq!(u64::from(hound::WavReader::open(&tune).unwrap().duration()), 15 * 640);
+}
+
+/// ffmpeg's decoding of `file` to mono raw samples, `args` naming their format (and rate).
+fn ffmpeg(file: &Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-ac", "1"])
+        .args(args)
+        .arg("-")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg ({e}): scripts/provision-tools.sh installs it"));
+    assert!(
+        out.status.success(),
+        "ffmpeg refused {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The output's extension picks the format: a FLAC holds exactly the samples of the WAV generated
+/// with the same seed, and MP3 and Ogg Opus files play for the duration asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_output_extension_picks_the_format() {
+    let s = start(ROOMY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["generate", "--model", TINY, "--prompt", "calm piano", "--duration", "1", "--seed", "7"];
+    let mut summaries = Vec::new();
+    for name in ["x.wav", "x.flac", "x.mp3", "x.ogg"] {
+        let out = dir.path().join(name);
+        let tail = ["--chunk-ms", "250", "--json", "-o", out.to_str().unwrap()];
+        summaries.push(maestro(&s.url(), &[&args[..], &tail[..]].concat()).await.expect(0).json());
+    }
+    let samples = summaries[0]["samples"].as_u64().unwrap();
+    assert!(summaries.iter().all(|v| v["samples"].as_u64() == Some(samples)), "{summaries:?}");
+    let wav: Vec<i16> =
+        hound::WavReader::open(dir.path().join("x.wav")).unwrap().samples().map(Result::unwrap).collect();
+    let flac = ffmpeg(&dir.path().join("x.flac"), &["-f", "s16le"]);
+    let flac: Vec<i16> = flac.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    assert_eq!(wav.len() as u64, samples);
+    assert!(flac == wav, "the FLAC decodes to the WAV's {} samples ({} decoded)", wav.len(), flac.len());
+    for name in ["x.mp3", "x.ogg"] {
+        let decoded = ffmpeg(&dir.path().join(name), &["-ar", "48000", "-f", "f32le"]);
+        let seconds = decoded.len() as f64 / 4.0 / 48_000.0;
+        assert!((seconds - 1.0).abs() <= 0.1, "{name}: asked for 1 s, it plays {seconds} s");
+    }
+    let opus = dir.path().join("h.opus");
+    let human = ["--duration", "0.5", "--greedy", "-o", opus.to_str().unwrap()];
+    let run = maestro(&s.url(), &[&args[..5], &human[..]].concat()).await.expect(0);
+    let wrote = format!("wrote {}: 0.50 s, Ogg Opus, 48000 Hz, 1 channel(s), ", opus.display());
+    assert!(run.stdout.starts_with(&wrote), "{}", run.stdout);
+}
+
+/// An extension this client does not write, or f32 samples outside a WAV, is a usage error found
+/// before connecting (the address has no server) and creates no file.
+#[tokio::test]
+async fn a_bad_extension_or_format_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aac, flac) = (dir.path().join("x.aac"), dir.path().join("x.flac"));
+    let nowhere = "http://127.0.0.1:1";
+    let run = maestro(nowhere, &["generate", "--model", TINY, "-o", aac.to_str().unwrap()]).await.expect(2);
+    assert!(
+        run.stderr.contains(".aac") && run.stderr.contains(".wav, .flac, .ogg, .opus, .mp3"),
+        "{}",
+        run.stderr
+    );
+    let f32_flac = ["generate", "--model", TINY, "--format", "f32", "-o", flac.to_str().unwrap()];
+    let run = maestro(nowhere, &f32_flac).await.expect(2);
+    assert!(run.stderr.contains("--format f32 needs a .wav output"), "{}", run.stderr);
+    assert!(!aac.exists() && !flac.exists(), "no file for a usage error");
 }

@@ -1,12 +1,15 @@
-"""Generates music from a prompt into a WAV file, written as the audio streams in.
+"""Generates music from a prompt into a file, written as the audio streams in. The output's suffix
+picks the format: .wav (or none; --format s16 or f32), .flac, .ogg or .opus (Ogg Opus), .mp3.
 
     python examples/generate_wav.py --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
+    python examples/generate_wav.py --model facebook/musicgen-small --prompt "lo-fi piano" -o out.flac
     python examples/generate_wav.py --model facebook/musicgen-small --continue loop.wav --duration 10 -o more.wav
     python examples/generate_wav.py --model facebook/musicgen-melody --prompt "string quartet" --melody hum.wav -o quartet.wav
     python examples/generate_wav.py --target https://maestro.internal:50051 --tls-ca ca.pem \
         --token-file token.txt --model facebook/musicgen-small --prompt "lo-fi piano" -o out.wav
 
-Ctrl-C cancels the request on the server and keeps a valid WAV of what arrived.
+Ctrl-C cancels the request on the server and keeps what arrived (a valid WAV; an encoded file
+without its end).
 """
 
 from __future__ import annotations
@@ -16,22 +19,26 @@ import sys
 import time
 
 import connection
-from maestro_client import MaestroError
+from maestro_client import MaestroError, file_format
 from maestro_client.errors import exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate music into a WAV file.")
+    parser = argparse.ArgumentParser(description="Generate music into a WAV, FLAC, Ogg Opus or MP3 file.")
     connection.add_arguments(parser)
     parser.add_argument("--model", required=True)
     parser.add_argument("--prompt", default="")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--format", choices=["s16", "f32"], default="s16")
+    parser.add_argument("--format", choices=["s16", "f32"], default="s16", help="samples of a .wav output")
     parser.add_argument("--continue", dest="clip", help="a WAV clip to continue (--duration is what follows it)")
     parser.add_argument("--melody", help="a WAV melody to follow (needs a melody checkpoint)")
-    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("-o", "--output", required=True, help="the file; its suffix picks the format")
     args = parser.parse_args(argv)
+    try:
+        file_format(args.output, args.format)
+    except ValueError as e:
+        parser.error(str(e))
     options = {"seed": args.seed} if args.seed is not None else {}
     if args.clip:
         options["audio_prompt"] = args.clip
@@ -45,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with connection.connect(args, timeout=None) as client:
         try:
-            result = client.generate_to_wav(args.output, args.model, args.prompt, args.duration,
-                                            format=args.format, on_progress=progress, **options)
+            result = client.generate_to_file(args.output, args.model, args.prompt, args.duration,
+                                             format=args.format, on_progress=progress, **options)
         except MaestroError as e:
             print(f"generate_wav: {e}", file=sys.stderr)
             return exit_code(e)

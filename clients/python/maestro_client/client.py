@@ -16,7 +16,7 @@ import grpc
 
 from maestro_client import credentials
 from maestro_client.errors import MaestroError, from_rpc_error
-from maestro_client.wav import WavWriter
+from maestro_client.files import PCM_FORMATS, EncodedFile, PcmFile, file_format
 
 try:
     from maestro.v1 import generation_pb2 as gen
@@ -30,13 +30,16 @@ except ImportError as e:  # pragma: no cover - exercised only before code genera
 
 T = TypeVar("T")
 DEFAULT_TARGET = "127.0.0.1:50051"
-FORMATS = {"s16": gen.AUDIO_FORMAT_PCM_S16LE, "f32": gen.AUDIO_FORMAT_PCM_F32LE}
+FORMATS = {"s16": gen.AUDIO_FORMAT_PCM_S16LE, "f32": gen.AUDIO_FORMAT_PCM_F32LE, "wav": gen.AUDIO_FORMAT_WAV,
+           "flac": gen.AUDIO_FORMAT_FLAC, "opus": gen.AUDIO_FORMAT_OGG_OPUS, "mp3": gen.AUDIO_FORMAT_MP3}
 SEVERITIES = {"info": res.SEVERITY_INFO, "warning": res.SEVERITY_WARNING, "critical": res.SEVERITY_CRITICAL}
 
 
 @dataclass
 class GenerationResult:
-    """What ``generate_to_wav`` wrote: the header and summary as the server sent them."""
+    """What ``generate_to_wav`` or ``generate_to_file`` wrote: the header and summary as the server
+    sent them, and ``frames``, the samples per channel in the file (for an encoded file, those its
+    chunks' offsets account for: all of them once the stream ended normally)."""
 
     path: Path
     header: "gen.Header"
@@ -195,7 +198,9 @@ class MaestroClient:
                  audio_rate: Optional[int] = None, include_prompt: bool = False,
                  melody: "AudioLike" = None, melody_rate: Optional[int] = None,
                  **sampling) -> Iterator["gen.GenerateResponse"]:
-        """The raw stream: a header, audio chunks, a summary. ``sampling`` takes ``temperature``,
+        """The raw stream: a header, audio chunks, a summary. ``format`` is ``s16`` or ``f32`` (raw
+        PCM) or ``wav``, ``flac``, ``opus`` (Ogg Opus at 48 kHz) or ``mp3``: a file whose chunks'
+        data, concatenated, is the whole file. ``sampling`` takes ``temperature``,
         ``top_k``, ``top_p``, ``guidance_scale``, ``seed``, ``negative_prompt`` and ``sampling_mode``.
         ``audio_prompt`` is a clip to continue: a WAV file's path, or samples (one float per frame,
         or a sequence of channels per frame) at ``audio_rate`` Hz; the server converts it to the
@@ -215,34 +220,62 @@ class MaestroClient:
         """Streams a generation into a WAV file written as chunks arrive. On ``KeyboardInterrupt``
         the request is cancelled and the file keeps what arrived (``cancelled`` is then true)."""
         stream = self.generate(model, prompt, duration_s, format=format, **options)
-        result: Optional[GenerationResult] = None
-        writer: Optional[WavWriter] = None
-        try:
-            for message in stream:
-                kind = message.WhichOneof("payload")
-                if kind == "header":
-                    floating = message.header.format == gen.AUDIO_FORMAT_PCM_F32LE
-                    writer = WavWriter(path, message.header.sample_rate, message.header.channels,
-                                       4 if floating else 2, floating)
-                    result = GenerationResult(Path(path), message.header, None, 0)
-                elif kind == "chunk" and writer and result:
-                    writer.write(message.chunk.data)
-                    result.frames = writer.frames
-                    if on_progress:
-                        on_progress(message.chunk)
-                elif kind == "summary" and result:
-                    result.summary = message.summary
-        except KeyboardInterrupt:
-            stream.close()
-            if result is None:
-                raise
-            result.cancelled = True
-        finally:
-            if writer:
-                writer.close()
+        return _write_stream(stream, Path(path), None, on_progress)
+
+    def generate_to_file(self, path: str | Path, model: str, prompt: str = "", duration_s: float = 8.0, *,
+                         format: str = "s16", on_progress: Optional[Callable[["gen.AudioChunk"], None]] = None,
+                         **options) -> GenerationResult:
+        """Streams a generation into a file whose suffix picks the format: ``.wav`` (or none) is a
+        WAV written here as ``generate_to_wav`` does (``format`` ``s16`` or ``f32``), ``.flac``,
+        ``.ogg`` / ``.opus`` and ``.mp3`` are encoded by the server and written as their chunks
+        arrive. Another suffix, or ``f32`` outside a WAV, raises ``ValueError`` before any call. On
+        ``KeyboardInterrupt`` the request is cancelled and the file keeps what arrived."""
+        wire = file_format(path, format)
+        stream = self.generate(model, prompt, duration_s, format=wire, **options)
+        return _write_stream(stream, Path(path), None if wire in PCM_FORMATS else FORMATS[wire], on_progress)
+
+
+def _write_stream(stream: Iterator["gen.GenerateResponse"], path: Path, encoded: Optional[int],
+                  on_progress: Optional[Callable[["gen.AudioChunk"], None]]) -> GenerationResult:
+    """Writes ``stream`` to ``path``: raw PCM as a WAV, or, when ``encoded`` names the format asked
+    for, the encoded file's bytes as they come."""
+    result: Optional[GenerationResult] = None
+    sink: Union[PcmFile, EncodedFile, None] = None
+    try:
+        for message in stream:
+            kind = message.WhichOneof("payload")
+            if kind == "header":
+                sink = _open_sink(path, message.header, encoded)
+                result = GenerationResult(path, message.header, None, 0)
+            elif kind == "chunk" and sink and result:
+                sink.write(message.chunk.data, message.chunk.sample_offset)
+                result.frames = sink.frames
+                if on_progress:
+                    on_progress(message.chunk)
+            elif kind == "summary" and result:
+                result.summary = message.summary
+    except KeyboardInterrupt:
         if result is None:
-            raise MaestroError(grpc.StatusCode.DATA_LOSS, "the stream ended before its header")
-        return result
+            raise
+        result.cancelled = True
+    finally:
+        stream.close()  # cancels the call if it is still running (Ctrl-C, a refused header)
+        if sink:
+            sink.close()
+    if result is None:
+        raise MaestroError(grpc.StatusCode.DATA_LOSS, "the stream ended before its header")
+    return result
+
+
+def _open_sink(path: Path, header: "gen.Header", encoded: Optional[int]) -> Union[PcmFile, EncodedFile]:
+    """The writer for the stream ``header`` opens. A server that ignored the encoded format asked
+    for would leave PCM under a ``.flac`` name, so that is refused."""
+    if encoded is None:
+        return PcmFile(path, header.sample_rate, header.channels, header.format == gen.AUDIO_FORMAT_PCM_F32LE)
+    if header.format != encoded:
+        sent, asked = gen.AudioFormat.Name(header.format), gen.AudioFormat.Name(encoded)
+        raise MaestroError(grpc.StatusCode.DATA_LOSS, f"the server sent {sent}, not the {asked} asked for")
+    return EncodedFile(path)
 
 
 AudioLike = Union[str, Path, Sequence[float], Sequence[Sequence[float]], None]

@@ -1,14 +1,19 @@
 """``MaestroClient`` against the real server: telemetry, streams, validation, leases, errors, and
-cleanup, suggestions, the model cache and generation to WAV with the tiny fixture model."""
+cleanup, suggestions, the model cache and generation to WAV, FLAC and MP3 files with the tiny
+fixture model (the encoded files decoded by ffmpeg, which ``scripts/provision-tools.sh`` installs)."""
 
 from __future__ import annotations
 
+import array
 import itertools
+import shutil
+import subprocess
 import wave
 
 import grpc
 import pytest
 
+from maestro.v1 import generation_pb2 as gen
 from maestro_client import (
     InvalidRequest,
     MaestroClient,
@@ -178,3 +183,47 @@ def test_a_melody_conditions_a_melody_checkpoint(client: MaestroClient, tmp_path
         next(iter(client.generate(TINY, "calm piano", 0.3, melody=tune, melody_rate=rate)))
     assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "text-only" in refused.value.details
+
+
+def ffmpeg(path, *args: str) -> bytes:
+    """ffmpeg's decoding of ``path`` to mono raw samples, ``args`` naming their format (and rate)."""
+    assert shutil.which("ffmpeg"), "ffmpeg must be on PATH (scripts/provision-tools.sh installs it)"
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ac", "1", *args, "-"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def test_generate_to_file_picks_the_format_by_suffix(client: MaestroClient, tmp_path) -> None:
+    wav = client.generate_to_wav(tmp_path / "a.wav", TINY, "calm piano", 1.0, seed=7, chunk_ms=250)
+    chunks = []
+    flac = client.generate_to_file(tmp_path / "a.flac", TINY, "calm piano", 1.0, seed=7, chunk_ms=250,
+                                   on_progress=chunks.append)
+    assert flac.summary is not None and not flac.cancelled
+    assert flac.frames == flac.summary.samples == wav.frames > 0, "the last chunk's offset is the total"
+    assert [c.index for c in chunks] == list(range(len(chunks))) and chunks[-1].sample_offset == flac.frames
+    assert (tmp_path / "a.flac").read_bytes()[:4] == b"fLaC"
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        pcm = w.readframes(w.getnframes())
+    assert ffmpeg(tmp_path / "a.flac", "-f", "s16le") == pcm, "FLAC holds exactly the WAV's samples"
+    mp3 = client.generate_to_file(tmp_path / "a.MP3", TINY, "calm piano", 1.0, seed=7)
+    assert mp3.frames == mp3.summary.samples
+    seconds = len(array.array("f", ffmpeg(tmp_path / "a.MP3", "-ar", "48000", "-f", "f32le"))) / 48_000
+    assert abs(seconds - 1.0) <= 0.1, f"asked for 1 s, the MP3 plays {seconds} s"
+    plain = client.generate_to_file(tmp_path / "plain", TINY, "calm piano", 0.3, format="f32", seed=7)
+    assert (tmp_path / "plain").read_bytes()[:4] == b"RIFF" and plain.frames == plain.summary.samples
+
+
+def test_generate_to_file_refuses_what_it_cannot_write(client: MaestroClient, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"\.aac.*\.wav, \.flac, \.ogg, \.opus, \.mp3"):
+        client.generate_to_file(tmp_path / "a.aac", TINY, "calm piano", 0.3)
+    with pytest.raises(ValueError, match="needs a .wav path"):
+        client.generate_to_file(tmp_path / "a.ogg", TINY, "calm piano", 0.3, format="f32")
+    assert not list(tmp_path.iterdir()), "no file and no call for a name it cannot write"
+
+
+def test_generate_streams_a_file_format_whose_chunks_make_the_file(client: MaestroClient) -> None:
+    messages = list(client.generate(TINY, "calm piano", 0.5, format="wav", seed=7))
+    assert messages[0].header.format == gen.AUDIO_FORMAT_WAV
+    data = b"".join(m.chunk.data for m in messages if m.WhichOneof("payload") == "chunk")
+    assert data[:4] == b"RIFF" and len(data) == 44 + 2 * messages[-1].summary.samples

@@ -60,6 +60,17 @@ def test_generate_wav_writes_a_playable_file(target: str, tmp_path) -> None:
         assert abs(seconds - 0.5) < 0.1, f"asked for 0.5 s, got {seconds} s"
 
 
+def test_generate_wav_writes_the_format_the_suffix_names(target: str, tmp_path) -> None:
+    out = tmp_path / "out.flac"
+    done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--prompt", "drums",
+               "--duration", "0.3", "--seed", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {out}: 0.30 s ") and out.read_bytes()[:4] == b"fLaC", done.stdout
+    done = run("generate_wav.py", "--target", target, "--model", "musicgen-tiny", "--format", "f32",
+               "-o", str(tmp_path / "out.mp3"))
+    assert done.returncode == 2 and "needs a .wav path" in done.stderr, done.stderr
+
+
 def test_generate_wav_follows_a_melody(target: str, tmp_path) -> None:
     hum, out = tmp_path / "hum.wav", tmp_path / "quartet.wav"
     square = (8000 * ((i // 40) % 2 * 2 - 1) for i in range(16_000))

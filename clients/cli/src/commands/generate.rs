@@ -1,6 +1,8 @@
-//! `generate`: streams a generation into a WAV file as it arrives, with a progress bar of decoder
-//! frames and the real-time factor so far. Ctrl-C drops the stream, which cancels the request on the
-//! server, and leaves a valid WAV of what had arrived.
+//! `generate`: streams a generation into a file as it arrives, with a progress bar of decoder frames
+//! and the real-time factor so far. The output's extension picks the file: a WAV written here from
+//! raw PCM, or FLAC, Ogg Opus or MP3 encoded by the server. Ctrl-C drops the stream, which cancels
+//! the request on the server, and leaves what had arrived (a valid WAV; an encoded file without its
+//! end).
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +12,12 @@ use tonic::Streaming;
 
 use super::Output;
 use crate::{
-    args::{FormatArg, GenerateArgs, SamplingModeArg},
+    args::{GenerateArgs, SamplingModeArg},
     client::Clients,
-    exit, units,
-    wav::WavSink,
-    Failure,
+    exit,
+    file_format::FileFormat,
+    sink::Sink,
+    units, Failure,
 };
 
 /// A WAV file as an audio input (the server reads rate and channels from its header).
@@ -24,12 +27,15 @@ fn wav_input(path: &std::path::Path) -> Result<pb::AudioInput, Failure> {
     Ok(pb::AudioInput { data, encoding: pb::AudioEncoding::Wav as i32, sample_rate: 0, channels: 0 })
 }
 
+/// The format to ask for: the output's extension picks the file, `--format` the samples of a WAV.
+/// Its usage errors are checked before connecting.
+pub fn output_format(a: &GenerateArgs) -> Result<pb::AudioFormat, Failure> {
+    FileFormat::from_path(&a.output)?.wire_format(a.format)
+}
+
 /// The request for these arguments (reading the WAV files they name).
 pub fn request(a: &GenerateArgs) -> Result<pb::GenerateRequest, Failure> {
-    let format = match a.format {
-        FormatArg::S16 => pb::AudioFormat::PcmS16le,
-        FormatArg::F32 => pb::AudioFormat::PcmF32le,
-    };
+    let format = output_format(a)?;
     Ok(pb::GenerateRequest {
         model: a.model.clone(),
         prompt: a.prompt.clone(),
@@ -64,6 +70,7 @@ enum End {
 /// `generate`.
 pub async fn run(c: &mut Clients, out: Output, a: GenerateArgs) -> Result<(), Failure> {
     let started = Instant::now();
+    let asked = output_format(&a)?;
     let mut stream = c.generation.generate(request(&a)?).await?.into_inner();
     let header = match next(&mut stream).await {
         Ok(Some(Payload::Header(h))) => h,
@@ -73,8 +80,7 @@ pub async fn run(c: &mut Clients, out: Output, a: GenerateArgs) -> Result<(), Fa
         }
         Err(end) => return Err(failure_before_audio(end)),
     };
-    let format = pb::AudioFormat::try_from(header.format).unwrap_or_default();
-    let mut sink = WavSink::create(&a.output, header.sample_rate, header.channels, format)?;
+    let mut sink = Sink::create(&a.output, &header, asked)?;
     let bar = progress_bar(&header);
     let end = receive(&mut stream, &mut sink, &bar, started).await;
     drop(stream);
@@ -122,24 +128,15 @@ async fn next(stream: &mut Streaming<pb::GenerateResponse>) -> Result<Option<Pay
 /// Writes chunks until the summary, the end of the stream, an error or Ctrl-C.
 async fn receive(
     stream: &mut Streaming<pb::GenerateResponse>,
-    sink: &mut WavSink,
+    sink: &mut Sink,
     bar: &ProgressBar,
     started: Instant,
 ) -> End {
     loop {
         match next(stream).await {
             Ok(Some(Payload::Chunk(chunk))) => {
-                if chunk.sample_offset != sink.samples() {
-                    let msg = format!(
-                        "chunk {} starts at sample {}, expected {}",
-                        chunk.index,
-                        chunk.sample_offset,
-                        sink.samples()
-                    );
-                    return End::Failed(tonic::Status::data_loss(msg));
-                }
-                if let Err(f) = sink.write_chunk(&chunk.data) {
-                    return End::Failed(tonic::Status::unknown(f.message));
+                if let Err(status) = sink.accept(&chunk) {
+                    return End::Failed(status);
                 }
                 bar.set_length(u64::from(chunk.frames_total));
                 bar.set_position(u64::from(chunk.frames_done));

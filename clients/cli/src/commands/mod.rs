@@ -25,6 +25,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         // Health has its own client (grpc.health.v1), not the Maestro services.
         return health::check(&target, out, args).await;
     }
+    if let Command::Generate(args) = &cli.command {
+        // A name or format that cannot be written is a usage error, found before connecting.
+        generate::output_format(args)?;
+    }
     let mut c = client::connect(&target).await?;
     match cli.command {
         Command::Status => telemetry::status(&mut c, out).await,
