@@ -3,6 +3,8 @@
 
 mod serve;
 
+pub use serve::SHUTDOWN_OVERHEAD;
+
 use std::sync::Arc;
 
 use anyhow::Context;

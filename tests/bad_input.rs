@@ -342,3 +342,25 @@ async fn every_bad_input_gets_a_clear_error_and_nothing_is_lost() {
     assert!(report.leases.is_empty(), "no lease leaked: {:?}", report.leases);
     assert!(report.cached_models.is_empty(), "no model was loaded");
 }
+
+#[tokio::test]
+async fn resource_requests_have_the_unary_limit_and_generate_the_audio_limit() {
+    let mut config = common::test_config();
+    config.server.max_unary_message_bytes = 64 * 1024;
+    let mut s = common::start_server(config).await;
+    let big = "x".repeat(100 * 1024);
+    let allocate =
+        pb::AllocateRequest { owner: big.clone(), cpu_memory_bytes: 1, ttl_seconds: 1, ..Default::default() };
+    let err = s.resources.allocate(allocate).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains(&(64 * 1024).to_string()), "{}", err.message());
+    // The same size reaches GenerationService's own checks (the prompt's length), not the decoder's.
+    let generate = pb::GenerateRequest {
+        model: "maestro/musicgen-tiny".into(),
+        prompt: big,
+        duration_s: 1.0,
+        ..Default::default()
+    };
+    let err = s.generation.generate(generate).await.err().expect("refused");
+    assert_ne!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+}

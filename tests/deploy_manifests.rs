@@ -270,15 +270,16 @@ async fn the_deployment_matches_its_config_the_drain_timings_and_the_requirement
         assert!(under_secret_mount(pod, container, &tokens), "{overlay}: {tokens} comes from a Secret");
         assert!(!config.server.public_telemetry, "{overlay}: telemetry needs a token in a cluster");
 
-        // Drain: the kubelet waits for grace + deadline + a margin before SIGKILL.
+        // Drain: the kubelet waits for the whole worst-case shutdown and a margin before SIGKILL.
         let grace: f64 =
             env.get("MAESTRO_DRAIN_GRACE_S").expect("MAESTRO_DRAIN_GRACE_S set").parse().unwrap();
         let deadline = config.server.drain_deadline.as_secs_f64();
+        let overhead = maestro::app::SHUTDOWN_OVERHEAD.as_secs_f64();
         let termination =
             pod["terminationGracePeriodSeconds"].as_f64().expect("terminationGracePeriodSeconds");
         assert!(
-            termination >= grace + deadline + MARGIN_S,
-            "{overlay}: {termination} s < {grace} + {deadline} + {MARGIN_S}"
+            termination >= grace + deadline + overhead + MARGIN_S,
+            "{overlay}: {termination} s < {grace} + {deadline} + {overhead} + {MARGIN_S}"
         );
         assert!(
             container["lifecycle"].get("preStop").is_none(),

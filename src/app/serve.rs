@@ -9,7 +9,9 @@
 //! 3. in-flight `Generate` streams finish, for at most `--drain-deadline-s`; those still running then
 //!    are cancelled and end with UNAVAILABLE saying so;
 //! 4. the monitor, the manager, cleanup, the HTTP port and the health port stop, the inference workers
-//!    are joined, and `serve` returns Ok (the process exits 0).
+//!    are joined (for at most [`WORKER_JOIN`]), and `serve` returns Ok (the process exits 0).
+//!
+//! So a shutdown takes at most grace + deadline + [`SHUTDOWN_OVERHEAD`].
 //!
 //! A second request skips whatever waiting is left (the grace, then the deadline).
 
@@ -35,6 +37,16 @@ use crate::{
 
 /// How long streams cancelled at the deadline get to send their status before connections close.
 const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// How long the inference workers get to end once every generation is cancelled: one decoding step
+/// or the end of a load. A worker still busy then (a load of a large checkpoint) is left to the
+/// process's exit.
+const WORKER_JOIN: Duration = Duration::from_secs(5);
+
+/// The most a shutdown takes past `--drain-grace-s` + `--drain-deadline-s`: the cancelled streams'
+/// last words, then the workers' join. A pod's `terminationGracePeriodSeconds` must cover grace +
+/// deadline + this.
+pub const SHUTDOWN_OVERHEAD: Duration = Duration::from_secs(LAST_WORDS.as_secs() + WORKER_JOIN.as_secs());
 
 type GrpcServer = JoinHandle<Result<(), tonic::transport::Error>>;
 
@@ -84,7 +96,7 @@ impl App {
         draining.cancel();
         self.drain(first, &mut signals, stop_tx, &mut server).await?;
         self.shutdown.cancel();
-        join_workers(&self.workers, self.config.server.drain_deadline).await;
+        join_workers(&self.workers, WORKER_JOIN).await;
         // Bounded by the HTTP port's own grace period.
         let _ = http.await;
         if let Some(port) = health_port {
@@ -176,7 +188,7 @@ impl App {
             .add_service(self.health.service())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(grpc::ResourceRoutes::new(self.resources.clone(), max_message))
+            .add_service(grpc::ResourceRoutes::new(self.resources.clone(), server.max_unary_message_bytes))
             .add_service(generation);
         let stop = async {
             let _ = stop.await;

@@ -138,7 +138,7 @@ pub struct ServerConfig {
     )]
     #[serde(default)]
     pub cors_origins: Vec<String>,
-    /// Largest request message the server decodes, in bytes: by default the audio limit
+    /// Largest GenerationService request the server decodes, in bytes: a `Generate` may carry audio
     /// (--max-audio-input-bytes, 8 MiB) and 1 MiB for the rest.
     #[arg(
         id = "server.max_message_bytes",
@@ -148,6 +148,16 @@ pub struct ServerConfig {
         default_value_t = 9 * 1024 * 1024
     )]
     pub max_message_bytes: usize,
+    /// Largest ResourceService request the server decodes, in bytes: none carries audio, and the
+    /// largest a client needs is well under a kilobyte.
+    #[arg(
+        id = "server.max_unary_message_bytes",
+        long = "max-unary-message-bytes",
+        env = "MAESTRO_MAX_UNARY_MESSAGE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 1024 * 1024
+    )]
+    pub max_unary_message_bytes: usize,
     /// Concurrent streams one HTTP/2 connection may open.
     #[arg(
         id = "server.max_streams_per_connection",
