@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Client, GenerateParams, Generation, GenerationError, GenerationSettings, Progress};
+use crate::resources::model_id::ModelRoots;
 use crate::{
     config::Config,
     engine::{
@@ -175,7 +176,7 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
     let monitor = monitor::spawn(settings, Box::new(machine), shutdown.clone()).await.unwrap();
     let settings = ManagerSettings {
         safety_margin: 0.2,
-        roots: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")],
+        roots: ModelRoots::dirs(vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")]),
         registry: Arc::new(Registry::new(config.resources.requirements.clone())),
         max_ttl: Duration::from_secs(3600),
         suggest_evict_idle: Duration::from_secs(600),
