@@ -21,3 +21,8 @@ pub mod verdict;
 #[cfg(test)]
 #[path = "tests/fixtures.rs"]
 mod fixtures;
+
+/// Hub caches built by hand, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/hub_layout.rs"]
+pub(crate) mod hub_layout;

@@ -7,10 +7,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::resources::model_id::ModelIdError;
 
-#[path = "../../../tests/common/hub_layout.rs"]
-mod hub_layout;
-
-use hub_layout::{fixture_files, HubLayout};
+use crate::resources::hub_layout::{fixture_files, HubLayout};
 
 const COMMIT: &str = "5c0e7a2b9d1f4e3a8b6c7d0e1f2a3b4c5d6e7f80";
 

@@ -10,10 +10,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::resources::model_id::{self, ModelRoots};
 
-#[path = "../../../tests/common/hub_layout.rs"]
-mod hub_layout;
-
-use hub_layout::HubLayout;
+use crate::resources::hub_layout::HubLayout;
 
 const MAIN: &str = "0123456789abcdef0123456789abcdef01234567";
 const OTHER: &str = "0123ffff89abcdef0123456789abcdef01234567";
