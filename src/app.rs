@@ -153,7 +153,7 @@ impl App {
         );
         let manager_settings = ManagerSettings {
             safety_margin: config.resources.safety_margin,
-            roots: config.models.roots.clone(),
+            roots: model_roots(&config.models),
             registry: Arc::new(Registry::new(config.resources.requirements.clone())),
             max_ttl: config.resources.max_lease_ttl,
             suggest_evict_idle: config.resources.suggest_evict_idle,
@@ -263,6 +263,18 @@ fn generation_api(
     let api =
         GenerationApi::new(generation, manager, slots, shutdown).with_audio_limits(audio_limits(config));
     GenerationParts { api, evictor, workers: engine, readiness }
+}
+
+/// The model roots and the hub cache, with a line saying which cache is searched and why.
+fn model_roots(models: &crate::config::ModelsConfig) -> crate::resources::model_id::ModelRoots {
+    let roots = models.model_roots();
+    match &roots.hub_cache {
+        Some(cache) => {
+            tracing::info!(hub_cache = %cache.display(), setting = %models.hub_cache, "hub cache searched for models")
+        }
+        None => tracing::info!(setting = %models.hub_cache, "no hub cache searched (off, or none found)"),
+    }
+    roots
 }
 
 fn audio_limits(config: &Config) -> crate::audio_input::AudioLimits {

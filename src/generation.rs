@@ -19,7 +19,6 @@ mod valid;
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -32,6 +31,7 @@ pub use self::params::GenerateParams;
 pub use self::progress::{Chunk, Progress, Summary};
 use self::resolve::{melody_chroma, prompt_audio, PromptAudio};
 pub use self::valid::{ValidGenerate, ValidationError};
+use crate::resources::model_id::ModelRoots;
 use crate::{
     engine::{
         CheckpointFacts, Engine, EngineError, EventReceiver, GenerationRequest, ModelFacts, ModelHandle,
@@ -130,7 +130,7 @@ pub struct Generation {
     engine: Arc<dyn Engine>,
     manager: manager::Handle,
     settings: Arc<GenerationSettings>,
-    roots: Arc<Vec<PathBuf>>,
+    roots: Arc<ModelRoots>,
     loads: Arc<lifecycle::Loads>,
     shares: Arc<share::Shares>,
     emergency: mpsc::Sender<(Device, String)>,

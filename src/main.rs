@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     // Before libtorch's first op and before any thread starts (`CpuIsa::apply`).
     config.generation.cpu_isa.apply();
     if let Some(command) = command {
-        return run_command(command);
+        return run_command(command, &config);
     }
     telemetry::init(&config.log);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -79,10 +79,17 @@ fn log_torch() {
     tracing::info!("built without libtorch: generation is not available");
 }
 
-fn run_command(command: Command) -> ExitCode {
+// Only inspect-model reads the configuration (the roots it resolves an id under), and only with libtorch.
+#[cfg_attr(not(feature = "torch"), allow(unused_variables))]
+fn run_command(command: Command, config: &Config) -> ExitCode {
     match command {
         #[cfg(feature = "torch")]
-        Command::InspectModel { dir, batch, duration } => {
+        Command::InspectModel { dir: arg, batch, duration } => {
+            let roots = config.models.model_roots();
+            let dir = match maestro::resources::model_id::dir_of_argument(&arg, &roots) {
+                Ok(dir) => dir,
+                Err(e) => return fail(1, &format!("inspect-model {}: {e}", arg.display())),
+            };
             match maestro::musicgen::inspect(&dir, batch.max(1) as usize, duration) {
                 Ok(report) => {
                     println!("{report}");

@@ -10,7 +10,7 @@ use std::{
 };
 
 use maestro::{
-    config::{options, CliError, Config, LogFormat, OptionDoc},
+    config::{options, CliError, Config, HubCache, LogFormat, OptionDoc},
     resources::requirements::DType,
 };
 
@@ -238,6 +238,30 @@ fn model_root_variable_is_colon_separated_and_beats_the_file() {
     assert_eq!(roots, vec![PathBuf::from("/env/a"), PathBuf::from("/env/b")]);
     let roots = load(with_file(&toml, &["--model-root", "/flag"])).models.roots;
     assert_eq!(roots, vec![PathBuf::from("/flag")]);
+}
+
+#[test]
+fn the_hub_cache_is_auto_by_default_and_set_by_file_variable_and_flag() {
+    let _env = clean_env();
+    assert_eq!(load(vec!["maestro-server".into()]).models.hub_cache, HubCache::Auto);
+    let toml = file("[models]\nhub_cache = \"off\"\n");
+    assert_eq!(load(with_file(&toml, &[])).models.hub_cache, HubCache::Off);
+    std::env::set_var("MAESTRO_HUB_CACHE", "/env/hub");
+    assert_eq!(load(with_file(&toml, &[])).models.hub_cache, HubCache::Dir("/env/hub".into()));
+    let flag = load(with_file(&toml, &["--hub-cache", "auto", "--model-root", "/m"]));
+    assert_eq!((flag.models.hub_cache, flag.models.roots), (HubCache::Auto, vec![PathBuf::from("/m")]));
+    let err = load_err(vec!["maestro-server".into(), "--hub-cache".into(), "".into()]);
+    assert!(err.contains("--hub-cache") && err.contains("auto, off or a directory"), "{err}");
+    // Off searches no cache; a directory is searched even before it exists.
+    assert_eq!(HubCache::Off.dir(|_| Some("/x".into())), None);
+    assert_eq!(HubCache::Dir("/nowhere".into()).dir(|_| None), Some(PathBuf::from("/nowhere")));
+    let absent = |name: &str| (name == "HF_HUB_CACHE").then(|| "/surely/not/here".into());
+    assert_eq!(HubCache::Auto.dir(absent), None, "auto uses a cache only when it exists");
+    let here = tempfile::tempdir().unwrap();
+    let present = here.path().to_owned();
+    let found =
+        HubCache::Auto.dir(move |name: &str| (name == "HF_HUB_CACHE").then(|| present.clone().into()));
+    assert_eq!(found.as_deref(), Some(here.path()));
 }
 
 #[test]

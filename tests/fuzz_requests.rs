@@ -10,8 +10,11 @@ use maestro::{
 use maestro_proto as pb;
 use proptest::prelude::*;
 
-fn roots() -> Vec<std::path::PathBuf> {
-    vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")]
+/// The repository's models, and its fixtures standing in for a hub cache (ids with `@REV` reach the
+/// hub cache's resolution).
+fn roots() -> model_id::ModelRoots {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    model_id::ModelRoots { dirs: vec![repo.join("models")], hub_cache: Some(repo.join("tests/fixtures")) }
 }
 
 fn check_all(bytes: &[u8]) {

@@ -5,10 +5,16 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use maestro::resources::model_id::ModelRoots;
 
-fn roots() -> &'static [PathBuf] {
-    static ROOTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    ROOTS.get_or_init(|| vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))])
+/// The repository's models, and its fixtures standing in for a hub cache (ids with `@REV` reach the
+/// hub cache's resolution).
+fn roots() -> &'static ModelRoots {
+    static ROOTS: OnceLock<ModelRoots> = OnceLock::new();
+    ROOTS.get_or_init(|| ModelRoots {
+        dirs: vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))],
+        hub_cache: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))),
+    })
 }
 
 fuzz_target!(|bytes: &[u8]| {

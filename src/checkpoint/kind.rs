@@ -30,6 +30,15 @@ pub fn check_config_file(path: &Path) -> Result<(), CheckpointError> {
     check_config(&config).map_err(|reason| CheckpointError::Unsupported { path: path.to_owned(), reason })
 }
 
+/// The `model_type` of `config` when it names a model that is not MusicGen at all (not one of
+/// [`SERVED`]): such a folder is another model, not a MusicGen checkpoint Maestro refuses. `None`
+/// when the type is served or not given.
+pub fn unserved_model_type(config: &Value) -> Option<String> {
+    let model_type = config.get("model_type")?;
+    let served = SERVED.iter().any(|(t, _, _)| model_type.as_str() == Some(*t));
+    (!served).then(|| model_type.to_string())
+}
+
 /// Why the composite config `config` is not served, naming the field and its value.
 pub fn check_config(config: &Value) -> Result<(), String> {
     let types = || SERVED.iter().map(|(t, _, _)| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");

@@ -11,6 +11,7 @@
 //! value every module reads.
 
 pub mod fuzz;
+mod hub_cache;
 mod layer;
 mod ranges;
 mod reference;
@@ -24,6 +25,7 @@ use std::{ffi::OsString, path::PathBuf};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+pub use hub_cache::HubCache;
 pub use reference::{options, OptionDoc};
 pub use sections::{GenerationConfig, LogConfig, LogFormat, ModelsConfig, MonitorConfig, ResourcesConfig};
 pub use server::{ServerConfig, TlsFiles};
@@ -48,9 +50,11 @@ pub struct Cli {
 /// One-off tasks of `maestro-server`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print a model directory's parameters, dtypes, predicted memory and tokenizer state.
+    /// Print a model's parameters, dtypes, predicted memory and tokenizer state.
     InspectModel {
-        /// The model directory (config.json, tokenizer.json and the weights in any layout).
+        /// The model directory (config.json, tokenizer.json and the weights in any layout), or a
+        /// model id, found as the server finds it: under the model roots, then in the hub cache
+        /// (`facebook/musicgen-small`, `facebook/musicgen-small@REV`).
         dir: PathBuf,
         /// Batch size for the memory prediction.
         #[arg(long, default_value_t = 1)]
@@ -74,7 +78,7 @@ pub struct Config {
     /// `[server]`: endpoints, TLS, authentication, HTTP/2 limits, shutdown.
     #[command(flatten)]
     pub server: ServerConfig,
-    /// `[models]`: model roots.
+    /// `[models]`: model roots and the hub cache.
     #[command(flatten)]
     pub models: ModelsConfig,
     /// `[log]`: logging.

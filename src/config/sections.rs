@@ -1,15 +1,18 @@
 //! `[models]`, `[log]`, `[monitor]`, `[resources]` and `[generation]`: one struct per file section,
 //! each field one option.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::units;
+use super::{hub_cache::HubCache, units};
 use crate::{
     cpu_isa::CpuIsa,
-    resources::requirements::{DType, TableEntry},
+    resources::{
+        model_id::ModelRoots,
+        requirements::{DType, TableEntry},
+    },
 };
 
 /// Where models live.
@@ -18,7 +21,7 @@ use crate::{
 #[command(next_help_heading = "Models (file section [models])")]
 pub struct ModelsConfig {
     /// Directory holding models, searched in order; repeatable (environment: `:`-separated). A model's
-    /// id is its path below a root.
+    /// id is its path below a root. Replaces `./models`; the hub cache stays.
     #[arg(
         id = "models.roots",
         long = "model-root",
@@ -28,6 +31,25 @@ pub struct ModelsConfig {
         default_value = "./models"
     )]
     pub roots: Vec<PathBuf>,
+    /// The Hugging Face hub cache, searched after the roots (ids `ORG/NAME`, `ORG/NAME@REV`): `auto`
+    /// (where huggingface_hub keeps it, when it exists), `off`, or a directory.
+    #[arg(
+        id = "models.hub_cache",
+        long = "hub-cache",
+        env = "MAESTRO_HUB_CACHE",
+        value_name = "auto|off|DIR",
+        default_value = "auto",
+        value_parser = HubCache::from_str
+    )]
+    pub hub_cache: HubCache,
+}
+
+impl ModelsConfig {
+    /// Where models are looked for: the roots, then the hub cache the process environment names
+    /// (for `auto`, only when it exists now).
+    pub fn model_roots(&self) -> ModelRoots {
+        ModelRoots { dirs: self.roots.clone(), hub_cache: self.hub_cache.dir_from_env() }
+    }
 }
 
 /// Log line format.

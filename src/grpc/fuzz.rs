@@ -2,7 +2,7 @@
 //! handlers do. Whatever the bytes, the result is a value or an error, never a panic. Shared by the
 //! coverage-guided `cargo fuzz` target (`fuzz/`) and the property tests in `make test`.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -11,7 +11,7 @@ use crate::resources::{device::RequestedDevice, model_id, verdict::MAX_BATCH};
 
 /// Decodes `bytes` as each request type and runs what decodes through validation and conversion;
 /// model ids resolve against `roots`.
-pub fn check(bytes: &[u8], roots: &[PathBuf]) {
+pub fn check(bytes: &[u8], roots: &model_id::ModelRoots) {
     if let Ok(r) = pb::ValidateRequest::decode(bytes) {
         if let Ok(q) = requests::fit_question(r) {
             assert!((1..=MAX_BATCH).contains(&q.batch), "accepted batch {}", q.batch);

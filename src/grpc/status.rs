@@ -33,8 +33,14 @@ pub fn code(e: &Error) -> Code {
             Code::ResourceExhausted
         }
         Error::Ledger(LedgerError::GpuIndex(_)) => Code::InvalidArgument,
-        Error::ModelId(ModelIdError::Invalid { .. }) => Code::InvalidArgument,
-        Error::ModelId(ModelIdError::Incomplete { .. } | ModelIdError::NotFound { .. }) => Code::NotFound,
+        Error::ModelId(ModelIdError::Invalid { .. } | ModelIdError::AmbiguousRevision { .. }) => {
+            Code::InvalidArgument
+        }
+        Error::ModelId(
+            ModelIdError::Incomplete { .. }
+            | ModelIdError::NotFound { .. }
+            | ModelIdError::UnknownRevision { .. },
+        ) => Code::NotFound,
         Error::Requirements(r) if r.unsupported() => Code::FailedPrecondition,
         Error::Requirements(_) => Code::InvalidArgument,
         Error::TooManyStreams(_) => Code::ResourceExhausted,

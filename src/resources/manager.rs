@@ -13,7 +13,6 @@ mod guards;
 mod listing;
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -27,6 +26,7 @@ pub use self::{
     guards::{LeaseGuard, ModelUse},
     listing::{ModelListing, LISTING_DURATION_S},
 };
+use super::model_id::ModelRoots;
 use super::{
     cache::{CacheError, CachedModel},
     journal::Journal,
@@ -41,8 +41,8 @@ use crate::{error::Error, monitor};
 pub struct ManagerSettings {
     /// Fraction of free memory kept back from every plan (default 0.2).
     pub safety_margin: f64,
-    /// Model roots.
-    pub roots: Vec<PathBuf>,
+    /// Model roots and the hub cache.
+    pub roots: ModelRoots,
     /// The requirements table.
     pub registry: Arc<Registry>,
     /// Longest lease a client may ask for (default 24 h).

@@ -59,6 +59,8 @@ pub fn test_config() -> Config {
     config.server.drain_deadline = Duration::from_secs(5);
     // No clients to move away in a test: stop accepting at once.
     config.server.drain_grace = Duration::ZERO;
+    // Whatever hub cache the machine running the tests has is none of theirs.
+    config.models.hub_cache = maestro::config::HubCache::Off;
     config
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Client, GenerateParams, Generation, GenerationError, GenerationSettings, Progress};
+use crate::resources::model_id::ModelRoots;
 use crate::{
     config::Config,
     engine::{
@@ -33,7 +34,7 @@ use crate::{
         cache::CacheError,
         device::{Device, RequestedDevice},
         ledger::LeaseKind,
-        manager::{self, ManagerSettings},
+        manager::{self, FitQuestion, ManagerSettings},
         requirements::{DType, Registry},
     },
 };
@@ -76,6 +77,8 @@ impl Sampler for Machine {
 #[derive(Default)]
 struct Scripted {
     loads: AtomicUsize,
+    /// The folder of each load, in order.
+    load_dirs: Mutex<Vec<PathBuf>>,
     resident: Mutex<HashSet<String>>,
     load_delay: Duration,
     unload_delay: Duration,
@@ -115,6 +118,7 @@ impl Engine for Scripted {
             return Err(EngineError::LoadFailed { model: model.into(), reason: "scripted".into() });
         }
         self.loads.fetch_add(1, Ordering::SeqCst);
+        self.load_dirs.lock().unwrap().push(dir.clone());
         self.resident.lock().unwrap().insert(model.into());
         tokio::time::sleep(self.load_delay).await;
         Ok(Loaded { handle: ModelHandle { model: model.into(), slot: 0 }, facts: Self::facts(&dir) })
@@ -164,6 +168,16 @@ async fn orchestrator(engine: Arc<dyn Engine>) -> (Generation, manager::Handle) 
 
 /// [`orchestrator`] on `machine`.
 async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generation, manager::Handle) {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    orchestrator_over(engine, machine, ModelRoots::dirs(vec![fixtures])).await
+}
+
+/// [`orchestrator_on`] finding models in `roots`.
+async fn orchestrator_over(
+    engine: Arc<dyn Engine>,
+    machine: Machine,
+    roots: ModelRoots,
+) -> (Generation, manager::Handle) {
     let config = Config::default();
     let shutdown = CancellationToken::new();
     let settings = MonitorSettings {
@@ -175,7 +189,7 @@ async fn orchestrator_on(engine: Arc<dyn Engine>, machine: Machine) -> (Generati
     let monitor = monitor::spawn(settings, Box::new(machine), shutdown.clone()).await.unwrap();
     let settings = ManagerSettings {
         safety_margin: 0.2,
-        roots: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")],
+        roots,
         registry: Arc::new(Registry::new(config.resources.requirements.clone())),
         max_ttl: Duration::from_secs(3600),
         suggest_evict_idle: Duration::from_secs(600),
@@ -485,3 +499,6 @@ async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
     );
     assert!(manager.cached().await.unwrap().is_empty());
 }
+
+#[path = "hub_models.rs"]
+mod hub_models;

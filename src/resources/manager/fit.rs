@@ -272,15 +272,18 @@ impl View {
     }
 }
 
-/// The requirements of `q` from disk or the table (a blocking call).
+/// The requirements of `q` from disk or the table (a blocking call). Only an id with no folder at all
+/// falls back to the table: a folder or hub snapshot that is incomplete, or an unknown revision, is
+/// an error naming what is missing, since that model could not be loaded.
 fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, Error> {
     model_id::validate(&q.model)?;
     match model_id::resolve(&q.model, &settings.roots) {
         Ok(found) => Ok(requirements::from_checkpoint(&found.dir, q.dtype, q.duration_s)?),
-        Err(e) => match settings.registry.table(&q.model) {
+        Err(e @ model_id::ModelIdError::NotFound { .. }) => match settings.registry.table(&q.model) {
             Some(entry) => Ok(entry.requirements(q.dtype, q.duration_s)),
             None => Err(e.into()),
         },
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Model listings (`ListModels`, `LoadModel`'s answer): every model under the roots and every id the
-//! requirements table knows, with what it needs and, when loaded, its cache record.
+//! Model listings (`ListModels`, `LoadModel`'s answer): every model under the roots and in the hub
+//! cache, and every id the requirements table knows, with what it needs and, when loaded, its cache
+//! record. A folder that cannot be loaded (incomplete, an unknown revision, a link leaving its root)
+//! is listed as absent with the reason, even when the table can still size its id.
 
 use std::path::PathBuf;
 
@@ -32,10 +34,26 @@ pub struct ModelListing {
     pub requirements: Option<Requirements>,
     /// Its cache record, when loaded.
     pub cached: Option<CachedModel>,
-    /// Why `requirements` is `None`: the refusal of its folder (a checkpoint that is corrupt, over a
-    /// loader limit or not served names the file and the reason), so one bad folder is listed
-    /// rather than failing the listing.
+    /// Why `requirements` is `None`, or why its folder cannot be loaded: the refusal of its folder (a
+    /// checkpoint that is corrupt, over a loader limit or not served names the file and the reason;
+    /// an incomplete one names what it lacks), so one bad folder is listed rather than failing the
+    /// listing.
     pub error: Option<String>,
+}
+
+/// `(id, root, why it cannot load)` for a listed folder: its root when it resolves and holds weights
+/// (so the weights are present), the resolution's refusal otherwise.
+fn found(
+    model: model_id::ResolvedModel,
+    roots: &model_id::ModelRoots,
+) -> (String, Option<PathBuf>, Option<String>) {
+    match model_id::resolve(&model.id, roots) {
+        Ok(m) => {
+            let root = Layout::detect(&m.dir).is_some().then_some(m.root);
+            (model.id, root, None)
+        }
+        Err(e) => (model.id, None, Some(e.to_string())),
+    }
 }
 
 impl Handle {
@@ -43,19 +61,16 @@ impl Handle {
     pub async fn models(&self) -> Result<Vec<ModelListing>, Error> {
         let settings = self.settings();
         let cached = self.cached().await?;
-        let weights = |m: &model_id::ResolvedModel| Layout::detect(&m.dir).is_some();
-        let mut ids: Vec<(String, Option<PathBuf>)> = model_id::list(&settings.roots)
-            .into_iter()
-            .map(|m| (m.id.clone(), weights(&m).then_some(m.root)))
-            .collect();
+        let mut ids: Vec<(String, Option<PathBuf>, Option<String>)> =
+            model_id::list(&settings.roots).into_iter().map(|m| found(m, &settings.roots)).collect();
         for (id, _) in settings.registry.entries() {
-            if !ids.iter().any(|(i, _)| i == id) {
-                ids.push((id.to_string(), None));
+            if !ids.iter().any(|(i, _, _)| i == id) {
+                ids.push((id.to_string(), None, None));
             }
         }
         ids.sort();
         let mut out = Vec::with_capacity(ids.len());
-        for (id, root) in ids {
+        for (id, root, unloadable) in ids {
             let question = FitQuestion {
                 model: id.clone(),
                 batch: 1,
@@ -68,6 +83,7 @@ impl Handle {
                 Ok(r) => (Some(r), None),
                 Err(e) => (None, Some(e.to_string())),
             };
+            let error = unloadable.or(error);
             let cached = cached.iter().find(|c| c.model == id).cloned();
             out.push(ModelListing { id, root, requirements, cached, error });
         }

@@ -6,6 +6,16 @@ use tempfile::TempDir;
 
 use super::*;
 
+/// [`super::resolve`] under plain roots, no hub cache.
+fn resolve(id: &str, roots: &[PathBuf]) -> Result<ResolvedModel, ModelIdError> {
+    super::resolve(id, &ModelRoots::dirs(roots.to_vec()))
+}
+
+/// [`super::list`] under plain roots, no hub cache.
+fn list(roots: &[PathBuf]) -> Vec<ResolvedModel> {
+    super::list(&ModelRoots::dirs(roots.to_vec()))
+}
+
 /// Creates `root/id` with the given files.
 fn model(root: &Path, id: &str, files: &[&str]) -> PathBuf {
     let dir = root.join(id);
@@ -90,7 +100,11 @@ fn missing_files_are_named() {
     let err = resolve("m", &[root.path().to_owned()]).unwrap_err();
     assert_eq!(
         err,
-        ModelIdError::Incomplete { id: "m".into(), dir: dir.canonicalize().unwrap(), missing: vec![WEIGHTS] }
+        ModelIdError::Incomplete {
+            id: "m".into(),
+            dir: dir.canonicalize().unwrap(),
+            missing: vec![WEIGHTS.to_owned()]
+        }
     );
     assert!(err.to_string().contains("lacks weights (model.safetensors, "), "{err}");
     for layout in ["model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"] {
@@ -100,7 +114,9 @@ fn missing_files_are_named() {
     }
     model(root.path(), "empty", &[]);
     match resolve("empty", &[root.path().to_owned()]) {
-        Err(ModelIdError::Incomplete { missing, .. }) => assert_eq!(missing, REQUIRED_FILES.to_vec()),
+        Err(ModelIdError::Incomplete { missing, .. }) => {
+            assert_eq!(missing, REQUIRED_FILES.map(String::from))
+        }
         other => panic!("{other:?}"),
     }
 }
