@@ -133,7 +133,7 @@ async fn unary(channel: Channel, codes: Codes, until: Instant, seed: u64) {
         count(&codes, "GetReport", code(r.get_report(pb::ReportRequest {}).await.map(drop)));
         let a = pb::AllocateRequest {
             owner: "soak".into(),
-            cpu_memory_bytes: 1 + rng.next() % 100_000_000,
+            cpu_memory_bytes: 1_000_000 + rng.next() % 100_000_000,
             gpu_memory_bytes: 0,
             gpu_index: None,
             ttl_seconds: 1 + (rng.next() % 5) as u32,

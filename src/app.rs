@@ -149,13 +149,14 @@ impl App {
         }
         let (generations_slots, watch_slots) = (
             StreamSlots::generations(config.server.max_streams),
-            StreamSlots::watches(config.server.max_watches),
+            StreamSlots::watches(config.server.max_watches, config.server.max_watches_per_connection),
         );
         let manager_settings = ManagerSettings {
             safety_margin: config.resources.safety_margin,
             roots: model_roots(&config.models),
             registry: Arc::new(Registry::new(config.resources.requirements.clone())),
             max_ttl: config.resources.max_lease_ttl,
+            min_lease_bytes: config.resources.min_lease_bytes,
             suggest_evict_idle: config.resources.suggest_evict_idle,
             placeable_gpus: inventory.placeable(),
             max_duration_s: config.generation.max_duration_s,

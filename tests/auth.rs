@@ -169,7 +169,12 @@ async fn public_telemetry_opens_the_reads_only() {
 }
 
 fn allocate(owner: &str) -> pb::AllocateRequest {
-    pb::AllocateRequest { owner: owner.into(), cpu_memory_bytes: 1000, ttl_seconds: 60, ..Default::default() }
+    pb::AllocateRequest {
+        owner: owner.into(),
+        cpu_memory_bytes: 1_000_000,
+        ttl_seconds: 60,
+        ..Default::default()
+    }
 }
 
 fn release(lease: &pb::Lease) -> pb::ReleaseRequest {

@@ -151,7 +151,7 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
         ("zero TTL", Allocate(alloc("o", 1, 0, None, 0), true), Bad, "ttl_seconds".into()),
         ("huge TTL", Allocate(alloc("o", 1, 0, None, u32::MAX), true), Bad, "ttl_seconds".into()),
         ("GPU bytes without index", Allocate(alloc("o", 0, 5, None, 60), true), Bad, "gpu_index".into()),
-        ("unknown GPU", Allocate(alloc("o", 0, 5, Some(9), 60), true), Bad, "gpu_index".into()),
+        ("unknown GPU", Allocate(alloc("o", 0, 1_000_000, Some(9), 60), true), Bad, "gpu_index".into()),
         ("huge bytes", Allocate(alloc("o", u64::MAX, 0, None, 60), true), ResourceExhausted, "host".into()),
         ("missing token", Allocate(alloc("o", 1, 0, None, 60), false), Unauthenticated, "credentials".into()),
         (

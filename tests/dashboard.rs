@@ -242,7 +242,7 @@ async fn browser_pages_call_from_allowed_origins_only() {
     server.resources.get_status(from_origin(pb::StatusRequest {}, &evil)).await.unwrap();
     let req = pb::AllocateRequest {
         owner: "page".into(),
-        cpu_memory_bytes: 1,
+        cpu_memory_bytes: 1_000_000,
         ttl_seconds: 10,
         ..Default::default()
     };

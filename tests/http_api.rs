@@ -126,7 +126,7 @@ async fn http_answers_equal_grpc_answers() {
 async fn leases_over_http_with_a_json_body_and_a_path_variable() {
     let s = server().await;
     // curl's -d sends a form content type: the JSON body is read anyway.
-    let body = r#"{"owner":"curl","cpu_memory_bytes":"1000","ttlSeconds":60}"#;
+    let body = r#"{"owner":"curl","cpu_memory_bytes":"1000000","ttlSeconds":60}"#;
     let lease = curl(&s, &["-d", body, "/api/v1/leases"]).await;
     assert_eq!(lease.status, 200, "{}", lease.body);
     let lease = lease.json();

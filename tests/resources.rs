@@ -158,7 +158,11 @@ async fn allocate_and_release_refuse_bad_fields() {
         (allocate("job", 1000, 0), "ttl_seconds"),
         (allocate("job", 1000, u32::MAX), "ttl_seconds"),
         (pb::AllocateRequest { gpu_memory_bytes: 1000, ..allocate("job", 0, 60) }, "gpu_index"),
-        (pb::AllocateRequest { gpu_memory_bytes: 1000, gpu_index: Some(7), ..allocate("job", 0, 60) }, "7"),
+        (
+            pb::AllocateRequest { gpu_memory_bytes: 1_000_000, gpu_index: Some(7), ..allocate("job", 0, 60) },
+            "7",
+        ),
+        (allocate("job", 999_999, 60), "at least 1000000 (--min-lease-bytes), got 999999"),
     ];
     for (req, field) in cases {
         let err = s.resources.allocate(req.clone()).await.unwrap_err();

@@ -232,6 +232,38 @@ async fn open_watches_are_capped_and_a_disconnect_frees_the_slot() {
 }
 
 #[tokio::test]
+async fn one_connection_holds_at_most_its_share_of_the_watches() {
+    let mut config = fast_config();
+    config.server.max_watches_per_connection = 2;
+    let mut server = start_server(config).await;
+    let first =
+        server.resources.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap().into_inner();
+    let _second =
+        server.resources.watch_report(pb::WatchReportRequest::default()).await.unwrap().into_inner();
+    let err = server.resources.watch_alerts(pb::WatchAlertsRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(
+        err.message(),
+        "too many open watch streams on this connection: limit 2 reached (--max-watches-per-connection)"
+    );
+    // Another connection has a share of its own.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut other = pb::resource_service_client::ResourceServiceClient::new(channel);
+    let mut theirs = other.watch_snapshots(pb::WatchSnapshotsRequest::default()).await.unwrap().into_inner();
+    assert!(theirs.next().await.unwrap().is_ok());
+    // The share comes back when a stream ends.
+    drop(first);
+    eventually("the connection's share back", WITHIN, async || {
+        server.resources.watch_alerts(pb::WatchAlertsRequest::default()).await.ok().map(drop)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn shutdown_ends_open_streams_within_the_deadline() {
     let mut config = fast_config();
     // A deadline far beyond the test's patience: only ending the streams lets the server return.

@@ -150,6 +150,16 @@ pub struct ResourcesConfig {
         default_value_t = 64
     )]
     pub max_leases_per_token: usize,
+    /// Fewest bytes (host plus GPU) a client lease may reserve: a smaller one reserves nothing real
+    /// and only fills the ledger.
+    #[arg(
+        id = "resources.min_lease_bytes",
+        long = "min-lease-bytes",
+        env = "MAESTRO_MIN_LEASE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 1_000_000
+    )]
+    pub min_lease_bytes: u64,
     /// Host plus GPU bytes one token name may hold in client leases at once; 0 = no limit but memory.
     #[arg(
         id = "resources.max_lease_bytes_per_token",

@@ -82,6 +82,16 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_watches: usize,
+    /// Watch streams one client connection may hold open at once (of --max-watches), so that one
+    /// connection never takes every watch.
+    #[arg(
+        id = "server.max_watches_per_connection",
+        long = "max-watches-per-connection",
+        env = "MAESTRO_MAX_WATCHES_PER_CONNECTION",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_watches_per_connection: usize,
     /// PEM certificate chain: serve TLS (with the key); unset = plaintext.
     #[arg(id = "server.tls_cert", long = "tls-cert", env = "MAESTRO_TLS_CERT", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,

@@ -129,7 +129,9 @@ impl ServerStreamingService<pb::WatchSnapshotsRequest> for WatchSnapshots {
 
     fn call(&mut self, req: Request<pb::WatchSnapshotsRequest>) -> Self::Future {
         let encoded = self.encoded.clone();
-        let opened = self.api.watch_snapshots_as(req.into_inner(), move |s, skipped| encoded.get(s, skipped));
+        let peer = super::auth::peer_addr(req.extensions());
+        let opened =
+            self.api.watch_snapshots_as(req.into_inner(), peer, move |s, skipped| encoded.get(s, skipped));
         Box::pin(async move { Ok(Response::new(opened.map_err(|e| super::status::status(&e))?)) })
     }
 }

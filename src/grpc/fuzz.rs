@@ -22,7 +22,7 @@ pub fn check(bytes: &[u8], roots: &model_id::ModelRoots) {
         let _ = requests::batch_question(&r);
     }
     if let Ok(r) = pb::AllocateRequest::decode(bytes) {
-        let _ = requests::lease_request(r, Duration::from_secs(86_400), None);
+        let _ = requests::lease_request(r, (Duration::from_secs(86_400), 1_000_000), None);
     }
     if let Ok(r) = pb::ReleaseRequest::decode(bytes) {
         if let Ok(id) = requests::lease_id(&r) {

@@ -123,10 +123,13 @@ mod generate_stream {
     //! Turns an admitted generation into the response stream: header, chunks, summary. Records the
     //! generation metrics as the outcome is sent.
 
-    use tokio::sync::OwnedSemaphorePermit;
     use tonic::Status;
 
-    use super::super::{audio::AudioWriter, convert, observe, pb, streams::BoxStream};
+    use super::super::{
+        audio::AudioWriter,
+        convert, observe, pb,
+        streams::{BoxStream, Slot},
+    };
     use crate::generation::{Admitted, Progress, Summary};
 
     type Payload = pb::generate_response::Payload;
@@ -135,7 +138,7 @@ mod generate_stream {
     pub fn stream(
         admitted: Admitted,
         format: pb::AudioFormat,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> BoxStream<pb::GenerateResponse> {
         let header = convert::generate_header(&admitted, format);
         let writer = AudioWriter::new(format, &header);
@@ -181,7 +184,7 @@ mod generate_stream {
     /// that waits for the file's last chunk.
     struct Streaming {
         admitted: Admitted,
-        _slot: OwnedSemaphorePermit,
+        _slot: Slot,
         writer: Result<AudioWriter, Status>,
         summary: Option<pb::Summary>,
     }

@@ -66,7 +66,7 @@ pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> 
 /// `Allocate`'s request.
 pub fn lease_request(
     r: pb::AllocateRequest,
-    max_ttl: Duration,
+    (max_ttl, min_bytes): (Duration, u64),
     token: Option<String>,
 ) -> Result<LeaseRequest, Error> {
     let owner = r.owner.trim();
@@ -91,6 +91,15 @@ pub fn lease_request(
         return Err(Error::invalid(
             "ttl_seconds",
             format!("must be within 1..={max}, got {}", r.ttl_seconds),
+        ));
+    }
+    let bytes = r.cpu_memory_bytes.saturating_add(r.gpu_memory_bytes);
+    if bytes < min_bytes {
+        return Err(Error::invalid(
+            "cpu_memory_bytes",
+            format!(
+                "cpu_memory_bytes + gpu_memory_bytes must be at least {min_bytes} (--min-lease-bytes), got {bytes}"
+            ),
         ));
     }
     Ok(LeaseRequest {

@@ -54,6 +54,7 @@ impl ResourceApi {
     pub(super) fn watch_snapshots_as<T, F>(
         &self,
         req: pb::WatchSnapshotsRequest,
+        peer: Option<std::net::SocketAddr>,
         message: F,
     ) -> Result<BoxStream<T>, Error>
     where
@@ -61,7 +62,7 @@ impl ResourceApi {
         F: Fn(&monitor::snapshot::Snapshot, u64) -> T + Send + 'static,
     {
         let interval = requests::snapshot_interval(req.interval_ms, self.monitor.settings().interval)?;
-        let slot = self.slots.acquire()?;
+        let slot = self.slots.acquire_from(peer)?;
         let rx = self.monitor.subscribe();
         Ok(streams::snapshots(rx, interval, self.shutdown.clone(), slot, message))
     }
@@ -110,7 +111,9 @@ impl ResourceService for ResourceApi {
 
     async fn allocate(&self, req: Request<pb::AllocateRequest>) -> Result<Response<pb::Lease>, Status> {
         let token = Caller::of(req.extensions()).name().map(|n| n.to_string());
-        let request = requests::lease_request(req.into_inner(), self.manager.settings().max_ttl, token)?;
+        let settings = self.manager.settings();
+        let limits = (settings.max_ttl, settings.min_lease_bytes);
+        let request = requests::lease_request(req.into_inner(), limits, token)?;
         let lease = self.manager.allocate(request).await?;
         tracing::info!(lease = %lease.id.as_str(), owner = %lease.owner, token = lease.token, cpu = lease.cpu_bytes, gpu = lease.gpu_bytes, "lease granted");
         Ok(Response::new(convert::lease(&lease)))
@@ -186,7 +189,8 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
-        Ok(Response::new(self.watch_snapshots_as(req.into_inner(), convert::snapshot)?))
+        let peer = super::auth::peer_addr(req.extensions());
+        Ok(Response::new(self.watch_snapshots_as(req.into_inner(), peer, convert::snapshot)?))
     }
 
     type WatchAlertsStream = BoxStream<pb::AlertEvent>;
@@ -194,8 +198,9 @@ impl ResourceService for ResourceApi {
         &self,
         req: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let peer = super::auth::peer_addr(req.extensions());
         let min = convert::min_severity(req.into_inner().min_severity, "min_severity")?;
-        let slot = self.slots.acquire()?;
+        let slot = self.slots.acquire_from(peer)?;
         let (active, events) = self.monitor.watch_alerts().await?;
         Ok(Response::new(streams::alerts(active, events, min, self.shutdown.clone(), slot)))
     }
@@ -206,8 +211,9 @@ impl ResourceService for ResourceApi {
         req: Request<pb::WatchReportRequest>,
     ) -> Result<Response<Self::WatchReportStream>, Status> {
         let show_ids = Caller::of(req.extensions()).sees_lease_ids();
+        let peer = super::auth::peer_addr(req.extensions());
         let interval = requests::report_interval(req.into_inner().interval_ms)?;
-        let slot = self.slots.acquire()?;
+        let slot = self.slots.acquire_from(peer)?;
         let (manager, monitor, shutdown) =
             (self.manager.clone(), self.monitor.clone(), self.shutdown.clone());
         Ok(Response::new(streams::reports(manager, monitor, interval, shutdown, slot, show_ids)))

@@ -3,7 +3,13 @@
 //! Every stream ends when the client goes (tonic drops it, freeing its slot) and when the server
 //! shuts down (the shutdown token).
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
@@ -21,8 +27,9 @@ use crate::{
 /// A boxed server stream.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// A cap on one kind of open stream: generations (`--max-streams`) or watches (`--max-watches`),
-/// each its own budget, so that a flood of one never refuses the other.
+/// A cap on one kind of open stream: generations (`--max-streams`) or watches (`--max-watches`,
+/// and `--max-watches-per-connection` per client connection), each its own budget, so that a flood
+/// of one never refuses the other, and one connection never takes every watch.
 #[derive(Clone, Debug)]
 pub struct StreamSlots {
     slots: Arc<Semaphore>,
@@ -31,27 +38,88 @@ pub struct StreamSlots {
     what: &'static str,
     /// The flag that sets it.
     flag: &'static str,
+    /// At most this many per connection (by the peer's address and port), when set.
+    per_connection: Option<(usize, Arc<Mutex<HashMap<SocketAddr, usize>>>)>,
+}
+
+/// A stream's slot: given back (to the budget and to its connection's share) when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _connection: Option<ConnectionShare>,
+}
+
+/// One stream counted against its connection.
+#[derive(Debug)]
+struct ConnectionShare {
+    peer: SocketAddr,
+    counts: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+}
+
+impl Drop for ConnectionShare {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("connection counts");
+        if let Some(n) = counts.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl StreamSlots {
     /// `max` generation streams (`--max-streams`).
     pub fn generations(max: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(max)), max, what: "generation streams", flag: "--max-streams" }
+        let slots = Arc::new(Semaphore::new(max));
+        Self { slots, max, what: "generation streams", flag: "--max-streams", per_connection: None }
     }
 
-    /// `max` watch streams: snapshots, alerts, reports (`--max-watches`).
-    pub fn watches(max: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(max)), max, what: "watch streams", flag: "--max-watches" }
+    /// `max` watch streams: snapshots, alerts, reports (`--max-watches`), at most `per_connection`
+    /// of them on one connection (`--max-watches-per-connection`).
+    pub fn watches(max: usize, per_connection: usize) -> Self {
+        let slots = Arc::new(Semaphore::new(max));
+        let per_connection = Some((per_connection, Arc::default()));
+        Self { slots, max, what: "watch streams", flag: "--max-watches", per_connection }
     }
 
     /// A slot, held for the life of a stream; refused at once when none is free.
-    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
+    pub fn acquire(&self) -> Result<Slot, Error> {
+        self.acquire_from(None)
+    }
+
+    /// A slot for a stream of the connection from `peer`; refused at once when none is free or the
+    /// connection holds its share.
+    pub fn acquire_from(&self, peer: Option<SocketAddr>) -> Result<Slot, Error> {
+        let connection = match (&self.per_connection, peer) {
+            (Some((limit, counts)), Some(peer)) => Some(self.count(*limit, counts, peer)?),
+            _ => None,
+        };
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
             Error::TooManyStreams(format!(
                 "too many open {}: limit {} reached ({})",
                 self.what, self.max, self.flag
             ))
-        })
+        })?;
+        Ok(Slot { _permit: permit, _connection: connection })
+    }
+
+    fn count(
+        &self,
+        limit: usize,
+        counts: &Arc<Mutex<HashMap<SocketAddr, usize>>>,
+        peer: SocketAddr,
+    ) -> Result<ConnectionShare, Error> {
+        let mut map = counts.lock().expect("connection counts");
+        let n = map.entry(peer).or_default();
+        if *n >= limit {
+            return Err(Error::TooManyStreams(format!(
+                "too many open {} on this connection: limit {limit} reached ({}-per-connection)",
+                self.what, self.flag
+            )));
+        }
+        *n += 1;
+        Ok(ConnectionShare { peer, counts: counts.clone() })
     }
 }
 
@@ -62,7 +130,7 @@ struct SnapshotStream {
     // One registration for the stream's life: a fresh `cancelled()` per message locked the token's
     // tree once per subscriber per tick, which showed in the fan-out profile.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 /// Snapshots every `interval` (`None` = each new sample), each turned into a message by
@@ -72,7 +140,7 @@ pub fn snapshots<T, F>(
     rx: watch::Receiver<Arc<Snapshot>>,
     interval: Option<Duration>,
     shutdown: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     message: F,
 ) -> BoxStream<T>
 where
@@ -118,7 +186,7 @@ pub fn alerts(
     events: broadcast::Receiver<AlertEvent>,
     min: Severity,
     shutdown: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
 ) -> BoxStream<pb::AlertEvent> {
     let replay = futures::stream::iter(
         active
@@ -155,7 +223,7 @@ pub fn reports(
     monitor: monitor::Handle,
     interval: Duration,
     shutdown: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     show_lease_ids: bool,
 ) -> BoxStream<pb::ResourceReport> {
     let mut ticks = tokio::time::interval(interval);
@@ -192,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_reader_gets_the_latest_snapshot_with_the_count_it_skipped() {
         let (tx, rx) = watch::channel(snap(1));
-        let slots = StreamSlots::watches(1);
+        let slots = StreamSlots::watches(1, 1);
         let mut stream =
             snapshots(rx, None, CancellationToken::new(), slots.acquire().unwrap(), convert::snapshot);
         assert_eq!(stream.next().await.unwrap().unwrap().sequence, 1);
@@ -210,7 +278,7 @@ mod tests {
     async fn shutdown_ends_the_streams() {
         let (_tx, rx) = watch::channel(snap(1));
         let (_etx, erx) = broadcast::channel(4);
-        let slots = StreamSlots::watches(2);
+        let slots = StreamSlots::watches(2, 2);
         let token = CancellationToken::new();
         let mut s = snapshots(rx, None, token.clone(), slots.acquire().unwrap(), convert::snapshot);
         let mut a = alerts(Vec::new(), erx, Severity::Info, token.clone(), slots.acquire().unwrap());

@@ -47,6 +47,8 @@ pub struct ManagerSettings {
     pub registry: Arc<Registry>,
     /// Longest lease a client may ask for (default 24 h).
     pub max_ttl: Duration,
+    /// Fewest bytes a client lease may reserve (default 1 MB).
+    pub min_lease_bytes: u64,
     /// Time unused after which suggestions advise evicting an idle model (default 10 min).
     pub suggest_evict_idle: Duration,
     /// NVML indices of the GPUs work is placed on (the inventory's

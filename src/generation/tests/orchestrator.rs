@@ -192,6 +192,7 @@ async fn orchestrator_over(
         roots,
         registry: Arc::new(Registry::new(config.resources.requirements.clone())),
         max_ttl: Duration::from_secs(3600),
+        min_lease_bytes: 1,
         suggest_evict_idle: Duration::from_secs(600),
         placeable_gpus: Vec::new(),
         max_duration_s: 30.0,
