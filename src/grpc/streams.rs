@@ -39,8 +39,11 @@ pub struct StreamSlots {
     /// The flag that sets it.
     flag: &'static str,
     /// At most this many per connection (by the peer's address and port), when set.
-    per_connection: Option<(usize, Arc<Mutex<HashMap<SocketAddr, usize>>>)>,
+    per_connection: Option<(usize, ConnectionCounts)>,
 }
+
+/// Open streams per connection, by the peer's address and port.
+type ConnectionCounts = Arc<Mutex<HashMap<SocketAddr, usize>>>;
 
 /// A stream's slot: given back (to the budget and to its connection's share) when dropped.
 #[derive(Debug)]
@@ -53,7 +56,7 @@ pub struct Slot {
 #[derive(Debug)]
 struct ConnectionShare {
     peer: SocketAddr,
-    counts: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+    counts: ConnectionCounts,
 }
 
 impl Drop for ConnectionShare {
@@ -107,7 +110,7 @@ impl StreamSlots {
     fn count(
         &self,
         limit: usize,
-        counts: &Arc<Mutex<HashMap<SocketAddr, usize>>>,
+        counts: &ConnectionCounts,
         peer: SocketAddr,
     ) -> Result<ConnectionShare, Error> {
         let mut map = counts.lock().expect("connection counts");
