@@ -27,7 +27,6 @@ fn server(c: &Config) -> Result<(), ConfigError> {
     within("server.tls_handshake_timeout_s", s.tls_handshake_timeout.as_secs_f64(), 0.1..=600.0)?;
     at_least_one("server.max_streams", s.max_streams)?;
     at_least_one("server.max_watches", s.max_watches)?;
-    at_least_one("server.max_watches_per_connection", s.max_watches_per_connection)?;
     at_least_one("server.max_unary_message_bytes", s.max_unary_message_bytes)?;
     if let Some(bad) = s.cors_origins.iter().find(|o| crate::grpc::auth::Origin::parse(o).is_none()) {
         let message = format!("must be scheme://host[:port] with scheme http or https, got {bad:?}");

@@ -83,13 +83,14 @@ pub struct ServerConfig {
     )]
     pub max_watches: usize,
     /// Watch streams one client connection may hold open at once (of --max-watches), so that one
-    /// connection never takes every watch.
+    /// connection never takes every watch; 0 = no cap. Behind a proxy that carries many clients'
+    /// watches on few connections, raise it or set 0.
     #[arg(
         id = "server.max_watches_per_connection",
         long = "max-watches-per-connection",
         env = "MAESTRO_MAX_WATCHES_PER_CONNECTION",
         value_name = "N",
-        default_value_t = 64
+        default_value_t = 256
     )]
     pub max_watches_per_connection: usize,
     /// PEM certificate chain: serve TLS (with the key); unset = plaintext.

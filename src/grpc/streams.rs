@@ -79,10 +79,10 @@ impl StreamSlots {
     }
 
     /// `max` watch streams: snapshots, alerts, reports (`--max-watches`), at most `per_connection`
-    /// of them on one connection (`--max-watches-per-connection`).
+    /// of them on one connection (`--max-watches-per-connection`; 0 = no such cap).
     pub fn watches(max: usize, per_connection: usize) -> Self {
         let slots = Arc::new(Semaphore::new(max));
-        let per_connection = Some((per_connection, Arc::default()));
+        let per_connection = (per_connection > 0).then(|| (per_connection, Arc::default()));
         Self { slots, max, what: "watch streams", flag: "--max-watches", per_connection }
     }
 
