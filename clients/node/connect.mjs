@@ -44,9 +44,12 @@ export function fail(code, message) {
   process.exit(code);
 }
 
-/** Exits as the CLI does for a failed call: `maestro: NOT_FOUND: unknown model ...`. */
+/**
+ * Exits as the CLI does for a failed call (`maestro: NOT_FOUND: unknown model ...`); anything else
+ * thrown, such as a file that cannot be written, exits 1 with its message.
+ */
 export function failCall(err) {
-  if (err.code === undefined) {
+  if (typeof err.code !== "number") {
     fail(EXIT.GENERAL, err.message);
   }
   const name = grpc.status[err.code] ?? `CODE_${err.code}`;
