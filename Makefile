@@ -18,12 +18,14 @@ run:
 	./target/release/maestro-server $(ARGS)
 
 # Lints (the fuzz target included), the build without libtorch, the CLI's dependency check, every
-# Rust test, then the Python client against the debug server that `cargo test` built.
+# Rust test (tests/node_examples.rs runs the Node.js examples with the machine's node), then the
+# Python client against the debug server that `cargo test` built.
 test: check-deps
 	$(CARGO) fmt --all --check
 	$(ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) check-no-torch
 	scripts/provision-tools.sh
+	scripts/provision-node.sh
 	$(ENV) $(CARGO) test --workspace
 	$(ENV) clients/python/run_tests.sh
 	scripts/gpu-check.sh self-test
@@ -76,7 +78,7 @@ fuzz:
 
 # The dashboard's bundle (dashboard/dist/, committed and embedded in the server) from the pinned npm
 # packages in dashboard/package-lock.json: the gRPC-Web client generated from proto/, then bundled.
-# Neither `make run` nor `make test` needs node.
+# Neither `make run` nor `make test` rebuilds it (`make test` runs node only for clients/node's examples).
 dashboard:
 	cd dashboard && npm ci --no-audit --no-fund && npm run build
 
