@@ -130,7 +130,7 @@ async fn leases_over_http_with_a_json_body_and_a_path_variable() {
     let lease = curl(&s, &["-d", body, "/api/v1/leases"]).await;
     assert_eq!(lease.status, 200, "{}", lease.body);
     let lease = lease.json();
-    assert_eq!((lease["owner"].as_str(), lease["cpuMemoryBytes"].as_str()), (Some("curl"), Some("1000")));
+    assert_eq!((lease["owner"].as_str(), lease["cpuMemoryBytes"].as_str()), (Some("curl"), Some("1000000")));
     let id = lease["leaseId"].as_str().unwrap();
     let released = curl(&s, &["-X", "DELETE", &format!("/api/v1/leases/{id}")]).await;
     assert_eq!(released.status, 200, "{}", released.body);
