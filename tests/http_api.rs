@@ -330,6 +330,32 @@ mod music {
         assert!(bad.body.contains("format"), "{}", bad.body);
     }
 
+    #[tokio::test]
+    async fn a_client_gone_mid_generation_gives_back_its_lease_and_slot() {
+        let mut s = start_server(model_config()).await;
+        // 30 s of audio in 20 ms chunks, and a client that leaves after a second of it.
+        let long = BODY
+            .replace("\"duration_s\":1.0", "\"duration_s\":30.0")
+            .replace("\"chunk_ms\":100", "\"chunk_ms\":20");
+        let gone = curl(&s, &["--max-time", "1", "-d", &long, "/api/v1/generate"]).await;
+        assert!(
+            gone.bytes.len() > 44,
+            "some audio arrived before the client left: {} bytes",
+            gone.bytes.len()
+        );
+        assert_eq!(gone.header("content-type"), Some("audio/wav"));
+        common::eventually(
+            "the generation's lease and queue slot given back",
+            Duration::from_secs(30),
+            async || {
+                let report = s.resources.get_report(pb::ReportRequest {}).await.unwrap().into_inner();
+                let generating = report.leases.iter().any(|l| l.kind == "generation");
+                (!generating && report.queue.is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Half a second of a 440 Hz tone at 44.1 kHz stereo, as a WAV file.
     fn prompt_wav() -> Vec<u8> {
         let spec = hound::WavSpec {
