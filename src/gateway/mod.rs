@@ -47,6 +47,9 @@ pub fn pool() -> DescriptorPool {
     POOL.clone()
 }
 
+/// Bodies above this many bytes are decoded on the blocking pool.
+const BLOCKING_BODY_BYTES: usize = 64 * 1024;
+
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
@@ -234,8 +237,18 @@ async fn message_of(
             return Err(refuse(Code::InvalidArgument, &message));
         }
     };
-    let message = json::request(&route.rpc.input(), body.as_deref(), &fields)
-        .map_err(|e| refuse(Code::InvalidArgument, &e.0))?;
+    let input = route.rpc.input();
+    // A body that carries audio (base64, up to the limit) takes milliseconds to parse: not on the
+    // async runtime's threads. Small ones stay where they are.
+    let decoded = match body {
+        Some(bytes) if bytes.len() > BLOCKING_BODY_BYTES => {
+            tokio::task::spawn_blocking(move || json::request(&input, Some(&bytes), &fields))
+                .await
+                .unwrap_or_else(|e| Err(json::JsonError(format!("decoding the body stopped: {e}"))))
+        }
+        body => json::request(&input, body.as_deref(), &fields),
+    };
+    let message = decoded.map_err(|e| refuse(Code::InvalidArgument, &e.0))?;
     Ok((message, format_query))
 }
 
