@@ -188,11 +188,9 @@ impl App {
             emergencies,
             shutdown.clone(),
         ));
-        crate::probes::Watchdog::for_interval(config.monitor.sample_interval).spawn(
-            health.clone(),
-            monitor.clone(),
-            shutdown.clone(),
-        )?;
+        let watchdog = crate::probes::Watchdog::for_interval(config.monitor.sample_interval)
+            .with_workers(workers.clone(), config.generation.worker_stuck_after);
+        watchdog.spawn(health.clone(), monitor.clone(), shutdown.clone())?;
         Ok(Self {
             resources: ResourceApi::new(monitor.clone(), manager, watch_slots, watches.clone())
                 .with_evictor(evictor),

@@ -29,13 +29,13 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub use self::error::GenerationError;
 pub use self::params::GenerateParams;
 pub use self::progress::{Chunk, Progress, Summary};
-use self::resolve::{melody_chroma, prompt_audio, PromptAudio};
+use self::resolve::{Conversions, RawAudio};
 pub use self::valid::{ValidGenerate, ValidationError};
 use crate::resources::model_id::ModelRoots;
 use crate::{
     engine::{
         CheckpointFacts, Engine, EngineError, EventReceiver, GenerationRequest, ModelFacts, ModelHandle,
-        Submission, Submitted,
+        Reservation, Submission,
     },
     error::Error,
     inference::oom::{FreeSource, OutOfMemory},
@@ -133,6 +133,7 @@ pub struct Generation {
     roots: Arc<ModelRoots>,
     loads: Arc<lifecycle::Loads>,
     shares: Arc<share::Shares>,
+    conversions: Conversions,
     emergency: mpsc::Sender<(Device, String)>,
 }
 
@@ -147,7 +148,8 @@ impl Generation {
         let roots = Arc::new(manager.settings().roots.clone());
         let shares = share::Shares::new(settings.max_queued_per_token);
         let settings = Arc::new(settings);
-        Self { engine, manager, settings, roots, loads: Arc::default(), shares, emergency }
+        let conversions = Conversions::default();
+        Self { engine, manager, settings, roots, loads: Arc::default(), shares, conversions, emergency }
     }
 
     /// A request that ran out of memory: completes its free figure from the monitor when libtorch's
@@ -160,6 +162,12 @@ impl Generation {
         // A full channel means a cleanup is already pending; one is enough.
         let _ = self.emergency.try_send((oom.device, oom.to_string()));
         EngineError::OutOfMemory(Box::new(oom)).into()
+    }
+
+    /// This orchestrator with `n` audio conversions at once (tests hold them all with 0).
+    #[cfg(test)]
+    fn with_conversion_limit(self, n: usize) -> Self {
+        Self { conversions: Conversions::with_limit(n), ..self }
     }
 
     /// The engine.
@@ -215,14 +223,22 @@ impl Generation {
         let mut valid = ValidGenerate::check(p, &checkpoint)?;
         let facts =
             self.ensure_loaded(&valid.model, self.settings.dtype, RequestedDevice::Auto, false).await?.facts;
-        let audio = prompt_audio(valid.audio_prompt.take(), &checkpoint)?;
-        let mut input_conversions = audio.as_ref().map(|a| a.notes.clone()).unwrap_or_default();
-        if let Some((chroma, notes)) = melody_chroma(valid.melody.take(), &checkpoint).await? {
+        let audio = RawAudio { prompt: valid.audio_prompt.take(), melody: valid.melody.take() };
+        let (holds, reservation) = self.admit(&valid, &audio, &checkpoint, share).await?;
+        // Only now, holding the lease and the slot, is the audio worth the work of converting.
+        let prepared = audio.prepare(&checkpoint, &self.conversions).await?;
+        let input_conversions = prepared.notes;
+        if let Some(chroma) = prepared.melody {
             valid.request.melody = chroma;
-            input_conversions.extend(notes);
         }
-        let (holds, submitted) =
-            self.admit(&valid, audio.as_ref(), &checkpoint, cancel.clone(), share).await?;
+        let prompt_frames = prepared.prompt.as_ref().map_or(0, |a| a.frames);
+        let submission = Submission {
+            request: valid.request.clone(),
+            audio_prompt: prepared.prompt.map(|a| a.samples),
+            cancel: cancel.clone(),
+            fault: None,
+        };
+        let submitted = self.engine.submit(reservation, submission)?;
         let id = valid.model;
         let queued = QueuedGeneration {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -250,7 +266,7 @@ impl Generation {
             request_id,
             journal,
             input_conversions,
-            prompt_frames: audio.as_ref().map_or(0, |a| a.frames),
+            prompt_frames,
             model: id,
             queue_position: submitted.queue_position,
             request: valid.request,
@@ -266,27 +282,27 @@ impl Generation {
         })
     }
 
-    /// Marks the model in use, checks that the generation's working set fits where the model lives,
-    /// leases it and submits the generation: each hold a guard (the token's `share` of the queue
-    /// among them), so a refusal at any step gives back the ones before it.
+    /// Marks the model in use, checks that the generation's working set (and its audio's
+    /// conversion) fits where the model lives, leases it and takes a queue slot: each hold a guard
+    /// (the token's `share` of the queue among them), so a refusal at any step gives back the ones
+    /// before it.
     async fn admit(
         &self,
         valid: &ValidGenerate,
-        audio: Option<&PromptAudio>,
+        audio: &RawAudio,
         checkpoint: &CheckpointFacts,
-        cancel: CancellationToken,
         share: Option<share::ShareGuard>,
-    ) -> Result<(Holds, Submitted), Error> {
+    ) -> Result<(Holds, Reservation), Error> {
         let id = &valid.model;
         let model = self.manager.use_model(id).await?;
         // The copy in use now, which no unload can take while the use lasts.
         let handle = self.handle_in_use(id)?;
         // One window is decoded at a time, whatever the duration: its working set is what is held.
         let window_s = valid.duration_s.min(checkpoint.window_s);
-        // Encoding the clip needs the encoder and its activations for a while: the need counts them.
-        let samples_per_s = f64::from(checkpoint.sample_rate) * f64::from(checkpoint.channels);
-        let prompt_s = audio.map_or(0.0, |a| a.samples.len() as f64 / samples_per_s);
-        let answer = self.manager.fit_loaded(id, 1, (window_s, prompt_s), self.settings.dtype).await?;
+        // Encoding the clip needs the encoder and its activations for a while: the need counts them,
+        // and the conversion before it.
+        let audio_cost = (audio.prompt_seconds(), audio.conversion_bytes(checkpoint));
+        let answer = self.manager.fit_loaded(id, 1, (window_s, audio_cost), self.settings.dtype).await?;
         if !answer.verdict().fits {
             return Err(GenerationError::DoesNotFit(answer.verdict().summary(id)).into());
         }
@@ -295,14 +311,8 @@ impl Generation {
         let lease_request =
             lease_for(&format!("generate:{id}"), LeaseKind::Generation, &answer.verdict().need);
         let lease = self.manager.lease(lease_request).await?;
-        let submission = Submission {
-            request: valid.request.clone(),
-            audio_prompt: audio.map(|a| a.samples.clone()),
-            cancel: cancel.clone(),
-            fault: None,
-        };
-        let submitted = self.engine.submit(&handle, submission)?;
-        Ok((Holds { _lease: lease, _model: model, _share: share }, submitted))
+        let reservation = self.engine.reserve(&handle)?;
+        Ok((Holds { _lease: lease, _model: model, _share: share }, reservation))
     }
 }
 

@@ -178,6 +178,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "maestro_file_reloads_total",
         "Re-reads of changed files, by files (auth_tokens, tls) and outcome (ok, error: old ones kept).",
     ),
+    (
+        "maestro_connections_refused_total",
+        "Connections to the gRPC port closed at accept because --max-connections were open.",
+    ),
 ];
 
 /// Histograms and their HELP texts.

@@ -5,7 +5,8 @@
 //!   model (`--warm-model`), when there is one, is loaded. [`follow_readiness`] re-decides on every
 //!   change and at least every [`RECHECK`] (the queue has no change feed), until the drain begins.
 //! - **Liveness** (`""`) is NOT_SERVING only when the process is wedged: the sampler has not published
-//!   a sample, or the async runtime has not run its heartbeat task, for [`Watchdog::wedged_after`].
+//!   a sample, or the async runtime has not run its heartbeat task, for [`Watchdog::wedged_after`],
+//!   or an inference worker has held work without progress for `--worker-stuck-after-s`.
 //!   The watchdog is an OS thread, so it still judges when the runtime is stuck.
 //!
 //! The decisions are the pure [`readiness`] and [`liveness`]; the tasks only feed them.
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    engine::Engine,
     grpc::{health_service::HealthTable, GENERATION_SERVICE},
     monitor,
 };
@@ -54,13 +56,18 @@ pub fn readiness(i: ReadyInputs) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `Ok` unless the sampler's last sample or the runtime's last heartbeat is older than `wedged_after`.
+/// `Ok` unless the sampler's last sample or the runtime's last heartbeat is older than `wedged_after`,
+/// or a worker is `stuck` (the engine's description of it).
 pub fn liveness(
     now: SystemTime,
     last_sample: Option<SystemTime>,
     last_heartbeat: SystemTime,
     wedged_after: Duration,
+    stuck: Option<String>,
 ) -> Result<(), String> {
+    if let Some(worker) = stuck {
+        return Err(worker);
+    }
     let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
     match last_sample {
         Some(t) if age(t) > wedged_after => {
@@ -125,13 +132,20 @@ pub async fn follow_readiness(
 pub struct Watchdog {
     /// How long without a sample or a heartbeat counts as wedged.
     pub wedged_after: Duration,
+    /// The engine whose workers are watched, and how long one may hold work without progress.
+    workers: Option<(Arc<dyn Engine>, Duration)>,
 }
 
 impl Watchdog {
     /// For a sampler ticking every `interval`: wedged after ten missed samples, and never under 3 s
     /// (a slow NVML read is not a wedge).
     pub fn for_interval(interval: Duration) -> Self {
-        Self { wedged_after: (interval * 10).max(Duration::from_secs(3)) }
+        Self { wedged_after: (interval * 10).max(Duration::from_secs(3)), workers: None }
+    }
+
+    /// Also watches `engine`'s workers: stuck after `stuck_after` without progress.
+    pub fn with_workers(self, engine: Arc<dyn Engine>, stuck_after: Duration) -> Self {
+        Self { workers: Some((engine, stuck_after)), ..self }
     }
 
     /// Starts the heartbeat task and the judging thread; both stop when `stop` is cancelled.
@@ -156,8 +170,9 @@ impl Watchdog {
             let mut was_alive = true;
             while !stop.is_cancelled() {
                 let heartbeat = UNIX_EPOCH + Duration::from_millis(beat.load(Ordering::Relaxed));
-                let verdict =
-                    liveness(SystemTime::now(), monitor.latest().sampled_at, heartbeat, self.wedged_after);
+                let now = SystemTime::now();
+                let stuck = self.workers.as_ref().and_then(|(engine, after)| engine.stuck(now, *after));
+                let verdict = liveness(now, monitor.latest().sampled_at, heartbeat, self.wedged_after, stuck);
                 if verdict.is_ok() != was_alive {
                     match &verdict {
                         Ok(()) => tracing::warn!("liveness SERVING again"),
@@ -199,9 +214,12 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
         let ago = |s: u64| now - Duration::from_secs(s);
         let limit = Duration::from_secs(10);
-        assert_eq!(liveness(now, Some(ago(1)), ago(1), limit), Ok(()));
-        assert_eq!(liveness(now, None, ago(1), limit), Ok(()), "no sample yet is the start, not a wedge");
-        assert!(liveness(now, Some(ago(11)), ago(1), limit).unwrap_err().contains("sampler"));
-        assert!(liveness(now, Some(ago(1)), ago(11), limit).unwrap_err().contains("runtime"));
+        assert_eq!(liveness(now, Some(ago(1)), ago(1), limit, None), Ok(()));
+        let no_sample = liveness(now, None, ago(1), limit, None);
+        assert_eq!(no_sample, Ok(()), "no sample yet is the start, not a wedge");
+        assert!(liveness(now, Some(ago(11)), ago(1), limit, None).unwrap_err().contains("sampler"));
+        assert!(liveness(now, Some(ago(1)), ago(11), limit, None).unwrap_err().contains("runtime"));
+        let stuck = "inference worker 0 (cpu) has held its work for 700 s".to_owned();
+        assert_eq!(liveness(now, Some(ago(1)), ago(1), limit, Some(stuck.clone())), Err(stuck));
     }
 }

@@ -363,4 +363,51 @@ async fn resource_requests_have_the_unary_limit_and_generate_the_audio_limit() {
     };
     let Err(err) = s.generation.generate(generate).await else { panic!("a prompt that long is refused") };
     assert_ne!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    // GenerationService's other methods carry no audio: they have the unary limit too.
+    let load = pb::LoadModelRequest { model: "x".repeat(100 * 1024), ..Default::default() };
+    let err = s.generation.load_model(load).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    let unload = pb::UnloadModelRequest { model: "x".repeat(100 * 1024), ..Default::default() };
+    let err = s.generation.unload_model(unload).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+}
+
+/// The process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// An audio prompt at 1 Hz once made the resampler's FFT follow the rate ratio (+1.37 GB for one
+/// request). It is refused at the door now, naming the field, the range and the value, and the
+/// server's peak memory (this process's: the server runs in it) stays where it was.
+#[tokio::test]
+async fn an_unreal_sample_rate_is_refused_before_it_costs_memory() {
+    let mut s = common::start_server(common::test_config()).await;
+    for (field, rate) in [("audio_prompt", 1), ("melody", 7_999), ("audio_prompt", 384_001)] {
+        // Reset the peak to the current RSS, then ask.
+        std::fs::write("/proc/self/clear_refs", "5").expect("peak RSS can be reset");
+        let before = peak_rss();
+        let clip = Some(pcm_s16(vec![0; 6], rate, 1));
+        let request = gen(|r| {
+            if field == "melody" {
+                r.melody = clip;
+            } else {
+                r.audio_prompt = clip;
+            }
+        });
+        let err = first_status(s.generation.generate(request).await).await;
+        let grown = peak_rss().saturating_sub(before);
+        eprintln!("{field} at {rate} Hz: {:?}, peak RSS grew {} KiB", err.code(), grown / 1024);
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let message = err.message();
+        assert!(
+            message.contains(field)
+                && message.contains("8000..=384000")
+                && message.contains(&rate.to_string()),
+            "{message}"
+        );
+        assert!(grown < 64 << 20, "{field} at {rate} Hz grew the peak RSS by {grown} bytes");
+    }
 }

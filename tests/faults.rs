@@ -270,3 +270,57 @@ async fn an_unload_refused_by_a_full_worker_queue_leaves_the_model_listed_and_us
         .expect("the model whose unload was refused still serves");
     s.generation.unload_model(pb::UnloadModelRequest { model: last, force: false }).await.unwrap();
 }
+
+/// `LoadModel` has its own deadline (`--load-timeout-s`): a load held past it ends DEADLINE_EXCEEDED
+/// naming the flag, and the load goes on to be recorded and served.
+#[tokio::test]
+async fn a_load_past_its_deadline_is_cut_and_goes_on() {
+    const MODEL: &str = "deadline/cut";
+    let root = tempfile::tempdir().unwrap();
+    copy_tiny(root.path(), MODEL);
+    let mut c = config();
+    c.models.roots.insert(0, root.path().to_path_buf());
+    c.generation.fault_load_delay = Duration::from_millis(3000);
+    c.server.load_timeout = Duration::from_secs(1);
+    let mut s = start_server(c).await;
+    let err = s.generation.load_model(load_request(MODEL)).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains("--load-timeout-s") && err.message().contains("the load goes on"),
+        "{err:?}"
+    );
+    eventually("the cut load recorded", WITHIN, async || {
+        let models = s.generation.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+        models.iter().any(|m| m.model == MODEL && m.loaded).then_some(())
+    })
+    .await;
+    assert_eq!(loads_of(&s, MODEL).await, 1.0);
+}
+
+/// A worker that holds work without progress past `--worker-stuck-after-s` (the stall fault holds it
+/// in its first step) fails liveness, and liveness comes back once it moves again.
+#[tokio::test]
+async fn a_stuck_worker_fails_liveness_until_it_moves() {
+    use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+    let mut c = config();
+    c.generation.worker_stuck_after = Duration::from_secs(1);
+    let mut s = start_server(c).await;
+    let mut health = s.health.clone();
+    let mut liveness = async move || {
+        let answer = health.check(HealthCheckRequest { service: String::new() }).await.unwrap();
+        answer.into_inner().status()
+    };
+    assert_eq!(liveness().await, ServingStatus::Serving);
+    let mut stall = s.generation.generate(request("maestro:fault:stall")).await.unwrap().into_inner();
+    assert!(stall.message().await.unwrap().is_some(), "the stalled generation's header");
+    eventually("liveness failing on the stuck worker", WITHIN, async || {
+        (liveness().await == ServingStatus::NotServing).then_some(())
+    })
+    .await;
+    drop(stall);
+    eventually("liveness back once the worker moves", WITHIN, async || {
+        (liveness().await == ServingStatus::Serving).then_some(())
+    })
+    .await;
+    run(&mut s, request("a calm piano")).await.expect("the worker serves again");
+}

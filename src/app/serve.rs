@@ -28,9 +28,9 @@ use crate::{
     grpc::{
         self,
         auth::{AuthLayer, OriginPolicy},
+        deadline::DeadlineLayer,
         health_service::HealthTable,
         observe::ObserveLayer,
-        pb::generation_service_server::GenerationServiceServer,
     },
     shutdown::Signals,
 };
@@ -171,12 +171,13 @@ impl App {
         let server = &self.config.server;
         let max_message = server.max_message_bytes;
         let generation =
-            GenerationServiceServer::new(self.generation.clone()).max_decoding_message_size(max_message);
+            grpc::GenerationRoutes::new(self.generation.clone(), max_message, server.max_unary_message_bytes);
         let origins = OriginPolicy::new(self.metrics_addr.port(), server.cors_origins());
         let router = Server::builder()
             .http2_keepalive_interval(Some(server.keepalive))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(Some(server.max_streams_per_connection))
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             // gRPC-Web for the dashboard: HTTP/1.1 accepted, CORS for the allowed origins only.
             .accept_http1(true)
             .layer(crate::dashboard::cors(origins.clone()))
@@ -185,6 +186,7 @@ impl App {
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(ObserveLayer)
             .layer(AuthLayer::new(self.tokens.clone(), server.public_telemetry, origins))
+            .layer(DeadlineLayer::new(server.request_timeout, server.load_timeout))
             .add_service(self.health.service())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -196,11 +198,12 @@ impl App {
         announce(addr, self.tls.is_some(), self.tokens.is_some());
         Ok(match self.tls.clone() {
             Some(tls) => {
-                let incoming = grpc::tls::incoming(listener, tls);
+                let incoming = grpc::tls::incoming(listener, tls, server.max_connections);
                 tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
             }
             None => {
-                tokio::spawn(router.serve_with_incoming_shutdown(grpc::transport::incoming(listener), stop))
+                let incoming = grpc::transport::incoming(listener, server.max_connections);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
             }
         })
     }
@@ -218,6 +221,14 @@ fn announce(addr: std::net::SocketAddr, tls: bool, tokens: bool) {
     }
 }
 
+/// Largest HTTP/2 header list a request may send (hyper's default, stated so that it is documented
+/// and tested here): a bearer token and gRPC metadata need a few hundred bytes. HTTP/1.1 heads are
+/// bounded by hyper's own limits (100 headers, a ~400 KiB read buffer, 30 s to send the head).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// Connections the health port holds at once: probes open one at a time, a few per kubelet.
+const HEALTH_CONNECTIONS: usize = 256;
+
 /// Serves the health service alone, in plaintext, on `listener` (kubelet's gRPC probes speak neither
 /// TLS nor mTLS), until `stop`.
 fn serve_health(listener: TcpListener, health: &HealthTable, stop: CancellationToken) -> JoinHandle<()> {
@@ -225,7 +236,7 @@ fn serve_health(listener: TcpListener, health: &HealthTable, stop: CancellationT
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the gRPC health service (plaintext)");
     }
-    let incoming = grpc::transport::incoming(listener);
+    let incoming = grpc::transport::incoming(listener, HEALTH_CONNECTIONS);
     tokio::spawn(async move {
         let serve = Server::builder()
             .add_service(service)

@@ -28,6 +28,9 @@ fn server(c: &Config) -> Result<(), ConfigError> {
     at_least_one("server.max_streams", s.max_streams)?;
     at_least_one("server.max_watches", s.max_watches)?;
     at_least_one("server.max_unary_message_bytes", s.max_unary_message_bytes)?;
+    at_least_one("server.max_connections", s.max_connections)?;
+    within("server.request_timeout_s", s.request_timeout.as_secs_f64(), 0.1..=3600.0)?;
+    within("server.load_timeout_s", s.load_timeout.as_secs_f64(), 1.0..=86_400.0)?;
     if let Some(bad) = s.cors_origins.iter().find(|o| crate::grpc::auth::Origin::parse(o).is_none()) {
         let message = format!("must be scheme://host[:port] with scheme http or https, got {bad:?}");
         return Err(invalid("server.cors_origins", message));
@@ -55,6 +58,7 @@ fn generation(c: &Config) -> Result<(), ConfigError> {
     within("generation.max_batch", g.max_batch, 1..=64)?;
     within("generation.workers_per_device", g.workers_per_device, 1..=64)?;
     within("generation.stall_timeout_s", g.stall_timeout.as_secs_f64(), 0.1..=3600.0)?;
+    within("generation.worker_stuck_after_s", g.worker_stuck_after.as_secs_f64(), 1.0..=86_400.0)?;
     if let Some(n) = g.workers {
         within("generation.workers", n, 0..=64)?;
         if g.workers_per_device != 1 && n.max(1) != g.workers_per_device {

@@ -389,6 +389,19 @@ pub struct GenerationConfig {
     )]
     #[serde(rename = "stall_timeout_s", with = "units::secs_f64")]
     pub stall_timeout: Duration,
+    /// Seconds an inference worker may hold work without progress (a decoding step, the end of a
+    /// load or an unload) before liveness fails, naming the worker. It must outlast the
+    /// longest legitimate pause: the load of the largest model from a slow disk (1..=86400).
+    #[arg(
+        id = "generation.worker_stuck_after_s",
+        long = "worker-stuck-after-s",
+        env = "MAESTRO_WORKER_STUCK_AFTER_S",
+        value_name = "SECONDS",
+        default_value = "600",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "worker_stuck_after_s", with = "units::secs_f64")]
+    pub worker_stuck_after: Duration,
     /// With fault injection: milliseconds a finished model load is held before its caller hears of
     /// it (0 = off), so a client can give up while the weights are resident.
     #[arg(

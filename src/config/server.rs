@@ -118,6 +118,41 @@ pub struct ServerConfig {
     )]
     #[serde(rename = "tls_handshake_timeout_s", with = "units::secs_f64")]
     pub tls_handshake_timeout: Duration,
+    /// Seconds a unary call may take before it ends DEADLINE_EXCEEDED (0.1..=3600). Not `Generate`
+    /// (its admission may wait for a model load; the stream has its own stall timeout), not the
+    /// watches, and not `LoadModel` (see `--load-timeout-s`).
+    #[arg(
+        id = "server.request_timeout_s",
+        long = "request-timeout-s",
+        env = "MAESTRO_REQUEST_TIMEOUT_S",
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "request_timeout_s", with = "units::secs_f64")]
+    pub request_timeout: Duration,
+    /// Seconds a `LoadModel` call waits for its load before it ends DEADLINE_EXCEEDED (1..=86400);
+    /// the load itself goes on and `ListModels` shows it when it is done.
+    #[arg(
+        id = "server.load_timeout_s",
+        long = "load-timeout-s",
+        env = "MAESTRO_LOAD_TIMEOUT_S",
+        value_name = "SECONDS",
+        default_value = "600",
+        value_parser = units::secs_f64::parse
+    )]
+    #[serde(rename = "load_timeout_s", with = "units::secs_f64")]
+    pub load_timeout: Duration,
+    /// Connections the gRPC port holds open at once, TLS handshakes included; one more is closed as
+    /// soon as it is accepted (and counted in `maestro_connections_refused_total`).
+    #[arg(
+        id = "server.max_connections",
+        long = "max-connections",
+        env = "MAESTRO_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
     /// File of accepted bearer tokens: `TOKEN,NAME,ROLE` lines (roles read, generate, admin; a bare
     /// `TOKEN` line has every right), `sha256:<hex>` in place of a token; re-read when it changes and
     /// on SIGHUP. Unset = no authentication.
@@ -149,7 +184,7 @@ pub struct ServerConfig {
     )]
     #[serde(default)]
     pub cors_origins: Vec<String>,
-    /// Largest GenerationService request the server decodes, in bytes: a `Generate` may carry audio
+    /// Largest `Generate` request the server decodes, in bytes: it may carry audio
     /// (--max-audio-input-bytes, 8 MiB) and 1 MiB for the rest.
     #[arg(
         id = "server.max_message_bytes",
@@ -159,8 +194,8 @@ pub struct ServerConfig {
         default_value_t = 9 * 1024 * 1024
     )]
     pub max_message_bytes: usize,
-    /// Largest ResourceService request the server decodes, in bytes: none carries audio, and the
-    /// largest a client needs is well under a kilobyte.
+    /// Largest request of every method but `Generate` the server decodes, in bytes: none carries
+    /// audio, and the largest a client needs is well under a kilobyte.
     #[arg(
         id = "server.max_unary_message_bytes",
         long = "max-unary-message-bytes",

@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted};
+use super::{Engine, EngineError, LoadOrder, Loaded, ModelHandle, Reservation, Submission, Submitted};
 use crate::resources::device::Device;
 
 /// The prompt that makes its batch panic inside the engine.
@@ -95,6 +95,10 @@ impl Engine for Faulty {
         self.inner.has_room()
     }
 
+    fn stuck(&self, now: std::time::SystemTime, after: Duration) -> Option<String> {
+        self.inner.stuck(now, after)
+    }
+
     async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError> {
         let model = order.model.clone();
         let loaded = self.inner.load(order).await?;
@@ -107,12 +111,17 @@ impl Engine for Faulty {
         self.inner.unload(handle).await
     }
 
-    fn submit(&self, handle: &ModelHandle, mut submission: Submission) -> Result<Submitted, EngineError> {
+    fn reserve(&self, handle: &ModelHandle) -> Result<Reservation, EngineError> {
+        self.inner.reserve(handle)
+    }
+
+    fn submit(&self, reservation: Reservation, mut submission: Submission) -> Result<Submitted, EngineError> {
         submission.fault = InjectedFault::named_by(&submission.request.prompt);
         if let Some(fault) = submission.fault {
-            tracing::warn!(model = handle.model, ?fault, "fault injection: a request asks for a fault");
+            let model = &reservation.handle.model;
+            tracing::warn!(model, ?fault, "fault injection: a request asks for a fault");
         }
-        self.inner.submit(handle, submission)
+        self.inner.submit(reservation, submission)
     }
 
     async fn empty_cache(&self, dry_run: bool) -> Result<u64, String> {

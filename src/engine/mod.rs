@@ -96,6 +96,18 @@ pub struct Submission {
     pub fault: Option<faults::InjectedFault>,
 }
 
+/// A slot in an engine's generation queue, taken before the request's audio is prepared so that
+/// the work of preparing it is only done for a request the engine will run. Dropped unsubmitted, it
+/// gives the slot back.
+#[derive(Debug)]
+pub struct Reservation {
+    /// The loaded model it is for.
+    pub handle: ModelHandle,
+    /// The engine's hold on the slot (the pool's admission permit); engines that count their queue
+    /// another way leave it `None`.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// A generation an engine has queued.
 #[derive(Debug)]
 pub struct Submitted {
@@ -202,14 +214,24 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether its generation queue has a free slot (readiness reads it).
     fn has_room(&self) -> bool;
 
+    /// A worker that has held work without progress for longer than `after` at `now`, described
+    /// (liveness reads it); `None` when every worker is moving or waiting for work.
+    fn stuck(&self, _now: std::time::SystemTime, _after: Duration) -> Option<String> {
+        None
+    }
+
     /// Loads a model as `order` says.
     async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError>;
 
     /// Drops a loaded model's tensors.
     async fn unload(&self, handle: &ModelHandle) -> Result<(), EngineError>;
 
-    /// Queues a generation on a loaded model, without waiting.
-    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, EngineError>;
+    /// Takes a slot in the generation queue for a loaded model, without waiting: a full queue is
+    /// refused at once.
+    fn reserve(&self, handle: &ModelHandle) -> Result<Reservation, EngineError>;
+
+    /// Queues a generation in a slot [`Engine::reserve`] took, without waiting.
+    fn submit(&self, reservation: Reservation, submission: Submission) -> Result<Submitted, EngineError>;
 
     /// Gives the device allocator's cached, unused blocks back (libtorch's `empty_cache`): the bytes
     /// it gave back, or what it would give with `dry_run`; an error says why it cannot.
@@ -255,7 +277,11 @@ impl Engine for Refusing {
         self.refuse()
     }
 
-    fn submit(&self, _: &ModelHandle, _: Submission) -> Result<Submitted, EngineError> {
+    fn reserve(&self, _: &ModelHandle) -> Result<Reservation, EngineError> {
+        self.refuse()
+    }
+
+    fn submit(&self, _: Reservation, _: Submission) -> Result<Submitted, EngineError> {
         self.refuse()
     }
 

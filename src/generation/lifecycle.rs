@@ -128,6 +128,7 @@ impl Generation {
             device,
             dtype,
             audio_prompt_s: 0.0,
+            conversion_bytes: 0,
         };
         let answer = self.manager.fit(question).await?;
         let verdict = answer.verdict();

@@ -6,13 +6,16 @@
 mod audio;
 pub mod auth;
 pub mod convert;
+pub mod deadline;
 mod fanout;
 pub mod fuzz;
 mod generation;
 pub mod health_service;
 pub mod observe;
+mod reports;
 pub mod requests;
 mod resources;
+mod routes;
 pub mod status;
 pub mod streams;
 pub mod tls;
@@ -22,6 +25,7 @@ pub use audio::{container as audio_container, format_of as audio_format_of};
 pub use fanout::ResourceRoutes;
 pub use generation::GenerationApi;
 pub use resources::ResourceApi;
+pub use routes::GenerationRoutes;
 
 /// The generated `maestro.v1` types: private to the server, converted to and from the domain in
 /// [`convert`] and [`requests`].

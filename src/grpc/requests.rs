@@ -47,6 +47,7 @@ pub fn fit_question(r: pb::ValidateRequest) -> Result<FitQuestion, Error> {
         device: RequestedDevice::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
         audio_prompt_s: finite("audio_prompt_s", r.audio_prompt_s, 0.0, false, MAX_AUDIO_PROMPT_S, false)?,
+        conversion_bytes: 0,
     })
 }
 
@@ -59,6 +60,7 @@ pub fn batch_question(r: &pb::BatchSizeRequest) -> Result<BatchQuestion, Error> 
         device: RequestedDevice::parse(&r.device, "device")?,
         dtype: dtype(&r.dtype)?,
         audio_prompt_s: 0.0,
+        conversion_bytes: 0,
     };
     Ok(BatchQuestion { fit, memory_bytes: r.gpu_memory_bytes, max_batch: MAX_BATCH })
 }

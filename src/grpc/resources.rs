@@ -9,6 +9,7 @@ use super::{
     auth::{Caller, Role},
     convert,
     pb::{self, resource_service_server::ResourceService},
+    reports::SharedReports,
     requests,
     streams::{self, BoxStream, StreamSlots},
 };
@@ -29,6 +30,7 @@ pub struct ResourceApi {
     manager: manager::Handle,
     evictor: Option<Arc<dyn Evictor>>,
     slots: StreamSlots,
+    reports: SharedReports,
     shutdown: CancellationToken,
 }
 
@@ -40,7 +42,8 @@ impl ResourceApi {
         slots: StreamSlots,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { monitor, manager, evictor: None, slots, shutdown }
+        let reports = SharedReports::new(manager.clone(), monitor.clone());
+        Self { monitor, manager, evictor: None, slots, reports, shutdown }
     }
 
     /// Who evicts models for `Cleanup` (the inference pool, when there is one).
@@ -214,8 +217,7 @@ impl ResourceService for ResourceApi {
         let peer = super::auth::peer_addr(req.extensions());
         let interval = requests::report_interval(req.into_inner().interval_ms)?;
         let slot = self.slots.acquire_from(peer)?;
-        let (manager, monitor, shutdown) =
-            (self.manager.clone(), self.monitor.clone(), self.shutdown.clone());
-        Ok(Response::new(streams::reports(manager, monitor, interval, shutdown, slot, show_ids)))
+        let (shared, shutdown) = (self.reports.clone(), self.shutdown.clone());
+        Ok(Response::new(streams::reports(shared, interval, shutdown, slot, show_ids)))
     }
 }

@@ -20,8 +20,7 @@ use super::{convert, pb};
 use crate::{
     alerts::{Alert, AlertEvent, EventKind, Severity},
     error::Error,
-    monitor::{self, snapshot::Snapshot},
-    resources::{manager, report},
+    monitor::snapshot::Snapshot,
 };
 
 /// A boxed server stream.
@@ -220,10 +219,10 @@ pub fn alerts(
     Box::pin(replay.chain(live))
 }
 
-/// A report every `interval` (the first at once) until the client goes or the server shuts down.
+/// A report every `interval` (the first at once) until the client goes or the server shuts down;
+/// the report is the one all watchers share ([`super::reports`]).
 pub fn reports(
-    manager: manager::Handle,
-    monitor: monitor::Handle,
+    shared: super::reports::SharedReports,
     interval: Duration,
     shutdown: CancellationToken,
     slot: Slot,
@@ -232,24 +231,15 @@ pub fn reports(
     let mut ticks = tokio::time::interval(interval);
     // A slow reader gets the next report when it reads, not a burst of old ones.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (ticks, manager, monitor, shutdown, slot);
-    Box::pin(futures::stream::unfold(
-        state,
-        move |(mut ticks, manager, monitor, shutdown, slot)| async move {
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                _ = ticks.tick() => {}
-            }
-            let report = report::report(&manager, &monitor).await.map(|r| {
-                let mut report = convert::report(&r);
-                if !show_lease_ids {
-                    convert::hide_lease_ids(&mut report);
-                }
-                report
-            });
-            Some((report.map_err(Status::from), (ticks, manager, monitor, shutdown, slot)))
-        },
-    ))
+    let state = (ticks, shared, shutdown, slot);
+    Box::pin(futures::stream::unfold(state, move |(mut ticks, shared, shutdown, slot)| async move {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            _ = ticks.tick() => {}
+        }
+        let report = shared.get(show_lease_ids).await;
+        Some((report, (ticks, shared, shutdown, slot)))
+    }))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tokio_rustls::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::transport::{self, Coalescing};
+use super::transport::{self, Capped, Coalescing};
 use crate::config::TlsFiles;
 
 /// Handshaken connections waiting for tonic to take them.
@@ -69,20 +69,22 @@ impl ServerTls {
 
 /// The listener's connections (`TCP_NODELAY` on) once their TLS handshake is done; handshakes that
 /// fail or outlast the timeout are dropped (logged at debug: scanners and TCP probes make them).
-/// Accepting stops when the stream is dropped.
+/// Accepting stops when the stream is dropped. At most `max_connections` are open, handshakes
+/// included (see [`transport::tcp`]).
 pub fn incoming(
     listener: tokio::net::TcpListener,
     tls: ServerTls,
-) -> impl Stream<Item = Result<Coalescing<TlsStream<TcpStream>>, io::Error>> {
+    max_connections: usize,
+) -> impl Stream<Item = Result<Coalescing<TlsStream<Capped<TcpStream>>>, io::Error>> {
     let (ready, taken) = mpsc::channel(READY);
-    tokio::spawn(accept(transport::tcp(listener), tls, ready));
+    tokio::spawn(accept(transport::tcp(listener, max_connections), tls, ready));
     ReceiverStream::new(taken).map(Ok)
 }
 
 async fn accept(
-    tcp: impl Stream<Item = io::Result<TcpStream>>,
+    tcp: impl Stream<Item = io::Result<Capped<TcpStream>>>,
     tls: ServerTls,
-    ready: mpsc::Sender<Coalescing<TlsStream<TcpStream>>>,
+    ready: mpsc::Sender<Coalescing<TlsStream<Capped<TcpStream>>>>,
 ) {
     let mut tcp = std::pin::pin!(tcp);
     loop {
@@ -104,12 +106,12 @@ async fn accept(
 }
 
 async fn handshake(
-    stream: TcpStream,
+    stream: Capped<TcpStream>,
     acceptor: TlsAcceptor,
     timeout: Duration,
-    ready: mpsc::Sender<Coalescing<TlsStream<TcpStream>>>,
+    ready: mpsc::Sender<Coalescing<TlsStream<Capped<TcpStream>>>>,
 ) {
-    let peer = stream.peer_addr().ok();
+    let peer = stream.get_ref().peer_addr().ok();
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             // Err only once the server stopped accepting: the connection is dropped.
@@ -182,7 +184,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut accepted =
-            std::pin::pin!(incoming(listener, ServerTls::load(files, Duration::from_secs(5)).unwrap()));
+            std::pin::pin!(incoming(listener, ServerTls::load(files, Duration::from_secs(5)).unwrap(), 16));
 
         let mut roots = RootCertStore::empty();
         roots.add(der).unwrap();

@@ -8,6 +8,11 @@
 //! frames of many streams in one call; frames of 1 KiB and more (audio chunks) still go out uncopied.
 //! Over TLS the same holds one layer up: each write h2 makes becomes TLS records and a socket write,
 //! so TLS streams are wrapped too.
+//!
+//! Every accepted connection holds one of `--max-connections` slots ([`Capped`]) until it closes,
+//! from accept on (a TLS handshake in progress holds one): a connection beyond the cap is closed
+//! as soon as it is accepted, so a flood of idle sockets costs a file descriptor for an instant,
+//! never a connection's buffers.
 
 use std::{
     io,
@@ -16,10 +21,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::{Stream, TryStreamExt};
+use std::sync::{Arc, LazyLock};
+
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming, TlsConnectInfo};
 
@@ -28,16 +36,58 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming, TlsConnec
 pub struct Coalescing<S>(pub(crate) S);
 
 /// A plaintext connection of the gRPC port.
-pub type CoalescingTcp = Coalescing<TcpStream>;
+pub type CoalescingTcp = Coalescing<Capped<TcpStream>>;
 
-/// The listener's connections, `TCP_NODELAY` on.
-pub fn tcp(listener: TcpListener) -> impl Stream<Item = Result<TcpStream, io::Error>> {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// A connection holding one of its listener's slots until it is dropped.
+#[derive(Debug)]
+pub struct Capped<S> {
+    io: S,
+    _slot: OwnedSemaphorePermit,
 }
 
-/// The listener's connections (`TCP_NODELAY` on), as [`CoalescingTcp`].
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = Result<CoalescingTcp, io::Error>> {
-    tcp(listener).map_ok(Coalescing)
+impl<S> Capped<S> {
+    /// The connection.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+}
+
+/// The listener's connections, `TCP_NODELAY` on, at most `max_connections` open at once: one more is
+/// closed at accept (counted, and logged a few times a second at most).
+pub fn tcp(
+    listener: TcpListener,
+    max_connections: usize,
+) -> impl Stream<Item = Result<Capped<TcpStream>, io::Error>> {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    TcpIncoming::from(listener).with_nodelay(Some(true)).filter_map(move |accepted| {
+        let slot = slots.clone().try_acquire_owned();
+        std::future::ready(match (accepted, slot) {
+            (Ok(io), Ok(slot)) => Some(Ok(Capped { io, _slot: slot })),
+            (Ok(io), Err(_)) => {
+                refuse(&io, max_connections);
+                None
+            }
+            (Err(e), _) => Some(Err(e)),
+        })
+    })
+}
+
+/// Closes a connection over the cap (by dropping it), counted and logged.
+fn refuse(io: &TcpStream, max_connections: usize) {
+    static LOG: LazyLock<super::auth::LogThrottle> = LazyLock::new(Default::default);
+    metrics::counter!("maestro_connections_refused_total").increment(1);
+    if let Some(held_back) = LOG.admit() {
+        let peer = io.peer_addr().ok();
+        tracing::warn!(?peer, max_connections, held_back, "connection closed: --max-connections are open");
+    }
+}
+
+/// The listener's connections (`TCP_NODELAY` on, at most `max_connections`), as [`CoalescingTcp`].
+pub fn incoming(
+    listener: TcpListener,
+    max_connections: usize,
+) -> impl Stream<Item = Result<CoalescingTcp, io::Error>> {
+    tcp(listener, max_connections).map_ok(Coalescing)
 }
 
 /// The client's address, from a request's extensions, over plain TCP or TLS.
@@ -45,6 +95,46 @@ pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
     let tcp = extensions.get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr);
     let tls = || extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr());
     tcp.or_else(tls)
+}
+
+impl<S: Connected> Connected for Capped<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 impl<S: Connected> Connected for Coalescing<S> {

@@ -20,7 +20,10 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::worker::{self, GenerateJob, Job, WorkerLoad};
 use crate::{
-    engine::{event_channel, Engine, EngineError, LoadOrder, Loaded, ModelHandle, Submission, Submitted},
+    engine::{
+        event_channel, Engine, EngineError, LoadOrder, Loaded, ModelHandle, Reservation, Submission,
+        Submitted,
+    },
     inventory::{Executor, WorkerDevice},
     resources::device::Device,
 };
@@ -200,6 +203,19 @@ impl Engine for Pool {
         self.admission.available_permits() > 0
     }
 
+    fn stuck(&self, now: std::time::SystemTime, after: Duration) -> Option<String> {
+        self.workers.iter().enumerate().find_map(|(index, w)| {
+            let stalled = w.load.stalled_for(now).filter(|s| *s > after)?;
+            Some(format!(
+                "inference worker {index} ({}) has held its work for {:.0} s without progress \
+                 (--worker-stuck-after-s {})",
+                w.pinned.device.name(),
+                stalled.as_secs_f64(),
+                after.as_secs_f64()
+            ))
+        })
+    }
+
     /// Loads a model on the least busy worker pinned to `device`; its handle is that worker.
     async fn load(&self, order: LoadOrder) -> Result<Loaded, EngineError> {
         let LoadOrder { model, dir, dtype, device } = order;
@@ -219,14 +235,21 @@ impl Engine for Pool {
         answer.await.map_err(|_| EngineError::Failed("inference worker stopped while unloading".into()))
     }
 
-    /// Queues a generation on the worker that holds the model; RESOURCE_EXHAUSTED at once when the
-    /// queue is full.
-    fn submit(&self, handle: &ModelHandle, submission: Submission) -> Result<Submitted, EngineError> {
+    /// Takes an admission permit; RESOURCE_EXHAUSTED at once when the queue is full.
+    fn reserve(&self, handle: &ModelHandle) -> Result<Reservation, EngineError> {
         let permit = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| EngineError::GenerationQueueFull { capacity: self.capacity })?;
+        Ok(Reservation { handle: handle.clone(), slot: Some(permit) })
+    }
+
+    /// Queues a generation on the worker that holds the model, in the slot `reservation` holds.
+    fn submit(&self, reservation: Reservation, submission: Submission) -> Result<Submitted, EngineError> {
+        let Reservation { handle, slot } = reservation;
+        let permit =
+            slot.ok_or_else(|| EngineError::Failed("a generation came without its queue slot".into()))?;
         let index = handle.slot;
         let ahead = self.workers[index].load.pending.load(Ordering::Relaxed);
         let (events, rx) = event_channel();
@@ -234,7 +257,7 @@ impl Engine for Pool {
         self.send(
             index,
             Job::Generate(Box::new(GenerateJob {
-                model: handle.model.clone(),
+                model: handle.model,
                 request,
                 audio_prompt,
                 events,

@@ -13,10 +13,10 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc as std_mpsc, Arc,
     },
-    time::Instant,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -115,6 +115,30 @@ pub struct WorkerLoad {
     pub pending: AtomicUsize,
     /// Set at shutdown: the jobs still queued are dropped unrun.
     pub stopping: AtomicBool,
+    /// While the worker holds a job: the wall-clock milliseconds of its last progress (taking the
+    /// job, each decoding step); 0 while it waits for work. Liveness reads it.
+    pub progress_ms: AtomicU64,
+}
+
+impl WorkerLoad {
+    /// Records progress on the job the worker holds.
+    pub fn progressed(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis().max(1) as u64);
+        self.progress_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Records that the worker holds no job.
+    pub fn idle(&self) {
+        self.progress_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the worker has held its job without progress at `now`; `None` while it waits.
+    pub fn stalled_for(&self, now: SystemTime) -> Option<Duration> {
+        match self.progress_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(now.duration_since(UNIX_EPOCH + Duration::from_millis(ms)).unwrap_or_default()),
+        }
+    }
 }
 
 /// With fault injection, loading a model whose id ends with this makes libtorch really run out of
@@ -169,9 +193,12 @@ pub fn spawn(
     let name = format!("maestro-worker-{index}-{}", pinned.device.name());
     std::thread::Builder::new().name(name).spawn(move || {
         let (models, dirs) = (HashMap::new(), HashMap::new());
-        let mut worker = Worker { pinned, device: pinned.compute, models, dirs, faults, extend_stride_s };
+        let progress = load.clone();
+        let mut worker =
+            Worker { pinned, device: pinned.compute, models, dirs, faults, extend_stride_s, progress };
         let mut pending: VecDeque<Job> = VecDeque::new();
         while let Some(job) = pending.pop_front().or_else(|| jobs.recv().ok()) {
+            load.progressed();
             let done = match job {
                 // Shutting down: a queued job is dropped unrun, so its caller hears the worker stopped
                 // instead of waiting for work nobody will read.
@@ -190,6 +217,7 @@ pub fn spawn(
                     1
                 }
             };
+            load.idle();
             load.pending.fetch_sub(done, Ordering::Relaxed);
         }
         tracing::debug!(index, "worker stopped");
@@ -235,6 +263,8 @@ struct Worker {
     faults: Faults,
     /// Seconds each window past a model's first adds (`--extend-stride-s`).
     extend_stride_s: f64,
+    /// Where its progress is recorded for liveness.
+    progress: Arc<WorkerLoad>,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

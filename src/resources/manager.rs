@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use self::actor::{Actor, Command, FitState};
@@ -32,7 +32,7 @@ use super::{
     journal::Journal,
     ledger::{Lease, LeaseRequest, Releaser, TokenShare},
     memo::Memo,
-    requirements::Registry,
+    requirements::{Registry, SizingCache},
 };
 use crate::{error::Error, monitor};
 
@@ -68,6 +68,10 @@ pub struct Handle {
     settings: Arc<ManagerSettings>,
     /// Recent lookups (see [`super::memo`]).
     lookups: Arc<Memo>,
+    /// What each checkpoint's files say, per file identity (see [`fit`]).
+    sizings: Arc<SizingCache>,
+    /// Reads of the model roots that may run at once on the blocking pool.
+    disk: Arc<Semaphore>,
     state: watch::Receiver<Arc<FitState>>,
     monitor: monitor::Handle,
     journal: Journal,
@@ -78,6 +82,21 @@ fn stopped() -> Error {
 }
 
 impl Handle {
+    /// Runs `read` (file-system work) on the blocking pool once one of the [`DISK_READS`] is free.
+    pub(crate) async fn on_disk<T: Send + 'static>(
+        &self,
+        what: &str,
+        read: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let permit = self.disk.clone().acquire_owned().await.map_err(|_| stopped())?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            read()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("{what} failed: {e}")))
+    }
+
     /// The settings.
     pub fn settings(&self) -> &ManagerSettings {
         &self.settings
@@ -184,8 +203,21 @@ pub fn spawn(settings: ManagerSettings, monitor: monitor::Handle, shutdown: Canc
     let (state_tx, state) = watch::channel(Arc::default());
     tokio::spawn(Actor::new(monitor.clone(), state_tx, settings.token_share).run(rx, shutdown));
     let journal = Journal::default();
-    Handle { commands: tx, settings: Arc::new(settings), lookups: Arc::default(), state, monitor, journal }
+    Handle {
+        commands: tx,
+        settings: Arc::new(settings),
+        lookups: Arc::default(),
+        sizings: Arc::default(),
+        disk: Arc::new(Semaphore::new(DISK_READS)),
+        state,
+        monitor,
+        journal,
+    }
 }
+
+/// Reads of the model roots (listings, checkpoint headers) that run at once: a flood of
+/// `ListModels` or `ValidateModel` queues behind them instead of filling the blocking pool.
+const DISK_READS: usize = 4;
 
 /// When a lease was made, as wall-clock time (the ledger keeps monotonic instants).
 pub fn wall_clock(at: Instant) -> SystemTime {

@@ -174,7 +174,7 @@ mod table;
 mod weights;
 mod working_set;
 
-pub use checkpoint::from_checkpoint;
+pub use checkpoint::{from_checkpoint, CheckpointSizing, SizingCache};
 pub use clip_encoding::AudioInCost;
 pub use dtype::{quantised_weight, DType, PartDTypes, UnknownDType};
 pub use need::{describe, Need, Resident, Term};

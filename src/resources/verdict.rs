@@ -106,6 +106,8 @@ pub struct FitInput<'a> {
     pub cached: &'a [CachedModel],
     /// Seconds of audio prompt encoded first (0 for none).
     pub audio_prompt_s: f64,
+    /// Host bytes of bringing the request's audio to the model (0 for none).
+    pub conversion_bytes: u64,
 }
 
 /// What of `model` (in `dtype`) is already in memory on `device`, per the cache.
@@ -135,6 +137,7 @@ fn verdict_on(input: &FitInput<'_>, device: Device) -> Result<Verdict, Error> {
     let resident = resident(input.model, input.requirements.dtype, device, input.cached);
     let mut need = input.requirements.need(device, input.batch, resident);
     need.audio_in_bytes = input.requirements.audio_in.bytes_for_seconds(input.audio_prompt_s);
+    need.conversion_bytes = input.conversion_bytes;
     fit(need, &input.room)
 }
 

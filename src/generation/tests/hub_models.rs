@@ -43,6 +43,7 @@ async fn a_cached_snapshot_loads_in_place_and_an_incomplete_one_never_does() {
         device: Device::Cpu.into(),
         dtype: DType::F32,
         audio_prompt_s: 0.0,
+        conversion_bytes: 0,
     };
     let err = manager.fit(question).await.unwrap_err();
     assert!(matches!(err, Error::ModelId(ModelIdError::Incomplete { .. })), "validation too: {err:?}");

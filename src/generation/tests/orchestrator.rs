@@ -21,7 +21,8 @@ use crate::{
     config::Config,
     engine::{
         event_channel, AudioChunkOut, CheckpointFacts, Engine, EngineError, Event, EventSender, Finished,
-        GenerationStats, LoadOrder, Loaded, ModelFacts, ModelHandle, Refusing, Submission, Submitted,
+        GenerationStats, LoadOrder, Loaded, ModelFacts, ModelHandle, Refusing, Reservation, Submission,
+        Submitted,
     },
     error::Error,
     monitor::{
@@ -140,14 +141,19 @@ impl Engine for Scripted {
         Ok(())
     }
 
-    fn submit(&self, handle: &ModelHandle, s: Submission) -> Result<Submitted, EngineError> {
-        let mut submitted = self.submitted.lock().unwrap();
-        if submitted.len() >= self.queue {
+    fn reserve(&self, handle: &ModelHandle) -> Result<Reservation, EngineError> {
+        if self.submitted.lock().unwrap().len() >= self.queue {
             return Err(EngineError::GenerationQueueFull { capacity: self.queue });
         }
+        Ok(Reservation { handle: handle.clone(), slot: None })
+    }
+
+    fn submit(&self, reservation: Reservation, s: Submission) -> Result<Submitted, EngineError> {
+        let mut submitted = self.submitted.lock().unwrap();
+        let handle = reservation.handle;
         assert!(self.resident().contains(&handle.model), "submitted to a model the engine does not hold");
         let (events, rx) = event_channel();
-        submitted.push((handle.clone(), events, s.cancel));
+        submitted.push((handle, events, s.cancel));
         Ok(Submitted { queue_position: submitted.len() - 1, events: rx })
     }
 
@@ -503,3 +509,6 @@ async fn an_engine_that_refuses_answers_unimplemented_before_any_other_check() {
 
 #[path = "hub_models.rs"]
 mod hub_models;
+
+#[path = "audio_admission.rs"]
+mod audio_admission;

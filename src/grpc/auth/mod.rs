@@ -223,7 +223,7 @@ pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
 /// At most [`LOG_BURST`] lines per wall-clock second; what it holds back is reported with the next
 /// line let through.
 #[derive(Debug, Default)]
-struct LogThrottle {
+pub(crate) struct LogThrottle {
     /// The second (since the epoch) × 2^16 + lines logged in it.
     window: AtomicU64,
     suppressed: AtomicU64,
@@ -231,7 +231,7 @@ struct LogThrottle {
 
 impl LogThrottle {
     /// `Some(lines held back since the last one)` when this line may be logged.
-    fn admit(&self) -> Option<u64> {
+    pub(crate) fn admit(&self) -> Option<u64> {
         let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let result = self.window.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
             let (at, lines) = (w >> 16, w & 0xffff);

@@ -68,6 +68,7 @@ impl Worker {
             let _ = batch[i].events.send(Event::Started);
         }
         let mut observer = Rows::new(batch, rows, self.device, self.faults);
+        observer.progress = Some(&self.progress);
         observer.peak = GpuPeak::start(self.device);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(model, &mut observer)));
         let error = match outcome {
@@ -157,6 +158,8 @@ struct Rows<'a> {
     device: tch::Device,
     faults: Faults,
     peak: Option<GpuPeak>,
+    /// Told of each decoding step (liveness watches it).
+    progress: Option<&'a super::WorkerLoad>,
 }
 
 /// libtorch's CUDA allocator peak over one attempt: reset as it starts, read as each request ends.
@@ -190,6 +193,7 @@ impl<'a> Rows<'a> {
             device,
             faults,
             peak: None,
+            progress: None,
         }
     }
 
@@ -256,6 +260,9 @@ impl Observer for Rows<'_> {
     }
 
     fn step(&mut self, step: usize) {
+        if let Some(progress) = self.progress {
+            progress.progressed();
+        }
         if step == 0 {
             self.stall();
         }

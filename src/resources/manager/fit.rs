@@ -19,7 +19,7 @@ use crate::{
         duration::{check_duration, MaxDuration},
         memo::Recall,
         model_id,
-        requirements::{self, DType, Requirements},
+        requirements::{DType, Requirements, SizingCache},
         verdict::{self, BatchAdvice, FitInput, Room, Verdict},
     },
 };
@@ -39,6 +39,9 @@ pub struct FitQuestion {
     pub dtype: DType,
     /// Seconds of audio prompt a request encodes first (0 for none): its encode counts in the need.
     pub audio_prompt_s: f64,
+    /// Host bytes a request's audio needs while it is brought to the model's rate and channels (0
+    /// for none): see [`crate::resources::requirements::Need::conversion_bytes`].
+    pub conversion_bytes: u64,
 }
 
 /// A verdict with what eviction could do about it.
@@ -125,10 +128,8 @@ impl Handle {
     }
 
     async fn look_up(&self, question: FitQuestion) -> Result<Requirements, Error> {
-        let settings = self.settings.clone();
-        tokio::task::spawn_blocking(move || lookup(&settings, &question))
-            .await
-            .map_err(|e| Error::Internal(format!("requirements lookup failed: {e}")))?
+        let (settings, sizings) = (self.settings.clone(), self.sizings.clone());
+        self.on_disk("requirements lookup", move || lookup(&settings, &sizings, &question)).await?
     }
 
     /// Whether a model fits, with the numbers.
@@ -149,18 +150,21 @@ impl Handle {
 
     /// Whether `batch` rows of `duration_s` fit for `model` where it is loaded (the device and dtype
     /// its cache entry records; `dtype` on the CPU when it is not loaded): its weights are already in
-    /// memory, so the working set is what has to fit.
+    /// memory, so the working set is what has to fit, with the request's audio: `(audio prompt seconds,
+    /// conversion bytes)`.
     pub async fn fit_loaded(
         &self,
         model: &str,
         batch: u32,
-        (duration_s, audio_prompt_s): (f64, f64),
+        (duration_s, (audio_prompt_s, conversion_bytes)): (f64, (f64, u64)),
         dtype: DType,
     ) -> Result<FitAnswer, Error> {
         let entry = self.state.borrow().cache.get(model).map(|e| (e.device, e.dtype));
         let (device, dtype) = entry.unwrap_or((Device::Cpu, dtype));
         let device = device.into();
-        self.fit(FitQuestion { model: model.into(), batch, duration_s, device, dtype, audio_prompt_s }).await
+        let model = model.into();
+        self.fit(FitQuestion { model, batch, duration_s, device, dtype, audio_prompt_s, conversion_bytes })
+            .await
     }
 
     /// What loading each cached f32 model in f16 instead would save, from the same requirements a
@@ -176,6 +180,7 @@ impl Handle {
                 device: m.device.into(),
                 dtype,
                 audio_prompt_s: 0.0,
+                conversion_bytes: 0,
             };
             let (Ok(f32), Ok(f16)) =
                 (self.requirements(&ask(DType::F32)).await, self.requirements(&ask(DType::F16)).await)
@@ -259,7 +264,7 @@ impl View {
             margin: self.margin,
             placeable: &self.placeable,
         };
-        let audio_prompt_s = q.audio_prompt_s;
+        let (audio_prompt_s, conversion_bytes) = (q.audio_prompt_s, q.conversion_bytes);
         FitInput {
             model: &q.model,
             requirements,
@@ -268,6 +273,7 @@ impl View {
             room,
             cached: &self.cached,
             audio_prompt_s,
+            conversion_bytes,
         }
     }
 }
@@ -275,10 +281,10 @@ impl View {
 /// The requirements of `q` from disk or the table (a blocking call). Only an id with no folder at all
 /// falls back to the table: a folder or hub snapshot that is incomplete, or an unknown revision, is
 /// an error naming what is missing, since that model could not be loaded.
-fn lookup(settings: &ManagerSettings, q: &FitQuestion) -> Result<Requirements, Error> {
+fn lookup(settings: &ManagerSettings, sizings: &SizingCache, q: &FitQuestion) -> Result<Requirements, Error> {
     model_id::validate(&q.model)?;
     match model_id::resolve(&q.model, &settings.roots) {
-        Ok(found) => Ok(requirements::from_checkpoint(&found.dir, q.dtype, q.duration_s)?),
+        Ok(found) => Ok(sizings.requirements(&found.dir, q.dtype, q.duration_s)?),
         Err(e @ model_id::ModelIdError::NotFound { .. }) => match settings.registry.table(&q.model) {
             Some(entry) => Ok(entry.requirements(q.dtype, q.duration_s)),
             None => Err(e.into()),

@@ -61,8 +61,12 @@ impl Handle {
     pub async fn models(&self) -> Result<Vec<ModelListing>, Error> {
         let settings = self.settings();
         let cached = self.cached().await?;
-        let mut ids: Vec<(String, Option<PathBuf>, Option<String>)> =
-            model_id::list(&settings.roots).into_iter().map(|m| found(m, &settings.roots)).collect();
+        let roots = settings.roots.clone();
+        let mut ids: Vec<(String, Option<PathBuf>, Option<String>)> = self
+            .on_disk("listing the model roots", move || {
+                model_id::list(&roots).into_iter().map(|m| found(m, &roots)).collect()
+            })
+            .await?;
         for (id, _) in settings.registry.entries() {
             if !ids.iter().any(|(i, _, _)| i == id) {
                 ids.push((id.to_string(), None, None));
@@ -78,6 +82,7 @@ impl Handle {
                 device: Device::Cpu.into(),
                 dtype: DType::default(),
                 audio_prompt_s: 0.0,
+                conversion_bytes: 0,
             };
             let (requirements, error) = match self.requirements(&question).await {
                 Ok(r) => (Some(r), None),

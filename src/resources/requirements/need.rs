@@ -38,6 +38,10 @@ pub struct Need {
     pub working_set_bytes: u64,
     /// Encoding an audio prompt: the EnCodec encoder and the clip's activations (0 without one).
     pub audio_in_bytes: u64,
+    /// Bringing a request's audio to the model's rate and channels, and the melody's chroma: the
+    /// clip as sent, what it becomes and the resampler's buffers, on the host whatever the device
+    /// (0 without audio input).
+    pub conversion_bytes: u64,
     /// Host memory of the runtime around the model; on every device.
     pub host_runtime_bytes: u64,
     /// The CUDA context; 0 on the CPU.
@@ -73,6 +77,7 @@ impl Requirements {
             weights: self.weights,
             working_set_bytes: self.per_sample_bytes.saturating_mul(u64::from(batch)),
             audio_in_bytes: 0,
+            conversion_bytes: 0,
             host_runtime_bytes: self.host_runtime_bytes,
             cuda_context_bytes: if on_gpu { self.cuda_context_bytes } else { 0 },
             resident: Resident { cuda_context: on_gpu && resident.cuda_context, ..resident },
@@ -101,11 +106,12 @@ impl Need {
             resident: self.resident.runtime,
         };
         if self.on_gpu() {
-            return vec![runtime];
+            return self.conversion_term().into_iter().chain([runtime]).collect();
         }
         [self.weights_term(), self.working_set_term()]
             .into_iter()
             .chain(self.audio_in_term())
+            .chain(self.conversion_term())
             .chain([runtime])
             .collect()
     }
@@ -150,6 +156,15 @@ impl Need {
         (self.audio_in_bytes > 0).then(|| Term {
             name: "audio prompt encode".into(),
             bytes: self.audio_in_bytes,
+            resident: false,
+        })
+    }
+
+    /// Listed only with audio input.
+    fn conversion_term(&self) -> Option<Term> {
+        (self.conversion_bytes > 0).then(|| Term {
+            name: "audio input conversion".into(),
+            bytes: self.conversion_bytes,
             resident: false,
         })
     }

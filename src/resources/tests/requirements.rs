@@ -322,6 +322,22 @@ fn checkpoint_scales_with_dtype_and_duration() {
 }
 
 #[test]
+fn a_checkpoint_is_read_once_per_identity_whatever_the_duration() {
+    let dir = tiny_checkpoint(None);
+    let cache = SizingCache::default();
+    for (dtype, seconds) in [(DType::F32, 10.0), (DType::F32, 11.5), (DType::F16, 3.0), (DType::F32, 29.0)] {
+        let remembered = cache.requirements(dir.path(), dtype, seconds).unwrap();
+        assert_eq!(remembered, from_checkpoint(dir.path(), dtype, seconds).unwrap(), "{dtype:?} {seconds}");
+    }
+    assert_eq!(cache.reads(), 1, "new durations and dtypes are arithmetic");
+    // Replaced on disk (another length): read again, and the new sizes answer.
+    let config = dir.path().join("generation_config.json");
+    std::fs::write(&config, r#"{"max_length": 250}"#).unwrap();
+    let r = cache.requirements(dir.path(), DType::F32, 1.0).unwrap();
+    assert_eq!((cache.reads(), r.max_duration_s), (2, 5.0));
+}
+
+#[test]
 fn broken_configs_are_reported() {
     let dir = tiny_checkpoint(Some("{"));
     assert!(matches!(from_checkpoint(dir.path(), DType::F32, 1.0), Err(RequirementsError::Config { .. })));

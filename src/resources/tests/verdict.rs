@@ -51,7 +51,16 @@ fn input<'a>(
 ) -> FitInput<'a> {
     let all: &'static [u32] = &[0, 1, 2, 3];
     let room = Room { snapshot, reserved_host: 0, reserved_gpu: &[], margin: 0.2, placeable: all };
-    FitInput { model, requirements: r, batch: 1, device: device.into(), room, cached, audio_prompt_s: 0.0 }
+    FitInput {
+        model,
+        requirements: r,
+        batch: 1,
+        device: device.into(),
+        room,
+        cached,
+        audio_prompt_s: 0.0,
+        conversion_bytes: 0,
+    }
 }
 
 fn check<'a>(v: &'a Verdict, resource: &str) -> &'a Check {
@@ -231,7 +240,7 @@ proptest! {
         };
         let placeable: Vec<u32> = (0..gpus.len() as u32).filter(|i| placed & (1 << i) != 0).collect();
         let room = Room { snapshot: &snapshot, reserved_host: host_lease, reserved_gpu: &reserved, margin, placeable: &placeable };
-        let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached, audio_prompt_s: 0.0 };
+        let fit_input = FitInput { model, requirements: &r, batch: 1, device, room, cached: &cached, audio_prompt_s: 0.0, conversion_bytes: 0 };
         let result = optimal_batch(&fit_input, 0, MAX_BATCH);
         if let RequestedDevice::On(Device::Cuda(i)) = device {
             if !placeable.contains(&i) {
