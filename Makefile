@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test check-no-torch check-deps bench bench-streams soak fuzz fixtures dashboard fmt clippy clean-cache
+.PHONY: all build run test check-no-torch check-deps docs bench bench-streams soak fuzz fixtures dashboard fmt clippy clean-cache
 
 all: build
 
@@ -18,7 +18,8 @@ run:
 	./target/release/maestro-server $(ARGS)
 
 # Lints (the fuzz target included), the build without libtorch, the CLI's dependency check, every
-# Rust test (tests/node_examples.rs runs the Node.js examples with the machine's node), then the
+# Rust test (tests/node_examples.rs runs the Node.js examples with the machine's node; tests/config.rs,
+# api_docs.rs and openapi.rs check the generated docs, tests/doc_links.rs every Markdown link), then the
 # Python client against the debug server that `cargo test` built.
 test: check-deps
 	$(CARGO) fmt --all --check
@@ -35,6 +36,12 @@ test: check-deps
 # fuzz target with its sanitizers (`make fuzz`).
 check-no-torch:
 	$(ENV) $(CARGO) clippy -p maestro -p maestro-fuzz --no-default-features --all-targets -- -D warnings
+
+# Rewrites the generated docs after the options or the protos change: docs/configuration.md's table,
+# docs/api.md and docs/openapi.json. None needs libtorch.
+docs:
+	$(ENV) UPDATE_DOCS=1 $(CARGO) test --no-default-features --test config --test api_docs
+	$(ENV) UPDATE_OPENAPI=1 $(CARGO) test --no-default-features --test openapi
 
 # `maestro-cli` depends on no server-only crate (libtorch, NVML, the system sampler).
 check-deps:

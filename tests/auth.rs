@@ -14,7 +14,7 @@ const TOKENS: &str = "# who may do what\n\
                       h-token, batch, generate\n\
                       a-token, ops, admin\n";
 
-/// What each RPC needs, as the README's roles table says (not read from the server's own table).
+/// What each RPC needs, as the roles table of docs/security.md says (not read from the server's own table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Need {
     Open,

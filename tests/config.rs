@@ -1,5 +1,5 @@
 //! Configuration layering: defaults < file < environment < flags, refusal of unknown keys, the
-//! environment names, and the README's configuration table against the declared options.
+//! environment names, and the options table of `docs/configuration.md` against the declared options.
 //! The environment is process-wide: every test that loads a configuration holds [`clean_env`].
 
 use std::{
@@ -309,7 +309,7 @@ fn default_ignores_the_environment() {
     assert_eq!(Config::default().server.max_streams, 10_000);
 }
 
-/// The README's configuration table, row by row, as the declarations say it must read.
+/// The configuration table of `docs/configuration.md`, row by row, as the declarations say it must read.
 fn expected_rows() -> Vec<String> {
     let code = |s: &str| format!("`{s}`");
     let row = |o: &OptionDoc| {
@@ -322,32 +322,38 @@ fn expected_rows() -> Vec<String> {
         };
         format!("| {flag} | {}{delimiter} | {key} | {default} | {} |", code(&o.env), o.help)
     };
-    let header = ["| flag | environment | file key | default | meaning |", "|---|---|---|---|---|"];
-    header.into_iter().map(String::from).chain(options().iter().map(row)).collect()
+    chain_header(options().iter().map(row))
 }
 
-/// Finds the table in the README's Configuration section: (first line index, its rows).
-fn readme_table(readme: &str) -> (usize, Vec<String>) {
-    let lines: Vec<&str> = readme.lines().collect();
-    let section = lines.iter().position(|l| *l == "## Configuration").expect("a Configuration section");
-    let start = section + lines[section..].iter().position(|l| l.starts_with('|')).expect("a table");
+const TABLE_HEADER: [&str; 2] =
+    ["| flag | environment | file key | default | meaning |", "|---|---|---|---|---|"];
+
+fn chain_header(rows: impl Iterator<Item = String>) -> Vec<String> {
+    TABLE_HEADER.into_iter().map(String::from).chain(rows).collect()
+}
+
+/// Finds the options table by its header row: (first line index, its rows).
+fn options_table(page: &str) -> (usize, Vec<String>) {
+    let lines: Vec<&str> = page.lines().collect();
+    let start = lines.iter().position(|l| *l == TABLE_HEADER[0]).expect("the options table's header row");
     let rows = lines[start..].iter().take_while(|l| l.starts_with('|')).map(|l| l.to_string()).collect();
     (start, rows)
 }
 
-/// The table is generated from the declarations: `UPDATE_README=1 cargo test --test config` rewrites
-/// it after an option changes; otherwise any difference fails with the table it should be.
+/// The table is generated from the declarations: `UPDATE_DOCS=1 cargo test --no-default-features --test
+/// config` rewrites it after an option changes (`UPDATE_README=1`, from when the table was in the
+/// README, still works); otherwise any difference fails with the table it should be.
 #[test]
-fn readme_table_matches_the_declared_options() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).unwrap();
-    let (start, rows) = readme_table(&readme);
+fn the_configuration_page_lists_the_declared_options() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    let page = std::fs::read_to_string(path).unwrap();
+    let (start, rows) = options_table(&page);
     let expected = expected_rows();
     if rows == expected {
         return;
     }
-    if std::env::var_os("UPDATE_README").is_some() {
-        let mut lines: Vec<String> = readme.lines().map(String::from).collect();
+    if ["UPDATE_DOCS", "UPDATE_README"].iter().any(|v| std::env::var_os(v).is_some()) {
+        let mut lines: Vec<String> = page.lines().map(String::from).collect();
         lines.splice(start..start + rows.len(), expected);
         std::fs::write(path, lines.join("\n") + "\n").unwrap();
         return;
@@ -355,8 +361,8 @@ fn readme_table_matches_the_declared_options() {
     let first =
         rows.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(rows.len().min(expected.len()));
     panic!(
-        "README.md's configuration table differs from the options at row {first}:\n  README: {:?}\n  wanted: {:?}\n\
-         Run `UPDATE_README=1 cargo test --test config` to regenerate it. The whole table:\n{}",
+        "docs/configuration.md's options table differs from the declarations at row {first}:\n  page:   {:?}\n  wanted: {:?}\n\
+         Run `UPDATE_DOCS=1 cargo test --no-default-features --test config` to regenerate it. The whole table:\n{}",
         rows.get(first),
         expected.get(first),
         expected.join("\n")

@@ -1,6 +1,6 @@
 //! The declared options read back from clap: flag, environment variable, file key, default and help of
 //! each. The layering uses the file keys, error messages use the three spellings of an option, and the
-//! README's configuration table is checked against this list (`tests/config.rs`).
+//! options table of `docs/configuration.md` is checked against this list (`tests/config.rs`).
 
 use clap::{Arg, ArgAction, CommandFactory};
 

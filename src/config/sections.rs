@@ -332,7 +332,7 @@ pub struct GenerationConfig {
     pub max_batch: usize,
     /// Decoder precision of models that `Generate` loads on demand: f32, f16, bf16 or int8 (`LoadModel`
     /// chooses its own). f16 and bf16 read half the weight bytes per step, int8 (CPU only) a quarter
-    /// (BENCHMARKS.md; README, "CPU kernels", for what int8 costs).
+    /// (BENCHMARKS.md; docs/building.md, "What int8 costs").
     #[arg(
         id = "generation.dtype",
         long = "dtype",

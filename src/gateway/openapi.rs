@@ -302,11 +302,14 @@ fn parameters(route: &Route, comments: &Comments) -> Vec<Value> {
     out
 }
 
-/// The leading comments of the protos, by file and descriptor path.
-struct Comments(HashMap<(String, Vec<i32>), String>);
+/// The leading comments of the protos, by file and descriptor path, each joined into one line. The
+/// API reference (`docs/api.md`, written by `tests/api_docs.rs`) reads them too, so both documents
+/// describe the wire with the same words.
+pub struct Comments(HashMap<(String, Vec<i32>), String>);
 
 impl Comments {
-    fn new(pool: &DescriptorPool) -> Self {
+    /// The comments of every file in `pool` (which must carry source info to have any).
+    pub fn new(pool: &DescriptorPool) -> Self {
         let mut map = HashMap::new();
         for file in pool.files() {
             let proto = file.file_descriptor_proto();
@@ -320,7 +323,8 @@ impl Comments {
         Self(map)
     }
 
-    fn of(&self, file: &str, path: &[i32]) -> Option<&str> {
+    /// The comment of the element at `path` (a descriptor's `path()`) in `file`, if it has one.
+    pub fn of(&self, file: &str, path: &[i32]) -> Option<&str> {
         self.0.get(&(file.to_owned(), path.to_vec())).map(String::as_str)
     }
 }

@@ -90,7 +90,7 @@ fn int8_logits_track_f32_on_every_path() {
             assert!(kl <= 0.01, "{path}: {name} mean KL {kl}");
         }
     }
-    // f16 on the same steps, for the README's comparison.
+    // f16 on the same steps, for the comparison in docs/building.md.
     for name in ["musicgen-tiny", "musicgen-tiny2"] {
         let (correlation, kl, top1) = compare(name, DType::F16, kernels::active(), 12).means();
         eprintln!("f16: {name}: correlation {correlation:.6}, KL {kl:.6} nats, top-1 {:.1} %", top1 * 100.0);
