@@ -79,7 +79,9 @@ fn page(s: &TestServer) -> String {
 
 #[tokio::test]
 async fn the_playground_plays_the_stream_while_it_is_generated() {
-    let (seed, duration, chunk_ms) = (4242_u64, 6.0, 200_u32);
+    // Long enough that the rest of the generation after its first chunk outlasts the page's 50 ms
+    // scheduling lead on a fast machine too (the tiny model makes 20 s in about 1.4 s on two cores).
+    let (seed, duration, chunk_ms) = (4242_u64, 20.0, 200_u32);
     let mut s = start_server(model_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
@@ -129,13 +131,13 @@ async fn generation_state(s: &mut TestServer) -> (bool, bool, Option<String>) {
 async fn stop_cancels_the_generation_on_the_server() {
     let mut s = start_server(model_config()).await;
     // The longest generation the server allows, in small chunks: still running when Stop is pressed.
-    let mut driver = Driver::start("playground.py", &page(&s), &["--stop", "30", "20"]);
+    let mut driver = Driver::start("playground.py", &page(&s), &["--stop", "120", "20"]);
     driver.expect("running").await;
     let (leased, queued, _) = generation_state(&mut s).await;
     assert!(leased && queued, "the generation holds a lease ({leased}) and a queue slot ({queued})");
     driver.tell("stop");
     let received: f64 = driver.expect("stopped").await[0].parse().unwrap();
-    assert!(received < 30.0, "the stream ended early: {received} s");
+    assert!(received < 120.0, "the stream ended early: {received} s");
     let outcome =
         common::eventually("lease and queue slot given back", Duration::from_secs(30), async || {
             let (leased, queued, outcome) = generation_state(&mut s).await;
