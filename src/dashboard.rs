@@ -1,7 +1,8 @@
 //! The live dashboard at `/` of the HTTP port: the bundle `make dashboard` builds into
 //! `dashboard/dist/` (committed, so neither `make run` nor `make test` needs node), embedded in the
 //! binary, and `dashboard.json`, which tells the page where the gRPC port is. The page calls the
-//! read-only ResourceService RPCs there through gRPC-Web (see [`cors`]).
+//! ResourceService RPCs there through gRPC-Web (see [`cors`]), and its playground `ListModels` and
+//! `Generate`, whose PCM it plays through Web Audio: nothing the CSP below must allow beyond `fetch`.
 
 use axum::{
     http::{header, HeaderValue, Method},

@@ -6,24 +6,22 @@
 //! page asks for one; browser pages reach no state-changing RPC, and CORS answers only the HTTP
 //! port's own pages.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use browser::Driver;
 use common::{scripted_gpu, start_scripted_on, test_config, ScriptedSampler, TestServer};
 use maestro_proto as pb;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::mpsc,
 };
 use tonic::{Code, Request};
 
-/// Longest wait for the driver's next line (its own steps time out sooner).
-const LINE_WITHIN: Duration = Duration::from_secs(90);
 const GIB: u64 = 1 << 30;
 
 /// Two loopback ports free now: the server comes back on them after its restart.
@@ -52,62 +50,13 @@ fn sampler() -> ScriptedSampler {
     ScriptedSampler::new(50.0).with_gpu(scripted_gpu(0, 24 * GIB, 16 * GIB, (8, 0)))
 }
 
-/// The driver, its stdin, and its stdout as lines.
-struct Driver {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl Driver {
-    fn start(url: &str, args: &[&str]) -> Self {
-        let venv = std::env::var("MAESTRO_VENV").expect(
-            "MAESTRO_VENV: run through `make test` or `source scripts/env.sh` (the venv has playwright)",
-        );
-        let mut child = Command::new(format!("{venv}/bin/python3"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dashboard/drive.py"))
-            .arg(url)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the browser driver starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self { child, stdin, lines }
-    }
-
-    /// The next line, which must start with `word`; its other words.
-    async fn expect(&mut self, word: &str) -> Vec<String> {
-        let line = tokio::time::timeout(LINE_WITHIN, self.lines.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no {word:?} from the driver within {LINE_WITHIN:?}"))
-            .unwrap_or_else(|| panic!("the driver ended before {word:?}"));
-        let mut words = line.split_whitespace().map(str::to_owned);
-        let first = words.next().unwrap_or_default();
-        assert_eq!(first, word, "driver said {line:?}");
-        words.collect()
-    }
-
-    fn tell(&mut self, word: &str) {
-        writeln!(self.stdin, "{word}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-}
-
 #[tokio::test]
 async fn the_dashboard_follows_a_live_server_in_chromium() {
     let (grpc, http) = free_ports();
     let first = sampler();
     let mut server = serve(grpc, http, first.clone()).await;
     let screenshot = concat!(env!("CARGO_MANIFEST_DIR"), "/target/dashboard.png");
-    let mut driver = Driver::start(&format!("http://127.0.0.1:{http}/"), &[screenshot]);
+    let mut driver = Driver::start("drive.py", &format!("http://127.0.0.1:{http}/"), &[screenshot]);
 
     let shown = driver.expect("host-memory").await;
     let shown: u64 = shown[0].parse().unwrap();
@@ -130,9 +79,7 @@ async fn the_dashboard_follows_a_live_server_in_chromium() {
     let _server = serve(grpc, http, sampler()).await;
     driver.tell("restarted");
     driver.expect("reconnected").await;
-    driver.expect("done").await;
-    let status = driver.child.wait().unwrap();
-    assert!(status.success(), "driver exited {status}");
+    driver.finish().await;
     assert!(std::fs::metadata(screenshot).unwrap().len() > 10_000, "a screenshot of the page");
 }
 
@@ -146,11 +93,11 @@ async fn with_tokens_on_telemetry_the_page_asks_for_one() {
     config.server.public_telemetry = false;
     let (grpc, http) = free_ports();
     let _server = serve_with(config, grpc, http, sampler()).await;
-    let mut driver = Driver::start(&format!("http://127.0.0.1:{http}/"), &["--token", "page-token"]);
+    let mut driver =
+        Driver::start("drive.py", &format!("http://127.0.0.1:{http}/"), &["--token", "page-token"]);
     driver.expect("asked").await;
     assert_eq!(driver.expect("connected").await, ["True"], "the form goes once the token works");
-    driver.expect("done").await;
-    assert!(driver.child.wait().unwrap().success());
+    driver.finish().await;
 }
 
 #[tokio::test]
@@ -163,15 +110,14 @@ async fn an_action_asks_for_a_token_with_its_role() {
     let (grpc, http) = free_ports();
     let _server = serve_with(config, grpc, http, sampler()).await;
     let url = format!("http://127.0.0.1:{http}/");
-    let mut driver = Driver::start(&url, &["--action", "gen-token", "admin-token"]);
+    let mut driver = Driver::start("drive.py", &url, &["--action", "gen-token", "admin-token"]);
     let asked = driver.expect("asked").await.join(" ");
     assert!(asked.contains("Clean up needs a token"), "{asked}");
     assert_eq!(driver.expect("refused").await, ["needs-token"], "a generate token is not enough");
     let done = driver.expect("done-action").await;
     assert!(done.join(" ").starts_with("cleaned up:"), "{done:?}");
     assert_eq!(done.last().map(String::as_str), Some("True"), "the form goes once the action ran");
-    driver.expect("done").await;
-    assert!(driver.child.wait().unwrap().success());
+    driver.finish().await;
 }
 
 /// The response head of a raw HTTP/1.1 request.

@@ -1,12 +1,13 @@
 // The live dashboard: follows WatchSnapshots, WatchAlerts and WatchReport over gRPC-Web on the gRPC
 // port (which dashboard.json names), reconnecting each with backoff. One action, Clean up, calls
-// Cleanup: when the server refuses it for want of a token or a role, the page asks for a token and
-// runs the action again with it.
+// Cleanup, and the playground (playground.js) calls Generate: when the server refuses either for
+// want of a token or a role, the page asks for a token and runs the call again with it.
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import uPlot from "uplot";
 import { ResourceService, HealthLevel, Severity, AlertEvent_Kind, MemoryLimitSource } from "./gen/maestro/v1/resources_pb.js";
+import { playground } from "./playground.js";
 
 const HISTORY_S = 300;
 const TOKEN_KEY = "maestro.token";
@@ -306,17 +307,23 @@ async function act(name, call, show) {
     const refused = e instanceof ConnectError && (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied);
     out.dataset.state = refused ? "needs-token" : "failed";
     out.textContent = `${name}: ${e instanceof ConnectError ? e.rawMessage : e}`;
-    if (refused) {
-      pending = () => act(name, call, show);
-      // The stream loop must not take this form for its own: the streams still work.
-      askForToken(e.rawMessage, `${name} needs a token with the right role`);
-      $("token-error").textContent = `refused: ${e.rawMessage}`;
-    }
+    if (refused) needToken(`${name} needs a token with the right role`, e.rawMessage, () => act(name, call, show));
   }
+}
+
+// An action refused for want of a token or its role: ask, saying why, and run `retry` with the
+// token entered.
+function needToken(reason, message, retry) {
+  pending = retry;
+  // The stream loop must not take this form for its own: the streams still work.
+  askForToken(message, reason);
+  $("token-error").textContent = `refused: ${message}`;
 }
 $("cleanup").addEventListener("click", () => act("Clean up", () => client.cleanup({ force: false, dryRun: false }), (out, r) => {
   out.textContent = `cleaned up: ${r.actions.length} action(s), ${bytes(r.hostBytesFreed)} host and ${bytes(r.gpuBytesFreed)} GPU memory freed`;
 }));
+
+playground({ transport, needToken });
 
 // Seed the charts with the server's history, then follow.
 try {

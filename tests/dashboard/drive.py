@@ -10,38 +10,12 @@ ports). Any failure prints `FAIL <why>` and exits 1. Debian's chromium, driven b
 a browser download of Playwright's own.
 """
 
-import shutil
 import sys
 import time
 
 from playwright.sync_api import sync_playwright
 
-STEP_S = 15.0
-
-
-def say(*words):
-    print(*words, flush=True)
-
-
-def wait(stdin_word):
-    line = sys.stdin.readline().strip()
-    if line != stdin_word:
-        fail(f"expected {stdin_word!r} from the test, got {line!r}")
-
-
-def fail(why):
-    say("FAIL", why)
-    sys.exit(1)
-
-
-def until(what, check, within=STEP_S):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    fail(f"{what} within {within} s")
+from steps import chromium, fail, finish, say, until, wait
 
 
 def with_token(page, url, token):
@@ -79,11 +53,8 @@ def action_with_token(page, url, weak, admin):
 
 def main():
     url = sys.argv[1]
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        fail("no chromium on PATH (scripts/provision-tools.sh installs it)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         if sys.argv[2] == "--action":
             action_with_token(browser.new_page(), url, sys.argv[3], sys.argv[4])
             browser.close()
@@ -125,10 +96,7 @@ def main():
         until("reconnected", lambda: by("connection").get_attribute("data-state") == "connected", 30.0)
         after = until("new samples", lambda: (t := by("sampled-at").get_attribute("datetime")) != before and t)
         say("reconnected", after)
-        if errors:
-            fail(f"page errors: {errors}")
-        browser.close()
-    say("done")
+        finish(browser, errors)
 
 
 if __name__ == "__main__":
