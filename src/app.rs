@@ -163,6 +163,7 @@ impl App {
             token_share: TokenShare {
                 max_leases: config.resources.max_leases_per_token,
                 max_bytes: config.resources.max_lease_bytes_per_token,
+                max_total: config.resources.max_leases,
             },
         };
         let manager = resources::manager::spawn(manager_settings, monitor.clone(), shutdown.clone());

@@ -141,6 +141,15 @@ pub struct ResourcesConfig {
     )]
     #[serde(rename = "max_lease_ttl_s", with = "units::secs")]
     pub max_lease_ttl: Duration,
+    /// Client leases the server holds at once, whoever asks; 0 = no limit.
+    #[arg(
+        id = "resources.max_leases",
+        long = "max-leases",
+        env = "MAESTRO_MAX_LEASES",
+        value_name = "N",
+        default_value_t = 4096
+    )]
+    pub max_leases: usize,
     /// Client leases one token name may hold at once; 0 = no limit.
     #[arg(
         id = "resources.max_leases_per_token",

@@ -29,9 +29,11 @@ pub fn code(e: &Error) -> Code {
         Error::Ledger(LedgerError::UnknownLease { .. }) => Code::NotFound,
         Error::Ledger(LedgerError::ServerLease { .. }) => Code::FailedPrecondition,
         Error::Ledger(LedgerError::NotYours { .. }) => Code::PermissionDenied,
-        Error::Ledger(LedgerError::TokenLeases { .. } | LedgerError::TokenBytes { .. }) => {
-            Code::ResourceExhausted
-        }
+        Error::Ledger(
+            LedgerError::TokenLeases { .. }
+            | LedgerError::TokenBytes { .. }
+            | LedgerError::TooManyLeases { .. },
+        ) => Code::ResourceExhausted,
         Error::Ledger(LedgerError::GpuIndex(_)) => Code::InvalidArgument,
         Error::ModelId(ModelIdError::Invalid { .. } | ModelIdError::AmbiguousRevision { .. }) => {
             Code::InvalidArgument

@@ -169,6 +169,14 @@ pub enum LedgerError {
         holder: String,
     },
     /// The token already holds as many client leases as one token may.
+    /// The server holds as many client leases as it may.
+    #[error("{held} client leases are held, the server's limit (--max-leases {limit})")]
+    TooManyLeases {
+        /// Client leases held.
+        held: usize,
+        /// The limit.
+        limit: usize,
+    },
     #[error(
         "token {token:?} holds {held} client leases, the limit per token (--max-leases-per-token {limit})"
     )]
@@ -217,6 +225,9 @@ pub struct TokenShare {
     pub max_leases: usize,
     /// Host plus GPU bytes in client leases per token name.
     pub max_bytes: u64,
+    /// Client leases in all, whoever holds them (0 = no limit): anonymous clients have no name to
+    /// share by, so this is what bounds the ledger.
+    pub max_total: usize,
 }
 
 /// What is wrong with a request's `gpu_index` (the message without the field's name).
@@ -265,6 +276,13 @@ impl Ledger {
         capacity: &Capacity,
         now: Instant,
     ) -> Result<Lease, LedgerError> {
+        if request.kind == LeaseKind::Client {
+            let held = self.leases.iter().filter(|l| l.kind == LeaseKind::Client).count();
+            let limit = self.share.max_total;
+            if limit > 0 && held >= limit {
+                return Err(LedgerError::TooManyLeases { held, limit });
+            }
+        }
         if let Some(token) = request.token.as_deref() {
             self.check_share(token, request.cpu_bytes.saturating_add(request.gpu_bytes))?;
         }
@@ -330,7 +348,7 @@ impl Ledger {
         let (held, held_bytes) = mine.fold((0usize, 0u64), |(n, b), l| {
             (n + 1, b.saturating_add(l.cpu_bytes).saturating_add(l.gpu_bytes))
         });
-        let TokenShare { max_leases, max_bytes } = self.share;
+        let TokenShare { max_leases, max_bytes, .. } = self.share;
         if max_leases > 0 && held >= max_leases {
             return Err(LedgerError::TokenLeases { token: token.to_owned(), held, limit: max_leases });
         }

@@ -263,7 +263,7 @@ fn clients_release_only_their_own_client_leases() {
 
 #[test]
 fn a_token_holds_at_most_its_share() {
-    let share = TokenShare { max_leases: 2, max_bytes: 3 * GB };
+    let share = TokenShare { max_leases: 2, max_bytes: 3 * GB, max_total: 0 };
     let (mut ledger, now) = (Ledger::with_share(share), Instant::now());
     ledger.reserve(of("ci", LeaseKind::Client, GB), &capacity(), now).unwrap();
     let err = ledger.reserve(of("ci", LeaseKind::Client, 2 * GB + 1), &capacity(), now).unwrap_err();
@@ -278,4 +278,16 @@ fn a_token_holds_at_most_its_share() {
     ledger.reserve(of("batch", LeaseKind::Client, GB), &capacity(), now).unwrap();
     ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
     ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
+}
+
+#[test]
+fn client_leases_in_all_are_capped_and_the_servers_own_are_not() {
+    let share = TokenShare { max_total: 2, ..TokenShare::default() };
+    let (mut ledger, now) = (Ledger::with_share(share), Instant::now());
+    ledger.reserve(of("ci", LeaseKind::Client, GB), &capacity(), now).unwrap();
+    ledger.reserve(request(GB, 0, None, None), &capacity(), now).unwrap();
+    let err = ledger.reserve(of("batch", LeaseKind::Client, GB), &capacity(), now).unwrap_err();
+    assert_eq!(err, LedgerError::TooManyLeases { held: 2, limit: 2 });
+    assert!(err.to_string().contains("--max-leases 2"), "{err}");
+    ledger.reserve(of("server", LeaseKind::Generation, GB), &capacity(), now).unwrap();
 }
