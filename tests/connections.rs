@@ -1,7 +1,7 @@
 //! The gRPC port's connections, as a careless or hostile client uses them: more sockets than
 //! `--max-connections` (one more is closed at accept, counted, and the clients already connected
 //! are served on), HTTP/2 header lists over 16 KiB and HTTP/1.1 heads over hyper's limit (refused,
-//! the server serving on).
+//! the server serving on), and an HTTP/1.1 head that never ends (closed by the header read timeout).
 
 mod common;
 
@@ -84,5 +84,17 @@ async fn oversized_headers_are_refused_on_both_protocols() {
     };
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     // The server serves on.
+    s.health.check(check()).await.unwrap();
+}
+
+/// An HTTP/1.1 client that starts a request head and never finishes it is closed by hyper's header
+/// read timeout (30 s, on because tonic gives hyper a timer), so slow-loris sockets cannot pile up
+/// past `--max-connections` for long.
+#[tokio::test]
+async fn an_unfinished_http1_head_is_closed() {
+    let mut s = start_server(test_config()).await;
+    let mut raw = TcpStream::connect(s.addr).await.unwrap();
+    raw.write_all(b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    assert!(closed_within(&mut raw, Duration::from_secs(60)).await, "an unfinished head is closed");
     s.health.check(check()).await.unwrap();
 }
