@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source scripts/env.sh &&
 
-.PHONY: all build run test check-no-torch check-deps docs bench bench-streams soak fuzz fixtures dashboard fmt clippy clean-cache
+.PHONY: all build run test check-no-torch check-deps docs bench bench-onnx bench-streams soak fuzz fixtures dashboard fmt clippy clean-cache
 
 all: build
 
@@ -52,8 +52,18 @@ bench:
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
 	$(ENV) $(CARGO) bench --bench cpu_paths
+	$(MAKE) bench-onnx
 	$(ENV) $(CARGO) bench --bench generation
 	$(MAKE) bench-streams
+
+# The ONNX Runtime anchor: the same musicgen-small-shaped weights exported by optimum, fp32 and int8
+# (quantize_dynamic, per channel), decoder loop only, 2 threads; run right after cpu_paths so the two
+# read the same machine. Its venv (scripts/provision-onnx.sh, ~7 GB with torch's CUDA wheels) is
+# installed once, outside `make test`.
+SMALL_SHAPE ?= $(HOME)/.cache/maestro/musicgen-small-shape
+bench-onnx:
+	$(ENV) { [ -f "$(SMALL_SHAPE)/model.safetensors" ] || python3 scripts/make_reference.py --small-shape "$(SMALL_SHAPE)"; } \
+		&& "$$(scripts/provision-onnx.sh)" scripts/bench_onnx.py "$(SMALL_SHAPE)"
 
 # The matrix-vector product's row order in isolation (plain C++, no libtorch): adjacent rows against
 # the page walk `csrc/cpu_kernels.cpp` uses.
