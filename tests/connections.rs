@@ -1,7 +1,8 @@
 //! The gRPC port's connections, as a careless or hostile client uses them: more sockets than
 //! `--max-connections` (one more is closed at accept, counted, and the clients already connected
 //! are served on), HTTP/2 header lists over 16 KiB and HTTP/1.1 heads over hyper's limit (refused,
-//! the server serving on), and an HTTP/1.1 head that never ends (closed by the header read timeout).
+//! the server serving on), an HTTP/1.1 head that never ends (closed by the header read timeout) and
+//! a socket that sends nothing (closed after 10 s).
 
 mod common;
 
@@ -96,5 +97,15 @@ async fn an_unfinished_http1_head_is_closed() {
     let mut raw = TcpStream::connect(s.addr).await.unwrap();
     raw.write_all(b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: x\r\n").await.unwrap();
     assert!(closed_within(&mut raw, Duration::from_secs(60)).await, "an unfinished head is closed");
+    s.health.check(check()).await.unwrap();
+}
+
+/// A socket that sends nothing at all (no request, no preface, no TLS hello) is closed after
+/// `FIRST_BYTES_TIMEOUT` (10 s), so idle sockets cannot hold the `--max-connections` slots.
+#[tokio::test]
+async fn a_silent_connection_is_closed() {
+    let mut s = start_server(test_config()).await;
+    let mut raw = TcpStream::connect(s.addr).await.unwrap();
+    assert!(closed_within(&mut raw, Duration::from_secs(60)).await, "a silent connection is closed");
     s.health.check(check()).await.unwrap();
 }

@@ -12,7 +12,9 @@
 //! Every accepted connection holds one of `--max-connections` slots ([`Capped`]) until it closes,
 //! from accept on (a TLS handshake in progress holds one): a connection beyond the cap is closed
 //! as soon as it is accepted, so a flood of idle sockets costs a file descriptor for an instant,
-//! never a connection's buffers.
+//! never a connection's buffers. A connection that sends nothing within [`FIRST_BYTES_TIMEOUT`] of
+//! its accept is closed, so idle sockets cannot keep the slots either (hyper times out an
+//! unfinished HTTP/1.1 head, but not a connection that has sent no byte at all).
 
 use std::{
     io,
@@ -21,7 +23,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    future::Future,
+    sync::{Arc, LazyLock},
+};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::{
@@ -38,11 +43,18 @@ pub struct Coalescing<S>(pub(crate) S);
 /// A plaintext connection of the gRPC port.
 pub type CoalescingTcp = Coalescing<Capped<TcpStream>>;
 
-/// A connection holding one of its listener's slots until it is dropped.
+/// How long a new connection has to send its first bytes (a request, an HTTP/2 preface or a TLS
+/// hello) before it is closed.
+pub const FIRST_BYTES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection holding one of its listener's slots until it is dropped, closed when it sends
+/// nothing within [`FIRST_BYTES_TIMEOUT`].
 #[derive(Debug)]
 pub struct Capped<S> {
     io: S,
     _slot: OwnedSemaphorePermit,
+    /// Until the first bytes arrive.
+    first_bytes: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Capped<S> {
@@ -62,7 +74,10 @@ pub fn tcp(
     TcpIncoming::from(listener).with_nodelay(Some(true)).filter_map(move |accepted| {
         let slot = slots.clone().try_acquire_owned();
         std::future::ready(match (accepted, slot) {
-            (Ok(io), Ok(slot)) => Some(Ok(Capped { io, _slot: slot })),
+            (Ok(io), Ok(slot)) => {
+                let first_bytes = Some(Box::pin(tokio::time::sleep(FIRST_BYTES_TIMEOUT)));
+                Some(Ok(Capped { io, _slot: slot, first_bytes }))
+            }
             (Ok(io), Err(_)) => {
                 refuse(&io, max_connections);
                 None
@@ -107,7 +122,22 @@ impl<S: Connected> Connected for Capped<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.first_bytes = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match this.first_bytes.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    let why = format!("nothing sent within {FIRST_BYTES_TIMEOUT:?} of connecting");
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+                }
+                _ => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 
