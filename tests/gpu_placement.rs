@@ -337,3 +337,23 @@ async fn an_advised_batch_validates_over_random_inventories_and_leases() {
         s.shutdown().await.unwrap();
     }
 }
+
+/// int8 weights run on the CPU kernels only: `auto` places them on the CPU of a GPU host, and a GPU
+/// asked for by name is refused before anything loads, naming the device and the dtype.
+#[tokio::test]
+async fn int8_goes_to_the_cpu_on_a_gpu_host() {
+    let root = three_models();
+    let mut s = server(&root, two_cards(20 * GB, 70 * GB), false).await;
+    let int8 = |model: &str, device: &str| pb::LoadModelRequest {
+        model: model.into(),
+        device: device.into(),
+        dtype: "int8".into(),
+        ..Default::default()
+    };
+    let loaded = s.generation.load_model(int8("a/tiny", "auto")).await.unwrap().into_inner();
+    assert_eq!((loaded.device.as_str(), loaded.dtype.as_str()), ("cpu", "int8"));
+    let err = s.generation.load_model(int8("b/tiny", "cuda:1")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("cuda:1 cannot run int8 weights"), "{err:?}");
+    assert_eq!(loaded_on(&mut s).await, vec![("a/tiny".to_string(), "cpu".to_string())]);
+}
