@@ -1,6 +1,7 @@
 //! The CPU kernel paths side by side on the musicgen-small shape, in one run, 2 threads: for every
-//! path this CPU runs (`kernels::Path`: avx512, avx2, generic; a path it lacks is printed with the
-//! reason) and every decoder dtype (f32, f16, int8), one sampled, guided generation (T5, decoding,
+//! path this CPU runs (`kernels::Path`: avx512_vnni, avx512, avx2_vnni, avx2, generic; a path it
+//! lacks is printed with the reason; the VNNI paths only for int8, the one dtype they change) and
+//! every decoder dtype (f32, f16, int8), one sampled, guided generation (T5, decoding,
 //! EnCodec), with the memory-bandwidth floor measured in the same run: decoder bytes per step ÷ the
 //! bandwidth of an f32 matrix-vector product over that many bytes, measured before each dtype's runs.
 //!
@@ -8,11 +9,16 @@
 //! libtorch's own ops (T5 beyond 12 tokens, EnCodec's convolutions) keep the CPU's best. To cap
 //! them too, run the server with `--cpu-isa`.
 //!
+//! First the int8 kernel alone (`kernels::gemv_i8_on`) on every path over musicgen-small's decoder
+//! matrices, the VNNI paths (activations quantised per row, int32 products) beside the f32-activation
+//! paths in the same run; `MAESTRO_BENCH_KERNELS_ONLY=1` stops after it.
+//!
 //! Then the same speed at every load: the model loaded `MAESTRO_BENCH_LOADS` times (3) in f16 and in
 //! int8 on the best path, one generation per load, and the spread between the loads' decode speeds
 //! (the step weights sit in one huge-page-advised arena, `decoder::arena`).
 //!
-//! Environment: `MAESTRO_BENCH_PATH_STEPS` (103: 2 s of audio; 503 for 10 s), `MAESTRO_BENCH_LOADS`.
+//! Environment: `MAESTRO_BENCH_PATH_STEPS` (103: 2 s of audio; 503 for 10 s), `MAESTRO_BENCH_LOADS`,
+//! `MAESTRO_BENCH_KERNELS_ONLY`.
 
 mod common;
 // The per-part timings of `run::Run` are the MusicGen benchmark's; this one reads the speeds.
@@ -27,7 +33,7 @@ use maestro::musicgen::{
     kernels::{self, PathGuard},
     DType, MusicGen,
 };
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 const THREADS: i32 = 2;
 
@@ -49,15 +55,25 @@ fn main() {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    println!("small shape, {steps} steps, guidance 3, {THREADS} threads, {cpu}");
+    println!(
+        "small shape, {steps} steps, guidance 3, {THREADS} threads, {cpu}, load average {}",
+        load_average()
+    );
+    int8_kernels(&paths);
+    if std::env::var_os("MAESTRO_BENCH_KERNELS_ONLY").is_some() {
+        return;
+    }
     println!("\n| path | dtype | GB/step | decode steps/s | floor steps/s | of floor | end-to-end steps/s | first 0.5 s | vs {} |", paths[0]);
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for dtype in [DType::F32, DType::F16, DType::Int8] {
+        // The VNNI paths differ from their width's only in int8 products.
+        let paths: Vec<_> =
+            paths.iter().filter(|p| dtype == DType::Int8 || !p.quantises_activations()).collect();
         let model = MusicGen::load(&dir, Device::Cpu, dtype).expect("small shape loads");
         let bytes = model.decoder_step_bytes();
         let floor = run::matvec_bandwidth(bytes) / bytes as f64;
         let mut best: Option<f64> = None;
-        for path in &paths {
+        for path in paths {
             let r = {
                 let _path = PathGuard::new(*path);
                 run::maestro(&model, steps)
@@ -99,4 +115,52 @@ fn huge_page_mib() -> f64 {
     let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     let line = text.lines().find(|l| l.starts_with("AnonHugePages:")).unwrap_or("");
     line.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+}
+
+/// GB/s of the int8 product on every path over musicgen-small's decoder matrices (24 layers: 3072×1024
+/// fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096) with 2 and 8 rows, best of 7 passes, and each
+/// path's ratio to the first (the best this CPU has) in the same run.
+fn int8_kernels(paths: &[kernels::Path]) {
+    let (h, f) = (1024, 4096);
+    let mut shapes = vec![[3 * h, h], [f, h], [h, f]];
+    shapes.extend([[h, h]; 3]);
+    let weights: Vec<(Tensor, Tensor)> = (0..24)
+        .flat_map(|_| shapes.clone())
+        .map(|s| {
+            let w = Tensor::randint_low(-127, 128, s, (Kind::Int8, Device::Cpu));
+            let scale = Tensor::rand([s[0]], (Kind::Float, Device::Cpu)) * 0.01;
+            let scales = kernels::int8_scales(&w, &scale);
+            (w, scales)
+        })
+        .collect();
+    let bytes = weights.iter().map(|(w, _)| w.numel()).sum::<usize>() as f64;
+    println!("\n| int8 kernel path | rows | GB | GB/s | vs {} |", paths[0]);
+    println!("|---|---:|---:|---:|---:|");
+    for rows in [2, 8] {
+        let inputs: Vec<Tensor> = weights
+            .iter()
+            .map(|(w, _)| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu)))
+            .collect();
+        let mut first = None;
+        for path in paths {
+            let best = (0..7)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    for ((w, scales), x) in weights.iter().zip(&inputs) {
+                        drop(kernels::gemv_i8_on(*path, x, w, scales).expect("the int8 kernel applies"));
+                    }
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min);
+            let gbs = bytes / best / 1e9;
+            let base = *first.get_or_insert(gbs);
+            println!("| {path} | {rows} | {:.2} | {gbs:.1} | {:.2}x |", bytes / 1e9, gbs / base);
+        }
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`), to read every figure of a run against.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().unwrap_or("unknown").to_string()
 }

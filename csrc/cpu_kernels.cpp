@@ -114,10 +114,126 @@ RowsFn pick(int32_t dtype, int64_t m) {
   }
 }
 
+// ---- int8 on the VNNI paths (simd_vnni.h): activations quantised per row, products in int32 ----
+
+// A quantised activation row: x ≈ scale · (u − zero) for its bytes u.
+struct RowQuant {
+  float scale;
+  int32_t zero;
+};
+
+// One f32 row of `k` as bytes `out`, asymmetric: the range [min(x, 0), max(x, 0)] in 255 steps,
+// zero point `zero` (0..255), so a row skewed to one side (GELU's output) keeps all 256 levels; the
+// kernel takes zero · Σ w back out with the weight rows' sums. A row holding an infinity or NaN
+// gets a NaN scale, so the product is not finite either (as the f32 paths' would not be).
+RowQuant quantise_row(const float* x, int64_t k, uint8_t* out) {
+  V::F hi = V::zero(), neg_lo = V::zero(), bad = V::zero();
+  for (int64_t i = 0; i < k; i += V::N) {
+    const V::F v = V::load_part(x + i, k - i);  // padding lanes read 0, inside the range anyway
+    hi = V::max(hi, v);
+    neg_lo = V::max(neg_lo, V::sub(V::zero(), v));
+    bad = V::add(bad, V::mul(v, V::zero()));  // NaN in a lane once any value was not finite
+  }
+  const float range = V::reduce_max(hi) + V::reduce_max(neg_lo), poison = V::reduce_add(bad);
+  if (!(range > 0.f) || poison != 0.f) {
+    std::memset(out, 0, static_cast<size_t>(k));
+    return {poison != 0.f ? poison : 0.f, 0};
+  }
+  const float inv = 255.f / range;
+  const int32_t zero = static_cast<int32_t>(std::nearbyint(V::reduce_max(neg_lo) * inv));
+  const V::F scale = V::set1(inv);
+  alignas(64) float q[V::N];
+  for (int64_t i = 0; i < k; i += V::N) {
+    V::store(q, V::round(V::mul(V::load_part(x + i, k - i), scale)));
+    const int64_t count = std::min<int64_t>(V::N, k - i);
+    for (int64_t j = 0; j < count; ++j)
+      out[i + j] = static_cast<uint8_t>(std::clamp(static_cast<int32_t>(q[j]) + zero, 0, 255));
+  }
+  return {range / 255.f, zero};
+}
+
+// As `slot_rows` for int8 weights against M quantised rows `xq` (`kq` bytes apart, `xs` their
+// scales and zero points): Q::QN bytes of every row per instruction, the tail of `k` read masked.
+// `scale` holds the n row scales then the n rows' weight sums, whose zero · Σ w takes each
+// activation row's zero point back out.
+template <class Q, int64_t M, int G>
+void slot_rows_q(const uint8_t* xq, int64_t kq, const RowQuant* xs, const int8_t* w, const float* scale, int64_t k,
+                 int64_t first, int64_t next, int64_t stride, float* y, int64_t n, bool accumulate) {
+  const int64_t body = k - k % Q::QN;
+  typename Q::I acc[G][M];
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < M; ++r) acc[a][r] = Q::qzero();
+  for (int64_t i = 0; i < body; i += Q::QN) {
+    for (int a = 0; a < G; ++a) {
+      __builtin_prefetch(w + (next + stride * a) * k + i, 0, 3);
+      const typename Q::I wv = Q::wload(w + (first + stride * a) * k + i);
+      for (int64_t r = 0; r < M; ++r) acc[a][r] = Q::dot(acc[a][r], Q::qload(xq + r * kq + i), wv);
+    }
+  }
+  if (body < k)
+    for (int a = 0; a < G; ++a) {
+      const typename Q::I wv = Q::wload_part(w + (first + stride * a) * k + body, k - body);
+      for (int64_t r = 0; r < M; ++r) acc[a][r] = Q::dot(acc[a][r], Q::qload(xq + r * kq + body), wv);
+    }
+  for (int a = 0; a < G; ++a) {
+    const int64_t row = first + stride * a;
+    const int32_t sum = static_cast<int32_t>(scale[n + row]);
+    for (int64_t r = 0; r < M; ++r) {
+      const int32_t dot = Q::qreduce(acc[a][r]) - xs[r].zero * sum;
+      const float v = static_cast<float>(dot) * (xs[r].scale * scale[row]);
+      y[r * n + row] = accumulate ? y[r * n + row] + v : v;
+    }
+  }
+}
+
+// `rows` for the quantised product: the same page walk, so int8 weights stream alike on every path.
+template <class Q, int64_t M>
+void rows_q(const uint8_t* xq, int64_t kq, const RowQuant* xs, const int8_t* w, const float* scale, int64_t k,
+            int64_t begin, int64_t end, float* y, int64_t n, bool accumulate) {
+  constexpr int G = Q::slots(M);
+  const int64_t S = rows_per_page(k, I8);
+  int64_t o = begin;
+  for (; o + G * S <= end; o += G * S)
+    for (int64_t p = 0; p < S; ++p)
+      slot_rows_q<Q, M, G>(xq, kq, xs, w, scale, k, o + p, p + 1 < S ? o + p + 1 : o + G * S, S, y, n, accumulate);
+  for (; o + G <= end; o += G) slot_rows_q<Q, M, G>(xq, kq, xs, w, scale, k, o, o + G, 1, y, n, accumulate);
+  for (; o < end; ++o) slot_rows_q<Q, M, 1>(xq, kq, xs, w, scale, k, o, o + 1, 1, y, n, accumulate);
+}
+
+using RowsQFn = void (*)(const uint8_t*, int64_t, const RowQuant*, const int8_t*, const float*, int64_t, int64_t,
+                         int64_t, float*, int64_t, bool);
+
+template <class Q, int64_t... M>
+RowsQFn pick_rows_q(int64_t m, std::integer_sequence<int64_t, M...>) {
+  constexpr RowsQFn table[] = {rows_q<Q, M + 1>...};
+  return table[std::min<int64_t>(m, kMaxPassRows) - 1];
+}
+
+// The int8 product on a VNNI path: the rows quantised once here, on the calling thread, then the
+// output rows split over libtorch's threads as for every other dtype.
+template <class Q>
+void gemv_vnni(const float* x, int64_t m, const int8_t* w, const float* scale, int64_t n, int64_t k, float* y,
+               bool accumulate) {
+  const int64_t kq = (k + Q::QN - 1) / Q::QN * Q::QN;
+  thread_local std::vector<uint8_t> quantised;
+  thread_local std::vector<RowQuant> scales;
+  quantised.assign(static_cast<size_t>(m * kq), 0);
+  scales.resize(static_cast<size_t>(m));
+  for (int64_t r = 0; r < m; ++r) scales[r] = quantise_row(x + r * k, k, quantised.data() + r * kq);
+  // The workers read this thread's buffers: pass pointers, not the thread_local names.
+  const uint8_t* xq = quantised.data();
+  const RowQuant* xs = scales.data();
+  RowsQFn fn = pick_rows_q<Q>(m, std::make_integer_sequence<int64_t, kMaxPassRows>{});
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { fn(xq, kq, xs, w, scale, k, begin, end, y, n, accumulate); });
+}
+
 }  // namespace
 
 void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int64_t n, int64_t k, int32_t dtype,
               float* y, bool accumulate) {
+  if constexpr (V::kVnni) {
+    if (dtype == I8) return gemv_vnni<V>(x, m, static_cast<const int8_t*>(w), scale, n, k, y, accumulate);
+  }
   RowsFn fn = pick(dtype, m);
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { fn(x, w, scale, k, begin, end, y, n, accumulate); });
 }
@@ -148,7 +264,7 @@ using namespace maestro;
 
 extern "C" {
 
-// 1 when this CPU runs kernel path `isa` (kGeneric, kAvx2, kAvx512), else 0.
+// 1 when this CPU runs kernel path `isa` (`Isa` in isa.h), else 0.
 int32_t maestro_isa_supported(int32_t isa) { return isa_supported(isa); }
 
 // y (m × n, element type `dtype`) = x (m × k, `dtype`) · wᵀ (w: n × k, `dtype`), accumulated in f32,
@@ -177,9 +293,11 @@ int32_t maestro_gemv(int32_t isa, const void* x, int64_t m, const void* w, int64
   return 0;
 }
 
-// y (m × n, f32) = x (m × k, f32) · (scale ⊙ w)ᵀ for int8 weights `w` (n × k) with one f32 scale per
-// row, on path `isa`: weights widened to f32 in registers, activations kept in f32. Returns 0, or -1
-// outside what it handles (as `maestro_gemv`).
+// y (m × n, f32) = x (m × k, f32) · (scale ⊙ w)ᵀ for int8 weights `w` (n × k) on path `isa`.
+// `scale` holds 2n floats: one f32 scale per row, then each row's sum of its int8 weights. The
+// VNNI paths quantise each row of x to 8 bits and multiply in int32 (the sums undo the unsigned
+// offset, simd_vnni.h); the others widen the weights to f32 in registers and keep x in f32.
+// Returns 0, or -1 outside what it handles (as `maestro_gemv`).
 int32_t maestro_gemv_i8(int32_t isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t n,
                         int64_t k, float* y) {
   if (m < 1 || m > kMaxPassRows || k < 1 || n < 1 || scale == nullptr || !isa_supported(isa)) return -1;

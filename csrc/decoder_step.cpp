@@ -6,8 +6,9 @@
 // the whole step: norms, GELU, cache writes and residual adds are plain loops, the projections
 // are `gemv_f32` (weights read once for all rows) and attention is one `at::parallel_for` over
 // (row, head) pairs. The projections and LM heads have the element type `weight_dtype` (int8 with
-// per-row f32 scales, or the decoder's own); everything else keeps `dtype`. Written once over `V`
-// and compiled per path (foreach_isa.h); `maestro_decoder_step` takes the path to run.
+// per-row f32 scales, or the decoder's own; on a VNNI path int8 products quantise their input
+// rows, isa.h); everything else keeps `dtype`. Written once over `V` and compiled per path
+// (foreach_isa.h); `maestro_decoder_step` takes the path to run.
 //
 // The arithmetic follows the libtorch path op for op (sums may associate differently), except that
 // f16 / bf16 activations are not rounded between ops: those runs come out closer to f32, not further.
@@ -25,8 +26,9 @@
 extern "C" {
 
 // Pointers into one layer's weights (row-major, contiguous) and caches. The six projections have
-// the step's `weight_dtype`, and with int8 each has one f32 scale per output row (`*_scale`, else
-// null); the rest has the step's `dtype`.
+// the step's `weight_dtype`, and with int8 each has one f32 scale per output row followed by each
+// row's sum of its int8 weights (`*_scale`, 2 · rows floats, else null; isa.h); the rest has the
+// step's `dtype`.
 struct MaestroDecoderLayer {
   const void* self_norm_weight;
   const void* self_norm_bias;
@@ -64,7 +66,7 @@ struct MaestroDecoderStep {
   const void* final_norm_weight;
   const void* final_norm_bias;
   const void* lm_heads;        // (codebooks · vocab, hidden), `weight_dtype`
-  const float* lm_heads_scale;  // (codebooks · vocab) with int8 weights, else null
+  const float* lm_heads_scale;  // (2, codebooks · vocab) with int8 weights, else null
   const int64_t* codes;        // (batch, codebooks), each in 0..=vocab
   const float* cross_mask;     // (batch, encoder_len), additive
   void* logits;                // out: (batch, codebooks · vocab), element type `dtype`

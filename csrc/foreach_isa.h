@@ -12,6 +12,18 @@
 #define MAESTRO_PASS 1
 
 #pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma,avx512vnni")
+namespace maestro {
+namespace avx512_vnni {
+using V = ::maestro::Avx512Vnni;
+}
+}  // namespace maestro
+#define MAESTRO_NS avx512_vnni
+#include MAESTRO_SELF
+#undef MAESTRO_NS
+#pragma GCC pop_options
+
+#pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")
 namespace maestro {
 namespace avx512 {
@@ -19,6 +31,18 @@ using V = ::maestro::Avx512;
 }
 }  // namespace maestro
 #define MAESTRO_NS avx512
+#include MAESTRO_SELF
+#undef MAESTRO_NS
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c,fma,avxvnni")
+namespace maestro {
+namespace avx2_vnni {
+using V = ::maestro::Avx2Vnni;
+}
+}  // namespace maestro
+#define MAESTRO_NS avx2_vnni
 #include MAESTRO_SELF
 #undef MAESTRO_NS
 #pragma GCC pop_options

@@ -9,8 +9,9 @@ namespace maestro {
 // Element types: I8 only for weights, whose per-row f32 scales travel beside them.
 enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2, I8 = 3 };
 
-// The kernel paths, best last. Rust's `kernels::Path` mirrors the numbers.
-enum Isa : int32_t { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+// The kernel paths (numbers, not ranks). Rust's `kernels::Path` mirrors them. The VNNI paths are
+// their width's path whose int8 products quantise the activations and multiply in int32.
+enum Isa : int32_t { kGeneric = 0, kAvx2 = 1, kAvx512 = 2, kAvx2Vnni = 3, kAvx512Vnni = 4 };
 
 // Activation rows one decoding step or LSTM frame takes (four guided requests); `gemv_f32` takes
 // up to kMaxPassRows in one pass over the weights (a short prompt's tokens). Rust mirrors both as
@@ -21,10 +22,12 @@ constexpr int64_t kMaxPassRows = 16;
 // Bytes per element of `dtype`.
 constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : (dtype == I8 ? 1 : 2); }
 
-// Whether this CPU runs path `isa`: AVX-512 F/BW/VL/DQ with F16C and FMA; AVX2 with F16C and FMA;
-// the generic path everywhere.
+// Whether this CPU runs path `isa`: AVX-512 F/BW/VL/DQ with F16C and FMA (and AVX-512 VNNI);
+// AVX2 with F16C and FMA (and AVX-VNNI); the generic path everywhere.
 inline bool isa_supported(int32_t isa) {
   switch (isa) {
+    case kAvx512Vnni: return isa_supported(kAvx512) && __builtin_cpu_supports("avx512vnni");
+    case kAvx2Vnni: return isa_supported(kAvx2) && __builtin_cpu_supports("avxvnni");
     case kGeneric: return true;
     case kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -38,7 +41,8 @@ inline bool isa_supported(int32_t isa) {
 
 // y[r][o] (+)= scale[o] · Σ_i x[r][i] · w[o][i] for `m` (1..=kMaxPassRows) f32 rows `x` (m × k),
 // weights `w` (n × k, `dtype`), per-row `scale` (only for I8, else null) and f32 `y` (m × n), over
-// libtorch's threads. With `accumulate` the products are added to `y`.
+// libtorch's threads. With `accumulate` the products are added to `y`. For I8, `scale` holds 2n
+// floats: the n row scales, then the n rows' sums of their int8 weights (for the VNNI paths).
 #define MAESTRO_DECLARE_PATH(ns)                                                                        \
   namespace ns {                                                                                        \
   void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int64_t n, int64_t k,    \
@@ -47,7 +51,9 @@ inline bool isa_supported(int32_t isa) {
   void narrow(const float* src, int64_t count, int32_t dtype, void* dst);                               \
   }
 
+MAESTRO_DECLARE_PATH(avx512_vnni)
 MAESTRO_DECLARE_PATH(avx512)
+MAESTRO_DECLARE_PATH(avx2_vnni)
 MAESTRO_DECLARE_PATH(avx2)
 MAESTRO_DECLARE_PATH(generic)
 
@@ -56,6 +62,10 @@ MAESTRO_DECLARE_PATH(generic)
 // `return <path>::call` for path `isa` (the generic path for any unknown number).
 #define MAESTRO_DISPATCH(isa, call)    \
   switch (isa) {                       \
+    case ::maestro::kAvx512Vnni:       \
+      return ::maestro::avx512_vnni::call; \
+    case ::maestro::kAvx2Vnni:         \
+      return ::maestro::avx2_vnni::call; \
     case ::maestro::kAvx512:           \
       return ::maestro::avx512::call;  \
     case ::maestro::kAvx2:             \

@@ -3,6 +3,7 @@
 //   Avx512  16 f32 lanes, AVX-512 F/BW/VL with F16C and FMA
 //   Avx2     8 f32 lanes, AVX2 with FMA and F16C (x86-64-v3)
 //   Generic  8 f32 lanes as a plain array: baseline x86-64, vectorised by the compiler
+//   Avx512Vnni, Avx2Vnni  the two widths with int8 dot products (simd_vnni.h)
 //
 // Each kernel source (`cpu_kernels.cpp`, `decoder_step.cpp`, `lstm.cpp`) is written once in
 // terms of `V`, one of these types, and compiled once per path by `foreach_isa.h`, which includes
@@ -23,6 +24,9 @@
 
 #define MAESTRO_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"), always_inline))
 #define MAESTRO_AVX2 __attribute__((target("avx2,f16c,fma"), always_inline))
+#define MAESTRO_AVX512_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma,avx512vnni"), always_inline))
+#define MAESTRO_AVX2_VNNI __attribute__((target("avx2,f16c,fma,avxvnni"), always_inline))
 
 namespace maestro {
 
@@ -103,3 +107,4 @@ inline void scalar_put(void* p, int64_t i, int32_t dtype, float v) {
 #include "simd_avx512.h"
 #include "simd_avx2.h"
 #include "simd_generic.h"
+#include "simd_vnni.h"

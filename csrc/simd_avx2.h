@@ -7,6 +7,8 @@ namespace maestro {
 struct Avx2 {
   using F = __m256;
   static constexpr int64_t N = 8;
+  // Whether int8 products quantise the activations (simd_vnni.h's types); here they stay f32.
+  static constexpr bool kVnni = false;
 
   // Weight rows a matrix-vector pass streams at once for `m` activation rows, within 16 registers.
   static constexpr int slots(int64_t m) { return m <= 1 ? 8 : (m <= 2 ? 4 : (m <= 5 ? 2 : 1)); }

@@ -6,6 +6,8 @@ namespace maestro {
 struct Avx512 {
   using F = __m512;
   static constexpr int64_t N = 16;
+  // Whether int8 products quantise the activations (simd_vnni.h's types); here they stay f32.
+  static constexpr bool kVnni = false;
 
   // Weight rows a matrix-vector pass streams at once for `m` activation rows, within 32 registers
   // of accumulators.

@@ -9,6 +9,8 @@ struct Generic {
     float v[8];
   };
   static constexpr int64_t N = 8;
+  // Whether int8 products quantise the activations (simd_vnni.h's types); here they stay f32.
+  static constexpr bool kVnni = false;
 
   static constexpr int slots(int64_t m) { return m <= 1 ? 4 : (m <= 2 ? 2 : 1); }
 

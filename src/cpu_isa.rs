@@ -7,17 +7,20 @@ use std::{fmt, str::FromStr, sync::atomic::AtomicU8, sync::atomic::Ordering};
 
 use serde::{Deserialize, Serialize};
 
-/// An instruction-set level, best first; `Auto` is the best this host has.
+/// An instruction-set level, best first; `Auto` is the best this host has. Each concrete level
+/// runs its own copy of the CPU kernels (`musicgen::kernels::Path::of`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CpuIsa {
     /// The best level the host supports.
     Auto,
-    /// AVX-512 F/BW/VL/DQ, F16C, FMA and AVX-512 VNNI (int8 dot products).
+    /// AVX-512 F/BW/VL/DQ, F16C, FMA and AVX-512 VNNI: the AVX-512 kernels, except that int8
+    /// products quantise each activation row to 8 bits and multiply bytes in int32 (`vpdpbusd`).
     Avx512Vnni,
     /// AVX-512 F/BW/VL/DQ with F16C and FMA.
     Avx512,
-    /// AVX2, FMA, F16C and AVX-VNNI (the VEX-encoded int8 dot products).
+    /// AVX2, FMA, F16C and AVX-VNNI: the AVX2 kernels with int8 products as on `Avx512Vnni`, in
+    /// the VEX-encoded dot product (Alder Lake and later, Zen 5).
     Avx2Vnni,
     /// AVX2, FMA and F16C: x86-64-v3.
     Avx2,

@@ -355,6 +355,24 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
     }
 }
 
+#[cfg(test)]
+impl Decoder {
+    /// Rounds every projection and LM head as int8 per row or per `group` inputs, kept in f32
+    /// ([`proj::fake_quantised`]), for the per-group measurement in `quality`.
+    fn fake_quantise(&mut self, group: Option<i64>) {
+        for layer in &mut self.layers {
+            for proj in [&mut layer.qkv, &mut layer.self_out, &mut layer.fc1, &mut layer.fc2] {
+                proj.fake_quantise(group);
+            }
+            if let Some(cross) = &mut layer.cross {
+                cross.q.fake_quantise(group);
+                cross.out.fake_quantise(group);
+            }
+        }
+        self.heads.fake_quantise(group);
+    }
+}
+
 mod arena;
 mod native;
 mod prefix;

@@ -1,7 +1,7 @@
 //! Hand-written CPU kernels (`csrc/`) for what libtorch does slowly here: matrix-vector products,
 //! a whole one-token decoder step ([`decoder_step`]), and an inference-mode guard tch does not expose.
-//! Each kernel is compiled for every [`Path`] (AVX-512, AVX2, generic) and runs on [`active`]: the
-//! best path this CPU has under `--cpu-isa`.
+//! Each kernel is compiled for every [`Path`] (AVX-512 and AVX2, each with and without VNNI, and
+//! generic) and runs on [`active`]: the best path this CPU has under `--cpu-isa`.
 
 use std::ffi::c_void;
 
@@ -15,7 +15,7 @@ use ffi::{
     maestro_decoder_step, maestro_gemv, maestro_inference_mode_enter, maestro_inference_mode_exit,
     maestro_isa_supported, maestro_lstm_layer,
 };
-pub use int8::{gemv_i8, gemv_i8_on, I8};
+pub use int8::{gemv_i8, gemv_i8_on, int8_scales, I8};
 pub use path::{active, Path, PathGuard};
 
 /// The most activation rows [`linear`] sends to the kernel: a decoding step's batch (four requests
@@ -145,8 +145,8 @@ pub fn gemv_on(path: Path, x: &Tensor, w: &Tensor) -> Option<Tensor> {
 
 /// One layer's weights and caches for [`decoder_step`]: pointers to contiguous CPU tensors
 /// (`csrc/decoder_step.cpp`, `MaestroDecoderLayer`, documents the shapes). The six projections have
-/// the step's `weight_dtype` and, when that is int8, one f32 scale per output row (`*_scale`, else
-/// null); the rest has the step's `dtype`.
+/// the step's `weight_dtype` and, when that is int8, `(2, rows)` f32 scales and row sums
+/// ([`int8_scales`]; `*_scale`, else null); the rest has the step's `dtype`.
 #[repr(C)]
 pub struct DecoderLayer {
     pub self_norm_weight: *const c_void,

@@ -1,10 +1,12 @@
 //! A projection weight `(out, in)` as the decoder holds it: in the decoder's float type, or int8
-//! with one f32 scale per output row (`DType::Int8`: weight-only, symmetric, per output channel).
+//! with one f32 scale per output row (`DType::Int8`: weight-only, symmetric, per output channel),
+//! kept with each row's sum of its int8 weights for the VNNI kernels (`kernels::int8_scales`).
 //!
 //! Per output channel rather than per group of 32 or 64 inputs: one scale multiplies a whole row's
 //! sum once, so the kernels' inner loop is the f16 loop with a different widening, and the step
-//! reads 1 byte per weight (groups of 32 add an eighth); the quality tests
-//! (`decoder::tests::int8`) measure what per-channel costs.
+//! reads 1 byte per weight (groups of 32 add an eighth); the quality tests (`decoder::quality`)
+//! measure what per-channel costs beside groups of 32, 64 and 128 (docs/building.md, "What int8
+//! costs").
 
 use std::ffi::c_void;
 
@@ -17,7 +19,7 @@ use crate::musicgen::kernels;
 pub(crate) struct Proj {
     /// `(out, in)`, contiguous: the decoder's kind, or int8.
     w: Tensor,
-    /// `(out,)` f32 for int8 weights.
+    /// `(2, out)` f32 for int8 weights: the row scales, then the rows' sums (`kernels::int8_scales`).
     scale: Option<Tensor>,
 }
 
@@ -32,10 +34,10 @@ impl Proj {
     }
 
     /// Bytes of an `(rows, cols)` projection in [`Arena`] slots: the weights in `kind` (int8 when
-    /// `int8`), and with int8 its scales.
+    /// `int8`), and with int8 its scales and row sums.
     pub fn arena_sizes(rows: i64, cols: i64, kind: Kind, int8: bool) -> [i64; 2] {
         if int8 {
-            [rows * cols, rows * 4]
+            [rows * cols, rows * 8]
         } else {
             [rows * cols * kind.elt_size_in_bytes() as i64, 0]
         }
@@ -54,7 +56,7 @@ impl Proj {
     pub fn dequantised(&self) -> Tensor {
         match &self.scale {
             None => self.w.to_kind(Kind::Float),
-            Some(scale) => self.w.to_kind(Kind::Float) * scale.unsqueeze(1),
+            Some(scale) => self.w.to_kind(Kind::Float) * scale.get(0).unsqueeze(1),
         }
     }
 
@@ -63,7 +65,7 @@ impl Proj {
         self.w.data_ptr() as *const c_void
     }
 
-    /// The per-row scales' data, null unless int8.
+    /// The per-row scales and sums' data (`(2, out)` f32), null unless int8.
     pub fn scale_data(&self) -> *const f32 {
         self.scale.as_ref().map_or(std::ptr::null(), |s| s.data_ptr() as *const f32)
     }
@@ -76,10 +78,37 @@ impl Proj {
 
 /// `w (out, in)` as int8 and one f32 scale per row: scale = max |row| / 127, q = round(w / scale),
 /// so each row's largest weight maps to ±127 and zero stays exactly zero. Computed in f32 whatever
-/// `w`'s dtype; an all-zero row gets scale 0 and zeros.
+/// `w`'s dtype; an all-zero row gets scale 0 and zeros. The scales come as `kernels::int8_scales`
+/// `(2, out)`: with the rows' sums.
 pub fn quantise(w: &Tensor) -> (Tensor, Tensor) {
     let w = w.to_kind(Kind::Float);
     let scale = w.abs().amax([1], true) / 127.0;
     let q = (&w / scale.clamp_min(f64::from(f32::MIN_POSITIVE))).round().clamp(-127, 127);
-    (q.to_kind(Kind::Int8).contiguous(), scale.squeeze_dim(1).contiguous())
+    let q = q.to_kind(Kind::Int8).contiguous();
+    let scales = kernels::int8_scales(&q, &scale.squeeze_dim(1));
+    (q, scales)
+}
+
+/// `w (out, in)` rounded as int8 with one scale per `group` consecutive inputs of a row (per row
+/// when `None`; a row's last group may be shorter), returned dequantised in f32: what per-group
+/// scales would cost in quality, measured without a per-group kernel (`decoder::quality`).
+#[cfg(test)]
+pub fn fake_quantised(w: &Tensor, group: Option<i64>) -> Tensor {
+    let w = w.to_kind(Kind::Float);
+    let (rows, cols) = (w.size()[0], w.size()[1]);
+    let g = group.unwrap_or(cols);
+    let padded = (cols + g - 1) / g * g;
+    let grouped = w.constant_pad_nd([0, padded - cols]).view([rows, padded / g, g]);
+    let scale = grouped.abs().amax([2], true) / 127.0;
+    let q = (&grouped / scale.clamp_min(f64::from(f32::MIN_POSITIVE))).round().clamp(-127, 127);
+    (q * scale).view([rows, padded]).narrow(1, 0, cols).contiguous()
+}
+
+#[cfg(test)]
+impl Proj {
+    /// This f32 projection with its weights replaced by [`fake_quantised`] ones (still f32).
+    pub fn fake_quantise(&mut self, group: Option<i64>) {
+        assert!(self.scale.is_none(), "fake quantisation starts from float weights");
+        self.w = fake_quantised(&self.w, group);
+    }
 }

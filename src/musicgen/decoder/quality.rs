@@ -5,7 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::super::DType;
+use super::super::{DType, MusicGen};
 use super::tests::{fixture, state};
 use crate::musicgen::kernels::{self, Path};
 
@@ -59,9 +59,13 @@ fn guided(logits: &Tensor) -> Tensor {
 
 /// Teacher-forced steps of the `dtype` decoder on `path` against the f32 decoder through libtorch.
 fn compare(name: &str, dtype: DType, path: Path, steps: i64) -> Agreement {
-    let (reference, int8) = (fixture(name, DType::F32), fixture(name, dtype));
+    compare_models(&fixture(name, DType::F32), &fixture(name, dtype), path, steps)
+}
+
+/// Teacher-forced steps of `candidate`'s native step on `path` against `reference` op by op.
+fn compare_models(reference: &MusicGen, int8: &MusicGen, path: Path, steps: i64) -> Agreement {
     let prompts = ["a calm piano melody with soft strings", "drums"];
-    let (mut want_state, mut got_state) = (state(&reference, &prompts, steps), state(&int8, &prompts, steps));
+    let (mut want_state, mut got_state) = (state(reference, &prompts, steps), state(int8, &prompts, steps));
     let d = &reference.decoder;
     tch::manual_seed(30);
     let mut agreement = Agreement::default();
@@ -94,6 +98,74 @@ fn int8_logits_track_f32_on_every_path() {
     for name in ["musicgen-tiny", "musicgen-tiny2"] {
         let (correlation, kl, top1) = compare(name, DType::F16, kernels::active(), 12).means();
         eprintln!("f16: {name}: correlation {correlation:.6}, KL {kl:.6} nats, top-1 {:.1} %", top1 * 100.0);
+    }
+}
+
+/// Per-group scales beside per-channel, for the choice in docs/building.md ("What int8 costs"): the
+/// f32 decoder with its projections and LM heads rounded to int8 per output row, or per group of
+/// 128, 64 or 32 inputs, held dequantised in f32 and run on the active path with f32 activations,
+/// so only the weights' rounding differs. Printed (`-- --nocapture`); bounded like int8 itself.
+#[test]
+fn per_group_scales_beside_per_channel() {
+    let path = kernels::active();
+    for name in ["musicgen-tiny", "musicgen-tiny2"] {
+        let reference = fixture(name, DType::F32);
+        for group in [None, Some(128), Some(64), Some(32)] {
+            let mut candidate = fixture(name, DType::F32);
+            candidate.decoder.fake_quantise(group);
+            let (correlation, kl, top1) = compare_models(&reference, &candidate, path, 12).means();
+            let scales = group.map_or("per channel".to_string(), |g| format!("groups of {g}"));
+            eprintln!(
+                "{name} weights rounded {scales}, f32 activations ({path}): correlation {correlation:.6}, \
+                 KL {kl:.6} nats, top-1 {:.1} %",
+                top1 * 100.0
+            );
+            assert!(correlation >= 0.999 && kl <= 0.01, "{name} {scales}: {correlation}, {kl}");
+        }
+    }
+}
+
+/// The same two measurements on the musicgen-small shape (random weights, rows of 1024 and 4096
+/// inputs, where groups of 32–128 differ from a whole row): int8 per channel on the VNNI path and
+/// its f32-activation sibling, then per-group rounding with f32 activations. Ignored in `make
+/// test` (a 2.2 GB checkpoint, made by the benchmarks); run it with
+/// `cargo test -p maestro --lib small_shape_int8 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn small_shape_int8_and_groups() {
+    let dir = std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".cache/maestro/musicgen-small-shape"));
+    let Some(dir) = dir.filter(|d| d.join("config.json").exists()) else {
+        eprintln!(
+            "skipped: no ~/.cache/maestro/musicgen-small-shape (`cargo bench --bench cpu_paths` makes it)"
+        );
+        return;
+    };
+    let load = |dtype| MusicGen::load(&dir, Device::Cpu, dtype).expect("the small shape loads");
+    let (reference, steps) = (load(DType::F32), 12);
+    let report = |what: &str, a: Agreement| {
+        let (correlation, kl, top1) = a.means();
+        eprintln!(
+            "small shape, {what}: correlation {correlation:.6}, KL {kl:.6} nats, top-1 {:.1} %",
+            top1 * 100.0
+        );
+    };
+    let paths = kernels::paths_here();
+    let int8 = load(DType::Int8);
+    // The generic path computes what its width's siblings do, only slower.
+    for path in paths.iter().copied().filter(|p| *p != Path::Generic) {
+        report(&format!("int8 per channel on {path}"), compare_models(&reference, &int8, path, steps));
+    }
+    drop(int8);
+    let f32_path = paths.into_iter().find(|p| !p.quantises_activations()).expect("generic runs everywhere");
+    for group in [None, Some(128), Some(64), Some(32)] {
+        let mut candidate = load(DType::F32);
+        candidate.decoder.fake_quantise(group);
+        let scales = group.map_or("per channel".to_string(), |g| format!("groups of {g}"));
+        report(
+            &format!("weights rounded {scales}, f32 activations"),
+            compare_models(&reference, &candidate, f32_path, steps),
+        );
     }
 }
 

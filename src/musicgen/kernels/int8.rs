@@ -1,7 +1,10 @@
-//! The int8 matrix-vector product: int8 weights with one f32 scale per output row, f32 activations
-//! (`maestro_gemv_i8`). The weights widen to f32 in registers and every product accumulates in
-//! f32, on every path alike: a decoding step is bound by streaming the weights, which int8 quarters
-//! against f32, and a handful of activation rows leaves the cores time to widen.
+//! The int8 matrix-vector product: int8 weights with one f32 scale per output row
+//! (`maestro_gemv_i8`). Where the path has no int8 dot product the weights widen to f32 in
+//! registers and every product accumulates in f32 against f32 activations: a decoding step is bound
+//! by streaming the weights, which int8 quarters against f32, and a handful of activation rows
+//! leaves the cores time to widen. The VNNI paths ([`Path::quantises_activations`]) instead
+//! quantise each activation row to 8 bits on the fly and multiply bytes into int32 sums, which
+//! needs each weight row's sum of its int8 values beside its scale ([`int8_scales`]).
 
 use tch::{Device, Kind, Tensor};
 
@@ -10,27 +13,35 @@ use super::{active, ffi::maestro_gemv_i8, Path, MAX_PASS_ROWS};
 /// The kernels' element-type code for int8 weights (`I8` in `csrc/isa.h`).
 pub const I8: i32 = 3;
 
-/// [`gemv_i8_on`] the [`active`] path.
-pub fn gemv_i8(x: &Tensor, w: &Tensor, scale: &Tensor) -> Option<Tensor> {
-    gemv_i8_on(active(), x, w, scale)
+/// What the int8 kernels take beside int8 weights `w (n, k)` with row scales `scale (n)`: a
+/// contiguous f32 `(2, n)`, the scales then each row's sum of its int8 weights (exact in f32: a
+/// row of up to 132 000 weights of ±127 sums below 2²⁴).
+pub fn int8_scales(w: &Tensor, scale: &Tensor) -> Tensor {
+    let sums = w.sum_dim_intlist(1, false, Kind::Float);
+    Tensor::stack(&[scale.to_kind(Kind::Float), sums], 0).contiguous()
 }
 
-/// `x · (scale ⊙ w)ᵀ` for f32 rows `x (…, k)`, int8 weights `w (n, k)` and f32 `scale (n)`, on kernel
-/// path `path`; `None` where the kernel does not apply (another device or dtype, more than
-/// [`MAX_PASS_ROWS`] rows, a path this CPU lacks).
-pub fn gemv_i8_on(path: Path, x: &Tensor, w: &Tensor, scale: &Tensor) -> Option<Tensor> {
+/// [`gemv_i8_on`] the [`active`] path.
+pub fn gemv_i8(x: &Tensor, w: &Tensor, scales: &Tensor) -> Option<Tensor> {
+    gemv_i8_on(active(), x, w, scales)
+}
+
+/// `x · (scale ⊙ w)ᵀ` for f32 rows `x (…, k)`, int8 weights `w (n, k)` and `scales (2, n)` from
+/// [`int8_scales`], on kernel path `path`; `None` where the kernel does not apply (another device
+/// or dtype, more than [`MAX_PASS_ROWS`] rows, a path this CPU lacks).
+pub fn gemv_i8_on(path: Path, x: &Tensor, w: &Tensor, scales: &Tensor) -> Option<Tensor> {
     let (n, k) = match w.size()[..] {
         [n, k] => (n, k),
         _ => return None,
     };
     let shape = x.size();
     let rows = shape[..shape.len().saturating_sub(1)].iter().product::<i64>();
-    let on_cpu = [x, w, scale].iter().all(|t| t.device() == Device::Cpu && t.is_contiguous());
+    let on_cpu = [x, w, scales].iter().all(|t| t.device() == Device::Cpu && t.is_contiguous());
     let applies = on_cpu
         && x.kind() == Kind::Float
         && w.kind() == Kind::Int8
-        && scale.kind() == Kind::Float
-        && scale.size() == [n]
+        && scales.kind() == Kind::Float
+        && scales.size() == [2, n]
         && shape.last() == Some(&k)
         && (1..=MAX_PASS_ROWS).contains(&rows);
     if !applies {
@@ -39,15 +50,15 @@ pub fn gemv_i8_on(path: Path, x: &Tensor, w: &Tensor, scale: &Tensor) -> Option<
     let mut out_shape = shape;
     *out_shape.last_mut()? = n;
     let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
-    // SAFETY: x (rows × k) f32, w (n × k) int8, scale (n) f32 and y (rows × n) f32 are contiguous CPU
-    // tensors alive for the call; the kernel reads x, w and scale and writes only y.
+    // SAFETY: x (rows × k) f32, w (n × k) int8, scales (2 × n) f32 and y (rows × n) f32 are
+    // contiguous CPU tensors alive for the call; the kernel reads x, w and scales and writes only y.
     let status = unsafe {
         maestro_gemv_i8(
             path as i32,
             x.data_ptr() as *const f32,
             rows,
             w.data_ptr() as *const i8,
-            scale.data_ptr() as *const f32,
+            scales.data_ptr() as *const f32,
             n,
             k,
             y.data_ptr() as *mut f32,

@@ -17,18 +17,25 @@ pub enum Path {
     Avx2 = 1,
     /// AVX-512 F/BW/VL/DQ with FMA and F16C: 16 lanes.
     Avx512 = 2,
+    /// [`Path::Avx2`] whose int8 products quantise the activations per row and multiply bytes in
+    /// int32 (AVX-VNNI's VEX-encoded `vpdpbusd`).
+    Avx2Vnni = 3,
+    /// [`Path::Avx512`] whose int8 products quantise the activations per row and multiply bytes in
+    /// int32 (AVX-512 VNNI's `vpdpbusd`).
+    Avx512Vnni = 4,
 }
 
 impl Path {
     /// Every path, best first.
-    pub const ALL: [Path; 3] = [Path::Avx512, Path::Avx2, Path::Generic];
+    pub const ALL: [Path; 5] = [Path::Avx512Vnni, Path::Avx512, Path::Avx2Vnni, Path::Avx2, Path::Generic];
 
-    /// The path that serves instruction-set level `level` (VNNI levels share their width's path;
-    /// only int8 products differ by VNNI).
+    /// The path that serves instruction-set level `level`, one each.
     pub fn of(level: CpuIsa) -> Path {
         match level.resolve() {
-            CpuIsa::Avx512Vnni | CpuIsa::Avx512 => Path::Avx512,
-            CpuIsa::Avx2Vnni | CpuIsa::Avx2 => Path::Avx2,
+            CpuIsa::Avx512Vnni => Path::Avx512Vnni,
+            CpuIsa::Avx512 => Path::Avx512,
+            CpuIsa::Avx2Vnni => Path::Avx2Vnni,
+            CpuIsa::Avx2 => Path::Avx2,
             CpuIsa::Generic | CpuIsa::Auto => Path::Generic,
         }
     }
@@ -36,10 +43,18 @@ impl Path {
     /// The level whose features this path needs.
     fn level(self) -> CpuIsa {
         match self {
+            Path::Avx512Vnni => CpuIsa::Avx512Vnni,
             Path::Avx512 => CpuIsa::Avx512,
+            Path::Avx2Vnni => CpuIsa::Avx2Vnni,
             Path::Avx2 => CpuIsa::Avx2,
             Path::Generic => CpuIsa::Generic,
         }
+    }
+
+    /// Whether int8 products on this path quantise the activations (the VNNI paths); every other
+    /// product, and every product elsewhere, keeps f32 activations.
+    pub fn quantises_activations(self) -> bool {
+        matches!(self, Path::Avx512Vnni | Path::Avx2Vnni)
     }
 
     /// Why this path cannot run in this process (kernels not built, features the CPU lacks);
@@ -63,6 +78,8 @@ impl fmt::Display for Path {
             Path::Generic => "generic",
             Path::Avx2 => "avx2",
             Path::Avx512 => "avx512",
+            Path::Avx2Vnni => "avx2_vnni",
+            Path::Avx512Vnni => "avx512_vnni",
         })
     }
 }

@@ -40,6 +40,18 @@ fn a_path_this_cpu_lacks_declines() {
     }
 }
 
+/// Every instruction-set level selects its own path, so `--cpu-isa avx512_vnni` (and `auto` on a
+/// VNNI CPU) runs the VNNI kernels and only the VNNI paths quantise activations.
+#[test]
+fn every_level_selects_its_own_path() {
+    use crate::cpu_isa::{CpuIsa, LEVELS};
+    let paths: Vec<Path> = LEVELS.iter().map(|l| Path::of(*l)).collect();
+    assert_eq!(paths, Path::ALL);
+    let vnni: Vec<bool> = paths.iter().map(|p| p.quantises_activations()).collect();
+    assert_eq!(vnni, [true, false, true, false, false]);
+    assert_eq!(Path::of(CpuIsa::Auto), Path::of(CpuIsa::host()));
+}
+
 #[test]
 fn blocked_rows_match_libtorch() {
     for (kind, tolerance) in [(Kind::Float, 1e-5), (Kind::Half, 2e-3)] {
@@ -82,21 +94,52 @@ fn declines_what_it_does_not_handle() {
     assert!(linear(&f(&[2, 32]).to_kind(Kind::Double), &f(&[8, 32]).to_kind(Kind::Double)).is_none());
 }
 
-/// The int8 product on every path against libtorch's f32 `linear` over the dequantised weights.
+/// The int8 product on every path against libtorch's f32 `linear` over the dequantised weights; on
+/// a VNNI path over the activations quantised as the kernel does (per row, asymmetric, 8 bits).
 #[test]
 fn int8_matches_libtorch_on_every_path() {
     for path in paths_here() {
         for rows in 1..=MAX_PASS_ROWS {
-            for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7)] {
+            for (n, k) in [(1, 16), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7), (9, 200)] {
                 let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu));
                 let w = Tensor::randint_low(-127, 128, [n, k], (Kind::Int8, Device::Cpu));
                 let scale = Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01;
-                let want = x.linear::<Tensor>(&(w.to_kind(Kind::Float) * scale.unsqueeze(1)), None);
-                let got = gemv_i8_on(path, &x, &w, &scale).expect("applies");
-                let err = (&got - &want).abs().max().double_value(&[]);
+                let dequantised = w.to_kind(Kind::Float) * scale.unsqueeze(1);
+                let input = if path.quantises_activations() { quantised_rows(&x) } else { x.shallow_clone() };
+                let want =
+                    input.to_kind(Kind::Double).linear::<Tensor>(&dequantised.to_kind(Kind::Double), None);
+                let got = gemv_i8_on(path, &x, &w, &int8_scales(&w, &scale)).expect("applies");
+                let err = (got.to_kind(Kind::Double) - &want).abs().max().double_value(&[]);
                 let bound = 1e-5 * want.abs().max().double_value(&[]);
                 assert!(err <= bound, "{path}: {rows}×{n}×{k}: error {err}, bound {bound}");
             }
+        }
+    }
+}
+
+/// `x (rows, k)` as the VNNI kernels see it: each row's range, zero included, in 255 steps from a
+/// zero point, with the kernel's f32 roundings.
+fn quantised_rows(x: &Tensor) -> Tensor {
+    let (hi, neg_lo) = (x.amax([1], true).clamp_min(0.0), x.neg().amax([1], true).clamp_min(0.0));
+    let range = &hi + &neg_lo;
+    let inv = range.full_like(255.0) / &range;
+    let zero = (&neg_lo * &inv).round();
+    let u = ((x * &inv).round() + &zero).clamp(0.0, 255.0);
+    (u - zero) * (range / 255.0)
+}
+
+/// A non-finite activation gives a non-finite product on every path, quantised or not.
+#[test]
+fn int8_keeps_non_finite_activations_visible() {
+    let w = Tensor::randint_low(-127, 128, [4, 64], (Kind::Int8, Device::Cpu));
+    let scales = int8_scales(&w, &Tensor::ones([4], (Kind::Float, Device::Cpu)));
+    for path in paths_here() {
+        for bad in [f64::NAN, f64::INFINITY] {
+            let x = Tensor::randn([2, 64], (Kind::Float, Device::Cpu));
+            let _ = x.get(0).get(5).fill_(bad);
+            let y = gemv_i8_on(path, &x, &w, &scales).expect("applies");
+            assert_eq!(y.get(0).isfinite().any().int64_value(&[]), 0, "{path}: row 0 is {y}");
+            assert_eq!(y.get(1).isfinite().all().int64_value(&[]), 1, "{path}: row 1 stays finite");
         }
     }
 }

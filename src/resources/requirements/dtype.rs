@@ -53,10 +53,10 @@ impl DType {
 
     /// Bytes a tensor `key` of `numel` elements in `rows` rows takes loaded in this dtype:
     /// with int8, a quantised weight ([`quantised_weight`]) is a byte per element plus an f32 scale
-    /// per row, any other tensor f32.
+    /// and an f32 sum of its weights (for the VNNI kernels) per row, any other tensor f32.
     pub fn tensor_bytes(self, key: &str, numel: u64, rows: u64) -> u64 {
         match self {
-            DType::Int8 if quantised_weight(key) => numel.saturating_add(rows.saturating_mul(4)),
+            DType::Int8 if quantised_weight(key) => numel.saturating_add(rows.saturating_mul(8)),
             other => numel.saturating_mul(other.activation().bytes()),
         }
     }

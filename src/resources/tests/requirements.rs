@@ -397,7 +397,7 @@ proptest! {
     }
 }
 
-/// int8: a byte per quantised weight plus an f32 scale per row, the rest f32 (a quarter if unnamed).
+/// int8: a byte per quantised weight plus an f32 scale and sum per row, the rest f32 (a quarter if unnamed).
 #[test]
 fn int8_counts_quantised_weights_and_their_scales() {
     assert_eq!((DType::parse("INT8").unwrap(), DType::Int8.to_string()), (DType::Int8, "int8".into()));
@@ -417,7 +417,7 @@ fn int8_counts_quantised_weights_and_their_scales() {
     let path = dir.path().join("model.safetensors");
     write_safetensors(&path, header, 80);
     let decoder = weights_from_header(&path, DType::Int8).unwrap().weights.decoder;
-    assert_eq!(decoder, 32 + 4 * 4 + 8 * 4, "fc1 as int8 with 4 scales, the norm in f32");
+    assert_eq!(decoder, 32 + 4 * 8 + 8 * 4, "fc1 as int8 with 4 scales and sums, the norm in f32");
     let counts = ParameterCounts { decoder: 400, ..Default::default() };
     assert_eq!(WeightBytes::of_params(&counts, DType::Int8).decoder, 400 + 100 * 3);
 }
