@@ -3,7 +3,8 @@
 //! lacks is printed with the reason; the VNNI paths only for int8, the one dtype they change) and
 //! every decoder dtype (f32, f16, int8), one sampled, guided generation (T5, decoding,
 //! EnCodec), with the memory-bandwidth floor measured in the same run: decoder bytes per step ÷ the
-//! bandwidth of an f32 matrix-vector product over that many bytes, measured before each dtype's runs.
+//! bandwidth of streaming that many f32 bytes (`run::matvec_bandwidth`: the faster of a two-row
+//! `linear` and a plain sum), measured before each dtype's runs.
 //!
 //! The path is chosen per thread with `kernels::PathGuard`, so only Maestro's kernels change path;
 //! libtorch's own ops (T5 beyond 12 tokens, EnCodec's convolutions) keep the CPU's best. To cap
