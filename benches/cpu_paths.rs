@@ -19,7 +19,7 @@
 //! (the step weights sit in one huge-page-advised arena, `decoder::arena`).
 //!
 //! Environment: `MAESTRO_BENCH_PATH_STEPS` (103: 2 s of audio; 503 for 10 s), `MAESTRO_BENCH_LOADS`,
-//! `MAESTRO_BENCH_KERNELS_ONLY`.
+//! `MAESTRO_BENCH_KERNELS_ONLY`, `MAESTRO_BENCH_DTYPES` (a comma list: f32,f16,int8).
 
 mod common;
 // The per-part timings of `run::Run` are the MusicGen benchmark's; this one reads the speeds.
@@ -66,7 +66,11 @@ fn main() {
     }
     println!("\n| path | dtype | GB/step | decode steps/s | floor steps/s | of floor | end-to-end steps/s | first 0.5 s | vs {} |", paths[0]);
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for dtype in [DType::F32, DType::F16, DType::Int8] {
+    let dtypes: Vec<DType> = match std::env::var("MAESTRO_BENCH_DTYPES") {
+        Ok(list) => list.split(',').map(|d| DType::parse(d.trim()).expect("MAESTRO_BENCH_DTYPES")).collect(),
+        Err(_) => vec![DType::F32, DType::F16, DType::Int8],
+    };
+    for &dtype in &dtypes {
         // The VNNI paths differ from their width's only in int8 products.
         let paths: Vec<_> =
             paths.iter().filter(|p| dtype == DType::Int8 || !p.quantises_activations()).collect();
@@ -91,14 +95,14 @@ fn main() {
             );
         }
     }
-    loads(&dir, steps, env_usize("MAESTRO_BENCH_LOADS", 3));
+    loads(&dir, steps, env_usize("MAESTRO_BENCH_LOADS", 3), &dtypes);
 }
 
 /// Decode steps/s of one generation after each of `n` loads, per dtype, on the best path.
-fn loads(dir: &std::path::Path, steps: usize, n: usize) {
+fn loads(dir: &std::path::Path, steps: usize, n: usize, dtypes: &[DType]) {
     println!("\n| dtype | loads | decode steps/s per load | spread (max / min) | huge pages after each load, MiB |");
     println!("|---|---:|---|---:|---|");
-    for dtype in [DType::F16, DType::Int8] {
+    for &dtype in dtypes.iter().filter(|d| matches!(d, DType::F16 | DType::Int8)) {
         let (mut speeds, mut huge) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let model = MusicGen::load(dir, Device::Cpu, dtype).expect("loads");

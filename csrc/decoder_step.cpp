@@ -42,8 +42,8 @@ struct MaestroDecoderLayer {
   const void* ffn_norm_bias;
   const void* fc1;      // (ffn, hidden)
   const void* fc2;      // (hidden, ffn)
-  void* self_k;         // (batch, heads, capacity, head_dim)
-  void* self_v;         // (batch, heads, capacity, head_dim)
+  void* self_k;         // (batch, heads, capacity, head_dim), the step's `cache_dtype`
+  void* self_v;         // (batch, heads, capacity, head_dim), the step's `cache_dtype`
   const void* cross_k;  // (batch, heads, encoder_len, head_dim)
   const void* cross_v;  // (batch, heads, encoder_len, head_dim)
   const float* qkv_scale;
@@ -60,6 +60,9 @@ struct MaestroDecoderStep {
   int32_t dtype;
   int32_t weight_dtype;
   float eps;
+  // The self-attention caches' element type: `dtype`, or F16 beside int8 weights (half the bytes a
+  // late step reads from them).
+  int32_t cache_dtype;
   const MaestroDecoderLayer* layer;
   const void* embed;      // (codebooks · (vocab + 1), hidden)
   const void* positions;  // (≥ capacity, hidden) sinusoids
@@ -154,10 +157,10 @@ constexpr int64_t kPrefetchAhead = 8;
 
 // One query per (row, head) against `len` cached keys / values laid out (batch, heads, stride,
 // head_dim): out[b][h·hd + d] = softmax(q·kᵀ·scale + mask)·v. `q` rows are `q_stride` apart;
-// `scores` holds batch · heads · len floats.
-void attend(const float* q, int64_t q_stride, const void* keys, const void* values, int64_t stride, int64_t len,
-            const float* mask, const MaestroDecoderStep& s, float* scores, float* out) {
-  const int64_t hd = s.hidden / s.heads, bytes = elt_size(s.dtype);
+// `scores` holds batch · heads · len floats; keys and values have element type `dtype`.
+void attend(const float* q, int64_t q_stride, const void* keys, const void* values, int32_t dtype, int64_t stride,
+            int64_t len, const float* mask, const MaestroDecoderStep& s, float* scores, float* out) {
+  const int64_t hd = s.hidden / s.heads, bytes = elt_size(dtype);
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
@@ -176,25 +179,25 @@ void attend(const float* q, int64_t q_stride, const void* keys, const void* valu
           __builtin_prefetch(k + ahead * row + line, 0, 3);
           __builtin_prefetch(v + t * row + line, 0, 3);
         }
-        sc[t] = dot(qv, k + t * row, hd, s.dtype) * scale + (mask ? mask[b * len + t] : 0.f);
+        sc[t] = dot(qv, k + t * row, hd, dtype) * scale + (mask ? mask[b * len + t] : 0.f);
       }
       const float sum = softmax_unnormalised(sc, len);
       float* o = out + b * s.hidden + head * hd;
       std::fill(o, o + hd, 0.f);
-      for (int64_t t = 0; t < len; ++t) axpy(sc[t] / sum, v + t * row, hd, s.dtype, o);
+      for (int64_t t = 0; t < len; ++t) axpy(sc[t] / sum, v + t * row, hd, dtype, o);
     }
   });
 }
 
 // Writes this step's keys and values (from the fused qkv rows) into the layer's cache.
 void store_kv(const float* qkv, const MaestroDecoderLayer& l, const MaestroDecoderStep& s) {
-  const int64_t hd = s.hidden / s.heads, bytes = elt_size(s.dtype);
+  const int64_t hd = s.hidden / s.heads, bytes = elt_size(s.cache_dtype);
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t head = 0; head < s.heads; ++head) {
       const int64_t at = ((b * s.heads + head) * s.capacity + s.position) * hd * bytes;
       const float* row = qkv + b * 3 * s.hidden + head * hd;
-      narrow(row + s.hidden, hd, s.dtype, static_cast<char*>(l.self_k) + at);
-      narrow(row + 2 * s.hidden, hd, s.dtype, static_cast<char*>(l.self_v) + at);
+      narrow(row + s.hidden, hd, s.cache_dtype, static_cast<char*>(l.self_k) + at);
+      narrow(row + 2 * s.hidden, hd, s.cache_dtype, static_cast<char*>(l.self_v) + at);
     }
 }
 
@@ -220,13 +223,14 @@ void layer_step(const MaestroDecoderLayer& l, const MaestroDecoderStep& s, Scrat
   gemv_f32(w.x.data(), b, l.qkv, l.qkv_scale, 3 * dim, dim, wt, w.qkv.data(), false);
   store_kv(w.qkv.data(), l, s);
   const int64_t len = s.position + 1;
-  attend(w.qkv.data(), 3 * dim, l.self_k, l.self_v, s.capacity, len, nullptr, s, w.scores.data(), w.attn.data());
+  attend(w.qkv.data(), 3 * dim, l.self_k, l.self_v, s.cache_dtype, s.capacity, len, nullptr, s, w.scores.data(),
+         w.attn.data());
   gemv_f32(w.attn.data(), b, l.self_out, l.self_out_scale, dim, dim, wt, w.h.data(), true);
 
   layer_norm(w.h.data(), b, dim, l.cross_norm_weight, l.cross_norm_bias, s.dtype, s.eps, w.x.data());
   gemv_f32(w.x.data(), b, l.cross_q, l.cross_q_scale, dim, dim, wt, w.qkv.data(), false);
-  attend(w.qkv.data(), dim, l.cross_k, l.cross_v, s.encoder_len, s.encoder_len, s.cross_mask, s, w.scores.data(),
-         w.attn.data());
+  attend(w.qkv.data(), dim, l.cross_k, l.cross_v, s.dtype, s.encoder_len, s.encoder_len, s.cross_mask, s,
+         w.scores.data(), w.attn.data());
   gemv_f32(w.attn.data(), b, l.cross_out, l.cross_out_scale, dim, dim, wt, w.h.data(), true);
 
   layer_norm(w.h.data(), b, dim, l.ffn_norm_weight, l.ffn_norm_bias, s.dtype, s.eps, w.x.data());
@@ -268,7 +272,8 @@ namespace {
 
 bool valid(const MaestroDecoderStep& s) {
   const bool dtypes = s.dtype >= F32 && s.dtype <= BF16 &&
-                      (s.weight_dtype == s.dtype || (s.weight_dtype == I8 && s.lm_heads_scale != nullptr));
+                      (s.weight_dtype == s.dtype || (s.weight_dtype == I8 && s.lm_heads_scale != nullptr)) &&
+                      (s.cache_dtype == s.dtype || (s.weight_dtype == I8 && s.cache_dtype == F16));
   const bool sizes = s.batch >= 1 && s.batch <= kMaxStepRows && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
                      s.ffn >= 1 && s.layers >= 0 && s.codebooks >= 1 && s.vocab >= 1 && s.encoder_len >= 1 &&
                      s.position >= 0 && s.position < s.capacity;
@@ -293,7 +298,8 @@ extern "C" {
 // Runs every layer for one new token per row at `position` on kernel path `isa`, writes that
 // position's keys and values into the caches and the logits of every codebook. Returns 0, or -1
 // (nothing written) when the arguments are outside what it handles: more than 8 rows, a code out
-// of range, a full cache, an unknown dtype, int8 weights without scales, a path this CPU lacks.
+// of range, a full cache, an unknown dtype, int8 weights without scales, a cache dtype other than
+// `dtype` (or F16 beside int8 weights), a path this CPU lacks.
 int32_t maestro_decoder_step(int32_t isa, const MaestroDecoderStep* step) {
   if (!isa_supported(isa) || !valid(*step)) return -1;
   MAESTRO_DISPATCH(isa, decoder_step(*step))

@@ -190,6 +190,8 @@ pub struct DecoderStep {
     pub dtype: i32,
     pub weight_dtype: i32,
     pub eps: f32,
+    /// The self-attention caches' element type: `dtype`, or f16 beside int8 weights.
+    pub cache_dtype: i32,
     pub layer: *const DecoderLayer,
     pub embed: *const c_void,
     pub positions: *const c_void,

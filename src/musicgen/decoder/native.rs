@@ -22,6 +22,10 @@ impl Decoder {
         state: &mut DecoderState,
     ) -> Option<Tensor> {
         let dtype = kernels::dtype_code(self.kind)?;
+        let cache_dtype = match state.self_k.first() {
+            Some(k) => kernels::dtype_code(k.kind())?,
+            None => dtype,
+        };
         let (batch, c, v) = (codes.size()[0], self.cfg.num_codebooks, self.cfg.vocab_size);
         let on_cpu =
             [codes.device(), self.embed.device(), state.positions.device()].iter().all(|d| *d == Device::Cpu);
@@ -78,6 +82,7 @@ impl Decoder {
             dtype,
             weight_dtype: if self.heads.is_int8() { kernels::I8 } else { dtype },
             eps: LAYER_NORM_EPS as f32,
+            cache_dtype,
             layer: layers.as_ptr(),
             embed: p(&self.embed),
             positions: p(&state.positions),
@@ -89,10 +94,10 @@ impl Decoder {
             cross_mask: state.cross_mask_f32.data_ptr() as *const f32,
             logits: logits.data_ptr(),
         };
-        // SAFETY: every pointer is into a contiguous CPU tensor of the decoder's kind (weights are
-        // made contiguous at load, caches and cross K/V in `new_state`, the rest just above) with
-        // the shapes `DecoderStep` documents, and all of them outlive the call; `state` is borrowed
-        // mutably, so nothing else touches its caches meanwhile.
+        // SAFETY: every pointer is into a contiguous CPU tensor of the decoder's kind (the caches:
+        // `cache_dtype`; weights are made contiguous at load, caches and cross K/V in `new_state`,
+        // the rest just above) with the shapes `DecoderStep` documents, and all of them outlive the
+        // call; `state` is borrowed mutably, so nothing else touches its caches meanwhile.
         let ran = unsafe { kernels::decoder_step(path, &step) };
         ran.then(|| logits.view([batch, 1, c, v]).permute([0, 2, 1, 3]))
     }

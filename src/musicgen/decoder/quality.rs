@@ -180,3 +180,36 @@ fn int8_runs_op_by_op_where_the_step_declines() {
     assert_eq!(logits.size(), [2, d.cfg.num_codebooks, 3, d.cfg.vocab_size]);
     assert!(logits.isfinite().all().int64_value(&[]) == 1, "finite logits");
 }
+
+/// Beside int8 weights the self-attention cache is f16 where the native step runs the state (at
+/// most its rows), f32 where the op-by-op path would have to widen it every step; on every path the
+/// native step and the op-by-op path (its int8 products on the same path) write and read the same
+/// f16 cache alike.
+#[test]
+fn int8_keeps_an_f16_cache_where_the_step_runs_it() {
+    let model = fixture("musicgen-tiny", DType::Int8);
+    let d = &model.decoder;
+    let wide = state(&model, &["drums"; 5], 4);
+    assert_eq!(wide.self_k[0].kind(), Kind::Float, "10 rows: more than the step takes");
+    assert_eq!(fixture("musicgen-tiny", DType::F32).decoder.cache_kind(4), Kind::Float, "f32 weights");
+    let (steps, prompts) = (6, ["a calm piano melody with soft strings", "drums"]);
+    for path in kernels::paths_here() {
+        let (mut native, mut reference) = (state(&model, &prompts, steps), state(&model, &prompts, steps));
+        assert_eq!((native.self_k[0].kind(), native.self_v[0].kind()), (Kind::Half, Kind::Half));
+        // The op-by-op path's int8 products run on the same path.
+        let _path = kernels::PathGuard::new(path);
+        tch::manual_seed(31);
+        let mut worst = 0f64;
+        for _ in 0..steps {
+            let shape = [4, d.cfg.num_codebooks, 1];
+            let codes = Tensor::randint(d.cfg.vocab_size, shape, (Kind::Int64, Device::Cpu));
+            let got = d.native_step_on(path, &codes, &mut native).expect("the int8 step applies");
+            native.pos += 1;
+            let want = d.forward_libtorch(&codes, &mut reference);
+            let err = (&got - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
+            worst = worst.max(err);
+        }
+        eprintln!("{path}: int8 native step against op by op over an f16 cache: relative error {worst:.1e}");
+        assert!(worst <= 1e-3, "{path}: relative error {worst}");
+    }
+}
