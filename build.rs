@@ -29,6 +29,7 @@ fn compile_cpu_kernels(lib: &std::path::Path) {
             .file("csrc/cpu_kernels.cpp")
             .file("csrc/decoder_step.cpp")
             .file("csrc/lstm.cpp")
+            .file("csrc/team.cpp")
             .include(include.join("torch/csrc/api/include"))
             .flag_if_supported("-fopenmp")
             .opt_level(3)

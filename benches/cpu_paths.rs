@@ -18,6 +18,10 @@
 //! int8 on the best path, one generation per load, and the spread between the loads' decode speeds
 //! (the step weights sit in one huge-page-advised arena, `decoder::arena`).
 //!
+//! Last, the same speed beside a busy neighbour: f16 and int8 on the best path, quiet and with
+//! another process spinning on core 1, the kernels' loops on the persistent thread team
+//! (`csrc/team.h`) and through libtorch's `at::parallel_for` (`kernels::use_thread_team`).
+//!
 //! Environment: `MAESTRO_BENCH_PATH_STEPS` (103: 2 s of audio; 503 for 10 s), `MAESTRO_BENCH_LOADS`,
 //! `MAESTRO_BENCH_KERNELS_ONLY`, `MAESTRO_BENCH_DTYPES` (a comma list: f32,f16,int8).
 
@@ -96,6 +100,63 @@ fn main() {
         }
     }
     loads(&dir, steps, env_usize("MAESTRO_BENCH_LOADS", 3), &dtypes);
+    neighbour(&dir, steps, &dtypes);
+}
+
+/// Decode and end-to-end steps/s on the best path, quiet and beside a busy neighbour (another
+/// process spinning on core 1, `taskset -c 1`), with the kernels' loops on the thread team and
+/// through libtorch's `at::parallel_for`, all in this run.
+fn neighbour(dir: &std::path::Path, steps: usize, dtypes: &[DType]) {
+    println!("\n| dtype | loops on | quiet: decode, end to end | busy neighbour: decode, end to end | busy / quiet (decode) |");
+    println!("|---|---|---|---|---:|");
+    for &dtype in dtypes.iter().filter(|d| matches!(d, DType::F16 | DType::Int8)) {
+        let model = MusicGen::load(dir, Device::Cpu, dtype).expect("loads");
+        for (team, name) in [(true, "thread team"), (false, "at::parallel_for")] {
+            kernels::use_thread_team(team);
+            let quiet = run::maestro(&model, steps);
+            let Some(mut busy) = Busy::start() else {
+                println!("| {dtype} | {name} | no busy neighbour: `taskset` did not start |||");
+                continue;
+            };
+            let loaded = run::maestro(&model, steps);
+            busy.stop();
+            println!(
+                "| {dtype} | {name} | {:.1}, {:.1} | {:.1}, {:.1} | {:.2}x |",
+                quiet.decode_steps_per_s,
+                quiet.steps_per_s,
+                loaded.decode_steps_per_s,
+                loaded.steps_per_s,
+                loaded.decode_steps_per_s / quiet.decode_steps_per_s
+            );
+        }
+        kernels::use_thread_team(true);
+    }
+}
+
+/// A plain busy loop in another process, pinned to core 1.
+struct Busy(std::process::Child);
+
+impl Busy {
+    fn start() -> Option<Self> {
+        let child = std::process::Command::new("taskset")
+            .args(["-c", "1", "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .ok()?;
+        // Let it reach its core before the timing starts.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Some(Self(child))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Decode steps/s of one generation after each of `n` loads, per dtype, on the best path.

@@ -4,15 +4,15 @@
 // product bound by how fast the weights stream from memory. libtorch 2.13 hands f16 weights to a
 // kernel that streams about 9 GB/s on this CPU (f32 gets 22 GB/s), so an f16 decoder was slower
 // than f32 although it reads half the bytes. `maestro_gemv` reads each weight once for all rows,
-// widens f16 / bf16 / int8 to f32 in registers and accumulates in f32; `at::parallel_for` splits
-// the output rows over the same OpenMP threads every other libtorch op uses, so no second thread
-// pool competes with them for the cores. Written once over `V` and compiled per path
+// widens f16 / bf16 / int8 to f32 in registers and accumulates in f32; the calling thread's team
+// (team.h) splits the output rows in chunks claimed by whichever of its threads runs, so a thread
+// that loses its core to a neighbour holds up one chunk, not the product. Written once over `V`
+// and compiled per path
 // (foreach_isa.h); the entry points at the end take the path to run.
 //
 // `maestro_inference_mode_*` exposes c10::InferenceMode, which tch does not: inside it tensors
 // carry no autograd view or version tracking, which trims every op's dispatch cost.
 
-#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "simd.h"
+#include "team.h"
 
 #ifdef MAESTRO_PASS
 
@@ -224,7 +225,7 @@ void gemv_vnni(const float* x, int64_t m, const int8_t* w, const float* scale, i
   const uint8_t* xq = quantised.data();
   const RowQuant* xs = scales.data();
   RowsQFn fn = pick_rows_q<Q>(m, std::make_integer_sequence<int64_t, kMaxPassRows>{});
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { fn(xq, kq, xs, w, scale, k, begin, end, y, n, accumulate); });
+  parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(xq, kq, xs, w, scale, k, begin, end, y, n, accumulate); });
 }
 
 }  // namespace
@@ -235,7 +236,7 @@ void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int6
     if (dtype == I8) return gemv_vnni<V>(x, m, static_cast<const int8_t*>(w), scale, n, k, y, accumulate);
   }
   RowsFn fn = pick(dtype, m);
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { fn(x, w, scale, k, begin, end, y, n, accumulate); });
+  parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(x, w, scale, k, begin, end, y, n, accumulate); });
 }
 
 // `count` values of `dtype` as f32.

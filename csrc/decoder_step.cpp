@@ -4,8 +4,8 @@
 // residual adds), each with its own dispatch and OpenMP fork; on two cores that costs as much as a
 // fifth of the weight streaming the step is bound by. Here the activations stay in f32 scratch for
 // the whole step: norms, GELU, cache writes and residual adds are plain loops, the projections
-// are `gemv_f32` (weights read once for all rows) and attention is one `at::parallel_for` over
-// (row, head) pairs. The projections and LM heads have the element type `weight_dtype` (int8 with
+// are `gemv_f32` (weights read once for all rows) and attention is one loop of the thread team
+// (team.h) over (row, head) pairs. The projections and LM heads have the element type `weight_dtype` (int8 with
 // per-row f32 scales, or the decoder's own; on a VNNI path int8 products quantise their input
 // rows, isa.h); everything else keeps `dtype`. Written once over `V` and compiled per path
 // (foreach_isa.h); `maestro_decoder_step` takes the path to run.
@@ -13,13 +13,12 @@
 // The arithmetic follows the libtorch path op for op (sums may associate differently), except that
 // f16 / bf16 activations are not rounded between ops: those runs come out closer to f32, not further.
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "simd.h"
+#include "team.h"
 
 #ifndef MAESTRO_DECODER_STEP_TYPES
 #define MAESTRO_DECODER_STEP_TYPES
@@ -162,7 +161,7 @@ void attend(const float* q, int64_t q_stride, const void* keys, const void* valu
             int64_t len, const float* mask, const MaestroDecoderStep& s, float* scores, float* out) {
   const int64_t hd = s.hidden / s.heads, bytes = elt_size(dtype);
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
+  parallel(s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads, head = bh % s.heads;
       const float* qv = q + b * q_stride + head * hd;

@@ -13,7 +13,7 @@ mod path;
 
 use ffi::{
     maestro_decoder_step, maestro_gemv, maestro_inference_mode_enter, maestro_inference_mode_exit,
-    maestro_isa_supported, maestro_lstm_layer,
+    maestro_isa_supported, maestro_lstm_layer, maestro_set_thread_team,
 };
 pub use int8::{gemv_i8, gemv_i8_on, int8_scales, I8};
 pub use path::{active, Path, PathGuard};
@@ -54,6 +54,14 @@ pub fn supported() -> bool {
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: a pure CPU-feature query.
     *BUILT.get_or_init(|| unsafe { maestro_isa_supported(Path::Generic as i32) } == 1)
+}
+
+/// Whether the kernels split their loops over the calling thread's persistent team (`csrc/team.h`,
+/// the default) or through libtorch's `at::parallel_for`, one OpenMP fork/join per loop; for every
+/// thread of the process. The benchmarks set it to compare the two in one run.
+pub fn use_thread_team(on: bool) {
+    // SAFETY: stores one flag the kernels read atomically.
+    unsafe { maestro_set_thread_team(i32::from(on)) }
 }
 
 /// `x · wᵀ`: the kernel where it is the faster path ([`linear`]), libtorch's `linear` otherwise.

@@ -47,6 +47,7 @@ mod real {
         ) -> i32;
         pub fn maestro_inference_mode_enter() -> *mut c_void;
         pub fn maestro_inference_mode_exit(guard: *mut c_void);
+        pub fn maestro_set_thread_team(on: i32);
     }
 }
 
@@ -102,4 +103,5 @@ mod stand_in {
         std::ptr::null_mut()
     }
     pub unsafe fn maestro_inference_mode_exit(_: *mut c_void) {}
+    pub unsafe fn maestro_set_thread_team(_: i32) {}
 }

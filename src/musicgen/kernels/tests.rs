@@ -143,3 +143,46 @@ fn int8_keeps_non_finite_activations_visible() {
         }
     }
 }
+
+/// The thread team (`csrc/team.h`) covers every output row exactly once, whatever the split: its
+/// products are bit for bit those of libtorch's `at::parallel_for` (each row is one thread's sum
+/// either way), for ragged sizes, on four threads at once, each with a team of its own.
+#[test]
+fn the_thread_team_splits_every_product_exactly_once() {
+    let cases: Vec<(i64, i64, i64)> =
+        vec![(2, 1000, 96), (8, 4099, 64), (1, 65, 1024), (3, 129, 40), (5, 7, 33)];
+    let inputs: Vec<(Tensor, Tensor)> = cases
+        .iter()
+        .map(|&(rows, n, k)| {
+            (
+                Tensor::randn([rows, k], (Kind::Float, Device::Cpu)),
+                Tensor::randn([n, k], (Kind::Float, Device::Cpu)),
+            )
+        })
+        .collect();
+    let products = |inputs: &[(Tensor, Tensor)]| -> Vec<Tensor> {
+        inputs.iter().map(|(x, w)| gemv_on(active(), x, w).expect("the kernel applies")).collect()
+    };
+    use_thread_team(false);
+    let want = products(&inputs);
+    use_thread_team(true);
+    // Tensors are Send, not Sync: every thread gets handles of its own on the same storage.
+    let copies = |ts: &[Tensor]| ts.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let mine: Vec<(Tensor, Tensor)> =
+                inputs.iter().map(|(x, w)| (x.shallow_clone(), w.shallow_clone())).collect();
+            let want = copies(&want);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    for (got, want) in products(&mine).iter().zip(&want) {
+                        assert!(got.equal(want), "a product on the team differs from libtorch's split");
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a product thread panicked");
+    }
+}
