@@ -52,14 +52,14 @@ bench:
 	$(ENV) $(CARGO) bench --bench rpc
 	$(ENV) $(CARGO) bench --bench musicgen
 	$(ENV) $(CARGO) bench --bench cpu_paths
-	$(MAKE) bench-onnx
+	$(ENV) $(CARGO) bench --bench goals
 	$(ENV) $(CARGO) bench --bench generation
 	$(MAKE) bench-streams
 
-# The ONNX Runtime anchor: the same musicgen-small-shaped weights exported by optimum, fp32 and int8
-# (quantize_dynamic, per channel), decoder loop only, 2 threads; run right after cpu_paths so the two
-# read the same machine. Its venv (scripts/provision-onnx.sh, ~7 GB with torch's CUDA wheels) is
-# installed once, outside `make test`.
+# The ONNX Runtime anchor alone: the same musicgen-small-shaped weights exported by optimum, fp32 and
+# int8 (quantize_dynamic, per channel), decoder loop only, 2 threads. `make bench` runs it from the
+# goals benchmark, beside Maestro's int8 through the service, for the ratio in one run. Its venv
+# (scripts/provision-onnx.sh, ~7 GB with torch's CUDA wheels) is installed once, outside `make test`.
 SMALL_SHAPE ?= $(HOME)/.cache/maestro/musicgen-small-shape
 bench-onnx:
 	$(ENV) { [ -f "$(SMALL_SHAPE)/model.safetensors" ] || python3 scripts/make_reference.py --small-shape "$(SMALL_SHAPE)"; } \

@@ -27,12 +27,15 @@
 
 mod common;
 // The per-part timings of `run::Run` are the MusicGen benchmark's; this one reads the speeds.
+#[path = "common/busy.rs"]
+mod busy;
 #[allow(dead_code)]
 #[path = "common/run.rs"]
 mod run;
 #[path = "common/stats.rs"]
 mod stats;
 
+use busy::Busy;
 use common::small_shape_dir;
 use maestro::musicgen::{
     kernels::{self, PathGuard},
@@ -52,18 +55,7 @@ fn main() {
     let steps = env_usize("MAESTRO_BENCH_PATH_STEPS", 103);
     let dir = small_shape_dir();
     let paths = kernels::paths_here();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    println!(
-        "small shape, {steps} steps, guidance 3, {THREADS} threads, {cpu}, load average {}",
-        load_average()
-    );
+    println!("small shape, {steps} steps, guidance 3, {THREADS} threads, {}", common::host());
     int8_kernels(&paths);
     if std::env::var_os("MAESTRO_BENCH_KERNELS_ONLY").is_some() {
         return;
@@ -114,12 +106,12 @@ fn neighbour(dir: &std::path::Path, steps: usize, dtypes: &[DType]) {
         for (team, name) in [(true, "thread team"), (false, "at::parallel_for")] {
             kernels::use_thread_team(team);
             let quiet = run::maestro(&model, steps);
-            let Some(mut busy) = Busy::start() else {
+            let Some(busy) = Busy::start() else {
                 println!("| {dtype} | {name} | no busy neighbour: `taskset` did not start |||");
                 continue;
             };
             let loaded = run::maestro(&model, steps);
-            busy.stop();
+            drop(busy);
             println!(
                 "| {dtype} | {name} | {:.1}, {:.1} | {:.1}, {:.1} | {:.2}x |",
                 quiet.decode_steps_per_s,
@@ -130,32 +122,6 @@ fn neighbour(dir: &std::path::Path, steps: usize, dtypes: &[DType]) {
             );
         }
         kernels::use_thread_team(true);
-    }
-}
-
-/// A plain busy loop in another process, pinned to core 1.
-struct Busy(std::process::Child);
-
-impl Busy {
-    fn start() -> Option<Self> {
-        let child = std::process::Command::new("taskset")
-            .args(["-c", "1", "sh", "-c", "while :; do :; done"])
-            .spawn()
-            .ok()?;
-        // Let it reach its core before the timing starts.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        Some(Self(child))
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -223,10 +189,4 @@ fn int8_kernels(paths: &[kernels::Path]) {
             println!("| {path} | {rows} | {:.2} | {gbs:.1} | {:.2}x |", bytes / 1e9, gbs / base);
         }
     }
-}
-
-/// The 1-minute load average (`/proc/loadavg`), to read every figure of a run against.
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().next().unwrap_or("unknown").to_string()
 }

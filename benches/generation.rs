@@ -6,26 +6,18 @@
 //! request); part of `make bench`. The checkpoint is made once into `~/.cache/maestro/` by
 //! `scripts/make_reference.py --small-shape` (the musicgen benchmark makes the same one).
 
-use std::{
-    ops::ControlFlow,
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{ops::ControlFlow, path::Path, time::Instant};
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
-use common::{cache, small_shape_dir};
-use futures::StreamExt;
+use common::small_shape_dir;
 use maestro::musicgen::{DType, MusicGen};
-use maestro_proto::{
-    self as pb, generate_response::Payload, generation_service_client::GenerationServiceClient,
-};
+use server::{generate, request, Server, PROMPT};
 use tonic::transport::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_maestro-server");
 const MODEL: &str = common::SMALL_SHAPE;
-const PROMPT: &str = "80s pop track with bassy drums and synth";
 
 /// (time to first chunk, steps/s) of one in-process generation.
 fn in_process(dir: &Path, seconds: f64) -> (f64, f64) {
@@ -49,38 +41,6 @@ fn in_process(dir: &Path, seconds: f64) -> (f64, f64) {
     (first.unwrap_or_default().as_secs_f64(), stats[0].steps as f64 / total)
 }
 
-fn request(seconds: f64, seed: u64) -> pb::GenerateRequest {
-    pb::GenerateRequest {
-        model: MODEL.into(),
-        prompt: PROMPT.into(),
-        duration_s: seconds,
-        seed: Some(seed),
-        chunk_ms: 500,
-        ..Default::default()
-    }
-}
-
-/// (time to first chunk s, steps/s, frames, batch) of one request through gRPC, timed by the client.
-async fn over_grpc(channel: Channel, req: pb::GenerateRequest) -> (f64, f64, u32, u32) {
-    let start = Instant::now();
-    let mut stream =
-        GenerationServiceClient::new(channel).generate(req).await.expect("generate").into_inner();
-    let mut first = None;
-    while let Some(item) = stream.next().await {
-        match item.expect("stream").payload.expect("payload") {
-            Payload::Chunk(_) => {
-                first.get_or_insert_with(|| start.elapsed().as_secs_f64());
-            }
-            Payload::Summary(s) => {
-                let steps = f64::from(s.frames + 3);
-                return (first.unwrap_or(0.0), steps / start.elapsed().as_secs_f64(), s.frames, s.batch_size);
-            }
-            Payload::Header(_) => {}
-        }
-    }
-    panic!("no summary")
-}
-
 /// Aggregate frames/s of 1, 2 and 4 concurrent requests, printed as a table.
 async fn aggregate(channel: &Channel, seconds: f64, dtype: &str) {
     println!("\n## Aggregate throughput, concurrent requests (dynamic batching), decoder {dtype}\n");
@@ -90,13 +50,13 @@ async fn aggregate(channel: &Channel, seconds: f64, dtype: &str) {
     for n in [1usize, 2, 4] {
         let start = Instant::now();
         let tasks: Vec<_> = (0..n)
-            .map(|i| tokio::spawn(over_grpc(channel.clone(), request(seconds, 10 + i as u64))))
+            .map(|i| tokio::spawn(generate(channel.clone(), request(seconds, 10 + i as u64))))
             .collect();
         let (mut frames, mut batch) = (0, 0);
         for t in tasks {
-            let (_, _, f, b) = t.await.unwrap();
-            frames += f;
-            batch = batch.max(b);
+            let timed = t.await.unwrap();
+            frames += timed.frames;
+            batch = batch.max(timed.batch);
         }
         let wall = start.elapsed().as_secs_f64();
         let rate = f64::from(frames) / wall;
@@ -111,23 +71,13 @@ fn main() {
     let dir = small_shape_dir();
     let (ip_first, ip_steps) = in_process(&dir, seconds);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0"])
-        .args(["--model-root", cache().to_str().unwrap(), "--torch-threads", "2", "--log-level", "warn"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start maestro-server");
+    let server = Server::start(&[]);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let channel = loop {
-            match Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
-                Ok(c) => break c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        over_grpc(channel.clone(), request(0.1, 0)).await; // loads the model, warms up
-        let (g_first, g_steps, _, _) = over_grpc(channel.clone(), request(seconds, 1)).await;
+        let channel = server.channel().await;
+        generate(channel.clone(), request(0.1, 0)).await; // loads the model, warms up
+        let timed = generate(channel.clone(), request(seconds, 1)).await;
+        let (g_first, g_steps) = (timed.first_chunk_s, timed.steps_per_s);
         println!("\n## Service overhead ({MODEL}, f32, 2 threads, {seconds} s of audio)\n");
         println!("| path | time to first chunk s | steps/s |");
         println!("|---|---:|---:|");
@@ -142,21 +92,7 @@ fn main() {
         aggregate(&channel, seconds, "f32").await;
         // The same requests with the decoder in bf16: on a CPU with AMX a bf16 product of 8 rows costs
         // what one of 2 rows does, where f32's grows with the rows (BENCHMARKS.md).
-        let mut client = GenerationServiceClient::new(channel.clone());
-        client
-            .unload_model(pb::UnloadModelRequest { model: MODEL.into(), force: false })
-            .await
-            .expect("unload f32");
-        let load = pb::LoadModelRequest {
-            model: MODEL.into(),
-            device: "cpu".into(),
-            dtype: "bf16".into(),
-            pin: false,
-        };
-        client.load_model(load).await.expect("load bf16");
-        over_grpc(channel.clone(), request(0.1, 0)).await; // warm-up
+        server::load(&channel, "bf16").await;
         aggregate(&channel, seconds, "bf16").await;
     });
-    let _ = server.kill();
-    let _ = server.wait();
 }

@@ -13,7 +13,11 @@ QInt8: what MusicGPT ships as its quantised small), and times the decoder loop: 
 are not in the loop: Maestro's figures include them, these do not.
 
 Prints one line per engine with steps per second (best and every run), and the logits' agreement of
-int8 with fp32 on the same teacher-forced steps (mean correlation, mean KL(fp32 ‖ int8), top-1).
+int8 with fp32 on the same teacher-forced steps (mean correlation, mean KL(fp32 ‖ int8), top-1);
+`--json FILE` also writes the figures for the goals benchmark, which runs this script.
+
+With `--forced DIR` it only compares int8 with fp32, guided, on the codes and text-encoder states
+Maestro's small-shape quality test wrote there, so both engines are measured on the same steps.
 """
 
 import argparse
@@ -86,15 +90,20 @@ def zeros_for(arg, dims):
 class Loop:
     """The decoder loop over two sessions (prefill, and steps with past keys)."""
 
-    def __init__(self, first, step, config):
+    def __init__(self, first, step, config, encoder=None):
+        """`encoder`: (states, mask) of the text encoder for every row, else random states for two."""
         self.first, self.step = first, step
         decoder = config["decoder"]
-        self.rows = 2 * decoder["num_codebooks"]
-        self.hidden = config["text_encoder"]["d_model"]
-        self.text_len = 12
-        rng = np.random.default_rng(7)
-        self.encoder_states = rng.standard_normal((2, self.text_len, self.hidden)).astype(np.float32)
-        self.encoder_mask = np.ones((2, self.text_len), dtype=np.int64)
+        self.codebooks = decoder["num_codebooks"]
+        if encoder is None:
+            hidden, text_len = config["text_encoder"]["d_model"], 12
+            rng = np.random.default_rng(7)
+            encoder = (
+                rng.standard_normal((2, text_len, hidden)).astype(np.float32),
+                np.ones((2, text_len), dtype=np.int64),
+            )
+        self.encoder_states, self.encoder_mask = encoder
+        self.rows = self.encoder_states.shape[0] * self.codebooks
         self.start = decoder.get("decoder_start_token_id", 2048)
 
     def feeds(self, sess, ids, past):
@@ -142,6 +151,52 @@ class Loop:
         return steps / elapsed, logits_seen, fed
 
 
+    def forced_logits(self, codes):
+        """Each step's logits (rows x vocab) with `codes[t]` (batch x codebooks) fed at position t:
+        step 0 through the prefill session, the rest through the session with past keys."""
+        names = [o.name for o in self.first.get_outputs()]
+        ids = codes[0].reshape(self.rows, 1).astype(np.int64)
+        outputs = self.first.run(None, self.feeds(self.first, ids, {}))
+        past = {n: v for n, v in zip(names, outputs) if n.startswith("present")}
+        seen = [outputs[names.index("logits")][:, -1, :].copy()]
+        step_names = [o.name for o in self.step.get_outputs()]
+        for t in range(1, len(codes)):
+            ids = codes[t].reshape(self.rows, 1).astype(np.int64)
+            out = self.step.run(None, self.feeds(self.step, ids, past))
+            for n, v in zip(step_names, out):
+                if n.startswith("present") and ".encoder." not in n:
+                    past[n] = v
+            seen.append(out[step_names.index("logits")][:, -1, :].copy())
+        return seen
+
+
+def guided(logits, codebooks, scale):
+    """Classifier-free guidance over rows (batch x codebooks): conditional rows first, as Maestro's."""
+    x = logits.reshape(-1, codebooks, logits.shape[-1])
+    half = x.shape[0] // 2
+    return (x[half:] + (x[:half] - x[half:]) * scale).reshape(-1, logits.shape[-1])
+
+
+def forced(args, out_dir, config):
+    """int8 against fp32 on the teacher-forced steps Maestro's quality test wrote to `args.forced`:
+    codes.npy (steps x batch x codebooks), states.npy and mask.npy (the text encoder's output for
+    every row, unconditional rows last), guided logits from step 1 on (step 0 runs the prefill
+    session, which the int8 export leaves in fp32)."""
+    load = lambda name: np.load(os.path.join(args.forced, name))
+    encoder = (load("states.npy").astype(np.float32), load("mask.npy").astype(np.int64))
+    codes = load("codes.npy")
+    first = session(os.path.join(out_dir, "decoder_model.onnx"), args.threads)
+    logits = {}
+    for name, file in [("fp32", "decoder_with_past_model.onnx"), ("int8", "decoder_with_past_model.int8.onnx")]:
+        loop = Loop(first, session(os.path.join(out_dir, file), args.threads), config, encoder)
+        logits[name] = [guided(l, loop.codebooks, args.guidance) for l in loop.forced_logits(codes)[1:]]
+    corr, kl, top1 = agreement(logits["fp32"], logits["int8"])
+    print(
+        f"onnxruntime int8 vs fp32 on Maestro's teacher-forced steps 1..{len(codes) - 1}, guided logits: "
+        f"correlation {corr:.6f}, KL {kl:.6f} nats, top-1 {100 * top1:.1f} %"
+    )
+
+
 def agreement(reference, other):
     """Mean Pearson correlation, mean KL(reference ‖ other) in nats and top-1 agreement of two lists of
     (rows × vocab) logits."""
@@ -165,6 +220,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quality-steps", type=int, default=50)
+    parser.add_argument("--forced", help="a directory of codes.npy, states.npy, mask.npy: only compare int8 with "
+                        "fp32 on those teacher-forced steps (written by Maestro's small-shape quality test)")
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--json", help="also write the figures to this file, for a benchmark that runs this one")
     args = parser.parse_args()
 
     import onnxruntime
@@ -173,6 +232,9 @@ def main():
     export(args.model_dir, out_dir)
     with open(os.path.join(args.model_dir, "config.json")) as f:
         config = json.load(f)
+    if args.forced:
+        forced(args, out_dir, config)
+        return
     first = session(os.path.join(out_dir, "decoder_model.onnx"), args.threads)
     engines = {
         "fp32": Loop(first, session(os.path.join(out_dir, "decoder_with_past_model.onnx"), args.threads), config),
@@ -183,10 +245,12 @@ def main():
         f"ONNX Runtime {onnxruntime.__version__}, decoder loop only, {args.steps} steps, batch 2 x "
         f"{config['decoder']['num_codebooks']} codebooks, {args.threads} threads, {cpu_model()}, load {load:.1f}"
     )
+    figures = {"version": onnxruntime.__version__}
     for name, loop in engines.items():
         rates = [loop.run(args.steps)[0] for _ in range(args.runs)]
         runs = ", ".join(f"{r:.1f}" for r in rates)
-        print(f"onnxruntime {name}: {max(rates):.1f} steps/s (runs: {runs})")
+        print(f"onnxruntime {name}: {max(rates):.1f} steps/s (runs: {runs})", flush=True)
+        figures[name] = rates
     # Teacher forcing: both engines fed fp32's greedy codes.
     _, _, codes = engines["fp32"].run(args.quality_steps)
     _, reference, _ = engines["fp32"].run(args.quality_steps, forced=codes)
@@ -196,6 +260,10 @@ def main():
         f"onnxruntime int8 vs fp32 ({args.quality_steps} teacher-forced steps): mean correlation {corr:.5f}, "
         f"mean KL {kl:.5f} nats, top-1 agreement {100 * top1:.1f} %"
     )
+    figures["int8_vs_fp32"] = {"correlation": corr, "kl": kl, "top1": top1}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,18 @@ pub fn small_shape_dir() -> PathBuf {
     }
     dir
 }
+
+/// The CPU's model name and the 1-minute load average, to read a run's figures against.
+#[allow(dead_code)] // the benchmarks that print their host
+pub fn host() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("{cpu}, load average {}", load.split_whitespace().next().unwrap_or("unknown"))
+}

@@ -5,7 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::super::{DType, MusicGen};
+use super::super::{with_unconditional, DType, MusicGen};
 use super::tests::{fixture, state};
 use crate::musicgen::kernels::{self, Path};
 
@@ -64,18 +64,41 @@ fn compare(name: &str, dtype: DType, path: Path, steps: i64) -> Agreement {
 
 /// Teacher-forced steps of `candidate`'s native step on `path` against `reference` op by op.
 fn compare_models(reference: &MusicGen, int8: &MusicGen, path: Path, steps: i64) -> Agreement {
-    let prompts = ["a calm piano melody with soft strings", "drums"];
-    let (mut want_state, mut got_state) = (state(reference, &prompts, steps), state(int8, &prompts, steps));
-    let d = &reference.decoder;
+    compare_on(reference, int8, path, &random_codes(reference, steps), 0)
+}
+
+/// The prompts of every comparison: one long, one short (padded).
+const PROMPTS: [&str; 2] = ["a calm piano melody with soft strings", "drums"];
+
+/// `steps` columns of random codes `(4, codebooks, 1)`: both prompts, conditional and unconditional.
+fn random_codes(model: &MusicGen, steps: i64) -> Vec<Tensor> {
     tch::manual_seed(30);
+    let shape = [2 * PROMPTS.len() as i64, model.decoder.cfg.num_codebooks, 1];
+    (0..steps)
+        .map(|_| Tensor::randint(model.decoder.cfg.vocab_size, shape, (Kind::Int64, Device::Cpu)))
+        .collect()
+}
+
+/// `codes` fed to both decoders column by column; the guided logits compared from step `from` on.
+fn compare_on(
+    reference: &MusicGen,
+    candidate: &MusicGen,
+    path: Path,
+    codes: &[Tensor],
+    from: usize,
+) -> Agreement {
+    let capacity = codes.len() as i64;
+    let (mut want_state, mut got_state) =
+        (state(reference, &PROMPTS, capacity), state(candidate, &PROMPTS, capacity));
     let mut agreement = Agreement::default();
-    for _ in 0..steps {
-        let codes =
-            Tensor::randint(d.cfg.vocab_size, [4, d.cfg.num_codebooks, 1], (Kind::Int64, Device::Cpu));
-        let want = d.forward_libtorch(&codes, &mut want_state);
-        let got = int8.decoder.native_step_on(path, &codes, &mut got_state).expect("the int8 step applies");
+    for (t, codes) in codes.iter().enumerate() {
+        let want = reference.decoder.forward_libtorch(codes, &mut want_state);
+        let got =
+            candidate.decoder.native_step_on(path, codes, &mut got_state).expect("the native step applies");
         got_state.pos += 1;
-        agreement.add(&guided(&want), &guided(&got));
+        if t >= from {
+            agreement.add(&guided(&want), &guided(&got));
+        }
     }
     agreement
 }
@@ -156,6 +179,7 @@ fn small_shape_int8_and_groups() {
     for path in paths.iter().copied().filter(|p| *p != Path::Generic) {
         report(&format!("int8 per channel on {path}"), compare_models(&reference, &int8, path, steps));
     }
+    beside_onnx(&dir, &reference, &int8, &paths, report);
     drop(int8);
     let f32_path = paths.into_iter().find(|p| !p.quantises_activations()).expect("generic runs everywhere");
     for group in [None, Some(128), Some(64), Some(32)] {
@@ -167,6 +191,46 @@ fn small_shape_int8_and_groups() {
             compare_models(&reference, &candidate, f32_path, steps),
         );
     }
+}
+
+/// Maestro's int8 and ONNX Runtime's int8, each against its own f32, on the same teacher-forced
+/// steps: 24 columns of random codes after the same prompts' text-encoder states, guided logits from
+/// step 1 on (ONNX Runtime's int8 export runs step 0 through its fp32 prefill session). The codes and
+/// states go to `scripts/bench_onnx.py --forced` in the ONNX Runtime venv (`make bench` installs
+/// it); without that venv this part says so and is skipped.
+fn beside_onnx(
+    dir: &std::path::Path,
+    reference: &MusicGen,
+    int8: &MusicGen,
+    paths: &[Path],
+    report: impl Fn(&str, Agreement),
+) {
+    let codes = random_codes(reference, 24);
+    for &path in paths.iter().filter(|p| **p != Path::Generic) {
+        report(
+            &format!("int8 on {path}, steps 1..23 of the steps shared with ONNX Runtime"),
+            compare_on(reference, int8, path, &codes, 1),
+        );
+    }
+    let cache = std::env::var_os("MAESTRO_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/maestro")));
+    let Some(python) = cache.map(|c| c.join("onnx-venv/bin/python3")).filter(|p| p.exists()) else {
+        eprintln!("ONNX Runtime on the same steps: skipped (no onnx-venv; `make bench-onnx` installs it)");
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("maestro-forced-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("a temporary directory");
+    let batch = reference.tokenize(&PROMPTS).expect("prompts tokenize");
+    let states = reference.encode_text(&batch.input_ids, &batch.attention_mask);
+    let (states, mask) = with_unconditional(&states, &batch.attention_mask);
+    Tensor::stack(&codes, 0).squeeze_dim(-1).write_npy(out.join("codes.npy")).expect("codes.npy");
+    states.write_npy(out.join("states.npy")).expect("states.npy");
+    mask.to_kind(Kind::Int64).write_npy(out.join("mask.npy")).expect("mask.npy");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_onnx.py");
+    let status = std::process::Command::new(python).arg(script).arg(dir).arg("--forced").arg(&out).status();
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(status.is_ok_and(|s| s.success()), "scripts/bench_onnx.py --forced failed");
 }
 
 /// The fallback (more rows than the kernel takes, op by op) runs int8 weights too, widened.
