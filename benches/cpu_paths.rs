@@ -168,7 +168,7 @@ fn int8_kernels(paths: &[kernels::Path]) {
     let bytes = weights.iter().map(|(w, _)| w.numel()).sum::<usize>() as f64;
     println!("\n| int8 kernel path | rows | GB | GB/s | vs {} |", paths[0]);
     println!("|---|---:|---:|---:|---:|");
-    for rows in [2, 8] {
+    for rows in [2, 4, 8] {
         let inputs: Vec<Tensor> = weights
             .iter()
             .map(|(w, _)| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu)))

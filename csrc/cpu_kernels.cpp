@@ -233,7 +233,8 @@ void gemv_vnni(const float* x, int64_t m, const int8_t* w, const float* scale, i
 void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int64_t n, int64_t k, int32_t dtype,
               float* y, bool accumulate) {
   if constexpr (V::kVnni) {
-    if (dtype == I8) return gemv_vnni<V>(x, m, static_cast<const int8_t*>(w), scale, n, k, y, accumulate);
+    if (dtype == I8 && m > kQuantiseAboveRows)
+      return gemv_vnni<V>(x, m, static_cast<const int8_t*>(w), scale, n, k, y, accumulate);
   }
   RowsFn fn = pick(dtype, m);
   parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(x, w, scale, k, begin, end, y, n, accumulate); });

@@ -19,6 +19,12 @@ enum Isa : int32_t { kGeneric = 0, kAvx2 = 1, kAvx512 = 2, kAvx2Vnni = 3, kAvx51
 constexpr int64_t kMaxStepRows = 8;
 constexpr int64_t kMaxPassRows = 16;
 
+// A VNNI path quantises an int8 product's activations only above this many rows. At one guided
+// request (2 rows) the f32-activation kernel streams the weights as fast as the int32 dot products
+// (both bound by memory; BENCHMARKS.md, "Quantised activations above two rows") and adds half the
+// KL; at 8 rows VNNI is twice as fast. Rust mirrors it as `kernels::QUANTISE_ABOVE_ROWS`.
+constexpr int64_t kQuantiseAboveRows = 2;
+
 // Bytes per element of `dtype`.
 constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : (dtype == I8 ? 1 : 2); }
 

@@ -28,6 +28,11 @@ pub const MAX_ROWS: i64 = 8;
 /// `csrc/simd.h`.
 pub const MAX_PASS_ROWS: i64 = 16;
 
+/// A VNNI path quantises an int8 product's activations only above this many rows: at one guided
+/// request (2 rows) f32 activations stream as fast and cost half the KL. `kQuantiseAboveRows` in
+/// `csrc/isa.h`; `int8_matches_libtorch_on_every_path` fails if the two disagree.
+pub const QUANTISE_ABOVE_ROWS: i64 = 2;
+
 /// The most rows [`linear`] takes for weights of `kind`. Beyond 4 rows the kernel's bf16 widening
 /// makes it compute-bound on two cores and libtorch's bf16 GEMM (oneDNN with AMX where the CPU has
 /// it) streams faster: compare the bf16 rows of the MusicGen benchmark's kernel table at 2 and 8 rows.

@@ -51,10 +51,16 @@ impl Path {
         }
     }
 
-    /// Whether int8 products on this path quantise the activations (the VNNI paths); every other
-    /// product, and every product elsewhere, keeps f32 activations.
+    /// Whether int8 products on this path quantise the activations (the VNNI paths, for products of
+    /// more than [`super::QUANTISE_ABOVE_ROWS`] rows); every other product, and every product
+    /// elsewhere, keeps f32 activations.
     pub fn quantises_activations(self) -> bool {
         matches!(self, Path::Avx512Vnni | Path::Avx2Vnni)
+    }
+
+    /// Whether an int8 product of `rows` activation rows on this path quantises them.
+    pub fn quantises_activations_at(self, rows: i64) -> bool {
+        self.quantises_activations() && rows > super::QUANTISE_ABOVE_ROWS
     }
 
     /// Why this path cannot run in this process (kernels not built, features the CPU lacks);

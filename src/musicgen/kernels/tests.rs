@@ -95,7 +95,8 @@ fn declines_what_it_does_not_handle() {
 }
 
 /// The int8 product on every path against libtorch's f32 `linear` over the dequantised weights; on
-/// a VNNI path over the activations quantised as the kernel does (per row, asymmetric, 8 bits).
+/// a VNNI path over the activations quantised as the kernel does (per row, asymmetric, 8 bits) for
+/// products of more than `QUANTISE_ABOVE_ROWS` rows.
 #[test]
 fn int8_matches_libtorch_on_every_path() {
     for path in paths_here() {
@@ -105,7 +106,8 @@ fn int8_matches_libtorch_on_every_path() {
                 let w = Tensor::randint_low(-127, 128, [n, k], (Kind::Int8, Device::Cpu));
                 let scale = Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01;
                 let dequantised = w.to_kind(Kind::Float) * scale.unsqueeze(1);
-                let input = if path.quantises_activations() { quantised_rows(&x) } else { x.shallow_clone() };
+                let input =
+                    if path.quantises_activations_at(rows) { quantised_rows(&x) } else { x.shallow_clone() };
                 let want =
                     input.to_kind(Kind::Double).linear::<Tensor>(&dequantised.to_kind(Kind::Double), None);
                 let got = gemv_i8_on(path, &x, &w, &int8_scales(&w, &scale)).expect("applies");
@@ -184,5 +186,24 @@ fn the_thread_team_splits_every_product_exactly_once() {
         .collect();
     for thread in threads {
         thread.join().expect("a product thread panicked");
+    }
+}
+
+/// One guided request's int8 products (2 rows) keep f32 activations on a VNNI path: the same
+/// sums, bit for bit, as the same width's path without VNNI.
+#[test]
+fn two_row_int8_products_keep_f32_activations_on_vnni_paths() {
+    for (vnni, plain) in [(Path::Avx512Vnni, Path::Avx512), (Path::Avx2Vnni, Path::Avx2)] {
+        if let Some(why) = vnni.unavailable() {
+            eprintln!("kernel path {vnni}: not tested here ({why})");
+            continue;
+        }
+        let w = Tensor::randint_low(-127, 128, [130, 1024], (Kind::Int8, Device::Cpu));
+        let scales = int8_scales(&w, &(Tensor::rand([130], (Kind::Float, Device::Cpu)) * 0.01));
+        for rows in 1..=super::QUANTISE_ABOVE_ROWS {
+            let x = Tensor::randn([rows, 1024], (Kind::Float, Device::Cpu));
+            let (a, b) = (gemv_i8_on(vnni, &x, &w, &scales), gemv_i8_on(plain, &x, &w, &scales));
+            assert!(a.expect("applies").equal(&b.expect("applies")), "{vnni} against {plain} at {rows} rows");
+        }
     }
 }
