@@ -13,6 +13,7 @@ use maestro::{
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    passive_openmp();
     let (config, command) = match Config::load(std::env::args_os()) {
         Ok(loaded) => loaded,
         Err(CliError::Args(e)) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -40,6 +41,34 @@ fn main() -> ExitCode {
     };
     runtime.block_on(serve(config))
 }
+
+/// libtorch's OpenMP runtime (libgomp) reads its wait policy once, as it loads, before `main`.
+/// Left unset, an idle OpenMP worker spins for milliseconds after every parallel libtorch op
+/// (sampling, EnCodec, T5) and takes a core from the decoder step's thread team: on two cores,
+/// `perf` found 10 % of the server's samples in libgomp's spin and as many in the team waiting for
+/// its helper. So unless the environment names a policy, the server executes itself again, once,
+/// with `OMP_WAIT_POLICY=PASSIVE`: the same process id and arguments, before anything has started.
+/// If that fails it runs on with libgomp's default. Measured in BENCHMARKS.md ("OpenMP's wait
+/// policy").
+#[cfg(all(unix, feature = "torch"))]
+fn passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    let err = again.args(args).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+    eprintln!("maestro-server: cannot execute itself with OMP_WAIT_POLICY=PASSIVE ({err}); OpenMP keeps its default");
+}
+
+/// Without libtorch there is no OpenMP runtime to configure.
+#[cfg(not(all(unix, feature = "torch")))]
+fn passive_openmp() {}
 
 async fn serve(config: Config) -> ExitCode {
     let signals = match shutdown::Signals::os() {

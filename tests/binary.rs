@@ -71,6 +71,37 @@ fn port_in_use_exits_2_with_one_line() {
     assert_one_line(code, &err, &addr);
 }
 
+/// Unless the environment names a policy, the server runs with OpenMP's passive wait policy (it
+/// executes itself again with `OMP_WAIT_POLICY=PASSIVE`, keeping its process id); a policy the
+/// environment names is kept.
+#[cfg(all(target_os = "linux", feature = "torch"))]
+#[test]
+fn openmp_waits_passively_unless_the_environment_says_otherwise() {
+    for (given, want) in [(None, "PASSIVE"), (Some("ACTIVE"), "ACTIVE")] {
+        let mut server = Command::new(BIN);
+        server.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]).stderr(Stdio::piped());
+        match given {
+            Some(policy) => server.env("OMP_WAIT_POLICY", policy),
+            None => server.env_remove("OMP_WAIT_POLICY"),
+        };
+        let mut child = server.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("serving gRPC") {
+            line.clear();
+        }
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(line.contains("serving gRPC"), "server did not start");
+        let entry = format!("OMP_WAIT_POLICY={want}");
+        assert!(
+            environ.split(|b| *b == 0).any(|e| e == entry.as_bytes()),
+            "given {given:?}: the running server's environment lacks {entry}"
+        );
+    }
+}
+
 #[test]
 fn sigterm_exits_0_promptly() {
     let mut child = Command::new(BIN)
