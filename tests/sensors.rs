@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, scrape, start_server_with, test_config, ScriptedSampler, TestServer, WITHIN};
+use common::{
+    eventually, scrape, start_server_with, test_config, ScriptedSampler, TestServer, PAUSED_REQUEST_TIMEOUT,
+    WITHIN,
+};
 use maestro::monitor::snapshot::GpuDevice;
 use maestro_proto as pb;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
@@ -39,6 +42,7 @@ async fn start(card: GpuDevice) -> (TestServer, ScriptedSampler) {
     let sampler = ScriptedSampler::new(20.0).with_gpu(card);
     let mut config = test_config();
     config.monitor.sample_interval = Duration::from_millis(100);
+    config.server.request_timeout = PAUSED_REQUEST_TIMEOUT;
     (start_server_with(config, Box::new(sampler.clone())).await, sampler)
 }
 

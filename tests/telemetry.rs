@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    eventually, scrape, start_server, start_server_with, test_config, ScriptedSampler, Step, WITHIN,
+    eventually, scrape, start_server, start_server_with, test_config, ScriptedSampler, Step,
+    PAUSED_REQUEST_TIMEOUT, WITHIN,
 };
 use futures::StreamExt;
 use maestro_proto::{self as pb, alert_event::Kind};
@@ -16,6 +17,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest}
 fn fast_config() -> maestro::config::Config {
     let mut config = test_config();
     config.monitor.sample_interval = Duration::from_millis(100);
+    config.server.request_timeout = PAUSED_REQUEST_TIMEOUT;
     // No automatic cleanup: its measuring reads would take the scripted steps meant for the schedule.
     config.resources.cleanup_threshold = 100.0;
     config

@@ -173,6 +173,13 @@ impl Drop for TestServer {
 /// How long background work may take before a test waiting on it with [`eventually`] fails.
 pub const WITHIN: Duration = Duration::from_secs(60);
 
+/// The request deadline for tests on a paused clock: the longest the server allows. Paused time
+/// auto-advances whenever the runtime idles, and it idles while the monitor waits for its sampler
+/// (a real thread) to answer: on a loaded host a few milliseconds of that wait let the clock jump
+/// through 300 of the 100 ms sampling ticks and past the default 30 s deadline, failing the call
+/// in flight. 3600 s takes 36 000 such jumps.
+pub const PAUSED_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Pause between two checks of [`eventually`].
 const POLL_EVERY: Duration = Duration::from_millis(25);
 
