@@ -93,8 +93,9 @@ fn onnx(dir: &Path, runs: usize) -> Option<Onnx> {
         .arg(&json)
         .status()
         .ok()?;
-    let text = std::fs::read_to_string(&json).ok().filter(|_| status.success())?;
+    let text = std::fs::read_to_string(&json);
     let _ = std::fs::remove_file(&json);
+    let text = text.ok().filter(|_| status.success())?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let best =
         |name: &str| v[name].as_array().map(|r| r.iter().filter_map(|x| x.as_f64()).fold(0.0, f64::max));
