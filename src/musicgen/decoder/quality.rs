@@ -256,7 +256,7 @@ fn int8_keeps_an_f16_cache_where_the_step_runs_it() {
     let wide = state(&model, &["drums"; 5], 4);
     assert_eq!(wide.self_k[0].kind(), Kind::Float, "10 rows: more than the step takes");
     assert_eq!(fixture("musicgen-tiny", DType::F32).decoder.cache_kind(4), Kind::Float, "f32 weights");
-    let (steps, prompts) = (6, ["a calm piano melody with soft strings", "drums"]);
+    let (steps, prompts) = (6, PROMPTS);
     for path in kernels::paths_here() {
         let (mut native, mut reference) = (state(&model, &prompts, steps), state(&model, &prompts, steps));
         assert_eq!((native.self_k[0].kind(), native.self_v[0].kind()), (Kind::Half, Kind::Half));
