@@ -1,10 +1,11 @@
 // One LSTM layer's recurrence for EnCodec's decoder, frame by frame, as a single native call.
 //
 // The codec's LSTM runs once per frame: a product of the hidden state with the hidden-to-hidden
-// weights (4·dim × dim, 16 MB in f32 for the 32 kHz model), then a dozen elementwise gate ops.
-// Through libtorch each of those ops is a dispatch and an allocation, about a sixth of the frame's
-// time next to the product; here the gates are one loop over f32 scratch, and the product is
-// `gemv_f32`. The caller computes the input projections of all frames beforehand in one GEMM.
+// weights (4·dim × dim: 16 MB in f32 for the 32 kHz model, 8 MB in the f16 the CPU loader keeps),
+// then a dozen elementwise gate ops. Through libtorch each of those ops is a dispatch and an
+// allocation, about a sixth of the frame's time next to the product; here the gates are one loop
+// over f32 scratch, and the product is `gemv_f32`, which widens f16 or bf16 weights in registers.
+// The caller computes the input projections of all frames beforehand in one GEMM.
 // Written once over `V` and compiled per path (foreach_isa.h).
 
 #include <algorithm>
@@ -56,13 +57,13 @@ void add_into(float* acc, const float* in, int64_t count) {
 }  // namespace
 
 // The layer on this path; the caller has checked the sizes.
-int32_t lstm_layer(const float* gates_in, int64_t steps, int64_t batch, int64_t dim, const float* w_hh, float* h,
-                   float* c, float* out) {
+int32_t lstm_layer(const float* gates_in, int64_t steps, int64_t batch, int64_t dim, const void* w_hh,
+                   int32_t dtype, float* h, float* c, float* out) {
   thread_local std::vector<float> gates;
   const int64_t width = 4 * dim;
   gates.resize(static_cast<size_t>(batch * width));
   for (int64_t t = 0; t < steps; ++t) {
-    gemv_f32(h, batch, w_hh, nullptr, width, dim, F32, gates.data(), false);
+    gemv_f32(h, batch, w_hh, nullptr, width, dim, dtype, gates.data(), false);
     add_into(gates.data(), gates_in + t * batch * width, batch * width);
     for (int64_t b = 0; b < batch; ++b) cell(gates.data() + b * width, dim, h + b * dim, c + b * dim);
     std::copy(h, h + batch * dim, out + t * batch * dim);
@@ -83,14 +84,15 @@ using namespace maestro;
 extern "C" {
 
 // Runs `steps` frames of one LSTM layer for `batch` (1..=kMaxStepRows) rows on kernel path `isa`,
-// all f32, row-major, contiguous: `gates_in` (steps, batch, 4·dim) holds each frame's
-// x·W_ihᵀ + b_ih + b_hh; `w_hh` is (4·dim, dim); `h` and `c` (batch, dim) hold the state in and
-// out; `out` (steps, batch, dim) receives every frame's h. Returns 0, or -1 (nothing written)
-// outside what it handles.
+// row-major, contiguous: `gates_in` (steps, batch, 4·dim) f32 holds each frame's
+// x·W_ihᵀ + b_ih + b_hh; `w_hh` is (4·dim, dim) in `dtype` (F32, F16 or BF16); `h` and `c`
+// (batch, dim) f32 hold the state in and out; `out` (steps, batch, dim) f32 receives every frame's
+// h. Returns 0, or -1 (nothing written) outside what it handles.
 int32_t maestro_lstm_layer(int32_t isa, const float* gates_in, int64_t steps, int64_t batch, int64_t dim,
-                           const float* w_hh, float* h, float* c, float* out) {
+                           const void* w_hh, int32_t dtype, float* h, float* c, float* out) {
   if (steps < 0 || batch < 1 || batch > kMaxStepRows || dim < 1 || !isa_supported(isa)) return -1;
-  MAESTRO_DISPATCH(isa, lstm_layer(gates_in, steps, batch, dim, w_hh, h, c, out))
+  if (dtype != F32 && dtype != F16 && dtype != BF16) return -1;
+  MAESTRO_DISPATCH(isa, lstm_layer(gates_in, steps, batch, dim, w_hh, dtype, h, c, out))
 }
 
 }  // extern "C"

@@ -177,7 +177,8 @@ enum Stage {
 /// LSTM state `(h, c)`, each `(layers, batch, dim)`.
 pub type LstmState = (Tensor, Tensor);
 
-/// The EnCodec decoder weights (always f32: the codec is small and runs once per chunk).
+/// The EnCodec decoder weights: f32, except the LSTM's hidden-to-hidden weights where the loader
+/// asks for f16 (see [`EncodecDecoder::load`]).
 pub struct EncodecDecoder {
     codebooks: Tensor,
     codebook_size: i64,
@@ -191,8 +192,16 @@ pub struct EncodecDecoder {
 }
 
 impl EncodecDecoder {
-    /// Loads `audio_encoder.decoder.*` and the codebooks of `num_quantizers` quantizers.
-    pub fn load(w: &WeightLoader<'_>, cfg: &EncodecConfig, num_quantizers: i64) -> Result<Self> {
+    /// Loads `audio_encoder.decoder.*` and the codebooks of `num_quantizers` quantizers, the LSTM's
+    /// hidden-to-hidden weights in `recurrent` (f32 or, on the CPU, f16 or bf16). Those weights are
+    /// the only ones the codec reads once per frame rather than once per chunk: on the CPU they are
+    /// half of its time in f32, which f16 halves again (docs/building.md, "The codec").
+    pub fn load(
+        w: &WeightLoader<'_>,
+        cfg: &EncodecConfig,
+        num_quantizers: i64,
+        recurrent: Kind,
+    ) -> Result<Self> {
         if cfg.norm_type != "weight_norm" {
             return Err(MusicgenError::Unsupported(format!("EnCodec norm_type {}", cfg.norm_type)));
         }
@@ -206,7 +215,7 @@ impl EncodecDecoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let first = Conv::load(w, cfg, &format!("{p}.0"), (cfg.hidden_size, dim), cfg.kernel_size, 1)?;
-        let lstm_params = load_lstm(w, &format!("{p}.1.lstm"), cfg.num_lstm_layers, dim)?;
+        let lstm_params = load_lstm(w, &format!("{p}.1.lstm"), (cfg.num_lstm_layers, dim), recurrent)?;
         let (mut stages, mut idx) = (Vec::new(), 2);
         for &ratio in &cfg.upsampling_ratios {
             let current = scale * nf;

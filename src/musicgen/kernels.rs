@@ -231,8 +231,9 @@ pub unsafe fn decoder_step(path: Path, step: &DecoderStep) -> bool {
 
 /// One LSTM layer over every frame of `gates_in (frames, batch, 4·dim)` (the input projections plus
 /// both biases), from the state `h`, `c (batch, dim)`: returns every frame's hidden state
-/// `(frames, batch, dim)` and the final `(h, c)`. `None` where the kernel does not apply (another
-/// device or dtype, more than [`MAX_ROWS`] rows); torch's gate order. On the [`active`] path.
+/// `(frames, batch, dim)` and the final `(h, c)`. `w_hh` may be f32, f16 or bf16 (widened in
+/// registers); everything else is f32. `None` where the kernel does not apply (another device or
+/// dtype, more than [`MAX_ROWS`] rows); torch's gate order. On the [`active`] path.
 pub fn lstm_layer(
     gates_in: &Tensor,
     w_hh: &Tensor,
@@ -253,7 +254,9 @@ pub fn lstm_layer_on(
     let (frames, batch, width) = gates_in.size3().ok()?;
     let dim = width / 4;
     let f32_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
-    let applies = [gates_in, w_hh, h, c].into_iter().all(f32_cpu)
+    let dtype = dtype_code(w_hh.kind())?;
+    let applies = [gates_in, h, c].into_iter().all(f32_cpu)
+        && w_hh.device() == Device::Cpu
         && width == 4 * dim
         && w_hh.size() == [width, dim]
         && h.size() == [batch, dim]
@@ -266,8 +269,9 @@ pub fn lstm_layer_on(
     let (gates_in, w_hh) = (gates_in.contiguous(), w_hh.contiguous());
     let (h, c) = (h.copy(), c.copy());
     let out = Tensor::empty([frames, batch, dim], (Kind::Float, Device::Cpu));
-    // SAFETY: every buffer is a contiguous f32 CPU tensor of the shape checked above, alive for the
-    // call; the kernel reads gates_in and w_hh and writes only h, c and out, which nothing else holds.
+    // SAFETY: every buffer is a contiguous CPU tensor of the shape checked above (f32, and w_hh of
+    // the type `dtype` names), alive for the call; the kernel reads gates_in and w_hh and writes
+    // only h, c and out, which nothing else holds.
     let status = unsafe {
         maestro_lstm_layer(
             path as i32,
@@ -275,7 +279,8 @@ pub fn lstm_layer_on(
             frames,
             batch,
             dim,
-            w_hh.data_ptr() as *const f32,
+            w_hh.data_ptr() as *const c_void,
+            dtype,
             h.data_ptr() as *mut f32,
             c.data_ptr() as *mut f32,
             out.data_ptr() as *mut f32,

@@ -128,7 +128,15 @@ impl MusicGen {
         let int8 = options.decoder_dtype == DType::Int8;
         let decoder =
             Decoder::load(&w, &config.decoder, (decoder_kind, int8), options.device, melody.is_none())?;
-        let codec = EncodecDecoder::load(&w, &config.audio_encoder, config.decoder.channel_codebooks())?;
+        // A reduced-precision decoder on the CPU gets the codec's recurrent weights in f16 as well:
+        // an f32 load keeps the whole codec in f32, transformers' arithmetic.
+        let recurrent = if options.device == Device::Cpu && options.decoder_dtype != DType::F32 {
+            Kind::Half
+        } else {
+            Kind::Float
+        };
+        let codebooks = config.decoder.channel_codebooks();
+        let codec = EncodecDecoder::load(&w, &config.audio_encoder, codebooks, recurrent)?;
         let extend_stride_s = DEFAULT_EXTEND_STRIDE_S;
         Ok(Self {
             config,

@@ -49,11 +49,17 @@ struct Machine {
     memory: u64,
     stall_timeout: Duration,
     max_queued_per_token: usize,
+    /// The monitor's sampling interval.
+    sampling: Duration,
 }
 
-/// A roomy machine: 64 GiB, and clients get ten seconds.
-const ROOMY: Machine =
-    Machine { memory: 64 << 30, stall_timeout: Duration::from_secs(10), max_queued_per_token: 8 };
+/// A roomy machine: 64 GiB, clients get ten seconds, and the monitor samples every 50 ms.
+const ROOMY: Machine = Machine {
+    memory: 64 << 30,
+    stall_timeout: Duration::from_secs(10),
+    max_queued_per_token: 8,
+    sampling: Duration::from_millis(50),
+};
 
 impl Sampler for Machine {
     fn sample(&mut self) -> Reading {
@@ -187,7 +193,7 @@ async fn orchestrator_over(
     let config = Config::default();
     let shutdown = CancellationToken::new();
     let settings = MonitorSettings {
-        interval: Duration::from_millis(50),
+        interval: machine.sampling,
         history: Duration::from_secs(10),
         health: config.health.thresholds(),
         alerts: config.alerts.rules(),
@@ -361,7 +367,10 @@ async fn a_failed_load_records_nothing_and_gives_its_lease_back() {
 #[tokio::test]
 async fn a_load_its_caller_abandons_is_finished_recorded_and_leased_until_measured() {
     let engine = Arc::new(Scripted { load_delay: Duration::from_millis(300), ..Scripted::default() });
-    let (generation, manager) = orchestrator(engine.clone()).await;
+    // Sampling every 2 s: the first sample after the load comes well after it is recorded (with
+    // 50 ms, one could land between the record and the lease count, and release the lease first).
+    let machine = Machine { sampling: Duration::from_secs(2), ..ROOMY };
+    let (generation, manager) = orchestrator_on(engine.clone(), machine).await;
     let abandoned = generation.load_model(MODEL, DType::F32, Device::Cpu.into(), false);
     assert!(tokio::time::timeout(Duration::from_millis(50), abandoned).await.is_err());
     // The weights are resident and the caller is gone: the load's task records them.
@@ -371,6 +380,14 @@ async fn a_load_its_caller_abandons_is_finished_recorded_and_leased_until_measur
     assert_eq!((entry.measured_bytes, entry.loaded.unwrap().handle.slot), (Some(1 << 20), 0));
     let loads = leases_of(&manager, LeaseKind::ModelLoad);
     assert_eq!(loads.await, 1, "the load lease lasts until a sample shows the weights");
+    // The next sample releases it.
+    for _ in 0..500 {
+        if leases_of(&manager, LeaseKind::ModelLoad).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the load lease outlived the samples after the load by 10 s");
 }
 
 #[tokio::test]

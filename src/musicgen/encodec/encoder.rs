@@ -54,7 +54,7 @@ impl EncodecEncoder {
             scale *= 2;
         }
         let dim = scale * nf;
-        let lstm_params = load_lstm(w, &format!("{p}.{idx}.lstm"), cfg.num_lstm_layers, dim)?;
+        let lstm_params = load_lstm(w, &format!("{p}.{idx}.lstm"), (cfg.num_lstm_layers, dim), Kind::Float)?;
         let last =
             Conv::load(w, cfg, &format!("{p}.{}", idx + 2), (dim, cfg.hidden_size), cfg.last_kernel_size, 1)?;
         let codebooks = (0..num_quantizers)

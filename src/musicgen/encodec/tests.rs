@@ -6,7 +6,8 @@ use crate::musicgen::kernels;
 use tch::Device;
 
 /// The native layer and the op-by-op fallback against libtorch's own LSTM, on a size that is
-/// not a multiple of 16, for one and several rows, from a non-zero state.
+/// not a multiple of 16, for one and several rows, from a non-zero state; the native layer also
+/// with f16 and bf16 hidden-to-hidden weights, against libtorch's LSTM on those weights widened.
 #[test]
 fn lstm_layer_matches_libtorch() {
     let (frames, dim) = (9, 40);
@@ -24,11 +25,50 @@ fn lstm_layer_matches_libtorch() {
                 kernels::lstm_layer_on(path, &projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
             paths.push((format!("native {path}"), native));
         }
-        for (name, (out, h, c)) in paths {
-            let err = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
-            assert!(err(&out, &want) < 1e-5, "{name}, {batch} rows: output off by {}", err(&out, &want));
-            assert!(err(&h, &want_h.get(0)) < 1e-5, "{name}, {batch} rows: final h");
-            assert!(err(&c, &want_c.get(0)) < 1e-5, "{name}, {batch} rows: final c");
+        let mut checks = vec![(want.shallow_clone(), want_h.shallow_clone(), want_c.shallow_clone(), paths)];
+        for kind in [Kind::Half, Kind::BFloat16] {
+            let narrow = w_hh.to_kind(kind);
+            let params = [&w_ih, &narrow.to_kind(Kind::Float), &b_ih, &b_hh];
+            let (want, want_h, want_c) = x.lstm(&[&h0, &c0], &params, true, 1, 0.0, false, false, false);
+            let native = kernels::paths_here()
+                .into_iter()
+                .map(|path| {
+                    let out = kernels::lstm_layer_on(path, &projected, &narrow, &h0.get(0), &c0.get(0));
+                    (format!("native {path} {kind:?}"), out.expect("applies"))
+                })
+                .collect();
+            checks.push((want, want_h, want_c, native));
         }
+        for (want, want_h, want_c, paths) in checks {
+            check(paths, batch, (&want, &want_h, &want_c));
+        }
+    }
+}
+
+/// Every `(name, (out, h, c))` within 1e-5 of libtorch's `want`.
+fn check(paths: Vec<(String, (Tensor, Tensor, Tensor))>, batch: i64, want: (&Tensor, &Tensor, &Tensor)) {
+    let err = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+    for (name, (out, h, c)) in paths {
+        assert!(err(&out, want.0) < 1e-5, "{name}, {batch} rows: output off by {}", err(&out, want.0));
+        assert!(err(&h, &want.1.get(0)) < 1e-5, "{name}, {batch} rows: final h");
+        assert!(err(&c, &want.2.get(0)) < 1e-5, "{name}, {batch} rows: final c");
+    }
+}
+
+/// The LSTM's input projection equals libtorch's `linear` plus bias through the kernel (a chunk's
+/// rows, one and two channels) and beyond its row bound (libtorch's GEMM).
+#[test]
+fn lstm_input_projection_matches_libtorch_at_every_row_count() {
+    let dim = 40;
+    let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu)) * 0.5;
+    let (w_ih, bias) = (f(&[4 * dim, dim]), f(&[4 * dim]));
+    for (frames, batch) in [(1, 1), (27, 1), (16, 2), (lstm::KERNEL_PROJECTION_ROWS + 1, 1)] {
+        // A permuted view, as the LSTM receives its window.
+        let x = f(&[batch, dim, frames]).permute([2, 0, 1]);
+        let want = x.linear(&w_ih, Some(&bias));
+        let got = lstm::project(&x, &w_ih, &bias);
+        let err = (&got - &want).abs().max().double_value(&[]);
+        assert_eq!(got.size(), want.size());
+        assert!(err < 1e-4, "{frames} frames × {batch}: off by {err}");
     }
 }
