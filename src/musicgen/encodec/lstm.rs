@@ -7,20 +7,11 @@ use crate::musicgen::error::Result;
 use crate::musicgen::kernels;
 use crate::musicgen::weights::WeightLoader;
 
-/// Windows up to this many frame rows (a streamed chunk: 25 frames at the default 0.5 s, plus the
-/// first convolution's context) get their input projections from the kernel, in passes of up to
-/// `kernels::MAX_PASS_ROWS` rows; longer ones (a whole clip at once) from libtorch's GEMM.
-/// Between decoding steps libtorch's f32 GEMM took 12–14 ms for one chunk's projection (16 MB of
-/// weights, 25 rows) and the kernel 4 (docs/building.md, "The codec"), although alone, warm, the
-/// GEMM is the faster of the two from 13 rows on.
-pub(super) const KERNEL_PROJECTION_ROWS: i64 = 2 * kernels::MAX_PASS_ROWS;
-
 /// EnCodec's LSTM with its residual over `(batch, dim, n)` (`layers` deep, `dim` wide), continuing
-/// from `state` when given: on the CPU layer by layer, the input projections of the whole window
-/// first ([`project`]), then the frames in one native call (`kernels::lstm_layer`: the
-/// hidden-to-hidden product and the gates), or op by op where that does not apply; elsewhere
-/// libtorch's own LSTM. The codec's time per generation is in the MusicGen benchmark's breakdown
-/// table.
+/// from `state` when given: on the CPU layer by layer, the input projections of the whole window in
+/// one product, then the frames in one native call (`kernels::lstm_layer`: the hidden-to-hidden
+/// product and the gates), or op by op where that does not apply; elsewhere libtorch's own LSTM.
+/// The codec's time per generation is in the MusicGen benchmark's breakdown table.
 pub(super) fn lstm_forward(
     params: &[Tensor],
     (layers, dim): (i64, i64),
@@ -35,7 +26,9 @@ pub(super) fn lstm_forward(
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         for (l, p) in params.chunks(4).enumerate() {
             let (w_ih, w_hh, bias) = (&p[0], &p[1], &p[2] + &p[3]);
-            let projected = project(&input, w_ih, &bias);
+            // Contiguous first: libtorch's `linear` on the permuted window took 4x as long (13–19 ms
+            // against 3–4 for one chunk's 25 rows; docs/building.md, "The codec").
+            let projected = input.contiguous().linear(w_ih, Some(&bias));
             let (h, c) = (h0.get(l as i64), c0.get(l as i64));
             let (out, h, c) = kernels::lstm_layer(&projected, w_hh, &h, &c)
                 .unwrap_or_else(|| lstm_layer_libtorch(&projected, &w_hh.to_kind(Kind::Float), h, c));
@@ -48,15 +41,6 @@ pub(super) fn lstm_forward(
         seq.lstm(&[h0, c0], params, true, layers, 0.0, false, false, false)
     };
     ((out + seq).permute([1, 2, 0]), (h, c))
-}
-
-/// `x · w_ihᵀ + bias` for every frame row of `x (frames, batch, in)`: the kernel for a chunk's
-/// rows ([`KERNEL_PROJECTION_ROWS`]), libtorch's `linear` otherwise.
-pub(super) fn project(x: &Tensor, w_ih: &Tensor, bias: &Tensor) -> Tensor {
-    let rows = x.size()[..2].iter().product::<i64>();
-    let kernel =
-        (rows <= KERNEL_PROJECTION_ROWS).then(|| kernels::gemv_blocked(&x.contiguous(), w_ih)).flatten();
-    kernel.map_or_else(|| x.linear(w_ih, Some(bias)), |p| p + bias)
 }
 
 /// One LSTM layer frame by frame through libtorch ops: [`kernels::lstm_layer`]'s fallback, with the

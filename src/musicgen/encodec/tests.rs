@@ -54,21 +54,3 @@ fn check(paths: Vec<(String, (Tensor, Tensor, Tensor))>, batch: i64, want: (&Ten
         assert!(err(&c, &want.2.get(0)) < 1e-5, "{name}, {batch} rows: final c");
     }
 }
-
-/// The LSTM's input projection equals libtorch's `linear` plus bias through the kernel (a chunk's
-/// rows, one and two channels) and beyond its row bound (libtorch's GEMM).
-#[test]
-fn lstm_input_projection_matches_libtorch_at_every_row_count() {
-    let dim = 40;
-    let f = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu)) * 0.5;
-    let (w_ih, bias) = (f(&[4 * dim, dim]), f(&[4 * dim]));
-    for (frames, batch) in [(1, 1), (27, 1), (16, 2), (lstm::KERNEL_PROJECTION_ROWS + 1, 1)] {
-        // A permuted view, as the LSTM receives its window.
-        let x = f(&[batch, dim, frames]).permute([2, 0, 1]);
-        let want = x.linear(&w_ih, Some(&bias));
-        let got = lstm::project(&x, &w_ih, &bias);
-        let err = (&got - &want).abs().max().double_value(&[]);
-        assert_eq!(got.size(), want.size());
-        assert!(err < 1e-4, "{frames} frames × {batch}: off by {err}");
-    }
-}
