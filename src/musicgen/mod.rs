@@ -58,7 +58,8 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// Each part in the type [`DType::parts`] gives it: the decoder in `dtype`, T5 in f32 unless
-    /// `dtype` is bf16, EnCodec always in f32.
+    /// `dtype` is bf16, EnCodec in f32 (on the CPU with its LSTM's hidden-to-hidden weights in f16
+    /// unless `dtype` is f32: [`MusicGen::load_with`]).
     pub fn new(device: Device, dtype: DType) -> Self {
         let parts = dtype.parts();
         Self { device, decoder_dtype: parts.decoder, text_dtype: parts.text_encoder }
