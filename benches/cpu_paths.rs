@@ -12,7 +12,9 @@
 //!
 //! First the int8 kernel alone (`kernels::gemv_i8_on`) on every path over musicgen-small's decoder
 //! matrices, the VNNI paths (activations quantised per row, int32 products) beside the f32-activation
-//! paths in the same run; `MAESTRO_BENCH_KERNELS_ONLY=1` stops after it.
+//! paths in the same run; then EnCodec's LSTM pieces for one 0.5 s chunk (the input projection on
+//! the permuted window and on a contiguous copy, the recurrence with f32 and f16 weights);
+//! `MAESTRO_BENCH_KERNELS_ONLY=1` stops after them.
 //!
 //! Then the same speed at every load: the model loaded `MAESTRO_BENCH_LOADS` times (3) in f16 and in
 //! int8 on the best path, one generation per load, and the spread between the loads' decode speeds
@@ -57,6 +59,7 @@ fn main() {
     let paths = kernels::paths_here();
     println!("small shape, {steps} steps, guidance 3, {THREADS} threads, {}", common::host());
     int8_kernels(&paths);
+    codec_lstm();
     if std::env::var_os("MAESTRO_BENCH_KERNELS_ONLY").is_some() {
         return;
     }
@@ -188,5 +191,45 @@ fn int8_kernels(paths: &[kernels::Path]) {
             let base = *first.get_or_insert(gbs);
             println!("| {path} | {rows} | {:.2} | {gbs:.1} | {:.2}x |", bytes / 1e9, gbs / base);
         }
+    }
+}
+
+/// EnCodec's LSTM (32 kHz codec: 1024 wide) over one 0.5 s chunk of 25 frames, best of 20, alone:
+/// the input projection through libtorch's `linear` on the permuted window the LSTM receives and on
+/// a contiguous copy (what `encodec::lstm` does), and the recurrence (`kernels::lstm_layer`, best
+/// path) with f32 and with f16 hidden-to-hidden weights.
+fn codec_lstm() {
+    let (dim, frames) = (1024, 25);
+    let best = |f: &dyn Fn()| {
+        (0..20)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let w_ih = Tensor::randn([4 * dim, dim], (Kind::Float, Device::Cpu)) * 0.03;
+    let bias = Tensor::randn([4 * dim], (Kind::Float, Device::Cpu));
+    // The codec's (batch, dim, frames), seen as (frames, batch, dim).
+    let window = Tensor::randn([1, dim, frames], (Kind::Float, Device::Cpu)).permute([2, 0, 1]);
+    println!("\n| EnCodec LSTM, one chunk ({frames} frames, {dim} wide) | ms |");
+    println!("|---|---:|");
+    let permuted = best(&|| drop(window.linear(&w_ih, Some(&bias))));
+    println!("| input projection, `linear` on the permuted window | {permuted:.2} |");
+    let contiguous = best(&|| drop(window.contiguous().linear(&w_ih, Some(&bias))));
+    println!("| input projection, `linear` on a contiguous copy | {contiguous:.2} |");
+    let gates = Tensor::randn([frames, 1, 4 * dim], (Kind::Float, Device::Cpu));
+    let state = Tensor::zeros([1, dim], (Kind::Float, Device::Cpu));
+    let w_hh = Tensor::randn([4 * dim, dim], (Kind::Float, Device::Cpu)) * 0.03;
+    for kind in [Kind::Float, Kind::Half] {
+        let w = w_hh.to_kind(kind);
+        let ms =
+            best(&|| drop(kernels::lstm_layer(&gates, &w, &state, &state).expect("the LSTM kernel applies")));
+        println!(
+            "| recurrence, {kind:?} weights ({} MB), per frame | {:.3} |",
+            w.numel() * w.kind().elt_size_in_bytes() >> 20,
+            ms / frames as f64
+        );
     }
 }
