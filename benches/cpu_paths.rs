@@ -228,7 +228,7 @@ fn codec_lstm() {
             best(&|| drop(kernels::lstm_layer(&gates, &w, &state, &state).expect("the LSTM kernel applies")));
         println!(
             "| recurrence, {kind:?} weights ({} MB), per frame | {:.3} |",
-            w.numel() * w.kind().elt_size_in_bytes() >> 20,
+            (w.numel() * w.kind().elt_size_in_bytes()) >> 20,
             ms / frames as f64
         );
     }
