@@ -15,31 +15,23 @@ fn lstm_layer_matches_libtorch() {
     let (w_ih, w_hh, b_ih, b_hh) = (f(&[4 * dim, dim]), f(&[4 * dim, dim]), f(&[4 * dim]), f(&[4 * dim]));
     for batch in [1, 3] {
         let (x, h0, c0) = (f(&[frames, batch, dim]), f(&[1, batch, dim]), f(&[1, batch, dim]));
-        let params = [&w_ih, &w_hh, &b_ih, &b_hh];
-        let (want, want_h, want_c) = x.lstm(&[&h0, &c0], &params, true, 1, 0.0, false, false, false);
         let projected = x.linear(&w_ih, Some(&(&b_ih + &b_hh)));
-        let fallback = lstm_layer_libtorch(&projected, &w_hh, h0.get(0), c0.get(0));
-        let mut paths = vec![("fallback".to_string(), fallback)];
-        for path in kernels::paths_here() {
-            let native =
-                kernels::lstm_layer_on(path, &projected, &w_hh, &h0.get(0), &c0.get(0)).expect("applies");
-            paths.push((format!("native {path}"), native));
-        }
-        let mut checks = vec![(want.shallow_clone(), want_h.shallow_clone(), want_c.shallow_clone(), paths)];
-        for kind in [Kind::Half, Kind::BFloat16] {
+        for kind in [Kind::Float, Kind::Half, Kind::BFloat16] {
+            // libtorch's LSTM on the weights the kernel reads, widened back to f32.
             let narrow = w_hh.to_kind(kind);
             let params = [&w_ih, &narrow.to_kind(Kind::Float), &b_ih, &b_hh];
             let (want, want_h, want_c) = x.lstm(&[&h0, &c0], &params, true, 1, 0.0, false, false, false);
-            let native = kernels::paths_here()
-                .into_iter()
-                .map(|path| {
-                    let out = kernels::lstm_layer_on(path, &projected, &narrow, &h0.get(0), &c0.get(0));
-                    (format!("native {path} {kind:?}"), out.expect("applies"))
-                })
-                .collect();
-            checks.push((want, want_h, want_c, native));
-        }
-        for (want, want_h, want_c, paths) in checks {
+            let mut paths = Vec::new();
+            if kind == Kind::Float {
+                paths.push((
+                    "fallback".to_string(),
+                    lstm_layer_libtorch(&projected, &w_hh, h0.get(0), c0.get(0)),
+                ));
+            }
+            for path in kernels::paths_here() {
+                let native = kernels::lstm_layer_on(path, &projected, &narrow, &h0.get(0), &c0.get(0));
+                paths.push((format!("native {path} {kind:?}"), native.expect("applies")));
+            }
             check(paths, batch, (&want, &want_h, &want_c));
         }
     }
