@@ -1,7 +1,7 @@
 //! The CPU kernel paths side by side on the musicgen-small shape, in one run, 2 threads: for every
 //! path this CPU runs (`kernels::Path`: avx512_vnni, avx512, avx2_vnni, avx2, generic; a path it
-//! lacks is printed with the reason; the VNNI paths only for int8, the one dtype they change) and
-//! every decoder dtype (f32, f16, int8), one sampled, guided generation (T5, decoding,
+//! lacks is printed with the reason; the VNNI paths only for int8 and int4, the dtypes they change) and
+//! every decoder dtype (f32, f16, int8, int4), one sampled, guided generation (T5, decoding,
 //! EnCodec), with the memory-bandwidth floor measured in the same run: decoder bytes per step ÷ the
 //! bandwidth of streaming that many f32 bytes (`run::matvec_bandwidth`: the faster of a two-row
 //! `linear` and a plain sum), measured before each dtype's runs.
@@ -10,9 +10,9 @@
 //! libtorch's own ops (T5 beyond 12 tokens, EnCodec's convolutions) keep the CPU's best. To cap
 //! them too, run the server with `--cpu-isa`.
 //!
-//! First the int8 kernel alone (`kernels::gemv_i8_on`) on every path over musicgen-small's decoder
-//! matrices, the VNNI paths (activations quantised per row, int32 products) beside the f32-activation
-//! paths in the same run; then EnCodec's LSTM pieces for one 0.5 s chunk (the input projection on
+//! First the int8 and int4 kernels alone (`kernels::gemv_i8_on`, `gemv_i4_on`) on every path over
+//! musicgen-small's decoder matrices, the VNNI paths (int8 activations quantised per row, int32
+//! products) beside the f32-activation paths in the same run; then EnCodec's LSTM pieces for one 0.5 s chunk (the input projection on
 //! the permuted window and on a contiguous copy, the recurrence with f32 and f16 weights);
 //! `MAESTRO_BENCH_KERNELS_ONLY=1` stops after them.
 //!
@@ -25,7 +25,7 @@
 //! (`csrc/team.h`) and through libtorch's `at::parallel_for` (`kernels::use_thread_team`).
 //!
 //! Environment: `MAESTRO_BENCH_PATH_STEPS` (103: 2 s of audio; 503 for 10 s), `MAESTRO_BENCH_LOADS`,
-//! `MAESTRO_BENCH_KERNELS_ONLY`, `MAESTRO_BENCH_DTYPES` (a comma list: f32,f16,int8).
+//! `MAESTRO_BENCH_KERNELS_ONLY`, `MAESTRO_BENCH_DTYPES` (a comma list: f32,f16,int8,int4).
 
 mod common;
 // The per-part timings of `run::Run` are the MusicGen benchmark's; this one reads the speeds.
@@ -58,7 +58,7 @@ fn main() {
     let dir = small_shape_dir();
     let paths = kernels::paths_here();
     println!("small shape, {steps} steps, guidance 3, {THREADS} threads, {}", common::host());
-    int8_kernels(&paths);
+    quantised_kernels(&paths);
     codec_lstm();
     if std::env::var_os("MAESTRO_BENCH_KERNELS_ONLY").is_some() {
         return;
@@ -67,12 +67,12 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let dtypes: Vec<DType> = match std::env::var("MAESTRO_BENCH_DTYPES") {
         Ok(list) => list.split(',').map(|d| DType::parse(d.trim()).expect("MAESTRO_BENCH_DTYPES")).collect(),
-        Err(_) => vec![DType::F32, DType::F16, DType::Int8],
+        Err(_) => vec![DType::F32, DType::F16, DType::Int8, DType::Int4],
     };
     for &dtype in &dtypes {
-        // The VNNI paths differ from their width's only in int8 products.
+        // The VNNI paths differ from their width's only in int8 and int4 products.
         let paths: Vec<_> =
-            paths.iter().filter(|p| dtype == DType::Int8 || !p.quantises_activations()).collect();
+            paths.iter().filter(|p| dtype.is_quantised() || !p.quantises_activations()).collect();
         let model = MusicGen::load(&dir, Device::Cpu, dtype).expect("small shape loads");
         let bytes = model.decoder_step_bytes();
         let floor = run::matvec_bandwidth(bytes) / bytes as f64;
@@ -152,37 +152,57 @@ fn huge_page_mib() -> f64 {
     line.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
 }
 
-/// GB/s of the int8 product on every path over musicgen-small's decoder matrices (24 layers: 3072×1024
-/// fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096) with 2 and 8 rows, best of 7 passes, and each
-/// path's ratio to the first (the best this CPU has) in the same run.
-fn int8_kernels(paths: &[kernels::Path]) {
+/// GB/s of the int8 and int4 products on every path over musicgen-small's decoder matrices (24
+/// layers: 3072×1024 fused QKV, 3 × 1024×1024, 4096×1024, 1024×4096) with 2, 4 and 8 rows, best of 7
+/// passes, and each path's ratio to the first (the best this CPU has) in the same run.
+fn quantised_kernels(paths: &[kernels::Path]) {
     let (h, f) = (1024, 4096);
     let mut shapes = vec![[3 * h, h], [f, h], [h, f]];
     shapes.extend([[h, h]; 3]);
-    let weights: Vec<(Tensor, Tensor)> = (0..24)
-        .flat_map(|_| shapes.clone())
-        .map(|s| {
+    let shapes: Vec<[i64; 2]> = (0..24).flat_map(|_| shapes.clone()).collect();
+    let int8: Vec<(Tensor, Tensor)> = shapes
+        .iter()
+        .map(|&s| {
             let w = Tensor::randint_low(-127, 128, s, (Kind::Int8, Device::Cpu));
             let scale = Tensor::rand([s[0]], (Kind::Float, Device::Cpu)) * 0.01;
             let scales = kernels::int8_scales(&w, &scale);
             (w, scales)
         })
         .collect();
-    let bytes = weights.iter().map(|(w, _)| w.numel()).sum::<usize>() as f64;
-    println!("\n| int8 kernel path | rows | GB | GB/s | vs {} |", paths[0]);
+    let bytes = |ws: &mut dyn Iterator<Item = &Tensor>| ws.map(|w| w.numel()).sum::<usize>() as f64;
+    kernel_table("int8", bytes(&mut int8.iter().map(|(w, _)| w)), &shapes, paths, |path, i, x| {
+        kernels::gemv_i8_on(path, x, &int8[i].0, &int8[i].1)
+    });
+    drop(int8);
+    let int4: Vec<Tensor> = shapes
+        .iter()
+        .map(|&s| kernels::pack_int4(&(Tensor::randn(s, (Kind::Float, Device::Cpu)) * 0.05)))
+        .collect();
+    kernel_table("int4", bytes(&mut int4.iter()), &shapes, paths, |path, i, x| {
+        kernels::gemv_i4_on(path, x, &int4[i])
+    });
+}
+
+/// One kernel table: `product(path, i, x)` over every matrix `i` of `shapes` (`bytes` in all).
+fn kernel_table(
+    name: &str,
+    bytes: f64,
+    shapes: &[[i64; 2]],
+    paths: &[kernels::Path],
+    product: impl Fn(kernels::Path, usize, &Tensor) -> Option<Tensor>,
+) {
+    println!("\n| {name} kernel path | rows | GB | GB/s | vs {} |", paths[0]);
     println!("|---|---:|---:|---:|---:|");
     for rows in [2, 4, 8] {
-        let inputs: Vec<Tensor> = weights
-            .iter()
-            .map(|(w, _)| Tensor::randn([rows, w.size()[1]], (Kind::Float, Device::Cpu)))
-            .collect();
+        let inputs: Vec<Tensor> =
+            shapes.iter().map(|s| Tensor::randn([rows, s[1]], (Kind::Float, Device::Cpu))).collect();
         let mut first = None;
         for path in paths {
             let best = (0..7)
                 .map(|_| {
                     let start = std::time::Instant::now();
-                    for ((w, scales), x) in weights.iter().zip(&inputs) {
-                        drop(kernels::gemv_i8_on(*path, x, w, scales).expect("the int8 kernel applies"));
+                    for (i, x) in inputs.iter().enumerate() {
+                        drop(product(*path, i, x).expect("the kernel applies"));
                     }
                     start.elapsed().as_secs_f64()
                 })

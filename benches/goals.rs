@@ -1,15 +1,18 @@
 //! The CPU engine's speed goals, measured in one run: musicgen-small-shaped random weights, the
-//! decoder in int8, 10 s of audio (503 steps), guidance 3, 0.5 s chunks, a warm model, 2 threads.
+//! decoder in int8 (and int4 for its own goal), 10 s of audio (503 steps), guidance 3, 0.5 s chunks,
+//! a warm model, 2 threads.
 //!
 //! - **Through the service**: a real `maestro-server` (`--torch-threads 2`), `LoadModel` int8 on the
 //!   CPU, `Generate` timed by the client: steps/s of the whole call (T5, every step, sampling,
 //!   EnCodec, the stream) and the time to the first chunk (the first 0.5 s of audio). Quiet, beside a
 //!   busy neighbour (a busy loop pinned to core 1), and on a second server capped with
-//!   `--cpu-isa avx2` (libtorch's own kernels capped too).
+//!   `--cpu-isa avx2` (libtorch's own kernels capped too). Then `LoadModel` int4 on the first server,
+//!   quiet.
 //! - **ONNX Runtime's decoder loop alone**, int8 and fp32, on the same weights: `scripts/bench_onnx.py`
 //!   in the venv `scripts/provision-onnx.sh` makes (about 7 GB, once); `MAESTRO_BENCH_ONNX=0` skips it.
-//! - **In process**, for where the time goes: the bandwidth floor of the int8 step's bytes, measured
-//!   here, and one generation's parts (`GenerationStats`: text, decoding, codec, the rest).
+//! - **In process**, for where the time goes: the bandwidth floor of the int8 and int4 steps' bytes,
+//!   measured here, and one generation's parts in each (`GenerationStats`: text, decoding, codec,
+//!   the rest).
 //!
 //! Then each goal with its target, what was measured and whether it is met. Each configuration runs
 //! `MAESTRO_BENCH_GOAL_RUNS` requests (3) and the best counts, since noise on a shared host only ever
@@ -127,17 +130,17 @@ fn main() {
     if std::env::var_os("MAESTRO_BENCH_GOALS_IN_PROCESS").is_some() {
         // Only the in-process part, `runs` times: for profiling and A/B runs of one change.
         for _ in 0..runs {
-            let (floor, parts) = in_process(&dir);
+            let (floor, parts) = in_process(&dir, DType::Int8);
             println!("{parts}; floor {floor:.1} steps/s");
         }
         return;
     }
     println!(
-        "small shape, int8, {SECONDS} s of audio (503 steps), guidance 3, 2 threads, {}",
+        "small shape, int8 and int4, {SECONDS} s of audio (503 steps), guidance 3, 2 threads, {}",
         common::host()
     );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let (quiet, busy) = rt.block_on(async {
+    let (quiet, busy, int4) = rt.block_on(async {
         let server = Server::start(&[]);
         let channel = server.channel().await;
         server::load(&channel, "int8").await;
@@ -150,7 +153,9 @@ fn main() {
             }
             None => None,
         };
-        (quiet, busy)
+        server::load(&channel, "int4").await;
+        let int4 = Runs::measure(&channel, runs).await;
+        (quiet, busy, int4)
     });
     let ort = onnx(&dir, runs);
     let avx2 = rt.block_on(async {
@@ -159,7 +164,8 @@ fn main() {
         server::load(&channel, "int8").await;
         Runs::measure(&channel, runs).await
     });
-    let (floor, parts) = in_process(&dir);
+    let (floor, parts) = in_process(&dir, DType::Int8);
+    let (floor4, parts4) = in_process(&dir, DType::Int4);
 
     println!("\n| configuration | steps/s (first 0.5 s) per run |");
     println!("|---|---|");
@@ -168,11 +174,13 @@ fn main() {
         println!("| service, int8, busy neighbour on core 1 | {} |", b.each());
     }
     println!("| service, int8, `--cpu-isa avx2` | {} |", avx2.each());
+    println!("| service, int4, quiet | {} |", int4.each());
     match &ort {
         Some(o) => println!("| {} | |", o.line),
         None => println!("| ONNX Runtime: not run (`MAESTRO_BENCH_ONNX=0` or its venv failed) | |"),
     }
     println!("\nIn process, int8, one generation: {parts}; the step's bandwidth floor {floor:.1} steps/s");
+    println!("In process, int4, one generation: {parts4}; the step's bandwidth floor {floor4:.1} steps/s");
 
     let (e2e, first) = (quiet.steps_per_s(), quiet.first_chunk_s());
     println!("\n| goal | target | measured | |");
@@ -188,6 +196,11 @@ fn main() {
             r >= 1.2,
         );
     }
+    if let Some(o) = &ort {
+        let r = int4.steps_per_s() / o.int8;
+        let measured = format!("{r:.2}x ({:.1} steps/s)", int4.steps_per_s());
+        goal("int4 against ONNX Runtime int8's decoder loop", "≥ 1.5x", measured, r >= 1.5);
+    }
     let r = avx2.steps_per_s() / e2e;
     goal("`--cpu-isa avx2` against the best path", "≥ 0.7x", format!("{r:.2}x"), r >= 0.7);
     if let Some(b) = &busy {
@@ -200,11 +213,11 @@ fn goal(what: &str, target: &str, measured: String, met: bool) {
     println!("| {what} | {target} | {measured} | {} |", if met { "met" } else { "**not met**" });
 }
 
-/// The int8 step's bandwidth floor (steps/s) and one in-process generation's parts, printed.
-fn in_process(dir: &Path) -> (f64, String) {
+/// The `dtype` step's bandwidth floor (steps/s) and one in-process generation's parts, printed.
+fn in_process(dir: &Path, dtype: DType) -> (f64, String) {
     tch::set_num_threads(2);
     let _guard = tch::no_grad_guard();
-    let model = MusicGen::load(dir, tch::Device::Cpu, DType::Int8).expect("small shape loads");
+    let model = MusicGen::load(dir, tch::Device::Cpu, dtype).expect("small shape loads");
     let bytes = model.decoder_step_bytes();
     let floor = run::matvec_bandwidth(bytes) / bytes as f64;
     let r = run::maestro(&model, 503);

@@ -49,7 +49,7 @@ inline void put(float* y, V::F acc, float scale, bool accumulate) {
 
 // Rows of `k` elements of `dtype` that fill one 4 KiB page (1 when a row is a page or longer).
 inline int64_t rows_per_page(int64_t k, int32_t dtype) {
-  return std::max<int64_t>(1, 4096 / (k * elt_size(dtype)));
+  return std::max<int64_t>(1, 4096 / row_bytes(k, dtype));
 }
 
 // G weight rows at once, slot a reading row `first + stride·a` and prefetching the row it reads
@@ -75,6 +75,60 @@ void slot_rows(const float* x, const void* w, const float* scale, int64_t k, int
   }
 }
 
+// One int4 group `g` (inputs i = 32g..) of each of G weight rows against the M rows of x: the
+// codes widen to f32 once for all M rows. `Tail` is the row's last, padded group: x is read only
+// up to k (the padding codes are zeros anyway).
+template <int64_t M, int G, bool Tail>
+__attribute__((always_inline)) inline void q4_group(const float* x, const uint8_t* w, int64_t k, int64_t g, int64_t first, int64_t next,
+                     int64_t stride, V::F (&acc)[G][M]) {
+  constexpr int64_t NV = kQ4Group / V::N;
+  const int64_t groups = q4_groups(k), rb = q4_row_bytes(k), i = g * kQ4Group;
+#pragma GCC unroll 16
+  for (int a = 0; a < G; ++a) {
+    const uint8_t* row = w + (first + stride * a) * rb;
+    const uint8_t* ahead = w + (next + stride * a) * rb;
+    // A cache line holds four groups' codes and 32 groups' scales.
+    if (g % 4 == 0) __builtin_prefetch(ahead + g * (kQ4Group / 2), 0, 3);
+    if (g % 32 == 0) __builtin_prefetch(ahead + groups * (kQ4Group / 2) + g * 2, 0, 3);
+    uint16_t bits;
+    std::memcpy(&bits, row + groups * (kQ4Group / 2) + g * 2, sizeof bits);
+    V::F wv[NV];
+    V::q4_widen(row + g * (kQ4Group / 2), half_to_float(bits), wv);
+    for (int64_t j = 0; j < NV; ++j) {
+      const int64_t at = i + j * V::N;
+      for (int64_t r = 0; r < M; ++r) {
+        const V::F xv = Tail ? V::load_part(x + r * k + at, std::max<int64_t>(0, k - at)) : V::load(x + r * k + at);
+        acc[a][r] = V::fmadd(wv[j], xv, acc[a][r]);
+      }
+    }
+  }
+}
+
+// `slot_rows` for int4 rows (isa.h), with f32 activations on every path: G rows from `first`,
+// `stride` apart, prefetching the rows from `next`.
+template <int64_t M, int G>
+void slot_rows_q4(const float* x, const uint8_t* w, int64_t k, int64_t first, int64_t next, int64_t stride, float* y,
+                  int64_t n, bool accumulate) {
+  V::F acc[G][M];
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < M; ++r) acc[a][r] = V::zero();
+  const int64_t full = k / kQ4Group;
+  for (int64_t g = 0; g < full; ++g) q4_group<M, G, false>(x, w, k, g, first, next, stride, acc);
+  if (full < q4_groups(k)) q4_group<M, G, true>(x, w, k, full, first, next, stride, acc);
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < M; ++r) put(y + r * n + first + stride * a, acc[a][r], 1.f, accumulate);
+}
+
+// The weight rows `first + stride·a` (a < G) against x, for `dtype` DT.
+template <int32_t DT, int64_t M, int G>
+inline void slot(const float* x, const void* w, const float* scale, int64_t k, int64_t first, int64_t next,
+                 int64_t stride, float* y, int64_t n, bool accumulate) {
+  if constexpr (DT == I4)
+    slot_rows_q4<M, G>(x, static_cast<const uint8_t*>(w), k, first, next, stride, y, n, accumulate);
+  else
+    slot_rows<DT, M, G>(x, w, scale, k, first, next, stride, y, n, accumulate);
+}
+
 // y[r][o] (+)= sum_i x[r][i] * w[o][i] for o in [begin, end); x and y are f32.
 //
 // The L2 streamer follows one stream per 4 KiB page. With 16-bit weights a row of 1024 is half a
@@ -92,9 +146,9 @@ void rows(const float* x, const void* w, const float* scale, int64_t k, int64_t 
   int64_t o = begin;
   for (; o + G * S <= end; o += G * S)
     for (int64_t p = 0; p < S; ++p)
-      slot_rows<DT, M, G>(x, w, scale, k, o + p, p + 1 < S ? o + p + 1 : o + G * S, S, y, n, accumulate);
-  for (; o + G <= end; o += G) slot_rows<DT, M, G>(x, w, scale, k, o, o + G, 1, y, n, accumulate);
-  for (; o < end; ++o) slot_rows<DT, M, 1>(x, w, scale, k, o, o + 1, 1, y, n, accumulate);
+      slot<DT, M, G>(x, w, scale, k, o + p, p + 1 < S ? o + p + 1 : o + G * S, S, y, n, accumulate);
+  for (; o + G <= end; o += G) slot<DT, M, G>(x, w, scale, k, o, o + G, 1, y, n, accumulate);
+  for (; o < end; ++o) slot<DT, M, 1>(x, w, scale, k, o, o + 1, 1, y, n, accumulate);
 }
 
 using RowsFn = void (*)(const float*, const void*, const float*, int64_t, int64_t, int64_t, float*, int64_t, bool);
@@ -111,6 +165,7 @@ RowsFn pick(int32_t dtype, int64_t m) {
     case F16: return pick_rows<F16>(m, all);
     case BF16: return pick_rows<BF16>(m, all);
     case I8: return pick_rows<I8>(m, all);
+    case I4: return pick_rows<I4>(m, all);
     default: return pick_rows<F32>(m, all);
   }
 }
@@ -228,6 +283,141 @@ void gemv_vnni(const float* x, int64_t m, const int8_t* w, const float* scale, i
   parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(xq, kq, xs, w, scale, k, begin, end, y, n, accumulate); });
 }
 
+// ---- int4 against 8-bit activations (every path but generic): bytes multiplied into int32 ----
+//
+// Widening int4 codes to f32 makes the product bound by arithmetic at a third of int8's speed. So,
+// as llama.cpp does, each activation row is quantised to signed bytes (symmetric, its own scale)
+// and multiplied with the codes as bytes: u8 codes × s8 activations summed in int32 lanes
+// (vpdpbusd on the VNNI paths, vpmaddubsw + vpmaddwd elsewhere), Σ (q − 8) · x being Σ q · x less
+// 8 · Σ x, whose per-group sums are the accumulator's starting value. One step takes QN code bytes
+// (QN / 16 groups): their low nibbles are each group's first 16 inputs, their high nibbles its last
+// 16, so each row's bytes are laid out the same way once per product (`Q4Rows`), and every group's
+// products land in four int32 lanes, which its f32 scale then multiplies.
+
+// The activation rows of one int4 product, quantised and laid out for `V::QN`-byte steps.
+struct Q4Rows {
+  std::vector<int8_t> lo, hi;  // per row, per group: its first 16 inputs, then (in `hi`) its last 16
+  std::vector<int32_t> base;   // per row, per group, four lanes of −2 · Σ the group's 32 values
+  std::vector<float> scale;    // per row: x ≈ scale · value
+  int64_t groups = 0;          // per row, rounded up to whole steps
+};
+
+// `m` rows of `k` inputs into `out`. A row holding an infinity or NaN gets a NaN scale, so its
+// products are not finite either (as the f32 paths' would not be).
+template <class Q>
+void quantise_q4_rows(const float* x, int64_t m, int64_t k, Q4Rows& out) {
+  constexpr int64_t step_groups = Q::QN / 16;
+  out.groups = (q4_groups(k) + step_groups - 1) / step_groups * step_groups;
+  const int64_t bytes = out.groups * 16;
+  out.lo.assign(static_cast<size_t>(m * bytes), 0);
+  out.hi.assign(static_cast<size_t>(m * bytes), 0);
+  out.base.assign(static_cast<size_t>(m * out.groups * 4), 0);
+  out.scale.assign(static_cast<size_t>(m), 0.f);
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = x + r * k;
+    typename Q::F peak = Q::zero(), bad = Q::zero();
+    for (int64_t i = 0; i < k; i += Q::N) {
+      const typename Q::F v = Q::load_part(row + i, k - i);
+      peak = Q::max(peak, Q::abs(v));
+      bad = Q::add(bad, Q::mul(v, Q::zero()));  // NaN in a lane once any value was not finite
+    }
+    const float amax = Q::reduce_max(peak), poison = Q::reduce_add(bad);
+    if (poison != 0.f) out.scale[r] = poison;
+    if (!(amax > 0.f) || poison != 0.f) continue;
+    const float inv = 127.f / amax;
+    int8_t* lo = out.lo.data() + r * bytes;
+    int8_t* hi = out.hi.data() + r * bytes;
+    int32_t* base = out.base.data() + r * out.groups * 4;
+    for (int64_t g = 0; g * kQ4Group < k; ++g) {
+      int32_t sum = 0;
+      for (int64_t t = 0; t < kQ4Group && g * kQ4Group + t < k; ++t) {
+        const auto q = static_cast<int8_t>(std::clamp(std::nearbyint(row[g * kQ4Group + t] * inv), -127.f, 127.f));
+        (t < 16 ? lo[g * 16 + t] : hi[g * 16 + t - 16]) = q;
+        sum += q;
+      }
+      for (int j = 0; j < 4; ++j) base[g * 4 + j] = -2 * sum;
+    }
+    out.scale[r] = amax / 127.f;
+  }
+}
+
+// One step (groups g.. g + left) of G int4 weight rows against the M quantised rows of `xq`.
+// Always inlined and unrolled, so the accumulators stay in registers.
+template <class Q, int64_t M, int G>
+__attribute__((always_inline)) inline void q4i_step(const Q4Rows& xq, const uint8_t* w, int64_t k, int64_t g,
+                                                    int64_t left, int64_t first, int64_t next, int64_t stride,
+                                                    typename Q::F (&acc)[G][M]) {
+  const int64_t groups = q4_groups(k), rb = q4_row_bytes(k), codes = groups * (kQ4Group / 2);
+  const int64_t xbytes = xq.groups * 16, xbase = xq.groups * 4;
+#pragma GCC unroll 16
+  for (int a = 0; a < G; ++a) {
+    const uint8_t* row = w + (first + stride * a) * rb;
+    const uint8_t* ahead = w + (next + stride * a) * rb;
+    __builtin_prefetch(ahead + g * 16, 0, 3);
+    if (g % 32 == 0) __builtin_prefetch(ahead + codes + g * 2, 0, 3);
+    typename Q::I hi;
+    const typename Q::I lo = Q::q4_codes(row + g * 16, left * 16, hi);
+    const typename Q::F d = Q::q4_scales(row + codes + g * 2, left);
+#pragma GCC unroll 16
+    for (int64_t r = 0; r < M; ++r) {
+      typename Q::I dot = Q::iload(xq.base.data() + r * xbase + g * 4);
+      dot = Q::q4dot(dot, lo, Q::iload(xq.lo.data() + r * xbytes + g * 16));
+      dot = Q::q4dot(dot, hi, Q::iload(xq.hi.data() + r * xbytes + g * 16));
+      acc[a][r] = Q::fmadd(Q::to_float(dot), d, acc[a][r]);
+    }
+  }
+}
+
+// As `slot_rows` for int4 rows against the M quantised rows of `xq`: whole steps, then the last.
+template <class Q, int64_t M, int G>
+void slot_rows_q4i(const Q4Rows& xq, const uint8_t* w, int64_t k, int64_t first, int64_t next, int64_t stride,
+                   float* y, int64_t n, bool accumulate) {
+  constexpr int64_t step_groups = Q::QN / 16;
+  const int64_t groups = q4_groups(k), whole = groups / step_groups * step_groups;
+  typename Q::F acc[G][M];
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < M; ++r) acc[a][r] = Q::zero();
+  for (int64_t g = 0; g < whole; g += step_groups)
+    q4i_step<Q, M, G>(xq, w, k, g, step_groups, first, next, stride, acc);
+  if (whole < groups) q4i_step<Q, M, G>(xq, w, k, whole, groups - whole, first, next, stride, acc);
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < M; ++r) put(y + r * n + first + stride * a, acc[a][r], xq.scale[r], accumulate);
+}
+
+// `rows` for the quantised int4 product: the same page walk.
+template <class Q, int64_t M>
+void rows_q4i(const Q4Rows& xq, const uint8_t* w, int64_t k, int64_t begin, int64_t end, float* y, int64_t n,
+              bool accumulate) {
+  constexpr int G = Q::slots(M);
+  const int64_t S = rows_per_page(k, I4);
+  int64_t o = begin;
+  for (; o + G * S <= end; o += G * S)
+    for (int64_t p = 0; p < S; ++p)
+      slot_rows_q4i<Q, M, G>(xq, w, k, o + p, p + 1 < S ? o + p + 1 : o + G * S, S, y, n, accumulate);
+  for (; o + G <= end; o += G) slot_rows_q4i<Q, M, G>(xq, w, k, o, o + G, 1, y, n, accumulate);
+  for (; o < end; ++o) slot_rows_q4i<Q, M, 1>(xq, w, k, o, o + 1, 1, y, n, accumulate);
+}
+
+using RowsQ4Fn = void (*)(const Q4Rows&, const uint8_t*, int64_t, int64_t, int64_t, float*, int64_t, bool);
+
+template <class Q, int64_t... M>
+RowsQ4Fn pick_rows_q4i(int64_t m, std::integer_sequence<int64_t, M...>) {
+  constexpr RowsQ4Fn table[] = {rows_q4i<Q, M + 1>...};
+  return table[std::min<int64_t>(m, kMaxPassRows) - 1];
+}
+
+// The int4 product: the rows quantised once here, on the calling thread, then the output rows split
+// over the team.
+template <class Q>
+void gemv_q4(const float* x, int64_t m, const uint8_t* w, int64_t n, int64_t k, float* y, bool accumulate) {
+  thread_local Q4Rows quantised;
+  quantise_q4_rows<Q>(x, m, k, quantised);
+  // The workers read this thread's buffers: pass a reference, not the thread_local name.
+  const Q4Rows& xq = quantised;
+  RowsQ4Fn fn = pick_rows_q4i<Q>(m, std::make_integer_sequence<int64_t, kMaxPassRows>{});
+  parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(xq, w, k, begin, end, y, n, accumulate); });
+}
+
 }  // namespace
 
 void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int64_t n, int64_t k, int32_t dtype,
@@ -235,6 +425,9 @@ void gemv_f32(const float* x, int64_t m, const void* w, const float* scale, int6
   if constexpr (V::kVnni) {
     if (dtype == I8 && m > kQuantiseAboveRows)
       return gemv_vnni<V>(x, m, static_cast<const int8_t*>(w), scale, n, k, y, accumulate);
+  }
+  if constexpr (V::kQ4Dot) {
+    if (dtype == I4) return gemv_q4<V>(x, m, static_cast<const uint8_t*>(w), n, k, y, accumulate);
   }
   RowsFn fn = pick(dtype, m);
   parallel(n, kGrain, [&](int64_t begin, int64_t end) { fn(x, w, scale, k, begin, end, y, n, accumulate); });
@@ -304,6 +497,16 @@ int32_t maestro_gemv_i8(int32_t isa, const float* x, int64_t m, const int8_t* w,
                         int64_t k, float* y) {
   if (m < 1 || m > kMaxPassRows || k < 1 || n < 1 || scale == nullptr || !isa_supported(isa)) return -1;
   const auto run = [&]() { MAESTRO_DISPATCH(isa, gemv_f32(x, m, w, scale, n, k, I8, y, false)) };
+  run();
+  return 0;
+}
+
+// y (m × n, f32) = x (m × k, f32) · wᵀ for int4 weights `w`: n rows of `q4_row_bytes(k)` bytes,
+// each its codes then its f16 group scales (isa.h). Every path widens the codes to f32 in
+// registers and keeps x in f32. Returns 0, or -1 outside what it handles (as `maestro_gemv`).
+int32_t maestro_gemv_i4(int32_t isa, const float* x, int64_t m, const uint8_t* w, int64_t n, int64_t k, float* y) {
+  if (m < 1 || m > kMaxPassRows || k < 1 || n < 1 || !isa_supported(isa)) return -1;
+  const auto run = [&]() { MAESTRO_DISPATCH(isa, gemv_f32(x, m, w, nullptr, n, k, I4, y, false)) };
   run();
   return 0;
 }

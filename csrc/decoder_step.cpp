@@ -5,9 +5,11 @@
 // fifth of the weight streaming the step is bound by. Here the activations stay in f32 scratch for
 // the whole step: norms, GELU, cache writes and residual adds are plain loops, the projections
 // are `gemv_f32` (weights read once for all rows) and attention is one loop of the thread team
-// (team.h) over (row, head) pairs. The projections and LM heads have the element type `weight_dtype` (int8 with
-// per-row f32 scales, or the decoder's own; on a VNNI path int8 products quantise their input
-// rows, isa.h); everything else keeps `dtype`. Written once over `V` and compiled per path
+// (team.h) over (row, head) pairs. The projections and LM heads have the element type
+// `weight_dtype` (int8 with per-row f32 scales, int4 rows with their group scales, or the decoder's
+// own; int4 products everywhere but the generic path, and int8 products on a VNNI path, quantise
+// their input rows: isa.h, cpu_kernels.cpp); everything else keeps `dtype`. Written once over `V`
+// and compiled per path
 // (foreach_isa.h); `maestro_decoder_step` takes the path to run.
 //
 // The arithmetic follows the libtorch path op for op (sums may associate differently), except that
@@ -26,8 +28,8 @@ extern "C" {
 
 // Pointers into one layer's weights (row-major, contiguous) and caches. The six projections have
 // the step's `weight_dtype`, and with int8 each has one f32 scale per output row followed by each
-// row's sum of its int8 weights (`*_scale`, 2 · rows floats, else null; isa.h); the rest has the
-// step's `dtype`.
+// row's sum of its int8 weights (`*_scale`, 2 · rows floats, else null; isa.h); int4 rows carry
+// their own scales (isa.h). The rest has the step's `dtype`.
 struct MaestroDecoderLayer {
   const void* self_norm_weight;
   const void* self_norm_bias;
@@ -271,8 +273,9 @@ namespace {
 
 bool valid(const MaestroDecoderStep& s) {
   const bool dtypes = s.dtype >= F32 && s.dtype <= BF16 &&
-                      (s.weight_dtype == s.dtype || (s.weight_dtype == I8 && s.lm_heads_scale != nullptr)) &&
-                      (s.cache_dtype == s.dtype || (s.weight_dtype == I8 && s.cache_dtype == F16));
+                      (s.weight_dtype == s.dtype || (s.weight_dtype == I8 && s.lm_heads_scale != nullptr) ||
+                       s.weight_dtype == I4) &&
+                      (s.cache_dtype == s.dtype || ((s.weight_dtype == I8 || s.weight_dtype == I4) && s.cache_dtype == F16));
   const bool sizes = s.batch >= 1 && s.batch <= kMaxStepRows && s.hidden >= 1 && s.heads >= 1 && s.hidden % s.heads == 0 &&
                      s.ffn >= 1 && s.layers >= 0 && s.codebooks >= 1 && s.vocab >= 1 && s.encoder_len >= 1 &&
                      s.position >= 0 && s.position < s.capacity;
@@ -298,7 +301,7 @@ extern "C" {
 // position's keys and values into the caches and the logits of every codebook. Returns 0, or -1
 // (nothing written) when the arguments are outside what it handles: more than 8 rows, a code out
 // of range, a full cache, an unknown dtype, int8 weights without scales, a cache dtype other than
-// `dtype` (or F16 beside int8 weights), a path this CPU lacks.
+// `dtype` (or F16 beside int8 or int4 weights), a path this CPU lacks.
 int32_t maestro_decoder_step(int32_t isa, const MaestroDecoderStep* step) {
   if (!isa_supported(isa) || !valid(*step)) return -1;
   MAESTRO_DISPATCH(isa, decoder_step(*step))

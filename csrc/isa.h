@@ -6,8 +6,19 @@
 
 namespace maestro {
 
-// Element types: I8 only for weights, whose per-row f32 scales travel beside them.
-enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2, I8 = 3 };
+// Element types: I8 and I4 only for weights. I8 rows have per-row f32 scales beside them; an I4
+// row carries its own scales (`q4_row_bytes`).
+enum Dtype : int32_t { F32 = 0, F16 = 1, BF16 = 2, I8 = 3, I4 = 4 };
+
+// int4 weights, llama.cpp's Q4_0 arithmetic: each group of kQ4Group inputs of a row has one f16
+// scale d and 4-bit codes q (0..15) for the values (q − 8) · d. A row of k inputs is padded with
+// zeros (code 8) to whole groups and stored as its codes, two per byte, then its scales: group g's
+// byte j holds input 32g + j in the low nibble and 32g + 16 + j in the high one, so one 16-byte
+// load widens to the group's two halves in order; the f16 scales follow the row's last code byte.
+// One stream per row, nothing beside it.
+constexpr int64_t kQ4Group = 32;
+constexpr int64_t q4_groups(int64_t k) { return (k + kQ4Group - 1) / kQ4Group; }
+constexpr int64_t q4_row_bytes(int64_t k) { return q4_groups(k) * (kQ4Group / 2 + 2); }
 
 // The kernel paths (numbers, not ranks). Rust's `kernels::Path` mirrors them. The VNNI paths are
 // their width's path whose int8 products quantise the activations and multiply in int32.
@@ -25,8 +36,11 @@ constexpr int64_t kMaxPassRows = 16;
 // KL; at 8 rows VNNI is twice as fast. Rust mirrors it as `kernels::QUANTISE_ABOVE_ROWS`.
 constexpr int64_t kQuantiseAboveRows = 2;
 
-// Bytes per element of `dtype`.
+// Bytes per element of `dtype` (not I4, whose rows `q4_row_bytes` sizes).
 constexpr int64_t elt_size(int32_t dtype) { return dtype == F32 ? 4 : (dtype == I8 ? 1 : 2); }
+
+// Bytes of one weight row of `k` elements of `dtype`.
+constexpr int64_t row_bytes(int64_t k, int32_t dtype) { return dtype == I4 ? q4_row_bytes(k) : k * elt_size(dtype); }
 
 // Whether this CPU runs path `isa`: AVX-512 F/BW/VL/DQ with F16C and FMA (and AVX-512 VNNI);
 // AVX2 with F16C and FMA (and AVX-VNNI); the generic path everywhere.
@@ -46,8 +60,8 @@ inline bool isa_supported(int32_t isa) {
 }
 
 // y[r][o] (+)= scale[o] · Σ_i x[r][i] · w[o][i] for `m` (1..=kMaxPassRows) f32 rows `x` (m × k),
-// weights `w` (n × k, `dtype`), per-row `scale` (only for I8, else null) and f32 `y` (m × n), over
-// libtorch's threads. With `accumulate` the products are added to `y`. For I8, `scale` holds 2n
+// weights `w` (n rows of `row_bytes(k, dtype)`), per-row `scale` (only for I8, else null) and f32
+// `y` (m × n), over libtorch's threads. With `accumulate` the products are added to `y`. For I8, `scale` holds 2n
 // floats: the n row scales, then the n rows' sums of their int8 weights (for the VNNI paths).
 #define MAESTRO_DECLARE_PATH(ns)                                                                        \
   namespace ns {                                                                                        \

@@ -48,6 +48,50 @@ struct Avx2 {
       }
     }
   }
+  // ---- int4 against 8-bit activations (cpu_kernels.cpp, `gemv_q4`) ----
+  static constexpr bool kQ4Dot = true;
+  using I = __m256i;
+  // Code bytes one step of the int4 product takes: 2 groups, 64 inputs.
+  static constexpr int64_t QN = 32;
+  MAESTRO_AVX2 static I iload(const void* p) { return _mm256_loadu_si256(static_cast<const I*>(p)); }
+  MAESTRO_AVX2 static F to_float(I v) { return _mm256_cvtepi32_ps(v); }
+  // `bytes` (≤ QN) code bytes of `p`, the rest zero, split into their low nibbles (returned) and
+  // high nibbles (`hi`). AVX2 has no masked byte load: a short step goes through a zeroed buffer.
+  MAESTRO_AVX2 static I q4_codes(const uint8_t* p, int64_t bytes, I& hi) {
+    alignas(32) uint8_t buf[32] = {};
+    if (bytes < QN) std::memcpy(buf, p, static_cast<size_t>(bytes));
+    const I raw = bytes >= QN ? _mm256_loadu_si256(reinterpret_cast<const I*>(p)) : _mm256_load_si256(reinterpret_cast<const I*>(buf));
+    const I low = _mm256_set1_epi8(0x0F);
+    hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+    return _mm256_and_si256(raw, low);
+  }
+  // `count` (≤ 2) f16 group scales at `p` as f32, each in the four lanes its group's products land in.
+  MAESTRO_AVX2 static F q4_scales(const uint8_t* p, int64_t count) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, p, static_cast<size_t>(count < 2 ? count : 2) * 2);
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(bits)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  }
+  // acc + Σ u · s over each int32 lane's four byte pairs, u unsigned and at most 15 (so the 16-bit
+  // pair sums of vpmaddubsw cannot saturate), s signed; the VNNI type does it in one instruction.
+  MAESTRO_AVX2 static I q4dot(I acc, I u, I s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+  }
+
+  // One int4 group (isa.h: 16 code bytes at `p`, scale `d`) as f32 (q − 8) · d, inputs in order.
+  MAESTRO_AVX2 static void q4_widen(const uint8_t* p, float d, F* out) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, low), eight);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), eight);
+    const F dv = _mm256_set1_ps(d);
+    out[0] = times(lo, dv);
+    out[1] = times(_mm_srli_si128(lo, 8), dv);
+    out[2] = times(hi, dv);
+    out[3] = times(_mm_srli_si128(hi, 8), dv);
+  }
+  // The low 8 signed bytes of `v` as f32, times `d`.
+  MAESTRO_AVX2 static F times(__m128i v, F d) { return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d); }
   // As `load_dt`, the first `count` lanes (the others zero).
   MAESTRO_AVX2 static F load_dt_part(const void* p, int64_t i, int32_t dtype, int64_t count) {
     if (count >= N) return load_dt(p, i, dtype);

@@ -38,6 +38,44 @@ struct Avx512 {
           reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(p) + i))));
     return widen_bits(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)), dtype);
   }
+  // ---- int4 against 8-bit activations (cpu_kernels.cpp, `gemv_q4`) ----
+  static constexpr bool kQ4Dot = true;
+  using I = __m512i;
+  // Code bytes one step of the int4 product takes: 4 groups, 128 inputs.
+  static constexpr int64_t QN = 64;
+  MAESTRO_AVX512 static I iload(const void* p) { return _mm512_loadu_si512(p); }
+  MAESTRO_AVX512 static F to_float(I v) { return _mm512_cvtepi32_ps(v); }
+  // `bytes` (≤ QN) code bytes of `p`, the rest zero, split into their low nibbles (returned) and
+  // high nibbles (`hi`).
+  MAESTRO_AVX512 static I q4_codes(const uint8_t* p, int64_t bytes, I& hi) {
+    const I raw = bytes >= QN ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8((1ull << bytes) - 1, p);
+    const I low = _mm512_set1_epi8(0x0F);
+    hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+    return _mm512_and_si512(raw, low);
+  }
+  // `count` (≤ 4) f16 group scales at `p` as f32, each in the four lanes its group's products land in.
+  MAESTRO_AVX512 static F q4_scales(const uint8_t* p, int64_t count) {
+    const __m128i raw =
+        count >= 4 ? _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)) : _mm_maskz_loadu_epi16((1u << count) - 1, p);
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(raw)));
+  }
+  // acc + Σ u · s over each int32 lane's four byte pairs, u unsigned and at most 15 (so the 16-bit
+  // pair sums of vpmaddubsw cannot saturate), s signed; the VNNI types do it in one instruction.
+  MAESTRO_AVX512 static I q4dot(I acc, I u, I s) {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+  }
+
+  // One int4 group (isa.h: 16 code bytes at `p`, scale `d`) as f32 (q − 8) · d, inputs in order.
+  MAESTRO_AVX512 static void q4_widen(const uint8_t* p, float d, F* out) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, low), eight);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), eight);
+    const F dv = _mm512_set1_ps(d);
+    out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), dv);
+    out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), dv);
+  }
   // As `load_dt`, the first `count` lanes (the others zero).
   MAESTRO_AVX512 static F load_dt_part(const void* p, int64_t i, int32_t dtype, int64_t count) {
     const __mmask16 m = mask(count);

@@ -44,6 +44,16 @@ struct Generic {
   }
   static void store_part(float* p, F v, int64_t count) { std::memcpy(p, v.v, (count < N ? count : N) * sizeof(float)); }
   static F load_dt(const void* p, int64_t i, int32_t dtype) { return load_dt_part(p, i, dtype, N); }
+  // Whether int4 products quantise the activations (`gemv_q4`); here the codes widen to f32.
+  static constexpr bool kQ4Dot = false;
+
+  // One int4 group (isa.h: 16 code bytes at `p`, scale `d`) as f32 (q − 8) · d, inputs in order.
+  static void q4_widen(const uint8_t* p, float d, F* out) {
+    for (int j = 0; j < 16; ++j) {
+      out[j / 8].v[j % 8] = static_cast<float>((p[j] & 0x0F) - 8) * d;
+      out[2 + j / 8].v[j % 8] = static_cast<float>((p[j] >> 4) - 8) * d;
+    }
+  }
   // One loop per element type, so the full-width int8 and bf16 loops vectorise.
   static F load_dt_part(const void* p, int64_t i, int32_t dtype, int64_t count) {
     const int64_t n = count < N ? count : N;

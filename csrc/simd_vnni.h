@@ -28,6 +28,7 @@ struct Avx512Vnni : Avx512 {
   }
   // acc + Σ u · w over each lane's four bytes.
   MAESTRO_AVX512_VNNI static I dot(I acc, I u, I w) { return _mm512_dpbusd_epi32(acc, u, w); }
+  MAESTRO_AVX512_VNNI static I q4dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
   MAESTRO_AVX512_VNNI static int32_t qreduce(I acc) { return _mm512_reduce_add_epi32(acc); }
 };
 
@@ -46,6 +47,7 @@ struct Avx2Vnni : Avx2 {
     return _mm256_load_si256(reinterpret_cast<const I*>(buf));
   }
   MAESTRO_AVX2_VNNI static I dot(I acc, I u, I w) { return _mm256_dpbusd_avx_epi32(acc, u, w); }
+  MAESTRO_AVX2_VNNI static I q4dot(I acc, I u, I s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
   MAESTRO_AVX2_VNNI static int32_t qreduce(I acc) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));

@@ -144,7 +144,7 @@ fn cases(escape: &str) -> Vec<(&'static str, Call, Code, String)> {
             "audio_prompt_s: must be finite and within [0, 600], got 601".into(),
         ),
         ("absent GPU", Validate(validate(small, 1, 10.0, "cuda:3", "")), Bad, "device".into()),
-        ("bad dtype", Validate(validate(small, 1, 10.0, "auto", "int4")), Bad, "dtype".into()),
+        ("bad dtype", Validate(validate(small, 1, 10.0, "auto", "int2")), Bad, "dtype".into()),
         ("empty owner", Allocate(alloc("", 1, 0, None, 60), true), Bad, "owner".into()),
         ("overlong owner", Allocate(alloc(&"o".repeat(200), 1, 0, None, 60), true), Bad, "owner".into()),
         ("zero bytes", Allocate(alloc("o", 0, 0, None, 60), true), Bad, "cpu_memory_bytes".into()),

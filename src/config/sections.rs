@@ -339,9 +339,10 @@ pub struct GenerationConfig {
         default_value_t = 4
     )]
     pub max_batch: usize,
-    /// Decoder precision of models that `Generate` loads on demand: f32, f16, bf16 or int8 (`LoadModel`
-    /// chooses its own). f16 and bf16 read half the weight bytes per step, int8 (CPU only) a quarter
-    /// (BENCHMARKS.md; docs/building.md, "What int8 costs").
+    /// Decoder precision of models that `Generate` loads on demand: f32, f16, bf16, int8 or int4
+    /// (`LoadModel` chooses its own). f16 and bf16 read half the weight bytes per step, int8 (CPU
+    /// only) a quarter, int4 (CPU only) a seventh (BENCHMARKS.md; docs/building.md, "What int8
+    /// costs").
     #[arg(
         id = "generation.dtype",
         long = "dtype",

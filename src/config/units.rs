@@ -71,7 +71,7 @@ whole_unit!(
     |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 );
 
-/// The decoder precision, `f32`, `f16`, `bf16` or `int8`.
+/// The decoder precision, `f32`, `f16`, `bf16`, `int8` or `int4`.
 pub(super) mod dtype {
     use super::*;
     use crate::resources::requirements::DType;

@@ -81,12 +81,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Loads `decoder.*` in `kind`, the projections and LM heads quantised to int8 when `int8`
-    /// ([`proj::Proj`]); `cross` says whether the layers cross-attend (not in a melody checkpoint).
+    /// Loads `decoder.*` in `kind`, the projections and LM heads held in `format` ([`proj::Proj`]); `cross` says whether the layers cross-attend (not in a melody checkpoint).
     pub fn load(
         w: &WeightLoader<'_>,
         cfg: &DecoderConfig,
-        (kind, int8): (Kind, bool),
+        (kind, format): (Kind, Format),
         device: Device,
         cross: bool,
     ) -> Result<Self> {
@@ -98,9 +97,9 @@ impl Decoder {
         let heads = (0..c)
             .map(|k| w.tensor(&format!("decoder.lm_heads.{k}.weight"), &[v, h], kind))
             .collect::<Result<Vec<_>>>()?;
-        let arena = Arena::new(arena_sizes(cfg, kind, int8, cross), device);
+        let arena = Arena::new(arena_sizes(cfg, kind, format, cross), device);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), (h, f), (kind, int8), cross, &arena))
+            .map(|i| load_layer(w, &format!("{p}.layers.{i}"), (h, f), (kind, format), cross, &arena))
             .collect::<Result<Vec<_>>>()?;
         let codebook_offsets = (Tensor::arange(c, (Kind::Int64, device)) * (v + 1)).view([1, c, 1]);
         Ok(Self {
@@ -109,7 +108,7 @@ impl Decoder {
             codebook_offsets,
             layers,
             final_norm: Norm::load(w, &format!("{p}.layer_norm"), h, kind)?,
-            heads: Proj::new(Tensor::cat(&heads, 0), int8, &arena),
+            heads: Proj::new(Tensor::cat(&heads, 0), format, &arena),
             kind,
         })
     }
@@ -119,7 +118,7 @@ impl Decoder {
         self.kind
     }
 
-    /// The self-attention caches' element type for a state of `rows` rows: f16 beside int8 weights
+    /// The self-attention caches' element type for a state of `rows` rows: f16 beside int8 or int4 weights
     /// where the native step will run it (half the bytes a late step reads from the cache: 386 MB
     /// at step 503 of musicgen-small in f32, as much again as its int8 weights), else the decoder's
     /// own. The op-by-op path widens an f16 cache per step, which the native step never needs.
@@ -127,7 +126,7 @@ impl Decoder {
         let native = rows <= kernels::max_rows(self.kind)
             && kernels::supported()
             && self.layers.iter().all(|l| l.cross.is_some());
-        if self.heads.is_int8() && native {
+        if self.heads.format() != Format::Float && native {
             Kind::Half
         } else {
             self.kind
@@ -284,7 +283,7 @@ fn load_layer(
     w: &WeightLoader<'_>,
     p: &str,
     (h, f): (i64, i64),
-    (kind, int8): (Kind, bool),
+    (kind, format): (Kind, Format),
     cross: bool,
     arena: &Arena,
 ) -> Result<Layer> {
@@ -292,9 +291,9 @@ fn load_layer(
     let cross = if cross {
         Some(Cross {
             norm: Norm::load(w, &format!("{p}.encoder_attn_layer_norm"), h, kind)?,
-            q: Proj::new(proj("encoder_attn.q_proj")?, int8, arena),
+            q: Proj::new(proj("encoder_attn.q_proj")?, format, arena),
             kv: Tensor::cat(&[proj("encoder_attn.k_proj")?, proj("encoder_attn.v_proj")?], 0),
-            out: Proj::new(proj("encoder_attn.out_proj")?, int8, arena),
+            out: Proj::new(proj("encoder_attn.out_proj")?, format, arena),
         })
     } else {
         None
@@ -302,18 +301,18 @@ fn load_layer(
     let qkv = [proj("self_attn.q_proj")?, proj("self_attn.k_proj")?, proj("self_attn.v_proj")?];
     Ok(Layer {
         self_norm: Norm::load(w, &format!("{p}.self_attn_layer_norm"), h, kind)?,
-        qkv: Proj::new(Tensor::cat(&qkv, 0), int8, arena),
-        self_out: Proj::new(proj("self_attn.out_proj")?, int8, arena),
+        qkv: Proj::new(Tensor::cat(&qkv, 0), format, arena),
+        self_out: Proj::new(proj("self_attn.out_proj")?, format, arena),
         cross,
         ffn_norm: Norm::load(w, &format!("{p}.final_layer_norm"), h, kind)?,
-        fc1: Proj::new(w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?, int8, arena),
-        fc2: Proj::new(w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?, int8, arena),
+        fc1: Proj::new(w.tensor(&format!("{p}.fc1.weight"), &[f, h], kind)?, format, arena),
+        fc2: Proj::new(w.tensor(&format!("{p}.fc2.weight"), &[h, f], kind)?, format, arena),
     })
 }
 
 /// The [`Arena`] slots of every projection and the LM heads, in load order (any order fits: each
 /// slot is sized on its own).
-fn arena_sizes(cfg: &DecoderConfig, kind: Kind, int8: bool, cross: bool) -> Vec<i64> {
+fn arena_sizes(cfg: &DecoderConfig, kind: Kind, format: Format, cross: bool) -> Vec<i64> {
     let (h, f) = (cfg.hidden_size, cfg.ffn_dim);
     let mut shapes = vec![(3 * h, h), (h, h), (f, h), (h, f)];
     if cross {
@@ -321,7 +320,7 @@ fn arena_sizes(cfg: &DecoderConfig, kind: Kind, int8: bool, cross: bool) -> Vec<
     }
     let layers = shapes.iter().cycle().take(shapes.len() * cfg.num_hidden_layers as usize);
     let heads = (cfg.num_codebooks * cfg.vocab_size, h);
-    layers.chain([&heads]).flat_map(|&(rows, cols)| Proj::arena_sizes(rows, cols, kind, int8)).collect()
+    layers.chain([&heads]).flat_map(|&(rows, cols)| Proj::arena_sizes(rows, cols, kind, format)).collect()
 }
 
 /// `(batch, seq, heads·hd)` → `(batch, heads, seq, hd)` view.
@@ -372,19 +371,19 @@ fn sinusoids(n: i64, dim: i64, device: Device) -> Tensor {
 
 #[cfg(test)]
 impl Decoder {
-    /// Rounds every projection and LM head as int8 per row or per `group` inputs, kept in f32
+    /// Rounds every projection and LM head to ±`levels` per row or per `group` inputs, kept in f32
     /// ([`proj::fake_quantised`]), for the per-group measurement in `quality`.
-    fn fake_quantise(&mut self, group: Option<i64>) {
+    fn fake_quantise(&mut self, group: Option<i64>, levels: i64) {
         for layer in &mut self.layers {
             for proj in [&mut layer.qkv, &mut layer.self_out, &mut layer.fc1, &mut layer.fc2] {
-                proj.fake_quantise(group);
+                proj.fake_quantise(group, levels);
             }
             if let Some(cross) = &mut layer.cross {
-                cross.q.fake_quantise(group);
-                cross.out.fake_quantise(group);
+                cross.q.fake_quantise(group, levels);
+                cross.out.fake_quantise(group, levels);
             }
         }
-        self.heads.fake_quantise(group);
+        self.heads.fake_quantise(group, levels);
     }
 }
 
@@ -396,6 +395,7 @@ mod proj;
 mod quality;
 
 use arena::Arena;
+pub(crate) use proj::Format;
 use proj::Proj;
 #[cfg(test)]
 mod tests;

@@ -111,7 +111,7 @@ fn write_memory(out: &mut String, dir: &Path, batch: u32, duration_s: f64) -> Re
     let shape = ModelShape::read(&dir.join("config.json"))?;
     let frames = shape.frames(duration_s);
     let _ = writeln!(out, "memory for batch {batch}, {duration_s} s ({frames} frames), guidance on:");
-    for dtype in [DType::F32, DType::F16, DType::Bf16, DType::Int8] {
+    for dtype in DType::ALL {
         let r = requirements::from_checkpoint(dir, dtype, duration_s)?;
         let w = shape.working_set(dtype, u64::from(batch), duration_s);
         let parts = dtype.parts();

@@ -8,6 +8,7 @@ use std::ffi::c_void;
 use tch::{Device, Kind, Tensor};
 
 mod ffi;
+mod int4;
 mod int8;
 mod path;
 
@@ -15,6 +16,7 @@ use ffi::{
     maestro_decoder_step, maestro_gemv, maestro_inference_mode_enter, maestro_inference_mode_exit,
     maestro_isa_supported, maestro_lstm_layer, maestro_set_thread_team,
 };
+pub use int4::{gemv_i4, gemv_i4_on, pack_int4, q4_row_bytes, unpack_int4, I4, Q4_GROUP};
 pub use int8::{gemv_i8, gemv_i8_on, int8_scales, I8};
 pub use path::{active, Path, PathGuard};
 

@@ -95,11 +95,12 @@ impl MusicGen {
     /// does not serve is [`MusicgenError::Unsupported`] before any weight is read.
     pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Self> {
         let _guard = tch::no_grad_guard();
-        if options.decoder_dtype == DType::Int8 && options.device != Device::Cpu {
-            // The int8 products are the CPU kernels'; on a GPU f16 reads as few bytes per FLOP.
-            return Err(MusicgenError::Unsupported(
-                "int8 weights run on the CPU only: use f16 on a GPU".into(),
-            ));
+        if options.decoder_dtype.is_quantised() && options.device != Device::Cpu {
+            // The int8 and int4 products are the CPU kernels'; on a GPU f16 reads as few bytes per FLOP.
+            return Err(MusicgenError::Unsupported(format!(
+                "{} weights run on the CPU only: use f16 on a GPU",
+                options.decoder_dtype
+            )));
         }
         crate::checkpoint::kind::check_config_file(&dir.join("config.json"))?;
         let config = MusicgenConfig::from_file(&dir.join("config.json"))?;
@@ -126,9 +127,13 @@ impl MusicGen {
             None
         };
         let decoder_kind = weights::kind(options.decoder_dtype);
-        let int8 = options.decoder_dtype == DType::Int8;
+        let format = match options.decoder_dtype {
+            DType::Int8 => decoder::Format::Int8,
+            DType::Int4 => decoder::Format::Int4,
+            _ => decoder::Format::Float,
+        };
         let decoder =
-            Decoder::load(&w, &config.decoder, (decoder_kind, int8), options.device, melody.is_none())?;
+            Decoder::load(&w, &config.decoder, (decoder_kind, format), options.device, melody.is_none())?;
         // A reduced-precision decoder on the CPU gets the codec's recurrent weights in f16 as well:
         // an f32 load keeps the whole codec in f32, transformers' arithmetic.
         let recurrent = if options.device == Device::Cpu && options.decoder_dtype != DType::F32 {
@@ -220,10 +225,13 @@ impl MusicGen {
         // Self-attention's four projections, and cross-attention's query and output but for a melody
         // decoder.
         let projections = if self.melody.is_some() { 4 } else { 6 };
-        let per_layer = projections * h * h + 2 * h * f + 6 * h;
-        let params =
-            d.num_hidden_layers as u64 * per_layer + d.num_codebooks as u64 * d.vocab_size as u64 * h;
-        params * self.options.decoder_dtype.bytes()
+        let dtype = self.options.decoder_dtype;
+        let per_layer = projections * dtype.matrix_bytes(h, h)
+            + dtype.matrix_bytes(f, h)
+            + dtype.matrix_bytes(h, f)
+            + 6 * h * dtype.activation().bytes();
+        d.num_hidden_layers as u64 * per_layer
+            + dtype.matrix_bytes(d.num_codebooks as u64 * d.vocab_size as u64, h)
     }
 
     /// The checkpoint's generation defaults.

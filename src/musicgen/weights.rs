@@ -11,10 +11,11 @@ use super::error::{MusicgenError, Result};
 use crate::checkpoint::{Checkpoint, Dtype, TensorInfo};
 pub use crate::resources::requirements::DType;
 
-/// The libtorch kind of a dtype (for int8, of its activations and unquantised weights: f32).
+/// The libtorch kind of a dtype (for int8 and int4, of their activations and unquantised weights:
+/// f32).
 pub fn kind(dtype: DType) -> Kind {
     match dtype {
-        DType::F32 | DType::Int8 => Kind::Float,
+        DType::F32 | DType::Int8 | DType::Int4 => Kind::Float,
         DType::F16 => Kind::Half,
         DType::Bf16 => Kind::BFloat16,
     }

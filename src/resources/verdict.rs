@@ -243,10 +243,11 @@ fn memory_check(
 fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
     match input.device {
         RequestedDevice::On(Device::Cpu) => Ok(Device::Cpu),
-        RequestedDevice::On(Device::Cuda(i)) if input.requirements.dtype == DType::Int8 => {
+        RequestedDevice::On(Device::Cuda(i)) if input.requirements.dtype.is_quantised() => {
+            let dtype = input.requirements.dtype;
             Err(Error::invalid(
                 "device",
-                format!("cuda:{i} cannot run int8 weights: they run on the CPU only (use f16 on a GPU)"),
+                format!("cuda:{i} cannot run {dtype} weights: they run on the CPU only (use f16 on a GPU)"),
             ))
         }
         RequestedDevice::On(Device::Cuda(i)) => gpu(&input.room, i).map(|_| Device::Cuda(i)),
@@ -268,9 +269,9 @@ fn resolve(input: &FitInput<'_>) -> Result<Device, Error> {
 }
 
 /// The GPUs `auto` chooses among: placeable, sampled, meeting the model's compute capability; none
-/// for int8 weights, whose kernels are the CPU's.
+/// for int8 or int4 weights, whose kernels are the CPU's.
 fn candidates(input: &FitInput<'_>) -> Vec<Device> {
-    if input.requirements.dtype == DType::Int8 {
+    if input.requirements.dtype.is_quantised() {
         return Vec::new();
     }
     let required = input.requirements.min_compute_capability;

@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{Cross, Decoder, DecoderState, LAYER_NORM_EPS};
+use super::{Cross, Decoder, DecoderState, Format, LAYER_NORM_EPS};
 use crate::musicgen::kernels;
 
 impl Decoder {
@@ -80,7 +80,11 @@ impl Decoder {
             position: state.pos,
             encoder_len: state.cross_k.first().map_or(1, |k| k.size()[2]),
             dtype,
-            weight_dtype: if self.heads.is_int8() { kernels::I8 } else { dtype },
+            weight_dtype: match self.heads.format() {
+                Format::Float => dtype,
+                Format::Int8 => kernels::I8,
+                Format::Int4 => kernels::I4,
+            },
             eps: LAYER_NORM_EPS as f32,
             cache_dtype,
             layer: layers.as_ptr(),

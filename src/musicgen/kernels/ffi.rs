@@ -33,6 +33,15 @@ mod real {
             k: i64,
             y: *mut f32,
         ) -> i32;
+        pub fn maestro_gemv_i4(
+            isa: i32,
+            x: *const f32,
+            m: i64,
+            w: *const u8,
+            n: i64,
+            k: i64,
+            y: *mut f32,
+        ) -> i32;
         pub fn maestro_decoder_step(isa: i32, step: *const super::super::DecoderStep) -> i32;
         pub fn maestro_lstm_layer(
             isa: i32,
@@ -78,6 +87,17 @@ mod stand_in {
         _: i64,
         _: *const i8,
         _: *const f32,
+        _: i64,
+        _: i64,
+        _: *mut f32,
+    ) -> i32 {
+        -1
+    }
+    pub unsafe fn maestro_gemv_i4(
+        _: i32,
+        _: *const f32,
+        _: i64,
+        _: *const u8,
         _: i64,
         _: i64,
         _: *mut f32,

@@ -21,6 +21,21 @@ pub fn int8_scales(w: &Tensor, scale: &Tensor) -> Tensor {
     Tensor::stack(&[scale.to_kind(Kind::Float), sums], 0).contiguous()
 }
 
+/// The f32 output `(…, n)` of a quantised product over rows `x (…, k)`, and the number of rows;
+/// `None` unless `x` and `weights` are contiguous CPU tensors and `x` is f32 with 1 to
+/// [`MAX_PASS_ROWS`] rows.
+pub(super) fn quantised_output(x: &Tensor, weights: &[&Tensor], n: i64) -> Option<(Tensor, i64)> {
+    let shape = x.size();
+    let rows = shape[..shape.len().checked_sub(1)?].iter().product::<i64>();
+    let on_cpu = weights.iter().chain([&x]).all(|t| t.device() == Device::Cpu && t.is_contiguous());
+    if !on_cpu || x.kind() != Kind::Float || !(1..=MAX_PASS_ROWS).contains(&rows) {
+        return None;
+    }
+    let mut out_shape = shape;
+    *out_shape.last_mut()? = n;
+    Some((Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu)), rows))
+}
+
 /// [`gemv_i8_on`] the [`active`] path.
 pub fn gemv_i8(x: &Tensor, w: &Tensor, scales: &Tensor) -> Option<Tensor> {
     gemv_i8_on(active(), x, w, scales)
@@ -34,22 +49,11 @@ pub fn gemv_i8_on(path: Path, x: &Tensor, w: &Tensor, scales: &Tensor) -> Option
         [n, k] => (n, k),
         _ => return None,
     };
-    let shape = x.size();
-    let rows = shape[..shape.len().saturating_sub(1)].iter().product::<i64>();
-    let on_cpu = [x, w, scales].iter().all(|t| t.device() == Device::Cpu && t.is_contiguous());
-    let applies = on_cpu
-        && x.kind() == Kind::Float
-        && w.kind() == Kind::Int8
+    let applies = w.kind() == Kind::Int8
         && scales.kind() == Kind::Float
         && scales.size() == [2, n]
-        && shape.last() == Some(&k)
-        && (1..=MAX_PASS_ROWS).contains(&rows);
-    if !applies {
-        return None;
-    }
-    let mut out_shape = shape;
-    *out_shape.last_mut()? = n;
-    let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
+        && x.size().last() == Some(&k);
+    let (y, rows) = quantised_output(x, &[w, scales], n).filter(|_| applies)?;
     // SAFETY: x (rows × k) f32, w (n × k) int8, scales (2 × n) f32 and y (rows × n) f32 are
     // contiguous CPU tensors alive for the call; the kernel reads x, w and scales and writes only y.
     let status = unsafe {

@@ -58,6 +58,12 @@ impl Path {
         matches!(self, Path::Avx512Vnni | Path::Avx2Vnni)
     }
 
+    /// Whether int4 products on this path quantise the activations to bytes (per row, symmetric):
+    /// every path but the generic one, which widens the codes to f32 instead.
+    pub fn quantises_int4_activations(self) -> bool {
+        self != Path::Generic
+    }
+
     /// Whether an int8 product of `rows` activation rows on this path quantises them.
     pub fn quantises_activations_at(self, rows: i64) -> bool {
         self.quantises_activations() && rows > super::QUANTISE_ABOVE_ROWS

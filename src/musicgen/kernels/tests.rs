@@ -127,6 +127,102 @@ fn int8_matches_libtorch_on_every_path() {
     }
 }
 
+/// The int4 product on every path against libtorch's f32 `linear` over the unpacked weights (on the
+/// paths that quantise the activations, over the rows as they quantise them), for every row count
+/// and widths that are whole steps of the kernel, whole groups, ragged groups, below one group.
+#[test]
+fn int4_matches_libtorch_on_every_path() {
+    for path in paths_here() {
+        for rows in 1..=MAX_PASS_ROWS {
+            for (n, k) in
+                [(1, 32), (5, 48), (67, 1024), (130, 96), (3, 40), (17, 7), (9, 200), (4, 4096), (3, 160)]
+            {
+                let x = Tensor::randn([rows, k], (Kind::Float, Device::Cpu));
+                let w = pack_int4(&(Tensor::randn([n, k], (Kind::Float, Device::Cpu)) * 0.05));
+                let dequantised = unpack_int4(&w, k);
+                let input =
+                    if path.quantises_int4_activations() { symmetric_rows(&x) } else { x.shallow_clone() };
+                let want =
+                    input.to_kind(Kind::Double).linear::<Tensor>(&dequantised.to_kind(Kind::Double), None);
+                let got = gemv_i4_on(path, &x, &w).expect("applies");
+                let err = (got.to_kind(Kind::Double) - &want).abs().max().double_value(&[]);
+                let bound = 1e-5 * magnitude(&input, &dequantised);
+                assert!(err <= bound, "{path}: {rows}×{n}×{k}: error {err}, bound {bound}");
+            }
+        }
+    }
+}
+
+/// `x (rows, k)` as the int4 kernels quantise it: each row to ±127 steps of its largest magnitude,
+/// with the kernel's f32 roundings (a value times 127 / max, rounded).
+fn symmetric_rows(x: &Tensor) -> Tensor {
+    let peak = x.abs().amax([1], true);
+    let inverse = peak.full_like(127.0) / &peak;
+    (x * inverse).round().clamp(-127.0, 127.0) * (peak / 127.0)
+}
+
+/// A non-finite activation gives a non-finite int4 product on every path, quantised or not.
+#[test]
+fn int4_keeps_non_finite_activations_visible() {
+    let w = pack_int4(&Tensor::randn([4, 80], (Kind::Float, Device::Cpu)));
+    for path in paths_here() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let x = Tensor::randn([2, 80], (Kind::Float, Device::Cpu));
+            let _ = x.get(0).get(70).fill_(bad);
+            let y = gemv_i4_on(path, &x, &w).expect("applies");
+            assert_eq!(y.get(0).isfinite().any().int64_value(&[]), 0, "{path}: row 0 is {y}");
+            assert_eq!(y.get(1).isfinite().all().int64_value(&[]), 1, "{path}: row 1 stays finite");
+        }
+    }
+}
+
+/// Packing keeps what Q4_0 promises: each group's extreme value exactly, zero exactly, every other
+/// weight within a step d of its group (half a step but beyond 7 steps on the side opposite the
+/// extreme, where the codes stop); and the
+/// packed rows are what `q4_row_bytes` says. A zero row packs to zeros.
+#[test]
+fn int4_packing_rounds_each_group_to_its_own_scale() {
+    let (n, k) = (6, 70);
+    let w = Tensor::randn([n, k], (Kind::Float, Device::Cpu))
+        * Tensor::logspace(-3.0, 1.0, n, 10.0, (Kind::Float, Device::Cpu)).unsqueeze(1);
+    let _ = w.get(2).fill_(0.0);
+    let _ = w.get(3).get(5).fill_(0.0);
+    let packed = pack_int4(&w);
+    assert_eq!((packed.kind(), packed.size()), (Kind::Uint8, vec![n, q4_row_bytes(k)]));
+    assert_eq!(q4_row_bytes(k), 3 * 18);
+    let back = unpack_int4(&packed, k);
+    assert_eq!(back.get(2).abs().max().double_value(&[]), 0.0, "a zero row");
+    assert_eq!(back.get(3).get(5).double_value(&[]), 0.0, "zero stays zero");
+    for g in 0..3 {
+        let width = (k - g * Q4_GROUP).min(Q4_GROUP);
+        let (orig, got) = (w.narrow(1, g * Q4_GROUP, width), back.narrow(1, g * Q4_GROUP, width));
+        let extreme = orig.abs().amax([1], false);
+        let step = &extreme / 8.0;
+        let err = (&got - &orig).abs().amax([1], false);
+        // A step at most (the side opposite the extreme stops at 7 steps), plus the f16 rounding of
+        // the scale carried over 8 steps.
+        let within = err.le_tensor(&(&step + &extreme * 1e-3)).all().int64_value(&[]);
+        assert_eq!(within, 1, "group {g}: errors {err:?} against steps {step:?}");
+        let kept = got.abs().amax([1], false) - &extreme;
+        assert!(kept.abs().max().double_value(&[]) <= 1e-3 * extreme.max().double_value(&[]), "group {g}");
+    }
+}
+
+/// Where the int4 kernel declines: rows of another width, another dtype, too many rows.
+#[test]
+fn int4_declines_what_it_does_not_handle() {
+    if !supported() {
+        eprintln!("skipped: the CPU kernels were not built");
+        return;
+    }
+    let w = pack_int4(&Tensor::randn([8, 64], (Kind::Float, Device::Cpu)));
+    let x = Tensor::randn([2, 64], (Kind::Float, Device::Cpu));
+    assert!(gemv_i4(&x, &w).is_some());
+    assert!(gemv_i4(&Tensor::randn([2, 96], (Kind::Float, Device::Cpu)), &w).is_none(), "another width");
+    assert!(gemv_i4(&x.to_kind(Kind::Half), &w).is_none(), "f16 activations");
+    assert!(gemv_i4(&Tensor::randn([MAX_PASS_ROWS + 1, 64], (Kind::Float, Device::Cpu)), &w).is_none());
+}
+
 /// `x (rows, k)` as the VNNI kernels see it: each row's range, zero included, in 255 steps from a
 /// zero point, with the kernel's f32 roundings.
 fn quantised_rows(x: &Tensor) -> Tensor {

@@ -30,7 +30,7 @@ pub fn from_checkpoint(dir: &Path, dtype: DType, duration_s: f64) -> Result<Requ
 /// each question is arithmetic.
 #[derive(Debug, Clone)]
 pub struct CheckpointSizing {
-    sizes: [(DType, HeaderSizes); 4],
+    sizes: [(DType, HeaderSizes); DType::ALL.len()],
     shape: ModelShape,
     max_frames: Option<u64>,
     audio_in: AudioInCost,
@@ -43,7 +43,7 @@ impl CheckpointSizing {
         kind::check_config_file(&dir.join("config.json")).map_err(config_error)?;
         // One read of the headers for the weights and for what audio input costs.
         let file = Checkpoint::open_dir(dir)?;
-        let sizes = [DType::F32, DType::F16, DType::Bf16, DType::Int8].map(|d| (d, sizes_of(&file, d)));
+        let sizes = DType::ALL.map(|d| (d, sizes_of(&file, d)));
         let shape = ModelShape::read(&dir.join("config.json"))?;
         let generation = dir.join("generation_config.json");
         let max_frames = if generation.is_file() {

@@ -148,12 +148,16 @@ impl WeightBytes {
     }
 }
 
-/// Bytes of `params` decoder parameters in `dtype` without their names. With int8 a quarter is taken
-/// to stay f32 (embeddings, cross-attention keys and values: a seventh of musicgen-small's decoder,
-/// an eighth of the larger ones), so the figure errs high; a checkpoint's header sizes it exactly.
+/// Bytes of `params` decoder parameters in `dtype` without their names. With int8 or int4 a quarter
+/// is taken to stay f32 (embeddings, cross-attention keys and values: a seventh of musicgen-small's
+/// decoder, an eighth of the larger ones) and the rest to be quantised at a byte (int8) or 9/16 of
+/// one (int4) per weight, so the figure errs high; a checkpoint's header sizes it exactly.
 fn decoder_bytes(params: u64, dtype: DType) -> u64 {
+    let float = params / 4;
+    let quantised = params - float;
     match dtype {
-        DType::Int8 => params.saturating_add((params / 4).saturating_mul(3)),
+        DType::Int8 => quantised.saturating_add(float.saturating_mul(4)),
+        DType::Int4 => (quantised / 16).saturating_mul(9).saturating_add(float.saturating_mul(4)),
         other => params.saturating_mul(other.bytes()),
     }
 }

@@ -401,7 +401,7 @@ proptest! {
 #[test]
 fn int8_counts_quantised_weights_and_their_scales() {
     assert_eq!((DType::parse("INT8").unwrap(), DType::Int8.to_string()), (DType::Int8, "int8".into()));
-    assert_eq!((DType::Int8.bytes(), DType::Int8.activation()), (1, DType::F32));
+    assert_eq!((DType::Int8.matrix_bytes(3, 5), DType::Int8.activation()), (3 * 13, DType::F32));
     let layer = |name: &str| format!("decoder.model.decoder.layers.0.{name}.weight");
     assert!(["fc1", "encoder_attn.q_proj", "self_attn.v_proj"].iter().all(|n| quantised_weight(&layer(n))));
     assert!(quantised_weight("decoder.lm_heads.2.weight"));
@@ -420,4 +420,23 @@ fn int8_counts_quantised_weights_and_their_scales() {
     assert_eq!(decoder, 32 + 4 * 8 + 8 * 4, "fc1 as int8 with 4 scales and sums, the norm in f32");
     let counts = ParameterCounts { decoder: 400, ..Default::default() };
     assert_eq!(WeightBytes::of_params(&counts, DType::Int8).decoder, 400 + 100 * 3);
+}
+
+/// int4: per row and group of 32 inputs (the last padded) 16 code bytes and an f16 scale, the rest
+/// f32 (a quarter if unnamed, the rest at 9/16 of a byte per weight).
+#[test]
+fn int4_counts_groups_of_codes_and_scales() {
+    assert_eq!((DType::parse("Int4").unwrap(), DType::Int4.to_string()), (DType::Int4, "int4".into()));
+    assert!(DType::Int4.is_quantised() && !DType::F16.is_quantised());
+    assert_eq!(DType::Int4.activation(), DType::F32);
+    assert_eq!([32, 33, 64].map(|cols| DType::Int4.matrix_bytes(2, cols)), [36, 72, 72]);
+    let header = r#"{"decoder.model.decoder.layers.0.fc1.weight": {"dtype": "F32", "shape": [4, 40], "data_offsets": [0, 640]},
+        "decoder.model.decoder.layer_norm.weight": {"dtype": "F32", "shape": [8], "data_offsets": [640, 672]}}"#;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&path, header, 672);
+    let decoder = weights_from_header(&path, DType::Int4).unwrap().weights.decoder;
+    assert_eq!(decoder, 4 * 2 * 18 + 8 * 4, "fc1 as two groups per row, the norm in f32");
+    let counts = ParameterCounts { decoder: 400, ..Default::default() };
+    assert_eq!(WeightBytes::of_params(&counts, DType::Int4).decoder, 300 / 16 * 9 + 100 * 4);
 }

@@ -193,14 +193,16 @@ fn a_gpu_not_placed_on_is_a_bad_device_and_auto_skips_it() {
 
 #[test]
 fn int8_weights_are_placed_on_the_cpu_and_refused_on_a_gpu() {
-    let r = table(LARGE, DType::Int8, 10.0);
     let snapshot = machine(100 * GB, &[(80 * GB, (9, 0))]);
-    assert_eq!(
-        verdict(&input(LARGE, &r, RequestedDevice::Auto, &snapshot, &[])).unwrap().device,
-        Device::Cpu
-    );
-    let err = verdict(&input(LARGE, &r, Device::Cuda(0), &snapshot, &[])).unwrap_err();
-    assert!(err.to_string().contains("cuda:0 cannot run int8 weights"), "{err}");
+    for dtype in [DType::Int8, DType::Int4] {
+        let r = table(LARGE, dtype, 10.0);
+        assert_eq!(
+            verdict(&input(LARGE, &r, RequestedDevice::Auto, &snapshot, &[])).unwrap().device,
+            Device::Cpu
+        );
+        let err = verdict(&input(LARGE, &r, Device::Cuda(0), &snapshot, &[])).unwrap_err();
+        assert!(err.to_string().contains(&format!("cuda:0 cannot run {dtype} weights")), "{err}");
+    }
     let f16 = table(LARGE, DType::F16, 10.0);
     assert_eq!(
         verdict(&input(LARGE, &f16, RequestedDevice::Auto, &snapshot, &[])).unwrap().device,
