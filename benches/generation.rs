@@ -83,6 +83,7 @@ fn main() {
         println!("|---|---:|---:|");
         println!("| in-process `MusicGen::generate` | {ip_first:.2} | {ip_steps:.2} |");
         println!("| gRPC `Generate` (client-timed) | {g_first:.2} | {g_steps:.2} |");
+        println!("| the server's decoding alone (its summary) | | {:.2} |", timed.decode_steps_per_s);
         println!(
             "| overhead | {:+.1} % | {:+.1} % |",
             (g_first / ip_first - 1.0) * 100.0,

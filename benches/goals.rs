@@ -4,15 +4,18 @@
 //!
 //! - **Through the service**: a real `maestro-server` (`--torch-threads 2`), `LoadModel` int8 on the
 //!   CPU, `Generate` timed by the client: steps/s of the whole call (T5, every step, sampling,
-//!   EnCodec, the stream) and the time to the first chunk (the first 0.5 s of audio). Quiet, beside a
+//!   EnCodec, the stream) and the time to the first chunk (the first 0.5 s of audio), with the
+//!   server's own decoding rate from its summary beside them. Quiet, beside a
 //!   busy neighbour (a busy loop pinned to core 1), and on a second server capped with
 //!   `--cpu-isa avx2` (libtorch's own kernels capped too). Then `LoadModel` int4 on the first server,
 //!   quiet.
 //! - **ONNX Runtime's decoder loop alone**, int8 and fp32, on the same weights: `scripts/bench_onnx.py`
 //!   in the venv `scripts/provision-onnx.sh` makes (about 7 GB, once); `MAESTRO_BENCH_ONNX=0` skips it.
-//! - **In process**, for where the time goes: the bandwidth floor of the int8 and int4 steps' bytes,
-//!   measured here, and one generation's parts in each (`GenerationStats`: text, decoding, codec,
-//!   the rest).
+//! - **In process**, for where the time goes: one generation's parts in int8 and int4
+//!   (`GenerationStats`: text, decoding, codec, the rest) and the floor of every byte the step reads
+//!   at the bandwidth measured here: the weights, and the self-attention cache averaged over the 503
+//!   steps. Then the decoding rate that 60 steps/s end to end would need beside this run's text
+//!   encoding and EnCodec, against that floor.
 //!
 //! Then each goal with its target, what was measured and whether it is met. Each configuration runs
 //! `MAESTRO_BENCH_GOAL_RUNS` requests (3) and the best counts, since noise on a shared host only ever
@@ -65,8 +68,11 @@ impl Runs {
     }
 
     fn each(&self) -> String {
-        let runs: Vec<String> =
-            self.0.iter().map(|t| format!("{:.1} ({:.2} s)", t.steps_per_s, t.first_chunk_s)).collect();
+        let runs: Vec<String> = self
+            .0
+            .iter()
+            .map(|t| format!("{:.1} ({:.2} s; {:.1})", t.steps_per_s, t.first_chunk_s, t.decode_steps_per_s))
+            .collect();
         runs.join(", ")
     }
 }
@@ -128,10 +134,11 @@ fn main() {
     let runs: usize = std::env::var("MAESTRO_BENCH_GOAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let dir = small_shape_dir();
     if std::env::var_os("MAESTRO_BENCH_GOALS_IN_PROCESS").is_some() {
-        // Only the in-process part, `runs` times: for profiling and A/B runs of one change.
+        // Only the in-process part, `runs` times, in `MAESTRO_BENCH_DTYPES` (one dtype, int8 unless
+        // set): for profiling and A/B runs of one change.
+        let dtype = std::env::var("MAESTRO_BENCH_DTYPES").unwrap_or_else(|_| "int8".into());
         for _ in 0..runs {
-            let (floor, parts) = in_process(&dir, DType::Int8);
-            println!("{parts}; floor {floor:.1} steps/s");
+            in_process(&dir, DType::parse(&dtype).expect("MAESTRO_BENCH_DTYPES")).print(&dtype);
         }
         return;
     }
@@ -164,10 +171,9 @@ fn main() {
         server::load(&channel, "int8").await;
         Runs::measure(&channel, runs).await
     });
-    let (floor, parts) = in_process(&dir, DType::Int8);
-    let (floor4, parts4) = in_process(&dir, DType::Int4);
+    let (int8_parts, int4_parts) = (in_process(&dir, DType::Int8), in_process(&dir, DType::Int4));
 
-    println!("\n| configuration | steps/s (first 0.5 s) per run |");
+    println!("\n| configuration | steps/s (first 0.5 s; the server's decoding alone, steps/s) per run |");
     println!("|---|---|");
     println!("| service, int8, quiet | {} |", quiet.each());
     if let Some(b) = &busy {
@@ -179,8 +185,17 @@ fn main() {
         Some(o) => println!("| {} | |", o.line),
         None => println!("| ONNX Runtime: not run (`MAESTRO_BENCH_ONNX=0` or its venv failed) | |"),
     }
-    println!("\nIn process, int8, one generation: {parts}; the step's bandwidth floor {floor:.1} steps/s");
-    println!("In process, int4, one generation: {parts4}; the step's bandwidth floor {floor4:.1} steps/s");
+    println!();
+    int8_parts.print("int8");
+    int4_parts.print("int4");
+    let needed = int8_parts.needed_for(60.0);
+    println!(
+        "60 steps/s end to end leaves int8's 503 steps {:.2} s beside text and EnCodec ({:.2} s here): \
+         decoding at {needed:.1} steps/s, {:.0} % of its floor.",
+        503.0 / needed,
+        int8_parts.other_s,
+        100.0 * needed / int8_parts.floor
+    );
 
     let (e2e, first) = (quiet.steps_per_s(), quiet.first_chunk_s());
     println!("\n| goal | target | measured | |");
@@ -213,13 +228,32 @@ fn goal(what: &str, target: &str, measured: String, met: bool) {
     println!("| {what} | {target} | {measured} | {} |", if met { "met" } else { "**not met**" });
 }
 
-/// The `dtype` step's bandwidth floor (steps/s) and one in-process generation's parts, printed.
-fn in_process(dir: &Path, dtype: DType) -> (f64, String) {
+/// One in-process generation of 503 steps and the floors of its step, in steps/s.
+struct InProcess {
+    /// The generation's parts, printed.
+    parts: String,
+    /// Decoding steps per second (passes and sampling).
+    decoding: f64,
+    /// Text encoding and EnCodec, seconds: what 503 steps share the end-to-end time with.
+    other_s: f64,
+    /// The weights' floor: their bytes at the bandwidth measured here.
+    weights_floor: f64,
+    /// Every byte's floor: the weights plus the self-attention cache, averaged over the 503 steps.
+    floor: f64,
+    /// Megabytes a step reads: weights, and the cache on average.
+    weights_mb: f64,
+    cache_mb: f64,
+}
+
+/// The `dtype` step's floors and one in-process generation's parts.
+fn in_process(dir: &Path, dtype: DType) -> InProcess {
     tch::set_num_threads(2);
     let _guard = tch::no_grad_guard();
     let model = MusicGen::load(dir, tch::Device::Cpu, dtype).expect("small shape loads");
-    let bytes = model.decoder_step_bytes();
-    let floor = run::matvec_bandwidth(bytes) / bytes as f64;
+    let weights = model.decoder_step_bytes();
+    // A guided request is two rows; position p reads p + 1 cached positions, 252 on average.
+    let cache = model.decoder_cache_bytes(2, (1..=503u64).sum::<u64>()) / 503;
+    let bandwidth = run::matvec_bandwidth(weights);
     let r = run::maestro(&model, 503);
     let decode_ms = r.step_ms * 503.0;
     let other = r.total_s * 1e3 - r.text_ms - decode_ms - r.codec_ms;
@@ -228,5 +262,33 @@ fn in_process(dir: &Path, dtype: DType) -> (f64, String) {
          codec {:.0} ms, the rest {:.0} ms",
         r.steps_per_s, r.decode_steps_per_s, r.text_ms, decode_ms, r.step_ms, r.codec_ms, other
     );
-    (floor, parts)
+    InProcess {
+        parts,
+        decoding: r.decode_steps_per_s,
+        other_s: (r.text_ms + r.codec_ms + other) / 1e3,
+        weights_floor: bandwidth / weights as f64,
+        floor: bandwidth / (weights + cache) as f64,
+        weights_mb: weights as f64 / 1e6,
+        cache_mb: cache as f64 / 1e6,
+    }
+}
+
+impl InProcess {
+    fn print(&self, dtype: &str) {
+        println!(
+            "In process, {dtype}, one generation: {}. A step reads {:.0} MB of weights and {:.0} MB of \
+             cache on average: floor {:.1} steps/s (the weights alone {:.1}); decoding runs at {:.0} % of it.",
+            self.parts,
+            self.weights_mb,
+            self.cache_mb,
+            self.floor,
+            self.weights_floor,
+            100.0 * self.decoding / self.floor
+        );
+    }
+
+    /// The decoding rate 60 steps/s end to end needs beside this run's text encoding and EnCodec.
+    fn needed_for(&self, end_to_end: f64) -> f64 {
+        503.0 / (503.0 / end_to_end - self.other_s)
+    }
 }

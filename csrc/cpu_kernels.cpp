@@ -304,6 +304,14 @@ struct Q4Rows {
 
 // `m` rows of `k` inputs into `out`. A row holding an infinity or NaN gets a NaN scale, so its
 // products are not finite either (as the f32 paths' would not be).
+// Rounds to the nearest integer, ties to even (nearbyint in the default rounding mode), by adding
+// and taking away 1.5·2²³: the compiler vectorises this where nearbyint stays a call per value.
+// Exact for |v| < 2²²; the callers' values are within ±127.
+inline int32_t round_even(float v) {
+  constexpr float kShift = 12582912.f;
+  return static_cast<int32_t>((v + kShift) - kShift);
+}
+
 template <class Q>
 void quantise_q4_rows(const float* x, int64_t m, int64_t k, Q4Rows& out) {
   constexpr int64_t step_groups = Q::QN / 16;
@@ -328,11 +336,24 @@ void quantise_q4_rows(const float* x, int64_t m, int64_t k, Q4Rows& out) {
     int8_t* lo = out.lo.data() + r * bytes;
     int8_t* hi = out.hi.data() + r * bytes;
     int32_t* base = out.base.data() + r * out.groups * 4;
+    // A last group shorter than 32 inputs is read from a zero-padded copy, so every group runs the
+    // same fixed-length loops, which the compiler unrolls and vectorises.
+    float tail[kQ4Group] = {};
     for (int64_t g = 0; g * kQ4Group < k; ++g) {
+      const float* src = row + g * kQ4Group;
+      if (k - g * kQ4Group < kQ4Group) {
+        std::copy(src, row + k, tail);
+        src = tail;
+      }
       int32_t sum = 0;
-      for (int64_t t = 0; t < kQ4Group && g * kQ4Group + t < k; ++t) {
-        const auto q = static_cast<int8_t>(std::clamp(std::nearbyint(row[g * kQ4Group + t] * inv), -127.f, 127.f));
-        (t < 16 ? lo[g * 16 + t] : hi[g * 16 + t - 16]) = q;
+      for (int64_t t = 0; t < 16; ++t) {
+        const int32_t q = round_even(std::clamp(src[t] * inv, -127.f, 127.f));
+        lo[g * 16 + t] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      for (int64_t t = 0; t < 16; ++t) {
+        const int32_t q = round_even(std::clamp(src[16 + t] * inv, -127.f, 127.f));
+        hi[g * 16 + t] = static_cast<int8_t>(q);
         sum += q;
       }
       for (int j = 0; j < 4; ++j) base[g * 4 + j] = -2 * sum;

@@ -153,8 +153,9 @@ float softmax_unnormalised(float* s, int64_t len) {
   return V::reduce_add(sum);
 }
 
-// Cached positions ahead of the one being scored whose keys `attend` prefetches.
-constexpr int64_t kPrefetchAhead = 8;
+// Cached positions ahead of the one being scored whose keys `attend` prefetches: 4 KB of f16 keys
+// at head size 64, about a memory latency's worth of streaming; 8 measured 2 % slower a step.
+constexpr int64_t kPrefetchAhead = 32;
 
 // One query per (row, head) against `len` cached keys / values laid out (batch, heads, stride,
 // head_dim): out[b][h·hd + d] = softmax(q·kᵀ·scale + mask)·v. `q` rows are `q_stride` apart;

@@ -75,6 +75,8 @@ pub struct Timed {
     pub first_chunk_s: f64,
     /// Decoding steps (frames plus the delay pattern's) per second of the whole call.
     pub steps_per_s: f64,
+    /// The server's own figure: steps per second of decoder passes and sampling alone.
+    pub decode_steps_per_s: f64,
     pub frames: u32,
     pub batch: u32,
 }
@@ -95,6 +97,7 @@ pub async fn generate(channel: Channel, req: pb::GenerateRequest) -> Timed {
                 return Timed {
                     first_chunk_s: first.unwrap_or(0.0),
                     steps_per_s: steps / start.elapsed().as_secs_f64(),
+                    decode_steps_per_s: s.steps_per_second,
                     frames: s.frames,
                     batch: s.batch_size,
                 };

@@ -234,6 +234,15 @@ impl MusicGen {
             + dtype.matrix_bytes(d.num_codebooks as u64 * d.vocab_size as u64, h)
     }
 
+    /// Bytes of self-attention cache one decoding step reads over `positions` cached positions for
+    /// `rows` decoder rows (a guided request is two): every layer's keys and values, in the kind the
+    /// cache takes at that row count (f16 beside quantised weights where the fused step runs).
+    pub fn decoder_cache_bytes(&self, rows: i64, positions: u64) -> u64 {
+        let d = &self.config.decoder;
+        let element = self.decoder.cache_kind(rows).elt_size_in_bytes() as u64;
+        d.num_hidden_layers as u64 * 2 * rows as u64 * d.hidden_size as u64 * positions * element
+    }
+
     /// The checkpoint's generation defaults.
     pub fn generation_defaults(&self) -> &GenerationConfig {
         &self.generation

@@ -285,6 +285,21 @@ fn quantised_weights_run_op_by_op_where_the_step_declines() {
 /// (at most its rows), f32 where the op-by-op path would have to widen it every step; on every path
 /// the native step and the op-by-op path (its quantised products on the same path) write and read
 /// the same f16 cache alike.
+/// `MusicGen::decoder_cache_bytes`, which the goals benchmark's floor counts, is what a state holds
+/// per position: every layer's keys and values in the kind the cache takes at that row count.
+#[test]
+fn cache_bytes_are_what_the_state_holds() {
+    for dtype in [DType::F32, DType::F16, DType::Int8, DType::Int4] {
+        let model = fixture("musicgen-tiny", dtype);
+        let capacity = 6;
+        let held = state(&model, &PROMPTS, capacity);
+        let rows = held.self_k[0].size()[0];
+        let bytes: usize =
+            held.self_k.iter().chain(&held.self_v).map(|t| t.numel() * t.kind().elt_size_in_bytes()).sum();
+        assert_eq!(model.decoder_cache_bytes(rows, capacity as u64), bytes as u64, "{dtype}");
+    }
+}
+
 #[test]
 fn quantised_weights_keep_an_f16_cache_where_the_step_runs_it() {
     assert_eq!(fixture("musicgen-tiny", DType::F32).decoder.cache_kind(4), Kind::Float, "f32 weights");
