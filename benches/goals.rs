@@ -134,11 +134,14 @@ fn main() {
     let runs: usize = std::env::var("MAESTRO_BENCH_GOAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let dir = small_shape_dir();
     if std::env::var_os("MAESTRO_BENCH_GOALS_IN_PROCESS").is_some() {
-        // Only the in-process part, `runs` times, in `MAESTRO_BENCH_DTYPES` (one dtype, int8 unless
-        // set): for profiling and A/B runs of one change.
-        let dtype = std::env::var("MAESTRO_BENCH_DTYPES").unwrap_or_else(|_| "int8".into());
-        for _ in 0..runs {
-            in_process(&dir, DType::parse(&dtype).expect("MAESTRO_BENCH_DTYPES")).print(&dtype);
+        // Only the in-process part, `runs` times for each dtype of `MAESTRO_BENCH_DTYPES` (int8
+        // unless set): for profiling and A/B runs of one change.
+        let list = std::env::var("MAESTRO_BENCH_DTYPES").unwrap_or_else(|_| "int8".into());
+        for name in list.split(',').map(str::trim) {
+            let dtype = DType::parse(name).expect("MAESTRO_BENCH_DTYPES");
+            for _ in 0..runs {
+                in_process(&dir, dtype).print(name);
+            }
         }
         return;
     }
@@ -234,7 +237,7 @@ struct InProcess {
     parts: String,
     /// Decoding steps per second (passes and sampling).
     decoding: f64,
-    /// Text encoding and EnCodec, seconds: what 503 steps share the end-to-end time with.
+    /// Text encoding, EnCodec and the rest, seconds: what 503 steps share the end-to-end time with.
     other_s: f64,
     /// The weights' floor: their bytes at the bandwidth measured here.
     weights_floor: f64,
