@@ -177,6 +177,15 @@ fn measured_figures_replace_the_estimate() {
     assert_eq!(WeightBytes::default().scaled_to(7).decoder, 7, "nothing to scale: all decoder");
 }
 
+/// The decoder bytes `weights_from_header` sizes for `dtype` from a checkpoint of `header` and
+/// `data_len` bytes of data.
+fn decoder_bytes(header: &str, data_len: usize, dtype: DType) -> u64 {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&path, header, data_len);
+    weights_from_header(&path, dtype).unwrap().weights.decoder
+}
+
 /// Writes a safetensors file: the header JSON padded to 8 bytes, then `data_len` zero bytes.
 fn write_safetensors(path: &Path, header: &str, data_len: usize) {
     let mut header = header.as_bytes().to_vec();
@@ -413,10 +422,7 @@ fn int8_counts_quantised_weights_and_their_scales() {
     assert!(!kept.iter().any(|k| quantised_weight(k)));
     let header = r#"{"decoder.model.decoder.layers.0.fc1.weight": {"dtype": "F16", "shape": [4, 8], "data_offsets": [0, 64]},
         "decoder.model.decoder.layer_norm.weight": {"dtype": "F16", "shape": [8], "data_offsets": [64, 80]}}"#;
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("model.safetensors");
-    write_safetensors(&path, header, 80);
-    let decoder = weights_from_header(&path, DType::Int8).unwrap().weights.decoder;
+    let decoder = decoder_bytes(header, 80, DType::Int8);
     assert_eq!(decoder, 32 + 4 * 8 + 8 * 4, "fc1 as int8 with 4 scales and sums, the norm in f32");
     let counts = ParameterCounts { decoder: 400, ..Default::default() };
     assert_eq!(WeightBytes::of_params(&counts, DType::Int8).decoder, 400 + 100 * 3);
@@ -432,10 +438,7 @@ fn int4_counts_groups_of_codes_and_scales() {
     assert_eq!([32, 33, 64].map(|cols| DType::Int4.matrix_bytes(2, cols)), [36, 72, 72]);
     let header = r#"{"decoder.model.decoder.layers.0.fc1.weight": {"dtype": "F32", "shape": [4, 40], "data_offsets": [0, 640]},
         "decoder.model.decoder.layer_norm.weight": {"dtype": "F32", "shape": [8], "data_offsets": [640, 672]}}"#;
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("model.safetensors");
-    write_safetensors(&path, header, 672);
-    let decoder = weights_from_header(&path, DType::Int4).unwrap().weights.decoder;
+    let decoder = decoder_bytes(header, 672, DType::Int4);
     assert_eq!(decoder, 4 * 2 * 18 + 8 * 4, "fc1 as two groups per row, the norm in f32");
     let counts = ParameterCounts { decoder: 400, ..Default::default() };
     assert_eq!(WeightBytes::of_params(&counts, DType::Int4).decoder, 300 / 16 * 9 + 100 * 4);
